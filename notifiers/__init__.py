@@ -1,0 +1,1 @@
+"""benchwatch's notifiers: how notifications are delivered; depends only on `watcher`'s vocabulary."""

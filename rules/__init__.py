@@ -1,0 +1,1 @@
+"""benchwatch's rules: which events reach whom; depends only on `watcher`'s vocabulary."""

@@ -1,0 +1,52 @@
+"""Shared fixtures: a movable clock, the simulator served on a real local port, a sleep that never waits."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from watcher.clock import ManualClock
+from watcher.simulator import Simulator, create_app
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
+
+
+class FakeSleep:
+    """An injected `sleep`: records each delay, moves the clock, and can run a hook (e.g. heal a fault)."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.delays: list[float] = []
+        self.on_sleep: Callable[[int], None] | None = None
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        self.clock.advance(int(seconds * 1000))
+        if self.on_sleep is not None:
+            self.on_sleep(len(self.delays))
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def sim(clock: ManualClock) -> Simulator:
+    return Simulator(seed=7, clock=clock)
+
+
+@pytest.fixture
+async def sim_url(sim: Simulator, aiohttp_server: ServerFactory) -> str:
+    server = await aiohttp_server(create_app(sim))
+    return str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+def fake_sleep(clock: ManualClock) -> FakeSleep:
+    return FakeSleep(clock)

@@ -1,0 +1,137 @@
+"""The command line as a user meets it: help, one-line errors, exit codes, the simulator process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import aiohttp
+import pytest
+
+from watcher.clock import ManualClock
+from watcher.simulator import SimJobSpec, Simulator, create_app
+
+BENCHWATCH = [sys.executable, "-m", "watcher"]
+SECRET = "rl_cli_SECRET_987"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLOOP_")}
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize("command", [[], ["simulate"], ["demo"], ["jobs"], ["job"]])
+def test_help_of_every_command(command: list[str]) -> None:
+    result = subprocess.run([*BENCHWATCH, *command, "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "usage: benchwatch" in result.stdout
+
+
+def test_usage_errors_exit_2_in_one_line() -> None:
+    result = subprocess.run(
+        [*BENCHWATCH, "simulate", "--rate-429", "3"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert "must be between 0 and 1" in result.stderr and "Traceback" not in result.stderr
+
+
+async def _run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *BENCHWATCH, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_api_errors_are_one_readable_line(aiohttp_server: object) -> None:
+    sim = Simulator(clock=ManualClock(), api_key="right-key")
+    plan = sim.add_job(SimJobSpec(name="nightly"))
+    server = await aiohttp_server(create_app(sim))  # type: ignore[operator]
+    base_url = str(server.make_url("")).rstrip("/")
+
+    code, out, err = await _run(
+        "job", plan.job_id, env=_env(RUNLOOP_BASE_URL=base_url, RUNLOOP_API_KEY=SECRET)
+    )
+    assert code == 4 and out == ""
+    assert err.count("\n") == 1 and "RUNLOOP_API_KEY" in err and SECRET not in err and "Traceback" not in err
+
+    code, out, err = await _run(
+        "job", "bmj_missing", env=_env(RUNLOOP_BASE_URL=base_url, RUNLOOP_API_KEY="right-key")
+    )
+    assert (
+        code == 4
+        and err.strip() == "benchwatch: error: GET /v1/benchmark_jobs/bmj_missing: not found (HTTP 404)"
+    )
+
+    code, out, err = await _run("jobs", "--base-url", base_url, env=_env(RUNLOOP_API_KEY="right-key"))
+    assert code == 0 and plan.job_id in out and "nightly" in out
+
+    code, out, err = await _run(
+        "job", plan.job_id, env=_env(RUNLOOP_BASE_URL=base_url, RUNLOOP_API_KEY="right-key")
+    )
+    assert code == 0 and f'"id": "{plan.job_id}"' in out
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _wait_until_serving(url: str, deadline_s: float) -> None:
+    deadline = time.monotonic() + deadline_s
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.05)
+
+
+async def test_simulate_runs_as_a_process_and_stops_cleanly_on_sigterm() -> None:
+    port = _free_port()
+    process = await asyncio.create_subprocess_exec(
+        *BENCHWATCH, "simulate", "--port", str(port), "--seed", "5", "--jobs", "3", "--api-key", "k",
+        env=_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await _wait_until_serving(f"http://127.0.0.1:{port}/_sim/faults", deadline_s=20)
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": "Bearer k"}) as http,
+            http.get(f"http://127.0.0.1:{port}/v1/benchmark_jobs") as response,
+        ):
+            listing = await response.json()
+        assert len(listing["jobs"]) == 7  # four demo jobs and three extra
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    assert process.returncode == 0, err.decode()
+    assert f"http://127.0.0.1:{port}" in out.decode()
+
+
+async def test_simulate_reports_a_busy_port_in_one_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, _, err = await _run("simulate", "--port", str(busy.getsockname()[1]), env=_env())
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1 and "address" in err.lower()
+
+
+async def test_demo_runs_to_a_summary() -> None:
+    code, out, err = await _run(
+        "demo", "--speed", "600", "--interval", "0.2", "--max-seconds", "30", env=_env()
+    )
+    assert code == 0, err
+    assert "demo-nightly-completes" in out and "summary" in out
+    assert "-> failed" in out and "-> completed" in out

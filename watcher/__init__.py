@@ -1,0 +1,1 @@
+"""benchwatch's watcher: the API vocabulary, the client, the simulator and the process wiring."""

@@ -1,0 +1,164 @@
+"""The `benchwatch` command line. Every error ends as one readable line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from watcher import commands
+from watcher.commands import UsageError
+from watcher.errors import RunloopApiError
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_API = 4
+
+log = logging.getLogger("benchwatch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="benchwatch",
+        description="Watch Runloop benchmark jobs and tell the right people what changed.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details (never secrets)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_simulate(sub)
+    _add_demo(sub)
+    _add_jobs(sub)
+    _add_job(sub)
+    return parser
+
+
+def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="serve a simulated Runloop benchmark API (no account needed)",
+        description="Serve the Runloop benchmark API with simulated jobs on an accelerated clock. "
+        "Point benchwatch (or the official SDK) at it with RUNLOOP_BASE_URL=http://HOST:PORT.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8787, help="port to listen on (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
+    p.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=60.0,
+        help="simulated seconds per real second (default: %(default)s)",
+    )
+    p.add_argument("--api-key", help="require this bearer token (default: accept any request)")
+    p.add_argument("--jobs", type=_non_negative_int, default=0, help="extra random jobs to create at start")
+    p.add_argument("--no-demo-jobs", action="store_true", help="start without the four demo jobs")
+    faults = p.add_argument_group(
+        "fault injection (shares of API responses, 0..1; change later with PUT /_sim/faults)"
+    )
+    for flag, help_text in (
+        ("--rate-429", "answer 429 Too Many Requests (with Retry-After)"),
+        ("--rate-500", "answer 500 Internal Server Error"),
+        ("--rate-503", "answer 503 Service Unavailable"),
+        ("--rate-truncated", "cut the body short and drop the connection"),
+        ("--rate-malformed", "send a body that is not valid JSON"),
+    ):
+        faults.add_argument(flag, type=_share, default=0.0, help=help_text)
+    faults.add_argument("--latency-ms", type=_non_negative_int, default=0, help="delay every API response")
+    p.set_defaults(handler=commands.simulate)
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="see benchwatch work in a minute: simulator + watcher, no account, no config",
+        description="Start the simulator in-process with four demo jobs and watch them until they settle.",
+    )
+    p.add_argument("--speed", type=_positive_float, default=60.0, help="simulated seconds per real second")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulation (default: %(default)s)")
+    p.add_argument(
+        "--interval", type=_positive_float, default=1.0, help="seconds between polls (default: %(default)s)"
+    )
+    p.add_argument("--max-seconds", type=_positive_float, default=120.0, help="stop after this long at most")
+    p.set_defaults(handler=commands.demo)
+
+
+def _add_api_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base-url", help="API address (default: $RUNLOOP_BASE_URL or https://api.runloop.ai)")
+
+
+def _add_jobs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "jobs",
+        help="list benchmark jobs, newest first",
+        description="List benchmark jobs, newest first. The key comes from $RUNLOOP_API_KEY.",
+    )
+    _add_api_options(p)
+    p.add_argument("--name", help="only the job with this exact name")
+    p.add_argument("--search", help="only jobs whose id or name contains this")
+    p.add_argument(
+        "--limit", type=_non_negative_int, default=20, help="at most this many jobs (default: %(default)s)"
+    )
+    p.set_defaults(handler=commands.list_jobs)
+
+
+def _add_job(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "job",
+        help="print one benchmark job as JSON",
+        description="Fetch one benchmark job and print it as JSON. The key comes from $RUNLOOP_API_KEY.",
+    )
+    _add_api_options(p)
+    p.add_argument("job_id", metavar="JOB_ID", help="the job's id (bmj_...)")
+    p.set_defaults(handler=commands.show_job)
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {raw}")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {raw}")
+    return value
+
+
+def _share(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {raw}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `benchwatch` script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.handler
+    try:
+        return asyncio.run(handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except RunloopApiError as exc:
+        return _fail(str(exc), EXIT_API)
+    except (UsageError, ValueError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        return _fail(f"{exc.strerror or exc}", EXIT_USAGE)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"benchwatch: error: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

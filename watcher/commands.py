@@ -1,0 +1,108 @@
+"""What each `benchwatch` subcommand does, given its parsed arguments; returns the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import signal
+import sys
+import time
+
+from aiohttp import web
+
+from watcher.client import RunloopClient
+from watcher.clock import ScaledClock
+from watcher.models import BenchmarkJobView
+from watcher.simulator import Faults, SimJobSpec, Simulator, create_app, demo_specs
+
+
+class UsageError(Exception):
+    """Bad input from the user: exit code 2, one line."""
+
+
+async def simulate(args: argparse.Namespace) -> int:
+    """`benchwatch simulate`: serve the simulated API until interrupted."""
+    sim = Simulator(seed=args.seed, clock=ScaledClock(speed=args.speed), api_key=args.api_key)
+    if not args.no_demo_jobs:
+        for spec in demo_specs():
+            sim.add_job(spec)
+    extra_rng = random.Random(f"{args.seed}:extra-jobs")
+    for _ in range(args.jobs):
+        sim.add_job(
+            SimJobSpec(n_scenarios=extra_rng.randint(5, 50), fail_rate=round(extra_rng.uniform(0, 0.2), 2))
+        )
+    sim.set_faults(
+        Faults(
+            rate_429=args.rate_429,
+            rate_500=args.rate_500,
+            rate_503=args.rate_503,
+            rate_truncated=args.rate_truncated,
+            rate_malformed=args.rate_malformed,
+            latency_ms=args.latency_ms,
+        )
+    )
+    runner = web.AppRunner(create_app(sim), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, args.host, args.port).start()
+        base_url = f"http://{args.host}:{args.port}"
+        print(f"Runloop simulator on {base_url}  (seed {args.seed}, {args.speed:g}x real time)")
+        print(f"  try:  RUNLOOP_BASE_URL={base_url} benchwatch jobs")
+        for plan in sim.jobs():
+            print(f"  {plan.job_id}  {plan.name}")
+        print("Ctrl-C to stop.", flush=True)
+        await _wait_for_stop_signal()
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+async def _wait_for_stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def list_jobs(args: argparse.Namespace) -> int:
+    """`benchwatch jobs`: a table of jobs, newest first."""
+    async with RunloopClient(base_url=args.base_url) as client:
+        shown = 0
+        async for job in client.iter_jobs(
+            name=args.name, search=args.search, page_size=min(max(args.limit, 1), 5000)
+        ):
+            if shown >= args.limit:
+                break
+            print(_job_line(job))
+            shown += 1
+    if shown == 0:
+        print("no jobs", file=sys.stderr)
+    return 0
+
+
+async def show_job(args: argparse.Namespace) -> int:
+    """`benchwatch job ID`: one job as JSON."""
+    async with RunloopClient(base_url=args.base_url) as client:
+        job = await client.get_job(args.job_id)
+    print(json.dumps(job.model_dump(mode="json"), indent=2))
+    return 0
+
+
+def _job_line(job: BenchmarkJobView) -> str:
+    outcomes = job.benchmark_outcomes or ()
+    done = sum(o.n_completed + o.n_failed + o.n_timeout for o in outcomes)
+    expected = job.job_spec.n_expected if job.job_spec else 0
+    created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(job.create_time_ms / 1000))
+    return f"{job.id}  {job.state:<12} {created}Z  {done:>4}/{expected:<4} {job.name}"
+
+
+async def demo(args: argparse.Namespace) -> int:
+    """`benchwatch demo`: the simulator in-process and a watch over its demo jobs."""
+    from watcher.demo import run_demo
+
+    return await run_demo(
+        seed=args.seed, speed=args.speed, interval_s=args.interval, max_seconds=args.max_seconds
+    )

@@ -1,0 +1,7 @@
+"""The Runloop simulator: how benchwatch is demonstrated, tested and benchmarked without a Runloop account."""
+
+from watcher.simulator.plan import JobPlan, SimAgent, SimJobSpec
+from watcher.simulator.scenarios import demo_specs
+from watcher.simulator.server import Faults, Simulator, create_app
+
+__all__ = ["Faults", "JobPlan", "SimAgent", "SimJobSpec", "Simulator", "create_app", "demo_specs"]
