@@ -34,9 +34,7 @@ def test_help_of_every_command(command: list[str]) -> None:
 
 
 def test_usage_errors_exit_2_in_one_line() -> None:
-    result = subprocess.run(
-        [*BENCHWATCH, "simulate", "--rate-429", "3"], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([*BENCHWATCH, "simulate", "--rate-429", "3"], capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert "must be between 0 and 1" in result.stderr and "Traceback" not in result.stderr
 
@@ -56,26 +54,17 @@ async def test_api_errors_are_one_readable_line(aiohttp_server: object) -> None:
     server = await aiohttp_server(create_app(sim))  # type: ignore[operator]
     base_url = str(server.make_url("")).rstrip("/")
 
-    code, out, err = await _run(
-        "job", plan.job_id, env=_env(RUNLOOP_BASE_URL=base_url, RUNLOOP_API_KEY=SECRET)
-    )
+    code, out, err = await _run("job", plan.job_id, env=_env(RUNLOOP_BASE_URL=base_url, RUNLOOP_API_KEY=SECRET))
     assert code == 4 and out == ""
     assert err.count("\n") == 1 and "RUNLOOP_API_KEY" in err and SECRET not in err and "Traceback" not in err
 
-    code, out, err = await _run(
-        "job", "bmj_missing", env=_env(RUNLOOP_BASE_URL=base_url, RUNLOOP_API_KEY="right-key")
-    )
-    assert (
-        code == 4
-        and err.strip() == "benchwatch: error: GET /v1/benchmark_jobs/bmj_missing: not found (HTTP 404)"
-    )
+    code, out, err = await _run("job", "bmj_missing", env=_env(RUNLOOP_BASE_URL=base_url, RUNLOOP_API_KEY="right-key"))
+    assert code == 4 and err.strip() == "benchwatch: error: GET /v1/benchmark_jobs/bmj_missing: not found (HTTP 404)"
 
     code, out, err = await _run("jobs", "--base-url", base_url, env=_env(RUNLOOP_API_KEY="right-key"))
     assert code == 0 and plan.job_id in out and "nightly" in out
 
-    code, out, err = await _run(
-        "job", plan.job_id, env=_env(RUNLOOP_BASE_URL=base_url, RUNLOOP_API_KEY="right-key")
-    )
+    code, out, err = await _run("job", plan.job_id, env=_env(RUNLOOP_BASE_URL=base_url, RUNLOOP_API_KEY="right-key"))
     assert code == 0 and f'"id": "{plan.job_id}"' in out
 
 
@@ -129,9 +118,7 @@ async def test_simulate_reports_a_busy_port_in_one_line() -> None:
 
 
 async def test_demo_runs_to_a_summary() -> None:
-    code, out, err = await _run(
-        "demo", "--speed", "600", "--interval", "0.2", "--max-seconds", "30", env=_env()
-    )
+    code, out, err = await _run("demo", "--speed", "600", "--interval", "0.2", "--max-seconds", "30", env=_env())
     assert code == 0, err
     assert "demo-nightly-completes" in out and "summary" in out
     assert "-> failed" in out and "-> completed" in out

@@ -56,9 +56,7 @@ async def test_paging_returns_every_job_exactly_once(
     assert len(sim.request_log) == 7  # ceil(45 / 7) pages, no extra request
 
 
-async def test_scenario_run_paging(
-    sim: Simulator, sim_url: str, fake_sleep: FakeSleep, clock: ManualClock
-) -> None:
+async def test_scenario_run_paging(sim: Simulator, sim_url: str, fake_sleep: FakeSleep, clock: ManualClock) -> None:
     plan = sim.add_job(SimJobSpec(n_scenarios=30, concurrency=30, agents=[{"name": "a"}]))  # type: ignore[list-item]
     clock.set(plan.running_ms + 1000)
     async with _client(sim_url, fake_sleep) as client:
@@ -103,9 +101,7 @@ async def test_total_wait_is_bounded(sim: Simulator, sim_url: str, fake_sleep: F
     assert fake_sleep.delays == [50.0, 50.0]  # a third wait would pass the 120 s budget
 
 
-async def test_retry_after_beyond_the_cap_is_clamped(
-    sim: Simulator, sim_url: str, fake_sleep: FakeSleep
-) -> None:
+async def test_retry_after_beyond_the_cap_is_clamped(sim: Simulator, sim_url: str, fake_sleep: FakeSleep) -> None:
     plan = sim.add_job()
     sim.set_faults(Faults(rate_429=1.0, retry_after_s=3600))
     fake_sleep.on_sleep = _heal_after(sim, 1)  # type: ignore[assignment]
@@ -114,9 +110,7 @@ async def test_retry_after_beyond_the_cap_is_clamped(
     assert fake_sleep.delays == [60.0]
 
 
-async def test_truncated_and_malformed_bodies_are_retried(
-    sim: Simulator, sim_url: str, fake_sleep: FakeSleep
-) -> None:
+async def test_truncated_and_malformed_bodies_are_retried(sim: Simulator, sim_url: str, fake_sleep: FakeSleep) -> None:
     plan = sim.add_job()
     sim.set_faults(Faults(rate_truncated=0.5, rate_malformed=0.5))
     fake_sleep.on_sleep = _heal_after(sim, 3)  # type: ignore[assignment]
@@ -125,9 +119,7 @@ async def test_truncated_and_malformed_bodies_are_retried(
     assert job.id == plan.job_id and len(fake_sleep.delays) == 3
 
 
-async def test_malformed_json_gives_the_typed_error(
-    sim: Simulator, sim_url: str, fake_sleep: FakeSleep
-) -> None:
+async def test_malformed_json_gives_the_typed_error(sim: Simulator, sim_url: str, fake_sleep: FakeSleep) -> None:
     plan = sim.add_job()
     sim.set_faults(Faults(rate_malformed=1.0))
     async with _client(sim_url, fake_sleep, retry=RetryPolicy(max_attempts=3)) as client:
@@ -170,9 +162,7 @@ async def test_404_is_not_found_without_retry(sim: Simulator, sim_url: str, fake
     assert fake_sleep.delays == []
 
 
-async def test_other_4xx_is_a_client_error_with_the_body(
-    sim: Simulator, sim_url: str, fake_sleep: FakeSleep
-) -> None:
+async def test_other_4xx_is_a_client_error_with_the_body(sim: Simulator, sim_url: str, fake_sleep: FakeSleep) -> None:
     async with _client(sim_url, fake_sleep) as client:
         with pytest.raises(ClientRequestError, match="limit must be between 1 and 5000") as caught:
             await client.list_jobs(limit=5001)

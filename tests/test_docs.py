@@ -9,9 +9,7 @@ import pytest
 
 DOCS = sorted((Path(__file__).parent.parent / "docs").glob("*.md"))
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
-EXAMPLES = [
-    (path.name, index, code) for path in DOCS for index, code in enumerate(BLOCK.findall(path.read_text()))
-]
+EXAMPLES = [(path.name, index, code) for path in DOCS for index, code in enumerate(BLOCK.findall(path.read_text()))]
 
 
 def test_the_docs_have_python_examples() -> None:

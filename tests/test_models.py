@@ -42,10 +42,7 @@ def test_completed_example_keeps_failure_reasons() -> None:
     job = BenchmarkJobView.model_validate_json((FIXTURES / "job-completed.json").read_bytes())
     assert job.is_terminal
     failed = [
-        s
-        for o in job.benchmark_outcomes or ()
-        for s in o.scenario_outcomes or ()
-        if s.state == ScenarioState.FAILED
+        s for o in job.benchmark_outcomes or () for s in o.scenario_outcomes or () if s.state == ScenarioState.FAILED
     ]
     assert failed and all(s.failure_reason is not None for s in failed)
 

@@ -22,9 +22,7 @@ def _cast() -> list[SimJobSpec]:
 
 @pytest.fixture
 async def sdk(sim_url: str) -> AsyncRunloop:
-    client = AsyncRunloop(
-        base_url=sim_url, bearer_token="any", _strict_response_validation=True, max_retries=0
-    )
+    client = AsyncRunloop(base_url=sim_url, bearer_token="any", _strict_response_validation=True, max_retries=0)
     yield client  # type: ignore[misc]
     await client.close()
 
@@ -43,9 +41,7 @@ async def test_every_endpoint_parses_across_every_job_life(
             for run in job.in_progress_runs or []:
                 assert (await sdk.benchmark_runs.retrieve(run.benchmark_run_id)).id == run.benchmark_run_id
                 page = await sdk.benchmark_runs.list_scenario_runs(run.benchmark_run_id, limit=5000)
-                assert all(
-                    scenario_run.benchmark_run_id == run.benchmark_run_id for scenario_run in page.runs
-                )
+                assert all(scenario_run.benchmark_run_id == run.benchmark_run_id for scenario_run in page.runs)
                 checked_runs += 1
         clock.advance(90_000)
     assert checked_runs > 0

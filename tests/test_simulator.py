@@ -38,18 +38,12 @@ def test_a_job_moves_through_the_real_lifecycle(sim: Simulator, clock: ManualClo
     assert all(len(o.scenario_outcomes or ()) == 6 for o in outcomes)
 
 
-def test_a_run_has_an_outcome_only_once_finished_and_lingers_in_progress(
-    sim: Simulator, clock: ManualClock
-) -> None:
+def test_a_run_has_an_outcome_only_once_finished_and_lingers_in_progress(sim: Simulator, clock: ManualClock) -> None:
     plan = sim.add_job(SimJobSpec(n_scenarios=4, agents=ONE_AGENT, run_linger_s=15, completion_delay_s=30))
     run = plan.runs[0]
     clock.set(run.end_ms - 1)
     before = _view(sim, plan)
-    assert (
-        before.benchmark_outcomes == ()
-        and before.in_progress_runs
-        and before.in_progress_runs[0].state == "running"
-    )
+    assert before.benchmark_outcomes == () and before.in_progress_runs and before.in_progress_runs[0].state == "running"
     clock.set(run.end_ms)
     after = _view(sim, plan)
     assert after.benchmark_outcomes and after.benchmark_outcomes[0].benchmark_run_id == run.run_id
@@ -86,9 +80,7 @@ def test_an_aborted_job_cancels_unfinished_scenarios(
 
 
 def test_scenario_runs_move_through_their_states(sim: Simulator, clock: ManualClock) -> None:
-    plan = sim.add_job(
-        SimJobSpec(n_scenarios=40, concurrency=10, agents=ONE_AGENT, fail_rate=0.2, timeout_rate=0.1)
-    )
+    plan = sim.add_job(SimJobSpec(n_scenarios=40, concurrency=10, agents=ONE_AGENT, fail_rate=0.2, timeout_rate=0.1))
     run = plan.runs[0]
     seen: set[str] = set()
     assert plan.end_ms is not None
@@ -101,12 +93,8 @@ def test_scenario_runs_move_through_their_states(sim: Simulator, clock: ManualCl
 
 
 def test_retries_show_a_failed_then_a_completed_scenario_run(sim: Simulator) -> None:
-    plan = sim.add_job(
-        SimJobSpec(n_scenarios=60, n_attempts=1, fail_rate=0.3, timeout_rate=0.0, agents=ONE_AGENT)
-    )
-    retried = [
-        s for s in plan.runs[0].scenarios if len(s.attempts) == 2 and s.attempts[1].final_state == "scored"
-    ]
+    plan = sim.add_job(SimJobSpec(n_scenarios=60, n_attempts=1, fail_rate=0.3, timeout_rate=0.0, agents=ONE_AGENT))
+    retried = [s for s in plan.runs[0].scenarios if len(s.attempts) == 2 and s.attempts[1].final_state == "scored"]
     assert retried, "seed 7 should retry at least one scenario successfully"
     scenario = retried[0]
     assert scenario.attempts[0].final_state in ("failed", "timeout")
@@ -116,9 +104,7 @@ def test_retries_show_a_failed_then_a_completed_scenario_run(sim: Simulator) -> 
         s for s in job_view(plan, plan.end_ms)["benchmark_outcomes"][0]["scenario_outcomes"]
         if s["scenario_definition_id"] == scenario.definition_id
     )  # fmt: skip
-    assert (
-        outcome["state"] == "COMPLETED" and outcome["scenario_run_id"] == scenario.attempts[1].scenario_run_id
-    )
+    assert outcome["state"] == "COMPLETED" and outcome["scenario_run_id"] == scenario.attempts[1].scenario_run_id
 
 
 def test_a_stalled_job_stays_running_and_stops_changing(sim: Simulator, clock: ManualClock) -> None:
@@ -176,12 +162,8 @@ async def test_http_surface(sim: Simulator, sim_url: str, clock: ManualClock) ->
         assert created["name"] == "ci-run" and created["job_spec"]["scenario_ids"] == ["scn_a", "scn_b"]
         clock.advance(1000)
         sim.add_job(SimJobSpec(name="newer"))
-        listing = await (
-            await http.get(f"{sim_url}/v1/benchmark_jobs", params={"include_total_count": "false"})
-        ).json()
-        assert [job["name"] for job in listing["jobs"]] == ["newer", "ci-run"] and listing[
-            "total_count"
-        ] is None
+        listing = await (await http.get(f"{sim_url}/v1/benchmark_jobs", params={"include_total_count": "false"})).json()
+        assert [job["name"] for job in listing["jobs"]] == ["newer", "ci-run"] and listing["total_count"] is None
         by_name = await (await http.get(f"{sim_url}/v1/benchmark_jobs", params={"name": "ci-run"})).json()
         assert [job["id"] for job in by_name["jobs"]] == [created["id"]] and by_name["total_count"] == 1
         missing = await http.get(f"{sim_url}/v1/benchmark_jobs/bmj_missing")

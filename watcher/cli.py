@@ -7,11 +7,13 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from watcher import commands
 from watcher.commands import UsageError
 from watcher.errors import RunloopApiError
+from watcher.store.sqlite import StoreError
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -32,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_jobs(sub)
     _add_job(sub)
+    _add_replay(sub)
+    sub.add_parser(
+        "schema", help="print the JSON Schema of events", description="Print the JSON Schema of every event kind."
+    ).set_defaults(handler=commands.schema)
     return parser
 
 
@@ -54,9 +60,7 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--api-key", help="require this bearer token (default: accept any request)")
     p.add_argument("--jobs", type=_non_negative_int, default=0, help="extra random jobs to create at start")
     p.add_argument("--no-demo-jobs", action="store_true", help="start without the four demo jobs")
-    faults = p.add_argument_group(
-        "fault injection (shares of API responses, 0..1; change later with PUT /_sim/faults)"
-    )
+    faults = p.add_argument_group("fault injection (shares of API responses, 0..1; change later with PUT /_sim/faults)")
     for flag, help_text in (
         ("--rate-429", "answer 429 Too Many Requests (with Retry-After)"),
         ("--rate-500", "answer 500 Internal Server Error"),
@@ -77,9 +81,7 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--speed", type=_positive_float, default=60.0, help="simulated seconds per real second")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulation (default: %(default)s)")
-    p.add_argument(
-        "--interval", type=_positive_float, default=1.0, help="seconds between polls (default: %(default)s)"
-    )
+    p.add_argument("--interval", type=_positive_float, default=1.0, help="seconds between polls (default: %(default)s)")
     p.add_argument("--max-seconds", type=_positive_float, default=120.0, help="stop after this long at most")
     p.set_defaults(handler=commands.demo)
 
@@ -97,9 +99,7 @@ def _add_jobs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_api_options(p)
     p.add_argument("--name", help="only the job with this exact name")
     p.add_argument("--search", help="only jobs whose id or name contains this")
-    p.add_argument(
-        "--limit", type=_non_negative_int, default=20, help="at most this many jobs (default: %(default)s)"
-    )
+    p.add_argument("--limit", type=_non_negative_int, default=20, help="at most this many jobs (default: %(default)s)")
     p.set_defaults(handler=commands.list_jobs)
 
 
@@ -112,6 +112,19 @@ def _add_job(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_api_options(p)
     p.add_argument("job_id", metavar="JOB_ID", help="the job's id (bmj_...)")
     p.set_defaults(handler=commands.show_job)
+
+
+def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="turn recorded snapshots (JSON lines) into events (JSON lines)",
+        description='Read JSON lines, each a BenchmarkJobView or {"at_ms", "job", "scenario_runs"}, diff them '
+        "in order (several jobs may be interleaved) and print the events as JSON lines. The same file always "
+        "gives the same output.",
+    )
+    p.add_argument("file", metavar="FILE", type=Path, help="the recorded snapshots")
+    p.add_argument("--state", type=Path, help="SQLite file to keep the state in (default: in memory)")
+    p.set_defaults(handler=commands.replay)
 
 
 def _positive_float(raw: str) -> float:
@@ -151,8 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), EXIT_API)
     except (UsageError, ValueError) as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except StoreError as exc:
+        return _fail(str(exc), EXIT_USAGE)
     except OSError as exc:
-        return _fail(f"{exc.strerror or exc}", EXIT_USAGE)
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}", EXIT_USAGE)
 
 
 def _fail(message: str, code: int) -> int:

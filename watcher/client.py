@@ -246,15 +246,11 @@ class RunloopClient:
             raise self._status_error(path, status, response_headers, body)
         return _parse(path, status, body, model)
 
-    def _status_error(
-        self, path: str, status: int, headers: Mapping[str, str], body: bytes
-    ) -> RunloopApiError:
+    def _status_error(self, path: str, status: int, headers: Mapping[str, str], body: bytes) -> RunloopApiError:
         reason, retryable = classify_status(status)
         excerpt = self._excerpt(body)
         if reason == Reason.AUTH:
-            cause = (
-                "is not set" if self._api_key is None else "was rejected (invalid, or lacks benchmark access)"
-            )
+            cause = "is not set" if self._api_key is None else "was rejected (invalid, or lacks benchmark access)"
             return AuthError(
                 f"GET {path}: HTTP {status}: the Runloop API key {cause}; set RUNLOOP_API_KEY", status=status
             )
@@ -283,9 +279,7 @@ class RunloopClient:
         hint = exc.retry_after_s if isinstance(exc, TransientApiError) else None
         if hint is not None:
             return min(hint, self.retry.max_retry_after_s)
-        backoff = wait_random_exponential(
-            multiplier=self.retry.initial_backoff_s, max=self.retry.max_backoff_s
-        )
+        backoff = wait_random_exponential(multiplier=self.retry.initial_backoff_s, max=self.retry.max_backoff_s)
         return float(backoff(state))
 
     def _should_stop(self, state: RetryCallState) -> bool:
@@ -307,9 +301,7 @@ def _parse(path: str, status: int, body: bytes, model: type[ModelT]) -> ModelT:
         if first["type"] == "json_invalid":
             raise MalformedResponseError(f"GET {path}: response is not valid JSON", status=status) from None
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise SchemaError(
-            f"GET {path}: unexpected response shape at {where}: {first['msg']}", status=status
-        ) from None
+        raise SchemaError(f"GET {path}: unexpected response shape at {where}: {first['msg']}", status=status) from None
 
 
 def _params(**values: Any) -> dict[str, str]:

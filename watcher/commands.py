@@ -30,9 +30,7 @@ async def simulate(args: argparse.Namespace) -> int:
             sim.add_job(spec)
     extra_rng = random.Random(f"{args.seed}:extra-jobs")
     for _ in range(args.jobs):
-        sim.add_job(
-            SimJobSpec(n_scenarios=extra_rng.randint(5, 50), fail_rate=round(extra_rng.uniform(0, 0.2), 2))
-        )
+        sim.add_job(SimJobSpec(n_scenarios=extra_rng.randint(5, 50), fail_rate=round(extra_rng.uniform(0, 0.2), 2)))
     sim.set_faults(
         Faults(
             rate_429=args.rate_429,
@@ -71,9 +69,7 @@ async def list_jobs(args: argparse.Namespace) -> int:
     """`benchwatch jobs`: a table of jobs, newest first."""
     async with RunloopClient(base_url=args.base_url) as client:
         shown = 0
-        async for job in client.iter_jobs(
-            name=args.name, search=args.search, page_size=min(max(args.limit, 1), 5000)
-        ):
+        async for job in client.iter_jobs(name=args.name, search=args.search, page_size=min(max(args.limit, 1), 5000)):
             if shown >= args.limit:
                 break
             print(_job_line(job))
@@ -99,10 +95,24 @@ def _job_line(job: BenchmarkJobView) -> str:
     return f"{job.id}  {job.state:<12} {created}Z  {done:>4}/{expected:<4} {job.name}"
 
 
+async def replay(args: argparse.Namespace) -> int:
+    """`benchwatch replay FILE`: events of recorded snapshots, as JSON lines on stdout."""
+    from watcher.replay import replay as replay_file
+
+    await replay_file(args.file, sys.stdout, state=args.state)
+    return 0
+
+
+async def schema(args: argparse.Namespace) -> int:
+    """`benchwatch schema`: the JSON Schema of events."""
+    from watcher.events import events_json_schema
+
+    sys.stdout.write(events_json_schema())
+    return 0
+
+
 async def demo(args: argparse.Namespace) -> int:
     """`benchwatch demo`: the simulator in-process and a watch over its demo jobs."""
     from watcher.demo import run_demo
 
-    return await run_demo(
-        seed=args.seed, speed=args.speed, interval_s=args.interval, max_seconds=args.max_seconds
-    )
+    return await run_demo(seed=args.seed, speed=args.speed, interval_s=args.interval, max_seconds=args.max_seconds)

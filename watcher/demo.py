@@ -62,9 +62,7 @@ async def _watch(client: RunloopClient, job_ids: list[str], interval_s: float, m
             latest[job_id] = job
             if _report(job, seen[job_id]):
                 seen[job_id].last_change_s = time.monotonic() - started
-        if all(job.is_terminal for job in latest.values() if job.name != "demo-stalls") and len(
-            latest
-        ) == len(job_ids):
+        if all(job.is_terminal for job in latest.values() if job.name != "demo-stalls") and len(latest) == len(job_ids):
             break
         await asyncio.sleep(interval_s)
     _summary(latest.values(), seen, time.monotonic() - started)

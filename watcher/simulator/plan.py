@@ -140,19 +140,14 @@ def make_plan(spec: SimJobSpec, *, job_id: str, name: str, create_ms: int, rng: 
     names = tuple(f"{_SCENARIO_WORDS[i % len(_SCENARIO_WORDS)]}-{i:03d}" for i in range(len(scenario_ids)))
     scenarios = tuple(zip(scenario_ids, names, strict=True))
     runs = tuple(
-        _plan_run(spec, agent, running_ms + index * 1000, scenarios, rng)
-        for index, agent in enumerate(spec.agents)
+        _plan_run(spec, agent, running_ms + index * 1000, scenarios, rng) for index, agent in enumerate(spec.agents)
     )
     stop_ms, end_ms = _stop_and_end(spec, running_ms, runs)
     final_state = "running" if end_ms is None else spec.outcome
-    return JobPlan(
-        job_id, name, spec, create_ms, running_ms, runs, scenario_ids, stop_ms, end_ms, final_state
-    )
+    return JobPlan(job_id, name, spec, create_ms, running_ms, runs, scenario_ids, stop_ms, end_ms, final_state)
 
 
-def _stop_and_end(
-    spec: SimJobSpec, running_ms: int, runs: tuple[RunPlan, ...]
-) -> tuple[int | None, int | None]:
+def _stop_and_end(spec: SimJobSpec, running_ms: int, runs: tuple[RunPlan, ...]) -> tuple[int | None, int | None]:
     natural_end = max((run.end_ms for run in runs), default=running_ms) + _ms(spec.completion_delay_s)
     stall_ms = None if spec.stall_after_s is None else running_ms + _ms(spec.stall_after_s)
     if spec.outcome != "completed":
@@ -198,9 +193,7 @@ def _plan_attempts(
     return tuple(attempts)
 
 
-def _draw_attempt(
-    spec: SimJobSpec, agent: SimAgent, start_ms: int, run_id: str, rng: random.Random
-) -> Attempt:
+def _draw_attempt(spec: SimJobSpec, agent: SimAgent, start_ms: int, run_id: str, rng: random.Random) -> Attempt:
     low_s, high_s = spec.scenario_duration_s
     duration_ms = _ms(rng.uniform(low_s, max(low_s, high_s)))
     draw = rng.random()
@@ -208,9 +201,7 @@ def _draw_attempt(
         failure = _FAILURES[rng.randrange(len(_FAILURES))]
         return Attempt(run_id, start_ms, start_ms + duration_ms // 3, "failed", None, failure)
     if draw < spec.fail_rate + spec.timeout_rate:
-        return Attempt(
-            run_id, start_ms, start_ms + _ms(spec.scenario_timeout_s), "timeout", None, _TIMEOUT_FAILURE
-        )
+        return Attempt(run_id, start_ms, start_ms + _ms(spec.scenario_timeout_s), "timeout", None, _TIMEOUT_FAILURE)
     if draw < spec.fail_rate + spec.timeout_rate + spec.cancel_rate:
         return Attempt(run_id, start_ms, start_ms + duration_ms // 2, "canceled", None, None)
     score = 1.0 if rng.random() < agent.pass_rate else rng.choice((0.0, 0.0, round(rng.random(), 2)))

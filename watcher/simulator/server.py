@@ -126,8 +126,7 @@ class Simulator:
         jobs = [
             plan
             for plan in self.jobs()
-            if (not name or plan.name == name)
-            and (not search or search in plan.job_id or search in plan.name)
+            if (not name or plan.name == name) and (not search or search in plan.job_id or search in plan.name)
         ]
         page, has_more = _page(jobs, lambda p: p.job_id, query.get("starting_after"), limit)
         now_ms = self.clock.now_ms()
@@ -165,9 +164,7 @@ class Simulator:
         views = scenario_run_views(plan, run, self.clock.now_ms())
         if state := query.get("state"):
             views = [view for view in views if view["state"] == state]
-        page, has_more = _page(
-            views, lambda v: str(v["id"]), query.get("starting_after"), _limit(query.get("limit"))
-        )
+        page, has_more = _page(views, lambda v: str(v["id"]), query.get("starting_after"), _limit(query.get("limit")))
         total = len(views) if _flag(query.get("include_total_count"), True) else None
         return _json({"runs": page, "has_more": has_more, "total_count": total})
 
@@ -222,8 +219,7 @@ class CreateJobParameters(BaseModel):
             fields["scenario_ids"] = list(spec["scenario_ids"])
         if spec.get("agent_configs"):
             fields["agents"] = [
-                SimAgent(name=agent["name"], model_name=agent.get("model_name"))
-                for agent in spec["agent_configs"]
+                SimAgent(name=agent["name"], model_name=agent.get("model_name")) for agent in spec["agent_configs"]
             ]
         orchestrator = spec.get("orchestrator_config") or {}
         if orchestrator.get("n_concurrent_trials"):
@@ -336,9 +332,7 @@ def _error(status: int, message: str, *, headers: dict[str, str] | None = None) 
 
 
 def _json(body: Any) -> web.Response:
-    return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(), content_type="application/json"
-    )
+    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), content_type="application/json")
 
 
 def _limit(raw: str | None) -> int:
@@ -357,9 +351,7 @@ def _flag(raw: str | None, default: bool) -> bool:
     return default if raw is None or raw == "" else raw.lower() == "true"
 
 
-def _page(
-    items: Sequence[T], key: Callable[[T], str], starting_after: str | None, limit: int
-) -> tuple[list[T], bool]:
+def _page(items: Sequence[T], key: Callable[[T], str], starting_after: str | None, limit: int) -> tuple[list[T], bool]:
     start = 0
     if starting_after:
         positions = [i for i, item in enumerate(items) if key(item) == starting_after]

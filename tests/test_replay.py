@@ -1,0 +1,95 @@
+"""`benchwatch replay`: the same file gives byte-identical events; bad lines are named; state can persist."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES
+from tests.recording import record, write_lines
+from watcher.clock import ManualClock
+from watcher.replay import ReplayInputError, replay
+from watcher.simulator import Simulator, demo_specs
+
+BENCHWATCH = [sys.executable, "-m", "watcher"]
+
+
+@pytest.fixture
+def recording(tmp_path: Path) -> Path:
+    clock = ManualClock()
+    sim = Simulator(seed=4, clock=clock)
+    plans = [sim.add_job(spec) for spec in demo_specs()]  # four jobs, interleaved line by line
+    return write_lines(tmp_path / "recording.jsonl", record(sim, clock, plans, steps=70, step_ms=30_000))
+
+
+async def _replay(path: Path, state: Path | None = None) -> str:
+    out = io.StringIO()
+    await replay(path, out, state=state)
+    return out.getvalue()
+
+
+def test_the_same_file_gives_byte_identical_output(recording: Path) -> None:
+    first = subprocess.run([*BENCHWATCH, "replay", str(recording)], capture_output=True, check=True)
+    second = subprocess.run([*BENCHWATCH, "replay", str(recording)], capture_output=True, check=True)
+    assert first.stdout == second.stdout and first.stderr == second.stderr == b""
+    events = [json.loads(line) for line in first.stdout.splitlines()]
+    assert {event["job_name"] for event in events} == {spec.name for spec in demo_specs()}
+    assert {"job.discovered", "run.started", "scenario.failed", "run.finished", "job.finished"} <= {
+        e["kind"] for e in events
+    }
+
+
+async def test_state_carries_over_between_runs(recording: Path, tmp_path: Path) -> None:
+    lines = recording.read_text().splitlines(keepends=True)  # noqa: ASYNC240  # a test's small file
+    head, tail = tmp_path / "head.jsonl", tmp_path / "tail.jsonl"
+    head.write_text("".join(lines[:100]))
+    tail.write_text("".join(lines[100:]))
+    state = tmp_path / "state.db"
+    assert await _replay(head, state) + await _replay(tail, state) == await _replay(recording)
+
+
+async def test_bare_job_views_take_the_line_number_as_time(tmp_path: Path) -> None:
+    running = (FIXTURES / "job-running.json").read_text().replace("\n", " ")
+    completed = (FIXTURES / "job-completed.json").read_text().replace("\n", " ")
+    path = tmp_path / "bare.jsonl"
+    path.write_text(f"{running}\n\n{completed}\n")
+    events = [json.loads(line) for line in (await _replay(path)).splitlines()]
+    assert (events[0]["kind"], events[0]["at_ms"]) == ("job.discovered", 1)
+    assert events[-1]["kind"] == "job.finished" and events[-1]["at_ms"] == 3
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object, got list"),
+        ('{"id": "bmj_1", "name": "x", "state": "running"}', "create_time_ms: Field required"),
+        ('{"at_ms": "soon", "job": {"id": "b", "name": "x", "state": "s", "create_time_ms": 1}}', "at_ms:"),
+        ('{"job": {"id": "b", "name": "x", "state": "s", "create_time_ms": 1}, "extra": 1}', "extra: Extra inputs"),
+    ],
+)
+def test_a_malformed_line_is_named_and_exits_2(tmp_path: Path, recording: Path, line: str, message: str) -> None:
+    lines = recording.read_text().splitlines()
+    path = tmp_path / "broken.jsonl"
+    path.write_text("\n".join([*lines[:2], line, *lines[2:5]]) + "\n")
+    result = subprocess.run([*BENCHWATCH, "replay", str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"benchwatch: error: {path}:3: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    with pytest.raises(ReplayInputError, match=":3: "):
+        from watcher.replay import read_snapshots
+
+        read_snapshots(path)
+
+
+def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*BENCHWATCH, "replay", str(tmp_path / "nope.jsonl")], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2 and "nope.jsonl: No such file or directory" in result.stderr
+    assert result.stderr.count("\n") == 1
