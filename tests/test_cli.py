@@ -120,5 +120,7 @@ async def test_simulate_reports_a_busy_port_in_one_line() -> None:
 async def test_demo_runs_to_a_summary() -> None:
     code, out, err = await _run("demo", "--speed", "600", "--interval", "0.2", "--max-seconds", "30", env=_env())
     assert code == 0, err
-    assert "demo-nightly-completes" in out and "summary" in out
-    assert "-> failed" in out and "-> completed" in out
+    assert "demo-setup-fails: finished: running → failed" in out
+    assert "demo-nightly-completes: finished: running → completed" in out
+    assert "demo-failure-burst: failed: " in out and "run finished: codex score" in out
+    assert "demo-stalls" in out and "stalled" in out.split("summary")[1]

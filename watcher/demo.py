@@ -1,95 +1,104 @@
-"""`benchwatch demo`: the simulator in-process, its four demo jobs, and a watch over them until they settle.
+"""`benchwatch demo`: the simulator in-process, its four demo jobs, and the watcher's pipeline over them.
 
-This first demo prints what the client sees change; the full pipeline (diff → rules → notifiers) replaces
-the printing as it lands.
+It polls through the real client, diffs through the real tracker into an in-memory store, and prints each event
+as it comes; rules and notifiers join the same path as they land.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections import Counter
 
 from aiohttp import web
 
 from watcher.client import RunloopClient
 from watcher.clock import ScaledClock
 from watcher.errors import RunloopApiError
-from watcher.models import BenchmarkJobView
+from watcher.eventlines import event_line
+from watcher.poll import fetch_snapshot
 from watcher.simulator import Simulator, create_app, demo_specs
-
-
-@dataclass
-class _Seen:
-    """What the demo last printed about one job."""
-
-    state: str = ""
-    finished_runs: set[str] = field(default_factory=set)
-    last_change_s: float = 0.0
+from watcher.store import SQLiteStore
+from watcher.tracker import JobTracker
 
 
 async def run_demo(*, seed: int, speed: float, interval_s: float, max_seconds: float) -> int:
     """Run the demo; returns the exit code."""
-    sim = Simulator(seed=seed, clock=ScaledClock(speed=speed))
+    clock = ScaledClock(speed=speed)
+    sim = Simulator(seed=seed, clock=clock, api_key="demo-key")
     job_ids = [sim.add_job(spec).job_id for spec in demo_specs()]
     runner = web.AppRunner(create_app(sim), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    base_url = f"http://127.0.0.1:{port}"
-    print(f"benchwatch demo: simulated Runloop API on {base_url}, {speed:g}x real time, {len(job_ids)} jobs")
+    base_url = site.name
+    print(f"benchwatch demo: simulated Runloop API on {base_url}, {speed:g}× real time, {len(job_ids)} jobs")
+    print("every event the watcher sees is printed as it comes; Ctrl-C stops early\n", flush=True)
     try:
-        async with RunloopClient(base_url=base_url, api_key="demo") as client:
-            await _watch(client, job_ids, interval_s, max_seconds)
+        async with RunloopClient(base_url=base_url, api_key="demo-key") as client, SQLiteStore(":memory:") as store:
+            tracker = JobTracker(store)
+            await _watch(
+                client=client,
+                tracker=tracker,
+                clock=clock,
+                job_ids=job_ids,
+                interval_s=interval_s,
+                max_seconds=max_seconds,
+            )
     finally:
         await runner.cleanup()
     return 0
 
 
-async def _watch(client: RunloopClient, job_ids: list[str], interval_s: float, max_seconds: float) -> None:
-    seen = {job_id: _Seen() for job_id in job_ids}
+async def _watch(
+    *,
+    client: RunloopClient,
+    tracker: JobTracker,
+    clock: ScaledClock,
+    job_ids: list[str],
+    interval_s: float,
+    max_seconds: float,
+) -> None:
     started = time.monotonic()
-    latest: dict[str, BenchmarkJobView] = {}
+    told: Counter[str] = Counter()
     while time.monotonic() - started < max_seconds:
         for job_id in job_ids:
             try:
-                job = await client.get_job(job_id)
+                snapshot = await fetch_snapshot(client, job_id, clock, scenario_runs=True)
             except RunloopApiError as exc:
                 print(f"  ! {job_id}: {exc}")
                 continue
-            latest[job_id] = job
-            if _report(job, seen[job_id]):
-                seen[job_id].last_change_s = time.monotonic() - started
-        if all(job.is_terminal for job in latest.values() if job.name != "demo-stalls") and len(latest) == len(job_ids):
+            for event in await tracker.observe(snapshot):
+                told[event.kind] += 1
+                print(f"  [{time.monotonic() - started:5.1f}s] {event_line(event)}", flush=True)
+        if _settled(tracker, job_ids, clock.now_ms()):
             break
         await asyncio.sleep(interval_s)
-    _summary(latest.values(), seen, time.monotonic() - started)
+    _summary(tracker, job_ids, told, time.monotonic() - started, clock.now_ms())
 
 
-def _report(job: BenchmarkJobView, seen: _Seen) -> bool:
-    changed = False
-    if job.state != seen.state:
-        reason = f" ({job.failure_reason})" if job.failure_reason else ""
-        print(f"  {job.name}: {seen.state or 'discovered'} -> {job.state}{reason}")
-        seen.state, changed = job.state, True
-    for outcome in job.benchmark_outcomes or ():
-        if outcome.benchmark_run_id in seen.finished_runs:
+def _settled(tracker: JobTracker, job_ids: list[str], now_ms: int) -> bool:
+    """Every job finished, or quiet for 20 simulated minutes (the stalled one)."""
+    for job_id in job_ids:
+        memory = tracker.memory(job_id)
+        if memory is None or (not memory.finished and now_ms - memory.last_change_ms < 20 * 60_000):
+            return False
+    return True
+
+
+def _summary(tracker: JobTracker, job_ids: list[str], told: Counter[str], elapsed_s: float, now_ms: int) -> None:
+    print(f"\nsummary after {elapsed_s:.0f}s ({sum(told.values())} events):")
+    for job_id in job_ids:
+        memory = tracker.memory(job_id)
+        if memory is None:
             continue
-        seen.finished_runs.add(outcome.benchmark_run_id)
-        score = "n/a" if outcome.average_score is None else f"{outcome.average_score:.2f}"
+        counters = memory.counters
+        note = ""
+        if not memory.finished:
+            quiet_min = (now_ms - memory.last_change_ms) / 60_000
+            note = f"  — no change for {quiet_min:.0f} simulated minutes: stalled"
         print(
-            f"  {job.name}: run of {outcome.agent_name} finished: score {score}, "
-            f"{outcome.n_completed} completed, {outcome.n_failed} failed, {outcome.n_timeout} timed out"
+            f"  {memory.job_name:<24} {memory.state:<10} {counters.n_done}/{counters.n_expected} done, "
+            f"{counters.n_failed} failed, {counters.n_timeout} timed out{note}"
         )
-        changed = True
-    return changed
-
-
-def _summary(jobs: Iterable[BenchmarkJobView], seen: dict[str, _Seen], elapsed_s: float) -> None:
-    print(f"\nsummary after {elapsed_s:.0f}s:")
-    for job in jobs:
-        quiet_s = elapsed_s - seen[job.id].last_change_s
-        note = f"  (no change for {quiet_s:.0f}s: stalled?)" if job.state == "running" else ""
-        print(f"  {job.name:<28} {job.state}{note}")
+    print("  events: " + ", ".join(f"{kind} ×{count}" for kind, count in sorted(told.items())))
