@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from watcher.clock import ManualClock
+from watcher.models import BenchmarkJobView, ScenarioRunView
 from watcher.simulator import JobPlan, Simulator
 from watcher.simulator.views import job_view, scenario_run_views
+from watcher.snapshot import Snapshot
 
 
 def snapshot_line(plan: JobPlan, now_ms: int, *, with_scenario_runs: bool = True) -> dict[str, Any]:
@@ -39,6 +41,12 @@ def record(
         lines.extend(snapshot_line(plan, clock.now_ms(), with_scenario_runs=with_scenario_runs) for plan in plans)
         clock.advance(step_ms)
     return lines
+
+
+def to_snapshot(line: dict[str, Any]) -> Snapshot:
+    """A replay line as the Snapshot the watcher would have built."""
+    runs = {k: tuple(ScenarioRunView.model_validate(v) for v in vs) for k, vs in line.get("scenario_runs", {}).items()}
+    return Snapshot(job=BenchmarkJobView.model_validate(line["job"]), at_ms=line["at_ms"], scenario_runs=runs)
 
 
 def write_lines(path: Path, lines: list[dict[str, Any]]) -> Path:

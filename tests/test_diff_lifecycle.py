@@ -8,13 +8,11 @@ from typing import Any
 
 import pytest
 
-from tests.recording import record
+from tests.recording import record, to_snapshot
 from watcher.clock import ManualClock
 from watcher.diff import JobMemory, diff
 from watcher.events import Event
-from watcher.models import BenchmarkJobView, ScenarioRunView
 from watcher.simulator import SimAgent, SimJobSpec, Simulator
-from watcher.snapshot import Snapshot
 
 SPECS = [
     SimJobSpec(name="retries", n_scenarios=40, n_attempts=2, fail_rate=0.3, timeout_rate=0.1, concurrency=6),
@@ -24,19 +22,11 @@ SPECS = [
 LAST_EVENT_FOR = {"FAILED": "scenario.failed", "TIMEOUT": "scenario.timed_out", "CANCELED": "scenario.canceled"}
 
 
-def _snapshot(line: dict[str, Any]) -> Snapshot:
-    runs = {
-        run_id: tuple(ScenarioRunView.model_validate(v) for v in views)
-        for run_id, views in line["scenario_runs"].items()
-    }
-    return Snapshot(job=BenchmarkJobView.model_validate(line["job"]), at_ms=line["at_ms"], scenario_runs=runs)
-
-
 def _events(lines: list[dict[str, Any]]) -> list[Event]:
     memories: dict[str, JobMemory] = {}
     events: list[Event] = []
     for line in lines:
-        snapshot = _snapshot(line)
+        snapshot = to_snapshot(line)
         result = diff(memories.get(snapshot.job.id), snapshot)
         memories[snapshot.job.id] = result.memory
         events.extend(result.events)

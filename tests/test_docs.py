@@ -19,3 +19,19 @@ def test_the_docs_have_python_examples() -> None:
 @pytest.mark.parametrize(("doc", "index", "code"), EXAMPLES, ids=[f"{d}#{i}" for d, i, _ in EXAMPLES])
 def test_python_example_runs(doc: str, index: int, code: str) -> None:
     exec(compile(code, f"{doc} example {index}", "exec"), {})
+
+
+YAML_BLOCK = re.compile(r"```yaml\n(.*?)```", re.DOTALL)
+YAML_EXAMPLES = [
+    (path.name, index, text) for path in DOCS for index, text in enumerate(YAML_BLOCK.findall(path.read_text()))
+]
+DOC_ENV = {"RUNLOOP_API_KEY": "k", "SLACK_BOT_TOKEN": "xoxb-doc"}
+
+
+@pytest.mark.parametrize(("doc", "index", "text"), YAML_EXAMPLES, ids=[f"{d}#{i}" for d, i, _ in YAML_EXAMPLES])
+def test_yaml_example_is_a_valid_config(tmp_path: Path, doc: str, index: int, text: str) -> None:
+    from watcher.config import load_config
+
+    path = tmp_path / "benchwatch.yaml"
+    path.write_text(text)
+    load_config(path, DOC_ENV)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.recording import record
+from tests.recording import record, to_snapshot
 from watcher.clock import ManualClock
 from watcher.events import Event
-from watcher.models import BenchmarkJobView, ScenarioRunView
 from watcher.simulator import SimJobSpec, Simulator
 from watcher.snapshot import Snapshot
 from watcher.store import SQLiteStore
@@ -31,12 +29,7 @@ def _timeline() -> list[Snapshot]:
         sim.add_job(SimJobSpec(name="b", n_scenarios=6, outcome="cancelled", end_after_s=500, fail_rate=0.2)),
     ]
     lines = record(sim, clock, plans, steps=50, step_ms=40_000)
-    return [_snapshot(line) for line in lines]
-
-
-def _snapshot(line: dict[str, Any]) -> Snapshot:
-    runs = {k: tuple(ScenarioRunView.model_validate(v) for v in vs) for k, vs in line["scenario_runs"].items()}
-    return Snapshot(job=BenchmarkJobView.model_validate(line["job"]), at_ms=line["at_ms"], scenario_runs=runs)
+    return [to_snapshot(line) for line in lines]
 
 
 async def _stored(path: Path) -> list[Event]:
@@ -49,13 +42,13 @@ async def test_created_on_first_use_and_reopened_with_its_state(tmp_path: Path) 
     timeline = _timeline()
     async with SQLiteStore(path) as store:
         tracker = JobTracker(store)
-        told = [event for snapshot in timeline[:40] for event in await tracker.observe(snapshot)]
+        told = [event for snapshot in timeline[:40] for event in (await tracker.observe(snapshot)).events]
     assert path.exists()
     async with SQLiteStore(path) as store:
         memories = await store.load_memories()
         assert set(memories) == {s.job.id for s in timeline}
         tracker = JobTracker(store)
-        told += [event for snapshot in timeline[40:] for event in await tracker.observe(snapshot)]
+        told += [event for snapshot in timeline[40:] for event in (await tracker.observe(snapshot)).events]
         assert [stored.event for stored in await store.events(limit=10_000)] == told
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
@@ -80,8 +73,8 @@ async def test_recording_an_event_twice_keeps_one(tmp_path: Path) -> None:
         from watcher.diff import diff
 
         result = diff(None, snapshot)
-        assert await store.commit(result.memory, result.events) == 1
-        assert await store.commit(result.memory, result.events) == 0
+        assert await store.commit(memory=result.memory, events=result.events) == 1
+        assert await store.commit(memory=result.memory, events=result.events) == 0
         assert len(await store.events()) == 1
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from watcher import commands
 from watcher.commands import UsageError
+from watcher.configfile import ConfigError
 from watcher.errors import RunloopApiError
 from watcher.store.sqlite import StoreError
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_jobs(sub)
     _add_job(sub)
     _add_replay(sub)
+    _add_check(sub)
     sub.add_parser(
         "schema", help="print the JSON Schema of events", description="Print the JSON Schema of every event kind."
     ).set_defaults(handler=commands.schema)
@@ -124,7 +126,24 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     p.add_argument("file", metavar="FILE", type=Path, help="the recorded snapshots")
     p.add_argument("--state", type=Path, help="SQLite file to keep the state in (default: in memory)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="dry run: print the notifications this config would send (JSON lines) instead of the events; "
+        "group windows and throttles run on the file's clock; nothing is sent",
+    )
     p.set_defaults(handler=commands.replay)
+
+
+def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "check",
+        help="validate a config file and say what each rule catches",
+        description="Validate a config file: every problem is listed with its file, line and key. On success, "
+        "print the notifiers (never their secrets), the rules and what each catches, and the silences.",
+    )
+    p.add_argument("config", metavar="CONFIG", type=Path, help="the YAML config file")
+    p.set_defaults(handler=commands.check)
 
 
 def _positive_float(raw: str) -> float:
@@ -164,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), EXIT_API)
     except (UsageError, ValueError) as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
     except StoreError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except OSError as exc:

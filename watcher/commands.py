@@ -14,6 +14,7 @@ from aiohttp import web
 
 from watcher.client import RunloopClient
 from watcher.clock import ScaledClock
+from watcher.config import load_config
 from watcher.models import BenchmarkJobView
 from watcher.simulator import Faults, SimJobSpec, Simulator, create_app, demo_specs
 
@@ -99,7 +100,33 @@ async def replay(args: argparse.Namespace) -> int:
     """`benchwatch replay FILE`: events of recorded snapshots, as JSON lines on stdout."""
     from watcher.replay import replay as replay_file
 
-    await replay_file(args.file, sys.stdout, state=args.state)
+    config = load_config(args.config) if args.config is not None else None
+    await replay_file(args.file, sys.stdout, state=args.state, config=config)
+    return 0
+
+
+async def check(args: argparse.Namespace) -> int:
+    """`benchwatch check CONFIG`: validate, then describe notifiers, rules and silences."""
+    from rules.describe import describe_rule, describe_silence
+
+    loaded = load_config(args.config)
+    config = loaded.config
+    print(f"{args.config}: OK")
+    print(f"notifiers ({len(config.notifiers)}):")
+    for name, notifier in config.notifiers.items():
+        print(f"  {name} ({notifier.type}): {notifier.destination()}")
+    print(f"rules ({len(config.rules)}):")
+    for rule in config.rules:
+        print(f"  {describe_rule(rule)}")
+    if config.silences:
+        print(f"silences ({len(config.silences)}):")
+        for silence in config.silences:
+            print(f"  {describe_silence(silence)}")
+    unused = sorted(set(config.notifiers) - {name for rule in config.rules for name in rule.notify})
+    if unused:
+        print(f"note: notifiers no rule uses: {', '.join(unused)}")
+    if not config.watch.jobs and config.watch.discover is None:
+        print("note: nothing to watch yet: watch.jobs and watch.discover are both empty")
     return 0
 
 

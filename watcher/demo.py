@@ -68,7 +68,7 @@ async def _watch(
             except RunloopApiError as exc:
                 print(f"  ! {job_id}: {exc}")
                 continue
-            for event in await tracker.observe(snapshot):
+            for event in (await tracker.observe(snapshot)).events:
                 told[event.kind] += 1
                 print(f"  [{time.monotonic() - started:5.1f}s] {event_line(event)}", flush=True)
         if _settled(tracker, job_ids, clock.now_ms()):

@@ -8,10 +8,12 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from watcher.events import event_to_json
+from rules.engine import Router
+from watcher.config import LoadedConfig
 from watcher.models import BenchmarkJobView, ScenarioRunView
 from watcher.snapshot import Snapshot
 from watcher.store import SQLiteStore
+from watcher.summary import dashboard_url_for
 from watcher.tracker import JobTracker
 
 
@@ -58,14 +60,37 @@ def _parse_line(path: Path, number: int, raw: bytes) -> Snapshot:
         raise ReplayInputError(f"{path}:{number}: {where}: {error['msg']}") from None
 
 
-async def replay(path: Path, out: TextIO, *, state: Path | None = None) -> int:
-    """Diff every snapshot of `path` in order and write the events as JSON lines; returns how many."""
+async def replay(path: Path, out: TextIO, *, state: Path | None = None, config: LoadedConfig | None = None) -> int:
+    """Diff every snapshot of `path` in order and write JSON lines: the events, or with a config the
+    notifications that would be sent (nothing is sent), windows closing on the replay's clock. Returns how many."""
     snapshots = read_snapshots(path)
     count = 0
     async with SQLiteStore(state if state is not None else ":memory:") as store:
-        tracker = JobTracker(store)
+        tracker = _tracker(store, config)
         for snapshot in snapshots:
-            for event in await tracker.observe(snapshot):
-                out.write(event_to_json(event) + "\n")
+            observation = await tracker.observe(snapshot)
+            lines = observation.events if config is None else observation.notifications
+            for item in lines:
+                out.write(item.model_dump_json() + "\n")
                 count += 1
+        if config is not None:
+            count += await _flush_remaining(tracker, out)
+    return count
+
+
+def _tracker(store: SQLiteStore, config: LoadedConfig | None) -> JobTracker:
+    if config is None:
+        return JobTracker(store)
+    router = Router(config.config.rules, config.config.silences)
+    base_url = config.config.runloop.resolved_base_url({})
+    return JobTracker(store, router=router, dashboard_url=dashboard_url_for(base_url))
+
+
+async def _flush_remaining(tracker: JobTracker, out: TextIO) -> int:
+    """Windows still open at the end of the file close at their own time."""
+    count = 0
+    while (due_ms := tracker.next_due_ms()) is not None:
+        for notification in (await tracker.flush_due(due_ms)).notifications:
+            out.write(notification.model_dump_json() + "\n")
+            count += 1
     return count

@@ -1,30 +1,54 @@
-"""The one code path from a snapshot to recorded events: load what we knew, diff, commit atomically."""
+"""The one code path from a snapshot to what must be told: diff → summary → rules → one atomic commit.
+
+`benchwatch run`, `wait`, `replay` and `demo` all go through `JobTracker.observe`.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
+from rules.engine import Router, RuleState, RuleStateChanges
+from rules.persist import load_rule_state, rows_for
 from watcher.diff import JobMemory, diff
 from watcher.events import Event
+from watcher.notification import Notification
 from watcher.snapshot import Snapshot
 from watcher.store.base import Store
+from watcher.summary import JobSummary, summarize
 
 log = logging.getLogger("benchwatch.tracker")
 
+DEFAULT_DASHBOARD_URL = "https://platform.runloop.ai"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a poll (or a timer) revealed: new events, the notifications now due, and per-rule problems."""
+
+    events: tuple[Event, ...] = ()
+    notifications: tuple[Notification, ...] = ()
+    problems: tuple[str, ...] = ()
+
 
 class JobTracker:
-    """Turns snapshots into events recorded in the store; `run`, `wait`, `replay` and `demo` all use it.
+    """Turns snapshots into events and notifications recorded in the store together.
 
-    Memories are cached after the first load; the cache changes only after the store committed, so a failed
-    commit leaves the tracker where the store is, and the next snapshot yields the same events again.
+    Memories and rule state are cached after the first load; they change only once the store committed. When a
+    commit fails, the rule state is reloaded from the store, so the next poll yields the same results again.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self, store: Store, *, router: Router | None = None, dashboard_url: str = DEFAULT_DASHBOARD_URL
+    ) -> None:
         self.store = store
+        self.router = router
+        self.dashboard_url = dashboard_url
         self._memories: dict[str, JobMemory] = {}
+        self._rule_state: RuleState | None = None
 
-    async def observe(self, snapshot: Snapshot) -> tuple[Event, ...]:
-        """Diff `snapshot` against the job's memory, record the result, and return the new events."""
+    async def observe(self, snapshot: Snapshot) -> Observation:
+        """Diff `snapshot` against the job's memory, route its events, record it all, and return it."""
         job_id = snapshot.job.id
         memory = self._memories.get(job_id)
         if memory is None:
@@ -32,16 +56,68 @@ class JobTracker:
         result = diff(memory, snapshot)
         for warning in result.warnings:
             log.warning("%s", warning)
-        if result.events or memory is None or _material(result.memory) != _material(memory):
-            await self.store.commit(result.memory, result.events)
+        observation = Observation(result.events)
+        state = await self._state()
+        if result.events and self.router is not None and state is not None:
+            summary = self._summary(snapshot, result.memory)
+            routed = self.router.route(state, result.events, summary, snapshot.at_ms)
+            observation = Observation(result.events, routed.notifications, routed.problems)
+        changes = state.take_changes() if state is not None else None
+        if result.events or changes or memory is None or _material(result.memory) != _material(memory):
+            await self._commit(result.memory, observation, changes)
         self._memories[job_id] = result.memory
-        return result.events
+        _log_problems(observation.problems)
+        return observation
+
+    async def flush_due(self, now_ms: int) -> Observation:
+        """Close the group windows due by `now_ms`: their notifications, recorded in the outbox."""
+        state = await self._state()
+        if self.router is None or state is None:
+            return Observation()
+        problems: list[str] = []
+        notifications = tuple(self.router.flush_due(state, now_ms, problems))
+        changes = state.take_changes()
+        observation = Observation((), notifications, tuple(problems))
+        if notifications or changes:
+            await self._commit(None, observation, changes)
+        _log_problems(observation.problems)
+        return observation
+
+    def next_due_ms(self) -> int | None:
+        """When the next group window closes (None when none is open, or before the first poll)."""
+        return Router.next_due_ms(self._rule_state) if self._rule_state is not None else None
 
     def memory(self, job_id: str) -> JobMemory | None:
         """The cached memory of a job this tracker has observed."""
         return self._memories.get(job_id)
 
+    async def _state(self) -> RuleState | None:
+        if self.router is not None and self._rule_state is None:
+            self._rule_state = await load_rule_state(self.store)
+        return self._rule_state
+
+    async def _commit(
+        self, memory: JobMemory | None, observation: Observation, changes: RuleStateChanges | None
+    ) -> None:
+        rows = rows_for(changes) if changes is not None else []
+        try:
+            await self.store.commit(
+                memory=memory, events=observation.events, state_rows=rows, notifications=observation.notifications
+            )
+        except BaseException:
+            self._rule_state = None  # what the store holds is the truth: reload it on the next poll
+            raise
+
+    def _summary(self, snapshot: Snapshot, memory: JobMemory) -> JobSummary:
+        run_counts = {run_id: memo.counts for run_id, memo in memory.runs.items() if memo.counts is not None}
+        return summarize(snapshot.job, memory.counters, run_counts, self.dashboard_url)
+
 
 def _material(memory: JobMemory) -> JobMemory:
     """The memory without what changes on every poll: not worth a write by itself."""
     return memory.model_copy(update={"last_seen_ms": 0, "fingerprint": None})
+
+
+def _log_problems(problems: tuple[str, ...]) -> None:
+    for problem in problems:
+        log.warning("%s", problem)

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from watcher.diff import JobMemory
 from watcher.events import Event
+from watcher.notification import Notification
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +17,18 @@ class StoredEvent:
 
     seq: int
     event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class StateRow:
+    """A row of another package's durable state (rule timers, Slack threads): opaque JSON under a key.
+
+    `body` None deletes the row. The store keeps these without knowing what they mean.
+    """
+
+    namespace: str
+    key: str
+    body: str | None
 
 
 class Store(Protocol):
@@ -41,8 +54,23 @@ class Store(Protocol):
         """Every job's memory, by job id (a restart resumes from these)."""
         ...
 
-    async def commit(self, memory: JobMemory, events: Sequence[Event]) -> int:
-        """Record a poll's consequences atomically; returns how many events were new."""
+    async def commit(
+        self,
+        *,
+        memory: JobMemory | None = None,
+        events: Sequence[Event] = (),
+        state_rows: Sequence[StateRow] = (),
+        notifications: Sequence[Notification] = (),
+    ) -> int:
+        """Record a poll's consequences atomically — memory, events, state rows, outbox; returns new events."""
+        ...
+
+    async def load_state_rows(self, namespace: str) -> list[StateRow]:
+        """Every state row of a namespace."""
+        ...
+
+    async def outbox(self, *, status: str | None = "pending", limit: int = 1000) -> list[Notification]:
+        """Notifications in the outbox, oldest first."""
         ...
 
     async def events(self, *, job_id: str | None = None, since_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:

@@ -11,7 +11,8 @@ import aiosqlite
 
 from watcher.diff import JobMemory
 from watcher.events import Event, event_from_json, event_to_json
-from watcher.store.base import StoredEvent
+from watcher.notification import Notification
+from watcher.store.base import StateRow, StoredEvent
 
 # Each entry moves the schema one version up; never edit a released one, append another.
 MIGRATIONS: Final[tuple[str, ...]] = (
@@ -30,6 +31,23 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         body    TEXT NOT NULL
     );
     CREATE INDEX events_by_job ON events (job_id, seq);
+    """,
+    """
+    CREATE TABLE state_rows (
+        namespace   TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        PRIMARY KEY (namespace, key)
+    );
+    CREATE TABLE outbox (
+        id          TEXT PRIMARY KEY,
+        notifier    TEXT NOT NULL,
+        rule        TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        body        TEXT NOT NULL,
+        status      TEXT NOT NULL DEFAULT 'pending'
+    );
+    CREATE INDEX outbox_by_status ON outbox (status, created_ms);
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -129,26 +147,29 @@ class SQLiteStore:
             rows = await cursor.fetchall()
         return {row[0]: JobMemory.model_validate_json(row[1]) for row in rows}
 
-    async def commit(self, memory: JobMemory, events: Sequence[Event]) -> int:
+    async def commit(
+        self,
+        *,
+        memory: JobMemory | None = None,
+        events: Sequence[Event] = (),
+        state_rows: Sequence[StateRow] = (),
+        notifications: Sequence[Notification] = (),
+    ) -> int:
         """Record a poll's consequences in one transaction; returns how many events were new."""
         db = self._conn()
         self._step("begin")
         await db.execute("BEGIN IMMEDIATE")
         try:
-            await db.execute(
-                "INSERT INTO jobs (job_id, memory, updated_ms) VALUES (?, ?, ?)"
-                " ON CONFLICT (job_id) DO UPDATE SET memory = excluded.memory, updated_ms = excluded.updated_ms",
-                (memory.job_id, memory.model_dump_json(), memory.last_seen_ms),
-            )
-            self._step("memory")
-            added = 0
-            for index, event in enumerate(events):
-                cursor = await db.execute(
-                    "INSERT OR IGNORE INTO events (id, job_id, kind, at_ms, body) VALUES (?, ?, ?, ?, ?)",
-                    (event.id, event.job_id, event.kind, event.at_ms, event_to_json(event)),
+            if memory is not None:
+                await db.execute(
+                    "INSERT INTO jobs (job_id, memory, updated_ms) VALUES (?, ?, ?)"
+                    " ON CONFLICT (job_id) DO UPDATE SET memory = excluded.memory, updated_ms = excluded.updated_ms",
+                    (memory.job_id, memory.model_dump_json(), memory.last_seen_ms),
                 )
-                added += cursor.rowcount
-                self._step(f"event:{index}")
+                self._step("memory")
+            added = await self._insert_events(db, events)
+            await self._write_state_rows(db, state_rows)
+            await self._insert_notifications(db, notifications)
             self._step("before_commit")
             await db.execute("COMMIT")
         except BaseException:
@@ -157,6 +178,64 @@ class SQLiteStore:
             raise
         self._step("after_commit")
         return added
+
+    async def _insert_events(self, db: aiosqlite.Connection, events: Sequence[Event]) -> int:
+        added = 0
+        for index, event in enumerate(events):
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO events (id, job_id, kind, at_ms, body) VALUES (?, ?, ?, ?, ?)",
+                (event.id, event.job_id, event.kind, event.at_ms, event_to_json(event)),
+            )
+            added += cursor.rowcount
+            self._step(f"event:{index}")
+        return added
+
+    async def _write_state_rows(self, db: aiosqlite.Connection, rows: Sequence[StateRow]) -> None:
+        for index, row in enumerate(rows):
+            if row.body is None:
+                await db.execute("DELETE FROM state_rows WHERE namespace = ? AND key = ?", (row.namespace, row.key))
+            else:
+                await db.execute(
+                    "INSERT INTO state_rows (namespace, key, body) VALUES (?, ?, ?)"
+                    " ON CONFLICT (namespace, key) DO UPDATE SET body = excluded.body",
+                    (row.namespace, row.key, row.body),
+                )
+            self._step(f"state:{index}")
+
+    async def _insert_notifications(self, db: aiosqlite.Connection, notifications: Sequence[Notification]) -> None:
+        for index, notification in enumerate(notifications):
+            await db.execute(
+                "INSERT OR IGNORE INTO outbox (id, notifier, rule, created_ms, body) VALUES (?, ?, ?, ?, ?)",
+                (
+                    notification.id,
+                    notification.notifier,
+                    notification.rule,
+                    notification.created_ms,
+                    notification.model_dump_json(),
+                ),
+            )
+            self._step(f"notification:{index}")
+
+    async def load_state_rows(self, namespace: str) -> list[StateRow]:
+        """Every state row of a namespace, by key."""
+        async with self._conn().execute(
+            "SELECT key, body FROM state_rows WHERE namespace = ? ORDER BY key", (namespace,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [StateRow(namespace, str(row[0]), str(row[1])) for row in rows]
+
+    async def outbox(self, *, status: str | None = "pending", limit: int = 1000) -> list[Notification]:
+        """Notifications in the outbox, oldest first (all statuses with `status=None`)."""
+        query = "SELECT body FROM outbox"
+        params: list[object] = []
+        if status is not None:
+            query += " WHERE status = ?"
+            params.append(status)
+        query += " ORDER BY created_ms, id LIMIT ?"
+        params.append(limit)
+        async with self._conn().execute(query, params) as cursor:
+            rows = await cursor.fetchall()
+        return [Notification.model_validate_json(row[0]) for row in rows]
 
     async def events(self, *, job_id: str | None = None, since_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
         """Recorded events in recording order, after `since_seq`, optionally of one job."""

@@ -1,0 +1,181 @@
+"""The `rules:` and `silences:` sections of the config: validated strictly, matchers, expressions and templates
+compiled at load so that a typo is a config error, not a silent miss at 3 a.m."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
+
+from rules.expr import Expression, compile_expression
+from rules.match import FieldMatcher, compile_matcher
+from rules.templates import Template, compile_template
+from watcher.configfile import StrictModel
+from watcher.durations import DurationMs
+from watcher.events import EVENT_KINDS
+
+Severity = Literal["info", "warning", "critical"]
+
+DEFAULT_DEDUP_KEY = "{{ rule }}:{{ job_id }}"
+
+
+def _where(value: Any) -> dict[str, FieldMatcher]:
+    if not isinstance(value, Mapping):
+        raise ValueError("expected a mapping of field paths to expected values")
+    compiled = {}
+    for path, expected in value.items():
+        try:
+            compiled[str(path)] = compile_matcher(str(path), expected)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    return compiled
+
+
+def _expression(value: Any) -> Expression:
+    if not isinstance(value, str):
+        raise ValueError("expected a CEL expression as a string")
+    return compile_expression(value)
+
+
+def _template(value: Any) -> Template:
+    if not isinstance(value, str):
+        raise ValueError("expected a template string")
+    return compile_template(value)
+
+
+def _kinds(value: tuple[str, ...]) -> tuple[str, ...]:
+    for pattern in value:
+        if not fnmatch.filter(EVENT_KINDS, pattern):
+            raise ValueError(_unknown("event kind", pattern, set(EVENT_KINDS)))
+    return value
+
+
+Where = Annotated[
+    dict[str, FieldMatcher],
+    BeforeValidator(_where),
+    PlainSerializer(lambda matchers: {path: m.raw for path, m in matchers.items()}),
+]
+When = Annotated[Expression, BeforeValidator(_expression), PlainSerializer(lambda expression: expression.source)]
+TemplateField = Annotated[Template, BeforeValidator(_template), PlainSerializer(lambda template: template.source)]
+EventKinds = Annotated[tuple[str, ...], Field(min_length=1), AfterValidator(_kinds)]
+
+
+class RuleConfig(StrictModel):
+    """One rule: which events (`on`, `where`, `when`), to whom (`notify`), how often and how loud."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str = Field(min_length=1)
+    on: EventKinds
+    where: Where = Field(default_factory=dict)
+    when: When | None = None
+    notify: tuple[str, ...] = Field(min_length=1)
+    group_by: tuple[str, ...] = ("job_id",)
+    group_wait_ms: DurationMs = Field(0, alias="group_wait")
+    repeat_interval_ms: DurationMs = Field(0, alias="repeat_interval")
+    severity: Severity = "info"
+    continue_: bool = Field(True, alias="continue")
+    dedup_key: TemplateField = Field(default_factory=lambda: compile_template(DEFAULT_DEDUP_KEY))
+    resolves: str | None = None
+    title: TemplateField | None = None
+    text: TemplateField | None = None
+
+    @field_validator("on", mode="before")
+    @classmethod
+    def _one_kind_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("notify", "group_by", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def catches(self, kind: str) -> bool:
+        """Whether events of `kind` are among those this rule listens to."""
+        return any(fnmatch.fnmatchcase(kind, pattern) for pattern in self.on)
+
+
+class SilenceConfig(StrictModel):
+    """Silence matching events, for every rule, until a time (or for ever)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    match: Where
+    starts: datetime | None = None
+    until: datetime | None = None
+    comment: str = ""
+
+    @field_validator("starts", "until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a time zone, e.g. 2026-12-01T00:00:00Z")
+        return value
+
+    def active_at(self, now_ms: int) -> bool:
+        """Whether the silence is in force at `now_ms`."""
+        now_s = now_ms / 1000
+        if self.starts is not None and now_s < self.starts.timestamp():
+            return False
+        return self.until is None or now_s < self.until.timestamp()
+
+
+Loc = tuple[str | int, ...]
+
+
+def cross_check_rules(data: Any) -> list[tuple[Loc, str]]:
+    """Problems no single rule can see — duplicate names, unknown notifiers, `resolves` pointing nowhere — found
+    in the raw config data, so they are reported even when other parts of the file fail validation."""
+    if not isinstance(data, Mapping):
+        return []
+    notifiers = data.get("notifiers")
+    notifier_names = {str(name) for name in notifiers} if isinstance(notifiers, Mapping) else set()
+    rules = data.get("rules")
+    if not isinstance(rules, list):
+        return []
+    named = [(index, rule) for index, rule in enumerate(rules) if isinstance(rule, Mapping)]
+    names = [str(rule.get("name")) for _, rule in named if isinstance(rule.get("name"), str)]
+    problems: list[tuple[Loc, str]] = []
+    seen: set[str] = set()
+    for index, rule in named:
+        name = rule.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                problems.append((("rules", index, "name"), f"duplicate rule name {name!r}"))
+            seen.add(name)
+        problems.extend(_check_notify(index, rule.get("notify"), notifier_names))
+        problems.extend(_check_resolves(index, rule.get("resolves"), name, set(names)))
+    return problems
+
+
+def _check_notify(index: int, notify: Any, known: set[str]) -> list[tuple[Loc, str]]:
+    if isinstance(notify, str):
+        return [] if notify in known else [(("rules", index, "notify"), _unknown("notifier", notify, known))]
+    if not isinstance(notify, list):
+        return []
+    return [
+        (("rules", index, "notify", position), _unknown("notifier", name, known))
+        for position, name in enumerate(notify)
+        if isinstance(name, str) and name not in known
+    ]
+
+
+def _check_resolves(index: int, target: Any, name: Any, names: set[str]) -> list[tuple[Loc, str]]:
+    if not isinstance(target, str):
+        return []
+    if target == name:
+        return [(("rules", index, "resolves"), "a rule cannot resolve itself")]
+    if target not in names:
+        return [(("rules", index, "resolves"), _unknown("rule", target, names))]
+    return []
+
+
+def _unknown(what: str, name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    if close:
+        return f"unknown {what} {name!r} (did you mean {close[0]!r}?)"
+    return f"unknown {what} {name!r} (known: {', '.join(sorted(known)) or 'none defined'})"

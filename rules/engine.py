@@ -1,0 +1,289 @@
+"""Routing: events meet the rules in order → silences, grouping, throttling → `Notification` values.
+
+Synchronous and pure given its state: the `RuleState` (open group windows, last send per group, open incidents)
+is passed in, changed in place, and its changes are taken out for the store to commit with the poll.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rules.config import RuleConfig, SilenceConfig
+from rules.expr import ExpressionError
+from rules.match import MISSING, resolve
+from rules.templates import Template, TemplateError, default_text, default_title, template_context
+from watcher.events import Event
+from watcher.notification import Notification, notification_id
+from watcher.summary import JobSummary
+
+GroupId = tuple[str, str]  # (rule name, group key)
+
+
+@dataclass
+class Group:
+    """Events of one rule and group key, waiting for their window to close."""
+
+    rule: str
+    key: str
+    opened_ms: int
+    due_ms: int
+    events: list[Event]
+    summary: JobSummary | None
+
+
+@dataclass(frozen=True)
+class RuleStateChanges:
+    """What changed in a RuleState since the last `take_changes`: `None` means deleted."""
+
+    groups: tuple[tuple[GroupId, Group | None], ...] = ()
+    last_sent: tuple[tuple[GroupId, int], ...] = ()
+    incidents: tuple[tuple[tuple[str, str], int | None], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.groups or self.last_sent or self.incidents)
+
+
+@dataclass
+class RuleState:
+    """Open group windows, the last send per group, and the incidents (rule, dedup key) left open."""
+
+    groups: dict[GroupId, Group] = field(default_factory=dict)
+    last_sent: dict[GroupId, int] = field(default_factory=dict)
+    incidents: dict[tuple[str, str], int] = field(default_factory=dict)
+    _touched_groups: set[GroupId] = field(default_factory=set)
+    _touched_sends: set[GroupId] = field(default_factory=set)
+    _touched_incidents: set[tuple[str, str]] = field(default_factory=set)
+
+    def put_group(self, group: Group) -> None:
+        """Open or update a group window."""
+        self.groups[(group.rule, group.key)] = group
+        self._touched_groups.add((group.rule, group.key))
+
+    def drop_group(self, group_id: GroupId) -> None:
+        """Close a group window."""
+        self.groups.pop(group_id, None)
+        self._touched_groups.add(group_id)
+
+    def sent(self, group_id: GroupId, at_ms: int) -> None:
+        """Remember when a group last sent (for `repeat_interval`)."""
+        self.last_sent[group_id] = at_ms
+        self._touched_sends.add(group_id)
+
+    def open_incident(self, incident: tuple[str, str], at_ms: int) -> None:
+        """Remember an incident a rule opened (for `resolves`)."""
+        self.incidents.setdefault(incident, at_ms)
+        self._touched_incidents.add(incident)
+
+    def close_incident(self, incident: tuple[str, str]) -> bool:
+        """Forget an incident; returns whether it was open."""
+        was_open = self.incidents.pop(incident, None) is not None
+        self._touched_incidents.add(incident)
+        return was_open
+
+    def take_changes(self) -> RuleStateChanges:
+        """The changes since the last call, for the store; clears the record."""
+        changes = RuleStateChanges(
+            groups=tuple((gid, self.groups.get(gid)) for gid in sorted(self._touched_groups)),
+            last_sent=tuple((gid, self.last_sent[gid]) for gid in sorted(self._touched_sends)),
+            incidents=tuple((inc, self.incidents.get(inc)) for inc in sorted(self._touched_incidents)),
+        )
+        self._touched_groups.clear()
+        self._touched_sends.clear()
+        self._touched_incidents.clear()
+        return changes
+
+
+@dataclass(frozen=True)
+class Routed:
+    """What routing some events gave: notifications due now, how many events silences ate, and problems."""
+
+    notifications: tuple[Notification, ...]
+    silenced: int = 0
+    problems: tuple[str, ...] = ()
+
+
+class Router:
+    """Routes events through the rules, in order; one bad rule never stops the others."""
+
+    def __init__(self, rules: Sequence[RuleConfig], silences: Sequence[SilenceConfig] = ()) -> None:
+        self.rules = tuple(rules)
+        self.silences = tuple(silences)
+        self._by_name = {rule.name: rule for rule in self.rules}
+
+    def route(self, state: RuleState, events: Sequence[Event], summary: JobSummary | None, now_ms: int) -> Routed:
+        """Route a poll's events; returns the notifications due now (immediate ones and closed windows)."""
+        summary_data = summary.model_dump(mode="json") if summary is not None else None
+        out: list[Notification] = []
+        problems: list[str] = []
+        silenced = 0
+        for event in events:
+            subject = _Subject(event, event.model_dump(mode="json"), summary, summary_data)
+            if self._silenced(subject, now_ms):
+                silenced += 1
+                continue
+            for rule in self.rules:
+                if not self._matches(rule, subject, problems):
+                    continue
+                if rule.resolves is not None:
+                    out.extend(self._resolve(state, rule, subject, now_ms, problems))
+                else:
+                    self._collect(state, rule, subject, now_ms)
+                if not rule.continue_:
+                    break
+        out.extend(self.flush_due(state, now_ms, problems))
+        return Routed(tuple(out), silenced, tuple(problems))
+
+    def flush_due(self, state: RuleState, now_ms: int, problems: list[str] | None = None) -> list[Notification]:
+        """Notifications of every group whose window has closed by `now_ms`, oldest window first."""
+        problems = problems if problems is not None else []
+        order = {rule.name: index for index, rule in enumerate(self.rules)}
+        due = sorted(
+            (group for group in state.groups.values() if group.due_ms <= now_ms),
+            key=lambda group: (group.due_ms, order.get(group.rule, len(order)), group.key),
+        )
+        out: list[Notification] = []
+        for group in due:
+            state.drop_group((group.rule, group.key))
+            rule = self._by_name.get(group.rule)
+            if rule is None:  # the rule was removed from the config while its window was open
+                problems.append(f"dropped a pending group of removed rule {group.rule!r}")
+                continue
+            notifications = _render(rule, group, "trigger", problems)
+            state.sent((group.rule, group.key), group.due_ms)
+            for notification in notifications[:1]:
+                state.open_incident((rule.name, notification.dedup_key), group.due_ms)
+            out.extend(notifications)
+        return out
+
+    @staticmethod
+    def next_due_ms(state: RuleState) -> int | None:
+        """When the next group window closes, if any is open."""
+        return min((group.due_ms for group in state.groups.values()), default=None)
+
+    def _silenced(self, subject: _Subject, now_ms: int) -> bool:
+        return any(s.active_at(now_ms) and subject.satisfies(s.match) for s in self.silences)
+
+    def _matches(self, rule: RuleConfig, subject: _Subject, problems: list[str]) -> bool:
+        if not rule.catches(subject.event.kind) or not subject.satisfies(rule.where):
+            return False
+        if rule.when is None:
+            return True
+        try:
+            return rule.when.evaluate(subject.event_data, subject.summary_data)
+        except ExpressionError as exc:
+            problems.append(f"rule {rule.name!r}: when: {exc} (event {subject.event.id} not matched)")
+            return False
+
+    def _collect(self, state: RuleState, rule: RuleConfig, subject: _Subject, now_ms: int) -> None:
+        key = _group_key(rule, subject)
+        group = state.groups.get((rule.name, key))
+        if group is not None:
+            group.events.append(subject.event)
+            group.summary = subject.summary
+            state.put_group(group)
+            return
+        due_ms = now_ms + rule.group_wait_ms
+        last_sent = state.last_sent.get((rule.name, key))
+        if rule.repeat_interval_ms and last_sent is not None:
+            due_ms = max(due_ms, last_sent + rule.repeat_interval_ms)
+        state.put_group(Group(rule.name, key, now_ms, due_ms, [subject.event], subject.summary))
+
+    def _resolve(
+        self, state: RuleState, rule: RuleConfig, subject: _Subject, now_ms: int, problems: list[str]
+    ) -> list[Notification]:
+        target = self._by_name[rule.resolves or ""]
+        dedup_key = _render_or(target.dedup_key, _context(target, [subject.event], subject.summary), "", problems)
+        _cancel_pending(state, target, dedup_key, problems)
+        if not state.close_incident((target.name, dedup_key)):
+            return []
+        resolution = Group(rule.name, dedup_key, now_ms, now_ms, [subject.event], subject.summary)
+        return _render(rule, resolution, "resolve", problems, dedup_key=dedup_key)
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """One event being routed, with its data and its job's summary as matchers see them."""
+
+    event: Event
+    event_data: Mapping[str, Any]
+    summary: JobSummary | None
+    summary_data: Mapping[str, Any] | None
+
+    def satisfies(self, matchers: Mapping[str, Any]) -> bool:
+        return all(matcher.matches(self.event_data, self.summary_data) for matcher in matchers.values())
+
+
+def _group_key(rule: RuleConfig, subject: _Subject) -> str:
+    parts = []
+    for path in rule.group_by:
+        value = resolve(path, subject.event_data, subject.summary_data)
+        parts.append("" if value is MISSING or value is None else str(value))
+    return "\x1f".join(parts)
+
+
+def _cancel_pending(state: RuleState, target: RuleConfig, dedup_key: str, problems: list[str]) -> None:
+    """A resolution before the trigger left its window: the trigger's events with that key never go out."""
+    for group_id, group in list(state.groups.items()):
+        if group.rule != target.name:
+            continue
+        kept = [
+            event
+            for event in group.events
+            if _render_or(target.dedup_key, _context(target, [event], group.summary), "", problems) != dedup_key
+        ]
+        if not kept:
+            state.drop_group(group_id)
+        elif len(kept) != len(group.events):
+            group.events = kept
+            state.put_group(group)
+
+
+def _context(rule: RuleConfig, events: Sequence[Event], summary: JobSummary | None) -> dict[str, Any]:
+    return template_context(rule=rule.name, severity=rule.severity, events=events, summary=summary)
+
+
+def _render_or(template: Template | None, context: Mapping[str, Any], fallback: str, problems: list[str]) -> str:
+    if template is None:
+        return fallback
+    try:
+        return template.render(context)
+    except TemplateError as exc:
+        problems.append(f"rule {context['rule']!r}: {exc}; used the default")
+        return fallback
+
+
+def _render(
+    rule: RuleConfig, group: Group, action: str, problems: list[str], *, dedup_key: str | None = None
+) -> list[Notification]:
+    """The group's notifications, one per notifier of the rule, created when the window closed."""
+    events, summary, group_key, created_ms = group.events, group.summary, group.key, group.due_ms
+    context = _context(rule, events, summary)
+    title = _render_or(rule.title, context, default_title(events, summary), problems)
+    text = _render_or(rule.text, context, default_text(events), problems)
+    if dedup_key is None:
+        dedup_key = _render_or(rule.dedup_key, context, f"{rule.name}:{events[0].job_id}", problems)
+    return [
+        Notification(
+            id=notification_id(rule.name, notifier, group_key, events[0].id, action),
+            rule=rule.name,
+            notifier=notifier,
+            severity=rule.severity,
+            action="resolve" if action == "resolve" else "trigger",
+            group_key=group_key,
+            dedup_key=dedup_key,
+            created_ms=created_ms,
+            title=title,
+            text=text,
+            events=tuple(events),
+            summary=summary,
+        )
+        for notifier in rule.notify
+    ]
+
+
+def rule_catches_kinds(rule: RuleConfig, kinds: Sequence[str]) -> list[str]:
+    """The kinds among `kinds` that a rule listens to (for `benchwatch check`)."""
+    return [kind for kind in kinds if any(fnmatch.fnmatchcase(kind, pattern) for pattern in rule.on)]

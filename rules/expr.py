@@ -1,0 +1,64 @@
+"""`when:` expressions in CEL — safe, sandboxed, not Turing-complete — compiled at load (cel-python).
+
+An expression sees `event` (the event's fields), `summary` and its alias `job` (the job's derived summary, an
+empty map when there is none). It must yield a boolean; an evaluation error (a missing field, a type mismatch)
+counts as "does not match" and is reported, never raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import celpy
+from celpy import celtypes
+from celpy.adapter import json_to_cel
+from celpy.celparser import CELParseError
+from celpy.evaluation import CELEvalError
+
+
+class ExpressionError(Exception):
+    """An expression failed on one event; the rule does not match it."""
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A compiled CEL expression."""
+
+    source: str
+    _program: Any
+
+    def evaluate(self, event: Mapping[str, Any], summary: Mapping[str, Any] | None) -> bool:
+        """True when the expression holds for this event; raises ExpressionError when it cannot be evaluated."""
+        summary_value = json_to_cel(dict(summary) if summary is not None else {})
+        activation = {"event": json_to_cel(dict(event)), "summary": summary_value, "job": summary_value}
+        try:
+            result = self._program.evaluate(activation)
+        except CELEvalError as exc:
+            raise ExpressionError(f"{self.source!r}: {exc.args[0] if exc.args else exc}") from None
+        if not isinstance(result, celtypes.BoolType):
+            raise ExpressionError(f"{self.source!r} gave {type(result).__name__}, not a boolean")
+        return bool(result)
+
+
+_ENVIRONMENT = celpy.Environment()
+
+
+def _where(parser_message: str) -> str:
+    """cel-python reports the source with a caret under the fault: turn that into a column number."""
+    for line in parser_message.splitlines():
+        if line.strip() == "^":
+            return f"syntax error at column {line.index('^') + 1}"
+    return "syntax error"
+
+
+def compile_expression(source: str) -> Expression:
+    """Compile a CEL expression; raises ValueError with the parser's message on a syntax error."""
+    if not source.strip():
+        raise ValueError("an empty expression")
+    try:
+        ast = _ENVIRONMENT.compile(source)
+    except CELParseError as exc:
+        raise ValueError(f"invalid CEL expression {source!r}: {_where(str(exc))}") from None
+    return Expression(source, _ENVIRONMENT.program(ast))

@@ -1,0 +1,76 @@
+"""Rule state ↔ store rows: group windows, last sends and open incidents survive a restart."""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict
+
+from rules.engine import Group, RuleState, RuleStateChanges
+from watcher.events import Event
+from watcher.store.base import StateRow, Store
+from watcher.summary import JobSummary
+
+GROUPS: Final = "rules.group"
+SENDS: Final = "rules.sent"
+INCIDENTS: Final = "rules.incident"
+_SEP: Final = "\x1f"
+
+
+class _GroupBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rule: str
+    key: str
+    opened_ms: int
+    due_ms: int
+    events: list[Event]
+    summary: JobSummary | None
+
+
+def _key(pair: tuple[str, str]) -> str:
+    return f"{pair[0]}{_SEP}{pair[1]}"
+
+
+def _pair(key: str) -> tuple[str, str]:
+    rule, _, rest = key.partition(_SEP)
+    return rule, rest
+
+
+def rows_for(changes: RuleStateChanges) -> list[StateRow]:
+    """The store rows that record `changes` (a None body deletes)."""
+    rows = []
+    for group_id, group in changes.groups:
+        body = None
+        if group is not None:
+            body = _GroupBody(
+                rule=group.rule,
+                key=group.key,
+                opened_ms=group.opened_ms,
+                due_ms=group.due_ms,
+                events=group.events,
+                summary=group.summary,
+            ).model_dump_json()
+        rows.append(StateRow(GROUPS, _key(group_id), body))
+    rows.extend(StateRow(SENDS, _key(group_id), json.dumps(at_ms)) for group_id, at_ms in changes.last_sent)
+    rows.extend(
+        StateRow(INCIDENTS, _key(incident), None if at_ms is None else json.dumps(at_ms))
+        for incident, at_ms in changes.incidents
+    )
+    return rows
+
+
+async def load_rule_state(store: Store) -> RuleState:
+    """The rule state as the store last committed it."""
+    state = RuleState()
+    for row in await store.load_state_rows(GROUPS):
+        body = _GroupBody.model_validate_json(row.body or "{}")
+        state.groups[_pair(row.key)] = Group(
+            body.rule, body.key, body.opened_ms, body.due_ms, list(body.events), body.summary
+        )
+    for row in await store.load_state_rows(SENDS):
+        state.last_sent[_pair(row.key)] = int(json.loads(row.body or "0"))
+    for row in await store.load_state_rows(INCIDENTS):
+        state.incidents[_pair(row.key)] = int(json.loads(row.body or "0"))
+    return state

@@ -1,0 +1,92 @@
+"""The benchwatch config file: every section, validated strictly, cross-checked, with file:line errors.
+
+This is wiring: it knows the rules' and the notifiers' config models, as only the service and the CLI may.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from notifiers.registry import NotifierConfig
+from rules.config import RuleConfig, SilenceConfig, cross_check_rules
+from watcher.client import DEFAULT_BASE_URL
+from watcher.configfile import ConfigError, ConfigProblem, StrictModel, format_path, load_yaml, validate_file
+from watcher.durations import DurationMs
+
+
+class RunloopSection(StrictModel):
+    """`runloop:` where the API is and the key to it."""
+
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+
+    def resolved_base_url(self, environ: Mapping[str, str]) -> str:
+        """The configured URL, else `RUNLOOP_BASE_URL`, else the public API."""
+        return (self.base_url or environ.get("RUNLOOP_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+
+class DiscoverSection(StrictModel):
+    """`watch.discover:` also watch every listed job whose name matches, created recently enough."""
+
+    name: str = "*"
+    created_within_ms: DurationMs | None = Field(None, alias="created_within")
+
+
+class WatchSection(StrictModel):
+    """`watch:` which jobs, how often, and what counts as stalled."""
+
+    jobs: tuple[str, ...] = ()
+    discover: DiscoverSection | None = None
+    poll_interval_ms: DurationMs = Field(30_000, alias="poll_interval", ge=1000)
+    scenario_runs: bool = True
+    stall_after_ms: DurationMs = Field(30 * 60_000, alias="stall_after", ge=1000)
+
+
+class StateSection(StrictModel):
+    """`state:` where the SQLite file lives (relative paths: from the config file's folder)."""
+
+    path: str = "./benchwatch.db"
+
+
+class Config(StrictModel):
+    """A whole benchwatch config file."""
+
+    runloop: RunloopSection = Field(default_factory=RunloopSection)
+    watch: WatchSection = Field(default_factory=WatchSection)
+    state: StateSection = Field(default_factory=StateSection)
+    notifiers: dict[str, NotifierConfig] = Field(default_factory=dict)
+    rules: tuple[RuleConfig, ...] = ()
+    silences: tuple[SilenceConfig, ...] = ()
+
+
+class LoadedConfig:
+    """A validated config and where it came from."""
+
+    def __init__(self, config: Config, path: Path) -> None:
+        self.config = config
+        self.path = path
+
+    def state_path(self) -> Path:
+        """The SQLite file, relative paths taken from the config file's folder."""
+        state = Path(self.config.state.path)
+        return state if state.is_absolute() else (self.path.parent / state)
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Load, validate and cross-check a config file; raises ConfigError listing every problem found."""
+    loaded = load_yaml(path, os.environ if environ is None else environ, collect=True)
+    cross_problems = [
+        ConfigProblem(str(path), loaded.line_of(loc), format_path(loc), message)
+        for loc, message in cross_check_rules(loaded.data)
+    ]
+    try:
+        config = validate_file(Config, loaded)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems + cross_problems) from None
+    if cross_problems:
+        raise ConfigError(cross_problems)
+    return LoadedConfig(config, path)
