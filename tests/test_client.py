@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from tests.conftest import FakeSleep
-from watcher.client import RetryPolicy, RunloopClient, Timeouts, parse_retry_after
+from watcher.client import RetryPolicy, RunloopClient, Timeouts
 from watcher.clock import ManualClock
 from watcher.errors import (
     AuthError,
@@ -17,7 +17,7 @@ from watcher.errors import (
     NotFoundError,
     TransientApiError,
 )
-from watcher.failures import Reason
+from watcher.failures import Reason, parse_retry_after
 from watcher.simulator import Faults, SimJobSpec, Simulator
 
 SECRET = "rl_api_key_TOP_SECRET_123"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import os
 import urllib.parse
@@ -25,7 +24,7 @@ from watcher.errors import (
     SchemaError,
     TransientApiError,
 )
-from watcher.failures import Reason, classify_status
+from watcher.failures import Reason, classify_status, parse_retry_after
 from watcher.models import (
     BenchmarkJobListView,
     BenchmarkJobView,
@@ -70,28 +69,6 @@ class Timeouts:
     def as_aiohttp(self) -> aiohttp.ClientTimeout:
         """The equivalent aiohttp timeout."""
         return aiohttp.ClientTimeout(total=self.total_s, connect=self.connect_s)
-
-
-def parse_retry_after(headers: Mapping[str, str], now_ms: int) -> float | None:
-    """Seconds the server asked us to wait: `retry-after-ms`, else `Retry-After` (seconds or HTTP date)."""
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            return max(0.0, float(raw_ms) / 1000)
-        except ValueError:
-            pass
-    raw = headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now_ms / 1000)
 
 
 class RunloopClient:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email.utils
+from collections.abc import Mapping
 from typing import Final, NamedTuple
 
 
@@ -41,3 +43,25 @@ def classify_status(status: int) -> StatusClass:
     if status >= 500:
         return StatusClass(Reason.SERVER_ERROR, True)
     return _BY_STATUS.get(status, StatusClass(Reason.CLIENT_ERROR, False))
+
+
+def parse_retry_after(headers: Mapping[str, str], now_ms: int) -> float | None:
+    """Seconds the server asked us to wait: `retry-after-ms`, else `Retry-After` (seconds or HTTP date)."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now_ms / 1000)

@@ -69,6 +69,14 @@ class Store(Protocol):
         """Every state row of a namespace."""
         ...
 
+    async def get_state(self, namespace: str, key: str) -> str | None:
+        """One state row's body, or None."""
+        ...
+
+    async def put_state(self, namespace: str, key: str, body: str) -> None:
+        """Write one state row on its own (committed at once)."""
+        ...
+
     async def outbox(self, *, status: str | None = "pending", limit: int = 1000) -> list[Notification]:
         """Notifications in the outbox, oldest first."""
         ...
@@ -76,3 +84,19 @@ class Store(Protocol):
     async def events(self, *, job_id: str | None = None, since_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
         """Recorded events in the order they were recorded, after `since_seq`."""
         ...
+
+
+class NamespacedState:
+    """A store's state rows under one namespace, as the small key → value state a notifier keeps."""
+
+    def __init__(self, store: Store, namespace: str) -> None:
+        self._store = store
+        self._namespace = namespace
+
+    async def get(self, key: str) -> str | None:
+        """The stored value, or None."""
+        return await self._store.get_state(self._namespace, key)
+
+    async def put(self, key: str, value: str) -> None:
+        """Store a value durably."""
+        await self._store.put_state(self._namespace, key, value)

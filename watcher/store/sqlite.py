@@ -216,6 +216,18 @@ class SQLiteStore:
             )
             self._step(f"notification:{index}")
 
+    async def get_state(self, namespace: str, key: str) -> str | None:
+        """One state row's body, or None."""
+        async with self._conn().execute(
+            "SELECT body FROM state_rows WHERE namespace = ? AND key = ?", (namespace, key)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return str(row[0]) if row else None
+
+    async def put_state(self, namespace: str, key: str, body: str) -> None:
+        """Write one state row on its own (committed at once)."""
+        await self.commit(state_rows=[StateRow(namespace, key, body)])
+
     async def load_state_rows(self, namespace: str) -> list[StateRow]:
         """Every state row of a namespace, by key."""
         async with self._conn().execute(
