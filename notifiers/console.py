@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import sys
+from typing import Literal, TextIO
 
 from notifiers.base import NotifierConfigBase
+from notifiers.escape import plain_text
+from notifiers.protocol import NotifierContext
+from watcher.notification import Notification
+
+_MARKS = {"info": "ℹ", "warning": "⚠", "critical": "‼"}
 
 
 class ConsoleConfig(NotifierConfigBase):
@@ -16,3 +22,29 @@ class ConsoleConfig(NotifierConfigBase):
     def destination(self) -> str:
         """Where it sends."""
         return f"stdout ({self.format})"
+
+
+class ConsoleNotifier:
+    """Prints each notification: a marked title and indented text, or one JSON line."""
+
+    def __init__(
+        self, name: str, config: ConsoleConfig, context: NotifierContext, stream: TextIO | None = None
+    ) -> None:
+        self.name = name
+        self._config = config
+        self._stream = stream
+
+    def __repr__(self) -> str:
+        return f"ConsoleNotifier({self.name!r})"
+
+    async def send(self, notification: Notification) -> None:
+        """Print it (flushed, so a pipe sees it at once)."""
+        stream = self._stream or sys.stdout
+        if self._config.format == "json":
+            stream.write(notification.model_dump_json() + "\n")
+        else:
+            mark = "✅" if notification.action == "resolve" else _MARKS.get(notification.severity, "•")
+            lines = [f"{mark} [{self.name}] {plain_text(notification.title)}"]
+            lines.extend(f"    {plain_text(line)}" for line in notification.text.splitlines())
+            stream.write("\n".join(lines) + "\n")
+        stream.flush()

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+import asyncio
+import contextlib
+from typing import Final, Literal, Self
 
+import aiosmtplib
 from pydantic import Field, SecretStr, model_validator
 
 from notifiers.base import NotifierConfigBase
+from notifiers.email_render import render_message
+from notifiers.escape import header_value
+from notifiers.protocol import NotifierContext, PermanentSendError, RetryableSendError, SendError
+from watcher.clock import Clock, SystemClock
+from watcher.failures import Reason
+from watcher.notification import Notification
 
 
 class EmailConfig(NotifierConfigBase):
@@ -35,3 +44,120 @@ class EmailConfig(NotifierConfigBase):
         """Where it sends."""
         security = "TLS" if self.tls else "STARTTLS" if self.starttls else "plain"
         return f"{', '.join(self.to)} via {self.host}:{self.port} ({security})"
+
+
+DEFAULT_TIMEOUT_S: Final = 30.0
+QUIT_TIMEOUT_S: Final = 5.0
+
+
+class EmailNotifier:
+    """Sends each notification as one multipart email to the configured recipients."""
+
+    def __init__(
+        self,
+        name: str,
+        config: EmailConfig,
+        context: NotifierContext,
+        clock: Clock | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.name = name
+        self._config = config
+        self._clock = clock or SystemClock()
+        self._timeout_s = timeout_s
+        self._what = f"email via {config.host}:{config.port}"
+
+    def __repr__(self) -> str:
+        return f"EmailNotifier(name={self.name!r}, destination={self._config.destination()!r})"
+
+    async def send(self, notification: Notification) -> None:
+        """Deliver one notification over SMTP, or raise a classified `SendError`."""
+        config = self._config
+        message = render_message(
+            notification,
+            sender=config.sender,
+            to=config.to,
+            subject_prefix=config.subject_prefix,
+            now_ms=self._clock.now_ms(),
+        )
+        client = smtp_client(config, self._timeout_s)
+        try:
+            # aiosmtplib's timeout bounds each step; this one bounds the whole exchange.
+            async with asyncio.timeout(self._timeout_s):
+                await client.connect()
+                # The envelope recipients are the configured ones, never read back from the headers.
+                # Accepted for some recipients only counts as sent: a retry would duplicate it for the others.
+                await client.send_message(message, sender=config.sender, recipients=list(config.to))
+        except (aiosmtplib.SMTPException, TimeoutError, OSError, ValueError) as exc:
+            raise smtp_error(exc, self._what, self._timeout_s) from None
+        else:
+            await _quit_quietly(client)
+        finally:
+            client.close()
+
+
+def smtp_client(config: EmailConfig, timeout_s: float) -> aiosmtplib.SMTP:
+    """An unconnected client: implicit TLS (`tls`), a required STARTTLS upgrade (`starttls`), or plain."""
+    password = config.password.get_secret_value() if config.password is not None else None
+    return aiosmtplib.SMTP(
+        hostname=config.host,
+        port=config.port,
+        use_tls=config.tls,
+        # Explicit, never "upgrade if offered": what `benchwatch check` prints is what happens.
+        start_tls=config.starttls,
+        username=config.username,
+        password=password,
+        timeout=timeout_s,
+    )
+
+
+_STAGES: Final[dict[type[Exception], str]] = {
+    aiosmtplib.SMTPSenderRefused: "sender refused",
+    aiosmtplib.SMTPDataError: "message refused",
+    aiosmtplib.SMTPHeloError: "greeting refused",
+    aiosmtplib.SMTPConnectResponseError: "connection refused",
+}
+
+
+def smtp_error(exc: Exception, what: str, timeout_s: float) -> SendError:
+    """The classified error for a failed SMTP exchange; the message holds reply codes, never server text."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = sorted({refused.code for refused in exc.recipients})
+        return _by_code(min(codes), f"{what}: recipients refused (SMTP {', '.join(map(str, codes))})")
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        message = f"{what}: login refused (SMTP {exc.code})"
+        if _is_transient(exc.code):
+            return RetryableSendError(message, reason=Reason.AUTH)
+        return PermanentSendError(message, reason=Reason.AUTH)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return _by_code(exc.code, f"{what}: {_STAGES.get(type(exc), 'reply')} (SMTP {exc.code})")
+    if isinstance(exc, TimeoutError):
+        return RetryableSendError(f"{what}: no answer within {timeout_s:g} s", reason=Reason.TIMEOUT)
+    if isinstance(exc, OSError):
+        return RetryableSendError(f"{what}: connection failed ({type(exc).__name__})", reason=Reason.CONNECTION)
+    # What is left — STARTTLS or AUTH not offered, an address that cannot be sent — is configuration:
+    # retrying will not change it.
+    return PermanentSendError(f"{what}: {_flat(exc)}", reason=Reason.CLIENT_ERROR)
+
+
+async def _quit_quietly(client: aiosmtplib.SMTP) -> None:
+    """Say goodbye, briefly: the message is already accepted, so a slow or failed QUIT must not become a retry."""
+    with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+        await client.quit(timeout=QUIT_TIMEOUT_S)
+
+
+def _by_code(code: int, message: str) -> SendError:
+    """4xx: the server asks us to come back later; 5xx: it will not take this message."""
+    if _is_transient(code):
+        return RetryableSendError(message, reason=Reason.SERVER_ERROR)
+    return PermanentSendError(message, reason=Reason.CLIENT_ERROR)
+
+
+def _is_transient(code: int) -> bool:
+    return code < 500
+
+
+def _flat(exc: Exception) -> str:
+    """aiosmtplib's own text for the leftovers: library messages, one line, no server reply in them."""
+    return header_value(str(exc), max_chars=200)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import urllib.parse
-from typing import Literal
+import hashlib
+from typing import Any, Final, Literal
 
 from pydantic import SecretStr
 
 from notifiers.base import NotifierConfigBase
+from notifiers.escape import plain_text
+from notifiers.http import encode_json, location, post_classified, rfc3339
+from notifiers.protocol import NotifierContext
+from watcher.clock import Clock, SystemClock
+from watcher.events import Counters
+from watcher.notification import Notification
+from watcher.summary import FailureGroup, JobSummary
 
 EVENTS_API_URL = "https://events.pagerduty.com/v2/enqueue"
 
@@ -21,4 +28,146 @@ class PagerDutyConfig(NotifierConfigBase):
 
     def destination(self) -> str:
         """Where it sends."""
-        return f"Events API v2 at {urllib.parse.urlsplit(self.url).netloc}"
+        return f"Events API v2 at {location(self.url)}"
+
+
+DEFAULT_TIMEOUT_S: Final = 10.0
+MAX_SUMMARY_CHARS: Final = 1024
+MAX_FIELD_CHARS: Final = 255
+MAX_DEDUP_KEY_CHARS: Final = 255
+MAX_LINKS: Final = 5
+MAX_FAILURE_GROUPS: Final = 5
+MAX_MESSAGE_CHARS: Final = 500
+
+
+class PagerDutyNotifier:
+    """Opens a PagerDuty incident per dedup key on `trigger`, and closes it on `resolve`."""
+
+    def __init__(
+        self,
+        name: str,
+        config: PagerDutyConfig,
+        context: NotifierContext,
+        clock: Clock | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.name = name
+        self._config = config
+        self._session = context.session
+        self._clock = clock or SystemClock()
+        self._timeout_s = timeout_s
+        self._what = f"pagerduty POST {location(config.url)}"
+
+    def __repr__(self) -> str:
+        return f"PagerDutyNotifier(name={self.name!r}, url={location(self._config.url)!r})"
+
+    async def send(self, notification: Notification) -> None:
+        """Send one trigger or resolve event; 2xx (the API answers 202) is success."""
+        event = events_api_body(notification, self._config.routing_key.get_secret_value())
+        await post_classified(
+            self._session,
+            self._config.url,
+            encode_json(event),
+            {"Content-Type": "application/json", "User-Agent": "benchwatch"},
+            timeout_s=self._timeout_s,
+            what=self._what,
+            clock=self._clock,
+        )
+
+
+def events_api_body(notification: Notification, routing_key: str) -> dict[str, Any]:
+    """The Events API v2 request: a resolve names only the incident; a trigger describes it."""
+    envelope: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": notification.action,
+        "dedup_key": dedup_key(notification.dedup_key),
+    }
+    if notification.action == "resolve":
+        return envelope
+    summary = notification.summary
+    envelope["payload"] = _payload(notification)
+    envelope["client"] = "benchwatch"
+    if summary is not None:
+        envelope["client_url"] = summary.dashboard_url
+        envelope["links"] = [
+            {"href": agent.url, "text": _short(f"{agent.agent_name or agent.benchmark_run_id} run", MAX_FIELD_CHARS)}
+            for agent in summary.agents[:MAX_LINKS]
+        ]
+    return envelope
+
+
+def dedup_key(key: str) -> str:
+    """The key as PagerDuty takes it (≤ 255 chars): longer ones are cut and hashed, so a resolve still matches."""
+    if len(key) <= MAX_DEDUP_KEY_CHARS:
+        return key
+    digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    return f"{key[: MAX_DEDUP_KEY_CHARS - len(digest) - 1]}:{digest}"
+
+
+def _payload(notification: Notification) -> dict[str, Any]:
+    job_name = _job_name(notification)
+    agent = next((name for event in notification.events if (name := getattr(event, "agent_name", None))), None)
+    return {
+        "summary": _short(notification.title, MAX_SUMMARY_CHARS) or notification.rule,
+        "source": _short(job_name, MAX_FIELD_CHARS) if job_name else "benchwatch",
+        # Our three severities are PagerDuty's names too; PagerDuty's "error" has no counterpart here.
+        "severity": notification.severity,
+        "timestamp": rfc3339(notification.created_ms),
+        "component": _short(agent or job_name or "benchwatch", MAX_FIELD_CHARS),
+        "group": _short(job_name or "benchwatch", MAX_FIELD_CHARS),
+        "class": notification.events[0].kind if notification.events else "notification",
+        "custom_details": custom_details(notification),
+    }
+
+
+def custom_details(notification: Notification) -> dict[str, Any]:
+    """What the incident shows under details: the rule, the text, and the job's state, counters and failures."""
+    details: dict[str, Any] = {
+        "rule": notification.rule,
+        "notification_id": notification.id,
+        "text": plain_text(notification.text),
+    }
+    summary = notification.summary
+    if summary is not None:
+        details |= _job_details(summary)
+    return details
+
+
+def _job_details(summary: JobSummary) -> dict[str, Any]:
+    return {
+        "job_id": summary.job_id,
+        "job_name": summary.job_name,
+        "state": summary.state,
+        "failure_reason": summary.failure_reason,
+        "counters": {name: getattr(summary, name) for name in Counters.model_fields},
+        "failure_rate": summary.failure_rate,
+        "scores": summary.scores,
+        "min_score": summary.min_score,
+        "top_failures": [_failure_group(group) for group in summary.failures[:MAX_FAILURE_GROUPS]],
+        "dashboard_url": summary.dashboard_url,
+    }
+
+
+def _failure_group(group: FailureGroup) -> dict[str, Any]:
+    examples = [
+        {
+            "scenario": example.scenario_name,
+            "agent": example.agent_name,
+            "message": _short(example.message, MAX_MESSAGE_CHARS),
+        }
+        for example in group.examples
+    ]
+    return {"exception_type": group.exception_type, "count": group.count, "examples": examples}
+
+
+def _job_name(notification: Notification) -> str | None:
+    if notification.summary is not None:
+        return notification.summary.job_name
+    return notification.events[0].job_name if notification.events else None
+
+
+def _short(text: str, max_chars: int) -> str:
+    """One line, control characters removed, cut to `max_chars` (PagerDuty rejects longer fields)."""
+    flat = " ".join(plain_text(text).split())
+    return flat if len(flat) <= max_chars else flat[: max_chars - 1] + "…"

@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from pydantic import Field
 
-from notifiers.console import ConsoleConfig
-from notifiers.email import EmailConfig
-from notifiers.pagerduty import PagerDutyConfig
-from notifiers.slack import SlackConfig
-from notifiers.webhook import WebhookConfig
+from notifiers.console import ConsoleConfig, ConsoleNotifier
+from notifiers.email import EmailConfig, EmailNotifier
+from notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
+from notifiers.protocol import Notifier, NotifierContext
+from notifiers.slack import SlackConfig, SlackNotifier
+from notifiers.webhook import WebhookConfig, WebhookNotifier
+from notifiers.worker import DeliveryPolicy
+from watcher.clock import Clock
 
 NotifierConfig = Annotated[
     ConsoleConfig | SlackConfig | EmailConfig | WebhookConfig | PagerDutyConfig,
     Field(discriminator="type"),
 ]
 """A notifier's settings, chosen by its `type`."""
+
+_BUILDERS: dict[type[Any], Callable[[str, Any, NotifierContext, Clock], Notifier]] = {
+    ConsoleConfig: lambda name, config, context, clock: ConsoleNotifier(name, config, context),
+    SlackConfig: lambda name, config, context, clock: SlackNotifier(name, config, context, clock=clock),
+    EmailConfig: lambda name, config, context, clock: EmailNotifier(name, config, context, clock=clock),
+    WebhookConfig: lambda name, config, context, clock: WebhookNotifier(name, config, context, clock=clock),
+    PagerDutyConfig: lambda name, config, context, clock: PagerDutyNotifier(name, config, context, clock=clock),
+}
+
+
+def build_notifier(name: str, config: NotifierConfig, context: NotifierContext, clock: Clock) -> Notifier:
+    """The notifier a config describes."""
+    return _BUILDERS[type(config)](name, config, context, clock)
+
+
+def delivery_policy(config: NotifierConfig) -> DeliveryPolicy:
+    """The delivery worker's limits for a notifier, from its config."""
+    return DeliveryPolicy(max_age_ms=config.max_age_ms, concurrency=config.concurrency, rate_per_s=config.rate_per_s)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import urllib.parse
-from typing import Literal
+from typing import Any, Final, Literal
 
+from multidict import CIMultiDict
 from pydantic import Field, SecretStr, field_validator
 
 from notifiers.base import NotifierConfigBase
+from notifiers.http import encode_json, location, post_classified, rfc3339
+from notifiers.protocol import NotifierContext
+from watcher.clock import Clock, SystemClock
 from watcher.durations import DurationMs
+from watcher.notification import Notification
 
 
 class WebhookConfig(NotifierConfigBase):
@@ -21,7 +28,7 @@ class WebhookConfig(NotifierConfigBase):
     secret: SecretStr | None = None
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     format: Literal["json", "cloudevents"] = "json"
-    timeout_ms: DurationMs = Field(10_000, alias="timeout")
+    timeout_ms: DurationMs = Field(10_000, alias="timeout", gt=0)
 
     @field_validator("url")
     @classmethod
@@ -47,6 +54,101 @@ class WebhookConfig(NotifierConfigBase):
 
     def destination(self) -> str:
         """Where it sends (no query string: it may hold a token)."""
-        parts = urllib.parse.urlsplit(self.url)
         signed = ", signed" if self.secret is not None else ""
-        return f"POST {parts.scheme}://{parts.netloc}{parts.path} ({self.format}{signed})"
+        return f"POST {urllib.parse.urlsplit(self.url).scheme}://{location(self.url)} ({self.format}{signed})"
+
+
+CLOUDEVENTS_CONTENT_TYPE: Final = "application/cloudevents+json"
+
+
+class WebhookNotifier:
+    """POSTs each notification as JSON or a CloudEvent, signed the Standard Webhooks way when given a secret."""
+
+    def __init__(self, name: str, config: WebhookConfig, context: NotifierContext, clock: Clock | None = None) -> None:
+        self.name = name
+        self._config = config
+        self._session = context.session
+        self._clock = clock or SystemClock()
+        self._what = f"webhook POST {location(config.url)}"
+
+    def __repr__(self) -> str:
+        return (
+            f"WebhookNotifier(name={self.name!r}, url={location(self._config.url)!r}, format={self._config.format!r})"
+        )
+
+    async def send(self, notification: Notification) -> None:
+        """POST one notification; the body is serialised once and those exact bytes are signed and sent."""
+        body = encode_json(request_body(notification, self._config.format))
+        headers: CIMultiDict[str] = CIMultiDict(
+            (name, value.get_secret_value()) for name, value in self._config.headers.items()
+        )
+        # Ours win over configured headers of the same name: a stray header must not break the signature.
+        headers.update(self._own_headers(notification.id, body))
+        await post_classified(
+            self._session,
+            self._config.url,
+            body,
+            headers,
+            timeout_s=self._config.timeout_ms / 1000,
+            what=self._what,
+            clock=self._clock,
+        )
+
+    def _own_headers(self, message_id: str, body: bytes) -> dict[str, str]:
+        content_type = CLOUDEVENTS_CONTENT_TYPE if self._config.format == "cloudevents" else "application/json"
+        headers = {"Content-Type": content_type, "User-Agent": "benchwatch"}
+        if self._config.secret is not None:
+            timestamp_s = self._clock.now_ms() // 1000
+            signature = sign(self._config.secret.get_secret_value(), message_id, timestamp_s, body)
+            # webhook-id is the notification id on every attempt: receivers deduplicate retries on it.
+            headers |= {"webhook-id": message_id, "webhook-timestamp": str(timestamp_s), "webhook-signature": signature}
+        return headers
+
+
+def request_body(notification: Notification, body_format: Literal["json", "cloudevents"]) -> dict[str, Any]:
+    """The JSON object to send: the notification itself, or wrapped as a CloudEvents 1.0 structured event."""
+    data = notification_json(notification)
+    return cloudevent(notification, data) if body_format == "cloudevents" else data
+
+
+def notification_json(notification: Notification) -> dict[str, Any]:
+    """The notification as plain JSON: envelope first, then title, text, events and the job summary."""
+    return {
+        "id": notification.id,
+        "rule": notification.rule,
+        "notifier": notification.notifier,
+        "severity": notification.severity,
+        "action": notification.action,
+        "dedup_key": notification.dedup_key,
+        "group_key": notification.group_key,
+        "job_id": notification.job_id,
+        "created_ms": notification.created_ms,
+        "title": notification.title,
+        "text": notification.text,
+        "events": [event.model_dump(mode="json") for event in notification.events],
+        "summary": notification.summary.model_dump(mode="json") if notification.summary is not None else None,
+    }
+
+
+def cloudevent(notification: Notification, data: dict[str, Any]) -> dict[str, Any]:
+    """A CloudEvents 1.0 event in structured mode, carrying `data`; `subject` is the job when there is one."""
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": notification.id,
+        # `source` is a URI reference: a rule name may hold anything, so it is one quoted path segment.
+        "source": f"benchwatch/{urllib.parse.quote(notification.rule, safe='')}",
+        "type": "benchwatch.notification",
+        "time": rfc3339(notification.created_ms),
+        "datacontenttype": "application/json",
+    }
+    if notification.job_id is not None:
+        event["subject"] = notification.job_id
+    event["data"] = data
+    return event
+
+
+def sign(secret: str, message_id: str, timestamp_s: int, body: bytes) -> str:
+    """The Standard Webhooks `webhook-signature`: v1, base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    digest = hmac.new(key, f"{message_id}.{timestamp_s}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from notifiers.protocol import NotifierContext
 from watcher.clock import ManualClock
 from watcher.simulator import Simulator, create_app
+from watcher.store import NamespacedState, SQLiteStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -50,3 +53,16 @@ async def sim_url(sim: Simulator, aiohttp_server: ServerFactory) -> str:
 @pytest.fixture
 def fake_sleep(clock: ManualClock) -> FakeSleep:
     return FakeSleep(clock)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session
+
+
+@pytest.fixture
+async def context(session: aiohttp.ClientSession, tmp_path: Path) -> AsyncIterator[NotifierContext]:
+    """What a notifier gets: the shared session and durable state in a real SQLite file."""
+    async with SQLiteStore(tmp_path / "notifier-state.db") as store:
+        yield NotifierContext(session=session, state=NamespacedState(store, "notifier.test"))

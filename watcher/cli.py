@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from watcher import commands
+from watcher import commands, deliveries_cli
 from watcher.commands import UsageError
 from watcher.configfile import ConfigError
 from watcher.errors import RunloopApiError
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job(sub)
     _add_replay(sub)
     _add_check(sub)
+    _add_deliveries(sub)
+    _add_test_notify(sub)
     sub.add_parser(
         "schema", help="print the JSON Schema of events", description="Print the JSON Schema of every event kind."
     ).set_defaults(handler=commands.schema)
@@ -144,6 +146,46 @@ def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("config", metavar="CONFIG", type=Path, help="the YAML config file")
     p.set_defaults(handler=commands.check)
+
+
+def _add_state_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="the config file (its state.path is used)")
+    p.add_argument("--state", type=Path, help="the state database, instead of --config")
+
+
+def _add_deliveries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "deliveries",
+        help="look into the outbox: pending, sent and dead-lettered notifications; resend one",
+        description="Inspect the notification outbox of a state database, and send dead letters again.",
+    )
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="list notifications and where their delivery stands")
+    _add_state_options(listing)
+    listing.add_argument(
+        "--status", choices=["pending", "sent", "dead", "all"], default="dead", help="which (default: %(default)s)"
+    )
+    listing.add_argument(
+        "--limit", type=_non_negative_int, default=100, help="at most this many (default: %(default)s)"
+    )
+    listing.set_defaults(handler=deliveries_cli.list_deliveries)
+    retry = actions.add_parser("retry", help="make a notification pending again (a running watcher sends it)")
+    _add_state_options(retry)
+    retry.add_argument("id", metavar="ID", help="the notification id (nt_...), or a unique prefix of it")
+    retry.add_argument("--send", action="store_true", help="also send it now from here (needs --config)")
+    retry.set_defaults(handler=deliveries_cli.retry_delivery)
+
+
+def _add_test_notify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "test-notify",
+        help="send a sample notification through one notifier",
+        description="Send a sample notification through one configured notifier, now, and report success or the "
+        "exact error (classified as retryable or permanent).",
+    )
+    p.add_argument("config", metavar="CONFIG", type=Path, help="the YAML config file")
+    p.add_argument("notifier", metavar="NOTIFIER", help="the notifier's name in the config")
+    p.set_defaults(handler=deliveries_cli.test_notify)
 
 
 def _positive_float(raw: str) -> float:

@@ -31,6 +31,33 @@ class StateRow:
     body: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A notification in the outbox and where its delivery stands."""
+
+    notification: Notification
+    status: str  # pending | sent | dead
+    attempts: int
+    next_attempt_ms: int
+    last_reason: str | None
+    last_error: str | None
+    done_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    """One try at sending a notification, as recorded."""
+
+    notification_id: str
+    notifier: str
+    attempt: int
+    started_ms: int
+    finished_ms: int
+    outcome: str  # sent | retry | dead
+    reason: str | None
+    error: str | None
+
+
 class Store(Protocol):
     """Durable job memories and events. SQLite implements it; a PostgreSQL twin can too.
 
@@ -77,8 +104,36 @@ class Store(Protocol):
         """Write one state row on its own (committed at once)."""
         ...
 
-    async def outbox(self, *, status: str | None = "pending", limit: int = 1000) -> list[Notification]:
-        """Notifications in the outbox, oldest first."""
+    async def outbox_items(self, *, status: str | None = None, limit: int = 1000) -> list[OutboxItem]:
+        """Outbox entries, oldest first, optionally of one status."""
+        ...
+
+    async def outbox_item(self, notification_id: str) -> OutboxItem | None:
+        """One outbox entry by id (or unique prefix)."""
+        ...
+
+    async def due_notifications(self, now_ms: int, *, limit: int = 200) -> list[OutboxItem]:
+        """Pending notifications whose next attempt is due."""
+        ...
+
+    async def next_attempt_ms(self, *, after_ms: int = -1) -> int | None:
+        """When the next pending notification is due (later than `after_ms`)."""
+        ...
+
+    async def record_delivery(self, attempt: DeliveryAttempt, *, status: str, next_attempt_ms: int) -> None:
+        """Record an attempt and the notification's new status atomically."""
+        ...
+
+    async def requeue(self, notification_id: str, now_ms: int) -> bool:
+        """Make a notification pending again, due now."""
+        ...
+
+    async def deliveries(self, notification_id: str) -> list[DeliveryAttempt]:
+        """Every recorded attempt of one notification."""
+        ...
+
+    async def outbox_counts(self) -> dict[str, int]:
+        """Notifications per status."""
         ...
 
     async def events(self, *, job_id: str | None = None, since_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:

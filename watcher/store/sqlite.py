@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ import aiosqlite
 from watcher.diff import JobMemory
 from watcher.events import Event, event_from_json, event_to_json
 from watcher.notification import Notification
-from watcher.store.base import StateRow, StoredEvent
+from watcher.store.base import DeliveryAttempt, OutboxItem, StateRow, StoredEvent
 
 # Each entry moves the schema one version up; never edit a released one, append another.
 MIGRATIONS: Final[tuple[str, ...]] = (
@@ -49,8 +50,29 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX outbox_by_status ON outbox (status, created_ms);
     """,
+    """
+    ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN next_attempt_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN last_reason TEXT;
+    ALTER TABLE outbox ADD COLUMN last_error TEXT;
+    ALTER TABLE outbox ADD COLUMN done_ms INTEGER;
+    CREATE INDEX outbox_due ON outbox (status, next_attempt_ms);
+    CREATE TABLE deliveries (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        notification_id TEXT NOT NULL,
+        notifier        TEXT NOT NULL,
+        attempt         INTEGER NOT NULL,
+        started_ms      INTEGER NOT NULL,
+        finished_ms     INTEGER NOT NULL,
+        outcome         TEXT NOT NULL,
+        reason          TEXT,
+        error           TEXT
+    );
+    CREATE INDEX deliveries_by_notification ON deliveries (notification_id, seq);
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
+_OUTBOX_COLUMNS: Final = "body, status, attempts, next_attempt_ms, last_reason, last_error, done_ms"
 
 
 class StoreError(Exception):
@@ -68,6 +90,8 @@ class SQLiteStore:
         self.path = str(path)
         self._step_hook = step_hook
         self._db: aiosqlite.Connection | None = None
+        # One connection serves every task: write transactions take turns, or BEGIN would nest.
+        self._write_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -156,6 +180,16 @@ class SQLiteStore:
         notifications: Sequence[Notification] = (),
     ) -> int:
         """Record a poll's consequences in one transaction; returns how many events were new."""
+        async with self._write_lock:
+            return await self._commit(memory, events, state_rows, notifications)
+
+    async def _commit(
+        self,
+        memory: JobMemory | None,
+        events: Sequence[Event],
+        state_rows: Sequence[StateRow],
+        notifications: Sequence[Notification],
+    ) -> int:
         db = self._conn()
         self._step("begin")
         await db.execute("BEGIN IMMEDIATE")
@@ -236,18 +270,125 @@ class SQLiteStore:
             rows = await cursor.fetchall()
         return [StateRow(namespace, str(row[0]), str(row[1])) for row in rows]
 
-    async def outbox(self, *, status: str | None = "pending", limit: int = 1000) -> list[Notification]:
-        """Notifications in the outbox, oldest first (all statuses with `status=None`)."""
-        query = "SELECT body FROM outbox"
+    async def outbox_items(self, *, status: str | None = None, limit: int = 1000) -> list[OutboxItem]:
+        """Outbox entries, oldest first, optionally of one status (pending, sent, dead)."""
+        query = f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
         params: list[object] = []
         if status is not None:
             query += " WHERE status = ?"
             params.append(status)
         query += " ORDER BY created_ms, id LIMIT ?"
         params.append(limit)
+        return await self._outbox_query(query, params)
+
+    async def outbox_item(self, notification_id: str) -> OutboxItem | None:
+        """One outbox entry by notification id (a unique prefix of at least 6 characters also finds it)."""
+        items = await self._outbox_query(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id = ? OR (length(?) >= 6 AND id LIKE ? || '%') LIMIT 2",
+            [notification_id, notification_id, notification_id],
+        )
+        return items[0] if len(items) == 1 else None
+
+    async def due_notifications(self, now_ms: int, *, limit: int = 200) -> list[OutboxItem]:
+        """Pending notifications whose next attempt is due, the longest-waiting first."""
+        return await self._outbox_query(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_ms <= ?"
+            " ORDER BY next_attempt_ms, created_ms, id LIMIT ?",
+            [now_ms, limit],
+        )
+
+    async def next_attempt_ms(self, *, after_ms: int = -1) -> int | None:
+        """When the next pending notification is due (later than `after_ms`), if any."""
+        async with self._conn().execute(
+            "SELECT min(next_attempt_ms) FROM outbox WHERE status = 'pending' AND next_attempt_ms > ?", (after_ms,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    async def record_delivery(self, attempt: DeliveryAttempt, *, status: str, next_attempt_ms: int) -> None:
+        """Record one delivery attempt and the notification's new status, in one transaction."""
+        async with self._write_lock:
+            await self._record_delivery(attempt, status, next_attempt_ms)
+
+    async def _record_delivery(self, attempt: DeliveryAttempt, status: str, next_attempt_ms: int) -> None:
+        db = self._conn()
+        self._step("delivery:begin")
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.execute(
+                "INSERT INTO deliveries (notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason,"
+                " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    attempt.notification_id,
+                    attempt.notifier,
+                    attempt.attempt,
+                    attempt.started_ms,
+                    attempt.finished_ms,
+                    attempt.outcome,
+                    attempt.reason,
+                    attempt.error,
+                ),
+            )
+            await db.execute(
+                "UPDATE outbox SET status = ?, attempts = ?, next_attempt_ms = ?, last_reason = ?, last_error = ?,"
+                " done_ms = ? WHERE id = ?",
+                (
+                    status,
+                    attempt.attempt,
+                    next_attempt_ms,
+                    attempt.reason,
+                    attempt.error,
+                    attempt.finished_ms if status != "pending" else None,
+                    attempt.notification_id,
+                ),
+            )
+            await db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
+            raise
+        self._step("delivery:after_commit")
+
+    async def requeue(self, notification_id: str, now_ms: int) -> bool:
+        """Send a dead-lettered (or sent) notification again: back to pending, due now."""
+        async with self._write_lock:
+            cursor = await self._conn().execute(
+                "UPDATE outbox SET status = 'pending', next_attempt_ms = ?, done_ms = NULL WHERE id = ?",
+                (now_ms, notification_id),
+            )
+        return cursor.rowcount == 1
+
+    async def deliveries(self, notification_id: str) -> list[DeliveryAttempt]:
+        """Every recorded attempt of one notification, in order."""
+        async with self._conn().execute(
+            "SELECT notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error"
+            " FROM deliveries WHERE notification_id = ? ORDER BY seq",
+            (notification_id,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [DeliveryAttempt(*row) for row in rows]
+
+    async def outbox_counts(self) -> dict[str, int]:
+        """How many notifications are pending, sent and dead."""
+        async with self._conn().execute("SELECT status, count(*) FROM outbox GROUP BY status") as cursor:
+            rows = await cursor.fetchall()
+        return {str(row[0]): int(row[1]) for row in rows}
+
+    async def _outbox_query(self, query: str, params: list[object]) -> list[OutboxItem]:
         async with self._conn().execute(query, params) as cursor:
             rows = await cursor.fetchall()
-        return [Notification.model_validate_json(row[0]) for row in rows]
+        return [
+            OutboxItem(
+                notification=Notification.model_validate_json(row[0]),
+                status=row[1],
+                attempts=row[2],
+                next_attempt_ms=row[3],
+                last_reason=row[4],
+                last_error=row[5],
+                done_ms=row[6],
+            )
+            for row in rows
+        ]
 
     async def events(self, *, job_id: str | None = None, since_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
         """Recorded events in recording order, after `since_seq`, optionally of one job."""

@@ -1,0 +1,246 @@
+"""The delivery worker: sends what the outbox holds — retries, rate limits, dead letters and bookkeeping, once.
+
+Every notification reaches the outbox in the same transaction as the events that caused it, before any send. The
+worker takes due ones, sends each through its notifier under that notifier's concurrency and rate limits, and
+records every attempt. A notification stays pending until a successful send is recorded: after a crash it goes out
+again (at least once; its id is the idempotency key receivers dedupe on), and only a send that was in flight at the
+crash can arrive twice. Backoff delays come from tenacity's exponential-with-jitter strategy, or the server's
+Retry-After; past the notifier's `max_age` a notification is dead-lettered, kept and visible, sendable on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from tenacity import RetryCallState, wait_random_exponential
+
+from notifiers.protocol import Notifier, NotifierGoneError, RetryableSendError, SendError
+from watcher.clock import Clock
+from watcher.failures import Reason
+from watcher.store.base import DeliveryAttempt, OutboxItem, Store
+
+log = logging.getLogger("benchwatch.delivery")
+
+Sleep = Callable[[float], Awaitable[None]]
+_MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """One notifier's delivery limits."""
+
+    max_age_ms: int = 24 * 3_600_000
+    concurrency: int = 4
+    rate_per_s: float | None = None
+    initial_backoff_s: float = 2.0
+    max_backoff_s: float = 900.0
+
+
+class _RateLimit:
+    """At most `rate_per_s` starts per second: each start takes the next free slot on the injected clock."""
+
+    def __init__(self, rate_per_s: float | None, clock: Clock, sleep: Sleep) -> None:
+        self._interval_ms = 1000 / rate_per_s if rate_per_s else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._next_ms = 0.0
+
+    async def wait_turn(self) -> None:
+        if not self._interval_ms:
+            return
+        now = self._clock.now_ms()
+        slot = max(now, self._next_ms)
+        self._next_ms = slot + self._interval_ms
+        if slot > now:
+            await self._sleep((slot - now) / 1000)
+
+
+class DeliveryWorker:
+    """Sends due notifications from the store's outbox; one notifier that is down never holds back another."""
+
+    def __init__(
+        self,
+        store: Store,
+        notifiers: Mapping[str, Notifier],
+        policies: Mapping[str, DeliveryPolicy],
+        *,
+        clock: Clock,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.notifiers = dict(notifiers)
+        self.policies = dict(policies)
+        self.clock = clock
+        self.stats: Counter[tuple[str, str, str]] = Counter()  # (notifier, outcome, reason)
+        self.disabled: dict[str, str] = {}  # notifier → why (HTTP 410)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._limits = {name: asyncio.Semaphore(self._policy(name).concurrency) for name in self.notifiers}
+        self._rates = {name: _RateLimit(self._policy(name).rate_per_s, clock, sleep) for name in self.notifiers}
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """New notifications are in the outbox: look now rather than at the next due time."""
+        self._wake.set()
+
+    async def dispatch(self) -> int:
+        """Start a send for every due notification not already in flight; returns how many were started."""
+        started = 0
+        for item in await self.store.due_notifications(self.clock.now_ms()):
+            notification_id = item.notification.id
+            if notification_id in self._in_flight or self._stopping:
+                continue
+            task = asyncio.create_task(self._deliver(item), name=f"deliver {notification_id}")
+            self._in_flight[notification_id] = task
+            task.add_done_callback(functools.partial(self._forget, notification_id))
+            started += 1
+        return started
+
+    def _forget(self, notification_id: str, _: object) -> None:
+        self._in_flight.pop(notification_id, None)
+
+    async def drain(self) -> int:
+        """Dispatch and wait until nothing due is left (for tests and one-shot runs); returns sends started."""
+        total = 0
+        while True:
+            started = await self.dispatch()
+            total += started
+            if not self._in_flight:
+                return total
+            await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+
+    async def run(self) -> None:
+        """Dispatch until `stop()`: woken by `wake()`, by the next due time, or by a send finishing."""
+        while not self._stopping:
+            self._wake.clear()
+            await self.dispatch()
+            await self._wait_for_work()
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop dispatching, let sends in flight finish for up to `grace_s`, then cancel the rest."""
+        self._stopping = True
+        self._wake.set()
+        pending = list(self._in_flight.values())
+        if not pending:
+            return
+        _, not_done = await asyncio.wait(pending, timeout=grace_s)
+        for task in not_done:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*not_done, return_exceptions=True)
+
+    async def _wait_for_work(self) -> None:
+        now_ms = self.clock.now_ms()
+        next_ms = await self.store.next_attempt_ms(after_ms=now_ms)  # what is due now is in flight already
+        timeout_s = 60.0 if next_ms is None else max(0.0, (next_ms - now_ms) / 1000)
+        waiters = [asyncio.create_task(self._wake.wait()), *self._in_flight.values()]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        waiters[0].cancel()
+
+    def _policy(self, notifier: str) -> DeliveryPolicy:
+        return self.policies.get(notifier, DeliveryPolicy())
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        notification = item.notification
+        name = notification.notifier
+        notifier = self.notifiers.get(name)
+        if notifier is None:
+            await self._finish(item, "dead", Reason.CLIENT_ERROR, f"no notifier named {name!r} in the config")
+            return
+        if name in self.disabled:
+            await self._finish(
+                item, "dead", Reason.CLIENT_ERROR, f"notifier {name!r} is disabled: {self.disabled[name]}"
+            )
+            return
+        async with self._limits[name]:
+            await self._rates[name].wait_turn()
+            started_ms = self.clock.now_ms()
+            try:
+                await notifier.send(notification)
+            except SendError as exc:
+                await self._failed(item, exc, started_ms)
+                return
+            except Exception as exc:  # a notifier bug must not kill the worker: treat it as retryable
+                log.exception("notifier %s raised an unclassified error", name)
+                error = RetryableSendError(f"unexpected {type(exc).__name__} in notifier", reason=Reason.SERVER_ERROR)
+                await self._failed(item, error, started_ms)
+                return
+        await self._finish(item, "sent", None, None, started_ms=started_ms)
+        log.info("delivered %s to %s (rule %s)", notification.id, name, notification.rule)
+
+    async def _failed(self, item: OutboxItem, exc: SendError, started_ms: int) -> None:
+        name = item.notification.notifier
+        message = str(exc)[:_MAX_ERROR_CHARS]
+        if isinstance(exc, NotifierGoneError):
+            self.disabled[name] = message
+            log.error("notifier %s is gone and now disabled: %s", name, message)
+        if not exc.retryable:
+            await self._finish(item, "dead", exc.reason, message, started_ms=started_ms)
+            log.error("dead-lettered %s to %s: %s (%s)", item.notification.id, name, message, exc.reason)
+            return
+        delay_s = self._delay_s(item, exc)
+        now_ms = self.clock.now_ms()
+        next_ms = now_ms + round(delay_s * 1000)
+        if next_ms > item.notification.created_ms + self._policy(name).max_age_ms:
+            await self._finish(
+                item,
+                "dead",
+                exc.reason,
+                f"{message} (gave up after {item.attempts + 1} attempts)",
+                started_ms=started_ms,
+            )
+            log.error(
+                "dead-lettered %s to %s after %d attempts: %s", item.notification.id, name, item.attempts + 1, message
+            )
+            return
+        await self._finish(item, "pending", exc.reason, message, started_ms=started_ms, next_attempt_ms=next_ms)
+        log.warning(
+            "delivery of %s to %s failed (%s): %s; attempt %d, next in %.1fs",
+            item.notification.id, name, exc.reason, message, item.attempts + 1, delay_s,
+        )  # fmt: skip
+
+    def _delay_s(self, item: OutboxItem, exc: SendError) -> float:
+        policy = self._policy(item.notification.notifier)
+        retry_after = getattr(exc, "retry_after_s", None)
+        if retry_after is not None:
+            return max(0.0, float(retry_after))
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = item.attempts + 1
+        backoff = wait_random_exponential(multiplier=policy.initial_backoff_s, max=policy.max_backoff_s)
+        return float(backoff(state))
+
+    async def _finish(
+        self,
+        item: OutboxItem,
+        status: str,
+        reason: str | None,
+        error: str | None,
+        *,
+        started_ms: int | None = None,
+        next_attempt_ms: int = 0,
+    ) -> None:
+        now_ms = self.clock.now_ms()
+        outcome = {"sent": "sent", "dead": "dead", "pending": "retry"}[status]
+        attempt = DeliveryAttempt(
+            notification_id=item.notification.id,
+            notifier=item.notification.notifier,
+            attempt=item.attempts + 1,
+            started_ms=started_ms if started_ms is not None else now_ms,
+            finished_ms=now_ms,
+            outcome=outcome,
+            reason=reason,
+            error=error,
+        )
+        await self.store.record_delivery(attempt, status=status, next_attempt_ms=next_attempt_ms)
+        self.stats[(item.notification.notifier, outcome, reason or "ok")] += 1
