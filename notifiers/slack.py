@@ -266,7 +266,7 @@ def api_error(what: str, status: int, headers: Mapping[str, str], body: object, 
     """The classified error for a failed Web API call: by HTTP status for 429 and 5xx, else by Slack's error code."""
     code = error_code(body)
     described = f"{what} ({code})" if code else what
-    if status == 429 or status >= 500:
+    if status != 200:  # the HTTP status wins, as for every notifier; Slack's codes refine a 200 with ok: false
         return error_for_status(status, described, headers=headers, now_ms=now_ms)
     if code in _RATE_LIMITED:
         retry_after_s = parse_retry_after(headers, now_ms)
@@ -277,8 +277,6 @@ def api_error(what: str, status: int, headers: Mapping[str, str], body: object, 
         return PermanentSendError(f"{described}: the token is not allowed to post", reason=Reason.AUTH)
     if code is not None:
         return PermanentSendError(f"{described}: rejected", reason=Reason.CLIENT_ERROR)
-    if status != 200:
-        return error_for_status(status, described, headers=headers, now_ms=now_ms)
     return RetryableSendError(f"{described}: unreadable answer", reason=Reason.BAD_RESPONSE)
 
 

@@ -158,12 +158,11 @@ class DeliveryWorker:
         if notifier is None:
             await self._finish(item, "dead", Reason.CLIENT_ERROR, f"no notifier named {name!r} in the config")
             return
-        if name in self.disabled:
-            await self._finish(
-                item, "dead", Reason.CLIENT_ERROR, f"notifier {name!r} is disabled: {self.disabled[name]}"
-            )
-            return
         async with self._limits[name]:
+            if name in self.disabled:  # checked in turn: sends queued behind the one that found it gone stop too
+                why = f"notifier {name!r} is disabled: {self.disabled[name]}"
+                await self._finish(item, "dead", Reason.CLIENT_ERROR, why)
+                return
             await self._rates[name].wait_turn()
             started_ms = self.clock.now_ms()
             try:
@@ -176,7 +175,9 @@ class DeliveryWorker:
                 error = RetryableSendError(f"unexpected {type(exc).__name__} in notifier", reason=Reason.SERVER_ERROR)
                 await self._failed(item, error, started_ms)
                 return
-        await self._finish(item, "sent", None, None, started_ms=started_ms)
+            # Recorded while the slot is held: sends not yet recorded (those a crash would repeat) stay within
+            # the notifier's concurrency.
+            await self._finish(item, "sent", None, None, started_ms=started_ms)
         log.info("delivered %s to %s (rule %s)", notification.id, name, notification.rule)
 
     async def _failed(self, item: OutboxItem, exc: SendError, started_ms: int) -> None:

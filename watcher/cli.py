@@ -174,6 +174,9 @@ def _add_deliveries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     retry.add_argument("id", metavar="ID", help="the notification id (nt_...), or a unique prefix of it")
     retry.add_argument("--send", action="store_true", help="also send it now from here (needs --config)")
     retry.set_defaults(handler=deliveries_cli.retry_delivery)
+    flush = actions.add_parser("flush", help="send everything due in the outbox now, then exit")
+    flush.add_argument("--config", type=Path, required=True, help="the config file (notifiers and state)")
+    flush.set_defaults(handler=deliveries_cli.flush_outbox)
 
 
 def _add_test_notify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

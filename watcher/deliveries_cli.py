@@ -78,6 +78,18 @@ async def retry_delivery(args: argparse.Namespace) -> int:
         return 0 if after is not None and after.status == "sent" else 1
 
 
+async def flush_outbox(args: argparse.Namespace) -> int:
+    """`benchwatch deliveries flush --config C`: send what is due now (retries scheduled later stay pending)."""
+    loaded = load_config(args.config)
+    clock = SystemClock()
+    async with SQLiteStore(loaded.state_path()) as store, aiohttp.ClientSession() as session:
+        worker = build_worker(loaded.config, store, session, clock)
+        started = await worker.drain()
+        counts = await store.outbox_counts()
+    print(f"{started} sends; " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("pending", "sent", "dead")))
+    return 0 if counts.get("dead", 0) == 0 else 1
+
+
 async def test_notify(args: argparse.Namespace) -> int:
     """`benchwatch test-notify CONFIG NOTIFIER`: send a sample notification; report success or the exact error."""
     loaded = load_config(args.config)

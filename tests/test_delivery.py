@@ -1,0 +1,217 @@
+"""Durable delivery: the outbox and the worker — retries, Retry-After, max age, dead letters, 410, isolation,
+rate limits, and the CLI over the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from notifiers.protocol import NotifierContext
+from notifiers.sample import sample_notification
+from notifiers.webhook import WebhookConfig, WebhookNotifier
+from notifiers.worker import DeliveryPolicy, DeliveryWorker
+from tests.conftest import FakeSleep
+from tests.fakes.base import Reply
+from tests.fakes.webhook import WebhookReceiver
+from watcher.clock import ManualClock
+from watcher.notification import Notification
+from watcher.store import NamespacedState, SQLiteStore
+
+SECRET = "whsec_" + "c2VjcmV0LWZvci1kZWxpdmVyeS10ZXN0cw=="
+BENCHWATCH = [sys.executable, "-m", "watcher"]
+
+
+async def _receiver(aiohttp_server: Any) -> tuple[WebhookReceiver, TestServer]:
+    receiver = WebhookReceiver(SECRET)
+    return receiver, await aiohttp_server(receiver.app())
+
+
+def _hook(name: str, server: TestServer, context: NotifierContext, clock: ManualClock) -> WebhookNotifier:
+    config = WebhookConfig.model_validate({"type": "webhook", "url": str(server.make_url("/hook")), "secret": SECRET})
+    return WebhookNotifier(name, config, context, clock=clock)
+
+
+def _notes(notifier: str, count: int, clock: ManualClock) -> list[Notification]:
+    base = sample_notification(notifier, clock.now_ms())
+    return [base.model_copy(update={"id": f"nt_{notifier}_{i:03d}", "title": f"#{i}"}) for i in range(count)]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Any:
+    async with SQLiteStore(tmp_path / "state.db") as opened:
+        yield opened
+
+
+def _worker(
+    store: SQLiteStore, notifiers: dict[str, Any], clock: ManualClock, sleep: FakeSleep, **policy: Any
+) -> DeliveryWorker:
+    policies = {name: DeliveryPolicy(**policy) for name in notifiers}
+    return DeliveryWorker(store, notifiers, policies, clock=clock, sleep=sleep)
+
+
+async def test_notifications_go_out_once_and_every_attempt_is_recorded(
+    aiohttp_server: Any, store: SQLiteStore, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
+) -> None:
+    receiver, server = await _receiver(aiohttp_server)
+    await store.commit(notifications=_notes("hook", 3, clock))
+    worker = _worker(store, {"hook": _hook("hook", server, context, clock)}, clock, fake_sleep)
+    assert await worker.drain() == 3
+    assert await worker.drain() == 0
+    assert sorted(d.webhook_id for d in receiver.deliveries) == ["nt_hook_000", "nt_hook_001", "nt_hook_002"]
+    assert all(d.verified for d in receiver.deliveries)
+    assert [item.status for item in await store.outbox_items()] == ["sent"] * 3
+    (attempt,) = await store.deliveries("nt_hook_000")
+    assert (attempt.outcome, attempt.attempt, attempt.reason) == ("sent", 1, None)
+
+
+async def test_retryable_failures_wait_then_succeed_with_the_same_id(
+    aiohttp_server: Any, store: SQLiteStore, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
+) -> None:
+    receiver, server = await _receiver(aiohttp_server)
+    receiver.then(Reply(503), Reply(429, headers={"Retry-After": "7"}))
+    await store.commit(notifications=_notes("hook", 1, clock))
+    worker = _worker(store, {"hook": _hook("hook", server, context, clock)}, clock, fake_sleep, initial_backoff_s=1)
+    await worker.drain()
+    (item,) = await store.outbox_items()
+    assert (item.status, item.attempts, item.last_reason) == ("pending", 1, "server_error")
+    assert 0 <= item.next_attempt_ms - clock.now_ms() <= 1000  # full jitter under a 1 s first backoff
+    clock.set(item.next_attempt_ms)
+    await worker.drain()
+    (item,) = await store.outbox_items()
+    assert (item.attempts, item.last_reason, item.next_attempt_ms - clock.now_ms()) == (2, "rate_limited", 7000)
+    assert await worker.drain() == 0  # not due yet
+    clock.advance(7000)
+    await worker.drain()
+    (item,) = await store.outbox_items()
+    assert (item.status, item.attempts) == ("sent", 3)
+    assert {d.webhook_id for d in receiver.deliveries} == {"nt_hook_000"} and len(receiver.deliveries) == 3
+    assert [a.outcome for a in await store.deliveries("nt_hook_000")] == ["retry", "retry", "sent"]
+
+
+async def test_permanent_failures_and_old_age_dead_letter(
+    aiohttp_server: Any, store: SQLiteStore, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
+) -> None:
+    receiver, server = await _receiver(aiohttp_server)
+    receiver.then(Reply(400), *[Reply(500)] * 50)
+    await store.commit(notifications=_notes("hook", 2, clock))
+    worker = _worker(store, {"hook": _hook("hook", server, context, clock)}, clock, fake_sleep, max_age_ms=3_600_000)
+    for _ in range(50):
+        await worker.drain()
+        due = await store.next_attempt_ms()
+        if due is None:
+            break
+        clock.set(due)
+    first, second = await store.outbox_items()
+    assert (first.status, first.attempts, first.last_reason) == ("dead", 1, "client_error")
+    assert second.status == "dead" and "gave up after" in (second.last_error or "")
+    assert clock.now_ms() - second.notification.created_ms <= 3_600_000
+
+
+async def test_410_disables_the_notifier_and_others_carry_on(
+    aiohttp_server: Any, store: SQLiteStore, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
+) -> None:
+    gone, gone_server = await _receiver(aiohttp_server)
+    gone.then(Reply(410))
+    fine, fine_server = await _receiver(aiohttp_server)
+    await store.commit(notifications=_notes("gone", 3, clock) + _notes("fine", 3, clock))
+    notifiers = {"gone": _hook("gone", gone_server, context, clock), "fine": _hook("fine", fine_server, context, clock)}
+    worker = _worker(store, notifiers, clock, fake_sleep, concurrency=1)
+    await worker.drain()
+    assert "gone" in worker.disabled and len(gone.requests) == 1
+    statuses = {item.notification.id: item.status for item in await store.outbox_items()}
+    assert [statuses[f"nt_gone_{i:03d}"] for i in range(3)] == ["dead"] * 3
+    assert [statuses[f"nt_fine_{i:03d}"] for i in range(3)] == ["sent"] * 3
+    assert len(fine.requests) == 3
+
+
+async def test_a_slow_notifier_never_holds_back_another(
+    aiohttp_server: Any, store: SQLiteStore, context: NotifierContext, clock: ManualClock
+) -> None:
+    slow, slow_server = await _receiver(aiohttp_server)
+    slow.then(*[Reply(200, delay_s=30)] * 2)
+    fast, fast_server = await _receiver(aiohttp_server)
+    await store.commit(notifications=_notes("slow", 2, clock) + _notes("fast", 4, clock))
+    notifiers = {"slow": _hook("slow", slow_server, context, clock), "fast": _hook("fast", fast_server, context, clock)}
+    worker = DeliveryWorker(store, notifiers, {"slow": DeliveryPolicy(concurrency=1)}, clock=clock)
+    await worker.dispatch()
+    await fast.wait_for(4)
+    await slow.wait_for(1)
+    assert len(slow.requests) == 1  # the second waits for the first: concurrency 1
+    await worker.stop(grace_s=0.1)
+
+
+async def test_the_rate_limit_spaces_sends(
+    aiohttp_server: Any, store: SQLiteStore, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
+) -> None:
+    receiver, server = await _receiver(aiohttp_server)
+    await store.commit(notifications=_notes("hook", 5, clock))
+    worker = _worker(store, {"hook": _hook("hook", server, context, clock)}, clock, fake_sleep, rate_per_s=2.0)
+    started = clock.now_ms()
+    await worker.drain()
+    assert len(receiver.requests) == 5
+    assert clock.now_ms() - started == 2000  # five starts at 0, 0.5, 1, 1.5, 2 s
+
+
+async def test_restart_keeps_the_notifier_state(tmp_path: Path, session: aiohttp.ClientSession) -> None:
+    async with SQLiteStore(tmp_path / "s.db") as store:
+        await NamespacedState(store, "notifier.team").put("k", "v1")
+    async with SQLiteStore(tmp_path / "s.db") as store:
+        assert await NamespacedState(store, "notifier.team").get("k") == "v1"
+        assert await NamespacedState(store, "notifier.other").get("k") is None
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BENCHWATCH, *args], capture_output=True, text=True, cwd=cwd, check=False, timeout=60)
+
+
+async def test_deliveries_cli_lists_dead_letters_and_sends_them_again(aiohttp_server: Any, tmp_path: Path) -> None:
+    receiver, server = await _receiver(aiohttp_server)
+    receiver.then(Reply(400))
+    config = tmp_path / "benchwatch.yaml"
+    config.write_text(
+        f"state: {{path: ./state.db}}\nnotifiers:\n  hook: {{type: webhook, url: '{server.make_url('/hook')}', "
+        f"secret: '{SECRET}'}}\n"
+    )
+    clock = ManualClock()
+    async with SQLiteStore(tmp_path / "state.db") as store:
+        await store.commit(notifications=_notes("hook", 2, clock))
+    flushed = await asyncio.to_thread(_run, "deliveries", "flush", "--config", str(config), cwd=tmp_path)
+    assert flushed.returncode == 1 and "1 sent" in flushed.stdout and "1 dead" in flushed.stdout
+    listed = await asyncio.to_thread(_run, "deliveries", "list", "--config", str(config), cwd=tmp_path)
+    assert (
+        listed.returncode == 0
+        and "nt_hook_000  dead" in listed.stdout
+        and "client_error: webhook POST" in listed.stdout
+    )
+    assert SECRET not in listed.stdout
+    retried = await asyncio.to_thread(
+        _run, "deliveries", "retry", "nt_hook_000", "--send", "--config", str(config), cwd=tmp_path
+    )
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert "nt_hook_000  sent" in retried.stdout
+    assert [d.webhook_id for d in receiver.deliveries].count("nt_hook_000") == 2
+    missing = await asyncio.to_thread(
+        _run, "deliveries", "retry", "nt_nope", "--state", str(tmp_path / "state.db"), cwd=tmp_path
+    )
+    assert missing.returncode == 2 and "no notification 'nt_nope'" in missing.stderr
+
+
+async def test_test_notify_reports_success_and_the_exact_error(aiohttp_server: Any, tmp_path: Path) -> None:
+    receiver, server = await _receiver(aiohttp_server)
+    receiver.then(Reply(200), Reply(401))
+    config = tmp_path / "benchwatch.yaml"
+    config.write_text(f"notifiers:\n  hook: {{type: webhook, url: '{server.make_url('/hook')}', secret: '{SECRET}'}}\n")
+    ok = await asyncio.to_thread(_run, "test-notify", str(config), "hook", cwd=tmp_path)
+    assert ok.returncode == 0 and ok.stdout.startswith("hook: sent in")
+    assert receiver.deliveries[0].verified and receiver.deliveries[0].payload["rule"] == "test-notify"
+    failed = await asyncio.to_thread(_run, "test-notify", str(config), "hook", cwd=tmp_path)
+    assert failed.returncode == 1 and "FAILED (permanent, auth)" in failed.stdout and "HTTP 401" in failed.stdout
+    unknown = await asyncio.to_thread(_run, "test-notify", str(config), "hok", cwd=tmp_path)
+    assert unknown.returncode == 2 and "no notifier 'hok'" in unknown.stderr
