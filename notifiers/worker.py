@@ -16,7 +16,7 @@ import functools
 import logging
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tenacity import RetryCallState, wait_random_exponential
@@ -24,11 +24,11 @@ from tenacity import RetryCallState, wait_random_exponential
 from notifiers.protocol import Notifier, NotifierGoneError, RetryableSendError, SendError
 from watcher.clock import Clock
 from watcher.failures import Reason
+from watcher.ratelimit import RateLimiter, Sleep
 from watcher.store.base import DeliveryAttempt, OutboxItem, Store
 
 log = logging.getLogger("benchwatch.delivery")
 
-Sleep = Callable[[float], Awaitable[None]]
 _MAX_ERROR_CHARS = 500
 
 
@@ -41,25 +41,6 @@ class DeliveryPolicy:
     rate_per_s: float | None = None
     initial_backoff_s: float = 2.0
     max_backoff_s: float = 900.0
-
-
-class _RateLimit:
-    """At most `rate_per_s` starts per second: each start takes the next free slot on the injected clock."""
-
-    def __init__(self, rate_per_s: float | None, clock: Clock, sleep: Sleep) -> None:
-        self._interval_ms = 1000 / rate_per_s if rate_per_s else 0.0
-        self._clock = clock
-        self._sleep = sleep
-        self._next_ms = 0.0
-
-    async def wait_turn(self) -> None:
-        if not self._interval_ms:
-            return
-        now = self._clock.now_ms()
-        slot = max(now, self._next_ms)
-        self._next_ms = slot + self._interval_ms
-        if slot > now:
-            await self._sleep((slot - now) / 1000)
 
 
 class DeliveryWorker:
@@ -84,10 +65,15 @@ class DeliveryWorker:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._limits = {name: asyncio.Semaphore(self._policy(name).concurrency) for name in self.notifiers}
-        self._rates = {name: _RateLimit(self._policy(name).rate_per_s, clock, sleep) for name in self.notifiers}
+        self._rates = {name: RateLimiter(self._policy(name).rate_per_s, clock, sleep) for name in self.notifiers}
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
+
+    @property
+    def idle(self) -> bool:
+        """No send in flight right now."""
+        return not self._in_flight
 
     def wake(self) -> None:
         """New notifications are in the outbox: look now rather than at the next due time."""

@@ -33,6 +33,10 @@ _KIND_PHRASES: Final = {
     "scenario.recovered": "scenarios recovered",
     "score.changed": "score changes",
     "job.progress": "progress updates",
+    "job.stalled": "stalls",
+    "job.vanished": "vanished",
+    "watcher.api_unreachable": "API outages",
+    "watcher.api_recovered": "API recoveries",
 }
 
 

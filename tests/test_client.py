@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from tests.conftest import FakeSleep
-from watcher.client import RetryPolicy, RunloopClient, Timeouts
+from watcher.client import RequestLimits, RetryPolicy, RunloopClient, Timeouts
 from watcher.clock import ManualClock
 from watcher.errors import (
     AuthError,
@@ -24,7 +24,8 @@ SECRET = "rl_api_key_TOP_SECRET_123"
 
 
 def _client(url: str, sleep: FakeSleep, **kwargs: object) -> RunloopClient:
-    return RunloopClient(base_url=url, api_key=SECRET, sleep=sleep, clock=sleep.clock, **kwargs)  # type: ignore[arg-type]
+    limits = RequestLimits(max_concurrent=8, max_per_s=None)  # pacing is tested on its own
+    return RunloopClient(base_url=url, api_key=SECRET, sleep=sleep, clock=sleep.clock, limits=limits, **kwargs)  # type: ignore[arg-type]
 
 
 def _heal_after(sim: Simulator, n_sleeps: int) -> object:
@@ -224,3 +225,19 @@ async def test_a_truncated_body_is_retried(sim: Simulator, sim_url: str, fake_sl
     async with _client(sim_url, fake_sleep) as client:
         job = await client.get_job(plan.job_id)
     assert job.id == plan.job_id and len(fake_sleep.delays) == 1 and len(sim.request_log) == 2
+
+
+async def test_requests_are_paced_and_capped(sim: Simulator, sim_url: str, fake_sleep: FakeSleep) -> None:
+    import asyncio
+    import time
+
+    plan = sim.add_job()
+    sim.set_faults(Faults(latency_ms=50))
+    limits = RequestLimits(max_concurrent=2, max_per_s=50.0)
+    async with RunloopClient(base_url=sim_url, api_key=SECRET, limits=limits) as client:
+        started = time.monotonic()
+        await asyncio.gather(*(client.get_job(plan.job_id) for _ in range(6)))
+        elapsed = time.monotonic() - started
+    assert client.requests_made == 6
+    assert elapsed >= 0.15  # six 50 ms answers, two at a time: three rounds at least
+    assert elapsed >= 5 / 50  # and starts at least 20 ms apart

@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details (never secrets)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
     _add_simulate(sub)
     _add_demo(sub)
     _add_jobs(sub)
@@ -43,6 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
         "schema", help="print the JSON Schema of events", description="Print the JSON Schema of every event kind."
     ).set_defaults(handler=commands.schema)
     return parser
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the watcher: poll, diff, route, deliver, until SIGTERM/SIGINT",
+        description="Run the watcher service with a config file (see docs/operations.md): scheduled polling, "
+        "discovery, stall and outage detection, durable delivery, and a health/metrics endpoint.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    p.add_argument("--log-format", choices=["text", "json"], default="text", help="log lines (default: %(default)s)")
+    p.set_defaults(handler=commands.run_service, configures_logging=True)
 
 
 def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -85,7 +98,7 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--speed", type=_positive_float, default=60.0, help="simulated seconds per real second")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulation (default: %(default)s)")
-    p.add_argument("--interval", type=_positive_float, default=1.0, help="seconds between polls (default: %(default)s)")
+    p.add_argument("--interval", type=_at_least_one, default=1.0, help="seconds between polls (default: %(default)s)")
     p.add_argument("--max-seconds", type=_positive_float, default=120.0, help="stop after this long at most")
     p.set_defaults(handler=commands.demo)
 
@@ -198,6 +211,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _at_least_one(raw: str) -> float:
+    value = float(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {raw}")
+    return value
+
+
 def _non_negative_int(raw: str) -> int:
     value = int(raw)
     if value < 0:
@@ -215,10 +235,11 @@ def _share(raw: str) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `benchwatch` script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if not getattr(args, "configures_logging", False):
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.handler
     try:
         return asyncio.run(handler(args))

@@ -14,7 +14,7 @@ import aiohttp
 from pydantic import BaseModel, SecretStr, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
-from watcher.clock import Clock, SystemClock
+from watcher.clock import Clock, MonotonicClock, SystemClock
 from watcher.errors import (
     AuthError,
     ClientRequestError,
@@ -32,6 +32,7 @@ from watcher.models import (
     ScenarioRunListView,
     ScenarioRunView,
 )
+from watcher.ratelimit import RateLimiter
 
 log = logging.getLogger("benchwatch.client")
 
@@ -57,6 +58,14 @@ class RetryPolicy:
     max_backoff_s: float = 30.0
     max_retry_after_s: float = 60.0
     max_total_wait_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """Caps on the load towards the API: requests in flight at once, and started per second."""
+
+    max_concurrent: int = 8
+    max_per_s: float | None = 20.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,7 @@ class RunloopClient:
         session: aiohttp.ClientSession | None = None,
         timeouts: Timeouts = Timeouts(),
         retry: RetryPolicy = RetryPolicy(),
+        limits: RequestLimits = RequestLimits(),
         sleep: Sleep = asyncio.sleep,
         clock: Clock | None = None,
     ) -> None:
@@ -98,6 +108,10 @@ class RunloopClient:
         self.retry = retry
         self._sleep = sleep
         self._clock = clock or SystemClock()
+        self._in_flight = asyncio.Semaphore(limits.max_concurrent)
+        # Pacing is about real load on the API: real time, whatever clock and sleep the retries were given.
+        self._pace = RateLimiter(limits.max_per_s, MonotonicClock(), asyncio.sleep)
+        self.requests_made = 0
 
     def __repr__(self) -> str:
         key_state = "set" if self._api_key else "missing"
@@ -201,6 +215,12 @@ class RunloopClient:
         return result
 
     async def _get_once(self, path: str, params: dict[str, str] | None, model: type[ModelT]) -> ModelT:
+        async with self._in_flight:
+            await self._pace.wait_turn()
+            self.requests_made += 1
+            return await self._exchange(path, params, model)
+
+    async def _exchange(self, path: str, params: dict[str, str] | None, model: type[ModelT]) -> ModelT:
         session = self._ensure_session()
         headers = {"Accept": "application/json"}
         if self._api_key is not None:

@@ -22,6 +22,14 @@ class SystemClock:
         return time.time_ns() // 1_000_000
 
 
+class MonotonicClock:
+    """Milliseconds of `time.monotonic()`: for pacing real load, immune to wall-clock jumps."""
+
+    def now_ms(self) -> int:
+        """Monotonic time in ms (not since the epoch)."""
+        return time.monotonic_ns() // 1_000_000
+
+
 class ManualClock:
     """A clock that moves only when told to: for tests and replays."""
 

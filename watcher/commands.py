@@ -58,12 +58,35 @@ async def simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _wait_for_stop_signal() -> None:
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (instead of KeyboardInterrupt), for an orderly stop."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
+
+
+async def _wait_for_stop_signal() -> None:
+    await stop_on_signals().wait()
+
+
+async def run_service(args: argparse.Namespace) -> int:
+    """`benchwatch run --config CONFIG`: the watcher, until SIGTERM or SIGINT."""
+    import logging
+    import os
+
+    from watcher.logs import configure_logging, secrets_of
+    from watcher.service import Service
+
+    loaded = load_config(args.config)
+    watch = loaded.config.watch
+    if not watch.jobs and watch.discover is None:
+        raise UsageError(f"{args.config}: nothing to watch: set watch.jobs or watch.discover")
+    secrets = [*secrets_of(loaded.config), os.environ.get("RUNLOOP_API_KEY", "")]
+    configure_logging(fmt=args.log_format, level=logging.DEBUG if args.verbose else logging.INFO, secrets=secrets)
+    stop = stop_on_signals()
+    return await Service(loaded).run(stop)
 
 
 async def list_jobs(args: argparse.Namespace) -> int:

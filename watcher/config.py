@@ -34,6 +34,7 @@ class DiscoverSection(StrictModel):
 
     name: str = "*"
     created_within_ms: DurationMs | None = Field(None, alias="created_within")
+    max_jobs: int = Field(5000, ge=1, le=100_000, description="page the list no further than this many jobs")
 
 
 class WatchSection(StrictModel):
@@ -44,6 +45,18 @@ class WatchSection(StrictModel):
     poll_interval_ms: DurationMs = Field(30_000, alias="poll_interval", ge=1000)
     scenario_runs: bool = True
     stall_after_ms: DurationMs = Field(30 * 60_000, alias="stall_after", ge=1000)
+    max_concurrent_requests: int = Field(8, ge=1, le=256)
+    max_requests_per_s: float | None = Field(20.0, gt=0)
+    api_unreachable_after_ms: DurationMs = Field(5 * 60_000, alias="api_unreachable_after", ge=1000)
+    jitter: float = Field(0.1, ge=0, le=0.5, description="each cycle starts up to this share of the interval late")
+
+
+class HttpSection(StrictModel):
+    """`http:` the health, metrics and status endpoint."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
 
 
 class StateSection(StrictModel):
@@ -58,6 +71,7 @@ class Config(StrictModel):
     runloop: RunloopSection = Field(default_factory=RunloopSection)
     watch: WatchSection = Field(default_factory=WatchSection)
     state: StateSection = Field(default_factory=StateSection)
+    http: HttpSection = Field(default_factory=HttpSection)
     notifiers: dict[str, NotifierConfig] = Field(default_factory=dict)
     rules: tuple[RuleConfig, ...] = ()
     silences: tuple[SilenceConfig, ...] = ()

@@ -1,104 +1,171 @@
-"""`benchwatch demo`: the simulator in-process, its four demo jobs, and the watcher's pipeline over them.
+"""`benchwatch demo`: the simulator and the real watcher service, in one process, for a minute or two.
 
-It polls through the real client, diffs through the real tracker into an in-memory store, and prints each event
-as it comes; rules and notifiers join the same path as they land.
+The simulator serves four jobs — one completes, one fails in setup, one has a burst of scenario failures, one
+stalls — on an accelerated clock. The service watches them with a generated config: console notifications, and a
+signed webhook to a local receiver. Events and notifications print as they come; a summary ends it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import sys
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
 from aiohttp import web
 
-from watcher.client import RunloopClient
 from watcher.clock import ScaledClock
-from watcher.errors import RunloopApiError
-from watcher.eventlines import event_line
-from watcher.poll import fetch_snapshot
+from watcher.config import load_config
+from watcher.diff import JobMemory
+from watcher.service import Service
 from watcher.simulator import Simulator, create_app, demo_specs
-from watcher.store import SQLiteStore
-from watcher.tracker import JobTracker
+
+WEBHOOK_SECRET = "whsec_ZGVtby1zZWNyZXQtZm9yLWJlbmNod2F0Y2gtZGVtbw=="
+_CONFIG = """\
+runloop:
+  base_url: {api}
+  api_key: demo-key
+watch:
+  discover: {{name: "demo-*"}}
+  poll_interval: {interval}
+  stall_after: {stall_after}
+state: {{path: ./demo.db}}
+http: {{enabled: false}}
+notifiers:
+  screen: {{type: console}}
+  receiver: {{type: webhook, url: "{hook}", secret: "{secret}"}}
+rules:
+  - name: finished
+    on: job.finished
+    notify: [screen, receiver]
+    severity: info
+  - name: weak-run
+    on: run.finished
+    where: {{average_score: {{lt: 0.7}}}}
+    notify: screen
+    severity: warning
+  - name: failure-burst
+    on: [scenario.failed, scenario.timed_out]
+    notify: [screen, receiver]
+    group_wait: 5s
+    severity: warning
+  - name: stalled
+    on: job.stalled
+    notify: [screen, receiver]
+    severity: critical
+"""
+
+
+class _Receiver:
+    """The local webhook receiver: counts what arrives."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, object]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append(await request.json())
+        return web.Response(status=204)
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site.name
 
 
 async def run_demo(*, seed: int, speed: float, interval_s: float, max_seconds: float) -> int:
     """Run the demo; returns the exit code."""
-    clock = ScaledClock(speed=speed)
-    sim = Simulator(seed=seed, clock=clock, api_key="demo-key")
-    job_ids = [sim.add_job(spec).job_id for spec in demo_specs()]
-    runner = web.AppRunner(create_app(sim), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base_url = site.name
-    print(f"benchwatch demo: simulated Runloop API on {base_url}, {speed:g}× real time, {len(job_ids)} jobs")
-    print("every event the watcher sees is printed as it comes; Ctrl-C stops early\n", flush=True)
+    _demo_logging()
+    sim = Simulator(seed=seed, clock=ScaledClock(speed=speed), api_key="demo-key")
+    for spec in demo_specs():
+        sim.add_job(spec)
+    receiver = _Receiver()
+    hook_app = web.Application()
+    hook_app.router.add_post("/hook", receiver.handle)
+    sim_runner, api = await _serve(create_app(sim))
+    hook_runner, hook = await _serve(hook_app)
+    stall_after_s = max(5.0, 1200 / speed)  # 20 simulated minutes without change
+    print(f"benchwatch demo: a simulated Runloop API on {api} ({speed:g}× real time) with four jobs;")
+    print(f"the watcher polls every {interval_s:g}s, prints notifications (console) and signs them to {hook}\n")
     try:
-        async with RunloopClient(base_url=base_url, api_key="demo-key") as client, SQLiteStore(":memory:") as store:
-            tracker = JobTracker(store)
-            await _watch(
-                client=client,
-                tracker=tracker,
-                clock=clock,
-                job_ids=job_ids,
-                interval_s=interval_s,
-                max_seconds=max_seconds,
+        with tempfile.TemporaryDirectory(prefix="benchwatch-demo-") as folder:
+            config = Path(folder) / "benchwatch.yaml"
+            config.write_text(
+                _CONFIG.format(
+                    api=api,
+                    interval=f"{interval_s:g}s",
+                    stall_after=f"{stall_after_s:g}s",
+                    hook=f"{hook}/hook",
+                    secret=WEBHOOK_SECRET,
+                )
             )
+            service = Service(load_config(config, {}))
+            started = time.monotonic()
+            await _run_until_settled(service, max_seconds)
+            _summary(service, receiver, time.monotonic() - started)
     finally:
-        await runner.cleanup()
+        await hook_runner.cleanup()
+        await sim_runner.cleanup()
     return 0
 
 
-async def _watch(
-    *,
-    client: RunloopClient,
-    tracker: JobTracker,
-    clock: ScaledClock,
-    job_ids: list[str],
-    interval_s: float,
-    max_seconds: float,
-) -> None:
-    started = time.monotonic()
-    told: Counter[str] = Counter()
-    while time.monotonic() - started < max_seconds:
-        for job_id in job_ids:
-            try:
-                snapshot = await fetch_snapshot(client, job_id, clock, scenario_runs=True)
-            except RunloopApiError as exc:
-                print(f"  ! {job_id}: {exc}")
-                continue
-            for event in (await tracker.observe(snapshot)).events:
-                told[event.kind] += 1
-                print(f"  [{time.monotonic() - started:5.1f}s] {event_line(event)}", flush=True)
-        if _settled(tracker, job_ids, clock.now_ms()):
-            break
-        await asyncio.sleep(interval_s)
-    _summary(tracker, job_ids, told, time.monotonic() - started, clock.now_ms())
+def _demo_logging() -> None:
+    """Event lines on stdout, briefly; the rest of the logs stay quiet."""
+    logging.getLogger().setLevel(logging.WARNING)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("  · %(message)s"))
+    events = logging.getLogger("benchwatch.events")
+    events.setLevel(logging.INFO)
+    events.addHandler(handler)
+    events.propagate = False
 
 
-def _settled(tracker: JobTracker, job_ids: list[str], now_ms: int) -> bool:
-    """Every job finished, or quiet for 20 simulated minutes (the stalled one)."""
-    for job_id in job_ids:
-        memory = tracker.memory(job_id)
-        if memory is None or (not memory.finished and now_ms - memory.last_change_ms < 20 * 60_000):
-            return False
-    return True
+async def _run_until_settled(service: Service, max_seconds: float) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    deadline = time.monotonic() + max_seconds
+    try:
+        while time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.5)
+            if _settled(service):
+                await asyncio.sleep(1.5)  # let the last notifications leave
+                break
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
-def _summary(tracker: JobTracker, job_ids: list[str], told: Counter[str], elapsed_s: float, now_ms: int) -> None:
-    print(f"\nsummary after {elapsed_s:.0f}s ({sum(told.values())} events):")
-    for job_id in job_ids:
-        memory = tracker.memory(job_id)
-        if memory is None:
-            continue
+def _settled(service: Service) -> bool:
+    """Every job finished, or told stalled; and the outbox is empty."""
+    tracker = getattr(service, "tracker", None)
+    if tracker is None:
+        return False
+    memories = tracker.memories()
+    done = len(memories) == 4 and all(memory.finished or memory.stalled for memory in memories.values())
+    return done and service.worker.idle
+
+
+def _summary(service: Service, receiver: _Receiver, elapsed_s: float) -> None:
+    memories: list[JobMemory] = sorted(service.tracker.memories().values(), key=lambda memory: memory.job_name)
+    sent: Counter[str] = Counter()
+    for (notifier, outcome, _), count in service.worker.stats.items():
+        if outcome == "sent":
+            sent[notifier] += count
+    print(f"\nsummary after {elapsed_s:.0f}s:")
+    for memory in memories:
         counters = memory.counters
-        note = ""
-        if not memory.finished:
-            quiet_min = (now_ms - memory.last_change_ms) / 60_000
-            note = f"  — no change for {quiet_min:.0f} simulated minutes: stalled"
+        state = "stalled" if memory.stalled and not memory.finished else memory.state
         print(
-            f"  {memory.job_name:<24} {memory.state:<10} {counters.n_done}/{counters.n_expected} done, "
-            f"{counters.n_failed} failed, {counters.n_timeout} timed out{note}"
+            f"  {memory.job_name:<24} {state:<10} {counters.n_done}/{counters.n_expected} done, "
+            f"{counters.n_failed} failed, {counters.n_timeout} timed out"
         )
-    print("  events: " + ", ".join(f"{kind} ×{count}" for kind, count in sorted(told.items())))
+    print("  notifications sent: " + (", ".join(f"{name} ×{count}" for name, count in sorted(sent.items())) or "none"))
+    print(f"  the webhook receiver holds {len(receiver.received)} signed notifications")
+    print("\nnext: benchwatch check examples/slack-on-completion.yaml · docs/rules.md · docs/operations.md")

@@ -84,6 +84,9 @@ class JobMemory(BaseModel):
     last_seen_ms: int
     last_change_ms: int
     fingerprint: str | None = None
+    polls_after_finish: int = 0  # a finished job gets one confirming poll (late outcomes), then rests
+    stalled: bool = False  # job.stalled was told for the current quiet spell
+    vanished: bool = False  # job.vanished was told: the job answers 404
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +124,8 @@ def diff(memory: JobMemory | None, snapshot: Snapshot) -> DiffResult:
     if memory is None:
         return _discover(snapshot)
     if snapshot.fingerprint is not None and snapshot.fingerprint == memory.fingerprint:
-        return DiffResult((), memory.model_copy(update={"last_seen_ms": snapshot.at_ms}))
+        polls = memory.polls_after_finish + 1 if memory.finished else 0
+        return DiffResult((), memory.model_copy(update={"last_seen_ms": snapshot.at_ms, "polls_after_finish": polls}))
     return _Differ(memory, snapshot).run()
 
 
@@ -190,6 +194,9 @@ class _Differ:
                 "last_seen_ms": self.snapshot.at_ms,
                 "last_change_ms": self.snapshot.at_ms if self.events else self.memory.last_change_ms,
                 "fingerprint": self.snapshot.fingerprint,
+                "polls_after_finish": self.memory.polls_after_finish + 1 if self.memory.finished else 0,
+                "stalled": self.memory.stalled and not self.events,
+                "vanished": False,
             }
         )
         return DiffResult(tuple(self.events), memory, tuple(self.warnings))

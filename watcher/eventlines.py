@@ -7,7 +7,9 @@ from watcher.events import (
     JobDiscovered,
     JobFinished,
     JobProgress,
+    JobStalled,
     JobStateChanged,
+    JobVanished,
     RunFinished,
     RunStarted,
     ScenarioCanceled,
@@ -16,6 +18,8 @@ from watcher.events import (
     ScenarioRecovered,
     ScenarioTimedOut,
     ScoreChanged,
+    WatcherApiRecovered,
+    WatcherApiUnreachable,
 )
 
 
@@ -39,6 +43,11 @@ def _scenario(event: ScenarioFields) -> str:
 
 
 def _describe(event: Event) -> str:
+    return _describe_change(event) or _describe_timed(event) or event.kind
+
+
+def _describe_change(event: Event) -> str | None:
+    """Events the diff finds in a snapshot."""
     match event:
         case JobDiscovered():
             return f"discovered, {event.state}; {_counters(event)}"
@@ -63,10 +72,30 @@ def _describe(event: Event) -> str:
             return _counters(event)
         case ScenarioFailed() | ScenarioTimedOut() | ScenarioCanceled():
             return f"{event.kind.split('.', 1)[1].replace('_', ' ')}: {_scenario(event)}"
-    return event.kind
+    return None
+
+
+def _describe_timed(event: Event) -> str | None:
+    """Events that time reveals."""
+    match event:
+        case JobStalled():
+            expected = "?" if event.n_expected is None else str(event.n_expected)
+            return f"stalled: no change for {_minutes(event.stalled_for_ms)} ({event.n_done}/{expected} done)"
+        case JobVanished():
+            return f"vanished: the API answers 404 (last seen {event.last_state})"
+        case WatcherApiUnreachable():
+            return f"the Runloop API is unreachable ({event.failures} failed calls): {event.last_error}"
+        case WatcherApiRecovered():
+            return f"the Runloop API answers again after {_minutes(event.down_for_ms)}"
+    return None
+
+
+def _minutes(ms: int) -> str:
+    minutes, seconds = divmod(round(ms / 1000), 60)
+    return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
 
 
 def event_line(event: Event) -> str:
-    """`<job name>: <what happened>`, one line, control characters removed."""
-    text = f"{event.job_name}: {_describe(event)}"
+    """`<job name>: <what happened>` (`benchwatch:` for watcher events), one line, control characters removed."""
+    text = f"{event.job_name or 'benchwatch'}: {_describe(event)}"
     return "".join(ch if ch.isprintable() else " " for ch in text)

@@ -152,6 +152,43 @@ class JobProgress(Counters, EventBase):
     kind: Literal["job.progress"] = "job.progress"
 
 
+class JobStalled(EventBase):
+    """A running job showed no change for `stall_after`; once per stall (any change re-arms it)."""
+
+    kind: Literal["job.stalled"] = "job.stalled"
+    state: str
+    stalled_for_ms: int
+    last_change_ms: int
+    n_done: int
+    n_expected: int | None
+
+
+class JobVanished(EventBase):
+    """A watched job answered 404 twice in a row; it is no longer polled."""
+
+    kind: Literal["job.vanished"] = "job.vanished"
+    last_state: str
+
+
+class WatcherApiUnreachable(EventBase):
+    """Every call to the Runloop API has failed for `api_unreachable_after`: the watcher is blind.
+
+    Not about one job: `job_id` and `job_name` are empty strings.
+    """
+
+    kind: Literal["watcher.api_unreachable"] = "watcher.api_unreachable"
+    since_ms: int
+    failures: int
+    last_error: str
+
+
+class WatcherApiRecovered(EventBase):
+    """The API answers again after `watcher.api_unreachable`."""
+
+    kind: Literal["watcher.api_recovered"] = "watcher.api_recovered"
+    down_for_ms: int
+
+
 Event = Annotated[
     JobDiscovered
     | JobStateChanged
@@ -163,7 +200,11 @@ Event = Annotated[
     | ScenarioCanceled
     | ScenarioRecovered
     | ScoreChanged
-    | JobProgress,
+    | JobProgress
+    | JobStalled
+    | JobVanished
+    | WatcherApiUnreachable
+    | WatcherApiRecovered,
     Field(discriminator="kind"),
 ]
 
@@ -180,6 +221,10 @@ EVENT_KINDS: tuple[str, ...] = (
     "scenario.recovered",
     "score.changed",
     "job.progress",
+    "job.stalled",
+    "job.vanished",
+    "watcher.api_unreachable",
+    "watcher.api_recovered",
 )
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rules.engine import Router, RuleState, RuleStateChanges
@@ -68,6 +69,30 @@ class JobTracker:
         self._memories[job_id] = result.memory
         _log_problems(observation.problems)
         return observation
+
+    async def record(self, events: Sequence[Event], memory: JobMemory | None, now_ms: int) -> Observation:
+        """Route and record events that time revealed (a stall, a vanishing, an API outage), with the memory
+        of the job they change, if any; like `observe`, in one commit."""
+        state = await self._state()
+        observation = Observation(tuple(events))
+        if events and self.router is not None and state is not None:
+            routed = self.router.route(state, events, None, now_ms)
+            observation = Observation(tuple(events), routed.notifications, routed.problems)
+        changes = state.take_changes() if state is not None else None
+        await self._commit(memory, observation, changes)
+        if memory is not None:
+            self._memories[memory.job_id] = memory
+        _log_problems(observation.problems)
+        return observation
+
+    async def load_memories(self) -> dict[str, JobMemory]:
+        """Every job the store remembers (a restart resumes from these), now cached here too."""
+        self._memories.update(await self.store.load_memories())
+        return dict(self._memories)
+
+    def memories(self) -> dict[str, JobMemory]:
+        """The memories this tracker holds."""
+        return dict(self._memories)
 
     async def flush_due(self, now_ms: int) -> Observation:
         """Close the group windows due by `now_ms`: their notifications, recorded in the outbox."""

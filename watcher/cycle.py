@@ -1,0 +1,193 @@
+"""One poll cycle: find the jobs to poll, refresh them (from list pages where they are there anyway), diff,
+route and record them, then the timed events — each job isolated from the others' failures."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from watcher.apihealth import ApiHealth
+from watcher.client import RunloopClient
+from watcher.clock import Clock
+from watcher.config import WatchSection
+from watcher.diff import JobMemory
+from watcher.errors import NotFoundError, RunloopApiError
+from watcher.eventlines import event_line
+from watcher.events import Event
+from watcher.models import BenchmarkJobView, ScenarioRunView
+from watcher.poll import runs_to_follow
+from watcher.snapshot import Snapshot
+from watcher.timed import stall, vanish
+from watcher.tracker import JobTracker, Observation
+
+log = logging.getLogger("benchwatch.poll")
+event_log = logging.getLogger("benchwatch.events")
+
+NOT_FOUND_LIMIT = 2  # a job answering 404 this many times in a row has vanished
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did, for metrics and logs."""
+
+    polled: int = 0
+    failed: int = 0
+    events: list[Event] = field(default_factory=list)
+    notifications: int = 0
+    api_errors: list[RunloopApiError] = field(default_factory=list)
+    poll_durations: list[tuple[float, bool]] = field(default_factory=list)  # (seconds, ok) per job polled
+
+
+def is_resting(memory: JobMemory) -> bool:
+    """A job no longer polled: vanished, or finished and confirmed by one more poll (late outcomes)."""
+    return memory.vanished or (memory.finished and memory.polls_after_finish >= 1)
+
+
+class PollCycle:
+    """Polls every watched job once; `on_notifications` is called as soon as a commit put some in the outbox."""
+
+    def __init__(
+        self,
+        *,
+        watch: WatchSection,
+        client: RunloopClient,
+        tracker: JobTracker,
+        clock: Clock,
+        health: ApiHealth,
+        on_notifications: Callable[[], None],
+    ) -> None:
+        self.watch = watch
+        self.client = client
+        self.tracker = tracker
+        self.clock = clock
+        self.health = health
+        self.on_notifications = on_notifications
+        self._not_found: dict[str, int] = {}
+        self._health_events: list[Event] = []
+
+    def targets(self) -> list[str]:
+        """The jobs to poll: the configured ones and every known one that is not resting, in a stable order."""
+        memories = self.tracker.memories()
+        known = {job_id for job_id, memory in memories.items() if not is_resting(memory)}
+        explicit = {job_id for job_id in self.watch.jobs if job_id not in memories or job_id in known}
+        return sorted(known | explicit)
+
+    async def run(self) -> CycleReport:
+        """One cycle; never raises for one job's trouble."""
+        report = CycleReport()
+        listed = await self._discover(report)
+        targets = sorted(set(self.targets()) | {job_id for job_id in listed if self._is_new(job_id)})
+        await asyncio.gather(*(self._poll(job_id, listed.get(job_id), report) for job_id in targets))
+        await self._timed(report)
+        return report
+
+    def _is_new(self, job_id: str) -> bool:
+        return job_id not in self.tracker.memories()
+
+    async def _discover(self, report: CycleReport) -> dict[str, BenchmarkJobView]:
+        """Page the job list newest first, only as far as needed: matching new jobs, and fresh views of known ones."""
+        discover = self.watch.discover
+        if discover is None:
+            return {}
+        cutoff_ms = None if discover.created_within_ms is None else self.clock.now_ms() - discover.created_within_ms
+        wanted = set(self.targets())
+        listed: dict[str, BenchmarkJobView] = {}
+        seen = 0
+        try:
+            async for job in self.client.iter_jobs(page_size=min(discover.max_jobs, 1000)):
+                seen += 1
+                if cutoff_ms is not None and job.create_time_ms < cutoff_ms:
+                    break
+                matches = fnmatch.fnmatchcase(job.name, discover.name)
+                if job.id in wanted or (matches and self._is_new(job.id)):
+                    listed[job.id] = job
+                if seen >= discover.max_jobs:
+                    break
+        except RunloopApiError as exc:
+            self._api_failed(exc, report, "listing jobs")
+            return listed
+        self._api_succeeded(report)
+        return listed
+
+    async def _poll(self, job_id: str, listed: BenchmarkJobView | None, report: CycleReport) -> None:
+        started = time.monotonic()
+        failed_before = report.failed
+        await self._poll_job(job_id, listed, report)
+        report.poll_durations.append((time.monotonic() - started, report.failed == failed_before))
+
+    async def _poll_job(self, job_id: str, listed: BenchmarkJobView | None, report: CycleReport) -> None:
+        try:
+            job = listed if listed is not None else await self.client.get_job(job_id)
+            self._not_found.pop(job_id, None)
+            runs = await self._scenario_runs(job)
+            if listed is None or runs:
+                self._api_succeeded(report)
+            observation = await self.tracker.observe(Snapshot(job=job, at_ms=self.clock.now_ms(), scenario_runs=runs))
+            report.polled += 1
+            self._told(observation, report)
+        except NotFoundError as exc:
+            self._api_succeeded(report)  # the API answered: it is the job that is gone
+            await self._maybe_vanished(job_id, exc, report)
+        except RunloopApiError as exc:
+            report.failed += 1
+            self._api_failed(exc, report, f"polling {job_id}")
+        except Exception:  # one job's surprise must not stop the others
+            report.failed += 1
+            log.exception("polling %s failed unexpectedly", job_id)
+
+    async def _scenario_runs(self, job: BenchmarkJobView) -> dict[str, tuple[ScenarioRunView, ...]]:
+        if not self.watch.scenario_runs or job.is_terminal:
+            return {}
+        runs: dict[str, tuple[ScenarioRunView, ...]] = {}
+        for run_id in runs_to_follow(job):
+            runs[run_id] = tuple([view async for view in self.client.iter_scenario_runs(run_id)])
+        return runs
+
+    async def _maybe_vanished(self, job_id: str, exc: NotFoundError, report: CycleReport) -> None:
+        count = self._not_found.get(job_id, 0) + 1
+        self._not_found[job_id] = count
+        memory = self.tracker.memory(job_id)
+        if count < NOT_FOUND_LIMIT or memory is None:
+            if memory is None and count >= NOT_FOUND_LIMIT:
+                log.warning("configured job %s does not exist (404); check watch.jobs", job_id)
+            return
+        result = vanish(memory, self.clock.now_ms())
+        if result is not None:
+            event, updated = result
+            self._told(await self.tracker.record([event], updated, event.at_ms), report)
+
+    async def _timed(self, report: CycleReport) -> None:
+        now_ms = self.clock.now_ms()
+        for memory in self.tracker.memories().values():
+            result = stall(memory, now_ms, self.watch.stall_after_ms)
+            if result is not None:
+                event, updated = result
+                self._told(await self.tracker.record([event], updated, now_ms), report)
+        outage = self.health.check(now_ms)
+        if outage is not None:
+            self._health_events.append(outage)
+        health_events, self._health_events = self._health_events, []
+        if health_events:
+            self._told(await self.tracker.record(health_events, None, now_ms), report)
+
+    def _api_succeeded(self, report: CycleReport) -> None:
+        recovered = self.health.succeeded(self.clock.now_ms())
+        if recovered is not None:
+            self._health_events.append(recovered)  # recorded with the timed events, at the end of the cycle
+
+    def _api_failed(self, exc: RunloopApiError, report: CycleReport, doing: str) -> None:
+        report.api_errors.append(exc)
+        self.health.failed(self.clock.now_ms(), str(exc))
+        log.warning("%s failed: %s", doing, exc)
+
+    def _told(self, observation: Observation, report: CycleReport) -> None:
+        report.events.extend(observation.events)
+        for event in observation.events:
+            event_log.info("%s", event_line(event), extra={"event_kind": event.kind, "event_id": event.id})
+        if observation.notifications:
+            report.notifications += len(observation.notifications)
+            self.on_notifications()
