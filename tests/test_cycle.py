@@ -1,0 +1,176 @@
+"""Poll cycles against the simulator on a clock the test moves: discovery, resting jobs, stalls, vanished jobs,
+and the watcher telling when it is blind."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import FakeSleep
+from watcher.apihealth import ApiHealth
+from watcher.client import RequestLimits, RetryPolicy, RunloopClient
+from watcher.clock import ManualClock
+from watcher.config import WatchSection
+from watcher.cycle import PollCycle
+from watcher.diff import diff
+from watcher.events import Event
+from watcher.models import BenchmarkJobView
+from watcher.simulator import Faults, SimJobSpec, Simulator
+from watcher.snapshot import Snapshot
+from watcher.store import SQLiteStore
+from watcher.timed import stall
+from watcher.tracker import JobTracker
+
+MINUTE = 60_000
+
+
+class Rig:
+    """A poll cycle wired to the simulator, a real SQLite store and a moved clock."""
+
+    def __init__(self, sim: Simulator, clock: ManualClock, cycle: PollCycle, tracker: JobTracker) -> None:
+        self.sim, self.clock, self.cycle, self.tracker = sim, clock, cycle, tracker
+        self.events: list[Event] = []
+
+    async def run(self, advance_ms: int = 0) -> list[Event]:
+        self.clock.advance(advance_ms)
+        report = await self.cycle.run()
+        self.events.extend(report.events)
+        return report.events
+
+    def kinds(self, job_name: str | None = None) -> list[str]:
+        return [e.kind for e in self.events if job_name is None or e.job_name == job_name]
+
+    def requests_for(self, job_id: str) -> int:
+        return sum(1 for line in self.sim.request_log if job_id in line)
+
+
+@pytest.fixture
+async def rig_factory(
+    sim: Simulator, sim_url: str, clock: ManualClock, fake_sleep: FakeSleep, tmp_path: Path
+) -> AsyncIterator[Any]:
+    stores: list[SQLiteStore] = []
+    clients: list[RunloopClient] = []
+
+    async def make(**watch: Any) -> Rig:
+        store = SQLiteStore(tmp_path / f"state-{len(stores)}.db")
+        await store.open()
+        stores.append(store)
+        client = RunloopClient(
+            base_url=sim_url, api_key="k", sleep=fake_sleep, clock=clock,
+            retry=RetryPolicy(max_attempts=2), limits=RequestLimits(max_per_s=None),
+        )  # fmt: skip
+        clients.append(client)
+        settings = WatchSection.model_validate({"stall_after": "10m", "api_unreachable_after": "5m", **watch})
+        tracker = JobTracker(store)
+        await tracker.load_memories()
+        health = ApiHealth(settings.api_unreachable_after_ms)
+        cycle = PollCycle(
+            watch=settings, client=client, tracker=tracker, clock=clock, health=health, on_notifications=lambda: None
+        )
+        return Rig(sim, clock, cycle, tracker)
+
+    yield make
+    for client in clients:
+        await client.close()
+    for store in stores:
+        await store.close()
+
+
+async def test_discovery_follows_the_glob_and_the_age_cutoff(
+    sim: Simulator, clock: ManualClock, rig_factory: Any
+) -> None:
+    sim.add_job(SimJobSpec(name="nightly-old"))
+    clock.advance(3 * 24 * 3_600_000)
+    sim.add_job(SimJobSpec(name="weekly-new"))
+    sim.add_job(SimJobSpec(name="nightly-new"))
+    rig = await rig_factory(discover={"name": "nightly-*", "created_within": "1d"})
+    await rig.run()
+    assert {e.job_name for e in rig.events if e.kind == "job.discovered"} == {"nightly-new"}
+    listing = [line for line in sim.request_log if line.startswith("GET /v1/benchmark_jobs?")]
+    assert len(listing) == 1  # one page, newest first, stopped at the cutoff
+    before = len(sim.request_log)
+    await rig.run(MINUTE)
+    new_requests = list(sim.request_log)[before:]
+    assert not any("/v1/benchmark_jobs/" in line for line in new_requests)  # refreshed from the list page
+
+
+async def test_a_finished_job_gets_one_confirming_poll_then_rests(sim: Simulator, rig_factory: Any) -> None:
+    plan = sim.add_job(SimJobSpec(name="short", n_scenarios=2, agents=[{"name": "a"}]))  # type: ignore[list-item]
+    rig = await rig_factory(jobs=[plan.job_id], scenario_runs=False)
+    assert plan.end_ms is not None
+    await rig.run()
+    rig.clock.set(plan.end_ms)
+    await rig.run()
+    assert "job.finished" in rig.kinds("short")
+    polls = rig.requests_for(plan.job_id)
+    await rig.run(MINUTE)  # the confirming poll
+    await rig.run(MINUTE)
+    await rig.run(MINUTE)
+    assert rig.requests_for(plan.job_id) == polls + 1
+
+
+async def test_a_stalled_job_is_told_once(sim: Simulator, rig_factory: Any) -> None:
+    plan = sim.add_job(SimJobSpec(name="stuck", stall_after_s=120, n_scenarios=20))
+    rig = await rig_factory(jobs=[plan.job_id], stall_after="10m")
+    assert plan.stop_ms is not None
+    rig.clock.set(plan.stop_ms + 1000)
+    await rig.run()
+    assert "job.stalled" not in rig.kinds()
+    for _ in range(6):
+        await rig.run(3 * MINUTE)
+    assert rig.kinds("stuck").count("job.stalled") == 1
+    stalled = next(e for e in rig.events if e.kind == "job.stalled")
+    assert stalled.stalled_for_ms >= 10 * MINUTE  # type: ignore[union-attr]
+
+
+def test_any_change_re_arms_the_stall() -> None:
+    job = BenchmarkJobView.model_validate({"id": "j", "name": "n", "state": "running", "create_time_ms": 0})
+    memory = diff(None, Snapshot(job=job, at_ms=0)).memory
+    first = stall(memory, 11 * MINUTE, 10 * MINUTE)
+    assert first is not None
+    _, memory = first
+    assert stall(memory, 30 * MINUTE, 10 * MINUTE) is None  # once per quiet spell
+    moved = job.model_copy(update={"state": "paused"})
+    memory = diff(memory, Snapshot(job=moved, at_ms=31 * MINUTE)).memory
+    back = diff(memory, Snapshot(job=job, at_ms=32 * MINUTE)).memory
+    assert not back.stalled
+    assert stall(back, 50 * MINUTE, 10 * MINUTE) is not None
+
+
+async def test_a_job_answering_404_twice_vanishes(tmp_path: Path, rig_factory: Any) -> None:
+    rig = await rig_factory(jobs=["bmj_gone"])
+    job = BenchmarkJobView.model_validate({"id": "bmj_gone", "name": "gone", "state": "running", "create_time_ms": 0})
+    first = diff(None, Snapshot(job=job, at_ms=rig.clock.now_ms()))
+    await rig.tracker.store.commit(memory=first.memory, events=first.events)
+    await rig.tracker.load_memories()
+    await rig.run(MINUTE)
+    assert rig.kinds() == []
+    await rig.run(MINUTE)
+    assert rig.kinds() == ["job.vanished"]
+    polls = rig.requests_for("bmj_gone")
+    await rig.run(MINUTE)
+    assert rig.requests_for("bmj_gone") == polls and rig.kinds() == ["job.vanished"]
+
+
+async def test_the_watcher_says_when_it_is_blind_and_when_it_sees_again(sim: Simulator, rig_factory: Any) -> None:
+    plan = sim.add_job(SimJobSpec(name="j"))
+    rig = await rig_factory(jobs=[plan.job_id], api_unreachable_after="5m")
+    await rig.run()
+    sim.set_faults(Faults(rate_503=1.0))
+    for _ in range(4):
+        await rig.run(MINUTE)
+    assert "watcher.api_unreachable" not in rig.kinds()
+    await rig.run(2 * MINUTE)
+    await rig.run(MINUTE)
+    assert rig.kinds().count("watcher.api_unreachable") == 1
+    outage = next(e for e in rig.events if e.kind == "watcher.api_unreachable")
+    assert outage.job_id == "" and "HTTP 503" in outage.last_error  # type: ignore[union-attr]
+    sim.set_faults(Faults())
+    await rig.run(MINUTE)
+    await rig.run(MINUTE)
+    assert rig.kinds().count("watcher.api_recovered") == 1
+    recovered = next(e for e in rig.events if e.kind == "watcher.api_recovered")
+    assert recovered.down_for_ms >= 5 * MINUTE  # type: ignore[union-attr]
