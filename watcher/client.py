@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ MAX_PAGE_SIZE = 5000
 _ERROR_EXCERPT_CHARS = 200
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+T = TypeVar("T")
+_LAST_PAGE = re.compile(rb'"has_more"\s*:\s*false')
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -112,6 +115,7 @@ class RunloopClient:
         # Pacing is about real load on the API: real time, whatever clock and sleep the retries were given.
         self._pace = RateLimiter(limits.max_per_s, MonotonicClock(), asyncio.sleep)
         self.requests_made = 0
+        self.bytes_received = 0
 
     def __repr__(self) -> str:
         key_state = "set" if self._api_key else "missing"
@@ -133,7 +137,7 @@ class RunloopClient:
 
     async def get_job(self, job_id: str) -> BenchmarkJobView:
         """`GET /v1/benchmark_jobs/{id}`."""
-        return await self._get(f"/v1/benchmark_jobs/{_path_part(job_id)}", None, BenchmarkJobView)
+        return await self._get(f"/v1/benchmark_jobs/{_path_part(job_id)}", None, _model(BenchmarkJobView))
 
     async def list_jobs(
         self,
@@ -152,7 +156,7 @@ class RunloopClient:
             starting_after=starting_after,
             include_total_count=include_total_count,
         )
-        return await self._get("/v1/benchmark_jobs", params, BenchmarkJobListView)
+        return await self._get("/v1/benchmark_jobs", params, _model(BenchmarkJobListView))
 
     async def iter_jobs(
         self, *, name: str | None = None, search: str | None = None, page_size: int = 1000
@@ -169,7 +173,7 @@ class RunloopClient:
 
     async def get_run(self, run_id: str) -> BenchmarkRunView:
         """`GET /v1/benchmark_runs/{id}`."""
-        return await self._get(f"/v1/benchmark_runs/{_path_part(run_id)}", None, BenchmarkRunView)
+        return await self._get(f"/v1/benchmark_runs/{_path_part(run_id)}", None, _model(BenchmarkRunView))
 
     async def list_scenario_runs(
         self,
@@ -185,7 +189,7 @@ class RunloopClient:
             state=state, limit=limit, starting_after=starting_after, include_total_count=include_total_count
         )
         path = f"/v1/benchmark_runs/{_path_part(run_id)}/scenario_runs"
-        return await self._get(path, params, ScenarioRunListView)
+        return await self._get(path, params, _model(ScenarioRunListView))
 
     async def iter_scenario_runs(
         self, run_id: str, *, state: str | None = None, page_size: int = MAX_PAGE_SIZE
@@ -202,7 +206,27 @@ class RunloopClient:
 
     # -- transport -------------------------------------------------------------------------------
 
-    async def _get(self, path: str, params: dict[str, str] | None, model: type[ModelT]) -> ModelT:
+    async def get_job_raw(self, job_id: str) -> bytes:
+        """`GET /v1/benchmark_jobs/{id}`, the body unparsed: a caller that hashes it first parses only changes."""
+        return await self._get(f"/v1/benchmark_jobs/{_path_part(job_id)}", None, _raw)
+
+    async def scenario_runs_raw(self, run_id: str) -> list[bytes]:
+        """Every page of a run's scenario runs, unparsed (a page is parsed only to find the next cursor)."""
+        path = f"/v1/benchmark_runs/{_path_part(run_id)}/scenario_runs"
+        pages: list[bytes] = []
+        cursor: str | None = None
+        while True:
+            params = _params(limit=MAX_PAGE_SIZE, starting_after=cursor, include_total_count=False)
+            body = await self._get(path, params, _raw)
+            pages.append(body)
+            if _LAST_PAGE.search(body[-256:]):
+                return pages
+            page = parse_body(path, body, ScenarioRunListView)
+            if not page.has_more or not page.runs or page.runs[-1].id == cursor:
+                return pages
+            cursor = page.runs[-1].id
+
+    async def _get(self, path: str, params: dict[str, str] | None, decode: Callable[[str, bytes], T]) -> T:
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, RunloopApiError) and exc.retryable),
             wait=self._wait_s,
@@ -211,16 +235,17 @@ class RunloopClient:
             before_sleep=lambda state: _log_retry(path, state, self.retry.max_attempts),
             reraise=True,
         )
-        result: ModelT = await retrying(self._get_once, path, params, model)
+        result: T = await retrying(self._get_once, path, params, decode)
         return result
 
-    async def _get_once(self, path: str, params: dict[str, str] | None, model: type[ModelT]) -> ModelT:
+    async def _get_once(self, path: str, params: dict[str, str] | None, decode: Callable[[str, bytes], T]) -> T:
         async with self._in_flight:
             await self._pace.wait_turn()
             self.requests_made += 1
-            return await self._exchange(path, params, model)
+            body = await self._exchange(path, params)
+        return decode(path, body)
 
-    async def _exchange(self, path: str, params: dict[str, str] | None, model: type[ModelT]) -> ModelT:
+    async def _exchange(self, path: str, params: dict[str, str] | None) -> bytes:
         session = self._ensure_session()
         headers = {"Accept": "application/json"}
         if self._api_key is not None:
@@ -241,7 +266,8 @@ class RunloopClient:
             ) from exc
         if status >= 300:
             raise self._status_error(path, status, response_headers, body)
-        return _parse(path, status, body, model)
+        self.bytes_received += len(body)
+        return body
 
     def _status_error(self, path: str, status: int, headers: Mapping[str, str], body: bytes) -> RunloopApiError:
         reason, retryable = classify_status(status)
@@ -290,15 +316,24 @@ class RunloopClient:
         return self._session
 
 
-def _parse(path: str, status: int, body: bytes, model: type[ModelT]) -> ModelT:
+def parse_body(path: str, body: bytes, model: type[ModelT]) -> ModelT:
+    """Parse a response body into `model`; typed errors: MalformedResponseError (not JSON), SchemaError."""
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         if first["type"] == "json_invalid":
-            raise MalformedResponseError(f"GET {path}: response is not valid JSON", status=status) from None
+            raise MalformedResponseError(f"GET {path}: response is not valid JSON", status=200) from None
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise SchemaError(f"GET {path}: unexpected response shape at {where}: {first['msg']}", status=status) from None
+        raise SchemaError(f"GET {path}: unexpected response shape at {where}: {first['msg']}", status=200) from None
+
+
+def _raw(path: str, body: bytes) -> bytes:
+    return body
+
+
+def _model(model: type[ModelT]) -> Callable[[str, bytes], ModelT]:
+    return lambda path, body: parse_body(path, body, model)
 
 
 def _params(**values: Any) -> dict[str, str]:

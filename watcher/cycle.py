@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from watcher.apihealth import ApiHealth
-from watcher.client import RunloopClient
+from watcher.client import RunloopClient, parse_body
 from watcher.clock import Clock
 from watcher.config import WatchSection
 from watcher.diff import JobMemory
 from watcher.errors import NotFoundError, RunloopApiError
 from watcher.eventlines import event_line
 from watcher.events import Event
-from watcher.models import BenchmarkJobView, ScenarioRunView
+from watcher.models import BenchmarkJobView, ScenarioRunListView, ScenarioRunView
 from watcher.poll import runs_to_follow
 from watcher.snapshot import Snapshot
 from watcher.timed import stall, vanish
@@ -40,6 +41,27 @@ class CycleReport:
     notifications: int = 0
     api_errors: list[RunloopApiError] = field(default_factory=list)
     poll_durations: list[tuple[float, bool]] = field(default_factory=list)  # (seconds, ok) per job polled
+
+
+def _fingerprint(job_body: bytes, pages: dict[str, list[bytes]]) -> str:
+    """A hash of everything a snapshot was built from: equal bytes, equal snapshot, nothing to diff."""
+    digest = hashlib.blake2b(job_body, digest_size=16)
+    for run_id in sorted(pages):
+        digest.update(run_id.encode())
+        for page in pages[run_id]:
+            digest.update(page)
+    return digest.hexdigest()
+
+
+def _parse_pages(pages: dict[str, list[bytes]]) -> dict[str, tuple[ScenarioRunView, ...]]:
+    return {
+        run_id: tuple(
+            view
+            for body in bodies
+            for view in parse_body(f"/v1/benchmark_runs/{run_id}/scenario_runs", body, ScenarioRunListView).runs
+        )
+        for run_id, bodies in pages.items()
+    }
 
 
 def is_resting(memory: JobMemory) -> bool:
@@ -121,14 +143,17 @@ class PollCycle:
 
     async def _poll_job(self, job_id: str, listed: BenchmarkJobView | None, report: CycleReport) -> None:
         try:
-            job = listed if listed is not None else await self.client.get_job(job_id)
-            self._not_found.pop(job_id, None)
-            runs = await self._scenario_runs(job)
-            if listed is None or runs:
+            if listed is not None:
+                snapshot: Snapshot | None = await self._snapshot_of(listed)
+            else:
+                snapshot = await self._fetch(job_id)
                 self._api_succeeded(report)
-            observation = await self.tracker.observe(Snapshot(job=job, at_ms=self.clock.now_ms(), scenario_runs=runs))
+            self._not_found.pop(job_id, None)
             report.polled += 1
-            self._told(observation, report)
+            if snapshot is None:
+                await self.tracker.observe_unchanged(job_id, self.clock.now_ms())
+                return
+            self._told(await self.tracker.observe(snapshot), report)
         except NotFoundError as exc:
             self._api_succeeded(report)  # the API answered: it is the job that is gone
             await self._maybe_vanished(job_id, exc, report)
@@ -139,13 +164,35 @@ class PollCycle:
             report.failed += 1
             log.exception("polling %s failed unexpectedly", job_id)
 
-    async def _scenario_runs(self, job: BenchmarkJobView) -> dict[str, tuple[ScenarioRunView, ...]]:
+    async def _snapshot_of(self, job: BenchmarkJobView) -> Snapshot:
+        """A snapshot of a job already parsed (from a list page): fetch its scenario runs."""
+        pages = await self._pages(job, {})
+        return Snapshot(job=job, at_ms=self.clock.now_ms(), scenario_runs=_parse_pages(pages))
+
+    async def _fetch(self, job_id: str) -> Snapshot | None:
+        """Fetch a job and its followed runs' scenario runs as bytes; None when they hash as last time."""
+        body = await self.client.get_job_raw(job_id)
+        memory = self.tracker.memory(job_id)
+        pages: dict[str, list[bytes]] = {}
+        if memory is not None:
+            if self.watch.scenario_runs and not memory.finished:
+                for run_id in sorted(r for r, memo in memory.runs.items() if not memo.finished):
+                    pages[run_id] = await self.client.scenario_runs_raw(run_id)
+            if memory.fingerprint == _fingerprint(body, pages):
+                return None
+        job = parse_body(f"/v1/benchmark_jobs/{job_id}", body, BenchmarkJobView)
+        pages = await self._pages(job, pages)
+        at_ms = self.clock.now_ms()
+        return Snapshot(job=job, at_ms=at_ms, scenario_runs=_parse_pages(pages), fingerprint=_fingerprint(body, pages))
+
+    async def _pages(self, job: BenchmarkJobView, fetched: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
+        """Scenario-run pages of exactly the runs to follow now, reusing those fetched already."""
         if not self.watch.scenario_runs or job.is_terminal:
             return {}
-        runs: dict[str, tuple[ScenarioRunView, ...]] = {}
+        pages = {}
         for run_id in runs_to_follow(job):
-            runs[run_id] = tuple([view async for view in self.client.iter_scenario_runs(run_id)])
-        return runs
+            pages[run_id] = fetched[run_id] if run_id in fetched else await self.client.scenario_runs_raw(run_id)
+        return pages
 
     async def _maybe_vanished(self, job_id: str, exc: NotFoundError, report: CycleReport) -> None:
         count = self._not_found.get(job_id, 0) + 1

@@ -124,9 +124,14 @@ def diff(memory: JobMemory | None, snapshot: Snapshot) -> DiffResult:
     if memory is None:
         return _discover(snapshot)
     if snapshot.fingerprint is not None and snapshot.fingerprint == memory.fingerprint:
-        polls = memory.polls_after_finish + 1 if memory.finished else 0
-        return DiffResult((), memory.model_copy(update={"last_seen_ms": snapshot.at_ms, "polls_after_finish": polls}))
+        return DiffResult((), unchanged(memory, snapshot.at_ms))
     return _Differ(memory, snapshot).run()
+
+
+def unchanged(memory: JobMemory, at_ms: int) -> JobMemory:
+    """The memory after a poll whose bytes were the same as last time's: seen again, nothing else."""
+    polls = memory.polls_after_finish + 1 if memory.finished else 0
+    return memory.model_copy(update={"last_seen_ms": at_ms, "polls_after_finish": polls})
 
 
 def _discover(snapshot: Snapshot) -> DiffResult:

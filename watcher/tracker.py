@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from rules.engine import Router, RuleState, RuleStateChanges
 from rules.persist import load_rule_state, rows_for
-from watcher.diff import JobMemory, diff
+from watcher.diff import JobMemory, diff, unchanged
 from watcher.events import Event
 from watcher.notification import Notification
 from watcher.snapshot import Snapshot
@@ -69,6 +69,14 @@ class JobTracker:
         self._memories[job_id] = result.memory
         _log_problems(observation.problems)
         return observation
+
+    async def observe_unchanged(self, job_id: str, at_ms: int) -> None:
+        """A poll whose bytes hashed as last time's: no parse, no diff; written only if bookkeeping changed."""
+        memory = self._memories[job_id]
+        updated = unchanged(memory, at_ms)
+        if _material(updated) != _material(memory):
+            await self._commit(updated, Observation(), None)
+        self._memories[job_id] = updated
 
     async def record(self, events: Sequence[Event], memory: JobMemory | None, now_ms: int) -> Observation:
         """Route and record events that time revealed (a stall, a vanishing, an API outage), with the memory
