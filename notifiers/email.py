@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from typing import Final, Literal, Self
 
 import aiosmtplib
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from notifiers.base import NotifierConfigBase
 from notifiers.email_render import render_message
@@ -26,16 +27,32 @@ class EmailConfig(NotifierConfigBase):
     port: int = Field(587, ge=1, le=65535)
     starttls: bool = False
     tls: bool = False
+    # A PEM bundle's text, not a path: the config loader turns `ca_file: path` into `ca:` with the file's content.
+    ca: str | None = Field(None, description="PEM certificates of extra CAs to trust, besides the system's")
     username: str | None = None
     password: SecretStr | None = None
     sender: str = Field(alias="from")
     to: tuple[str, ...] = Field(min_length=1)
     subject_prefix: str = "[benchwatch]"
 
+    @field_validator("ca")
+    @classmethod
+    def _loadable_ca(cls, ca: str | None) -> str | None:
+        # Empty is none: `${COMPANY_CA:-}`, or an unreadable ca_file, which the loader has already reported.
+        if not ca:
+            return None
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=ca)
+        except (ssl.SSLError, ValueError):
+            raise ValueError("no PEM certificate found in it") from None
+        return ca
+
     @model_validator(mode="after")
     def _one_tls(self) -> Self:
         if self.starttls and self.tls:
             raise ValueError("give starttls or tls, not both")
+        if self.ca is not None and not (self.starttls or self.tls):
+            raise ValueError("ca_file needs starttls or tls")
         if self.password is not None and self.username is None:
             raise ValueError("a password needs a username")
         return self
@@ -43,6 +60,8 @@ class EmailConfig(NotifierConfigBase):
     def destination(self) -> str:
         """Where it sends."""
         security = "TLS" if self.tls else "STARTTLS" if self.starttls else "plain"
+        if self.ca is not None:
+            security += ", extra CA"
         return f"{', '.join(self.to)} via {self.host}:{self.port} ({security})"
 
 
@@ -67,6 +86,8 @@ class EmailNotifier:
         self._clock = clock or SystemClock()
         self._timeout_s = timeout_s
         self._what = f"email via {config.host}:{config.port}"
+        # Built once: loading the system's CAs reads files, which a send should not do on the event loop.
+        self._tls_context = server_tls_context(config)
 
     def __repr__(self) -> str:
         return f"EmailNotifier(name={self.name!r}, destination={self._config.destination()!r})"
@@ -81,7 +102,7 @@ class EmailNotifier:
             subject_prefix=config.subject_prefix,
             now_ms=self._clock.now_ms(),
         )
-        client = smtp_client(config, self._timeout_s)
+        client = smtp_client(config, self._timeout_s, self._tls_context)
         try:
             # aiosmtplib's timeout bounds each step; this one bounds the whole exchange.
             async with asyncio.timeout(self._timeout_s):
@@ -97,8 +118,25 @@ class EmailNotifier:
             client.close()
 
 
-def smtp_client(config: EmailConfig, timeout_s: float) -> aiosmtplib.SMTP:
-    """An unconnected client: implicit TLS (`tls`), a required STARTTLS upgrade (`starttls`), or plain."""
+def server_tls_context(config: EmailConfig) -> ssl.SSLContext | None:
+    """How the server is checked under TLS: its certificate chain and name, against the system's CAs plus `ca`.
+
+    None for a plain connection. There is deliberately no way to turn the check off.
+    """
+    if not (config.tls or config.starttls):
+        return None
+    # Not create_default_context(cadata=...): given CAs, it leaves out the system's, and public servers would fail.
+    context = ssl.create_default_context()
+    if config.ca is not None:
+        context.load_verify_locations(cadata=config.ca)
+    return context
+
+
+def smtp_client(config: EmailConfig, timeout_s: float, tls_context: ssl.SSLContext | None) -> aiosmtplib.SMTP:
+    """An unconnected client: implicit TLS (`tls`), a required STARTTLS upgrade (`starttls`), or plain.
+
+    `tls_context` is `server_tls_context(config)`.
+    """
     password = config.password.get_secret_value() if config.password is not None else None
     return aiosmtplib.SMTP(
         hostname=config.host,
@@ -109,6 +147,7 @@ def smtp_client(config: EmailConfig, timeout_s: float) -> aiosmtplib.SMTP:
         username=config.username,
         password=password,
         timeout=timeout_s,
+        tls_context=tls_context,
     )
 
 
@@ -122,6 +161,10 @@ _STAGES: Final[dict[type[Exception], str]] = {
 
 def smtp_error(exc: Exception, what: str, timeout_s: float) -> SendError:
     """The classified error for a failed SMTP exchange; the message holds reply codes, never server text."""
+    if (rejected := _certificate_failure(exc)) is not None:
+        # An unknown CA, a wrong name or an expired certificate waits for a person: retrying will not fix it.
+        detail = header_value(rejected.verify_message or "verification failed", max_chars=200)
+        return PermanentSendError(f"{what}: server certificate rejected ({detail})", reason=Reason.CLIENT_ERROR)
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = sorted({refused.code for refused in exc.recipients})
         return _by_code(min(codes), f"{what}: recipients refused (SMTP {', '.join(map(str, codes))})")
@@ -145,6 +188,16 @@ async def _quit_quietly(client: aiosmtplib.SMTP) -> None:
     """Say goodbye, briefly: the message is already accepted, so a slow or failed QUIT must not become a retry."""
     with contextlib.suppress(aiosmtplib.SMTPException, OSError):
         await client.quit(timeout=QUIT_TIMEOUT_S)
+
+
+def _certificate_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The failed certificate check behind `exc`: raised as is by STARTTLS, wrapped by aiosmtplib's connect."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause
+        cause = cause.__cause__
+    return None
 
 
 def _by_code(code: int, message: str) -> SendError:

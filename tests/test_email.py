@@ -1,20 +1,28 @@
-"""The email notifier against a real SMTP server: the message as received, escaping, login, reply classification."""
+"""The email notifier against a real SMTP server: the message as received, escaping, login, reply classification,
+and TLS (STARTTLS and implicit) with certificates from a throwaway CA (trustme)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
+import traceback
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
+from pydantic import ValidationError
 
-from notifiers.email import EmailConfig, EmailNotifier, smtp_client
+from notifiers.email import EmailConfig, EmailNotifier, server_tls_context, smtp_client
 from notifiers.protocol import NotifierContext, PermanentSendError, RetryableSendError, SendError
-from tests.fakes.smtp import FakeSmtp, SmtpReply
+from tests.fakes.smtp import FakeSmtp, Mode, SmtpReply
 from watcher.clock import ManualClock
+from watcher.config import load_config
+from watcher.configfile import ConfigError
 from watcher.events import Counters, ScenarioFailed
 from watcher.models import FailureReason
 from watcher.notification import Notification
@@ -131,6 +139,7 @@ async def test_sends_multipart_alternative_with_subject_and_stable_headers(
     message = received.message
     assert received.mail_from == "bw@example.com"
     assert received.rcpt_tos == ("ops@example.com",)
+    assert received.tls_version is None  # plain, as configured
     assert message["Subject"] == "[bw] Job nightly-7: scenarios failing"
     assert message["Message-ID"] == "<nt_0123456789abcdef@benchwatch>"
     assert message["X-Benchwatch-Notification"] == "nt_0123456789abcdef"
@@ -297,13 +306,218 @@ async def test_implicit_tls_speaks_tls_from_the_first_byte(smtp: FakeSmtp, conte
     [({}, False, False), ({"starttls": True}, False, True), ({"tls": True, "port": 465}, True, False)],
 )
 def test_connection_options_follow_the_config(overrides: dict[str, Any], use_tls: bool, start_tls: bool) -> None:
-    client = smtp_client(config(**{"port": 587, **overrides}), timeout_s=12)
+    settings = config(**{"port": 587, **overrides})
+    tls_context = server_tls_context(settings)
+    client = smtp_client(settings, timeout_s=12, tls_context=tls_context)
 
     assert (client.hostname, client.use_tls, client.timeout, client.validate_certs) == ("127.0.0.1", use_tls, 12, True)
     assert client._start_tls_on_connect is start_tls  # aiosmtplib keeps no public name for it
+    assert client.tls_context is tls_context
+    if use_tls or start_tls:
+        assert tls_context is not None
+        assert (tls_context.verify_mode, tls_context.check_hostname) == (ssl.CERT_REQUIRED, True)
+    else:
+        assert tls_context is None
 
 
 async def test_repr_shows_the_destination_not_the_password(context: NotifierContext) -> None:
     notifier = EmailNotifier("mail", config(587, username="bob", password=PASSWORD), context)
 
     assert repr(notifier) == "EmailNotifier(name='mail', destination='ops@example.com via 127.0.0.1:587 (plain)')"
+
+
+# --- TLS -----------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def ca_pem(ca: trustme.CA) -> str:
+    return ca.cert_pem.bytes().decode()
+
+
+@pytest.fixture(scope="module")
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    return server_context(ca.issue_cert("127.0.0.1", "localhost"))
+
+
+def server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    return context
+
+
+TLS_MODES: list[Mode] = ["starttls", "tls"]  # each is also the config key that asks for it
+
+
+def assert_no_password(error: BaseException, *shown: object) -> None:
+    """Nowhere a person or a log could read it: the message, the repr, the whole printed traceback, other reprs."""
+    texts = [str(error), repr(error), repr(error.args), "".join(traceback.format_exception(error))]
+    assert not [text for text in [*texts, *map(repr, shown)] if PASSWORD in text]
+
+
+@pytest.mark.parametrize("mode", TLS_MODES)
+async def test_delivers_over_tls_checked_against_ca_file(
+    server_tls: ssl.SSLContext, ca_pem: str, context: NotifierContext, mode: Mode
+) -> None:
+    async with FakeSmtp(tls_context=server_tls, mode=mode) as smtp:
+        await EmailNotifier("mail", config(smtp.port, ca=ca_pem, **{mode: True}), context).send(notification())
+
+    (received,) = smtp.messages
+    assert received.tls_version in {"TLSv1.2", "TLSv1.3"}  # the server itself saw the message arrive encrypted
+    assert received.message["Subject"] == "[benchwatch] Job nightly-7: scenarios failing"
+
+
+async def test_ca_file_in_the_config_is_read_from_the_config_folder(
+    tmp_path: Path, server_tls: ssl.SSLContext, ca: trustme.CA, context: NotifierContext
+) -> None:
+    ca.cert_pem.write_to_path(str(tmp_path / "company-ca.pem"))
+    async with FakeSmtp(tls_context=server_tls, mode="starttls") as smtp:
+        path = tmp_path / "benchwatch.yaml"
+        path.write_text(
+            "notifiers:\n  mail:\n    type: email\n    host: 127.0.0.1\n"
+            f"    port: {smtp.port}\n    starttls: true\n    ca_file: company-ca.pem\n"
+            "    from: bw@example.com\n    to: [ops@example.com]\n"
+        )
+        settings = load_config(path, {}).config.notifiers["mail"]
+        assert isinstance(settings, EmailConfig)
+        await EmailNotifier("mail", settings, context).send(notification())
+
+    assert smtp.messages[0].tls_version is not None
+    assert settings.destination() == f"ops@example.com via 127.0.0.1:{smtp.port} (STARTTLS, extra CA)"
+
+
+async def test_ca_file_adds_to_the_system_cas_rather_than_replacing_them(
+    tmp_path: Path, ca_pem: str, context: NotifierContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OpenSSL reads the system's CA bundle from $SSL_CERT_FILE: point it at a stand-in public CA.
+    public_ca = trustme.CA()
+    public_ca.cert_pem.write_to_path(str(tmp_path / "system-cas.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "system-cas.pem"))
+    public_server = server_context(public_ca.issue_cert("127.0.0.1"))
+
+    async with FakeSmtp(tls_context=public_server, mode="tls") as smtp:
+        await EmailNotifier("mail", config(smtp.port, tls=True, ca=ca_pem), context).send(notification())
+
+    assert len(smtp.messages) == 1
+
+
+CERTIFICATE_PROBLEMS = {
+    # problem: what OpenSSL says about it
+    "unknown CA": "unable to get local issuer certificate",
+    "no ca_file": "unable to get local issuer certificate",
+    "wrong name": "IP address mismatch",
+}
+
+
+@pytest.mark.parametrize(
+    ("mode", "problem"),
+    [
+        ("starttls", "unknown CA"),
+        ("tls", "unknown CA"),
+        ("starttls", "no ca_file"),
+        ("tls", "wrong name"),
+        ("starttls", "wrong name"),
+    ],
+)
+async def test_a_certificate_that_does_not_verify_is_permanent_and_no_password_is_sent(
+    ca: trustme.CA, ca_pem: str, context: NotifierContext, mode: Mode, problem: str
+) -> None:
+    issued = {
+        "unknown CA": lambda: trustme.CA().issue_cert("127.0.0.1"),
+        "no ca_file": lambda: ca.issue_cert("127.0.0.1"),
+        "wrong name": lambda: ca.issue_cert("mail.example.com"),
+    }[problem]()
+    trusted = {} if problem == "no ca_file" else {"ca": ca_pem}
+    async with FakeSmtp(users={"bob": PASSWORD}, tls_context=server_context(issued), mode=mode) as smtp:
+        settings = config(smtp.port, username="bob", password=PASSWORD, **{mode: True}, **trusted)
+        notifier = EmailNotifier("mail", settings, context, timeout_s=5)
+        with pytest.raises(PermanentSendError) as caught:
+            await notifier.send(notification())
+
+    # It will not fix itself: a person has to change the certificate, the CA or the host name.
+    assert caught.value.reason == "client_error"
+    assert str(caught.value).startswith(f"email via 127.0.0.1:{smtp.port}: server certificate rejected (")
+    assert CERTIFICATE_PROBLEMS[problem] in str(caught.value)
+    assert (smtp.messages, smtp.login_attempts) == ([], [])
+    assert_no_password(caught.value, notifier, settings)
+
+
+@pytest.mark.parametrize("mode", TLS_MODES)
+async def test_logs_in_over_tls(server_tls: ssl.SSLContext, ca_pem: str, context: NotifierContext, mode: Mode) -> None:
+    # In STARTTLS mode the fake, like aiosmtpd by default, offers AUTH only after the upgrade.
+    async with FakeSmtp(users={"bob": PASSWORD}, tls_context=server_tls, mode=mode) as smtp:
+        settings = config(smtp.port, username="bob", password=PASSWORD, ca=ca_pem, **{mode: True})
+        await EmailNotifier("mail", settings, context).send(notification())
+
+    assert smtp.login_attempts == [("bob", True)]
+    (received,) = smtp.messages
+    assert (received.login, received.tls_version is not None) == ("bob", True)
+
+
+async def test_a_refused_login_over_starttls_is_permanent_auth_and_names_no_password(
+    server_tls: ssl.SSLContext, ca_pem: str, context: NotifierContext
+) -> None:
+    async with FakeSmtp(users={"bob": "the-right-one"}, tls_context=server_tls, mode="starttls") as smtp:
+        settings = config(smtp.port, starttls=True, ca=ca_pem, username="bob", password=PASSWORD)
+        notifier = EmailNotifier("mail", settings, context)
+        with pytest.raises(PermanentSendError) as caught:
+            await notifier.send(notification())
+
+    assert (caught.value.reason, str(caught.value)) == (
+        "auth",
+        f"email via 127.0.0.1:{smtp.port}: login refused (SMTP 535)",
+    )
+    assert smtp.login_attempts and set(smtp.login_attempts) == {("bob", False)}  # one try per mechanism
+    assert_no_password(caught.value, notifier, settings)
+
+
+async def test_never_logs_in_in_clear_to_a_server_that_wants_starttls_first(
+    server_tls: ssl.SSLContext, context: NotifierContext
+) -> None:
+    async with FakeSmtp(users={"bob": PASSWORD}, tls_context=server_tls, mode="starttls") as smtp:
+        notifier = EmailNotifier("mail", config(smtp.port, username="bob", password=PASSWORD), context)
+        with pytest.raises(PermanentSendError) as caught:
+            await notifier.send(notification())
+
+    assert caught.value.reason == "client_error"
+    assert "AUTH" in str(caught.value)
+    assert (smtp.messages, smtp.login_attempts) == ([], [])
+    assert_no_password(caught.value, notifier)
+
+
+@pytest.mark.parametrize(
+    ("pem", "tls", "problem"),
+    [
+        ("not a certificate\n", True, "5: notifiers.mail.ca: no PEM certificate found in it"),
+        (None, True, "5: notifiers.mail: cannot read ca_file '{folder}/ca.pem': No such file or directory"),
+        ("CA", False, "2: notifiers.mail: ca_file needs starttls or tls"),
+    ],
+    ids=["not-pem", "missing", "without-tls"],
+)
+def test_a_bad_ca_file_is_reported_at_load(
+    tmp_path: Path, ca_pem: str, pem: str | None, tls: bool, problem: str
+) -> None:
+    if pem is not None:
+        (tmp_path / "ca.pem").write_text(ca_pem if pem == "CA" else pem)
+    path = tmp_path / "benchwatch.yaml"
+    path.write_text(
+        "notifiers:\n  mail:\n    type: email\n    host: smtp.example.com\n    ca_file: ca.pem\n"
+        f"    starttls: {str(tls).lower()}\n    from: bw@example.com\n    to: [ops@example.com]\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+
+    assert [str(found) for found in caught.value.problems] == [f"{path}:" + problem.format(folder=tmp_path)]
+
+
+def test_an_empty_ca_is_no_extra_ca() -> None:
+    assert config(587, starttls=True, ca="").ca is None
+
+
+def test_ca_is_checked_when_validated() -> None:
+    with pytest.raises(ValidationError, match="no PEM certificate found in it"):
+        config(587, starttls=True, ca="-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
