@@ -27,7 +27,11 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("command", [[], ["simulate"], ["demo"], ["jobs"], ["job"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["run"], ["simulate"], ["demo"], ["jobs"], ["job"], ["wait"], ["replay"], ["check"], ["schema"],
+     ["deliveries"], ["deliveries", "list"], ["deliveries", "retry"], ["deliveries", "flush"], ["test-notify"]],
+)  # fmt: skip
 def test_help_of_every_command(command: list[str]) -> None:
     result = subprocess.run([*BENCHWATCH, *command, "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr

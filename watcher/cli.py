@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from watcher import commands, deliveries_cli
+from watcher import commands, deliveries_cli, wait
 from watcher.commands import UsageError
 from watcher.configfile import ConfigError
 from watcher.errors import RunloopApiError
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_jobs(sub)
     _add_job(sub)
+    _add_wait(sub)
     _add_replay(sub)
     _add_check(sub)
     _add_deliveries(sub)
@@ -73,6 +74,11 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=_positive_float,
         default=60.0,
         help="simulated seconds per real second (default: %(default)s)",
+    )
+    p.add_argument(
+        "--manual-clock",
+        action="store_true",
+        help="start the clock at the current time and move it only on POST /_sim/clock (ignores --speed)",
     )
     p.add_argument("--api-key", help="require this bearer token (default: accept any request)")
     p.add_argument("--jobs", type=_non_negative_int, default=0, help="extra random jobs to create at start")
@@ -129,6 +135,39 @@ def _add_job(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_api_options(p)
     p.add_argument("job_id", metavar="JOB_ID", help="the job's id (bmj_...)")
     p.set_defaults(handler=commands.show_job)
+
+
+def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "wait",
+        help="wait for a job to end; the exit code says how it went (for CI)",
+        description="Poll one benchmark job until it ends, print what happens, then a summary. Exit codes: 0 "
+        "completed and every threshold held, 1 the job failed, was cancelled or timed out, 2 usage error, 3 "
+        "completed but a threshold was missed, 4 could not tell (not found, auth, API unreachable), 124 --timeout "
+        "elapsed. The key comes from $RUNLOOP_API_KEY. See docs/wait.md.",
+    )
+    _add_api_options(p)
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("job_id", metavar="JOB_ID", nargs="?", help="the job's id (bmj_...)")
+    target.add_argument("--name", help="find the job by its exact name instead")
+    p.add_argument("--interval", default=wait.DEFAULT_INTERVAL, help="time between polls (default: %(default)s)")
+    p.add_argument(
+        "--timeout",
+        default=wait.DEFAULT_TIMEOUT,
+        help="give up waiting after this long, exit 124; 0: never (default: %(default)s)",
+    )
+    p.add_argument(
+        "--give-up-after",
+        default=wait.DEFAULT_GIVE_UP_AFTER,
+        help="exit 4 once every API call has failed for this long (default: %(default)s)",
+    )
+    p.add_argument("--min-score", type=float, metavar="X", help="every agent's average score must be at least X (0..1)")
+    p.add_argument(
+        "--max-failure-rate", type=float, metavar="F", help="(failed + timed out) / done must be at most F (0..1)"
+    )
+    p.add_argument("--json", action="store_true", help="events as JSON lines, then one JSON summary line")
+    p.add_argument("--junit", type=Path, metavar="PATH", help="also write the scenario outcomes as JUnit XML")
+    p.set_defaults(handler=wait.wait_command)
 
 
 def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

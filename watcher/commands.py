@@ -13,7 +13,7 @@ import time
 from aiohttp import web
 
 from watcher.client import RunloopClient
-from watcher.clock import ScaledClock
+from watcher.clock import Clock, ManualClock, ScaledClock, SystemClock
 from watcher.config import load_config
 from watcher.models import BenchmarkJobView
 from watcher.simulator import Faults, SimJobSpec, Simulator, create_app, demo_specs
@@ -25,7 +25,8 @@ class UsageError(Exception):
 
 async def simulate(args: argparse.Namespace) -> int:
     """`benchwatch simulate`: serve the simulated API until interrupted."""
-    sim = Simulator(seed=args.seed, clock=ScaledClock(speed=args.speed), api_key=args.api_key)
+    clock: Clock = ManualClock(SystemClock().now_ms()) if args.manual_clock else ScaledClock(speed=args.speed)
+    sim = Simulator(seed=args.seed, clock=clock, api_key=args.api_key)
     if not args.no_demo_jobs:
         for spec in demo_specs():
             sim.add_job(spec)
@@ -47,7 +48,8 @@ async def simulate(args: argparse.Namespace) -> int:
     try:
         await web.TCPSite(runner, args.host, args.port).start()
         base_url = f"http://{args.host}:{args.port}"
-        print(f"Runloop simulator on {base_url}  (seed {args.seed}, {args.speed:g}x real time)")
+        pace = "manual clock: POST /_sim/clock moves it" if args.manual_clock else f"{args.speed:g}x real time"
+        print(f"Runloop simulator on {base_url}  (seed {args.seed}, {pace})")
         print(f"  try:  RUNLOOP_BASE_URL={base_url} benchwatch jobs")
         for plan in sim.jobs():
             print(f"  {plan.job_id}  {plan.name}")

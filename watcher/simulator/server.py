@@ -1,7 +1,8 @@
 """The Runloop simulator: the benchmark API over HTTP, on a clock you choose, with faults you switch on.
 
 In-process: `sim = Simulator(clock=ManualClock())`, `app = create_app(sim)`, and `sim` is the control handle
-(create jobs, switch faults, read the request log). As a process: `benchwatch simulate`.
+(create jobs, switch faults, read the request log). As a process: `benchwatch simulate`, controlled over `/_sim/`
+(faults, jobs, a batch of jobs, the manual clock, request and progress counts).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from watcher.clock import Clock, SystemClock
+from watcher.clock import Clock, ManualClock, SystemClock
+from watcher.simulator.control import ClockAdvance, WorkloadRequest, progress
 from watcher.simulator.plan import JobPlan, RunPlan, SimAgent, SimJobSpec, make_plan, token
 from watcher.simulator.views import job_view, run_view, scenario_run_views
 
@@ -72,6 +74,13 @@ class Simulator:
         self._jobs: dict[str, JobPlan] = {}
         self._runs: dict[str, tuple[JobPlan, RunPlan]] = {}
         self._names: set[str] = set()
+        self.requests_served = 0  # /v1/ requests, and the bytes of their bodies: what a poller cost the API
+        self.bytes_served = 0
+        # Responses are pure functions of (jobs, clock): rendered once per change, however many pollers ask.
+        self._generation = 0
+        self._cache_stamp: tuple[int, int] | None = None
+        self._bodies: dict[str, bytes] = {}
+        self._scenario_views: dict[str, list[dict[str, Any]]] = {}
 
     def __repr__(self) -> str:
         key = "<set>" if self.api_key else None
@@ -92,6 +101,7 @@ class Simulator:
         plan = make_plan(spec, job_id=job_id, name=name, create_ms=created, rng=rng)
         self._jobs[job_id] = plan
         self._names.add(name)
+        self._generation += 1
         for run in plan.runs:
             self._runs[run.run_id] = (plan, run)
         return plan
@@ -112,6 +122,29 @@ class Simulator:
         """What `GET /v1/benchmark_jobs/{id}` answers now (KeyError when unknown)."""
         return job_view(self._jobs[job_id], self.clock.now_ms())
 
+    def scenario_run_views(self, plan: JobPlan, run: RunPlan) -> list[dict[str, Any]]:
+        """`scenario_run_views` now, computed once per clock reading and set of jobs."""
+        self._fresh_cache()
+        views = self._scenario_views.get(run.run_id)
+        if views is None:
+            views = self._scenario_views[run.run_id] = scenario_run_views(plan, run, self.clock.now_ms())
+        return views
+
+    def _fresh_cache(self) -> None:
+        stamp = (self.clock.now_ms(), self._generation)
+        if stamp != self._cache_stamp:
+            self._cache_stamp = stamp
+            self._bodies.clear()
+            self._scenario_views.clear()
+
+    def _cached_json(self, request: web.Request, render: Callable[[], Any]) -> web.Response:
+        """The JSON response for this path and query, rendered once per clock reading and set of jobs."""
+        self._fresh_cache()
+        body = self._bodies.get(request.path_qs)
+        if body is None:
+            body = self._bodies[request.path_qs] = _json_bytes(render())
+        return web.Response(body=body, content_type="application/json")
+
     def draw_fault(self) -> str | None:
         """Draw the fault for the next API response from the seeded fault stream."""
         return self.faults.pick(self._fault_rng.random())
@@ -130,9 +163,13 @@ class Simulator:
         ]
         page, has_more = _page(jobs, lambda p: p.job_id, query.get("starting_after"), limit)
         now_ms = self.clock.now_ms()
-        body: dict[str, Any] = {"jobs": [job_view(plan, now_ms) for plan in page], "has_more": has_more}
-        body["total_count"] = len(jobs) if _flag(query.get("include_total_count"), True) else None
-        return _json(body)
+
+        def render() -> dict[str, Any]:
+            body: dict[str, Any] = {"jobs": [job_view(plan, now_ms) for plan in page], "has_more": has_more}
+            body["total_count"] = len(jobs) if _flag(query.get("include_total_count"), True) else None
+            return body
+
+        return self._cached_json(request, render)
 
     async def handle_create_job(self, request: web.Request) -> web.Response:
         """`POST /v1/benchmark_jobs`: the API's create parameters, plus a `simulation` block of ours."""
@@ -150,7 +187,7 @@ class Simulator:
         plan = self._jobs.get(request.match_info["id"])
         if plan is None:
             raise _error(404, "benchmark job not found")
-        return _json(job_view(plan, self.clock.now_ms()))
+        return self._cached_json(request, lambda: job_view(plan, self.clock.now_ms()))
 
     async def handle_get_run(self, request: web.Request) -> web.Response:
         """`GET /v1/benchmark_runs/{id}`."""
@@ -161,12 +198,12 @@ class Simulator:
         """`GET /v1/benchmark_runs/{id}/scenario_runs`: paged, optional `state` filter."""
         plan, run = self._run(request.match_info["id"])
         query = request.query
-        views = scenario_run_views(plan, run, self.clock.now_ms())
+        views = self.scenario_run_views(plan, run)
         if state := query.get("state"):
             views = [view for view in views if view["state"] == state]
         page, has_more = _page(views, lambda v: str(v["id"]), query.get("starting_after"), _limit(query.get("limit")))
         total = len(views) if _flag(query.get("include_total_count"), True) else None
-        return _json({"runs": page, "has_more": has_more, "total_count": total})
+        return self._cached_json(request, lambda: {"runs": page, "has_more": has_more, "total_count": total})
 
     async def handle_get_faults(self, request: web.Request) -> web.Response:
         """`GET /_sim/faults`: the fault settings in force."""
@@ -189,6 +226,52 @@ class Simulator:
         except ValueError as exc:
             raise _error(400, str(exc)) from None
         return _json(job_view(plan, self.clock.now_ms()))
+
+    async def handle_get_clock(self, request: web.Request) -> web.Response:
+        """`GET /_sim/clock`: the simulated time, and whether it moves only when told."""
+        return _json({"now_ms": self.clock.now_ms(), "manual": isinstance(self.clock, ManualClock)})
+
+    async def handle_advance_clock(self, request: web.Request) -> web.Response:
+        """`POST /_sim/clock` `{"advance_ms": n}`: move a manual clock forward (409 for any other clock)."""
+        if not isinstance(self.clock, ManualClock):
+            raise _error(409, "the clock is not manual: start the simulator with --manual-clock")
+        try:
+            advance = ClockAdvance.model_validate_json(await request.read())
+        except ValidationError as exc:
+            raise _error(400, f"invalid clock move: {exc.errors(include_url=False)[0]['msg']}") from None
+        return _json({"now_ms": self.clock.advance(advance.advance_ms), "manual": True})
+
+    async def handle_add_workload(self, request: web.Request) -> web.Response:
+        """`POST /_sim/workload`: create many jobs from one spec in one request."""
+        try:
+            workload = WorkloadRequest.model_validate_json(await request.read())
+            for spec, create_ms in workload.jobs(self.clock.now_ms()):
+                self.add_job(spec, create_ms=create_ms)
+        except ValidationError as exc:
+            raise _error(400, f"invalid workload: {exc.errors(include_url=False)[0]['msg']}") from None
+        except ValueError as exc:
+            raise _error(400, str(exc)) from None
+        return _json({"created": workload.count, "jobs": len(self._jobs)})
+
+    async def handle_stats(self, request: web.Request) -> web.Response:
+        """`GET /_sim/stats`: API requests served so far and the bytes of their bodies."""
+        body = {"requests": self.requests_served, "response_bytes": self.bytes_served, "jobs": len(self._jobs)}
+        return _json({**body, "now_ms": self.clock.now_ms()})
+
+    async def handle_requests(self, request: web.Request) -> web.Response:
+        """`GET /_sim/requests?last=N`: the last N API requests (at most the log's size), oldest first."""
+        try:
+            last = int(request.query.get("last", "100"))
+        except ValueError:
+            raise _error(400, "last must be an integer") from None
+        if not 0 <= last <= REQUEST_LOG_SIZE:
+            raise _error(400, f"last must be between 0 and {REQUEST_LOG_SIZE}")
+        logged = list(self.request_log)
+        return _json({"requests": logged[len(logged) - min(last, len(logged)) :]})
+
+    async def handle_progress(self, request: web.Request) -> web.Response:
+        """`GET /_sim/progress`: how far every job has come now (terminal jobs, finished runs and scenario runs)."""
+        return _json(progress(self._jobs.values(), self.clock.now_ms()))
 
     def _run(self, run_id: str) -> tuple[JobPlan, RunPlan]:
         found = self._runs.get(run_id)
@@ -242,6 +325,12 @@ def create_app(sim: Simulator) -> web.Application:
     app.router.add_get("/_sim/faults", sim.handle_get_faults)
     app.router.add_put("/_sim/faults", sim.handle_put_faults)
     app.router.add_post("/_sim/jobs", sim.handle_add_sim_job)
+    app.router.add_post("/_sim/workload", sim.handle_add_workload)
+    app.router.add_get("/_sim/clock", sim.handle_get_clock)
+    app.router.add_post("/_sim/clock", sim.handle_advance_clock)
+    app.router.add_get("/_sim/stats", sim.handle_stats)
+    app.router.add_get("/_sim/requests", sim.handle_requests)
+    app.router.add_get("/_sim/progress", sim.handle_progress)
     app[SIMULATOR] = sim
     return app
 
@@ -260,9 +349,14 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
 def _log_middleware(sim: Simulator) -> Middleware:
     @web.middleware
     async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/v1/"):
-            sim.request_log.append(f"{request.method} {request.path_qs}")
-        return await handler(request)
+        if not request.path.startswith("/v1/"):
+            return await handler(request)
+        sim.request_log.append(f"{request.method} {request.path_qs}")
+        sim.requests_served += 1
+        response = await handler(request)
+        if isinstance(response, web.Response) and isinstance(response.body, bytes):
+            sim.bytes_served += len(response.body)
+        return response
 
     return record
 
@@ -314,7 +408,7 @@ async def _truncated(request: web.Request, body: bytes) -> web.StreamResponse:
 _ERROR_CLASSES: dict[int, type[web.HTTPException]] = {
     cls.status_code: cls
     for cls in (
-        web.HTTPBadRequest, web.HTTPUnauthorized, web.HTTPNotFound, web.HTTPMethodNotAllowed,
+        web.HTTPBadRequest, web.HTTPUnauthorized, web.HTTPNotFound, web.HTTPMethodNotAllowed, web.HTTPConflict,
         web.HTTPTooManyRequests, web.HTTPInternalServerError, web.HTTPServiceUnavailable,
     )
 }  # fmt: skip
@@ -332,7 +426,11 @@ def _error(status: int, message: str, *, headers: dict[str, str] | None = None) 
 
 
 def _json(body: Any) -> web.Response:
-    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), content_type="application/json")
+    return web.Response(body=_json_bytes(body), content_type="application/json")
+
+
+def _json_bytes(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def _limit(raw: str | None) -> int:
