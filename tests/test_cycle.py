@@ -90,11 +90,15 @@ async def test_discovery_follows_the_glob_and_the_age_cutoff(
     await rig.run()
     assert {e.job_name for e in rig.events if e.kind == "job.discovered"} == {"nightly-new"}
     listing = [line for line in sim.request_log if line.startswith("GET /v1/benchmark_jobs?")]
-    assert len(listing) == 1  # one page, newest first, stopped at the cutoff
+    assert len(listing) == 1 and "limit=1000" in listing[0]  # the first pass reads far back
+    sim.add_job(SimJobSpec(name="nightly-newer"))
     before = len(sim.request_log)
     await rig.run(MINUTE)
     new_requests = list(sim.request_log)[before:]
-    assert not any("/v1/benchmark_jobs/" in line for line in new_requests)  # refreshed from the list page
+    assert [line for line in new_requests if "benchmark_jobs?" in line] == [
+        "GET /v1/benchmark_jobs?limit=50&include_total_count=false"
+    ]  # later passes: one small page, stopped at the first known job
+    assert {e.job_name for e in rig.events if e.kind == "job.discovered"} == {"nightly-new", "nightly-newer"}
 
 
 async def test_a_finished_job_gets_one_confirming_poll_then_rests(sim: Simulator, rig_factory: Any) -> None:
