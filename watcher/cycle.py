@@ -93,6 +93,7 @@ class PollCycle:
         self.on_notifications = on_notifications
         self._not_found: dict[str, int] = {}
         self._discovered_once = False
+        self._polling = asyncio.Semaphore(watch.max_concurrent_requests)
         self._health_events: list[Event] = []
 
     def targets(self) -> list[str]:
@@ -148,6 +149,12 @@ class PollCycle:
         return listed
 
     async def _poll(self, job_id: str, listed: BenchmarkJobView | None, report: CycleReport) -> None:
+        # A job's bytes and parsed snapshot live only while it is polled: a few at a time bound the memory
+        # a cycle needs, however many jobs there are.
+        async with self._polling:
+            await self._timed_poll(job_id, listed, report)
+
+    async def _timed_poll(self, job_id: str, listed: BenchmarkJobView | None, report: CycleReport) -> None:
         started = time.monotonic()
         failed_before = report.failed
         await self._poll_job(job_id, listed, report)
