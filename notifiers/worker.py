@@ -82,7 +82,7 @@ class DeliveryWorker:
     async def dispatch(self) -> int:
         """Start a send for every due notification not already in flight; returns how many were started."""
         started = 0
-        for item in await self.store.due_notifications(self.clock.now_ms()):
+        for item in await self.store.due_notifications(self.clock.now_ms(), exclude=tuple(self._in_flight)):
             notification_id = item.notification.id
             if notification_id in self._in_flight or self._stopping:
                 continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -112,7 +112,9 @@ class Store(Protocol):
         """One outbox entry by id (or unique prefix)."""
         ...
 
-    async def due_notifications(self, now_ms: int, *, limit: int = 200) -> list[OutboxItem]:
+    async def due_notifications(
+        self, now_ms: int, *, limit: int = 200, exclude: Collection[str] = ()
+    ) -> list[OutboxItem]:
         """Pending notifications whose next attempt is due."""
         ...
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -289,12 +290,17 @@ class SQLiteStore:
         )
         return items[0] if len(items) == 1 else None
 
-    async def due_notifications(self, now_ms: int, *, limit: int = 200) -> list[OutboxItem]:
-        """Pending notifications whose next attempt is due, the longest-waiting first."""
+    async def due_notifications(
+        self, now_ms: int, *, limit: int = 200, exclude: Collection[str] = ()
+    ) -> list[OutboxItem]:
+        """Pending notifications whose next attempt is due, the longest-waiting first, but for `exclude`
+        (those in flight: not read and parsed again)."""
+        excluded = " AND id NOT IN (SELECT value FROM json_each(?))" if exclude else ""
+        params: list[object] = [now_ms, *([json.dumps(list(exclude))] if exclude else []), limit]
         return await self._outbox_query(
-            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_ms <= ?"
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_ms <= ?{excluded}"
             " ORDER BY next_attempt_ms, created_ms, id LIMIT ?",
-            [now_ms, limit],
+            params,
         )
 
     async def next_attempt_ms(self, *, after_ms: int = -1) -> int | None:
