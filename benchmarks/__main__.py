@@ -5,14 +5,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks import notify_latency
+from benchmarks import notify_latency, poll_cost
 
-BENCHMARKS = {"notify-latency": notify_latency.run}
+BENCHMARKS = {
+    "notify-latency": notify_latency.run,
+    "poll-small": poll_cost.run_small,
+    "poll-many": poll_cost.run_many,
+    "poll-large": poll_cost.run_large,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,18 +29,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny run: checks the harness, measures little")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
-    results: dict[str, Any] = {"machine": _machine()}
+    results: dict[str, Any] = {"machine": _machine(), "quick": args.quick}
     for name in args.names or list(BENCHMARKS):
         results[name] = asyncio.run(BENCHMARKS[name](quick=args.quick))
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        if args.json is not None:  # after each one: a long run that fails later keeps what it measured
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 
 def _machine() -> dict[str, Any]:
-    import os
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "commit": _commit(),
+    }
 
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()}
+
+def _commit() -> str | None:
+    """The code measured: HEAD, marked `+dirty` when the work tree differs from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=False
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
 
 
 if __name__ == "__main__":

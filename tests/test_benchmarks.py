@@ -1,4 +1,5 @@
-"""The benchmark harness keeps working: a tiny run of each benchmark (the figures are not judged here)."""
+"""The benchmark harness keeps working: a tiny run of every benchmark (the figures are not judged here), and the
+simulator's control endpoints the harness drives."""
 
 from __future__ import annotations
 
@@ -6,6 +7,23 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import aiohttp
+
+from tests.conftest import ServerFactory
+from watcher.clock import ManualClock, SystemClock
+from watcher.simulator import SimJobSpec, Simulator, create_app
+from watcher.simulator.views import job_view, scenario_run_views
+
+WORKLOADS = ("poll-small", "poll-many", "poll-large")
+KIND_FIGURES = (
+    "cpu_s", "cpu_ms_per_job", "cpu_ms_per_mb", "wall_s", "requests", "mb", "events_per_cpu_s", "floor_parse_s",
+    "floor_hash_s", "floor_recv_cpu_s", "naive_cpu_s", "share_scenarios_finished", "scenario_records",
+)  # fmt: skip
+TARGETS = (
+    "unchanged_cost_vs_parse", "changed_cost_vs_orjson", "naive_vs_benchwatch_cpu_unchanged",
+    "naive_vs_benchwatch_cpu_changed", "detection_latency_p99_ms", "peak_rss_mb",
+)  # fmt: skip
 
 
 def test_quick_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
@@ -16,5 +34,65 @@ def test_quick_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "notify-latency" in result.stdout and "baseline" in result.stdout
+    assert all(f"{name}:" in result.stdout for name in WORKLOADS) and "naive SDK + DeepDiff" in result.stdout
     figures = json.loads(out.read_text())
     assert figures["notify-latency"]["rounds"] == 20 and figures["machine"]["cpus"]
+    for name in WORKLOADS:
+        workload = figures[name]
+        for kind in ("unchanged", "changed"):
+            assert workload[kind]["cycles"] == 2 and workload[kind]["failed"] == 0
+            assert all(workload[kind][figure] is not None for figure in KIND_FIGURES), (name, kind)
+            assert workload[kind]["floor_same_bytes"], (name, kind)
+        assert set(TARGETS) <= set(workload["targets"])
+        assert workload["peak_rss_mb"] and workload["latency"]["manual_p99_ms"] is not None
+        assert workload["unchanged"]["events"] == 0 and workload["changed"]["events"] > 0
+    many = figures["poll-many"]
+    assert many["control"]["workload"]["name"] == "many-control"
+    assert {"terminal_requests_unchanged", "terminal_cpu_s_changed"} <= set(many["targets"])
+
+
+async def test_control_endpoints_move_the_clock_add_workloads_and_count(sim_url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        clock = await (await http.get(f"{sim_url}/_sim/clock")).json()
+        assert clock["manual"] is True
+        workload = {"count": 3, "spec": {"n_scenarios": 4}, "name_prefix": "w", "age_s": [600, 1200]}
+        created = await (await http.post(f"{sim_url}/_sim/workload", json=workload)).json()
+        assert created == {"created": 3, "jobs": 3}
+        listing = await (await http.get(f"{sim_url}/v1/benchmark_jobs?limit=10")).json()
+        assert [job["name"] for job in listing["jobs"]] == ["w-00002", "w-00001", "w-00000"]
+        assert listing["jobs"][-1]["create_time_ms"] == clock["now_ms"] - 1_200_000
+        stats = await (await http.get(f"{sim_url}/_sim/stats")).json()
+        assert stats["requests"] == 1 and stats["response_bytes"] > 0
+        logged = await (await http.get(f"{sim_url}/_sim/requests?last=5")).json()
+        assert logged["requests"] == ["GET /v1/benchmark_jobs?limit=10"]
+        before = await (await http.get(f"{sim_url}/_sim/progress")).json()
+        moved = await (await http.post(f"{sim_url}/_sim/clock", json={"advance_ms": 3_600_000})).json()
+        assert moved["now_ms"] == clock["now_ms"] + 3_600_000
+        after = await (await http.get(f"{sim_url}/_sim/progress")).json()
+        assert after["scenario_runs_finished"] > before["scenario_runs_finished"] and after["jobs"] == 3
+        bad = await http.post(f"{sim_url}/_sim/clock", json={"advance_ms": -1})
+        assert bad.status == 400
+
+
+async def test_cached_responses_are_the_views_of_the_moment(sim: Simulator, clock: ManualClock, sim_url: str) -> None:
+    plan = sim.add_job(SimJobSpec(n_scenarios=6))
+    run = plan.runs[0]
+    clock.set(run.start_ms + 120_000)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(3):
+            for _ in range(2):  # the second answer comes from the cache
+                page = await (await http.get(f"{sim_url}/v1/benchmark_runs/{run.run_id}/scenario_runs")).json()
+                assert page["runs"] == scenario_run_views(plan, run, clock.now_ms())
+                job = await (await http.get(f"{sim_url}/v1/benchmark_jobs/{plan.job_id}")).json()
+                assert job == job_view(plan, clock.now_ms())
+            clock.advance(200_000)
+        other = sim.add_job(SimJobSpec(name="later"))
+        listing = await (await http.get(f"{sim_url}/v1/benchmark_jobs")).json()
+        assert [job["id"] for job in listing["jobs"]] == [other.job_id, plan.job_id]
+
+
+async def test_the_clock_control_refuses_a_clock_that_runs_by_itself(aiohttp_server: ServerFactory) -> None:
+    server = await aiohttp_server(create_app(Simulator(clock=SystemClock())))
+    async with aiohttp.ClientSession() as http:
+        answer = await http.post(str(server.make_url("/_sim/clock")), json={"advance_ms": 1})
+        assert answer.status == 409 and "--manual-clock" in (await answer.json())["message"]

@@ -1,0 +1,61 @@
+"""The floor: the same responses the watcher received in a cycle, fetched again with a plain aiohttp GET (the
+simulator serves identical bytes while its clock stands still), then parsed with orjson and hashed with BLAKE2b —
+only the parse and the hash are timed, plus the CPU of receiving them."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from benchmarks.simproc import API_KEY
+
+
+@dataclass
+class FloorSample:
+    """CPU seconds to receive, parse and hash one cycle's responses; their count, bytes and records."""
+
+    requests: int = 0
+    bytes: int = 0
+    recv_cpu_s: float = 0.0
+    parse_s: float = 0.0
+    hash_s: float = 0.0
+    scenario_records: int = 0
+    job_records: int = 0
+
+
+async def measure_floor(session: aiohttp.ClientSession, base_url: str, requests: list[str]) -> FloorSample:
+    """Fetch each `"GET /path?query"` of `requests` one after the other, and time what a floor would do with it."""
+    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json"}
+    floor = FloorSample()
+    for line in requests:
+        method, path = line.split(" ", 1)
+        started = time.process_time()
+        async with session.request(method, base_url + path, headers=headers) as response:
+            body = await response.read()
+        parsing = time.process_time()
+        parsed = orjson.loads(body)
+        hashing = time.process_time()
+        hashlib.blake2b(body, digest_size=16).digest()
+        done = time.process_time()
+        floor.requests += 1
+        floor.bytes += len(body)
+        floor.recv_cpu_s += parsing - started
+        floor.parse_s += hashing - parsing
+        floor.hash_s += done - hashing
+        _count_records(floor, parsed)
+    return floor
+
+
+def _count_records(floor: FloorSample, parsed: object) -> None:
+    if not isinstance(parsed, dict):
+        return
+    if "runs" in parsed:
+        floor.scenario_records += len(parsed["runs"] or ())
+    elif "jobs" in parsed:
+        floor.job_records += len(parsed["jobs"] or ())
+    else:
+        floor.job_records += 1
