@@ -16,7 +16,6 @@ from watcher.apihealth import ApiHealth
 from watcher.client import RunloopClient, parse_body
 from watcher.clock import Clock
 from watcher.config import WatchSection
-from watcher.diff import JobMemory
 from watcher.errors import NotFoundError, RunloopApiError
 from watcher.eventlines import event_line
 from watcher.events import Event
@@ -67,11 +66,6 @@ def _parse_pages(pages: dict[str, list[bytes]]) -> dict[str, tuple[ScenarioRunVi
     }
 
 
-def is_resting(memory: JobMemory) -> bool:
-    """A job no longer polled: vanished, or finished and confirmed by one more poll (late outcomes)."""
-    return memory.vanished or (memory.finished and memory.polls_after_finish >= 1)
-
-
 class PollCycle:
     """Polls every watched job once; `on_notifications` is called as soon as a commit put some in the outbox."""
 
@@ -98,55 +92,61 @@ class PollCycle:
 
     def targets(self) -> list[str]:
         """The jobs to poll: the configured ones and every known one that is not resting, in a stable order."""
-        memories = self.tracker.memories()
-        known = {job_id for job_id, memory in memories.items() if not is_resting(memory)}
-        explicit = {job_id for job_id in self.watch.jobs if job_id not in memories or job_id in known}
-        return sorted(known | explicit)
+        live = {memory.job_id for memory in self.tracker.live()}
+        explicit = {job_id for job_id in self.watch.jobs if not self.tracker.knows(job_id) or job_id in live}
+        return sorted(live | explicit)
 
     async def run(self) -> CycleReport:
         """One cycle; never raises for one job's trouble."""
         report = CycleReport()
-        listed = await self._discover(report)
-        targets = sorted(set(self.targets()) | {job_id for job_id in listed if self._is_new(job_id)})
-        await asyncio.gather(*(self._poll(job_id, listed.get(job_id), report) for job_id in targets))
+        discovered = await self._discover(report)
+        targets = [job_id for job_id in self.targets() if job_id not in discovered]
+        await asyncio.gather(*(self._poll(job_id, None, report) for job_id in targets))
         await self._timed(report)
         return report
 
-    def _is_new(self, job_id: str) -> bool:
-        return job_id not in self.tracker.memories()
-
-    async def _discover(self, report: CycleReport) -> dict[str, BenchmarkJobView]:
-        """New matching jobs, from the list newest first, paged only as far as needed.
+    async def _discover(self, report: CycleReport) -> set[str]:
+        """Poll new matching jobs, from the list newest first, paged only as far as needed; returns their ids.
 
         The first pass pages back to the age cutoff (or `max_jobs`); later passes stop at the first job already
         known, since every older one was seen before. Known jobs are polled on their own, where an unchanged
-        job costs a hash of its bytes, and a resting (finished) one costs nothing at all.
+        job costs a hash of its bytes, and a resting (finished) one costs nothing at all. New jobs are polled a
+        page at a time, so a first pass over thousands of jobs never holds them all at once.
         """
         discover = self.watch.discover
         if discover is None:
-            return {}
+            return set()
         first_pass = not self._discovered_once
         cutoff_ms = None if discover.created_within_ms is None else self.clock.now_ms() - discover.created_within_ms
-        known = self.tracker.memories()
         page_size = min(discover.max_jobs, FIRST_PAGE_SIZE if first_pass else LATER_PAGE_SIZE)
-        listed: dict[str, BenchmarkJobView] = {}
+        batch: list[BenchmarkJobView] = []
+        discovered: set[str] = set()
         try:
             seen, known_from_ms = 0, None
             async for job in self.client.iter_jobs(page_size=page_size):
                 seen += 1
-                if job.id in known and not first_pass and known_from_ms is None:
+                if self.tracker.knows(job.id) and not first_pass and known_from_ms is None:
                     known_from_ms = job.create_time_ms  # jobs created in that same ms may still follow: read on
                 older = [limit for limit in (cutoff_ms, known_from_ms) if limit is not None]
                 if any(job.create_time_ms < limit for limit in older) or seen > discover.max_jobs:
                     break
-                if job.id not in known and fnmatch.fnmatchcase(job.name, discover.name):
-                    listed[job.id] = job
+                if not self.tracker.knows(job.id) and fnmatch.fnmatchcase(job.name, discover.name):
+                    batch.append(job)
+                    discovered.add(job.id)
+                if len(batch) >= page_size:
+                    await self._poll_new(batch, report)
         except RunloopApiError as exc:
             self._api_failed(exc, report, "listing jobs")
-            return listed
-        self._discovered_once = True
-        self._api_succeeded(report)
-        return listed
+        else:
+            self._discovered_once = True
+            self._api_succeeded(report)
+        await self._poll_new(batch, report)
+        return discovered
+
+    async def _poll_new(self, batch: list[BenchmarkJobView], report: CycleReport) -> None:
+        """Poll jobs seen on a list page (their views are fresh: no GET), then let them go."""
+        await asyncio.gather(*(self._poll(job.id, job, report) for job in batch))
+        batch.clear()
 
     async def _poll(self, job_id: str, listed: BenchmarkJobView | None, report: CycleReport) -> None:
         # A job's bytes and parsed snapshot live only while it is polled: a few at a time bound the memory
@@ -228,7 +228,7 @@ class PollCycle:
 
     async def _timed(self, report: CycleReport) -> None:
         now_ms = self.clock.now_ms()
-        for memory in self.tracker.memories().values():
+        for memory in self.tracker.live():
             result = stall(memory, now_ms, self.watch.stall_after_ms)
             if result is not None:
                 event, updated = result

@@ -88,6 +88,11 @@ class JobMemory(BaseModel):
     stalled: bool = False  # job.stalled was told for the current quiet spell
     vanished: bool = False  # job.vanished was told: the job answers 404
 
+    @property
+    def resting(self) -> bool:
+        """No longer polled: vanished, or finished and confirmed by one more poll (late outcomes)."""
+        return self.vanished or (self.finished and self.polls_after_finish >= 1)
+
 
 @dataclass(frozen=True, slots=True)
 class DiffResult:

@@ -19,7 +19,7 @@ from watcher.apihealth import ApiHealth
 from watcher.client import RequestLimits, RunloopClient
 from watcher.clock import Clock, SystemClock
 from watcher.config import LoadedConfig
-from watcher.cycle import PollCycle, is_resting
+from watcher.cycle import PollCycle
 from watcher.delivery import build_worker
 from watcher.errors import RunloopApiError
 from watcher.metrics import Metrics
@@ -176,8 +176,7 @@ class Service:
         counts = await self._store.outbox_counts()
         self.metrics.outbox(counts)
         self.metrics.sync_deliveries(self.worker.stats)
-        memories = self.tracker.memories()
-        self.metrics.watched(sum(1 for memory in memories.values() if not is_resting(memory)))
+        self.metrics.watched(len(self.tracker.live()))
 
     async def _shutdown(self, scheduler: AsyncIOScheduler, worker_task: asyncio.Task[None]) -> None:
         """Stop polling first (APScheduler would cancel a running cycle), then deliveries, then the endpoint."""

@@ -46,6 +46,7 @@ class JobTracker:
         self.router = router
         self.dashboard_url = dashboard_url
         self._memories: dict[str, JobMemory] = {}
+        self._live: set[str] = set()
         self._rule_state: RuleState | None = None
 
     async def observe(self, snapshot: Snapshot) -> Observation:
@@ -66,7 +67,7 @@ class JobTracker:
         changes = state.take_changes() if state is not None else None
         if result.events or changes or memory is None or _material(result.memory) != _material(memory):
             await self._commit(result.memory, observation, changes)
-        self._memories[job_id] = result.memory
+        self._remember(result.memory)
         _log_problems(observation.problems)
         return observation
 
@@ -76,7 +77,7 @@ class JobTracker:
         updated = unchanged(memory, at_ms)
         if _material(updated) != _material(memory):
             await self._commit(updated, Observation(), None)
-        self._memories[job_id] = updated
+        self._remember(updated)
 
     async def record(self, events: Sequence[Event], memory: JobMemory | None, now_ms: int) -> Observation:
         """Route and record events that time revealed (a stall, a vanishing, an API outage), with the memory
@@ -89,18 +90,34 @@ class JobTracker:
         changes = state.take_changes() if state is not None else None
         await self._commit(memory, observation, changes)
         if memory is not None:
-            self._memories[memory.job_id] = memory
+            self._remember(memory)
         _log_problems(observation.problems)
         return observation
 
     async def load_memories(self) -> dict[str, JobMemory]:
         """Every job the store remembers (a restart resumes from these), now cached here too."""
-        self._memories.update(await self.store.load_memories())
+        for memory in (await self.store.load_memories()).values():
+            self._remember(memory)
         return dict(self._memories)
 
     def memories(self) -> dict[str, JobMemory]:
         """The memories this tracker holds."""
         return dict(self._memories)
+
+    def knows(self, job_id: str) -> bool:
+        """Whether the tracker has a memory of this job."""
+        return job_id in self._memories
+
+    def live(self) -> list[JobMemory]:
+        """The memories of jobs still polled (not resting): what a cycle iterates, however many jobs rest."""
+        return [self._memories[job_id] for job_id in sorted(self._live)]
+
+    def _remember(self, memory: JobMemory) -> None:
+        self._memories[memory.job_id] = memory
+        if memory.resting:
+            self._live.discard(memory.job_id)
+        else:
+            self._live.add(memory.job_id)
 
     async def flush_due(self, now_ms: int) -> Observation:
         """Close the group windows due by `now_ms`: their notifications, recorded in the outbox."""
