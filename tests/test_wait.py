@@ -131,6 +131,24 @@ async def test_a_job_already_terminal_is_answered_at_once(
     assert [event["kind"] for event in events] == ["job.discovered"] and summary["state"] == "completed"
 
 
+async def test_late_outcomes_are_waited_for(
+    sim: Simulator, sim_url: str, fake_sleep: FakeSleep, clock: ManualClock
+) -> None:
+    # The job reads completed while a run is still listed in progress without its outcome (the API's quirk).
+    plan = sim.add_job(_spec(outcome_delay_s=40, run_linger_s=120, completion_delay_s=0))
+    assert plan.end_ms is not None
+    clock.set(plan.end_ms)
+    early = sim.job_view(plan.job_id)
+    assert early["state"] == "completed" and len(early["benchmark_outcomes"] or []) < 2
+    view, out, _ = _json_view()
+    result = await _wait(sim_url, fake_sleep, view, job_id=plan.job_id, interval_ms=30 * SECOND)
+    assert result.exit_code == EXIT_OK
+    events, summary = _lines(out)
+    assert len(summary["agents"]) == 2 and all(agent["finished"] for agent in summary["agents"])
+    assert [event["kind"] for event in events].count("run.finished") == 2 - len(early["benchmark_outcomes"] or [])
+    assert 0 < len(fake_sleep.delays) <= 3  # re-polled for the late outcomes, then done
+
+
 @pytest.mark.parametrize("outcome", ["failed", "cancelled", "timeout"])
 async def test_a_job_that_did_not_complete_exits_1(
     sim: Simulator, sim_url: str, fake_sleep: FakeSleep, outcome: str

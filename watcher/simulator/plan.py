@@ -78,6 +78,9 @@ class SimJobSpec(BaseModel):
     stall_after_s: float | None = Field(None, ge=0)
     run_linger_s: float = Field(15.0, ge=0)
     completion_delay_s: float = Field(2.0, ge=0)
+    outcome_delay_s: float = Field(
+        0.0, ge=0, description="a finished run's outcome shows this much later (late outcomes)"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,8 @@ def job_view(plan: JobPlan, now_ms: int) -> dict[str, Any]:
     """`BenchmarkJobView` at `now_ms`."""
     state = job_state(plan, now_ms)
     started = [run for run in plan.runs if run.start_ms <= now_ms] if now_ms >= plan.running_ms else []
-    finished = [run for run in started if _is_finished(plan, run, now_ms)]
+    late_ms = int(plan.spec.outcome_delay_s * 1000)
+    finished = [run for run in started if _is_finished(plan, run, now_ms - late_ms)]
     outcomes: list[dict[str, Any]] | None = [_outcome(plan, run) for run in finished]
     if plan.final_state == "failed":
         outcomes = None  # a job that failed in setup never reports outcomes, only failure_reason
