@@ -6,7 +6,6 @@ is passed in, changed in place, and its changes are taken out for the store to c
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -282,8 +281,3 @@ def _render(
         )
         for notifier in rule.notify
     ]
-
-
-def rule_catches_kinds(rule: RuleConfig, kinds: Sequence[str]) -> list[str]:
-    """The kinds among `kinds` that a rule listens to (for `benchwatch check`)."""
-    return [kind for kind in kinds if any(fnmatch.fnmatchcase(kind, pattern) for pattern in rule.on)]

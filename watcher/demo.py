@@ -131,10 +131,11 @@ async def _run_until_settled(service: Service, max_seconds: float) -> None:
     task = asyncio.create_task(service.run(stop))
     deadline = time.monotonic() + max_seconds
     try:
-        while time.monotonic() < deadline and not task.done():
-            await asyncio.sleep(0.5)
-            if _settled(service):
-                await asyncio.sleep(1.5)  # let the last notifications leave
+        while time.monotonic() < deadline and not await _settled(service):
+            # Look twice a second; the service ending early (an error) ends the demo too.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), timeout=0.5)
+            if task.done():
                 break
     finally:
         stop.set()
@@ -142,14 +143,16 @@ async def _run_until_settled(service: Service, max_seconds: float) -> None:
             await task
 
 
-def _settled(service: Service) -> bool:
-    """Every job finished, or told stalled; and the outbox is empty."""
-    tracker = getattr(service, "tracker", None)
+async def _settled(service: Service) -> bool:
+    """Every job finished or told stalled, no group window open, nothing pending in the outbox or in flight."""
+    tracker = getattr(service, "tracker", None)  # set once the service has opened everything
     if tracker is None:
         return False
     memories = tracker.memories()
     done = len(memories) == 4 and all(memory.finished or memory.stalled for memory in memories.values())
-    return done and service.worker.idle
+    if not done or tracker.next_due_ms() is not None or not service.worker.idle:
+        return False
+    return (await service.store.outbox_counts()).get("pending", 0) == 0
 
 
 def _summary(service: Service, receiver: _Receiver, elapsed_s: float) -> None:
