@@ -1,75 +1,67 @@
-"""A realistic sample notification, for `benchwatch test-notify` and for looking at a notifier's output."""
+"""A realistic sample notification, for `benchwatch test-notify` and for looking at a notifier's output.
+
+The made-up job goes through the real diff and summary, so the sample shows exactly what a notifier receives.
+"""
 
 from __future__ import annotations
 
-from watcher.events import Counters, JobFinished, RunResult
+from typing import Any
+
+from watcher.diff import diff
+from watcher.models import BenchmarkJobView
 from watcher.notification import Notification, notification_id
-from watcher.summary import AgentSummary, FailureExample, FailureGroup, JobSummary
+from watcher.snapshot import Snapshot
+from watcher.summary import summarize
 
 _DASHBOARD = "https://platform.runloop.ai"
+_FAILURE = {
+    "exception_type": "NonZeroAgentExitCodeError",
+    "exception_message": "Agent exited with code 1: 401 Unauthorized from model provider",
+}
+
+
+def _outcome(run_id: str, agent: str, model: str, *, passed: int, failed: int, timed_out: int) -> dict[str, Any]:
+    scenarios = [
+        {"scenario_definition_id": f"scn_SAMPLE{i:02d}", "scenario_name": f"sample-scenario-{i:02d}",
+         "scenario_run_id": f"scr_{run_id[4:]}{i:02d}", "state": "COMPLETED", "score": 1.0, "duration_ms": 240_000}
+        for i in range(passed)
+    ]  # fmt: skip
+    scenarios += [
+        {"scenario_definition_id": f"scn_SAMPLEF{i:02d}", "scenario_name": "train-tiny-gpt2",
+         "scenario_run_id": f"scr_{run_id[4:]}F{i:02d}", "state": "FAILED", "failure_reason": _FAILURE}
+        for i in range(failed)
+    ]  # fmt: skip
+    scenarios += [
+        {"scenario_definition_id": f"scn_SAMPLET{i:02d}", "scenario_name": "cuda-oom-debug", "state": "TIMEOUT",
+         "failure_reason": {"exception_type": "AgentTimeoutError", "exception_message": "no answer in 7200 s"}}
+        for i in range(timed_out)
+    ]  # fmt: skip
+    return {
+        "benchmark_run_id": run_id, "agent_name": agent, "model_name": model, "n_completed": passed,
+        "n_failed": failed, "n_timeout": timed_out, "average_score": round(passed / (passed + failed + timed_out), 4),
+        "duration_ms": 5_412_000, "scenario_outcomes": scenarios,
+    }  # fmt: skip
+
+
+def _job(state: str) -> BenchmarkJobView:
+    outcomes = [
+        _outcome("bmr_SAMPLE0001", "claude-code", "claude-sonnet-4-6", passed=16, failed=3, timed_out=1),
+        _outcome("bmr_SAMPLE0002", "codex", "gpt-5", passed=14, failed=3, timed_out=3),
+    ]
+    return BenchmarkJobView.model_validate(
+        {"id": "bmj_SAMPLE0001", "name": "benchwatch-test-notify", "state": state, "create_time_ms": 0,
+         "benchmark_outcomes": outcomes if state == "completed" else []}
+    )  # fmt: skip
 
 
 def sample_notification(notifier: str, now_ms: int) -> Notification:
     """A `job.finished` notification for a made-up job with two agents and a few failures."""
-    runs = (
-        RunResult(
-            benchmark_run_id="bmr_SAMPLE0001",
-            agent_name="claude-code",
-            model_name="claude-sonnet-4-6",
-            average_score=0.8125,
-            n_completed=16,
-            n_failed=3,
-            n_timeout=1,
-            duration_ms=5_412_000,
-        ),
-        RunResult(
-            benchmark_run_id="bmr_SAMPLE0002",
-            agent_name="codex",
-            model_name="gpt-5",
-            average_score=0.6875,
-            n_completed=16,
-            n_failed=2,
-            n_timeout=2,
-            duration_ms=6_003_000,
-        ),
-    )
-    event = JobFinished(
-        id=f"ev_sample_{now_ms}",
-        job_id="bmj_SAMPLE0001",
-        job_name="benchwatch-test-notify",
-        at_ms=now_ms,
-        from_state="running",
-        state="completed",
-        failure_reason=None,
-        outcomes=runs,
-    )
-    summary = JobSummary(
-        **dict(Counters(n_completed=32, n_failed=5, n_timeout=3, n_done=40, n_expected=40)),
-        job_id=event.job_id,
-        job_name=event.job_name,
-        state="completed",
-        failure_reason=None,
-        failure_rate=0.2,
-        scores={"claude-code": 0.8125, "codex": 0.6875},
-        min_score=0.6875,
-        agents=tuple(_agent(run) for run in runs),
-        failures=(
-            FailureGroup(
-                exception_type="NonZeroAgentExitCodeError",
-                count=5,
-                examples=(
-                    FailureExample(
-                        scenario_name="train-tiny-gpt2",
-                        agent_name="codex",
-                        message="Agent exited with code 1: 401 Unauthorized from model provider",
-                        url=f"{_DASHBOARD}/scenarios/scn_SAMPLE04/runs/scr_SAMPLE0104",
-                    ),
-                ),
-            ),
-            FailureGroup(exception_type="AgentTimeoutError", count=3, examples=()),
-        ),
-        dashboard_url=_DASHBOARD,
-    )
+    running = diff(None, Snapshot(job=_job("running"), at_ms=now_ms - 1))
+    finished_job = _job("completed")
+    finished = diff(running.memory, Snapshot(job=finished_job, at_ms=now_ms))
+    event = next(event for event in finished.events if event.kind == "job.finished")
+    summary = summarize(finished_job, finished.memory.counters, {}, _DASHBOARD)
+    scores = ", ".join(f"{agent} {score:.3f}" for agent, score in sorted(summary.scores.items()))
     return Notification(
         id=notification_id("test-notify", notifier, event.job_id, event.id),
         rule="test-notify",
@@ -78,23 +70,8 @@ def sample_notification(notifier: str, now_ms: int) -> Notification:
         group_key=event.job_id,
         dedup_key=f"test-notify:{event.job_id}",
         created_ms=now_ms,
-        title="benchwatch-test-notify: finished: running → completed — claude-code 0.812, codex 0.688",
+        title=f"{event.job_name}: finished: running → completed — {scores}",
         text="This is a test notification from `benchwatch test-notify`: if you can read it, delivery works.",
         events=(event,),
         summary=summary,
-    )
-
-
-def _agent(run: RunResult) -> AgentSummary:
-    return AgentSummary(
-        benchmark_run_id=run.benchmark_run_id,
-        agent_name=run.agent_name,
-        model_name=run.model_name,
-        finished=True,
-        average_score=run.average_score,
-        n_completed=run.n_completed,
-        n_failed=run.n_failed,
-        n_timeout=run.n_timeout,
-        duration_ms=run.duration_ms,
-        url=f"{_DASHBOARD}/benchmarks/custom/single/runs/{run.benchmark_run_id}",
     )
