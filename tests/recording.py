@@ -8,6 +8,7 @@ from typing import Any
 
 from watcher.clock import ManualClock
 from watcher.models import BenchmarkJobView, ScenarioRunView
+from watcher.scenarios import from_views
 from watcher.simulator import JobPlan, Simulator
 from watcher.simulator.views import job_view, scenario_run_views
 from watcher.snapshot import Snapshot
@@ -46,7 +47,8 @@ def record(
 def to_snapshot(line: dict[str, Any]) -> Snapshot:
     """A replay line as the Snapshot the watcher would have built."""
     runs = {k: tuple(ScenarioRunView.model_validate(v) for v in vs) for k, vs in line.get("scenario_runs", {}).items()}
-    return Snapshot(job=BenchmarkJobView.model_validate(line["job"]), at_ms=line["at_ms"], scenario_runs=runs)
+    job = BenchmarkJobView.model_validate(line["job"])
+    return Snapshot(job=job, at_ms=line["at_ms"], scenario_runs=from_views(runs))
 
 
 def write_lines(path: Path, lines: list[dict[str, Any]]) -> Path:

@@ -12,6 +12,7 @@ import pytest
 from watcher.diff import JobMemory, diff
 from watcher.events import EVENT_ADAPTER, Event, JobFinished, ScenarioRecovered
 from watcher.models import BenchmarkJobView, ScenarioRunView
+from watcher.scenarios import from_views
 from watcher.snapshot import Snapshot
 
 JOB_ID = "bmj_1"
@@ -83,7 +84,7 @@ def scenario_run(run_id: str, definition_id: str, state: str, *, start: int = 0,
 
 def snap(view: dict[str, Any], at: int, scenario_runs: dict[str, list[dict]] | None = None) -> Snapshot:
     runs = {k: tuple(ScenarioRunView.model_validate(v) for v in vs) for k, vs in (scenario_runs or {}).items()}
-    return Snapshot(job=BenchmarkJobView.model_validate(view), at_ms=T0 + at, scenario_runs=runs)
+    return Snapshot(job=BenchmarkJobView.model_validate(view), at_ms=T0 + at, scenario_runs=from_views(runs))
 
 
 def play(*snapshots: Snapshot) -> tuple[list[list[Event]], JobMemory]:

@@ -34,6 +34,7 @@ from watcher.models import (
     ScenarioRunView,
 )
 from watcher.ratelimit import RateLimiter
+from watcher.scenarios import decode_page
 
 log = logging.getLogger("benchwatch.client")
 
@@ -221,7 +222,7 @@ class RunloopClient:
             pages.append(body)
             if _LAST_PAGE.search(body[-256:]):
                 return pages
-            page = parse_body(path, body, ScenarioRunListView)
+            page = decode_page(path, body)
             if not page.has_more or not page.runs or page.runs[-1].id == cursor:
                 return pages
             cursor = page.runs[-1].id

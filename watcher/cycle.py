@@ -7,7 +7,7 @@ import asyncio
 import fnmatch
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import xxhash
@@ -19,8 +19,9 @@ from watcher.config import WatchSection
 from watcher.errors import NotFoundError, RunloopApiError
 from watcher.eventlines import event_line
 from watcher.events import Event
-from watcher.models import BenchmarkJobView, ScenarioRunListView, ScenarioRunView
+from watcher.models import BenchmarkJobView
 from watcher.poll import runs_to_follow
+from watcher.scenarios import RunScenarios, decode_pages
 from watcher.snapshot import Snapshot
 from watcher.timed import stall, vanish
 from watcher.tracker import JobTracker, Observation
@@ -55,13 +56,10 @@ def _fingerprint(job_body: bytes, pages: dict[str, list[bytes]]) -> str:
     return digest.hexdigest()
 
 
-def _parse_pages(pages: dict[str, list[bytes]]) -> dict[str, tuple[ScenarioRunView, ...]]:
+def _scenario_runs(pages: dict[str, list[bytes]], previous: Mapping[str, frozenset[int]]) -> dict[str, RunScenarios]:
+    """Decode each run's pages and compare its latest attempts with the previous poll's."""
     return {
-        run_id: tuple(
-            view
-            for body in bodies
-            for view in parse_body(f"/v1/benchmark_runs/{run_id}/scenario_runs", body, ScenarioRunListView).runs
-        )
+        run_id: RunScenarios.build(decode_pages(run_id, bodies), previous.get(run_id))
         for run_id, bodies in pages.items()
     }
 
@@ -186,7 +184,7 @@ class PollCycle:
     async def _snapshot_of(self, job: BenchmarkJobView) -> Snapshot:
         """A snapshot of a job already parsed (from a list page): fetch its scenario runs."""
         pages = await self._pages(job, {})
-        return Snapshot(job=job, at_ms=self.clock.now_ms(), scenario_runs=_parse_pages(pages))
+        return Snapshot(job=job, at_ms=self.clock.now_ms(), scenario_runs=_scenario_runs(pages, {}))
 
     async def _fetch(self, job_id: str) -> Snapshot | None:
         """Fetch a job and its followed runs' scenario runs as bytes; None when they hash as last time."""
@@ -202,7 +200,8 @@ class PollCycle:
         job = parse_body(f"/v1/benchmark_jobs/{job_id}", body, BenchmarkJobView)
         pages = await self._pages(job, pages)
         at_ms = self.clock.now_ms()
-        return Snapshot(job=job, at_ms=at_ms, scenario_runs=_parse_pages(pages), fingerprint=_fingerprint(body, pages))
+        scenario_runs = _scenario_runs(pages, self.tracker.seen_scenarios(job_id))
+        return Snapshot(job=job, at_ms=at_ms, scenario_runs=scenario_runs, fingerprint=_fingerprint(body, pages))
 
     async def _pages(self, job: BenchmarkJobView, fetched: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
         """Scenario-run pages of exactly the runs to follow now, reusing those fetched already."""

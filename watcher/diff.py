@@ -38,20 +38,12 @@ from watcher.models import (
     FailureReason,
     JobState,
     ScenarioOutcome,
-    ScenarioRunState,
-    ScenarioRunView,
     ScenarioState,
 )
+from watcher.scenarios import RunScenarios, ScenarioRunStatus
 from watcher.snapshot import Snapshot
 
 _BAD_STATES: Final = frozenset({ScenarioState.FAILED, ScenarioState.TIMEOUT, ScenarioState.CANCELED})
-_RUN_STATE_AS_OUTCOME: Final = {
-    ScenarioRunState.SCORED: ScenarioState.COMPLETED,
-    ScenarioRunState.COMPLETED: ScenarioState.COMPLETED,
-    ScenarioRunState.FAILED: ScenarioState.FAILED,
-    ScenarioRunState.TIMEOUT: ScenarioState.TIMEOUT,
-    ScenarioRunState.CANCELED: ScenarioState.CANCELED,
-}
 _SCORE_EPSILON: Final = 1e-9
 
 
@@ -144,7 +136,7 @@ def _discover(snapshot: Snapshot) -> DiffResult:
     outcomes = _outcomes_by_run(job)
     runs = _runs_seen(job, outcomes, {})
     observed = _observe(job, outcomes, snapshot.scenario_runs)
-    runs = _with_counts(runs, outcomes, observed, snapshot.scenario_runs)
+    runs = _with_counts(runs, outcomes, snapshot.scenario_runs)
     counters = _counters(job, outcomes, runs)
     unresolved = _apply_observed({}, observed)
     event = JobDiscovered(
@@ -185,7 +177,7 @@ class _Differ:
     def run(self) -> DiffResult:
         runs = _runs_seen(self.job, self.outcomes, self.memory.runs)
         observed = _observe(self.job, self.outcomes, self.snapshot.scenario_runs)
-        runs = _with_counts(runs, self.outcomes, observed, self.snapshot.scenario_runs)
+        runs = _with_counts(runs, self.outcomes, self.snapshot.scenario_runs)
         self._run_started(runs)
         self._scenarios(observed, runs)
         self._run_finished(runs)
@@ -307,6 +299,10 @@ def _scenario_event(
     seen: _Observed, previous: str | None, agent_name: str | None, envelope: Callable[[str, str], _Envelope]
 ) -> Event | None:
     """The event a scenario's new status means, given its last unresolved final state."""
+    failed = seen.state in _BAD_STATES and seen.state != previous
+    recovered = seen.state == ScenarioState.COMPLETED and previous in _BAD_STATES
+    if not failed and not recovered:
+        return None  # most scenarios: checked before building anything
     key = f"{seen.run_id}/{seen.definition_id}"
     fields = ScenarioFields(
         benchmark_run_id=seen.run_id,
@@ -317,14 +313,12 @@ def _scenario_event(
         failure_reason=seen.failure_reason,
         duration_ms=seen.duration_ms,
     )
-    if seen.state in _BAD_STATES and seen.state != previous:
+    if failed and seen.state is not None:
         kind, event_class = _SCENARIO_EVENT_CLASSES[seen.state]
         return event_class(**envelope(kind, key), **dict(fields))
-    if seen.state == ScenarioState.COMPLETED and previous in _BAD_STATES:
-        return ScenarioRecovered(
-            **envelope("scenario.recovered", key), **dict(fields), score=seen.score, previous_state=previous
-        )
-    return None
+    return ScenarioRecovered(
+        **envelope("scenario.recovered", key), **dict(fields), score=seen.score, previous_state=previous
+    )
 
 
 def _outcomes_by_run(job: BenchmarkJobView) -> dict[str, BenchmarkOutcome]:
@@ -359,13 +353,14 @@ def _runs_seen(
 def _observe(
     job: BenchmarkJobView,
     outcomes: Mapping[str, BenchmarkOutcome],
-    scenario_runs: Mapping[str, tuple[ScenarioRunView, ...]],
+    scenario_runs: Mapping[str, RunScenarios],
 ) -> list[_Observed]:
-    """Every scenario's latest status, sorted by identity: outcomes for finished runs, else scenario runs."""
+    """Every scenario's latest status that may tell something, sorted by identity: outcomes for finished runs,
+    else the latest attempts that changed since the previous poll (one that did not is already in the memory)."""
     observed = [_from_outcome(run_id, s) for run_id, o in outcomes.items() for s in o.scenario_outcomes or ()]
-    for run_id, views in scenario_runs.items():
+    for run_id, scenarios in scenario_runs.items():
         if run_id not in outcomes:
-            observed.extend(_from_scenario_run(run_id, view) for view in _latest_attempts(views))
+            observed.extend(_from_scenario_run(run_id, status) for status in scenarios.changed)
     observed.sort(key=lambda seen: (seen.run_id, seen.definition_id))
     return observed
 
@@ -383,50 +378,28 @@ def _from_outcome(run_id: str, outcome: ScenarioOutcome) -> _Observed:
     )
 
 
-def _from_scenario_run(run_id: str, view: ScenarioRunView) -> _Observed:
+def _from_scenario_run(run_id: str, status: ScenarioRunStatus) -> _Observed:
     return _Observed(
         run_id=run_id,
-        definition_id=view.scenario_id,
-        state=_RUN_STATE_AS_OUTCOME.get(view.state),
-        name=view.name,
-        scenario_run_id=view.id,
+        definition_id=status.scenario_id,
+        state=status.outcome_state,
+        name=status.name,
+        scenario_run_id=status.id,
         failure_reason=None,
-        duration_ms=view.duration_ms,
-        score=view.score,
+        duration_ms=status.duration_ms,
+        score=status.score,
     )
 
 
-def _latest_attempts(views: Iterable[ScenarioRunView]) -> list[ScenarioRunView]:
-    """The latest scenario run of each scenario definition (a retry is a new scenario run)."""
-    latest: dict[str, ScenarioRunView] = {}
-    for view in views:
-        current = latest.get(view.scenario_id)
-        if current is None or (view.start_time_ms or 0, view.id) > (current.start_time_ms or 0, current.id):
-            latest[view.scenario_id] = view
-    return list(latest.values())
-
-
 def _with_counts(
-    runs: dict[str, RunMemo],
-    outcomes: Mapping[str, BenchmarkOutcome],
-    observed: Iterable[_Observed],
-    scenario_runs: Mapping[str, tuple[ScenarioRunView, ...]],
+    runs: dict[str, RunMemo], outcomes: Mapping[str, BenchmarkOutcome], scenario_runs: Mapping[str, RunScenarios]
 ) -> dict[str, RunMemo]:
     """Remember each in-progress run's counts from the scenario runs fetched this time."""
-    counts: dict[str, list[int]] = {run_id: [0, 0, 0, 0] for run_id in scenario_runs if run_id not in outcomes}
-    slot = {
-        ScenarioState.COMPLETED: 0,
-        ScenarioState.FAILED: 1,
-        ScenarioState.TIMEOUT: 2,
-        ScenarioState.CANCELED: 3,
-    }
-    for seen in observed:
-        if seen.run_id in counts and seen.state in slot:
-            counts[seen.run_id][slot[seen.state]] += 1
     updated = dict(runs)
-    for run_id, values in counts.items():
-        memo = updated.get(run_id, RunMemo())
-        updated[run_id] = memo.model_copy(update={"counts": (values[0], values[1], values[2], values[3])})
+    for run_id, scenarios in scenario_runs.items():
+        if run_id not in outcomes:
+            memo = updated.get(run_id, RunMemo())
+            updated[run_id] = memo.model_copy(update={"counts": scenarios.counts})
     return updated
 
 

@@ -98,4 +98,6 @@ def _minutes(ms: int) -> str:
 def event_line(event: Event) -> str:
     """`<job name>: <what happened>` (`benchwatch:` for watcher events), one line, control characters removed."""
     text = f"{event.job_name or 'benchwatch'}: {_describe(event)}"
+    if text.isprintable():
+        return text
     return "".join(ch if ch.isprintable() else " " for ch in text)

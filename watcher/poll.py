@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from watcher.client import RunloopClient
 from watcher.clock import Clock
-from watcher.models import BenchmarkJobView, ScenarioRunView
+from watcher.models import BenchmarkJobView
+from watcher.scenarios import RunScenarios, decode_pages
 from watcher.snapshot import Snapshot
 
 
@@ -23,8 +24,8 @@ def runs_to_follow(job: BenchmarkJobView) -> list[str]:
 async def fetch_snapshot(client: RunloopClient, job_id: str, clock: Clock, *, scenario_runs: bool) -> Snapshot:
     """Fetch a job (and its unfinished runs' scenario runs) and stamp it with the observation time."""
     job = await client.get_job(job_id)
-    runs: dict[str, tuple[ScenarioRunView, ...]] = {}
+    runs: dict[str, RunScenarios] = {}
     if scenario_runs and not job.is_terminal:
         for run_id in runs_to_follow(job):
-            runs[run_id] = tuple([view async for view in client.iter_scenario_runs(run_id)])
+            runs[run_id] = RunScenarios.build(decode_pages(run_id, await client.scenario_runs_raw(run_id)))
     return Snapshot(job=job, at_ms=clock.now_ms(), scenario_runs=runs)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rules.engine import Router
 from watcher.config import LoadedConfig
 from watcher.models import BenchmarkJobView, ScenarioRunView
+from watcher.scenarios import from_views
 from watcher.snapshot import Snapshot
 from watcher.store import SQLiteStore
 from watcher.summary import dashboard_url_for
@@ -52,7 +53,7 @@ def _parse_line(path: Path, number: int, raw: bytes) -> Snapshot:
         if "job" in value and "id" not in value:
             line = _Line.model_validate(value)
             at_ms = number if line.at_ms is None else line.at_ms
-            return Snapshot(job=line.job, at_ms=at_ms, scenario_runs=line.scenario_runs or {})
+            return Snapshot(job=line.job, at_ms=at_ms, scenario_runs=from_views(line.scenario_runs or {}))
         return Snapshot(job=BenchmarkJobView.model_validate(value), at_ms=number)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]

@@ -47,6 +47,7 @@ class JobTracker:
         self.dashboard_url = dashboard_url
         self._memories: dict[str, JobMemory] = {}
         self._live: set[str] = set()
+        self._seen: dict[str, dict[str, frozenset[int]]] = {}  # job id → run id → latest attempts last diffed
         self._rule_state: RuleState | None = None
 
     async def observe(self, snapshot: Snapshot) -> Observation:
@@ -68,6 +69,10 @@ class JobTracker:
         if result.events or changes or memory is None or _material(result.memory) != _material(memory):
             await self._commit(result.memory, observation, changes)
         self._remember(result.memory)
+        if snapshot.scenario_runs and not result.memory.finished:
+            self._seen[job_id] = {run_id: runs.seen for run_id, runs in snapshot.scenario_runs.items()}
+        else:
+            self._seen.pop(job_id, None)
         _log_problems(observation.problems)
         return observation
 
@@ -103,6 +108,11 @@ class JobTracker:
     def memories(self) -> dict[str, JobMemory]:
         """The memories this tracker holds."""
         return dict(self._memories)
+
+    def seen_scenarios(self, job_id: str) -> dict[str, frozenset[int]]:
+        """Per followed run, the latest scenario attempts the job's memory already reflects (what the next
+        snapshot is compared with); empty after a restart, when the next snapshot is diffed in full."""
+        return self._seen.get(job_id, {}) if job_id in self._memories else {}
 
     def knows(self, job_id: str) -> bool:
         """Whether the tracker has a memory of this job."""

@@ -25,8 +25,9 @@ from watcher.durations import format_duration_ms, parse_duration_ms
 from watcher.errors import NotFoundError, RunloopApiError, TransientApiError
 from watcher.events import Event
 from watcher.junit import Verdict, write_junit
-from watcher.models import BenchmarkJobView, JobState, ScenarioRunView
+from watcher.models import BenchmarkJobView, JobState
 from watcher.poll import fetch_snapshot, runs_to_follow
+from watcher.scenarios import ScenarioRunStatus
 from watcher.snapshot import Snapshot
 from watcher.store import SQLiteStore
 from watcher.summary import JobSummary, dashboard_url_for, summarize
@@ -376,7 +377,7 @@ def build_progress(snapshot: Snapshot, summary: JobSummary, memory: JobMemory, e
             n_timeout=agent.n_timeout,
             average_score=agent.average_score
             if agent.finished
-            else _score_so_far(snapshot.scenario_runs.get(agent.benchmark_run_id, ())),
+            else _score_so_far(runs.listed if (runs := snapshot.scenario_runs.get(agent.benchmark_run_id)) else ()),
             finished=agent.finished,
             duration_ms=agent.duration_ms,
         )
@@ -400,7 +401,7 @@ def _done_by_run(job: BenchmarkJobView, memory: JobMemory) -> dict[str, int]:
     return done
 
 
-def _score_so_far(views: Sequence[ScenarioRunView]) -> float | None:
+def _score_so_far(views: Sequence[ScenarioRunStatus]) -> float | None:
     """Mean score of the scenarios scored so far (the latest scored attempt of each)."""
     latest: dict[str, float] = {}
     for view in sorted(views, key=lambda v: (v.start_time_ms or 0, v.id)):
