@@ -1,6 +1,6 @@
-"""`python -m benchmarks.profile_cycle [small|large|many] [--quick] [--top N] [--save DIR]`: cProfile one unchanged
-and one changed poll cycle of a workload, after the warm-up, and print the top entries by own and cumulative time
-(`--save` also writes the .pstats files, for snakeviz or `python -m pstats`).
+"""`python -m benchmarks.profile_cycle WORKLOAD [--quick] [--top N] [--save DIR]`: cProfile one unchanged and one
+changed poll cycle of a workload (small, large, many, many-control), after the warm-up, and print the top entries by
+own and cumulative time (`--save` also writes the .pstats files, for snakeviz or `python -m pstats`).
 
 The profiler's clock is the event loop thread's CPU time (`time.thread_time`): time waiting for the simulator — a
 process of its own, sharing the machine's cores — is not counted, and neither is aiosqlite's thread (the
@@ -20,7 +20,12 @@ from benchmarks.poll_cost import WARMUP_CYCLES, started
 from benchmarks.rig import WatcherRig
 from benchmarks.workloads import Workload
 
-PICK = {"small": workloads.small, "large": workloads.large, "many": workloads.many}
+PICK = {
+    "small": workloads.small,
+    "large": workloads.large,
+    "many": workloads.many,
+    "many-control": lambda quick: workloads.many(quick, terminal=False),
+}
 
 
 async def profile(workload: Workload, top: int, save: Path | None) -> None:

@@ -18,6 +18,7 @@ from watcher.cycle import PollCycle
 from watcher.diff import diff
 from watcher.events import Event
 from watcher.models import BenchmarkJobView
+from watcher.poll import fetch_snapshot
 from watcher.simulator import Faults, SimJobSpec, Simulator
 from watcher.snapshot import Snapshot
 from watcher.store import SQLiteStore
@@ -114,6 +115,24 @@ async def test_a_finished_job_gets_one_confirming_poll_then_rests(sim: Simulator
     await rig.run(MINUTE)
     await rig.run(MINUTE)
     assert rig.requests_for(plan.job_id) == polls + 1
+
+
+async def test_a_resting_job_is_kept_by_id_only_and_its_memory_comes_back_from_the_store(
+    sim: Simulator, rig_factory: Any
+) -> None:
+    plan = sim.add_job(SimJobSpec(name="short", n_scenarios=2, agents=[{"name": "a"}]))  # type: ignore[list-item]
+    rig = await rig_factory(jobs=[plan.job_id])
+    assert plan.end_ms is not None
+    await rig.run()
+    assert rig.tracker.memory(plan.job_id) is not None
+    rig.clock.set(plan.end_ms)
+    await rig.run()
+    await rig.run(MINUTE)  # the confirming poll: now it rests
+    assert rig.tracker.knows(plan.job_id) and rig.tracker.live() == []
+    assert rig.tracker.memory(plan.job_id) is None  # not cached: thousands of finished jobs cost no memory
+    snapshot = await fetch_snapshot(rig.cycle.client, plan.job_id, rig.clock, scenario_runs=True)
+    again = await rig.tracker.observe(snapshot)
+    assert again.events == () and again.memory is not None and again.memory.finished  # read back from the store
 
 
 async def test_a_stalled_job_is_told_once(sim: Simulator, rig_factory: Any) -> None:

@@ -136,7 +136,7 @@ async def _observe_all(path: Path, snapshots: list[Snapshot], *, incremental: bo
         tracker = JobTracker(store)
         for snapshot in snapshots:
             events.extend((await tracker.observe(_as_polled(snapshot, tracker) if incremental else snapshot)).events)
-        return events, {job_id: memory.model_dump() for job_id, memory in tracker.memories().items()}
+        return events, {job_id: memory.model_dump() for job_id, memory in (await store.load_memories()).items()}
 
 
 @pytest.mark.parametrize(("step_ms", "kinds"), [(20_000, 4), (180_000, 3)])

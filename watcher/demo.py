@@ -107,8 +107,8 @@ async def run_demo(*, seed: int, speed: float, interval_s: float, max_seconds: f
             )
             service = Service(load_config(config, {}))
             started = time.monotonic()
-            await _run_until_settled(service, max_seconds)
-            _summary(service, receiver, time.monotonic() - started)
+            memories = await _run_until_settled(service, max_seconds)
+            _summary(service, memories, receiver, time.monotonic() - started)
     finally:
         await hook_runner.cleanup()
         await sim_runner.cleanup()
@@ -126,7 +126,8 @@ def _demo_logging() -> None:
     events.propagate = False
 
 
-async def _run_until_settled(service: Service, max_seconds: float) -> None:
+async def _run_until_settled(service: Service, max_seconds: float) -> dict[str, JobMemory]:
+    """Run the service until every job settled (or `max_seconds`); the jobs' memories as the service left them."""
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
     deadline = time.monotonic() + max_seconds
@@ -137,6 +138,7 @@ async def _run_until_settled(service: Service, max_seconds: float) -> None:
                 await asyncio.wait_for(asyncio.shield(task), timeout=0.5)
             if task.done():
                 break
+        return {} if task.done() else await service.store.load_memories()
     finally:
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
@@ -148,15 +150,15 @@ async def _settled(service: Service) -> bool:
     tracker = getattr(service, "tracker", None)  # set once the service has opened everything
     if tracker is None:
         return False
-    memories = tracker.memories()
+    memories = await service.store.load_memories()
     done = len(memories) == 4 and all(memory.finished or memory.stalled for memory in memories.values())
     if not done or tracker.next_due_ms() is not None or not service.worker.idle:
         return False
     return (await service.store.outbox_counts()).get("pending", 0) == 0
 
 
-def _summary(service: Service, receiver: _Receiver, elapsed_s: float) -> None:
-    memories: list[JobMemory] = sorted(service.tracker.memories().values(), key=lambda memory: memory.job_name)
+def _summary(service: Service, by_job: dict[str, JobMemory], receiver: _Receiver, elapsed_s: float) -> None:
+    memories = sorted(by_job.values(), key=lambda memory: memory.job_name)
     sent: Counter[str] = Counter()
     for (notifier, outcome, _), count in service.worker.stats.items():
         if outcome == "sent":

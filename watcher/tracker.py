@@ -25,11 +25,13 @@ DEFAULT_DASHBOARD_URL = "https://platform.runloop.ai"
 
 @dataclass(frozen=True)
 class Observation:
-    """What a poll (or a timer) revealed: new events, the notifications now due, and per-rule problems."""
+    """What a poll (or a timer) revealed: new events, the notifications now due, per-rule problems, and (after a
+    poll) the job's memory as recorded."""
 
     events: tuple[Event, ...] = ()
     notifications: tuple[Notification, ...] = ()
     problems: tuple[str, ...] = ()
+    memory: JobMemory | None = None
 
 
 class JobTracker:
@@ -37,6 +39,8 @@ class JobTracker:
 
     Memories and rule state are cached after the first load; they change only once the store committed. When a
     commit fails, the rule state is reloaded from the store, so the next poll yields the same results again.
+    Only the memories of jobs still polled are cached: of a resting (finished) job the tracker keeps just its id,
+    so thousands of finished jobs cost a set entry each — no memory to walk for the garbage collector, no RSS.
     """
 
     def __init__(
@@ -45,8 +49,8 @@ class JobTracker:
         self.store = store
         self.router = router
         self.dashboard_url = dashboard_url
-        self._memories: dict[str, JobMemory] = {}
-        self._live: set[str] = set()
+        self._memories: dict[str, JobMemory] = {}  # jobs still polled
+        self._resting: set[str] = set()  # jobs no longer polled: their memories are in the store only
         self._seen: dict[str, dict[str, frozenset[int]]] = {}  # job id → run id → latest attempts last diffed
         self._rule_state: RuleState | None = None
 
@@ -59,12 +63,12 @@ class JobTracker:
         result = diff(memory, snapshot)
         for warning in result.warnings:
             log.warning("%s", warning)
-        observation = Observation(result.events)
+        observation = Observation(result.events, memory=result.memory)
         state = await self._state()
         if result.events and self.router is not None and state is not None:
             summary = self._summary(snapshot, result.memory)
             routed = self.router.route(state, result.events, summary, snapshot.at_ms)
-            observation = Observation(result.events, routed.notifications, routed.problems)
+            observation = Observation(result.events, routed.notifications, routed.problems, result.memory)
         changes = state.take_changes() if state is not None else None
         if result.events or changes or memory is None or _material(result.memory) != _material(memory):
             await self._commit(result.memory, observation, changes)
@@ -99,15 +103,12 @@ class JobTracker:
         _log_problems(observation.problems)
         return observation
 
-    async def load_memories(self) -> dict[str, JobMemory]:
-        """Every job the store remembers (a restart resumes from these), now cached here too."""
-        for memory in (await self.store.load_memories()).values():
+    async def load_memories(self) -> int:
+        """Learn every job the store remembers (a restart resumes from these); returns how many."""
+        memories = await self.store.load_memories()
+        for memory in memories.values():
             self._remember(memory)
-        return dict(self._memories)
-
-    def memories(self) -> dict[str, JobMemory]:
-        """The memories this tracker holds."""
-        return dict(self._memories)
+        return len(memories)
 
     def seen_scenarios(self, job_id: str) -> dict[str, frozenset[int]]:
         """Per followed run, the latest scenario attempts the job's memory already reflects (what the next
@@ -116,18 +117,19 @@ class JobTracker:
 
     def knows(self, job_id: str) -> bool:
         """Whether the tracker has a memory of this job."""
-        return job_id in self._memories
+        return job_id in self._memories or job_id in self._resting
 
     def live(self) -> list[JobMemory]:
         """The memories of jobs still polled (not resting): what a cycle iterates, however many jobs rest."""
-        return [self._memories[job_id] for job_id in sorted(self._live)]
+        return [self._memories[job_id] for job_id in sorted(self._memories)]
 
     def _remember(self, memory: JobMemory) -> None:
-        self._memories[memory.job_id] = memory
         if memory.resting:
-            self._live.discard(memory.job_id)
+            self._memories.pop(memory.job_id, None)
+            self._resting.add(memory.job_id)
         else:
-            self._live.add(memory.job_id)
+            self._memories[memory.job_id] = memory
+            self._resting.discard(memory.job_id)
 
     async def flush_due(self, now_ms: int) -> Observation:
         """Close the group windows due by `now_ms`: their notifications, recorded in the outbox."""
@@ -148,7 +150,7 @@ class JobTracker:
         return Router.next_due_ms(self._rule_state) if self._rule_state is not None else None
 
     def memory(self, job_id: str) -> JobMemory | None:
-        """The cached memory of a job this tracker has observed."""
+        """The memory of a job still polled (None for a resting job: its memory is in the store)."""
         return self._memories.get(job_id)
 
     async def _state(self) -> RuleState | None:

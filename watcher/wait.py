@@ -296,8 +296,8 @@ class Waiter:
     async def _observe(self, tracker: JobTracker, snapshot: Snapshot) -> None:
         observation = await tracker.observe(snapshot)
         self.view.events(observation.events)
-        memory = tracker.memory(snapshot.job.id)
-        assert memory is not None  # observe() just stored it
+        memory = observation.memory
+        assert memory is not None  # a poll's observation carries the job's memory
         summary = _summarize(snapshot.job, memory, self.dashboard_url)
         self._last = (snapshot.job, summary)
         elapsed_ms = self.clock.now_ms() - self._started_ms
