@@ -53,6 +53,36 @@ class Stopwatch:
         return time.perf_counter() - self.wall_start
 
 
+class GcTimer:
+    """CPU seconds the garbage collector takes while the `with` block runs (through `gc.callbacks`)."""
+
+    def __init__(self) -> None:
+        self.cpu_s = 0.0
+        self._started = 0.0
+
+    def __enter__(self) -> GcTimer:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.cpu_s += time.process_time() - self._started
+
+
+def stderr_of_mean(values: list[float]) -> float | None:
+    """The standard error of the mean (sample standard deviation / √n); None for fewer than two values."""
+    if len(values) < 2:
+        return None
+    average = sum(values) / len(values)
+    variance = sum((value - average) ** 2 for value in values) / (len(values) - 1)
+    return float((variance / len(values)) ** 0.5)
+
+
 def percentile(values: list[float], share: float) -> float | None:
     """The nearest-rank percentile (`share` in 0..1), None for no values."""
     if not values:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.measure import mean, percentile
+from benchmarks.measure import mean, percentile, stderr_of_mean
 from benchmarks.rig import POLL_INTERVAL_S
 from benchmarks.workloads import Workload
 
 MB = 1_000_000
 RSS_LIMIT_MB = 300.0
 LATENCY_SLACK_MS = 100.0
-TERMINAL_CPU_TOLERANCE = 0.05  # "no CPU": within 5 % of the control's (or 1 ms), the noise between two runs
+# "No CPU": the difference from the control is within its noise: 5 % of the control's CPU (or 1 ms), or, when
+# the cycles vary more than that, twice the standard error of the difference of the two means.
+TERMINAL_CPU_TOLERANCE = 0.05
 
 
 def summarize(
@@ -51,6 +53,8 @@ def _kind(cycles: list[dict[str, Any]]) -> dict[str, Any]:
         "cycles": len(cycles),
         "cpu_s": cpu_s,
         "cpu_poll_s": avg(lambda c: c["cpu_poll_s"]),
+        "cpu_s_stderr": stderr_of_mean([c["cpu_s"] for c in cycles]),
+        "gc_s": avg(lambda c: c.get("gc_s", 0.0)),
         "wall_s": avg(lambda c: c["wall_s"]),
         "requests": avg(lambda c: c["sim_requests"]),
         "mb": mb,
@@ -105,9 +109,13 @@ def add_terminal_cost(figures: dict[str, Any]) -> None:
     for kind in ("unchanged", "changed"):
         extra_requests = _minus(figures[kind]["requests"], control[kind]["requests"])
         extra_cpu_s = _minus(figures[kind]["cpu_s"], control[kind]["cpu_s"])
-        tolerance_s = max(0.001, TERMINAL_CPU_TOLERANCE * (control[kind]["cpu_s"] or 0.0))
+        errors = [figures[kind].get("cpu_s_stderr"), control[kind].get("cpu_s_stderr")]
+        noise_s = 2 * sum(error**2 for error in errors if error is not None) ** 0.5
+        tolerance_s = max(0.001, TERMINAL_CPU_TOLERANCE * (control[kind]["cpu_s"] or 0.0), noise_s)
         figures[kind]["terminal_requests"] = extra_requests
         figures[kind]["terminal_cpu_s"] = extra_cpu_s
+        figures[kind]["terminal_cpu_tolerance_s"] = _round(tolerance_s)
+        figures[kind]["terminal_gc_s"] = _minus(figures[kind]["gc_s"], control[kind]["gc_s"])
         figures["targets"][f"terminal_requests_{kind}"] = _target(extra_requests, "<=", 0.0)
         figures["targets"][f"terminal_cpu_s_{kind}"] = _target(extra_cpu_s, "<=", _round(tolerance_s))
 

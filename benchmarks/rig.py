@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.measure import Stopwatch
+from benchmarks.measure import GcTimer, Stopwatch
 from benchmarks.simproc import API_KEY
 from rules.engine import Router
 from watcher.apihealth import ApiHealth
@@ -67,6 +67,7 @@ class CycleSample:
     events: int
     notifications: int
     kinds: dict[str, int] = field(default_factory=dict)
+    gc_s: float = 0.0  # CPU seconds the garbage collector took during the cycle
 
 
 class WatcherRig:
@@ -117,11 +118,13 @@ class WatcherRig:
     async def run_cycle(self) -> CycleSample:
         """One poll cycle, then every notification it made delivered."""
         requests_before = self.client.requests_made
-        watch = Stopwatch.start()
-        report = await self.cycle.run()
-        cpu_poll_s, wall_poll_s = watch.cpu_s(), watch.wall_s()
-        await self.worker.drain()
+        with GcTimer() as collections:
+            watch = Stopwatch.start()
+            report = await self.cycle.run()
+            cpu_poll_s, wall_poll_s = watch.cpu_s(), watch.wall_s()
+            await self.worker.drain()
         return CycleSample(
+            gc_s=collections.cpu_s,
             cpu_s=watch.cpu_s(),
             cpu_poll_s=cpu_poll_s,
             wall_s=watch.wall_s(),

@@ -23,6 +23,12 @@ def print_figures(figures: dict[str, Any]) -> None:
         print(f"  control ({control['workload']['title']}):")
         for kind in ("unchanged", "changed"):
             _row(f"benchwatch, {kind}", _watcher_cells(control[kind]))
+        for kind in ("unchanged", "changed"):
+            k = figures[kind]
+            print(
+                f"  terminal jobs, {kind}: {_cell(k['terminal_requests'])} requests, cpu s {_cell(k['terminal_cpu_s'])}"
+                f" (noise bound {_cell(k['terminal_cpu_tolerance_s'])}), garbage collector {_cell(k['terminal_gc_s'])}"
+            )
     print("  targets:")
     for name, target in figures["targets"].items():
         shown = "—" if target["value"] is None else f"{target['value']:g}"
@@ -71,6 +77,8 @@ def _notes(figures: dict[str, Any]) -> None:
         f"p50 {_cell(latency['service_p50_ms'])} ms, p99 {_cell(latency['service_p99_ms'])} ms "
         f"({latency['service_samples']} job samples)"
     )
+    gc_line = ", ".join(f"{kind} {_cell(figures[kind]['gc_s'])}" for kind in ("unchanged", "changed"))
+    print(f"  garbage collector: cpu s/cycle {gc_line}")
     memory = figures["memory"]
     print(
         f"  peak RSS: {_cell(figures['peak_rss_mb'])} MB (startup {_cell(memory['startup_peak_rss_mb'])}, "
