@@ -3,13 +3,16 @@ simulator's control endpoints the harness drives."""
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
+from benchmarks.measure import GcTimer, stderr_of_mean
 from tests.conftest import ServerFactory
 from watcher.clock import ManualClock, SystemClock
 from watcher.simulator import SimJobSpec, Simulator, create_app
@@ -49,6 +52,19 @@ def test_quick_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
     many = figures["poll-many"]
     assert many["control"]["workload"]["name"] == "many-control"
     assert {"terminal_requests_unchanged", "terminal_cpu_s_changed"} <= set(many["targets"])
+    assert many["unchanged"]["terminal_cpu_tolerance_s"] >= 0.001 and "garbage collector" in result.stdout
+
+
+def test_the_gc_timer_counts_collections_and_the_noise_bound_follows_the_spread() -> None:
+    with GcTimer() as timer:
+        for _ in range(20):
+            cycles: list[object] = [[]]
+            cycles[0] = cycles  # type: ignore[index]
+            gc.collect()
+    assert timer.cpu_s > 0
+    assert gc.callbacks.count(timer._callback) == 0  # detached at the end of the block
+    assert stderr_of_mean([1.0, 2.0, 3.0]) == pytest.approx(1 / 3**0.5)
+    assert stderr_of_mean([5.0]) is None
 
 
 async def test_control_endpoints_move_the_clock_add_workloads_and_count(sim_url: str) -> None:
