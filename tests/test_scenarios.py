@@ -139,7 +139,7 @@ async def _observe_all(path: Path, snapshots: list[Snapshot], *, incremental: bo
         return events, {job_id: memory.model_dump() for job_id, memory in (await store.load_memories()).items()}
 
 
-@pytest.mark.parametrize(("step_ms", "kinds"), [(20_000, 4), (180_000, 3)])
+@pytest.mark.parametrize(("step_ms", "kinds"), [(40_000, 4), (180_000, 3)])
 async def test_diffing_only_what_changed_tells_what_diffing_everything_tells(
     tmp_path: Path, step_ms: int, kinds: int
 ) -> None:
@@ -152,7 +152,7 @@ async def test_diffing_only_what_changed_tells_what_diffing_everything_tells(
 
 
 async def test_most_polls_of_a_known_job_hand_the_diff_few_scenarios(tmp_path: Path) -> None:
-    snapshots = _life(20_000)
+    snapshots = _life(60_000)
     async with SQLiteStore(tmp_path / "state.db") as store:
         tracker = JobTracker(store)
         latest = changed = 0

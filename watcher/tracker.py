@@ -126,6 +126,7 @@ class JobTracker:
     def _remember(self, memory: JobMemory) -> None:
         if memory.resting:
             self._memories.pop(memory.job_id, None)
+            self._seen.pop(memory.job_id, None)
             self._resting.add(memory.job_id)
         else:
             self._memories[memory.job_id] = memory
