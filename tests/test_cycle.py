@@ -117,6 +117,19 @@ async def test_a_finished_job_gets_one_confirming_poll_then_rests(sim: Simulator
     assert rig.requests_for(plan.job_id) == polls + 1
 
 
+async def test_a_known_job_whose_bytes_did_not_change_is_not_parsed_again(sim: Simulator, rig_factory: Any) -> None:
+    plan = sim.add_job(SimJobSpec(name="steady", n_scenarios=6))
+    rig = await rig_factory(jobs=[plan.job_id])
+    await rig.run()
+    await rig.run(MINUTE)  # the fingerprint now covers the job and its followed runs' pages
+    assert await rig.cycle._fetch(plan.job_id) is None  # the clock stood still: the same bytes
+    rig.clock.advance(MINUTE)
+    moved = await rig.cycle._fetch(plan.job_id)
+    assert moved is not None and moved.scenario_runs  # new bytes: parsed, with the runs' scenario runs
+    memory = rig.tracker.memory(plan.job_id)
+    assert memory is not None and moved.fingerprint != memory.fingerprint
+
+
 async def test_a_resting_job_is_kept_by_id_only_and_its_memory_comes_back_from_the_store(
     sim: Simulator, rig_factory: Any
 ) -> None:

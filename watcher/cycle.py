@@ -191,17 +191,21 @@ class PollCycle:
         body = await self.client.get_job_raw(job_id)
         memory = self.tracker.memory(job_id)
         pages: dict[str, list[bytes]] = {}
+        fingerprint = None
         if memory is not None:
             if self.watch.scenario_runs and not memory.finished:
                 for run_id in sorted(r for r, memo in memory.runs.items() if not memo.finished):
                     pages[run_id] = await self.client.scenario_runs_raw(run_id)
-            if memory.fingerprint == _fingerprint(body, pages):
+            fingerprint = _fingerprint(body, pages)
+            if memory.fingerprint == fingerprint:
                 return None
         job = parse_body(f"/v1/benchmark_jobs/{job_id}", body, BenchmarkJobView)
-        pages = await self._pages(job, pages)
+        followed = await self._pages(job, pages)
+        if fingerprint is None or followed.keys() != pages.keys():  # hash the bytes again only if the runs differ
+            fingerprint = _fingerprint(body, followed)
         at_ms = self.clock.now_ms()
-        scenario_runs = _scenario_runs(pages, self.tracker.seen_scenarios(job_id))
-        return Snapshot(job=job, at_ms=at_ms, scenario_runs=scenario_runs, fingerprint=_fingerprint(body, pages))
+        scenario_runs = _scenario_runs(followed, self.tracker.seen_scenarios(job_id))
+        return Snapshot(job=job, at_ms=at_ms, scenario_runs=scenario_runs, fingerprint=fingerprint)
 
     async def _pages(self, job: BenchmarkJobView, fetched: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
         """Scenario-run pages of exactly the runs to follow now, reusing those fetched already."""

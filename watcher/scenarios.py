@@ -93,10 +93,12 @@ def decode_page(path: str, body: bytes) -> ScenarioRunPage:
         raise MalformedResponseError(f"GET {path}: response is not valid JSON", status=200) from None
 
 
-def decode_pages(run_id: str, bodies: Iterable[bytes]) -> list[ScenarioRunStatus]:
-    """Every scenario run on a run's pages, in page order."""
+def decode_pages(run_id: str, bodies: Sequence[bytes]) -> tuple[ScenarioRunStatus, ...]:
+    """Every scenario run on a run's pages, in page order (one page, the usual case, is not copied)."""
     path = f"/v1/benchmark_runs/{run_id}/scenario_runs"
-    return [status for body in bodies for status in decode_page(path, body).runs]
+    if len(bodies) == 1:
+        return decode_page(path, bodies[0]).runs
+    return tuple(status for body in bodies for status in decode_page(path, body).runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,7 @@ class RunScenarios:
     def build(cls, statuses: Sequence[ScenarioRunStatus], previous: frozenset[int] | None = None) -> RunScenarios:
         """Reduce a run's scenario runs to their latest attempts and compare them with `previous`."""
         # map/compress/Counter keep the per-record work in C: this runs over every scenario run of every poll
-        listed = tuple(statuses)
+        listed = tuple(statuses)  # no copy when given a tuple
         latest = latest_attempts(listed)
         states = list(map(_STATE, latest))
         final = tuple(compress(latest, map(RUN_STATE_AS_OUTCOME.__contains__, states)))
