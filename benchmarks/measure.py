@@ -34,7 +34,7 @@ def reset_peak_rss() -> None:
 
 @dataclass
 class Stopwatch:
-    """CPU seconds of this process (every thread: aiosqlite runs in one) and wall seconds since `start`."""
+    """CPU seconds of this process (every thread: the SQLite store runs in one) and wall seconds since `start`."""
 
     cpu_start: float = 0.0
     wall_start: float = 0.0

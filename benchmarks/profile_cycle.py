@@ -3,7 +3,7 @@ changed poll cycle of a workload (small, large, many, many-control), after the w
 own and cumulative time (`--save` also writes the .pstats files, for snakeviz or `python -m pstats`).
 
 The profiler's clock is the event loop thread's CPU time (`time.thread_time`): time waiting for the simulator — a
-process of its own, sharing the machine's cores — is not counted, and neither is aiosqlite's thread (the
+process of its own, sharing the machine's cores — is not counted, and neither is the SQLite store's thread (the
 difference between the cycle's process CPU and the profile's total)."""
 
 from __future__ import annotations
