@@ -30,6 +30,7 @@ from watcher.store.base import DeliveryAttempt, OutboxItem, Store
 log = logging.getLogger("benchwatch.delivery")
 
 _MAX_ERROR_CHARS = 500
+DUE_BATCH = 200  # due notifications read per dispatch
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class DeliveryWorker:
         self._limits = {name: asyncio.Semaphore(self._policy(name).concurrency) for name in self.notifiers}
         self._rates = {name: RateLimiter(self._policy(name).rate_per_s, clock, sleep) for name in self.notifiers}
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._backlog = False  # the last dispatch left due notifications behind (it reads DUE_BATCH at most)
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -82,7 +84,9 @@ class DeliveryWorker:
     async def dispatch(self) -> int:
         """Start a send for every due notification not already in flight; returns how many were started."""
         started = 0
-        for item in await self.store.due_notifications(self.clock.now_ms(), exclude=tuple(self._in_flight)):
+        due = await self.store.due_notifications(self.clock.now_ms(), limit=DUE_BATCH, exclude=tuple(self._in_flight))
+        self._backlog = len(due) >= DUE_BATCH
+        for item in due:
             notification_id = item.notification.id
             if notification_id in self._in_flight or self._stopping:
                 continue
@@ -94,6 +98,8 @@ class DeliveryWorker:
 
     def _forget(self, notification_id: str, _: object) -> None:
         self._in_flight.pop(notification_id, None)
+        if self._backlog:  # a slot is free and more is due than was read: read on
+            self._wake.set()
 
     async def drain(self) -> int:
         """Dispatch and wait until nothing due is left (for tests and one-shot runs); returns sends started."""
@@ -106,7 +112,8 @@ class DeliveryWorker:
             await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
 
     async def run(self) -> None:
-        """Dispatch until `stop()`: woken by `wake()`, by the next due time, or by a send finishing."""
+        """Dispatch until `stop()`: woken by `wake()`, by the next due time, by a send rescheduled, or by a send
+        finishing while more is due than the last dispatch read."""
         while not self._stopping:
             self._wake.clear()
             await self.dispatch()
@@ -129,10 +136,8 @@ class DeliveryWorker:
         now_ms = self.clock.now_ms()
         next_ms = await self.store.next_attempt_ms(after_ms=now_ms)  # what is due now is in flight already
         timeout_s = 60.0 if next_ms is None else max(0.0, (next_ms - now_ms) / 1000)
-        waiters = [asyncio.create_task(self._wake.wait()), *self._in_flight.values()]
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        waiters[0].cancel()
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout_s)
 
     def _policy(self, notifier: str) -> DeliveryPolicy:
         return self.policies.get(notifier, DeliveryPolicy())
@@ -192,6 +197,7 @@ class DeliveryWorker:
             )
             return
         await self._finish(item, "pending", exc.reason, message, started_ms=started_ms, next_attempt_ms=next_ms)
+        self._wake.set()  # the next due time moved: the worker's wait must take it into account
         log.warning(
             "delivery of %s to %s failed (%s): %s; attempt %d, next in %.1fs",
             item.notification.id, name, exc.reason, message, item.attempts + 1, delay_s,

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from notifiers.protocol import NotifierContext
 from notifiers.sample import sample_notification
 from notifiers.webhook import WebhookConfig, WebhookNotifier
-from notifiers.worker import DeliveryPolicy, DeliveryWorker
+from notifiers.worker import DUE_BATCH, DeliveryPolicy, DeliveryWorker
 from tests.conftest import FakeSleep
 from tests.fakes.base import Reply
 from tests.fakes.webhook import WebhookReceiver
@@ -145,6 +145,34 @@ async def test_a_slow_notifier_never_holds_back_another(
     await slow.wait_for(1)
     assert len(slow.requests) == 1  # the second waits for the first: concurrency 1
     await worker.stop(grace_s=0.1)
+
+
+async def test_the_running_worker_reads_on_past_one_batch_of_due_notifications(
+    aiohttp_server: Any, store: SQLiteStore, context: NotifierContext, clock: ManualClock
+) -> None:
+    receiver, server = await _receiver(aiohttp_server)
+    count = DUE_BATCH + 30
+    await store.commit(notifications=_notes("hook", count, clock))
+    worker = DeliveryWorker(store, {"hook": _hook("hook", server, context, clock)}, {}, clock=clock)
+    running = asyncio.create_task(worker.run())
+    await receiver.wait_for(count)  # without reading on, the rest would wait for the 60-s idle timeout
+    await worker.stop()
+    running.cancel()
+    assert sorted(d.webhook_id for d in receiver.deliveries) == [f"nt_hook_{i:03d}" for i in range(count)]
+
+
+async def test_the_running_worker_sends_a_rescheduled_notification_when_it_falls_due(
+    aiohttp_server: Any, store: SQLiteStore, context: NotifierContext, clock: ManualClock
+) -> None:
+    receiver, server = await _receiver(aiohttp_server)
+    receiver.then(Reply(503, headers={"Retry-After": "0"}))
+    await store.commit(notifications=_notes("hook", 1, clock))
+    worker = DeliveryWorker(store, {"hook": _hook("hook", server, context, clock)}, {}, clock=clock)
+    running = asyncio.create_task(worker.run())
+    await receiver.wait_for(2)  # the retry is due at once: no waiting for the 60-s idle timeout
+    await worker.stop()
+    running.cancel()
+    assert [a.outcome for a in await store.deliveries("nt_hook_000")] == ["retry", "sent"]
 
 
 async def test_the_rate_limit_spaces_sends(
