@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.recording import record, to_snapshot
 from watcher.clock import ManualClock
+from watcher.diff import diff
 from watcher.events import Event
 from watcher.simulator import SimJobSpec, Simulator
 from watcher.snapshot import Snapshot
-from watcher.store import SQLiteStore
+from watcher.store import SQLiteStore, StateRow
 from watcher.store.sqlite import SCHEMA_VERSION, StoreError
 from watcher.tracker import JobTracker
 
@@ -70,8 +75,6 @@ async def test_events_filter_by_job_and_position(tmp_path: Path) -> None:
 async def test_recording_an_event_twice_keeps_one(tmp_path: Path) -> None:
     snapshot = _timeline()[0]
     async with SQLiteStore(tmp_path / "s.db") as store:
-        from watcher.diff import diff
-
         result = diff(None, snapshot)
         assert await store.commit(memory=result.memory, events=result.events) == 1
         assert await store.commit(memory=result.memory, events=result.events) == 0
@@ -120,6 +123,47 @@ async def test_an_interruption_at_any_step_loses_nothing_and_repeats_nothing(tmp
         got = [(e.job_id, e.kind, e.model_dump(exclude={"id", "at_ms"})) for e in await _stored(path)]
         assert got == expected, f"interrupted at commit step {fail_at}"
         path.unlink()
+
+
+async def _until(condition: Callable[[], bool], deadline_s: float = 10.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+async def test_writes_queued_together_share_a_commit_and_a_failing_one_fails_alone(tmp_path: Path) -> None:
+    events = [diff(None, snapshot).events[0] for snapshot in _timeline()[:3]]
+    steps: list[str] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def hook(step: str) -> None:  # on the store's thread
+        steps.append(step)
+        if step == "begin" and not entered.is_set():
+            entered.set()
+            release.wait(10)  # hold the first transaction open while two more writes queue behind it
+        if step == "state:0" and steps.count("state:0") == 2:
+            raise Interrupted(step)
+
+    def write(key: str, event: Event) -> asyncio.Task[int]:
+        return asyncio.create_task(store.commit(events=[event], state_rows=[StateRow("test", key, "{}")]))
+
+    async with SQLiteStore(tmp_path / "s.db", step_hook=hook) as store:
+        first = write("a", events[0])
+        await _until(entered.is_set)
+        second, third = write("b", events[1]), write("c", events[2])
+        await _until(lambda: store._writes.qsize() == 2)  # both wait for the thread
+        release.set()
+        assert await first == 1
+        with pytest.raises(Interrupted):
+            await second
+        assert await third == 1
+        assert [row.key for row in await store.load_state_rows("test")] == ["a", "c"]
+        assert [stored.event.id for stored in await store.events()] == [events[0].id, events[2].id]
+    # The second and third writes were one transaction: one BEGIN, one COMMIT.
+    alone = ["begin", "event:0", "state:0", "before_commit", "after_commit"]
+    together = ["begin", "event:0", "state:0", "event:0", "state:0", "before_commit", "after_commit"]
+    assert steps == alone + together
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -3,15 +3,23 @@
 The connection lives on one thread of its own, and every call runs there whole: a poll's transaction is one hop
 from the event loop and back, not one per statement (at scale those hops were a large share of a cycle's CPU), and
 a cancelled caller can never leave a transaction half-open — the thread finishes it either way.
+
+Writes are committed in groups: the writes queued while the thread was busy go into one transaction, each in a
+savepoint of its own, so many polls share one COMMIT — one fsync — while each still lands whole or not at all,
+and each caller returns only once its write is durable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
+import queue
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
@@ -101,6 +109,7 @@ class SQLiteStore:
         self._db: sqlite3.Connection | None = None
         # One thread owns the connection and runs one call at a time: transactions never interleave.
         self._thread: ThreadPoolExecutor | None = None
+        self._writes: queue.SimpleQueue[_Write] = queue.SimpleQueue()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -145,6 +154,16 @@ class SQLiteStore:
             raise StoreError(f"{self.path}: store is not open")
         return await asyncio.get_running_loop().run_in_executor(self._thread, lambda: call(*args, **kwargs))
 
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` in a write transaction, shared with the writes queued beside it; returns once committed."""
+        if self._thread is None:
+            raise StoreError(f"{self.path}: store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._writes.put(_Write(work, future))
+        self._thread.submit(self._commit_queued, loop)  # finds the queue empty if an earlier one took this write
+        return await future
+
     # -- on the connection's thread ---------------------------------------------------------------
 
     def _open(self) -> None:
@@ -180,6 +199,27 @@ class SQLiteStore:
                 db.execute("DELETE FROM schema_version")
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (number + 1,))
 
+    def _commit_queued(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Every queued write in one transaction, each in its own savepoint; then tell their callers."""
+        batch: list[_Write] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                batch.append(self._writes.get_nowait())
+        if not batch:
+            return
+        outcomes: list[tuple[_Write, object, BaseException | None]] = []
+        try:
+            db = self._conn()
+            self._step("begin")
+            with _Transaction(db):
+                for write in batch:
+                    outcomes.append(_in_savepoint(db, write))
+                self._step("before_commit")
+            self._step("after_commit")
+        except BaseException as exc:  # nothing of the batch is known to be durable: every caller hears it
+            outcomes = [(write, None, exc) for write in batch]
+        loop.call_soon_threadsafe(_settle, outcomes)
+
     def _select(self, query: str, params: Sequence[object] = ()) -> list[Any]:
         return self._conn().execute(query, params).fetchall()
 
@@ -212,49 +252,45 @@ class SQLiteStore:
         event_rows = [(e.id, e.job_id, e.kind, e.at_ms, event_to_json(e)) for e in events]
         state = [(row.namespace, row.key, row.body) for row in state_rows]
         outbox_rows = [(n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json()) for n in notifications]
-        return await self._run(self._commit, memory_row, event_rows, state, outbox_rows)
+        return await self._write(functools.partial(self._record_poll, memory_row, event_rows, state, outbox_rows))
 
-    def _commit(
+    def _record_poll(
         self,
         memory_row: tuple[str, str, int] | None,
         event_rows: Sequence[tuple[str, str, str, int, str]],
         state: Sequence[tuple[str, str, str | None]],
         outbox_rows: Sequence[tuple[str, str, str, int, str]],
+        db: sqlite3.Connection,
     ) -> int:
-        db = self._conn()
-        self._step("begin")
-        with _Transaction(db):
-            if memory_row is not None:
+        if memory_row is not None:
+            db.execute(
+                "INSERT INTO jobs (job_id, memory, updated_ms) VALUES (?, ?, ?)"
+                " ON CONFLICT (job_id) DO UPDATE SET memory = excluded.memory, updated_ms = excluded.updated_ms",
+                memory_row,
+            )
+            self._step("memory")
+        added = 0
+        for index, event_row in enumerate(event_rows):
+            added += db.execute(
+                "INSERT OR IGNORE INTO events (id, job_id, kind, at_ms, body) VALUES (?, ?, ?, ?, ?)", event_row
+            ).rowcount
+            self._step(f"event:{index}")
+        for index, (namespace, key, body) in enumerate(state):
+            if body is None:
+                db.execute("DELETE FROM state_rows WHERE namespace = ? AND key = ?", (namespace, key))
+            else:
                 db.execute(
-                    "INSERT INTO jobs (job_id, memory, updated_ms) VALUES (?, ?, ?)"
-                    " ON CONFLICT (job_id) DO UPDATE SET memory = excluded.memory, updated_ms = excluded.updated_ms",
-                    memory_row,
+                    "INSERT INTO state_rows (namespace, key, body) VALUES (?, ?, ?)"
+                    " ON CONFLICT (namespace, key) DO UPDATE SET body = excluded.body",
+                    (namespace, key, body),
                 )
-                self._step("memory")
-            added = 0
-            for index, event_row in enumerate(event_rows):
-                added += db.execute(
-                    "INSERT OR IGNORE INTO events (id, job_id, kind, at_ms, body) VALUES (?, ?, ?, ?, ?)", event_row
-                ).rowcount
-                self._step(f"event:{index}")
-            for index, (namespace, key, body) in enumerate(state):
-                if body is None:
-                    db.execute("DELETE FROM state_rows WHERE namespace = ? AND key = ?", (namespace, key))
-                else:
-                    db.execute(
-                        "INSERT INTO state_rows (namespace, key, body) VALUES (?, ?, ?)"
-                        " ON CONFLICT (namespace, key) DO UPDATE SET body = excluded.body",
-                        (namespace, key, body),
-                    )
-                self._step(f"state:{index}")
-            for index, outbox_row in enumerate(outbox_rows):
-                db.execute(
-                    "INSERT OR IGNORE INTO outbox (id, notifier, rule, created_ms, body) VALUES (?, ?, ?, ?, ?)",
-                    outbox_row,
-                )
-                self._step(f"notification:{index}")
-            self._step("before_commit")
-        self._step("after_commit")
+            self._step(f"state:{index}")
+        for index, outbox_row in enumerate(outbox_rows):
+            db.execute(
+                "INSERT OR IGNORE INTO outbox (id, notifier, rule, created_ms, body) VALUES (?, ?, ?, ?, ?)",
+                outbox_row,
+            )
+            self._step(f"notification:{index}")
         return added
 
     async def get_state(self, namespace: str, key: str) -> str | None:
@@ -318,51 +354,43 @@ class SQLiteStore:
 
     async def record_delivery(self, attempt: DeliveryAttempt, *, status: str, next_attempt_ms: int) -> None:
         """Record one delivery attempt and the notification's new status, in one transaction."""
-        await self._run(self._record_delivery, attempt, status, next_attempt_ms)
+        await self._write(functools.partial(self._record_attempt, attempt, status, next_attempt_ms))
 
-    def _record_delivery(self, attempt: DeliveryAttempt, status: str, next_attempt_ms: int) -> None:
-        db = self._conn()
-        self._step("delivery:begin")
-        with _Transaction(db):
-            db.execute(
-                "INSERT INTO deliveries (notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason,"
-                " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    attempt.notification_id,
-                    attempt.notifier,
-                    attempt.attempt,
-                    attempt.started_ms,
-                    attempt.finished_ms,
-                    attempt.outcome,
-                    attempt.reason,
-                    attempt.error,
-                ),
-            )
-            db.execute(
-                "UPDATE outbox SET status = ?, attempts = ?, next_attempt_ms = ?, last_reason = ?, last_error = ?,"
-                " done_ms = ? WHERE id = ?",
-                (
-                    status,
-                    attempt.attempt,
-                    next_attempt_ms,
-                    attempt.reason,
-                    attempt.error,
-                    attempt.finished_ms if status != "pending" else None,
-                    attempt.notification_id,
-                ),
-            )
-        self._step("delivery:after_commit")
+    def _record_attempt(
+        self, attempt: DeliveryAttempt, status: str, next_attempt_ms: int, db: sqlite3.Connection
+    ) -> None:
+        db.execute(
+            "INSERT INTO deliveries (notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason,"
+            " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                attempt.notification_id,
+                attempt.notifier,
+                attempt.attempt,
+                attempt.started_ms,
+                attempt.finished_ms,
+                attempt.outcome,
+                attempt.reason,
+                attempt.error,
+            ),
+        )
+        self._step("delivery:attempt")
+        db.execute(
+            "UPDATE outbox SET status = ?, attempts = ?, next_attempt_ms = ?, last_reason = ?, last_error = ?,"
+            " done_ms = ? WHERE id = ?",
+            (
+                status,
+                attempt.attempt,
+                next_attempt_ms,
+                attempt.reason,
+                attempt.error,
+                attempt.finished_ms if status != "pending" else None,
+                attempt.notification_id,
+            ),
+        )
 
     async def requeue(self, notification_id: str, now_ms: int) -> bool:
         """Send a dead-lettered (or sent) notification again: back to pending, due now."""
-        return await self._run(self._requeue, notification_id, now_ms)
-
-    def _requeue(self, notification_id: str, now_ms: int) -> bool:
-        cursor = self._conn().execute(
-            "UPDATE outbox SET status = 'pending', next_attempt_ms = ?, done_ms = NULL WHERE id = ?",
-            (now_ms, notification_id),
-        )
-        return cursor.rowcount == 1
+        return await self._write(functools.partial(_requeue, notification_id, now_ms))
 
     async def deliveries(self, notification_id: str) -> list[DeliveryAttempt]:
         """Every recorded attempt of one notification, in order."""
@@ -408,7 +436,8 @@ class SQLiteStore:
 
 
 class _Transaction:
-    """`with`: BEGIN IMMEDIATE, then COMMIT — or ROLLBACK on any exception, an interruption included."""
+    """`with`: BEGIN IMMEDIATE, then COMMIT — or ROLLBACK on any exception, an interruption or a failed COMMIT
+    included."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
@@ -417,10 +446,56 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        if exc_type is None:
-            self._db.execute("COMMIT")
-        elif self._db.in_transaction:
+        try:
+            if exc_type is None:
+                self._db.execute("COMMIT")
+                return
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        if self._db.in_transaction:
             self._db.execute("ROLLBACK")
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """A write waiting for the connection's thread, and its caller's future."""
+
+    work: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+
+
+def _in_savepoint(db: sqlite3.Connection, write: _Write) -> tuple[_Write, object, BaseException | None]:
+    """Run one write of a group; if it fails, undo it alone and keep its exception for its caller."""
+    db.execute("SAVEPOINT write")
+    try:
+        result = write.work(db)
+    except Exception as exc:
+        db.execute("ROLLBACK TO write")
+        db.execute("RELEASE write")
+        return write, None, exc
+    db.execute("RELEASE write")
+    return write, result, None
+
+
+def _settle(outcomes: list[tuple[_Write, object, BaseException | None]]) -> None:
+    """On the event loop: hand each caller its result or exception (unless it stopped waiting)."""
+    for write, result, exc in outcomes:
+        if write.future.done():
+            continue
+        if exc is None:
+            write.future.set_result(result)
+        else:
+            write.future.set_exception(exc)
+
+
+def _requeue(notification_id: str, now_ms: int, db: sqlite3.Connection) -> bool:
+    cursor = db.execute(
+        "UPDATE outbox SET status = 'pending', next_attempt_ms = ?, done_ms = NULL WHERE id = ?",
+        (now_ms, notification_id),
+    )
+    return cursor.rowcount == 1
 
 
 def _statements(script: str) -> list[str]:
