@@ -3,6 +3,8 @@ and the watcher telling when it is blind."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -55,7 +57,7 @@ async def rig_factory(
     stores: list[SQLiteStore] = []
     clients: list[RunloopClient] = []
 
-    async def make(**watch: Any) -> Rig:
+    async def make(cycle_sleep: Any = None, **watch: Any) -> Rig:
         store = SQLiteStore(tmp_path / f"state-{len(stores)}.db")
         await store.open()
         stores.append(store)
@@ -69,8 +71,9 @@ async def rig_factory(
         await tracker.load_memories()
         health = ApiHealth(settings.api_unreachable_after_ms)
         cycle = PollCycle(
-            watch=settings, client=client, tracker=tracker, clock=clock, health=health, on_notifications=lambda: None
-        )
+            watch=settings, client=client, tracker=tracker, clock=clock, health=health, on_notifications=lambda: None,
+            sleep=cycle_sleep or fake_sleep,
+        )  # fmt: skip
         return Rig(sim, clock, cycle, tracker)
 
     yield make
@@ -210,3 +213,31 @@ async def test_the_watcher_says_when_it_is_blind_and_when_it_sees_again(sim: Sim
     assert rig.kinds().count("watcher.api_recovered") == 1
     recovered = next(e for e in rig.events if e.kind == "watcher.api_recovered")
     assert recovered.down_for_ms >= 5 * MINUTE  # type: ignore[union-attr]
+
+
+async def test_spread_polls_start_evenly_over_the_cycle_each_job_at_the_same_offset_every_cycle(
+    sim: Simulator, clock: ManualClock, rig_factory: Any
+) -> None:
+    plans = [sim.add_job(SimJobSpec(name=f"spread-{i}", n_scenarios=3)) for i in range(4)]
+    slept: list[int] = []
+
+    async def sleep(seconds: float) -> None:
+        # Let the polls started so far finish at the current time, then move the clock to the next slot.
+        deadline = time.monotonic() + 10
+        while any(t.get_name().startswith("poll ") and not t.done() for t in asyncio.all_tasks()):
+            assert time.monotonic() < deadline, "polls did not finish"
+            await asyncio.sleep(0)
+        slept.append(round(seconds * 1000))
+        clock.advance(slept[-1])
+
+    rig = await rig_factory(cycle_sleep=sleep, jobs=[plan.job_id for plan in plans], scenario_runs=False)
+    order = sorted(plan.job_id for plan in plans)
+    polled_at: list[list[int]] = []
+    for _ in range(2):
+        started_ms = clock.now_ms()
+        await rig.cycle.run(spread_s=2.0)
+        polled_at.append([rig.tracker.memory(job_id).last_seen_ms - started_ms for job_id in order])  # type: ignore[union-attr]
+        clock.advance(1000)  # the rest of a 3-s interval
+    assert polled_at == [[0, 500, 1000, 1500], [0, 500, 1000, 1500]]
+    assert slept == [500, 500, 500] * 2
+    assert all(rig.requests_for(job_id) == 2 for job_id in order)  # once per cycle each

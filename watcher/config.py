@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from notifiers.registry import NotifierConfig
 from rules.config import RuleConfig, SilenceConfig, cross_check_rules
@@ -49,6 +50,15 @@ class WatchSection(StrictModel):
     max_requests_per_s: float | None = Field(20.0, gt=0)
     api_unreachable_after_ms: DurationMs = Field(5 * 60_000, alias="api_unreachable_after", ge=1000)
     jitter: float = Field(0.1, ge=0, le=0.5, description="each cycle starts up to this share of the interval late")
+    spread: float = Field(0.7, ge=0, le=0.9, description="a cycle's polls start evenly over this share of the interval")
+
+    @model_validator(mode="after")
+    def _spread_fits(self) -> Self:
+        # A cycle must end before the next one starts, which jitter may bring forward by up to its share: 10 % of
+        # the interval stays free for the last polls' work.
+        if self.spread + self.jitter > 0.9:
+            raise ValueError(f"spread ({self.spread:g}) + jitter ({self.jitter:g}) must be at most 0.9 of the interval")
+        return self
 
 
 class HttpSection(StrictModel):

@@ -21,6 +21,7 @@ from watcher.eventlines import event_line
 from watcher.events import Event
 from watcher.models import BenchmarkJobView
 from watcher.poll import runs_to_follow
+from watcher.ratelimit import Sleep
 from watcher.scenarios import RunScenarios, decode_pages
 from watcher.snapshot import Snapshot
 from watcher.timed import stall, vanish
@@ -76,6 +77,7 @@ class PollCycle:
         clock: Clock,
         health: ApiHealth,
         on_notifications: Callable[[], None],
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.watch = watch
         self.client = client
@@ -87,6 +89,7 @@ class PollCycle:
         self._discovered_once = False
         self._polling = asyncio.Semaphore(watch.max_concurrent_requests)
         self._health_events: list[Event] = []
+        self._sleep = sleep
 
     def targets(self) -> list[str]:
         """The jobs to poll: the configured ones and every known one that is not resting, in a stable order."""
@@ -94,14 +97,35 @@ class PollCycle:
         explicit = {job_id for job_id in self.watch.jobs if not self.tracker.knows(job_id) or job_id in live}
         return sorted(live | explicit)
 
-    async def run(self) -> CycleReport:
-        """One cycle; never raises for one job's trouble."""
+    async def run(self, *, spread_s: float = 0.0) -> CycleReport:
+        """One cycle; never raises for one job's trouble. With `spread_s`, the known jobs' polls start evenly
+        over that many seconds, each at the same offset every cycle (see `_poll_spread`)."""
         report = CycleReport()
         discovered = await self._discover(report)
         targets = [job_id for job_id in self.targets() if job_id not in discovered]
-        await asyncio.gather(*(self._poll(job_id, None, report) for job_id in targets))
+        if spread_s > 0 and len(targets) > 1:
+            await self._poll_spread(targets, spread_s, report)
+        else:
+            await asyncio.gather(*(self._poll(job_id, None, report) for job_id in targets))
         await self._timed(report)
         return report
+
+    async def _poll_spread(self, targets: list[str], spread_s: float, report: CycleReport) -> None:
+        """Start each job's poll at its own offset in the cycle, in the stable order of `targets`.
+
+        A job is then polled once per interval at the same phase, so a change waits at most an interval for its
+        poll — however many other jobs changed at the same moment: their work is spread over the cycle instead of
+        queued at its start, and the API sees a steady rate instead of a burst."""
+        spread_ms = spread_s * 1000
+        step_ms = spread_ms / len(targets)
+        started_ms = self.clock.now_ms()
+        async with asyncio.TaskGroup() as polls:
+            for index, job_id in enumerate(targets):
+                # Capped: a wall clock stepped back must not hold a poll for longer than the spread.
+                wait_ms = min(started_ms + index * step_ms - self.clock.now_ms(), spread_ms)
+                if wait_ms > 0:
+                    await self._sleep(wait_ms / 1000)
+                polls.create_task(self._poll(job_id, None, report), name=f"poll {job_id}")
 
     async def _discover(self, report: CycleReport) -> set[str]:
         """Poll new matching jobs, from the list newest first, paged only as far as needed; returns their ids.

@@ -135,7 +135,7 @@ class Service:
         """One poll cycle (the scheduler's job); cycles never overlap."""
         async with self._cycle_lock:
             started = time.monotonic()
-            report = await self.cycle.run()
+            report = await self.cycle.run(spread_s=self._interval_s() * self.config.watch.spread)
             elapsed_s = time.monotonic() - started
             self._cycles += 1
             self._last_cycle_end_s = time.time()
