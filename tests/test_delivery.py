@@ -157,7 +157,7 @@ async def test_the_running_worker_reads_on_past_one_batch_of_due_notifications(
     running = asyncio.create_task(worker.run())
     await receiver.wait_for(count)  # without reading on, the rest would wait for the 60-s idle timeout
     await worker.stop()
-    running.cancel()
+    await running  # stop() ends run() by itself
     assert sorted(d.webhook_id for d in receiver.deliveries) == [f"nt_hook_{i:03d}" for i in range(count)]
 
 
@@ -171,7 +171,7 @@ async def test_the_running_worker_sends_a_rescheduled_notification_when_it_falls
     running = asyncio.create_task(worker.run())
     await receiver.wait_for(2)  # the retry is due at once: no waiting for the 60-s idle timeout
     await worker.stop()
-    running.cancel()
+    await running  # stop() ends run() by itself
     assert [a.outcome for a in await store.deliveries("nt_hook_000")] == ["retry", "sent"]
 
 

@@ -101,24 +101,26 @@ class PollCycle:
         """One cycle; never raises for one job's trouble. With `spread_s`, the known jobs' polls start evenly
         over that many seconds, each at the same offset every cycle (see `_poll_spread`)."""
         report = CycleReport()
+        started_ms = self.clock.now_ms()
         discovered = await self._discover(report)
         targets = [job_id for job_id in self.targets() if job_id not in discovered]
         if spread_s > 0 and len(targets) > 1:
-            await self._poll_spread(targets, spread_s, report)
+            await self._poll_spread(targets, started_ms, spread_s, report)
         else:
             await asyncio.gather(*(self._poll(job_id, None, report) for job_id in targets))
         await self._timed(report)
         return report
 
-    async def _poll_spread(self, targets: list[str], spread_s: float, report: CycleReport) -> None:
-        """Start each job's poll at its own offset in the cycle, in the stable order of `targets`.
+    async def _poll_spread(self, targets: list[str], started_ms: int, spread_s: float, report: CycleReport) -> None:
+        """Start each job's poll at its own offset from the cycle's start, in the stable order of `targets`.
 
         A job is then polled once per interval at the same phase, so a change waits at most an interval for its
         poll — however many other jobs changed at the same moment: their work is spread over the cycle instead of
-        queued at its start, and the API sees a steady rate instead of a burst."""
+        queued at its start, and the API sees a steady rate instead of a burst. The offsets count from the cycle's
+        start, not from the end of discovery: a slow discovery pass delays only the slots it overran, and the
+        cycle still ends within the spread."""
         spread_ms = spread_s * 1000
         step_ms = spread_ms / len(targets)
-        started_ms = self.clock.now_ms()
         async with asyncio.TaskGroup() as polls:
             for index, job_id in enumerate(targets):
                 # Capped: a wall clock stepped back must not hold a poll for longer than the spread.
