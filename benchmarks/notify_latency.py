@@ -19,13 +19,13 @@ import aiohttp
 from aiohttp import web
 
 from rules.engine import Router
-from watcher.clock import SystemClock
-from watcher.config import load_config
-from watcher.delivery import build_worker
-from watcher.models import BenchmarkJobView
-from watcher.snapshot import Snapshot
-from watcher.store import SQLiteStore
-from watcher.tracker import JobTracker
+from watcher.app.config import load_config
+from watcher.app.delivery import build_worker
+from watcher.app.tracker import JobTracker
+from watcher.core.clock import SystemClock
+from watcher.core.models import BenchmarkJobView
+from watcher.core.snapshot import Snapshot
+from watcher.store.sqlite import SQLiteStore
 
 TARGET_MS = 100.0
 

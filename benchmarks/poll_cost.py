@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks import report, workloads
+from benchmarks import report, table, workloads
 from benchmarks.floor import measure_floor
 from benchmarks.hookrecv import ReceiverClient
 from benchmarks.measure import peak_rss_mb, reset_peak_rss
@@ -27,7 +27,7 @@ from benchmarks.rig import WatcherRig, write_config
 from benchmarks.service_latency import first_arrivals, service_latencies
 from benchmarks.simproc import NaiveProcess, SimControl, start_child, start_simulator
 from benchmarks.workloads import Workload
-from watcher.config import LoadedConfig
+from watcher.app.config import LoadedConfig
 
 WARMUP_CYCLES = 3  # discovery, then each finished job's confirming poll, then at rest
 
@@ -130,12 +130,12 @@ async def _cycle(
 
 async def run_small(*, quick: bool = False) -> dict[str, Any]:
     """`poll-small`."""
-    return report.print_workload(await measure(workloads.small(quick)))
+    return table.print_workload(await measure(workloads.small(quick)))
 
 
 async def run_large(*, quick: bool = False) -> dict[str, Any]:
     """`poll-large`."""
-    return report.print_workload(await measure(workloads.large(quick)))
+    return table.print_workload(await measure(workloads.large(quick)))
 
 
 async def run_many(*, quick: bool = False) -> dict[str, Any]:
@@ -143,4 +143,4 @@ async def run_many(*, quick: bool = False) -> dict[str, Any]:
     figures = await measure(workloads.many(quick))
     figures["control"] = await measure(workloads.many(quick, terminal=False))
     report.add_terminal_cost(figures)
-    return report.print_workload(figures)
+    return table.print_workload(figures)

@@ -127,30 +127,6 @@ def _target(value: float | None, op: str, limit: float, *, judged: bool = True) 
     return {"value": _round(value), "op": op, "limit": limit, "judged": judged, "met": met}
 
 
-def verdict(target: dict[str, Any]) -> str:
-    """`met`, `MISSED (by …)`, `not judged here` or `no figure`."""
-    value, limit = target["value"], target["limit"]
-    if not target["judged"]:
-        return "(not judged on this workload)"
-    if value is None:
-        return "no figure"
-    if target["met"]:
-        return "met"
-    if target["op"] == "<=":
-        by = f"{value / limit:.1f}× the limit" if limit > 0 else f"{value:g} over"
-    else:
-        by = f"{limit / value:.1f}× short" if value > 0 else "no gain"
-    return f"MISSED ({by})"
-
-
-def print_workload(figures: dict[str, Any]) -> dict[str, Any]:
-    """Print the table of one workload (and its control); return the figures."""
-    from benchmarks.table import print_figures
-
-    print_figures(figures)
-    return figures
-
-
 def _ratio(top: float | None, bottom: float | None, scale: float = 1.0) -> float | None:
     if top is None or not bottom:
         return None

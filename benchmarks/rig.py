@@ -15,15 +15,15 @@ import aiohttp
 from benchmarks.measure import GcTimer, Stopwatch
 from benchmarks.simproc import API_KEY
 from rules.engine import Router
-from watcher.apihealth import ApiHealth
-from watcher.client import RequestLimits, RunloopClient
-from watcher.clock import SystemClock
-from watcher.config import LoadedConfig, load_config
-from watcher.cycle import PollCycle
-from watcher.delivery import build_worker
-from watcher.store import SQLiteStore
-from watcher.summary import dashboard_url_for
-from watcher.tracker import JobTracker
+from watcher.api.client import RequestLimits, RunloopClient
+from watcher.api.health import ApiHealth
+from watcher.app.config import LoadedConfig, load_config
+from watcher.app.cycle import PollCycle
+from watcher.app.delivery import build_worker
+from watcher.app.tracker import JobTracker
+from watcher.core.clock import SystemClock
+from watcher.diff.summary import dashboard_url_for
+from watcher.store.sqlite import SQLiteStore
 
 POLL_INTERVAL_S = 1
 

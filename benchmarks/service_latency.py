@@ -10,8 +10,8 @@ import time
 
 from benchmarks.hookrecv import Arrival, ReceiverClient
 from benchmarks.simproc import SimControl
-from watcher.config import LoadedConfig
-from watcher.service import Service
+from watcher.app.config import LoadedConfig
+from watcher.app.service import Service
 
 CYCLE_DEADLINE_S = 600.0
 

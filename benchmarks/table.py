@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.report import verdict
-
 _COLUMNS = ("cpu s/cycle", "cpu ms/job", "cpu ms/MB", "wall s/cycle", "req/cycle", "MB/cycle", "events/cpu s")
 _LABEL = 34
 
@@ -103,3 +101,25 @@ def _cell(value: float | None) -> str:
     if abs(value) >= 1:
         return f"{value:.2f}"
     return f"{value:.3g}"
+
+
+def verdict(target: dict[str, Any]) -> str:
+    """`met`, `MISSED (by …)`, `not judged here` or `no figure`."""
+    value, limit = target["value"], target["limit"]
+    if not target["judged"]:
+        return "(not judged on this workload)"
+    if value is None:
+        return "no figure"
+    if target["met"]:
+        return "met"
+    if target["op"] == "<=":
+        by = f"{value / limit:.1f}× the limit" if limit > 0 else f"{value:g} over"
+    else:
+        by = f"{limit / value:.1f}× short" if value > 0 else "no gain"
+    return f"MISSED ({by})"
+
+
+def print_workload(figures: dict[str, Any]) -> dict[str, Any]:
+    """Print the table of one workload (and its control); return the figures."""
+    print_figures(figures)
+    return figures

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from watcher.configfile import StrictModel
-from watcher.durations import DurationMs
+from watcher.config.durations import DurationMs
+from watcher.config.loader import StrictModel
 
 
 class NotifierConfigBase(StrictModel):

@@ -8,7 +8,7 @@ from typing import Literal, TextIO
 from notifiers.base import NotifierConfigBase
 from notifiers.escape import plain_text
 from notifiers.protocol import NotifierContext
-from watcher.notification import Notification
+from watcher.core.notification import Notification
 
 _MARKS = {"info": "ℹ", "warning": "⚠", "critical": "‼"}
 

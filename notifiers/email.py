@@ -14,9 +14,9 @@ from notifiers.base import NotifierConfigBase
 from notifiers.email_render import render_message
 from notifiers.escape import header_value
 from notifiers.protocol import NotifierContext, PermanentSendError, RetryableSendError, SendError
-from watcher.clock import Clock, SystemClock
-from watcher.failures import Reason
-from watcher.notification import Notification
+from watcher.core.clock import Clock, SystemClock
+from watcher.core.failures import Reason
+from watcher.core.notification import Notification
 
 
 class EmailConfig(NotifierConfigBase):

@@ -9,8 +9,8 @@ from email.message import EmailMessage
 from typing import Final
 
 from notifiers.escape import header_value, html_text, plain_text
-from watcher.notification import Notification
-from watcher.summary import AgentSummary, FailureExample, FailureGroup, JobSummary
+from watcher.core.notification import Notification
+from watcher.core.summary import AgentSummary, FailureExample, FailureGroup, JobSummary
 
 AGENT_COLUMNS: Final = ("agent", "model", "status", "score", "completed", "failed", "timeout", "duration")
 MAX_CELL_CHARS: Final = 60

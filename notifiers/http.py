@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 
 from notifiers.protocol import PermanentSendError, RetryableSendError, error_for_status
-from watcher.clock import Clock
-from watcher.failures import Reason
+from watcher.core.clock import Clock
+from watcher.core.failures import Reason
 
 
 def encode_json(value: dict[str, Any]) -> bytes:

@@ -11,10 +11,10 @@ from notifiers.base import NotifierConfigBase
 from notifiers.escape import plain_text
 from notifiers.http import encode_json, location, post_classified, rfc3339
 from notifiers.protocol import NotifierContext
-from watcher.clock import Clock, SystemClock
-from watcher.events import Counters
-from watcher.notification import Notification
-from watcher.summary import FailureGroup, JobSummary
+from watcher.core.clock import Clock, SystemClock
+from watcher.core.events import Counters
+from watcher.core.notification import Notification
+from watcher.core.summary import FailureGroup, JobSummary
 
 EVENTS_API_URL = "https://events.pagerduty.com/v2/enqueue"
 

@@ -12,8 +12,8 @@ from typing import Protocol
 
 import aiohttp
 
-from watcher.failures import Reason, classify_status, parse_retry_after
-from watcher.notification import Notification
+from watcher.core.failures import Reason, classify_status, parse_retry_after
+from watcher.core.notification import Notification
 
 
 class SendError(Exception):

@@ -14,7 +14,7 @@ from notifiers.protocol import Notifier, NotifierContext
 from notifiers.slack import SlackConfig, SlackNotifier
 from notifiers.webhook import WebhookConfig, WebhookNotifier
 from notifiers.worker import DeliveryPolicy
-from watcher.clock import Clock
+from watcher.core.clock import Clock
 
 NotifierConfig = Annotated[
     ConsoleConfig | SlackConfig | EmailConfig | WebhookConfig | PagerDutyConfig,

@@ -30,9 +30,9 @@ from notifiers.protocol import (
     error_for_status,
 )
 from notifiers.slack_blocks import Block, message_blocks, message_text, root_blocks, root_text
-from watcher.clock import Clock, SystemClock
-from watcher.failures import Reason, parse_retry_after
-from watcher.notification import Notification
+from watcher.core.clock import Clock, SystemClock
+from watcher.core.failures import Reason, parse_retry_after
+from watcher.core.notification import Notification
 
 
 class SlackConfig(NotifierConfigBase):

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from notifiers.escape import slack_link, slack_mrkdwn
-from watcher.notification import Notification
-from watcher.summary import AgentSummary, FailureGroup, JobSummary
+from watcher.core.notification import Notification
+from watcher.core.summary import AgentSummary, FailureGroup, JobSummary
 
 Block = dict[str, Any]
 

@@ -15,9 +15,9 @@ from pydantic import Field, SecretStr, field_validator
 from notifiers.base import NotifierConfigBase
 from notifiers.http import encode_json, location, post_classified, rfc3339
 from notifiers.protocol import NotifierContext
-from watcher.clock import Clock, SystemClock
-from watcher.durations import DurationMs
-from watcher.notification import Notification
+from watcher.config.durations import DurationMs
+from watcher.core.clock import Clock, SystemClock
+from watcher.core.notification import Notification
 
 
 class WebhookConfig(NotifierConfigBase):

@@ -16,21 +16,45 @@ import functools
 import logging
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Final, Protocol
 
 from tenacity import RetryCallState, wait_random_exponential
 
 from notifiers.protocol import Notifier, NotifierGoneError, RetryableSendError, SendError
-from watcher.clock import Clock
-from watcher.failures import Reason
-from watcher.ratelimit import RateLimiter, Sleep
-from watcher.store.base import DeliveryAttempt, OutboxItem, Store
+from watcher.core.clock import Clock
+from watcher.core.failures import Reason
+from watcher.core.ratelimit import RateLimiter, Sleep
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus
 
 log = logging.getLogger("benchwatch.delivery")
 
 _MAX_ERROR_CHARS = 500
 DUE_BATCH = 200  # due notifications read per dispatch
+_OUTCOME_OF: Final = {
+    OutboxStatus.SENT: DeliveryOutcome.SENT,
+    OutboxStatus.DEAD: DeliveryOutcome.DEAD,
+    OutboxStatus.PENDING: DeliveryOutcome.RETRY,
+}
+
+
+class Outbox(Protocol):
+    """What the worker needs of the store: due notifications, and the record of each attempt."""
+
+    async def due_notifications(
+        self, now_ms: int, *, limit: int = 200, exclude: Collection[str] = ()
+    ) -> list[OutboxItem]:
+        """Pending notifications whose next attempt is due."""
+        ...
+
+    async def next_attempt_ms(self, *, after_ms: int = -1) -> int | None:
+        """When the next pending notification is due (later than `after_ms`)."""
+        ...
+
+    async def record_delivery(self, attempt: DeliveryAttempt, *, status: OutboxStatus, next_attempt_ms: int) -> None:
+        """Record an attempt and the notification's new status atomically."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -49,7 +73,7 @@ class DeliveryWorker:
 
     def __init__(
         self,
-        store: Store,
+        store: Outbox,
         notifiers: Mapping[str, Notifier],
         policies: Mapping[str, DeliveryPolicy],
         *,
@@ -147,12 +171,14 @@ class DeliveryWorker:
         name = notification.notifier
         notifier = self.notifiers.get(name)
         if notifier is None:
-            await self._finish(item, "dead", Reason.CLIENT_ERROR, f"no notifier named {name!r} in the config")
+            await self._finish(
+                item, OutboxStatus.DEAD, Reason.CLIENT_ERROR, f"no notifier named {name!r} in the config"
+            )
             return
         async with self._limits[name]:
             if name in self.disabled:  # checked in turn: sends queued behind the one that found it gone stop too
                 why = f"notifier {name!r} is disabled: {self.disabled[name]}"
-                await self._finish(item, "dead", Reason.CLIENT_ERROR, why)
+                await self._finish(item, OutboxStatus.DEAD, Reason.CLIENT_ERROR, why)
                 return
             await self._rates[name].wait_turn()
             started_ms = self.clock.now_ms()
@@ -168,7 +194,7 @@ class DeliveryWorker:
                 return
             # Recorded while the slot is held: sends not yet recorded (those a crash would repeat) stay within
             # the notifier's concurrency.
-            await self._finish(item, "sent", None, None, started_ms=started_ms)
+            await self._finish(item, OutboxStatus.SENT, None, None, started_ms=started_ms)
         log.info("delivered %s to %s (rule %s)", notification.id, name, notification.rule)
 
     async def _failed(self, item: OutboxItem, exc: SendError, started_ms: int) -> None:
@@ -178,7 +204,7 @@ class DeliveryWorker:
             self.disabled[name] = message
             log.error("notifier %s is gone and now disabled: %s", name, message)
         if not exc.retryable:
-            await self._finish(item, "dead", exc.reason, message, started_ms=started_ms)
+            await self._finish(item, OutboxStatus.DEAD, exc.reason, message, started_ms=started_ms)
             log.error("dead-lettered %s to %s: %s (%s)", item.notification.id, name, message, exc.reason)
             return
         delay_s = self._delay_s(item, exc)
@@ -187,7 +213,7 @@ class DeliveryWorker:
         if next_ms > item.notification.created_ms + self._policy(name).max_age_ms:
             await self._finish(
                 item,
-                "dead",
+                OutboxStatus.DEAD,
                 exc.reason,
                 f"{message} (gave up after {item.attempts + 1} attempts)",
                 started_ms=started_ms,
@@ -196,7 +222,9 @@ class DeliveryWorker:
                 "dead-lettered %s to %s after %d attempts: %s", item.notification.id, name, item.attempts + 1, message
             )
             return
-        await self._finish(item, "pending", exc.reason, message, started_ms=started_ms, next_attempt_ms=next_ms)
+        await self._finish(
+            item, OutboxStatus.PENDING, exc.reason, message, started_ms=started_ms, next_attempt_ms=next_ms
+        )
         self._wake.set()  # the next due time moved: the worker's wait must take it into account
         log.warning(
             "delivery of %s to %s failed (%s): %s; attempt %d, next in %.1fs",
@@ -216,7 +244,7 @@ class DeliveryWorker:
     async def _finish(
         self,
         item: OutboxItem,
-        status: str,
+        status: OutboxStatus,
         reason: str | None,
         error: str | None,
         *,
@@ -224,7 +252,7 @@ class DeliveryWorker:
         next_attempt_ms: int = 0,
     ) -> None:
         now_ms = self.clock.now_ms()
-        outcome = {"sent": "sent", "dead": "dead", "pending": "retry"}[status]
+        outcome = _OUTCOME_OF[status]
         attempt = DeliveryAttempt(
             notification_id=item.notification.id,
             notifier=item.notification.notifier,

@@ -14,9 +14,9 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PlainSe
 from rules.expr import Expression, compile_expression
 from rules.match import FieldMatcher, compile_matcher
 from rules.templates import Template, compile_template
-from watcher.configfile import StrictModel
-from watcher.durations import DurationMs
-from watcher.events import EVENT_KINDS
+from watcher.config.durations import DurationMs
+from watcher.config.loader import StrictModel
+from watcher.core.events import EVENT_KINDS
 
 Severity = Literal["info", "warning", "critical"]
 

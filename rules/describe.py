@@ -6,8 +6,8 @@ import fnmatch
 
 from rules.config import RuleConfig, SilenceConfig
 from rules.match import FieldMatcher
-from watcher.durations import format_duration_ms
-from watcher.events import EVENT_KINDS
+from watcher.config.durations import format_duration_ms
+from watcher.core.events import EVENT_KINDS
 
 
 def describe_rule(rule: RuleConfig) -> str:

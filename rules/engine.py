@@ -14,9 +14,9 @@ from rules.config import RuleConfig, SilenceConfig
 from rules.expr import ExpressionError
 from rules.match import MISSING, resolve
 from rules.templates import Template, TemplateError, default_text, default_title, template_context
-from watcher.events import Event
-from watcher.notification import Notification, notification_id
-from watcher.summary import JobSummary
+from watcher.core.events import Event
+from watcher.core.notification import Notification, notification_id
+from watcher.core.summary import JobSummary
 
 GroupId = tuple[str, str]  # (rule name, group key)
 

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
-from typing import Final
+from typing import Final, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from rules.engine import Group, RuleState, RuleStateChanges
-from watcher.events import Event
-from watcher.store.base import StateRow, Store
-from watcher.summary import JobSummary
+from watcher.core.events import Event
+from watcher.core.records import StateRow
+from watcher.core.summary import JobSummary
+
+
+class StateRows(Protocol):
+    """What loading rule state needs of the store."""
+
+    async def load_state_rows(self, namespace: str) -> list[StateRow]:
+        """Every state row of a namespace."""
+        ...
+
 
 GROUPS: Final = "rules.group"
 SENDS: Final = "rules.sent"
@@ -61,7 +70,7 @@ def rows_for(changes: RuleStateChanges) -> list[StateRow]:
     return rows
 
 
-async def load_rule_state(store: Store) -> RuleState:
+async def load_rule_state(store: StateRows) -> RuleState:
     """The rule state as the store last committed it."""
     state = RuleState()
     for row in await store.load_state_rows(GROUPS):

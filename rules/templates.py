@@ -12,9 +12,9 @@ from typing import Any, Final
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from watcher.eventlines import event_line
-from watcher.events import Event
-from watcher.summary import JobSummary
+from watcher.core.eventlines import event_line
+from watcher.core.events import Event
+from watcher.core.summary import JobSummary
 
 MAX_TEXT_LINES: Final = 40
 _ENVIRONMENT = ImmutableSandboxedEnvironment(

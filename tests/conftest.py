@@ -10,9 +10,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from notifiers.protocol import NotifierContext
-from watcher.clock import ManualClock
+from watcher.core.clock import ManualClock
 from watcher.simulator import Simulator, create_app
-from watcher.store import NamespacedState, SQLiteStore
+from watcher.store.protocol import NamespacedState
+from watcher.store.sqlite import SQLiteStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from watcher.clock import ManualClock
-from watcher.models import BenchmarkJobView, ScenarioRunView
-from watcher.scenarios import from_views
+from watcher.core.clock import ManualClock
+from watcher.core.models import BenchmarkJobView, ScenarioRunView
+from watcher.core.scenario_runs import from_views
+from watcher.core.snapshot import Snapshot
 from watcher.simulator import JobPlan, Simulator
 from watcher.simulator.views import job_view, scenario_run_views
-from watcher.snapshot import Snapshot
 
 
 def snapshot_line(plan: JobPlan, now_ms: int, *, with_scenario_runs: bool = True) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks.measure import GcTimer, stderr_of_mean
 from tests.conftest import ServerFactory
-from watcher.clock import ManualClock, SystemClock
+from watcher.core.clock import ManualClock, SystemClock
 from watcher.simulator import SimJobSpec, Simulator, create_app
 from watcher.simulator.views import job_view, scenario_run_views
 

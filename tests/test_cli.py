@@ -14,7 +14,7 @@ import time
 import aiohttp
 import pytest
 
-from watcher.clock import ManualClock
+from watcher.core.clock import ManualClock
 from watcher.simulator import SimJobSpec, Simulator, create_app
 
 BENCHWATCH = [sys.executable, "-m", "watcher"]

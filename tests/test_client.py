@@ -8,16 +8,10 @@ import socket
 import pytest
 
 from tests.conftest import FakeSleep
-from watcher.client import RequestLimits, RetryPolicy, RunloopClient, Timeouts
-from watcher.clock import ManualClock
-from watcher.errors import (
-    AuthError,
-    ClientRequestError,
-    MalformedResponseError,
-    NotFoundError,
-    TransientApiError,
-)
-from watcher.failures import Reason, parse_retry_after
+from watcher.api.client import RequestLimits, RetryPolicy, RunloopClient, Timeouts
+from watcher.api.errors import AuthError, ClientRequestError, MalformedResponseError, NotFoundError, TransientApiError
+from watcher.core.clock import ManualClock
+from watcher.core.failures import Reason, parse_retry_after
 from watcher.simulator import Faults, SimJobSpec, Simulator
 
 SECRET = "rl_api_key_TOP_SECRET_123"

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from watcher.cli import build_parser
-from watcher.config import load_config
+from watcher.app.config import load_config
+from watcher.cli.main import build_parser, resolve_handler
 
 ROOT = Path(__file__).parent.parent
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -25,7 +25,7 @@ def test_every_benchwatch_command_parses() -> None:
     assert len(commands) == 2
     for command in commands:
         args = build_parser().parse_args(command[1:])
-        assert callable(args.handler)
+        assert callable(resolve_handler(args.handler))
 
 
 def test_mounted_files_exist_and_the_config_loads(tmp_path: Path) -> None:

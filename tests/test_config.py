@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FIXTURES
-from watcher.config import load_config
-from watcher.configfile import ConfigError
+from watcher.app.config import load_config
+from watcher.config.loader import ConfigError
 
 BAD = sorted((FIXTURES / "bad_configs").glob("*.yaml"))
 BENCHWATCH = [sys.executable, "-m", "watcher"]

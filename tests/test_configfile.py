@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import ErrorDetails
 
-from watcher.configfile import (
+from watcher.config.loader import (
     ConfigError,
     ConfigProblem,
     LoadedFile,

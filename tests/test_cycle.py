@@ -12,20 +12,20 @@ from typing import Any
 import pytest
 
 from tests.conftest import FakeSleep
-from watcher.apihealth import ApiHealth
-from watcher.client import RequestLimits, RetryPolicy, RunloopClient
-from watcher.clock import ManualClock
-from watcher.config import WatchSection
-from watcher.cycle import PollCycle
-from watcher.diff import diff
-from watcher.events import Event
-from watcher.models import BenchmarkJobView
-from watcher.poll import fetch_snapshot
+from watcher.api.client import RequestLimits, RetryPolicy, RunloopClient
+from watcher.api.health import ApiHealth
+from watcher.api.poll import fetch_snapshot
+from watcher.app.config import WatchSection
+from watcher.app.cycle import PollCycle
+from watcher.app.tracker import JobTracker
+from watcher.core.clock import ManualClock
+from watcher.core.events import Event
+from watcher.core.models import BenchmarkJobView
+from watcher.core.snapshot import Snapshot
+from watcher.diff.jobs import diff
+from watcher.diff.timers import stall
 from watcher.simulator import Faults, SimJobSpec, Simulator
-from watcher.snapshot import Snapshot
-from watcher.store import SQLiteStore
-from watcher.timed import stall
-from watcher.tracker import JobTracker
+from watcher.store.sqlite import SQLiteStore
 
 MINUTE = 60_000
 

@@ -14,15 +14,16 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from notifiers.protocol import NotifierContext
-from notifiers.sample import sample_notification
 from notifiers.webhook import WebhookConfig, WebhookNotifier
 from notifiers.worker import DUE_BATCH, DeliveryPolicy, DeliveryWorker
 from tests.conftest import FakeSleep
 from tests.fakes.base import Reply
 from tests.fakes.webhook import WebhookReceiver
-from watcher.clock import ManualClock
-from watcher.notification import Notification
-from watcher.store import NamespacedState, SQLiteStore
+from watcher.app.sample import sample_notification
+from watcher.core.clock import ManualClock
+from watcher.core.notification import Notification
+from watcher.store.protocol import NamespacedState
+from watcher.store.sqlite import SQLiteStore
 
 SECRET = "whsec_" + "c2VjcmV0LWZvci1kZWxpdmVyeS10ZXN0cw=="
 BENCHWATCH = [sys.executable, "-m", "watcher"]

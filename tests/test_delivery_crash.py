@@ -11,10 +11,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from notifiers.sample import sample_notification
 from tests.fakes.base import Reply
 from tests.fakes.webhook import WebhookReceiver
-from watcher.store import SQLiteStore
+from watcher.app.sample import sample_notification
+from watcher.store.sqlite import SQLiteStore
 
 SECRET = "whsec_Y3Jhc2gtdGVzdC1zZWNyZXQtZm9yLWJlbmNod2F0Y2g="
 COUNT = 40

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from watcher.diff import JobMemory, diff
-from watcher.events import EVENT_ADAPTER, Event, JobFinished, ScenarioRecovered
-from watcher.models import BenchmarkJobView, ScenarioRunView
-from watcher.scenarios import from_views
-from watcher.snapshot import Snapshot
+from watcher.core.events import EVENT_ADAPTER, Event, JobFinished, ScenarioRecovered
+from watcher.core.memory import JobMemory
+from watcher.core.models import BenchmarkJobView, ScenarioRunView
+from watcher.core.scenario_runs import from_views
+from watcher.core.snapshot import Snapshot
+from watcher.diff.jobs import diff
 
 JOB_ID = "bmj_1"
 T0 = 1_788_228_000_000

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from tests.recording import record, to_snapshot
-from watcher.clock import ManualClock
-from watcher.diff import JobMemory, diff
-from watcher.events import Event
+from watcher.core.clock import ManualClock
+from watcher.core.events import Event
+from watcher.core.memory import JobMemory
+from watcher.diff.jobs import diff
 from watcher.simulator import SimAgent, SimJobSpec, Simulator
 
 SPECS = [

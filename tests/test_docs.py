@@ -36,7 +36,7 @@ SECRET_FILE = re.compile(r"(\w+_file): (\S+)")
 
 @pytest.mark.parametrize(("doc", "index", "text"), YAML_EXAMPLES, ids=[f"{d}#{i}" for d, i, _ in YAML_EXAMPLES])
 def test_yaml_example_is_a_valid_config(tmp_path: Path, doc: str, index: int, text: str) -> None:
-    from watcher.config import load_config
+    from watcher.app.config import load_config
 
     secret = tmp_path / "secret"
     secret.write_text("https://hooks.slack.com/services/T/B/X\n")

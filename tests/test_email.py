@@ -20,13 +20,13 @@ from pydantic import ValidationError
 from notifiers.email import EmailConfig, EmailNotifier, server_tls_context, smtp_client
 from notifiers.protocol import NotifierContext, PermanentSendError, RetryableSendError, SendError
 from tests.fakes.smtp import FakeSmtp, Mode, SmtpReply
-from watcher.clock import ManualClock
-from watcher.config import load_config
-from watcher.configfile import ConfigError
-from watcher.events import Counters, ScenarioFailed
-from watcher.models import FailureReason
-from watcher.notification import Notification
-from watcher.summary import AgentSummary, FailureExample, FailureGroup, JobSummary
+from watcher.app.config import load_config
+from watcher.config.loader import ConfigError
+from watcher.core.clock import ManualClock
+from watcher.core.events import Counters, ScenarioFailed
+from watcher.core.models import FailureReason
+from watcher.core.notification import Notification
+from watcher.core.summary import AgentSummary, FailureExample, FailureGroup, JobSummary
 
 DASHBOARD = "https://platform.runloop.ai"
 PASSWORD = "pw-SECRET-7f3a"

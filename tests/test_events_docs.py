@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from watcher.events import EVENT_ADAPTER, EVENT_KINDS, events_json_schema
+from watcher.core.events import EVENT_ADAPTER, EVENT_KINDS, events_json_schema
 
 DOCS = Path(__file__).parent.parent / "docs"
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, Field, SecretStr
 
-from watcher.logs import configure_logging, secrets_of
+from watcher.app.logs import configure_logging, secrets_of
 
 TOKEN = "xoxb-123-secret-token"
 PASSWORD = 'pa"ss\\word'  # JSON escapes both characters: redaction must still find it

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.conftest import FIXTURES
-from watcher.models import (
+from watcher.core.models import (
     BenchmarkJobSource,
     BenchmarkJobView,
     JobAgentConfig,

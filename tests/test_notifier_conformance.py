@@ -15,7 +15,6 @@ from aiohttp.test_utils import TestServer
 from notifiers.email import EmailConfig, EmailNotifier
 from notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
 from notifiers.protocol import Notifier, NotifierContext, NotifierGoneError, SendError
-from notifiers.sample import sample_notification
 from notifiers.slack import SlackConfig, SlackNotifier
 from notifiers.webhook import WebhookConfig, WebhookNotifier
 from tests.fakes.base import FakeServer, Reply
@@ -23,6 +22,7 @@ from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.slack import FakeSlack
 from tests.fakes.smtp import FakeSmtp, SmtpReply
 from tests.fakes.webhook import WebhookReceiver
+from watcher.app.sample import sample_notification
 
 SLACK_TOKEN = "xoxb-CONFORMANCE-SECRET-TOKEN"
 HOOK_SECRET = "whsec_Q09ORk9STUFOQ0UtU0VDUkVULUhPT0s="

@@ -12,10 +12,10 @@ from notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
 from notifiers.protocol import NotifierContext, PermanentSendError, RetryableSendError, SendError
 from tests.fakes.base import Reply
 from tests.fakes.pagerduty import FakePagerDuty
-from watcher.events import Counters, ScenarioFailed
-from watcher.models import FailureReason
-from watcher.notification import Notification
-from watcher.summary import AgentSummary, FailureExample, FailureGroup, JobSummary
+from watcher.core.events import Counters, ScenarioFailed
+from watcher.core.models import FailureReason
+from watcher.core.notification import Notification
+from watcher.core.summary import AgentSummary, FailureExample, FailureGroup, JobSummary
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 

@@ -12,8 +12,8 @@ import pytest
 
 from tests.conftest import FIXTURES
 from tests.recording import record, write_lines
-from watcher.clock import ManualClock
-from watcher.replay import ReplayInputError, replay
+from watcher.app.replay import ReplayInputError, replay
+from watcher.core.clock import ManualClock
 from watcher.simulator import Simulator, demo_specs
 
 BENCHWATCH = [sys.executable, "-m", "watcher"]
@@ -82,7 +82,7 @@ def test_a_malformed_line_is_named_and_exits_2(tmp_path: Path, recording: Path, 
     assert result.stderr.startswith(f"benchwatch: error: {path}:3: ") and message in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     with pytest.raises(ReplayInputError, match=":3: "):
-        from watcher.replay import read_snapshots
+        from watcher.app.replay import read_snapshots
 
         read_snapshots(path)
 

@@ -9,17 +9,10 @@ from typing import Any
 import pytest
 
 from rules.engine import Router, RuleState
-from watcher.config import Config, load_config
-from watcher.events import (
-    Counters,
-    Event,
-    JobFinished,
-    JobProgress,
-    RunFinished,
-    ScenarioFailed,
-)
-from watcher.models import FailureReason
-from watcher.summary import JobSummary
+from watcher.app.config import Config, load_config
+from watcher.core.events import Counters, Event, JobFinished, JobProgress, RunFinished, ScenarioFailed
+from watcher.core.models import FailureReason
+from watcher.core.summary import JobSummary
 
 T0 = 1_788_228_000_000
 MINUTE = 60_000

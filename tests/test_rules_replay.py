@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.recording import record, to_snapshot, write_lines
-from watcher.clock import ManualClock
-from watcher.config import load_config
-from watcher.replay import replay
+from watcher.app.config import load_config
+from watcher.app.replay import replay
+from watcher.app.tracker import JobTracker
+from watcher.core.clock import ManualClock
+from watcher.core.snapshot import Snapshot
 from watcher.simulator import SimAgent, SimJobSpec, Simulator
-from watcher.snapshot import Snapshot
-from watcher.store import SQLiteStore
-from watcher.tracker import JobTracker
+from watcher.store.sqlite import SQLiteStore
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 ENV = {"RUNLOOP_API_KEY": "k", "SLACK_BOT_TOKEN": "xoxb-test", "RESULTS_WEBHOOK_SECRET": "whsec_dGVzdA=="}

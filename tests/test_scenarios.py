@@ -11,14 +11,15 @@ from typing import Any
 import pytest
 
 from tests.recording import record, to_snapshot
-from watcher.clock import ManualClock
-from watcher.errors import MalformedResponseError, SchemaError
-from watcher.events import Event
-from watcher.scenarios import RunScenarios, ScenarioRunStatus, decode_page
+from watcher.api.decode import decode_page
+from watcher.api.errors import MalformedResponseError, SchemaError
+from watcher.app.tracker import JobTracker
+from watcher.core.clock import ManualClock
+from watcher.core.events import Event
+from watcher.core.scenario_runs import RunScenarios, ScenarioRunStatus
+from watcher.core.snapshot import Snapshot
 from watcher.simulator import SimAgent, SimJobSpec, Simulator
-from watcher.snapshot import Snapshot
-from watcher.store import SQLiteStore
-from watcher.tracker import JobTracker
+from watcher.store.sqlite import SQLiteStore
 
 PATH = "/v1/benchmark_runs/bmr_1/scenario_runs"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from runloop_api_client import AsyncRunloop
 
-from watcher.clock import ManualClock
+from watcher.core.clock import ManualClock
 from watcher.simulator import SimAgent, SimJobSpec, Simulator, demo_specs
 
 

@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from tests.fakes.webhook import WebhookReceiver
-from watcher.clock import ScaledClock
+from watcher.core.clock import ScaledClock
 from watcher.simulator import Faults, SimAgent, SimJobSpec, Simulator, create_app
 
 SECRET = "whsec_ZTJlLXRlc3Qtc2VjcmV0LWZvci1iZW5jaHdhdGNo"

@@ -7,8 +7,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from watcher.clock import ManualClock
-from watcher.models import BenchmarkJobView, ScenarioRunListView
+from watcher.core.clock import ManualClock
+from watcher.core.models import BenchmarkJobView, ScenarioRunListView
 from watcher.simulator import Faults, JobPlan, SimAgent, SimJobSpec, Simulator, demo_specs
 from watcher.simulator.views import job_view, scenario_run_views
 

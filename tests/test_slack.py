@@ -36,12 +36,13 @@ from notifiers.slack_blocks import (
 from tests.conftest import ServerFactory
 from tests.fakes.base import Reply
 from tests.fakes.slack import CHANNEL_ID, WEBHOOK_PATH, FakeSlack
-from watcher.clock import ManualClock
-from watcher.events import ScenarioFailed
-from watcher.models import FailureReason
-from watcher.notification import Notification
-from watcher.store import NamespacedState, SQLiteStore
-from watcher.summary import AgentSummary, FailureExample, FailureGroup, JobSummary
+from watcher.core.clock import ManualClock
+from watcher.core.events import ScenarioFailed
+from watcher.core.models import FailureReason
+from watcher.core.notification import Notification
+from watcher.core.summary import AgentSummary, FailureExample, FailureGroup, JobSummary
+from watcher.store.protocol import NamespacedState
+from watcher.store.sqlite import SQLiteStore
 
 TOKEN = "xoxb-1111-2222-SECRETTOKENVALUE"
 DASHBOARD = "https://platform.runloop.ai"

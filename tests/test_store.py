@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 
 from tests.recording import record, to_snapshot
-from watcher.clock import ManualClock
-from watcher.diff import diff
-from watcher.events import Event
+from watcher.app.tracker import JobTracker
+from watcher.core.clock import ManualClock
+from watcher.core.events import Event
+from watcher.core.records import StateRow
+from watcher.core.snapshot import Snapshot
+from watcher.diff.jobs import diff
 from watcher.simulator import SimJobSpec, Simulator
-from watcher.snapshot import Snapshot
-from watcher.store import SQLiteStore, StateRow
-from watcher.store.sqlite import SCHEMA_VERSION, StoreError
-from watcher.tracker import JobTracker
+from watcher.store.errors import StoreError
+from watcher.store.sqlite import SCHEMA_VERSION, SQLiteStore
 
 
 class Interrupted(Exception):

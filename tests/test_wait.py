@@ -22,22 +22,13 @@ import pytest
 from rich.console import Console
 
 from tests.conftest import FakeSleep, ServerFactory
-from watcher.cli import build_parser, main
-from watcher.client import RequestLimits, RetryPolicy, RunloopClient
-from watcher.clock import ManualClock, ScaledClock
-from watcher.commands import UsageError
-from watcher.eventlines import event_line
-from watcher.events import event_from_json
-from watcher.junit import VERDICT_SUITE, Verdict, junit_tree
-from watcher.models import BenchmarkJobView, BenchmarkOutcome, FailureReason, ScenarioOutcome, ScenarioState
-from watcher.simulator import Faults, SimAgent, SimJobSpec, Simulator, create_app
-from watcher.simulator.plan import SETUP_FAILURE_REASON
-from watcher.wait import (
-    EXIT_JOB_FAILED,
-    EXIT_OK,
-    EXIT_THRESHOLD_MISSED,
-    EXIT_TIMEOUT,
-    EXIT_UNKNOWN,
+from watcher.api.client import RequestLimits, RetryPolicy, RunloopClient
+from watcher.cli.errors import UsageError
+from watcher.cli.main import build_parser, main
+from watcher.cli.wait.defaults import EXIT_JOB_FAILED, EXIT_OK, EXIT_THRESHOLD_MISSED, EXIT_TIMEOUT, EXIT_UNKNOWN
+from watcher.cli.wait.junit import VERDICT_SUITE, Verdict, junit_tree
+from watcher.cli.wait.loop import run_wait
+from watcher.cli.wait.model import (
     AgentProgress,
     Thresholds,
     WaitOptions,
@@ -45,9 +36,14 @@ from watcher.wait import (
     WaitResult,
     WaitView,
     options_from_args,
-    run_wait,
 )
-from watcher.wait_render import JsonView, PlainView, RichView, SummaryLine, live_table
+from watcher.cli.wait.views import JsonView, PlainView, RichView, SummaryLine, live_table
+from watcher.core.clock import ManualClock, ScaledClock
+from watcher.core.eventlines import event_line
+from watcher.core.events import event_from_json
+from watcher.core.models import BenchmarkJobView, BenchmarkOutcome, FailureReason, ScenarioOutcome, ScenarioState
+from watcher.simulator import Faults, SimAgent, SimJobSpec, Simulator, create_app
+from watcher.simulator.plan import SETUP_FAILURE_REASON
 
 BENCHWATCH = [sys.executable, "-m", "watcher"]
 SECOND = 1000

@@ -16,10 +16,10 @@ from notifiers.protocol import NotifierContext, NotifierGoneError, PermanentSend
 from notifiers.webhook import WebhookConfig, WebhookNotifier
 from tests.fakes.base import Reply
 from tests.fakes.webhook import WebhookReceiver
-from watcher.clock import ManualClock
-from watcher.events import JobProgress, ScenarioFailed
-from watcher.models import FailureReason
-from watcher.notification import Notification
+from watcher.core.clock import ManualClock
+from watcher.core.events import JobProgress, ScenarioFailed
+from watcher.core.models import FailureReason
+from watcher.core.notification import Notification
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 

@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from watcher.clock import Clock, ManualClock, SystemClock
+from watcher.core.clock import Clock, ManualClock, SystemClock
 from watcher.simulator.control import ClockAdvance, WorkloadRequest, progress
 from watcher.simulator.plan import JobPlan, RunPlan, SimAgent, SimJobSpec, make_plan, token
 from watcher.simulator.views import job_view, run_view, scenario_run_views

@@ -1,6 +1,15 @@
-"""The store: the watcher's durable memory — job state and every event — behind one small async interface."""
+"""The store: the watcher's durable memory — job memories, events, the outbox, rule state — behind one protocol.
 
-from watcher.store.base import DeliveryAttempt, NamespacedState, OutboxItem, StateRow, Store, StoredEvent
+`open_store(location)` is the one place a backend is chosen: a file path (or `:memory:`) is SQLite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
 from watcher.store.sqlite import SQLiteStore
 
-__all__ = ["DeliveryAttempt", "NamespacedState", "OutboxItem", "SQLiteStore", "StateRow", "Store", "StoredEvent"]
+
+def open_store(location: str | Path) -> SQLiteStore:
+    """The store at `location`, not yet opened: use it as `async with open_store(...) as store`."""
+    return SQLiteStore(location)

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
-from watcher.diff import JobMemory
-from watcher.events import Event, event_from_json, event_to_json
-from watcher.notification import Notification
-from watcher.store.base import DeliveryAttempt, OutboxItem, StateRow, StoredEvent
+from watcher.core.events import Event, event_from_json, event_to_json
+from watcher.core.memory import JobMemory
+from watcher.core.notification import Notification
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus, StateRow
+from watcher.store.errors import StoreError
+from watcher.store.protocol import StoredEvent
 
 # Each entry moves the schema one version up; never edit a released one, append another.
 MIGRATIONS: Final[tuple[str, ...]] = (
@@ -90,10 +92,6 @@ _OUTBOX_COLUMNS: Final = "body, status, attempts, next_attempt_ms, last_reason, 
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class StoreError(Exception):
-    """The database cannot be used (newer schema, not a benchwatch database, unreadable)."""
 
 
 class SQLiteStore:
@@ -352,12 +350,12 @@ class SQLiteStore:
         )
         return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
-    async def record_delivery(self, attempt: DeliveryAttempt, *, status: str, next_attempt_ms: int) -> None:
+    async def record_delivery(self, attempt: DeliveryAttempt, *, status: OutboxStatus, next_attempt_ms: int) -> None:
         """Record one delivery attempt and the notification's new status, in one transaction."""
         await self._write(functools.partial(self._record_attempt, attempt, status, next_attempt_ms))
 
     def _record_attempt(
-        self, attempt: DeliveryAttempt, status: str, next_attempt_ms: int, db: sqlite3.Connection
+        self, attempt: DeliveryAttempt, status: OutboxStatus, next_attempt_ms: int, db: sqlite3.Connection
     ) -> None:
         db.execute(
             "INSERT INTO deliveries (notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason,"
@@ -383,7 +381,7 @@ class SQLiteStore:
                 next_attempt_ms,
                 attempt.reason,
                 attempt.error,
-                attempt.finished_ms if status != "pending" else None,
+                attempt.finished_ms if status != OutboxStatus.PENDING else None,
                 attempt.notification_id,
             ),
         )
@@ -400,7 +398,7 @@ class SQLiteStore:
             " FROM deliveries WHERE notification_id = ? ORDER BY seq",
             (notification_id,),
         )
-        return [DeliveryAttempt(*row) for row in rows]
+        return [_attempt(row) for row in rows]
 
     async def outbox_counts(self) -> dict[str, int]:
         """How many notifications are pending, sent and dead."""
@@ -412,7 +410,7 @@ class SQLiteStore:
         return [
             OutboxItem(
                 notification=Notification.model_validate_json(row[0]),
-                status=row[1],
+                status=OutboxStatus(row[1]),
                 attempts=row[2],
                 next_attempt_ms=row[3],
                 last_reason=row[4],
@@ -503,3 +501,10 @@ def _requeue(notification_id: str, now_ms: int, db: sqlite3.Connection) -> bool:
 def _statements(script: str) -> list[str]:
     """The statements of a migration script (our scripts hold no ';' inside literals)."""
     return [statement.strip() for statement in script.split(";") if statement.strip()]
+
+
+def _attempt(row: Sequence[Any]) -> DeliveryAttempt:
+    notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error = row
+    return DeliveryAttempt(
+        notification_id, notifier, attempt, started_ms, finished_ms, DeliveryOutcome(outcome), reason, error
+    )

@@ -1,0 +1,32 @@
+"""One poll of one job: the job view and, when asked, the scenario runs of its unfinished runs, as a Snapshot."""
+
+from __future__ import annotations
+
+from watcher.api.client import RunloopClient
+from watcher.api.decode import decode_pages
+from watcher.core.clock import Clock
+from watcher.core.models import BenchmarkJobView
+from watcher.core.scenario_runs import RunScenarios
+from watcher.core.snapshot import Snapshot
+
+
+def runs_to_follow(job: BenchmarkJobView) -> list[str]:
+    """In-progress runs whose scenario runs tell something the outcomes do not (runs without an outcome yet)."""
+    finished = {outcome.benchmark_run_id for outcome in job.benchmark_outcomes or ()}
+    seen: set[str] = set()
+    follow = []
+    for run in job.in_progress_runs or ():
+        if run.benchmark_run_id not in finished and run.benchmark_run_id not in seen:
+            seen.add(run.benchmark_run_id)
+            follow.append(run.benchmark_run_id)
+    return follow
+
+
+async def fetch_snapshot(client: RunloopClient, job_id: str, clock: Clock, *, scenario_runs: bool) -> Snapshot:
+    """Fetch a job (and its unfinished runs' scenario runs) and stamp it with the observation time."""
+    job = await client.get_job(job_id)
+    runs: dict[str, RunScenarios] = {}
+    if scenario_runs and not job.is_terminal:
+        for run_id in runs_to_follow(job):
+            runs[run_id] = RunScenarios.build(decode_pages(run_id, await client.scenario_runs_raw(run_id)))
+    return Snapshot(job=job, at_ms=clock.now_ms(), scenario_runs=runs)

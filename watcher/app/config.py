@@ -1,0 +1,116 @@
+"""The benchwatch config file: every section, validated strictly, cross-checked, with file:line errors.
+
+This is wiring: it knows the rules' and the notifiers' config models, as only the service and the CLI may.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+
+from notifiers.registry import NotifierConfig
+from rules.config import RuleConfig, SilenceConfig, cross_check_rules
+from watcher.api.client import DEFAULT_BASE_URL
+from watcher.config.durations import DurationMs
+from watcher.config.loader import ConfigError, ConfigProblem, StrictModel, format_path, load_yaml, validate_file
+
+
+class RunloopSection(StrictModel):
+    """`runloop:` where the API is and the key to it."""
+
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+
+    def resolved_base_url(self, environ: Mapping[str, str]) -> str:
+        """The configured URL, else `RUNLOOP_BASE_URL`, else the public API."""
+        return (self.base_url or environ.get("RUNLOOP_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+
+class DiscoverSection(StrictModel):
+    """`watch.discover:` also watch every listed job whose name matches, created recently enough."""
+
+    name: str = "*"
+    created_within_ms: DurationMs | None = Field(None, alias="created_within")
+    max_jobs: int = Field(5000, ge=1, le=100_000, description="page the list no further than this many jobs")
+
+
+class WatchSection(StrictModel):
+    """`watch:` which jobs, how often, and what counts as stalled."""
+
+    jobs: tuple[str, ...] = ()
+    discover: DiscoverSection | None = None
+    poll_interval_ms: DurationMs = Field(30_000, alias="poll_interval", ge=1000)
+    scenario_runs: bool = True
+    stall_after_ms: DurationMs = Field(30 * 60_000, alias="stall_after", ge=1000)
+    max_concurrent_requests: int = Field(8, ge=1, le=256)
+    max_requests_per_s: float | None = Field(20.0, gt=0)
+    api_unreachable_after_ms: DurationMs = Field(5 * 60_000, alias="api_unreachable_after", ge=1000)
+    jitter: float = Field(0.1, ge=0, le=0.5, description="each cycle starts up to this share of the interval late")
+    spread: float = Field(0.7, ge=0, le=0.9, description="a cycle's polls start evenly over this share of the interval")
+
+    @model_validator(mode="after")
+    def _spread_fits(self) -> Self:
+        # A cycle must end before the next one starts, which jitter may bring forward by up to its share: 10 % of
+        # the interval stays free for the last polls' work.
+        if self.spread + self.jitter > 0.9:
+            raise ValueError(f"spread ({self.spread:g}) + jitter ({self.jitter:g}) must be at most 0.9 of the interval")
+        return self
+
+
+class HttpSection(StrictModel):
+    """`http:` the health, metrics and status endpoint."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
+
+
+class StateSection(StrictModel):
+    """`state:` where the SQLite file lives (relative paths: from the config file's folder)."""
+
+    path: str = "./benchwatch.db"
+
+
+class Config(StrictModel):
+    """A whole benchwatch config file."""
+
+    runloop: RunloopSection = Field(default_factory=RunloopSection)
+    watch: WatchSection = Field(default_factory=WatchSection)
+    state: StateSection = Field(default_factory=StateSection)
+    http: HttpSection = Field(default_factory=HttpSection)
+    notifiers: dict[str, NotifierConfig] = Field(default_factory=dict)
+    rules: tuple[RuleConfig, ...] = ()
+    silences: tuple[SilenceConfig, ...] = ()
+
+
+class LoadedConfig:
+    """A validated config and where it came from."""
+
+    def __init__(self, config: Config, path: Path) -> None:
+        self.config = config
+        self.path = path
+
+    def state_path(self) -> Path:
+        """The SQLite file, relative paths taken from the config file's folder."""
+        state = Path(self.config.state.path)
+        return state if state.is_absolute() else (self.path.parent / state)
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Load, validate and cross-check a config file; raises ConfigError listing every problem found."""
+    loaded = load_yaml(path, os.environ if environ is None else environ, collect=True)
+    cross_problems = [
+        ConfigProblem(str(path), loaded.line_of(loc), format_path(loc), message)
+        for loc, message in cross_check_rules(loaded.data)
+    ]
+    try:
+        config = validate_file(Config, loaded)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems + cross_problems) from None
+    if cross_problems:
+        raise ConfigError(cross_problems)
+    return LoadedConfig(config, path)

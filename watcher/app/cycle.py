@@ -1,0 +1,289 @@
+"""One poll cycle: find the jobs to poll, refresh them (from list pages where they are there anyway), diff,
+route and record them, then the timed events — each job isolated from the others' failures."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import xxhash
+
+from watcher.api.client import RunloopClient, parse_body
+from watcher.api.decode import decode_pages
+from watcher.api.errors import NotFoundError, RunloopApiError
+from watcher.api.health import ApiHealth
+from watcher.api.poll import runs_to_follow
+from watcher.app.config import WatchSection
+from watcher.app.tracker import JobTracker, Observation
+from watcher.core.clock import Clock
+from watcher.core.eventlines import event_line
+from watcher.core.events import Event
+from watcher.core.models import BenchmarkJobView
+from watcher.core.ratelimit import Sleep
+from watcher.core.scenario_runs import RunScenarios
+from watcher.core.snapshot import Snapshot
+from watcher.diff.timers import stall, vanish
+
+log = logging.getLogger("benchwatch.poll")
+event_log = logging.getLogger("benchwatch.events")
+
+NOT_FOUND_LIMIT = 2  # a job answering 404 this many times in a row has vanished
+FIRST_PAGE_SIZE = 1000  # the first discovery pass reads far back
+LATER_PAGE_SIZE = 50  # later passes only need what is newer than the newest known job
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did, for metrics and logs."""
+
+    polled: int = 0
+    failed: int = 0
+    events: list[Event] = field(default_factory=list)
+    notifications: int = 0
+    api_errors: list[RunloopApiError] = field(default_factory=list)
+    poll_durations: list[tuple[float, bool]] = field(default_factory=list)  # (seconds, ok) per job polled
+
+
+def _fingerprint(job_body: bytes, pages: dict[str, list[bytes]]) -> str:
+    """A hash of everything a snapshot was built from: equal bytes, equal snapshot, nothing to diff."""
+    digest = xxhash.xxh3_128(job_body)  # ~0.1 ms/MB: a few % of parsing the same bytes
+    for run_id in sorted(pages):
+        digest.update(run_id.encode())
+        for page in pages[run_id]:
+            digest.update(page)
+    return digest.hexdigest()
+
+
+def _scenario_runs(pages: dict[str, list[bytes]], previous: Mapping[str, frozenset[int]]) -> dict[str, RunScenarios]:
+    """Decode each run's pages and compare its latest attempts with the previous poll's."""
+    return {
+        run_id: RunScenarios.build(decode_pages(run_id, bodies), previous.get(run_id))
+        for run_id, bodies in pages.items()
+    }
+
+
+class PollCycle:
+    """Polls every watched job once; `on_notifications` is called as soon as a commit put some in the outbox."""
+
+    def __init__(
+        self,
+        *,
+        watch: WatchSection,
+        client: RunloopClient,
+        tracker: JobTracker,
+        clock: Clock,
+        health: ApiHealth,
+        on_notifications: Callable[[], None],
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.watch = watch
+        self.client = client
+        self.tracker = tracker
+        self.clock = clock
+        self.health = health
+        self.on_notifications = on_notifications
+        self._not_found: dict[str, int] = {}
+        self._discovered_once = False
+        self._polling = asyncio.Semaphore(watch.max_concurrent_requests)
+        self._health_events: list[Event] = []
+        self._sleep = sleep
+
+    def targets(self) -> list[str]:
+        """The jobs to poll: the configured ones and every known one that is not resting, in a stable order."""
+        live = {memory.job_id for memory in self.tracker.live()}
+        explicit = {job_id for job_id in self.watch.jobs if not self.tracker.knows(job_id) or job_id in live}
+        return sorted(live | explicit)
+
+    async def run(self, *, spread_s: float = 0.0) -> CycleReport:
+        """One cycle; never raises for one job's trouble. With `spread_s`, the known jobs' polls start evenly
+        over that many seconds, each at the same offset every cycle (see `_poll_spread`)."""
+        report = CycleReport()
+        started_ms = self.clock.now_ms()
+        discovered = await self._discover(report)
+        targets = [job_id for job_id in self.targets() if job_id not in discovered]
+        if spread_s > 0 and len(targets) > 1:
+            await self._poll_spread(targets, started_ms, spread_s, report)
+        else:
+            await asyncio.gather(*(self._poll(job_id, None, report) for job_id in targets))
+        await self._timed(report)
+        return report
+
+    async def _poll_spread(self, targets: list[str], started_ms: int, spread_s: float, report: CycleReport) -> None:
+        """Start each job's poll at its own offset from the cycle's start, in the stable order of `targets`.
+
+        A job is then polled once per interval at the same phase, so a change waits at most an interval for its
+        poll — however many other jobs changed at the same moment: their work is spread over the cycle instead of
+        queued at its start, and the API sees a steady rate instead of a burst. The offsets count from the cycle's
+        start, not from the end of discovery: a slow discovery pass delays only the slots it overran, and the
+        cycle still ends within the spread."""
+        spread_ms = spread_s * 1000
+        step_ms = spread_ms / len(targets)
+        async with asyncio.TaskGroup() as polls:
+            for index, job_id in enumerate(targets):
+                # Capped: a wall clock stepped back must not hold a poll for longer than the spread.
+                wait_ms = min(started_ms + index * step_ms - self.clock.now_ms(), spread_ms)
+                if wait_ms > 0:
+                    await self._sleep(wait_ms / 1000)
+                polls.create_task(self._poll(job_id, None, report), name=f"poll {job_id}")
+
+    async def _discover(self, report: CycleReport) -> set[str]:
+        """Poll new matching jobs, from the list newest first, paged only as far as needed; returns their ids.
+
+        The first pass pages back to the age cutoff (or `max_jobs`); later passes stop at the first job already
+        known, since every older one was seen before. Known jobs are polled on their own, where an unchanged
+        job costs a hash of its bytes, and a resting (finished) one costs nothing at all. New jobs are polled a
+        page at a time, so a first pass over thousands of jobs never holds them all at once.
+        """
+        discover = self.watch.discover
+        if discover is None:
+            return set()
+        first_pass = not self._discovered_once
+        cutoff_ms = None if discover.created_within_ms is None else self.clock.now_ms() - discover.created_within_ms
+        page_size = min(discover.max_jobs, FIRST_PAGE_SIZE if first_pass else LATER_PAGE_SIZE)
+        batch: list[BenchmarkJobView] = []
+        discovered: set[str] = set()
+        try:
+            seen, known_from_ms = 0, None
+            async for job in self.client.iter_jobs(page_size=page_size):
+                seen += 1
+                if self.tracker.knows(job.id) and not first_pass and known_from_ms is None:
+                    known_from_ms = job.create_time_ms  # jobs created in that same ms may still follow: read on
+                older = [limit for limit in (cutoff_ms, known_from_ms) if limit is not None]
+                if any(job.create_time_ms < limit for limit in older) or seen > discover.max_jobs:
+                    break
+                if not self.tracker.knows(job.id) and fnmatch.fnmatchcase(job.name, discover.name):
+                    batch.append(job)
+                    discovered.add(job.id)
+                if len(batch) >= page_size:
+                    await self._poll_new(batch, report)
+        except RunloopApiError as exc:
+            self._api_failed(exc, report, "listing jobs")
+        else:
+            self._discovered_once = True
+            self._api_succeeded(report)
+        await self._poll_new(batch, report)
+        return discovered
+
+    async def _poll_new(self, batch: list[BenchmarkJobView], report: CycleReport) -> None:
+        """Poll jobs seen on a list page (their views are fresh: no GET), then let them go."""
+        await asyncio.gather(*(self._poll(job.id, job, report) for job in batch))
+        batch.clear()
+
+    async def _poll(self, job_id: str, listed: BenchmarkJobView | None, report: CycleReport) -> None:
+        # A job's bytes and parsed snapshot live only while it is polled: a few at a time bound the memory
+        # a cycle needs, however many jobs there are.
+        async with self._polling:
+            await self._timed_poll(job_id, listed, report)
+
+    async def _timed_poll(self, job_id: str, listed: BenchmarkJobView | None, report: CycleReport) -> None:
+        started = time.monotonic()
+        failed_before = report.failed
+        await self._poll_job(job_id, listed, report)
+        report.poll_durations.append((time.monotonic() - started, report.failed == failed_before))
+
+    async def _poll_job(self, job_id: str, listed: BenchmarkJobView | None, report: CycleReport) -> None:
+        try:
+            if listed is not None:
+                snapshot: Snapshot | None = await self._snapshot_of(listed)
+            else:
+                snapshot = await self._fetch(job_id)
+                self._api_succeeded(report)
+            self._not_found.pop(job_id, None)
+            report.polled += 1
+            if snapshot is None:
+                await self.tracker.observe_unchanged(job_id, self.clock.now_ms())
+                return
+            self._told(await self.tracker.observe(snapshot), report)
+        except NotFoundError as exc:
+            self._api_succeeded(report)  # the API answered: it is the job that is gone
+            await self._maybe_vanished(job_id, exc, report)
+        except RunloopApiError as exc:
+            report.failed += 1
+            self._api_failed(exc, report, f"polling {job_id}")
+        except Exception:  # one job's surprise must not stop the others
+            report.failed += 1
+            log.exception("polling %s failed unexpectedly", job_id)
+
+    async def _snapshot_of(self, job: BenchmarkJobView) -> Snapshot:
+        """A snapshot of a job already parsed (from a list page): fetch its scenario runs."""
+        pages = await self._pages(job, {})
+        return Snapshot(job=job, at_ms=self.clock.now_ms(), scenario_runs=_scenario_runs(pages, {}))
+
+    async def _fetch(self, job_id: str) -> Snapshot | None:
+        """Fetch a job and its followed runs' scenario runs as bytes; None when they hash as last time."""
+        body = await self.client.get_job_raw(job_id)
+        memory = self.tracker.memory(job_id)
+        pages: dict[str, list[bytes]] = {}
+        fingerprint = None
+        if memory is not None:
+            if self.watch.scenario_runs and not memory.finished:
+                for run_id in sorted(r for r, memo in memory.runs.items() if not memo.finished):
+                    pages[run_id] = await self.client.scenario_runs_raw(run_id)
+            fingerprint = _fingerprint(body, pages)
+            if memory.fingerprint == fingerprint:
+                return None
+        job = parse_body(f"/v1/benchmark_jobs/{job_id}", body, BenchmarkJobView)
+        followed = await self._pages(job, pages)
+        if fingerprint is None or followed.keys() != pages.keys():  # hash the bytes again only if the runs differ
+            fingerprint = _fingerprint(body, followed)
+        at_ms = self.clock.now_ms()
+        scenario_runs = _scenario_runs(followed, self.tracker.seen_scenarios(job_id))
+        return Snapshot(job=job, at_ms=at_ms, scenario_runs=scenario_runs, fingerprint=fingerprint)
+
+    async def _pages(self, job: BenchmarkJobView, fetched: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
+        """Scenario-run pages of exactly the runs to follow now, reusing those fetched already."""
+        if not self.watch.scenario_runs or job.is_terminal:
+            return {}
+        pages = {}
+        for run_id in runs_to_follow(job):
+            pages[run_id] = fetched[run_id] if run_id in fetched else await self.client.scenario_runs_raw(run_id)
+        return pages
+
+    async def _maybe_vanished(self, job_id: str, exc: NotFoundError, report: CycleReport) -> None:
+        count = self._not_found.get(job_id, 0) + 1
+        self._not_found[job_id] = count
+        memory = self.tracker.memory(job_id)
+        if count < NOT_FOUND_LIMIT or memory is None:
+            if memory is None and count >= NOT_FOUND_LIMIT:
+                log.warning("configured job %s does not exist (404); check watch.jobs", job_id)
+            return
+        result = vanish(memory, self.clock.now_ms())
+        if result is not None:
+            event, updated = result
+            self._told(await self.tracker.record([event], updated, event.at_ms), report)
+
+    async def _timed(self, report: CycleReport) -> None:
+        now_ms = self.clock.now_ms()
+        for memory in self.tracker.live():
+            result = stall(memory, now_ms, self.watch.stall_after_ms)
+            if result is not None:
+                event, updated = result
+                self._told(await self.tracker.record([event], updated, now_ms), report)
+        outage = self.health.check(now_ms)
+        if outage is not None:
+            self._health_events.append(outage)
+        health_events, self._health_events = self._health_events, []
+        if health_events:
+            self._told(await self.tracker.record(health_events, None, now_ms), report)
+
+    def _api_succeeded(self, report: CycleReport) -> None:
+        recovered = self.health.succeeded(self.clock.now_ms())
+        if recovered is not None:
+            self._health_events.append(recovered)  # recorded with the timed events, at the end of the cycle
+
+    def _api_failed(self, exc: RunloopApiError, report: CycleReport, doing: str) -> None:
+        report.api_errors.append(exc)
+        self.health.failed(self.clock.now_ms(), str(exc))
+        log.warning("%s failed: %s", doing, exc)
+
+    def _told(self, observation: Observation, report: CycleReport) -> None:
+        report.events.extend(observation.events)
+        for event in observation.events:
+            event_log.info("%s", event_line(event), extra={"event_kind": event.kind, "event_id": event.id})
+        if observation.notifications:
+            report.notifications += len(observation.notifications)
+            self.on_notifications()

@@ -1,0 +1,29 @@
+"""Wiring of delivery: the configured notifiers, on the shared HTTP session, behind one delivery worker."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from notifiers.protocol import Notifier, NotifierContext
+from notifiers.registry import build_notifier, delivery_policy
+from notifiers.worker import DeliveryWorker
+from watcher.app.config import Config
+from watcher.core.clock import Clock
+from watcher.store.protocol import NamespacedState, Store
+
+
+def build_notifiers(config: Config, store: Store, session: aiohttp.ClientSession, clock: Clock) -> dict[str, Notifier]:
+    """Every configured notifier, each with its own durable state namespace."""
+    return {
+        name: build_notifier(
+            name, settings, NotifierContext(session, NamespacedState(store, f"notifier.{name}")), clock
+        )
+        for name, settings in config.notifiers.items()
+    }
+
+
+def build_worker(config: Config, store: Store, session: aiohttp.ClientSession, clock: Clock) -> DeliveryWorker:
+    """The delivery worker for a config's notifiers."""
+    notifiers = build_notifiers(config, store, session, clock)
+    policies = {name: delivery_policy(settings) for name, settings in config.notifiers.items()}
+    return DeliveryWorker(store, notifiers, policies, clock=clock)

@@ -1,0 +1,176 @@
+"""`benchwatch demo`: the simulator and the real watcher service, in one process, for a minute or two.
+
+The simulator serves four jobs — one completes, one fails in setup, one has a burst of scenario failures, one
+stalls — on an accelerated clock. The service watches them with a generated config: console notifications, and a
+signed webhook to a local receiver. Events and notifications print as they come; a summary ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from aiohttp import web
+
+from watcher.app.config import load_config
+from watcher.app.service import Service
+from watcher.core.clock import ScaledClock
+from watcher.core.memory import JobMemory
+from watcher.simulator import Simulator, create_app, demo_specs
+
+WEBHOOK_SECRET = "whsec_ZGVtby1zZWNyZXQtZm9yLWJlbmNod2F0Y2gtZGVtbw=="
+_CONFIG = """\
+runloop:
+  base_url: {api}
+  api_key: demo-key
+watch:
+  discover: {{name: "demo-*"}}
+  poll_interval: {interval}
+  stall_after: {stall_after}
+state: {{path: ./demo.db}}
+http: {{enabled: false}}
+notifiers:
+  screen: {{type: console}}
+  receiver: {{type: webhook, url: "{hook}", secret: "{secret}"}}
+rules:
+  - name: finished
+    on: job.finished
+    notify: [screen, receiver]
+    severity: info
+  - name: weak-run
+    on: run.finished
+    where: {{average_score: {{lt: 0.7}}}}
+    notify: screen
+    severity: warning
+  - name: failure-burst
+    on: [scenario.failed, scenario.timed_out]
+    notify: [screen, receiver]
+    group_wait: 5s
+    severity: warning
+  - name: stalled
+    on: job.stalled
+    notify: [screen, receiver]
+    severity: critical
+"""
+
+
+class _Receiver:
+    """The local webhook receiver: counts what arrives."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, object]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append(await request.json())
+        return web.Response(status=204)
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site.name
+
+
+async def run_demo(*, seed: int, speed: float, interval_s: float, max_seconds: float) -> int:
+    """Run the demo; returns the exit code."""
+    _demo_logging()
+    sim = Simulator(seed=seed, clock=ScaledClock(speed=speed), api_key="demo-key")
+    for spec in demo_specs():
+        sim.add_job(spec)
+    receiver = _Receiver()
+    hook_app = web.Application()
+    hook_app.router.add_post("/hook", receiver.handle)
+    sim_runner, api = await _serve(create_app(sim))
+    hook_runner, hook = await _serve(hook_app)
+    stall_after_s = max(5.0, 1200 / speed)  # 20 simulated minutes without change
+    print(f"benchwatch demo: a simulated Runloop API on {api} ({speed:g}× real time) with four jobs;")
+    print(f"the watcher polls every {interval_s:g}s, prints notifications (console) and signs them to {hook}\n")
+    try:
+        with tempfile.TemporaryDirectory(prefix="benchwatch-demo-") as folder:
+            config = Path(folder) / "benchwatch.yaml"
+            config.write_text(
+                _CONFIG.format(
+                    api=api,
+                    interval=f"{interval_s:g}s",
+                    stall_after=f"{stall_after_s:g}s",
+                    hook=f"{hook}/hook",
+                    secret=WEBHOOK_SECRET,
+                )
+            )
+            service = Service(load_config(config, {}))
+            started = time.monotonic()
+            memories = await _run_until_settled(service, max_seconds)
+            _summary(service, memories, receiver, time.monotonic() - started)
+    finally:
+        await hook_runner.cleanup()
+        await sim_runner.cleanup()
+    return 0
+
+
+def _demo_logging() -> None:
+    """Event lines on stdout, briefly; the rest of the logs stay quiet."""
+    logging.getLogger().setLevel(logging.WARNING)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("  · %(message)s"))
+    events = logging.getLogger("benchwatch.events")
+    events.setLevel(logging.INFO)
+    events.addHandler(handler)
+    events.propagate = False
+
+
+async def _run_until_settled(service: Service, max_seconds: float) -> dict[str, JobMemory]:
+    """Run the service until every job settled (or `max_seconds`); the jobs' memories as the service left them."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    deadline = time.monotonic() + max_seconds
+    try:
+        while time.monotonic() < deadline and not await _settled(service):
+            # Look twice a second; the service ending early (an error) ends the demo too.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), timeout=0.5)
+            if task.done():
+                break
+        return {} if task.done() else await service.store.load_memories()
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _settled(service: Service) -> bool:
+    """Every job finished or told stalled, no group window open, nothing pending in the outbox or in flight."""
+    tracker = getattr(service, "tracker", None)  # set once the service has opened everything
+    if tracker is None:
+        return False
+    memories = await service.store.load_memories()
+    done = len(memories) == 4 and all(memory.finished or memory.stalled for memory in memories.values())
+    if not done or tracker.next_due_ms() is not None or not service.worker.idle:
+        return False
+    return (await service.store.outbox_counts()).get("pending", 0) == 0
+
+
+def _summary(service: Service, by_job: dict[str, JobMemory], receiver: _Receiver, elapsed_s: float) -> None:
+    memories = sorted(by_job.values(), key=lambda memory: memory.job_name)
+    sent: Counter[str] = Counter()
+    for (notifier, outcome, _), count in service.worker.stats.items():
+        if outcome == "sent":
+            sent[notifier] += count
+    print(f"\nsummary after {elapsed_s:.0f}s:")
+    for memory in memories:
+        counters = memory.counters
+        state = "stalled" if memory.stalled and not memory.finished else memory.state
+        print(
+            f"  {memory.job_name:<24} {state:<10} {counters.n_done}/{counters.n_expected} done, "
+            f"{counters.n_failed} failed, {counters.n_timeout} timed out"
+        )
+    print("  notifications sent: " + (", ".join(f"{name} ×{count}" for name, count in sorted(sent.items())) or "none"))
+    print(f"  the webhook receiver holds {len(receiver.received)} signed notifications")
+    print("\nnext: benchwatch check examples/slack-on-completion.yaml · docs/rules.md · docs/operations.md")

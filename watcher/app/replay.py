@@ -1,0 +1,98 @@
+"""`benchwatch replay`: recorded snapshots (JSON lines) in, events (JSON lines) out — the same way every time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from rules.engine import Router
+from watcher.app.config import LoadedConfig
+from watcher.app.tracker import JobTracker
+from watcher.core.models import BenchmarkJobView, ScenarioRunView
+from watcher.core.scenario_runs import from_views
+from watcher.core.snapshot import Snapshot
+from watcher.diff.summary import dashboard_url_for
+from watcher.store import open_store
+from watcher.store.protocol import Store
+
+
+class ReplayInputError(ValueError):
+    """A line of the replay file is not a snapshot; the message names the file and line."""
+
+
+class _Line(BaseModel):
+    """`{"at_ms": ..., "job": {...}, "scenario_runs": {...}}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at_ms: int | None = None
+    job: BenchmarkJobView
+    scenario_runs: dict[str, tuple[ScenarioRunView, ...]] | None = None
+
+
+def read_snapshots(path: Path) -> list[Snapshot]:
+    """Every snapshot in the file, in file order; blank lines are skipped. Raises `ReplayInputError`."""
+    snapshots = []
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            if raw.strip():
+                snapshots.append(_parse_line(path, number, raw))
+    return snapshots
+
+
+def _parse_line(path: Path, number: int, raw: bytes) -> Snapshot:
+    try:
+        value: Any = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReplayInputError(f"{path}:{number}: not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ReplayInputError(f"{path}:{number}: expected a JSON object, got {type(value).__name__}")
+    try:
+        if "job" in value and "id" not in value:
+            line = _Line.model_validate(value)
+            at_ms = number if line.at_ms is None else line.at_ms
+            return Snapshot(job=line.job, at_ms=at_ms, scenario_runs=from_views(line.scenario_runs or {}))
+        return Snapshot(job=BenchmarkJobView.model_validate(value), at_ms=number)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in error["loc"]) or "line"
+        raise ReplayInputError(f"{path}:{number}: {where}: {error['msg']}") from None
+
+
+async def replay(path: Path, out: TextIO, *, state: Path | None = None, config: LoadedConfig | None = None) -> int:
+    """Diff every snapshot of `path` in order and write JSON lines: the events, or with a config the
+    notifications that would be sent (nothing is sent), windows closing on the replay's clock. Returns how many."""
+    snapshots = read_snapshots(path)
+    count = 0
+    async with open_store(state if state is not None else ":memory:") as store:
+        tracker = _tracker(store, config)
+        for snapshot in snapshots:
+            observation = await tracker.observe(snapshot)
+            lines = observation.events if config is None else observation.notifications
+            for item in lines:
+                out.write(item.model_dump_json() + "\n")
+                count += 1
+        if config is not None:
+            count += await _flush_remaining(tracker, out)
+    return count
+
+
+def _tracker(store: Store, config: LoadedConfig | None) -> JobTracker:
+    if config is None:
+        return JobTracker(store)
+    router = Router(config.config.rules, config.config.silences)
+    base_url = config.config.runloop.resolved_base_url({})
+    return JobTracker(store, router=router, dashboard_url=dashboard_url_for(base_url))
+
+
+async def _flush_remaining(tracker: JobTracker, out: TextIO) -> int:
+    """Windows still open at the end of the file close at their own time."""
+    count = 0
+    while (due_ms := tracker.next_due_ms()) is not None:
+        for notification in (await tracker.flush_due(due_ms)).notifications:
+            out.write(notification.model_dump_json() + "\n")
+            count += 1
+    return count

@@ -1,0 +1,209 @@
+"""`benchwatch run`: the long-running watcher — APScheduler drives poll cycles and rule timers, the delivery
+worker sends, the status endpoint answers; SIGTERM stops it all in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from datetime import UTC, datetime
+
+import aiohttp
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from rules.engine import Router
+from watcher.api.client import RequestLimits, RunloopClient
+from watcher.api.errors import RunloopApiError
+from watcher.api.health import ApiHealth
+from watcher.app.config import LoadedConfig
+from watcher.app.cycle import PollCycle
+from watcher.app.delivery import build_worker
+from watcher.app.metrics import Metrics
+from watcher.app.status import StatusServer, create_status_app, start_status_server
+from watcher.app.tracker import JobTracker
+from watcher.core.clock import Clock, SystemClock
+from watcher.diff.summary import dashboard_url_for
+from watcher.store import open_store
+from watcher.store.protocol import Store
+
+log = logging.getLogger("benchwatch.service")
+
+POLL_JOB = "poll-cycle"
+TIMER_JOB = "rule-timers"
+STOP_GRACE_S = 10.0
+
+
+class Service:
+    """The watcher as a process: open everything, run until told to stop, close everything in order."""
+
+    def __init__(self, loaded: LoadedConfig, *, clock: Clock | None = None) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.clock = clock or SystemClock()
+        self.metrics = Metrics()
+        self.health = ApiHealth(self.config.watch.api_unreachable_after_ms)
+        self.status: StatusServer | None = None
+        self._store = open_store(loaded.state_path())
+        self._cycle_lock = asyncio.Lock()
+        self._last_cycle_end_s: float | None = None
+        self._cycles = 0
+
+    @property
+    def store(self) -> Store:
+        """The state store (for the status API)."""
+        return self._store
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Run until `stop` is set; returns the exit code."""
+        await self._store.open()
+        try:
+            async with aiohttp.ClientSession() as session:
+                await self._run_with(session, stop)
+        finally:
+            await self._store.close()
+        log.info("stopped")
+        return 0
+
+    async def _run_with(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
+        base_url = self.config.runloop.resolved_base_url(os.environ)
+        self.client = RunloopClient(
+            base_url=base_url,
+            api_key=self.config.runloop.api_key,
+            session=session,
+            limits=RequestLimits(self.config.watch.max_concurrent_requests, self.config.watch.max_requests_per_s),
+            clock=self.clock,
+        )
+        router = Router(self.config.rules, self.config.silences)
+        self.tracker = JobTracker(self._store, router=router, dashboard_url=dashboard_url_for(base_url))
+        await self.tracker.load_memories()
+        self.worker = build_worker(self.config, self._store, session, self.clock)
+        self.cycle = PollCycle(
+            watch=self.config.watch,
+            client=self.client,
+            tracker=self.tracker,
+            clock=self.clock,
+            health=self.health,
+            on_notifications=self.worker.wake,
+        )
+        worker_task = asyncio.create_task(self.worker.run(), name="delivery worker")
+        await self._start_status()
+        scheduler = self._start_scheduler()
+        log.info(
+            "watching %d jobs from %s; polling every %.0fs", len(self.cycle.targets()), base_url, self._interval_s()
+        )
+        try:
+            await stop.wait()
+        finally:
+            await self._shutdown(scheduler, worker_task)
+
+    def _interval_s(self) -> float:
+        return self.config.watch.poll_interval_ms / 1000
+
+    def _start_scheduler(self) -> AsyncIOScheduler:
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        interval_s = self._interval_s()
+        scheduler.add_job(
+            self.poll_once,
+            "interval",
+            seconds=interval_s,
+            jitter=interval_s * self.config.watch.jitter or None,
+            id=POLL_JOB,
+            max_instances=1,  # a slow cycle is never started twice at once
+            coalesce=True,  # runs missed meanwhile collapse into one
+            misfire_grace_time=max(1, int(interval_s)),
+            next_run_time=datetime.now(UTC),
+        )
+        scheduler.add_job(self.flush_timers, "interval", seconds=1, id=TIMER_JOB, max_instances=1, coalesce=True)
+        scheduler.add_listener(_log_scheduler_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+        scheduler.start()
+        return scheduler
+
+    async def _start_status(self) -> None:
+        settings = self.config.http
+        if not settings.enabled:
+            return
+        self.status = await start_status_server(create_status_app(self), settings.host, settings.port)
+        log.info(
+            "status endpoint on http://%s:%d (/healthz /readyz /metrics /api/jobs /api/events)",
+            settings.host,
+            self.status.port,
+        )
+
+    async def poll_once(self) -> None:
+        """One poll cycle (the scheduler's job); cycles never overlap."""
+        async with self._cycle_lock:
+            started = time.monotonic()
+            report = await self.cycle.run(spread_s=self._interval_s() * self.config.watch.spread)
+            elapsed_s = time.monotonic() - started
+            self._cycles += 1
+            self._last_cycle_end_s = time.time()
+            self.metrics.poll_cycle(elapsed_s)
+            self.metrics.events(event.kind for event in report.events)
+            for error in report.api_errors:
+                self.metrics.api_error(error.reason, error.status)
+            for duration_s, ok in report.poll_durations:
+                self.metrics.poll(duration_s, ok)
+            if report.polled and not report.failed:
+                self.metrics.last_successful_poll(self._last_cycle_end_s)
+            self.metrics.api_reachable(self.health.reachable)
+            log.debug(
+                "cycle %d: %d polled, %d failed, %d events, %d notifications in %.2fs",
+                self._cycles, report.polled, report.failed, len(report.events), report.notifications, elapsed_s,
+            )  # fmt: skip
+
+    async def flush_timers(self) -> None:
+        """Close rule group windows that are due (the scheduler's 1-second job)."""
+        due_ms = self.tracker.next_due_ms()
+        if due_ms is None or due_ms > self.clock.now_ms():
+            return
+        observation = await self.tracker.flush_due(self.clock.now_ms())
+        if observation.notifications:
+            self.worker.wake()
+
+    async def readiness(self) -> tuple[bool, str]:
+        """Ready once a cycle has finished recently (within three intervals) and the store is open."""
+        if self._last_cycle_end_s is None:
+            return False, "no poll cycle has finished yet"
+        age_s = time.time() - self._last_cycle_end_s
+        if age_s > 3 * self._interval_s() + 30:
+            return False, f"the last poll cycle finished {age_s:.0f}s ago"
+        return True, f"last poll cycle finished {age_s:.0f}s ago"
+
+    async def refresh_metrics(self) -> None:
+        """Gauges read from the store and the worker, before a scrape."""
+        counts = await self._store.outbox_counts()
+        self.metrics.outbox(counts)
+        self.metrics.sync_deliveries(self.worker.stats)
+        self.metrics.watched(len(self.tracker.live()))
+
+    async def _shutdown(self, scheduler: AsyncIOScheduler, worker_task: asyncio.Task[None]) -> None:
+        """Stop polling first (APScheduler would cancel a running cycle), then deliveries, then the endpoint."""
+        log.info("stopping: no new poll cycles; waiting for the current one (at most %.0fs)", STOP_GRACE_S)
+        scheduler.pause()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_GRACE_S):
+                await self._cycle_lock.acquire()
+        scheduler.shutdown(wait=False)
+        await self.worker.stop(grace_s=STOP_GRACE_S)
+        worker_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker_task
+        if self.status is not None:
+            await self.status.close()
+        await self.client.close()
+
+
+def _log_scheduler_event(event: JobExecutionEvent) -> None:
+    if event.code == EVENT_JOB_MAX_INSTANCES:
+        log.warning("%s: the previous run is still going; this run was skipped", event.job_id)
+    elif event.code == EVENT_JOB_MISSED:
+        log.warning("%s: runs were missed (the loop was busy); they are coalesced into the next one", event.job_id)
+    elif (
+        event.code == EVENT_JOB_ERROR
+        and event.exception is not None
+        and not isinstance(event.exception, RunloopApiError)
+    ):
+        log.error("%s failed: %s", event.job_id, event.exception, exc_info=event.exception)

@@ -1,0 +1,178 @@
+"""The status HTTP API: liveness, readiness, Prometheus metrics, and read-only views of jobs and recorded events.
+
+Every response is JSON (except /metrics), errors included: a bad query is a 400 saying which parameter, an
+unknown path a 404, and an unexpected failure a 500 without a traceback (it is logged instead).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from aiohttp import web
+
+from watcher.app.metrics import Metrics
+from watcher.core.memory import JobMemory
+from watcher.store.protocol import Store
+
+log = logging.getLogger("benchwatch.status")
+
+DEFAULT_EVENTS_LIMIT: Final = 100
+MAX_EVENTS_LIMIT: Final = 1000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class StatusSource(Protocol):
+    """What the status API reads: the store, the metrics, and the running watcher's view of its own health."""
+
+    @property
+    def store(self) -> Store:
+        """The store holding job memories and events."""
+        ...
+
+    @property
+    def metrics(self) -> Metrics:
+        """The metrics rendered at /metrics."""
+        ...
+
+    async def readiness(self) -> tuple[bool, str]:
+        """Whether the watcher is ready to serve, and why (or why not)."""
+        ...
+
+    async def refresh_metrics(self) -> None:
+        """Bring gauges read from elsewhere (outbox, deliveries) up to date before a scrape."""
+        ...
+
+
+SOURCE: Final = web.AppKey("source", StatusSource)
+
+
+class QueryError(ValueError):
+    """A query parameter the API cannot use; its message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusServer:
+    """A running status server and the port it bound (useful when asked for port 0)."""
+
+    runner: web.AppRunner
+    port: int
+
+    async def close(self) -> None:
+        """Stop listening and release the app's resources."""
+        await self.runner.cleanup()
+
+
+def create_status_app(source: StatusSource) -> web.Application:
+    """The status API's aiohttp application, reading from `source`."""
+    app = web.Application(middlewares=[_json_errors])
+    app[SOURCE] = source
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/api/jobs", _jobs)
+    app.router.add_get("/api/events", _events)
+    return app
+
+
+async def start_status_server(app: web.Application, host: str, port: int) -> StatusServer:
+    """Serve `app` on host:port (0 picks a free port) and return the server with the port it bound."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = runner.addresses[0][1]
+    return StatusServer(runner, int(bound))
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors as JSON: aiohttp's own (404, 405) keep their status, anything unexpected is a logged 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason.lower())
+    except QueryError as exc:
+        return _error(400, str(exc))
+    except Exception:
+        log.exception("status API: %s %s failed", request.method, request.path)
+        return _error(500, "internal error")
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    try:
+        ready, reason = await request.app[SOURCE].readiness()
+    except Exception as exc:  # a broken check means not ready, not a 500
+        log.warning("readiness check failed: %s", type(exc).__name__, exc_info=True)
+        ready, reason = False, f"readiness check failed ({type(exc).__name__})"
+    return web.json_response({"ready": ready, "reason": reason}, status=200 if ready else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    source = request.app[SOURCE]
+    try:
+        await source.refresh_metrics()
+    except Exception:  # stale gauges beat a failed scrape: the counters are still right
+        log.warning("refreshing metrics before a scrape failed", exc_info=True)
+    body, content_type = source.metrics.render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def _jobs(request: web.Request) -> web.Response:
+    memories = await request.app[SOURCE].store.load_memories()
+    jobs = [_job_json(memories[job_id]) for job_id in sorted(memories)]
+    return web.json_response(jobs)
+
+
+def _job_json(memory: JobMemory) -> dict[str, Any]:
+    return {
+        "job_id": memory.job_id,
+        "job_name": memory.job_name,
+        "state": memory.state,
+        "finished": memory.finished,
+        "counters": memory.counters.model_dump(mode="json"),
+        "first_seen_ms": memory.first_seen_ms,
+        "last_seen_ms": memory.last_seen_ms,
+        "last_change_ms": memory.last_change_ms,
+    }
+
+
+async def _events(request: web.Request) -> web.Response:
+    query = request.query
+    since = _int_param(query.get("since"), "since", default=0, minimum=0)
+    limit = _int_param(query.get("limit"), "limit", default=DEFAULT_EVENTS_LIMIT, minimum=1, maximum=MAX_EVENTS_LIMIT)
+    job_id = query.get("job_id") or None
+    stored = await request.app[SOURCE].store.events(job_id=job_id, since_seq=since, limit=limit)
+    # With nothing new the cursor stays put, so a client can keep asking with `next` as its `since`.
+    next_seq = stored[-1].seq if stored else since
+    return web.json_response({"events": [item.event.model_dump(mode="json") for item in stored], "next": next_seq})
+
+
+def _int_param(raw: str | None, name: str, *, default: int, minimum: int, maximum: int | None = None) -> int:
+    """A query parameter as an integer within bounds, `default` when absent or empty."""
+    if raw is None or raw == "":
+        return default
+    bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+    try:
+        value = int(raw)
+    except ValueError:
+        raise QueryError(f"{name} must be an integer {bounds}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise QueryError(f"{name} must be an integer {bounds}")
+    return value

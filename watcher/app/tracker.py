@@ -1,0 +1,188 @@
+"""The one code path from a snapshot to what must be told: diff → summary → rules → one atomic commit.
+
+`benchwatch run`, `wait`, `replay` and `demo` all go through `JobTracker.observe`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rules.engine import Router, RuleState, RuleStateChanges
+from rules.persist import load_rule_state, rows_for
+from watcher.core.events import Event
+from watcher.core.memory import JobMemory
+from watcher.core.notification import Notification
+from watcher.core.snapshot import Snapshot
+from watcher.core.summary import JobSummary
+from watcher.diff.jobs import diff, unchanged
+from watcher.diff.summary import summarize
+from watcher.store.protocol import Store
+
+log = logging.getLogger("benchwatch.tracker")
+
+DEFAULT_DASHBOARD_URL = "https://platform.runloop.ai"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a poll (or a timer) revealed: new events, the notifications now due, per-rule problems, and (after a
+    poll) the job's memory as recorded."""
+
+    events: tuple[Event, ...] = ()
+    notifications: tuple[Notification, ...] = ()
+    problems: tuple[str, ...] = ()
+    memory: JobMemory | None = None
+
+
+class JobTracker:
+    """Turns snapshots into events and notifications recorded in the store together.
+
+    Memories and rule state are cached after the first load; they change only once the store committed. When a
+    commit fails, the rule state is reloaded from the store, so the next poll yields the same results again.
+    Only the memories of jobs still polled are cached: of a resting (finished) job the tracker keeps just its id,
+    so thousands of finished jobs cost a set entry each — no memory to walk for the garbage collector, no RSS.
+    """
+
+    def __init__(
+        self, store: Store, *, router: Router | None = None, dashboard_url: str = DEFAULT_DASHBOARD_URL
+    ) -> None:
+        self.store = store
+        self.router = router
+        self.dashboard_url = dashboard_url
+        self._memories: dict[str, JobMemory] = {}  # jobs still polled
+        self._resting: set[str] = set()  # jobs no longer polled: their memories are in the store only
+        self._seen: dict[str, dict[str, frozenset[int]]] = {}  # job id → run id → latest attempts last diffed
+        self._rule_state: RuleState | None = None
+
+    async def observe(self, snapshot: Snapshot) -> Observation:
+        """Diff `snapshot` against the job's memory, route its events, record it all, and return it."""
+        job_id = snapshot.job.id
+        memory = self._memories.get(job_id)
+        if memory is None:
+            memory = await self.store.load_memory(job_id)
+        result = diff(memory, snapshot)
+        for warning in result.warnings:
+            log.warning("%s", warning)
+        observation = Observation(result.events, memory=result.memory)
+        state = await self._state()
+        if result.events and self.router is not None and state is not None:
+            summary = self._summary(snapshot, result.memory)
+            routed = self.router.route(state, result.events, summary, snapshot.at_ms)
+            observation = Observation(result.events, routed.notifications, routed.problems, result.memory)
+        changes = state.take_changes() if state is not None else None
+        if result.events or changes or memory is None or _material(result.memory) != _material(memory):
+            await self._commit(result.memory, observation, changes)
+        self._remember(result.memory)
+        if snapshot.scenario_runs and not result.memory.finished:
+            self._seen[job_id] = {run_id: runs.seen for run_id, runs in snapshot.scenario_runs.items()}
+        else:
+            self._seen.pop(job_id, None)
+        _log_problems(observation.problems)
+        return observation
+
+    async def observe_unchanged(self, job_id: str, at_ms: int) -> None:
+        """A poll whose bytes hashed as last time's: no parse, no diff; written only if bookkeeping changed."""
+        memory = self._memories[job_id]
+        updated = unchanged(memory, at_ms)
+        if _material(updated) != _material(memory):
+            await self._commit(updated, Observation(), None)
+        self._remember(updated)
+
+    async def record(self, events: Sequence[Event], memory: JobMemory | None, now_ms: int) -> Observation:
+        """Route and record events that time revealed (a stall, a vanishing, an API outage), with the memory
+        of the job they change, if any; like `observe`, in one commit."""
+        state = await self._state()
+        observation = Observation(tuple(events))
+        if events and self.router is not None and state is not None:
+            routed = self.router.route(state, events, None, now_ms)
+            observation = Observation(tuple(events), routed.notifications, routed.problems)
+        changes = state.take_changes() if state is not None else None
+        await self._commit(memory, observation, changes)
+        if memory is not None:
+            self._remember(memory)
+        _log_problems(observation.problems)
+        return observation
+
+    async def load_memories(self) -> int:
+        """Learn every job the store remembers (a restart resumes from these); returns how many."""
+        memories = await self.store.load_memories()
+        for memory in memories.values():
+            self._remember(memory)
+        return len(memories)
+
+    def seen_scenarios(self, job_id: str) -> dict[str, frozenset[int]]:
+        """Per followed run, the latest scenario attempts the job's memory already reflects (what the next
+        snapshot is compared with); empty after a restart, when the next snapshot is diffed in full."""
+        return self._seen.get(job_id, {}) if job_id in self._memories else {}
+
+    def knows(self, job_id: str) -> bool:
+        """Whether the tracker has a memory of this job."""
+        return job_id in self._memories or job_id in self._resting
+
+    def live(self) -> list[JobMemory]:
+        """The memories of jobs still polled (not resting): what a cycle iterates, however many jobs rest."""
+        return [self._memories[job_id] for job_id in sorted(self._memories)]
+
+    def _remember(self, memory: JobMemory) -> None:
+        if memory.resting:
+            self._memories.pop(memory.job_id, None)
+            self._seen.pop(memory.job_id, None)
+            self._resting.add(memory.job_id)
+        else:
+            self._memories[memory.job_id] = memory
+            self._resting.discard(memory.job_id)
+
+    async def flush_due(self, now_ms: int) -> Observation:
+        """Close the group windows due by `now_ms`: their notifications, recorded in the outbox."""
+        state = await self._state()
+        if self.router is None or state is None:
+            return Observation()
+        problems: list[str] = []
+        notifications = tuple(self.router.flush_due(state, now_ms, problems))
+        changes = state.take_changes()
+        observation = Observation((), notifications, tuple(problems))
+        if notifications or changes:
+            await self._commit(None, observation, changes)
+        _log_problems(observation.problems)
+        return observation
+
+    def next_due_ms(self) -> int | None:
+        """When the next group window closes (None when none is open, or before the first poll)."""
+        return Router.next_due_ms(self._rule_state) if self._rule_state is not None else None
+
+    def memory(self, job_id: str) -> JobMemory | None:
+        """The memory of a job still polled (None for a resting job: its memory is in the store)."""
+        return self._memories.get(job_id)
+
+    async def _state(self) -> RuleState | None:
+        if self.router is not None and self._rule_state is None:
+            self._rule_state = await load_rule_state(self.store)
+        return self._rule_state
+
+    async def _commit(
+        self, memory: JobMemory | None, observation: Observation, changes: RuleStateChanges | None
+    ) -> None:
+        rows = rows_for(changes) if changes is not None else []
+        try:
+            await self.store.commit(
+                memory=memory, events=observation.events, state_rows=rows, notifications=observation.notifications
+            )
+        except BaseException:
+            self._rule_state = None  # what the store holds is the truth: reload it on the next poll
+            raise
+
+    def _summary(self, snapshot: Snapshot, memory: JobMemory) -> JobSummary:
+        run_counts = {run_id: memo.counts for run_id, memo in memory.runs.items() if memo.counts is not None}
+        return summarize(snapshot.job, memory.counters, run_counts, self.dashboard_url)
+
+
+def _material(memory: JobMemory) -> JobMemory:
+    """The memory without what changes on every poll: not worth a write by itself."""
+    return memory.model_copy(update={"last_seen_ms": 0, "fingerprint": None})
+
+
+def _log_problems(problems: tuple[str, ...]) -> None:
+    for problem in problems:
+        log.warning("%s", problem)

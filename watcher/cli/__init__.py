@@ -1,0 +1,1 @@
+"""The `benchwatch` command line: one module per command family; `main` builds the parser and imports lazily."""

@@ -1,0 +1,39 @@
+"""`benchwatch check` and `benchwatch schema`: what a config means, and the shape of events."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rules.describe import describe_rule, describe_silence
+from watcher.app.config import load_config
+from watcher.core.events import events_json_schema
+
+
+async def check(args: argparse.Namespace) -> int:
+    """`benchwatch check CONFIG`: validate, then describe notifiers, rules and silences."""
+    loaded = load_config(args.config)
+    config = loaded.config
+    print(f"{args.config}: OK")
+    print(f"notifiers ({len(config.notifiers)}):")
+    for name, notifier in config.notifiers.items():
+        print(f"  {name} ({notifier.type}): {notifier.destination()}")
+    print(f"rules ({len(config.rules)}):")
+    for rule in config.rules:
+        print(f"  {describe_rule(rule)}")
+    if config.silences:
+        print(f"silences ({len(config.silences)}):")
+        for silence in config.silences:
+            print(f"  {describe_silence(silence)}")
+    unused = sorted(set(config.notifiers) - {name for rule in config.rules for name in rule.notify})
+    if unused:
+        print(f"note: notifiers no rule uses: {', '.join(unused)}")
+    if not config.watch.jobs and config.watch.discover is None:
+        print("note: nothing to watch yet: watch.jobs and watch.discover are both empty")
+    return 0
+
+
+async def schema(args: argparse.Namespace) -> int:
+    """`benchwatch schema`: the JSON Schema of events."""
+    sys.stdout.write(events_json_schema())
+    return 0

@@ -1,0 +1,113 @@
+"""`benchwatch deliveries` and `benchwatch test-notify`: look into the outbox, resend, try a notifier."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import aiohttp
+
+from notifiers.protocol import SendError
+from watcher.app.config import load_config
+from watcher.app.delivery import build_notifiers, build_worker
+from watcher.app.sample import sample_notification
+from watcher.cli.errors import UsageError
+from watcher.core.clock import SystemClock
+from watcher.core.records import OutboxItem
+from watcher.store import open_store
+
+
+def _state_path(args: argparse.Namespace) -> Path:
+    if args.state is not None:
+        return Path(args.state)
+    if args.config is not None:
+        return load_config(args.config).state_path()
+    raise UsageError("give --config CONFIG or --state DB to find the state database")
+
+
+def _when(ms: int | None) -> str:
+    return "-" if ms is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + "Z"
+
+
+def _line(item: OutboxItem) -> str:
+    notification = item.notification
+    error = f"  {item.last_reason}: {item.last_error}" if item.last_error else ""
+    return (
+        f"{notification.id}  {item.status:<7} {notification.notifier:<16} {notification.rule:<20} "
+        f"attempts={item.attempts:<3} created={_when(notification.created_ms)}{error}"
+    )
+
+
+async def list_deliveries(args: argparse.Namespace) -> int:
+    """`benchwatch deliveries list`: the outbox, newest last, with each entry's last error."""
+    path = _state_path(args)
+    if not path.exists():
+        raise UsageError(f"{path}: no state database yet")
+    status = None if args.status == "all" else args.status
+    async with open_store(path) as store:
+        items = await store.outbox_items(status=status, limit=args.limit)
+        counts = await store.outbox_counts()
+    for item in items:
+        print(_line(item))
+    summary = ", ".join(f"{counts.get(name, 0)} {name}" for name in ("pending", "sent", "dead"))
+    print(f"({len(items)} shown; {summary})")
+    return 0
+
+
+async def retry_delivery(args: argparse.Namespace) -> int:
+    """`benchwatch deliveries retry ID`: back to pending; with --send, send it now through its notifier."""
+    path = _state_path(args)
+    clock = SystemClock()
+    async with open_store(path) as store:
+        item = await store.outbox_item(args.id)
+        if item is None:
+            raise UsageError(f"no notification {args.id!r} in {path} (or the prefix is ambiguous)")
+        await store.requeue(item.notification.id, clock.now_ms())
+        print(f"{item.notification.id}: pending again (was {item.status})")
+        if not args.send:
+            return 0
+        if args.config is None:
+            raise UsageError("--send needs --config to know the notifier")
+        config = load_config(args.config).config
+        async with aiohttp.ClientSession() as session:
+            worker = build_worker(config, store, session, clock)
+            await worker.drain()
+        after = await store.outbox_item(item.notification.id)
+        print(_line(after) if after else "gone")
+        return 0 if after is not None and after.status == "sent" else 1
+
+
+async def flush_outbox(args: argparse.Namespace) -> int:
+    """`benchwatch deliveries flush --config C`: send what is due now (retries scheduled later stay pending)."""
+    loaded = load_config(args.config)
+    clock = SystemClock()
+    async with open_store(loaded.state_path()) as store, aiohttp.ClientSession() as session:
+        worker = build_worker(loaded.config, store, session, clock)
+        started = await worker.drain()
+        counts = await store.outbox_counts()
+    print(f"{started} sends; " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("pending", "sent", "dead")))
+    return 0 if counts.get("dead", 0) == 0 else 1
+
+
+async def test_notify(args: argparse.Namespace) -> int:
+    """`benchwatch test-notify CONFIG NOTIFIER`: send a sample notification; report success or the exact error."""
+    loaded = load_config(args.config)
+    config = loaded.config
+    if args.notifier not in config.notifiers:
+        known = ", ".join(sorted(config.notifiers)) or "none"
+        raise UsageError(f"no notifier {args.notifier!r} in {args.config} (known: {known})")
+    clock = SystemClock()
+    async with open_store(loaded.state_path()) as store, aiohttp.ClientSession() as session:
+        notifier = build_notifiers(config, store, session, clock)[args.notifier]
+        notification = sample_notification(args.notifier, clock.now_ms())
+        started = time.monotonic()
+        try:
+            await notifier.send(notification)
+        except SendError as exc:
+            kind = "retryable" if exc.retryable else "permanent"
+            print(f"{args.notifier}: FAILED ({kind}, {exc.reason}): {exc}")
+            return 1
+    elapsed_ms = (time.monotonic() - started) * 1000
+    print(f"{args.notifier}: sent in {elapsed_ms:.0f} ms ({config.notifiers[args.notifier].destination()})")
+    return 0

@@ -1,0 +1,13 @@
+"""What the CLI says when a command cannot run: exit codes and the usage error."""
+
+from __future__ import annotations
+
+from typing import Final
+
+EXIT_OK: Final = 0
+EXIT_USAGE: Final = 2
+EXIT_API: Final = 4
+
+
+class UsageError(Exception):
+    """Bad input from the user: exit code 2, one line."""

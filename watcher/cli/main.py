@@ -1,0 +1,317 @@
+"""The `benchwatch` command line. Every error ends as one readable line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from watcher.cli.errors import EXIT_API, EXIT_USAGE
+from watcher.cli.wait import defaults as wait
+
+# Each command's module is imported only when that command runs: `benchwatch --help` and argument errors need
+# argparse alone (aiohttp and pydantic cost most of a second; docs/performance.md, "Start-up").
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="benchwatch",
+        description="Watch Runloop benchmark jobs and tell the right people what changed.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details (never secrets)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
+    _add_simulate(sub)
+    _add_demo(sub)
+    _add_jobs(sub)
+    _add_job(sub)
+    _add_wait(sub)
+    _add_replay(sub)
+    _add_check(sub)
+    _add_deliveries(sub)
+    _add_test_notify(sub)
+    sub.add_parser(
+        "schema", help="print the JSON Schema of events", description="Print the JSON Schema of every event kind."
+    ).set_defaults(handler="watcher.cli.check:schema")
+    return parser
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the watcher: poll, diff, route, deliver, until SIGTERM/SIGINT",
+        description="Run the watcher service with a config file (see docs/operations.md): scheduled polling, "
+        "discovery, stall and outage detection, durable delivery, and a health/metrics endpoint.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    p.add_argument("--log-format", choices=["text", "json"], default="text", help="log lines (default: %(default)s)")
+    p.set_defaults(handler="watcher.cli.run:run_service", configures_logging=True)
+
+
+def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="serve a simulated Runloop benchmark API (no account needed)",
+        description="Serve the Runloop benchmark API with simulated jobs on an accelerated clock. "
+        "Point benchwatch (or the official SDK) at it with RUNLOOP_BASE_URL=http://HOST:PORT.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8787, help="port to listen on (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
+    p.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=60.0,
+        help="simulated seconds per real second (default: %(default)s)",
+    )
+    p.add_argument(
+        "--manual-clock",
+        action="store_true",
+        help="start the clock at the current time and move it only on POST /_sim/clock (ignores --speed)",
+    )
+    p.add_argument("--api-key", help="require this bearer token (default: accept any request)")
+    p.add_argument("--jobs", type=_non_negative_int, default=0, help="extra random jobs to create at start")
+    p.add_argument("--no-demo-jobs", action="store_true", help="start without the four demo jobs")
+    faults = p.add_argument_group("fault injection (shares of API responses, 0..1; change later with PUT /_sim/faults)")
+    for flag, help_text in (
+        ("--rate-429", "answer 429 Too Many Requests (with Retry-After)"),
+        ("--rate-500", "answer 500 Internal Server Error"),
+        ("--rate-503", "answer 503 Service Unavailable"),
+        ("--rate-truncated", "cut the body short and drop the connection"),
+        ("--rate-malformed", "send a body that is not valid JSON"),
+    ):
+        faults.add_argument(flag, type=_share, default=0.0, help=help_text)
+    faults.add_argument("--latency-ms", type=_non_negative_int, default=0, help="delay every API response")
+    p.set_defaults(handler="watcher.cli.simulate:simulate")
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="see benchwatch work in a minute: simulator + watcher, no account, no config",
+        description="Start the simulator in-process with four demo jobs and watch them until they settle.",
+    )
+    p.add_argument("--speed", type=_positive_float, default=60.0, help="simulated seconds per real second")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulation (default: %(default)s)")
+    p.add_argument("--interval", type=_at_least_one, default=1.0, help="seconds between polls (default: %(default)s)")
+    p.add_argument("--max-seconds", type=_positive_float, default=120.0, help="stop after this long at most")
+    p.set_defaults(handler="watcher.cli.demo:demo")
+
+
+def _add_api_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base-url", help="API address (default: $RUNLOOP_BASE_URL or https://api.runloop.ai)")
+
+
+def _add_jobs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "jobs",
+        help="list benchmark jobs, newest first",
+        description="List benchmark jobs, newest first. The key comes from $RUNLOOP_API_KEY.",
+    )
+    _add_api_options(p)
+    p.add_argument("--name", help="only the job with this exact name")
+    p.add_argument("--search", help="only jobs whose id or name contains this")
+    p.add_argument("--limit", type=_non_negative_int, default=20, help="at most this many jobs (default: %(default)s)")
+    p.set_defaults(handler="watcher.cli.jobs:list_jobs")
+
+
+def _add_job(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "job",
+        help="print one benchmark job as JSON",
+        description="Fetch one benchmark job and print it as JSON. The key comes from $RUNLOOP_API_KEY.",
+    )
+    _add_api_options(p)
+    p.add_argument("job_id", metavar="JOB_ID", help="the job's id (bmj_...)")
+    p.set_defaults(handler="watcher.cli.jobs:show_job")
+
+
+def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "wait",
+        help="wait for a job to end; the exit code says how it went (for CI)",
+        description="Poll one benchmark job until it ends, print what happens, then a summary. Exit codes: 0 "
+        "completed and every threshold held, 1 the job failed, was cancelled or timed out, 2 usage error, 3 "
+        "completed but a threshold was missed, 4 could not tell (not found, auth, API unreachable), 124 --timeout "
+        "elapsed. The key comes from $RUNLOOP_API_KEY. See docs/wait.md.",
+    )
+    _add_api_options(p)
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("job_id", metavar="JOB_ID", nargs="?", help="the job's id (bmj_...)")
+    target.add_argument("--name", help="find the job by its exact name instead")
+    p.add_argument("--interval", default=wait.DEFAULT_INTERVAL, help="time between polls (default: %(default)s)")
+    p.add_argument(
+        "--timeout",
+        default=wait.DEFAULT_TIMEOUT,
+        help="give up waiting after this long, exit 124; 0: never (default: %(default)s)",
+    )
+    p.add_argument(
+        "--give-up-after",
+        default=wait.DEFAULT_GIVE_UP_AFTER,
+        help="exit 4 once every API call has failed for this long (default: %(default)s)",
+    )
+    p.add_argument("--min-score", type=float, metavar="X", help="every agent's average score must be at least X (0..1)")
+    p.add_argument(
+        "--max-failure-rate", type=float, metavar="F", help="(failed + timed out) / done must be at most F (0..1)"
+    )
+    p.add_argument("--json", action="store_true", help="events as JSON lines, then one JSON summary line")
+    p.add_argument("--junit", type=Path, metavar="PATH", help="also write the scenario outcomes as JUnit XML")
+    p.set_defaults(handler="watcher.cli.wait.command:wait_command")
+
+
+def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="turn recorded snapshots (JSON lines) into events (JSON lines)",
+        description='Read JSON lines, each a BenchmarkJobView or {"at_ms", "job", "scenario_runs"}, diff them '
+        "in order (several jobs may be interleaved) and print the events as JSON lines. The same file always "
+        "gives the same output.",
+    )
+    p.add_argument("file", metavar="FILE", type=Path, help="the recorded snapshots")
+    p.add_argument("--state", type=Path, help="SQLite file to keep the state in (default: in memory)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="dry run: print the notifications this config would send (JSON lines) instead of the events; "
+        "group windows and throttles run on the file's clock; nothing is sent",
+    )
+    p.set_defaults(handler="watcher.cli.replay:replay")
+
+
+def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "check",
+        help="validate a config file and say what each rule catches",
+        description="Validate a config file: every problem is listed with its file, line and key. On success, "
+        "print the notifiers (never their secrets), the rules and what each catches, and the silences.",
+    )
+    p.add_argument("config", metavar="CONFIG", type=Path, help="the YAML config file")
+    p.set_defaults(handler="watcher.cli.check:check")
+
+
+def _add_state_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="the config file (its state.path is used)")
+    p.add_argument("--state", type=Path, help="the state database, instead of --config")
+
+
+def _add_deliveries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "deliveries",
+        help="look into the outbox: pending, sent and dead-lettered notifications; resend one",
+        description="Inspect the notification outbox of a state database, and send dead letters again.",
+    )
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="list notifications and where their delivery stands")
+    _add_state_options(listing)
+    listing.add_argument(
+        "--status", choices=["pending", "sent", "dead", "all"], default="dead", help="which (default: %(default)s)"
+    )
+    listing.add_argument(
+        "--limit", type=_non_negative_int, default=100, help="at most this many (default: %(default)s)"
+    )
+    listing.set_defaults(handler="watcher.cli.deliveries:list_deliveries")
+    retry = actions.add_parser("retry", help="make a notification pending again (a running watcher sends it)")
+    _add_state_options(retry)
+    retry.add_argument("id", metavar="ID", help="the notification id (nt_...), or a unique prefix of it")
+    retry.add_argument("--send", action="store_true", help="also send it now from here (needs --config)")
+    retry.set_defaults(handler="watcher.cli.deliveries:retry_delivery")
+    flush = actions.add_parser("flush", help="send everything due in the outbox now, then exit")
+    flush.add_argument("--config", type=Path, required=True, help="the config file (notifiers and state)")
+    flush.set_defaults(handler="watcher.cli.deliveries:flush_outbox")
+
+
+def _add_test_notify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "test-notify",
+        help="send a sample notification through one notifier",
+        description="Send a sample notification through one configured notifier, now, and report success or the "
+        "exact error (classified as retryable or permanent).",
+    )
+    p.add_argument("config", metavar="CONFIG", type=Path, help="the YAML config file")
+    p.add_argument("notifier", metavar="NOTIFIER", help="the notifier's name in the config")
+    p.set_defaults(handler="watcher.cli.deliveries:test_notify")
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {raw}")
+    return value
+
+
+def _at_least_one(raw: str) -> float:
+    value = float(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {raw}")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {raw}")
+    return value
+
+
+def _share(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {raw}")
+    return value
+
+
+def resolve_handler(target: str) -> Handler:
+    """The coroutine function a subcommand names as `module:function`, imported now."""
+    module, _, name = target.partition(":")
+    handler: Handler = getattr(importlib.import_module(module), name)
+    return handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `benchwatch` script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    # imported after parsing: `--help` and argument errors never pay for them
+    import asyncio
+    import logging
+
+    from watcher.api.errors import RunloopApiError
+    from watcher.cli.errors import UsageError
+    from watcher.config.loader import ConfigError
+    from watcher.store.errors import StoreError
+
+    if not getattr(args, "configures_logging", False):
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    try:
+        return asyncio.run(resolve_handler(args.handler)(args))
+    except KeyboardInterrupt:
+        return 130
+    except RunloopApiError as exc:
+        return _fail(str(exc), EXIT_API)
+    except (UsageError, ValueError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}", EXIT_USAGE)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"benchwatch: error: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""`benchwatch wait`: options, the polling loop, its views and the JUnit writer."""

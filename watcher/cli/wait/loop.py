@@ -1,0 +1,304 @@
+"""`benchwatch wait`'s loop: poll one job until it ends, judge it against thresholds, pick the exit code.
+
+Every poll goes through `JobTracker.observe`, the one path from a snapshot to events. Time comes from an injected
+clock and sleep, so tests move time instead of waiting for it. Output is a `WaitView`'s business (`views`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+
+from watcher.api.client import RunloopClient
+from watcher.api.errors import NotFoundError, RunloopApiError, TransientApiError
+from watcher.api.health import ApiHealth
+from watcher.api.poll import fetch_snapshot, runs_to_follow
+from watcher.app.tracker import JobTracker
+from watcher.cli.wait.defaults import (
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    EXIT_THRESHOLD_MISSED,
+    EXIT_TIMEOUT,
+    EXIT_UNKNOWN,
+    EXIT_USAGE,
+    LATE_POLLS,
+)
+from watcher.cli.wait.junit import Verdict, write_junit
+from watcher.cli.wait.model import (
+    AgentProgress,
+    ThresholdMiss,
+    Thresholds,
+    WaitOptions,
+    WaitProgress,
+    WaitResult,
+    WaitView,
+)
+from watcher.config.durations import format_duration_ms
+from watcher.core.clock import Clock, SystemClock
+from watcher.core.memory import JobMemory
+from watcher.core.models import BenchmarkJobView, JobState
+from watcher.core.scenario_runs import ScenarioRunStatus
+from watcher.core.snapshot import Snapshot
+from watcher.core.summary import JobSummary
+from watcher.diff.summary import dashboard_url_for, summarize
+from watcher.store import open_store
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Waiter:
+    """Polls one job until it is terminal, the timeout elapses, or the API stays unreachable for too long."""
+
+    def __init__(
+        self,
+        client: RunloopClient,
+        options: WaitOptions,
+        view: WaitView,
+        *,
+        clock: Clock | None = None,
+        sleep: Sleep = asyncio.sleep,
+        dashboard_url: str | None = None,
+    ) -> None:
+        self.client = client
+        self.options = options
+        self.view = view
+        self.clock = clock or SystemClock()
+        self._sleep = sleep
+        self.dashboard_url = dashboard_url or dashboard_url_for(client.base_url)
+        self._health = ApiHealth(options.give_up_after_ms)
+        self._job_id = options.job_id
+        self._started_ms = 0
+        self._last: tuple[BenchmarkJobView, JobSummary] | None = None
+
+    async def run(self) -> WaitResult:
+        """Wait, and say how it ended. API errors that will not heal (404, 401/403, bad shapes) end it with 4."""
+        self._started_ms = self.clock.now_ms()
+        async with open_store(":memory:") as store:
+            tracker = JobTracker(store, dashboard_url=self.dashboard_url)
+            try:
+                return await self._loop(tracker)
+            except RunloopApiError as exc:
+                return self._result(EXIT_UNKNOWN, str(exc))
+
+    async def _loop(self, tracker: JobTracker) -> WaitResult:
+        late_polls = 0
+        while True:
+            snapshot = await self._poll()
+            if snapshot is not None:
+                await self._observe(tracker, snapshot)
+                if snapshot.job.is_terminal and not (_outcomes_pending(snapshot.job) and late_polls < LATE_POLLS):
+                    return self._verdict()
+                late_polls += snapshot.job.is_terminal
+            elif (outage := self._health.check(self.clock.now_ms())) is not None:
+                observation = await tracker.record([outage], None, outage.at_ms)
+                self.view.events(observation.events)
+                return self._unreachable()
+            pause_ms = self._pause_ms()
+            if pause_ms <= 0:
+                return self._timed_out()
+            await self._sleep(pause_ms / 1000)
+
+    async def _poll(self) -> Snapshot | None:
+        """One look at the job; None when the API failed even after the client's retries (reported, not fatal)."""
+        started_ms = self.clock.now_ms()
+        try:
+            job_id = self._job_id or await self._find_by_name()
+            snapshot = await fetch_snapshot(self.client, job_id, self.clock, scenario_runs=True)
+        except TransientApiError as exc:
+            self._health.failed(started_ms, str(exc))
+            self.view.warning(f"{exc}; still waiting")
+            return None
+        self._health.succeeded(self.clock.now_ms())
+        return snapshot
+
+    async def _find_by_name(self) -> str:
+        name = self.options.name
+        async for job in self.client.iter_jobs(name=name, page_size=100):
+            if job.name == name:
+                self._job_id = job.id
+                return job.id
+        raise NotFoundError(f"no job named {name!r}")
+
+    async def _observe(self, tracker: JobTracker, snapshot: Snapshot) -> None:
+        observation = await tracker.observe(snapshot)
+        self.view.events(observation.events)
+        memory = observation.memory
+        assert memory is not None  # a poll's observation carries the job's memory
+        summary = _summarize(snapshot.job, memory, self.dashboard_url)
+        self._last = (snapshot.job, summary)
+        elapsed_ms = self.clock.now_ms() - self._started_ms
+        self.view.progress(build_progress(snapshot, summary, memory, elapsed_ms))
+
+    def _pause_ms(self) -> int:
+        """How long to sleep before the next poll; zero or less once the timeout has elapsed."""
+        if self.options.timeout_ms is None:
+            return self.options.interval_ms
+        remaining_ms = self._started_ms + self.options.timeout_ms - self.clock.now_ms()
+        return min(self.options.interval_ms, remaining_ms)
+
+    def _verdict(self) -> WaitResult:
+        assert self._last is not None
+        job, summary = self._last
+        if job.state != JobState.COMPLETED:
+            detail = f": {job.failure_reason}" if job.failure_reason else ""
+            return self._result(EXIT_JOB_FAILED, f"the job ended {job.state}{detail}")
+        misses = self.options.thresholds.misses(summary)
+        if misses:
+            reason = "the job completed but missed a threshold: " + "; ".join(miss.message for miss in misses)
+            return self._result(EXIT_THRESHOLD_MISSED, reason, misses)
+        held = " and every threshold held" if self.options.thresholds != Thresholds() else ""
+        return self._result(EXIT_OK, f"the job completed{held}")
+
+    def _unreachable(self) -> WaitResult:
+        health = self._health
+        down_ms = self.clock.now_ms() - (health.first_failure_ms or self.clock.now_ms())
+        reason = (
+            f"API unreachable: every poll failed for {_elapsed(down_ms)} ({health.failures} polls); "
+            f"last error: {health.last_error}"
+        )
+        return self._result(EXIT_UNKNOWN, reason)
+
+    def _timed_out(self) -> WaitResult:
+        state = self._last[0].state if self._last is not None else "unseen"
+        limit = format_duration_ms(self.options.timeout_ms or 0)
+        return self._result(EXIT_TIMEOUT, f"--timeout {limit} elapsed; the job is still {state}")
+
+    def _result(self, exit_code: int, reason: str, misses: tuple[ThresholdMiss, ...] = ()) -> WaitResult:
+        job, summary = self._last if self._last is not None else (None, None)
+        return WaitResult(
+            exit_code=exit_code,
+            reason=reason,
+            elapsed_ms=self.clock.now_ms() - self._started_ms,
+            thresholds=self.options.thresholds,
+            job_id=job.id if job is not None else self._job_id,
+            job_name=job.name if job is not None else self.options.name,
+            job=job,
+            summary=summary,
+            misses=misses,
+        )
+
+
+def _outcomes_pending(job: BenchmarkJobView) -> bool:
+    """A completed job with a run still lacking its outcome: outcomes can land a poll or two late."""
+    return job.state == JobState.COMPLETED and bool(runs_to_follow(job))
+
+
+def _summarize(job: BenchmarkJobView, memory: JobMemory, dashboard_url: str) -> JobSummary:
+    run_counts = {run_id: memo.counts for run_id, memo in memory.runs.items() if memo.counts is not None}
+    return summarize(job, memory.counters, run_counts, dashboard_url)
+
+
+def build_progress(snapshot: Snapshot, summary: JobSummary, memory: JobMemory, elapsed_ms: int) -> WaitProgress:
+    """Per-agent progress: every run seen, then agents of the spec whose run has not started yet."""
+    job = snapshot.job
+    expected = len(job.job_spec.scenario_ids) if job.job_spec is not None else None
+    done = _done_by_run(job, memory)
+    agents = [
+        AgentProgress(
+            name=agent.agent_name or agent.benchmark_run_id,
+            model_name=agent.model_name,
+            done=done.get(agent.benchmark_run_id, 0),
+            expected=expected,
+            n_failed=agent.n_failed,
+            n_timeout=agent.n_timeout,
+            average_score=agent.average_score
+            if agent.finished
+            else _score_so_far(runs.listed if (runs := snapshot.scenario_runs.get(agent.benchmark_run_id)) else ()),
+            finished=agent.finished,
+            duration_ms=agent.duration_ms,
+        )
+        for agent in summary.agents
+    ]
+    started = {agent.name for agent in agents}
+    for config in job.job_spec.agent_configs if job.job_spec is not None else ():
+        if config.name not in started:
+            agents.append(AgentProgress(config.name, config.model_name, 0, expected, 0, 0, None, False, None))
+    return WaitProgress(job.id, job.name, job.state, elapsed_ms, tuple(agents))
+
+
+def _done_by_run(job: BenchmarkJobView, memory: JobMemory) -> dict[str, int]:
+    """Scenarios in a final state per run: from the outcome once finished, else from the last scenario runs."""
+    done = {run_id: sum(memo.counts) for run_id, memo in memory.runs.items() if memo.counts is not None}
+    for outcome in job.benchmark_outcomes or ():
+        scenarios = outcome.scenario_outcomes
+        done[outcome.benchmark_run_id] = (
+            len(scenarios) if scenarios is not None else outcome.n_completed + outcome.n_failed + outcome.n_timeout
+        )
+    return done
+
+
+def _score_so_far(views: Sequence[ScenarioRunStatus]) -> float | None:
+    """Mean score of the scenarios scored so far (the latest scored attempt of each)."""
+    latest: dict[str, float] = {}
+    for view in sorted(views, key=lambda v: (v.start_time_ms or 0, v.id)):
+        if view.score is not None:
+            latest[view.scenario_id] = view.score
+    return round(sum(latest.values()) / len(latest), 4) if latest else None
+
+
+def junit_verdicts(result: WaitResult) -> list[Verdict]:
+    """The testcases of the wait itself: the job's end state, then each threshold that was judged."""
+    state = result.state
+    if result.exit_code in (EXIT_OK, EXIT_THRESHOLD_MISSED):
+        job_case = Verdict("job state")
+    elif result.exit_code == EXIT_JOB_FAILED and state is not None:
+        failure_reason = result.job.failure_reason if result.job is not None else None
+        job_case = Verdict("job state", "error", state, failure_reason or f"the job ended {state}")
+    else:
+        kind = "wait_timeout" if result.exit_code == EXIT_TIMEOUT else "unknown"
+        job_case = Verdict("job state", "error", kind, result.reason)
+    cases = [job_case]
+    if result.thresholds_checked:
+        cases.extend(_threshold_verdicts(result.thresholds, result.misses))
+    return cases
+
+
+def _threshold_verdicts(thresholds: Thresholds, misses: Sequence[ThresholdMiss]) -> list[Verdict]:
+    given: Mapping[str, float | None] = {
+        "min_score": thresholds.min_score,
+        "max_failure_rate": thresholds.max_failure_rate,
+    }
+    cases = []
+    for key, limit in given.items():
+        if limit is None:
+            continue
+        missed = [miss.message for miss in misses if miss.threshold == key]
+        name = f"{key.replace('_', '-')} {limit:g}"
+        cases.append(Verdict(name, "failure", "threshold", "; ".join(missed)) if missed else Verdict(name))
+    return cases
+
+
+async def run_wait(
+    client: RunloopClient,
+    options: WaitOptions,
+    view: WaitView,
+    *,
+    clock: Clock | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> WaitResult:
+    """Wait, write the JUnit file if asked, and show the end; returns the result (its exit code is the process's)."""
+    try:
+        result = await Waiter(client, options, view, clock=clock, sleep=sleep).run()
+    finally:
+        view.close()
+    if options.junit_path is not None:
+        result = _with_junit(result, options.junit_path)
+    view.finished(result)
+    return result
+
+
+def _with_junit(result: WaitResult, path: Path) -> WaitResult:
+    """Write the JUnit file; a file that cannot be written turns the result into a usage error (exit 2)."""
+    outcomes = (result.job.benchmark_outcomes or ()) if result.job is not None else ()
+    try:
+        write_junit(path, result.job_name or result.job_id or "benchwatch", outcomes, junit_verdicts(result))
+    except OSError as exc:
+        reason = f"cannot write the JUnit file {str(path)!r}: {exc.strerror or exc}"
+        return dataclasses.replace(result, exit_code=EXIT_USAGE, reason=reason)
+    return result
+
+
+def _elapsed(ms: int) -> str:
+    return format_duration_ms(ms // 1000 * 1000)

@@ -1,0 +1,193 @@
+"""What a wait produces and shows: thresholds, options, progress, the result, and the view protocol."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from watcher.cli.errors import UsageError
+from watcher.cli.wait.defaults import DEFAULT_GIVE_UP_AFTER, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, MIN_INTERVAL_MS
+from watcher.config.durations import parse_duration_ms
+from watcher.core.events import Event
+from watcher.core.models import BenchmarkJobView, JobState
+from watcher.core.summary import JobSummary
+
+
+class ThresholdMiss(BaseModel):
+    """One threshold a completed job did not hold: which, for whom, the value and the limit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    threshold: Literal["min_score", "max_failure_rate"]
+    subject: str
+    value: float | None
+    limit: float
+    message: str
+
+
+class Thresholds(BaseModel):
+    """What a completed job must achieve for exit code 0; None means not checked."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_score: float | None = None
+    max_failure_rate: float | None = None
+
+    def misses(self, summary: JobSummary) -> tuple[ThresholdMiss, ...]:
+        """The thresholds `summary` misses; empty when every one holds."""
+        return (*self._score_misses(summary), *self._rate_misses(summary))
+
+    def _score_misses(self, summary: JobSummary) -> list[ThresholdMiss]:
+        limit = self.min_score
+        if limit is None:
+            return []
+        if not summary.agents:
+            return [ThresholdMiss(threshold="min_score", subject="job", value=None, limit=limit, message="no agent")]
+        return [
+            ThresholdMiss(
+                threshold="min_score",
+                subject=agent.agent_name or agent.benchmark_run_id,
+                value=agent.average_score,
+                limit=limit,
+                message=f"{agent.agent_name or agent.benchmark_run_id} average score "
+                f"{_score(agent.average_score)} < min-score {limit:g}",
+            )
+            for agent in summary.agents
+            if agent.average_score is None or agent.average_score < limit
+        ]
+
+    def _rate_misses(self, summary: JobSummary) -> list[ThresholdMiss]:
+        limit, rate = self.max_failure_rate, summary.failure_rate
+        if limit is None or rate is None or rate <= limit:
+            return []
+        bad = summary.n_failed + summary.n_timeout
+        message = f"failure rate {rate:.3f} ({bad}/{summary.n_done}) > max-failure-rate {limit:g}"
+        return [ThresholdMiss(threshold="max_failure_rate", subject="job", value=rate, limit=limit, message=message)]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitOptions:
+    """What to wait for, how often to look, and for how long; validated on construction (UsageError)."""
+
+    job_id: str | None = None
+    name: str | None = None
+    interval_ms: int = parse_duration_ms(DEFAULT_INTERVAL)
+    timeout_ms: int | None = parse_duration_ms(DEFAULT_TIMEOUT)  # None: no limit
+    give_up_after_ms: int = parse_duration_ms(DEFAULT_GIVE_UP_AFTER)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    junit_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.job_id is None) == (self.name is None):
+            raise UsageError("give either JOB_ID or --name, not both and not neither")
+        if self.interval_ms < MIN_INTERVAL_MS:
+            raise UsageError(f"--interval must be at least {MIN_INTERVAL_MS}ms")
+        for flag, value in (
+            ("--min-score", self.thresholds.min_score),
+            ("--max-failure-rate", self.thresholds.max_failure_rate),
+        ):
+            if value is not None and not 0 <= value <= 1:
+                raise UsageError(f"{flag} must be between 0 and 1, got {value:g}")
+
+
+def options_from_args(args: argparse.Namespace) -> WaitOptions:
+    """Options from `benchwatch wait` arguments; a bad duration or threshold raises UsageError (exit 2)."""
+    junit_path: Path | None = args.junit
+    if junit_path is not None and not junit_path.parent.is_dir():
+        raise UsageError(f"--junit: the folder {str(junit_path.parent)!r} does not exist")
+    timeout_ms = _duration_ms("--timeout", args.timeout)
+    return WaitOptions(
+        job_id=args.job_id,
+        name=args.name,
+        interval_ms=_duration_ms("--interval", args.interval),
+        timeout_ms=timeout_ms or None,
+        give_up_after_ms=_duration_ms("--give-up-after", args.give_up_after),
+        thresholds=Thresholds(min_score=args.min_score, max_failure_rate=args.max_failure_rate),
+        junit_path=junit_path,
+    )
+
+
+def _duration_ms(flag: str, raw: str) -> int:
+    try:
+        return parse_duration_ms(raw)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentProgress:
+    """One agent's run so far: a bar of the live view."""
+
+    name: str
+    model_name: str | None
+    done: int
+    expected: int | None
+    n_failed: int
+    n_timeout: int
+    average_score: float | None  # the outcome's once finished; else the mean of the scores seen so far
+    finished: bool
+    duration_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitProgress:
+    """Where the job stands after a poll."""
+
+    job_id: str
+    job_name: str
+    state: str
+    elapsed_ms: int
+    agents: tuple[AgentProgress, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitResult:
+    """How the wait ended: the exit code and why, and the job as last seen (None when never seen)."""
+
+    exit_code: int
+    reason: str
+    elapsed_ms: int
+    thresholds: Thresholds
+    job_id: str | None = None
+    job_name: str | None = None
+    job: BenchmarkJobView | None = None
+    summary: JobSummary | None = None
+    misses: tuple[ThresholdMiss, ...] = ()
+
+    @property
+    def state(self) -> str | None:
+        """The job's last seen state."""
+        return self.job.state if self.job is not None else None
+
+    @property
+    def thresholds_checked(self) -> bool:
+        """Thresholds are judged only on a completed job."""
+        return self.state == JobState.COMPLETED
+
+
+class WaitView(Protocol):
+    """Where a wait reports: events as they come, progress after each poll, warnings, and the end."""
+
+    def events(self, events: Sequence[Event]) -> None:
+        """New events of one poll, in order."""
+
+    def progress(self, progress: WaitProgress) -> None:
+        """The job after a poll."""
+
+    def warning(self, message: str) -> None:
+        """A problem the wait survives (a poll that failed after the client's retries)."""
+
+    def finished(self, result: WaitResult) -> None:
+        """The end: summary and verdict."""
+
+    def close(self) -> None:
+        """Release the display (also on an interrupt); idempotent."""
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

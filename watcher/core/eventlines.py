@@ -1,0 +1,103 @@
+"""One short human line per event: for terminals and logs (not for Slack or email, which render notifications)."""
+
+from __future__ import annotations
+
+from watcher.core.events import (
+    Event,
+    JobDiscovered,
+    JobFinished,
+    JobProgress,
+    JobStalled,
+    JobStateChanged,
+    JobVanished,
+    RunFinished,
+    RunStarted,
+    ScenarioCanceled,
+    ScenarioFailed,
+    ScenarioFields,
+    ScenarioRecovered,
+    ScenarioTimedOut,
+    ScoreChanged,
+    WatcherApiRecovered,
+    WatcherApiUnreachable,
+)
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _counters(event: JobDiscovered | JobProgress) -> str:
+    expected = "?" if event.n_expected is None else str(event.n_expected)
+    return (
+        f"{event.n_done}/{expected} done: {event.n_completed} completed, {event.n_failed} failed, "
+        f"{event.n_timeout} timed out, {event.n_canceled} canceled"
+    )
+
+
+def _scenario(event: ScenarioFields) -> str:
+    reason = f" — {event.failure_reason.exception_type}" if event.failure_reason else ""
+    return (
+        f"{event.scenario_name or event.scenario_definition_id} ({event.agent_name or event.benchmark_run_id}){reason}"
+    )
+
+
+def _describe(event: Event) -> str:
+    return _describe_change(event) or _describe_timed(event) or event.kind
+
+
+def _describe_change(event: Event) -> str | None:
+    """Events the diff finds in a snapshot."""
+    match event:
+        case JobDiscovered():
+            return f"discovered, {event.state}; {_counters(event)}"
+        case JobStateChanged():
+            return f"{event.from_state} → {event.to_state}"
+        case JobFinished():
+            reason = f" ({event.failure_reason})" if event.failure_reason else ""
+            return f"finished: {event.from_state} → {event.state}{reason}"
+        case RunStarted():
+            return f"run started: {event.agent_name or '?'} ({event.model_name or 'model n/a'})"
+        case RunFinished():
+            return (
+                f"run finished: {event.agent_name or '?'} score {_score(event.average_score)}, {event.n_completed} "
+                f"completed, {event.n_failed} failed, {event.n_timeout} timed out"
+            )
+        case ScenarioRecovered():
+            return f"scenario recovered after {event.previous_state}: {_scenario(event)}, score {_score(event.score)}"
+        case ScoreChanged():
+            change = f"{event.old_score:.3f} → {event.new_score:.3f} ({event.delta:+.3f})"
+            return f"score of {event.agent_name or '?'}: {change}"
+        case JobProgress():
+            return _counters(event)
+        case ScenarioFailed() | ScenarioTimedOut() | ScenarioCanceled():
+            return f"{event.kind.split('.', 1)[1].replace('_', ' ')}: {_scenario(event)}"
+    return None
+
+
+def _describe_timed(event: Event) -> str | None:
+    """Events that time reveals."""
+    match event:
+        case JobStalled():
+            expected = "?" if event.n_expected is None else str(event.n_expected)
+            return f"stalled: no change for {_minutes(event.stalled_for_ms)} ({event.n_done}/{expected} done)"
+        case JobVanished():
+            return f"vanished: the API answers 404 (last seen {event.last_state})"
+        case WatcherApiUnreachable():
+            return f"the Runloop API is unreachable ({event.failures} failed calls): {event.last_error}"
+        case WatcherApiRecovered():
+            return f"the Runloop API answers again after {_minutes(event.down_for_ms)}"
+    return None
+
+
+def _minutes(ms: int) -> str:
+    minutes, seconds = divmod(round(ms / 1000), 60)
+    return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def event_line(event: Event) -> str:
+    """`<job name>: <what happened>` (`benchwatch:` for watcher events), one line, control characters removed."""
+    text = f"{event.job_name or 'benchwatch'}: {_describe(event)}"
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else " " for ch in text)

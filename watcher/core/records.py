@@ -1,0 +1,63 @@
+"""The durable records every package speaks: outbox items, delivery attempts, opaque state rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from watcher.core.notification import Notification
+
+
+class OutboxStatus(StrEnum):
+    """Where a notification's delivery stands."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"
+
+
+class DeliveryOutcome(StrEnum):
+    """How one attempt at sending ended."""
+
+    SENT = "sent"
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class StateRow:
+    """A row of another package's durable state (rule timers, Slack threads): opaque JSON under a key.
+
+    `body` None deletes the row. The store keeps these without knowing what they mean.
+    """
+
+    namespace: str
+    key: str
+    body: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A notification in the outbox and where its delivery stands."""
+
+    notification: Notification
+    status: OutboxStatus
+    attempts: int
+    next_attempt_ms: int
+    last_reason: str | None
+    last_error: str | None
+    done_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    """One try at sending a notification, as recorded."""
+
+    notification_id: str
+    notifier: str
+    attempt: int
+    started_ms: int
+    finished_ms: int
+    outcome: DeliveryOutcome
+    reason: str | None
+    error: str | None

@@ -1,0 +1,421 @@
+"""The diff: (what we knew about a job, a new snapshot) → (events, what we know now). Pure: no I/O, no clock.
+
+Identity, never position: a run is its `benchmark_run_id`, a scenario is (`benchmark_run_id`,
+`scenario_definition_id`), whether seen in the scenario runs of an in-progress run or in the outcomes of a finished
+one. Outcomes are authoritative over scenario runs. The memory keeps only what the next diff needs: per run its
+names, whether it finished and its score; the scenarios whose last final state was not COMPLETED; the counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final, TypedDict
+
+from watcher.core.events import (
+    Counters,
+    Event,
+    JobDiscovered,
+    JobFinished,
+    JobProgress,
+    JobStateChanged,
+    RunFinished,
+    RunResult,
+    RunStarted,
+    ScenarioCanceled,
+    ScenarioFailed,
+    ScenarioFields,
+    ScenarioRecovered,
+    ScenarioTimedOut,
+    ScoreChanged,
+    event_id,
+)
+from watcher.core.memory import JobMemory, RunMemo
+from watcher.core.models import (
+    BenchmarkJobView,
+    BenchmarkOutcome,
+    FailureReason,
+    JobState,
+    ScenarioOutcome,
+    ScenarioState,
+)
+from watcher.core.scenario_runs import RunScenarios, ScenarioRunStatus
+from watcher.core.snapshot import Snapshot
+
+_BAD_STATES: Final = frozenset({ScenarioState.FAILED, ScenarioState.TIMEOUT, ScenarioState.CANCELED})
+_SCORE_EPSILON: Final = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class DiffResult:
+    """The events a snapshot revealed, the memory to keep, and anything odd worth a warning."""
+
+    events: tuple[Event, ...]
+    memory: JobMemory
+    warnings: tuple[str, ...] = ()
+
+
+class _Envelope(TypedDict):
+    id: str
+    job_id: str
+    job_name: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Observed:
+    """One scenario's latest known status in a snapshot (`state` None while it is not final)."""
+
+    run_id: str
+    definition_id: str
+    state: str | None
+    name: str | None
+    scenario_run_id: str | None
+    failure_reason: FailureReason | None
+    duration_ms: int | None
+    score: float | None
+
+
+def diff(memory: JobMemory | None, snapshot: Snapshot) -> DiffResult:
+    """Compare a snapshot with what we knew; the first snapshot of a job yields `job.discovered` only."""
+    if memory is None:
+        return _discover(snapshot)
+    if snapshot.fingerprint is not None and snapshot.fingerprint == memory.fingerprint:
+        return DiffResult((), unchanged(memory, snapshot.at_ms))
+    return _Differ(memory, snapshot).run()
+
+
+def unchanged(memory: JobMemory, at_ms: int) -> JobMemory:
+    """The memory after a poll whose bytes were the same as last time's: seen again, nothing else."""
+    polls = memory.polls_after_finish + 1 if memory.finished else 0
+    return memory.model_copy(update={"last_seen_ms": at_ms, "polls_after_finish": polls})
+
+
+def _discover(snapshot: Snapshot) -> DiffResult:
+    job = snapshot.job
+    outcomes = _outcomes_by_run(job)
+    runs = _runs_seen(job, outcomes, {})
+    observed = _observe(job, outcomes, snapshot.scenario_runs)
+    runs = _with_counts(runs, outcomes, snapshot.scenario_runs)
+    counters = _counters(job, outcomes, runs)
+    unresolved = _apply_observed({}, observed)
+    event = JobDiscovered(
+        id=event_id(job.id, "job.discovered", "", snapshot.at_ms),
+        job_id=job.id,
+        job_name=job.name,
+        at_ms=snapshot.at_ms,
+        state=job.state,
+        **counters.model_dump(),
+    )
+    memory = JobMemory(
+        job_id=job.id,
+        job_name=job.name,
+        state=job.state,
+        finished=job.is_terminal,
+        counters=counters,
+        runs=_mark_finished(runs, outcomes),
+        unresolved=unresolved,
+        first_seen_ms=snapshot.at_ms,
+        last_seen_ms=snapshot.at_ms,
+        last_change_ms=snapshot.at_ms,
+        fingerprint=snapshot.fingerprint,
+    )
+    return DiffResult((event,), memory)
+
+
+class _Differ:
+    """One diff of a known job: builds the events in their fixed order."""
+
+    def __init__(self, memory: JobMemory, snapshot: Snapshot) -> None:
+        self.memory = memory
+        self.snapshot = snapshot
+        self.job = snapshot.job
+        self.outcomes = _outcomes_by_run(self.job)
+        self.events: list[Event] = []
+        self.warnings: list[str] = []
+
+    def run(self) -> DiffResult:
+        runs = _runs_seen(self.job, self.outcomes, self.memory.runs)
+        observed = _observe(self.job, self.outcomes, self.snapshot.scenario_runs)
+        runs = _with_counts(runs, self.outcomes, self.snapshot.scenario_runs)
+        self._run_started(runs)
+        self._scenarios(observed, runs)
+        self._run_finished(runs)
+        self._score_changed(runs)
+        counters = _counters(self.job, self.outcomes, runs)
+        self._progress(counters)
+        finished = self._state()
+        memory = self.memory.model_copy(
+            update={
+                "job_name": self.job.name,
+                "state": self.job.state if not self.memory.finished else self.memory.state,
+                "finished": finished,
+                "counters": counters,
+                "runs": _mark_finished(runs, self.outcomes),
+                "unresolved": _apply_observed(self.memory.unresolved, observed),
+                "last_seen_ms": self.snapshot.at_ms,
+                "last_change_ms": self.snapshot.at_ms if self.events else self.memory.last_change_ms,
+                "fingerprint": self.snapshot.fingerprint,
+                "polls_after_finish": self.memory.polls_after_finish + 1 if self.memory.finished else 0,
+                "stalled": self.memory.stalled and not self.events,
+                "vanished": False,
+            }
+        )
+        return DiffResult(tuple(self.events), memory, tuple(self.warnings))
+
+    def _envelope(self, kind: str, key: str) -> _Envelope:
+        at_ms = self.snapshot.at_ms
+        return _Envelope(
+            id=event_id(self.job.id, kind, key, at_ms),
+            job_id=self.job.id,
+            job_name=self.job.name,
+            at_ms=at_ms,
+        )
+
+    def _run_started(self, runs: Mapping[str, RunMemo]) -> None:
+        for run_id in sorted(runs.keys() - self.memory.runs.keys()):
+            memo = runs[run_id]
+            self.events.append(
+                RunStarted(
+                    **self._envelope("run.started", run_id),
+                    benchmark_run_id=run_id,
+                    agent_name=memo.agent_name,
+                    model_name=memo.model_name,
+                )
+            )
+
+    def _scenarios(self, observed: Iterable[_Observed], runs: Mapping[str, RunMemo]) -> None:
+        for seen in observed:
+            previous = self.memory.unresolved.get(seen.run_id, {}).get(seen.definition_id)
+            event = _scenario_event(seen, previous, runs[seen.run_id].agent_name, self._envelope)
+            if event is not None:
+                self.events.append(event)
+
+    def _run_finished(self, runs: Mapping[str, RunMemo]) -> None:
+        for run_id, outcome in sorted(self.outcomes.items()):
+            if self.memory.runs.get(run_id, RunMemo()).finished:
+                continue
+            result = _run_result(outcome, runs[run_id])
+            self.events.append(RunFinished(**self._envelope("run.finished", run_id), **dict(result)))
+
+    def _score_changed(self, runs: Mapping[str, RunMemo]) -> None:
+        for run_id, outcome in sorted(self.outcomes.items()):
+            before = self.memory.runs.get(run_id, RunMemo())
+            old, new = before.average_score, outcome.average_score
+            if not before.finished or old is None or new is None or abs(new - old) <= _SCORE_EPSILON:
+                continue
+            self.events.append(
+                ScoreChanged(
+                    **self._envelope("score.changed", run_id),
+                    benchmark_run_id=run_id,
+                    agent_name=runs[run_id].agent_name,
+                    old_score=old,
+                    new_score=new,
+                    delta=round(new - old, 12),
+                )
+            )
+
+    def _progress(self, counters: Counters) -> None:
+        if counters != self.memory.counters:
+            self.events.append(JobProgress(**self._envelope("job.progress", ""), **dict(counters)))
+
+    def _state(self) -> bool:
+        """Append the state event, if any; returns whether the job is now finished."""
+        before, now = self.memory.state, self.job.state
+        if self.memory.finished:
+            if now != before:
+                self.warnings.append(f"job {self.job.id} reported state {now!r} after finishing as {before!r}; ignored")
+            return True
+        if now == before:
+            return False
+        if now in JobState.TERMINAL:
+            outcomes = tuple(
+                _run_result(outcome, RunMemo(agent_name=outcome.agent_name, model_name=outcome.model_name))
+                for _, outcome in sorted(self.outcomes.items())
+            )
+            self.events.append(
+                JobFinished(
+                    **self._envelope("job.finished", now),
+                    from_state=before,
+                    state=now,
+                    failure_reason=self.job.failure_reason,
+                    outcomes=outcomes,
+                )
+            )
+            return True
+        self.events.append(JobStateChanged(**self._envelope("job.state_changed", now), from_state=before, to_state=now))
+        return False
+
+
+_ScenarioEndClass = type[ScenarioFailed] | type[ScenarioTimedOut] | type[ScenarioCanceled]
+_SCENARIO_EVENT_CLASSES: Final[dict[str, tuple[str, _ScenarioEndClass]]] = {
+    ScenarioState.FAILED: ("scenario.failed", ScenarioFailed),
+    ScenarioState.TIMEOUT: ("scenario.timed_out", ScenarioTimedOut),
+    ScenarioState.CANCELED: ("scenario.canceled", ScenarioCanceled),
+}
+
+
+def _scenario_event(
+    seen: _Observed, previous: str | None, agent_name: str | None, envelope: Callable[[str, str], _Envelope]
+) -> Event | None:
+    """The event a scenario's new status means, given its last unresolved final state."""
+    failed = seen.state in _BAD_STATES and seen.state != previous
+    recovered = seen.state == ScenarioState.COMPLETED and previous in _BAD_STATES
+    if not failed and not recovered:
+        return None  # most scenarios: checked before building anything
+    key = f"{seen.run_id}/{seen.definition_id}"
+    fields = ScenarioFields(
+        benchmark_run_id=seen.run_id,
+        agent_name=agent_name,
+        scenario_definition_id=seen.definition_id,
+        scenario_name=seen.name,
+        scenario_run_id=seen.scenario_run_id,
+        failure_reason=seen.failure_reason,
+        duration_ms=seen.duration_ms,
+    )
+    if failed and seen.state is not None:
+        kind, event_class = _SCENARIO_EVENT_CLASSES[seen.state]
+        return event_class(**envelope(kind, key), **dict(fields))
+    return ScenarioRecovered(
+        **envelope("scenario.recovered", key), **dict(fields), score=seen.score, previous_state=previous
+    )
+
+
+def _outcomes_by_run(job: BenchmarkJobView) -> dict[str, BenchmarkOutcome]:
+    """Outcomes by run id; a run listed twice counts once (the first listing)."""
+    by_run: dict[str, BenchmarkOutcome] = {}
+    for outcome in job.benchmark_outcomes or ():
+        by_run.setdefault(outcome.benchmark_run_id, outcome)
+    return by_run
+
+
+def _runs_seen(
+    job: BenchmarkJobView, outcomes: Mapping[str, BenchmarkOutcome], known: Mapping[str, RunMemo]
+) -> dict[str, RunMemo]:
+    """Every run known so far, with the best names we have (outcomes win over in-progress agent configs)."""
+    runs = dict(known)
+    for run in job.in_progress_runs or ():
+        memo = runs.get(run.benchmark_run_id, RunMemo())
+        runs[run.benchmark_run_id] = memo.model_copy(
+            update={
+                "agent_name": memo.agent_name or run.agent_name,
+                "model_name": memo.model_name or run.model_name,
+            }
+        )
+    for run_id, outcome in outcomes.items():
+        memo = runs.get(run_id, RunMemo())
+        runs[run_id] = memo.model_copy(
+            update={"agent_name": outcome.agent_name, "model_name": outcome.model_name or memo.model_name}
+        )
+    return runs
+
+
+def _observe(
+    job: BenchmarkJobView,
+    outcomes: Mapping[str, BenchmarkOutcome],
+    scenario_runs: Mapping[str, RunScenarios],
+) -> list[_Observed]:
+    """Every scenario's latest status that may tell something, sorted by identity: outcomes for finished runs,
+    else the latest attempts that changed since the previous poll (one that did not is already in the memory)."""
+    observed = [_from_outcome(run_id, s) for run_id, o in outcomes.items() for s in o.scenario_outcomes or ()]
+    for run_id, scenarios in scenario_runs.items():
+        if run_id not in outcomes:
+            observed.extend(_from_scenario_run(run_id, status) for status in scenarios.changed)
+    observed.sort(key=lambda seen: (seen.run_id, seen.definition_id))
+    return observed
+
+
+def _from_outcome(run_id: str, outcome: ScenarioOutcome) -> _Observed:
+    return _Observed(
+        run_id=run_id,
+        definition_id=outcome.scenario_definition_id,
+        state=outcome.state,
+        name=outcome.scenario_name,
+        scenario_run_id=outcome.scenario_run_id,
+        failure_reason=outcome.failure_reason,
+        duration_ms=outcome.duration_ms,
+        score=outcome.score,
+    )
+
+
+def _from_scenario_run(run_id: str, status: ScenarioRunStatus) -> _Observed:
+    return _Observed(
+        run_id=run_id,
+        definition_id=status.scenario_id,
+        state=status.outcome_state,
+        name=status.name,
+        scenario_run_id=status.id,
+        failure_reason=None,
+        duration_ms=status.duration_ms,
+        score=status.score,
+    )
+
+
+def _with_counts(
+    runs: dict[str, RunMemo], outcomes: Mapping[str, BenchmarkOutcome], scenario_runs: Mapping[str, RunScenarios]
+) -> dict[str, RunMemo]:
+    """Remember each in-progress run's counts from the scenario runs fetched this time."""
+    updated = dict(runs)
+    for run_id, scenarios in scenario_runs.items():
+        if run_id not in outcomes:
+            memo = updated.get(run_id, RunMemo())
+            updated[run_id] = memo.model_copy(update={"counts": scenarios.counts})
+    return updated
+
+
+def _counters(job: BenchmarkJobView, outcomes: Mapping[str, BenchmarkOutcome], runs: Mapping[str, RunMemo]) -> Counters:
+    """Sum over all runs: outcomes for finished runs, the last scenario-run counts for the others."""
+    completed = failed = timeout = canceled = 0
+    for outcome in outcomes.values():
+        completed += outcome.n_completed
+        failed += outcome.n_failed
+        timeout += outcome.n_timeout
+        canceled += sum(1 for s in outcome.scenario_outcomes or () if s.state == ScenarioState.CANCELED)
+    for run_id, memo in runs.items():
+        if run_id not in outcomes and memo.counts is not None:
+            completed, failed, timeout, canceled = (
+                total + part for total, part in zip((completed, failed, timeout, canceled), memo.counts, strict=True)
+            )
+    return Counters(
+        n_completed=completed,
+        n_failed=failed,
+        n_timeout=timeout,
+        n_canceled=canceled,
+        n_done=completed + failed + timeout + canceled,
+        n_expected=job.job_spec.n_expected if job.job_spec is not None else None,
+    )
+
+
+def _apply_observed(
+    unresolved: Mapping[str, Mapping[str, str]], observed: Iterable[_Observed]
+) -> dict[str, dict[str, str]]:
+    """Scenarios whose last final state was bad; a completed one leaves, a not-yet-final one keeps its entry."""
+    result = {run_id: dict(states) for run_id, states in unresolved.items()}
+    for seen in observed:
+        if seen.state in _BAD_STATES:
+            result.setdefault(seen.run_id, {})[seen.definition_id] = seen.state
+        elif seen.state == ScenarioState.COMPLETED and seen.definition_id in result.get(seen.run_id, {}):
+            del result[seen.run_id][seen.definition_id]
+    return {run_id: states for run_id, states in result.items() if states}
+
+
+def _mark_finished(runs: Mapping[str, RunMemo], outcomes: Mapping[str, BenchmarkOutcome]) -> dict[str, RunMemo]:
+    marked = dict(runs)
+    for run_id, outcome in outcomes.items():
+        marked[run_id] = marked[run_id].model_copy(
+            update={"finished": True, "average_score": outcome.average_score, "counts": None}
+        )
+    return marked
+
+
+def _run_result(outcome: BenchmarkOutcome, memo: RunMemo) -> RunResult:
+    return RunResult(
+        benchmark_run_id=outcome.benchmark_run_id,
+        agent_name=outcome.agent_name or memo.agent_name,
+        model_name=outcome.model_name or memo.model_name,
+        average_score=outcome.average_score,
+        n_completed=outcome.n_completed,
+        n_failed=outcome.n_failed,
+        n_timeout=outcome.n_timeout,
+        duration_ms=outcome.duration_ms,
+    )

@@ -1,0 +1,112 @@
+"""A job's derived summary, computed from its view and memory: failure rate, scores per agent, failures by type."""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections import defaultdict
+from collections.abc import Mapping
+
+from watcher.core.events import Counters
+from watcher.core.models import BenchmarkJobSource, BenchmarkJobView, BenchmarkOutcome, ScenarioState
+from watcher.core.summary import MAX_FAILURE_EXAMPLES, AgentSummary, FailureExample, FailureGroup, JobSummary
+
+
+def dashboard_url_for(api_base_url: str) -> str:
+    """The Runloop dashboard of an API host: `https://api.runloop.ai` → `https://platform.runloop.ai`."""
+    return api_base_url.rstrip("/").replace("://api.", "://platform.", 1)
+
+
+def summarize(
+    job: BenchmarkJobView, counters: Counters, run_counts: Mapping[str, tuple[int, int, int, int]], dashboard_url: str
+) -> JobSummary:
+    """Summarise a job from its view and the diff's counters (`run_counts`: in-progress runs' counts)."""
+    benchmark_id = job.job_source.benchmark_id if isinstance(job.job_source, BenchmarkJobSource) else "single"
+    run_base = f"{dashboard_url}/benchmarks/custom/{_segment(benchmark_id)}/runs"
+    agents = _agents(job, run_counts, run_base)
+    scores = {a.agent_name or a.benchmark_run_id: a.average_score for a in agents if a.average_score is not None}
+    bad = counters.n_failed + counters.n_timeout
+    return JobSummary(
+        **dict(counters),
+        job_id=job.id,
+        job_name=job.name,
+        state=job.state,
+        failure_reason=job.failure_reason,
+        failure_rate=round(bad / counters.n_done, 6) if counters.n_done else None,
+        scores=scores,
+        min_score=min(scores.values()) if scores else None,
+        agents=agents,
+        failures=_failure_groups(job.benchmark_outcomes or (), dashboard_url),
+        dashboard_url=dashboard_url,
+    )
+
+
+def _segment(identifier: str) -> str:
+    """An id from the API, quoted to be one URL path segment (it may hold anything)."""
+    return urllib.parse.quote(identifier, safe="")
+
+
+def _agents(
+    job: BenchmarkJobView, run_counts: Mapping[str, tuple[int, int, int, int]], run_base: str
+) -> tuple[AgentSummary, ...]:
+    rows: dict[str, AgentSummary] = {}
+    for outcome in job.benchmark_outcomes or ():
+        rows.setdefault(
+            outcome.benchmark_run_id,
+            AgentSummary(
+                benchmark_run_id=outcome.benchmark_run_id,
+                agent_name=outcome.agent_name,
+                model_name=outcome.model_name,
+                finished=True,
+                average_score=outcome.average_score,
+                n_completed=outcome.n_completed,
+                n_failed=outcome.n_failed,
+                n_timeout=outcome.n_timeout,
+                duration_ms=outcome.duration_ms,
+                url=f"{run_base}/{_segment(outcome.benchmark_run_id)}",
+            ),
+        )
+    for run in job.in_progress_runs or ():
+        if run.benchmark_run_id in rows:
+            continue
+        completed, failed, timeout, _ = run_counts.get(run.benchmark_run_id, (0, 0, 0, 0))
+        rows[run.benchmark_run_id] = AgentSummary(
+            benchmark_run_id=run.benchmark_run_id,
+            agent_name=run.agent_name,
+            model_name=run.model_name,
+            finished=False,
+            average_score=None,
+            n_completed=completed,
+            n_failed=failed,
+            n_timeout=timeout,
+            duration_ms=run.duration_ms,
+            url=f"{run_base}/{_segment(run.benchmark_run_id)}",
+        )
+    return tuple(sorted(rows.values(), key=lambda row: (row.agent_name or "", row.benchmark_run_id)))
+
+
+def _failure_groups(outcomes: tuple[BenchmarkOutcome, ...], dashboard_url: str) -> tuple[FailureGroup, ...]:
+    """Failed and timed-out scenarios grouped by exception type, biggest group first."""
+    groups: dict[str, list[FailureExample]] = defaultdict(list)
+    for outcome in outcomes:
+        for scenario in outcome.scenario_outcomes or ():
+            if scenario.state not in (ScenarioState.FAILED, ScenarioState.TIMEOUT):
+                continue
+            reason = scenario.failure_reason
+            exception_type = reason.exception_type if reason else scenario.state.lower()
+            url = None
+            if scenario.scenario_run_id:
+                scenario_path = f"{_segment(scenario.scenario_definition_id)}/runs/{_segment(scenario.scenario_run_id)}"
+                url = f"{dashboard_url}/scenarios/{scenario_path}"
+            groups[exception_type].append(
+                FailureExample(
+                    scenario_name=scenario.scenario_name or scenario.scenario_definition_id,
+                    agent_name=outcome.agent_name,
+                    message=reason.exception_message if reason else "",
+                    url=url,
+                )
+            )
+    ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    return tuple(
+        FailureGroup(exception_type=kind, count=len(examples), examples=tuple(examples[:MAX_FAILURE_EXAMPLES]))
+        for kind, examples in ordered
+    )

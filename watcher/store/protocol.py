@@ -1,0 +1,121 @@
+"""The store interface: what the watcher needs from its database, whatever the database is."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from watcher.core.events import Event
+from watcher.core.memory import JobMemory
+from watcher.core.notification import Notification
+from watcher.core.records import DeliveryAttempt, OutboxItem, OutboxStatus, StateRow
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as recorded: its position in the store's log, and the event."""
+
+    seq: int
+    event: Event
+
+
+class Store(Protocol):
+    """Durable job memories and events. SQLite implements it; a PostgreSQL twin can too.
+
+    `commit` is the one write of a poll: the job's new memory and the events it revealed land in one
+    transaction, or not at all. Recording an event id twice keeps the first.
+    """
+
+    async def open(self) -> None:
+        """Open (creating and migrating when needed)."""
+        ...
+
+    async def close(self) -> None:
+        """Close; safe to call twice."""
+        ...
+
+    async def load_memory(self, job_id: str) -> JobMemory | None:
+        """What the watcher knew of a job, or None for a job it never saw."""
+        ...
+
+    async def load_memories(self) -> dict[str, JobMemory]:
+        """Every job's memory, by job id (a restart resumes from these)."""
+        ...
+
+    async def commit(
+        self,
+        *,
+        memory: JobMemory | None = None,
+        events: Sequence[Event] = (),
+        state_rows: Sequence[StateRow] = (),
+        notifications: Sequence[Notification] = (),
+    ) -> int:
+        """Record a poll's consequences atomically — memory, events, state rows, outbox; returns new events."""
+        ...
+
+    async def load_state_rows(self, namespace: str) -> list[StateRow]:
+        """Every state row of a namespace."""
+        ...
+
+    async def get_state(self, namespace: str, key: str) -> str | None:
+        """One state row's body, or None."""
+        ...
+
+    async def put_state(self, namespace: str, key: str, body: str) -> None:
+        """Write one state row on its own (committed at once)."""
+        ...
+
+    async def outbox_items(self, *, status: str | None = None, limit: int = 1000) -> list[OutboxItem]:
+        """Outbox entries, oldest first, optionally of one status."""
+        ...
+
+    async def outbox_item(self, notification_id: str) -> OutboxItem | None:
+        """One outbox entry by id (or unique prefix)."""
+        ...
+
+    async def due_notifications(
+        self, now_ms: int, *, limit: int = 200, exclude: Collection[str] = ()
+    ) -> list[OutboxItem]:
+        """Pending notifications whose next attempt is due."""
+        ...
+
+    async def next_attempt_ms(self, *, after_ms: int = -1) -> int | None:
+        """When the next pending notification is due (later than `after_ms`)."""
+        ...
+
+    async def record_delivery(self, attempt: DeliveryAttempt, *, status: OutboxStatus, next_attempt_ms: int) -> None:
+        """Record an attempt and the notification's new status atomically."""
+        ...
+
+    async def requeue(self, notification_id: str, now_ms: int) -> bool:
+        """Make a notification pending again, due now."""
+        ...
+
+    async def deliveries(self, notification_id: str) -> list[DeliveryAttempt]:
+        """Every recorded attempt of one notification."""
+        ...
+
+    async def outbox_counts(self) -> dict[str, int]:
+        """Notifications per status."""
+        ...
+
+    async def events(self, *, job_id: str | None = None, since_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """Recorded events in the order they were recorded, after `since_seq`."""
+        ...
+
+
+class NamespacedState:
+    """A store's state rows under one namespace, as the small key → value state a notifier keeps."""
+
+    def __init__(self, store: Store, namespace: str) -> None:
+        self._store = store
+        self._namespace = namespace
+
+    async def get(self, key: str) -> str | None:
+        """The stored value, or None."""
+        return await self._store.get_state(self._namespace, key)
+
+    async def put(self, key: str, value: str) -> None:
+        """Store a value durably."""
+        await self._store.put_state(self._namespace, key, value)
