@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import hashlib
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -83,13 +85,16 @@ class RuleConfig(StrictModel):
     resolves: str | None = None
     title: TemplateField | None = None
     text: TemplateField | None = None
+    mute_time_intervals: tuple[str, ...] = ()
+    active_time_intervals: tuple[str, ...] = ()
+    once_per: TemplateField | None = None
 
     @field_validator("on", mode="before")
     @classmethod
     def _one_kind_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
-    @field_validator("notify", "group_by", mode="before")
+    @field_validator("notify", "group_by", "mute_time_intervals", "active_time_intervals", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
@@ -124,6 +129,34 @@ class SilenceConfig(StrictModel):
         return self.until is None or now_s < self.until.timestamp()
 
 
+class InhibitConfig(StrictModel):
+    """`{source: {...}, target: {...}, equal: [job_id], for: 1h}`: while a source is active, matching targets
+    with equal values of the `equal` fields are dropped."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str | None = Field(None, min_length=1)
+    source: Where
+    target: Where
+    equal: tuple[str, ...] = ()
+    for_ms: DurationMs = Field(0, alias="for", ge=0)
+
+    @field_validator("source", "target")
+    @classmethod
+    def _not_empty(cls, value: dict[str, FieldMatcher]) -> dict[str, FieldMatcher]:
+        if not value:
+            raise ValueError("give at least one matcher (an empty one would match every event)")
+        return value
+
+    def label(self) -> str:
+        """Its name, or a stable label derived from what it says (its state rows are keyed by it)."""
+        if self.name is not None:
+            return self.name
+        sides = [{path: m.raw for path, m in side.items()} for side in (self.source, self.target)]
+        raw = json.dumps([*sides, self.equal], sort_keys=True, default=str)
+        return "inhibit-" + hashlib.blake2b(raw.encode(), digest_size=6).hexdigest()
+
+
 Loc = tuple[str | int, ...]
 
 
@@ -139,7 +172,8 @@ def cross_check_rules(data: Any) -> list[tuple[Loc, str]]:
         return []
     named = [(index, rule) for index, rule in enumerate(rules) if isinstance(rule, Mapping)]
     names = [str(rule.get("name")) for _, rule in named if isinstance(rule.get("name"), str)]
-    problems: list[tuple[Loc, str]] = []
+    problems: list[tuple[Loc, str]] = _check_interval_names(data.get("time_intervals"))
+    intervals = _names(data.get("time_intervals"))
     seen: set[str] = set()
     for index, rule in named:
         name = rule.get("name")
@@ -147,19 +181,38 @@ def cross_check_rules(data: Any) -> list[tuple[Loc, str]]:
             if name in seen:
                 problems.append((("rules", index, "name"), f"duplicate rule name {name!r}"))
             seen.add(name)
-        problems.extend(_check_notify(index, rule.get("notify"), notifier_names))
+        problems.extend(_check_names(("rules", index, "notify"), rule.get("notify"), "notifier", notifier_names))
         problems.extend(_check_resolves(index, rule.get("resolves"), name, set(names)))
+        for key in ("mute_time_intervals", "active_time_intervals"):
+            problems.extend(_check_names(("rules", index, key), rule.get(key), "time interval", intervals))
     return problems
 
 
-def _check_notify(index: int, notify: Any, known: set[str]) -> list[tuple[Loc, str]]:
-    if isinstance(notify, str):
-        return [] if notify in known else [(("rules", index, "notify"), _unknown("notifier", notify, known))]
-    if not isinstance(notify, list):
+def _names(entries: Any) -> set[str]:
+    if not isinstance(entries, list):
+        return set()
+    return {str(entry["name"]) for entry in entries if isinstance(entry, Mapping) and "name" in entry}
+
+
+def _check_interval_names(entries: Any) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        if isinstance(name, str) and name in seen:
+            problems.append((("time_intervals", index, "name"), f"duplicate time interval name {name!r}"))
+        seen.add(str(name))
+    return problems
+
+
+def _check_names(loc: Loc, value: Any, what: str, known: set[str]) -> list[tuple[Loc, str]]:
+    if isinstance(value, str):
+        return [] if value in known else [(loc, _unknown(what, value, known))]
+    if not isinstance(value, list):
         return []
     return [
-        (("rules", index, "notify", position), _unknown("notifier", name, known))
-        for position, name in enumerate(notify)
+        ((*loc, position), _unknown(what, name, known))
+        for position, name in enumerate(value)
         if isinstance(name, str) and name not in known
     ]
 

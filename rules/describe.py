@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 
-from rules.config import RuleConfig, SilenceConfig
+from rules.config import InhibitConfig, RuleConfig, SilenceConfig
 from rules.match import FieldMatcher
+from rules.timeintervals import TimeIntervalConfig, TimePeriod
 from watcher.config.durations import format_duration_ms
 from watcher.core.events import EVENT_KINDS
 
@@ -25,9 +26,44 @@ def describe_rule(rule: RuleConfig) -> str:
     grouping = _grouping(rule)
     if grouping:
         parts.append(f"; {grouping}")
+    if rule.once_per is not None:
+        parts.append(f"; once per {rule.once_per.source}")
+    if rule.mute_time_intervals:
+        parts.append(f"; muted during {', '.join(rule.mute_time_intervals)}")
+    if rule.active_time_intervals:
+        parts.append(f"; only during {', '.join(rule.active_time_intervals)}")
     if not rule.continue_:
         parts.append("; stops here (continue: false)")
     return "".join(parts)
+
+
+def describe_inhibit(entry: InhibitConfig) -> str:
+    """`label: drop <target> while <source> [with equal …]` and how long a source stays active."""
+    equal = f" with equal {', '.join(entry.equal)}" if entry.equal else ""
+    held = "while its incident is open"
+    if entry.for_ms:
+        held += f" or for {format_duration_ms(entry.for_ms)} after it was sent"
+    return (
+        f"{entry.label()}: drop {describe_matchers(entry.target)} after a notification about "
+        f"{describe_matchers(entry.source)}{equal}, {held}"
+    )
+
+
+def describe_time_interval(interval: TimeIntervalConfig) -> str:
+    """`name: <range> or <range>` with each range's fields as written."""
+    return f"{interval.name}: " + " or ".join(_period(period) for period in interval.time_intervals)
+
+
+def _period(period: TimePeriod) -> str:
+    data = period.model_dump(by_alias=True, exclude_defaults=True, exclude={"location"})
+    fields = [f"{key} {value}" for key, value in data.items() if key != "times"]
+    times = [
+        f"{t.start_minute // 60:02d}:{t.start_minute % 60:02d}-{t.end_minute // 60:02d}:{t.end_minute % 60:02d}"
+        for t in period.times
+    ]
+    if times:
+        fields.insert(0, "times " + ", ".join(times))
+    return f"[{'; '.join(fields) or 'always'} ({period.location})]"
 
 
 def _grouping(rule: RuleConfig) -> str:

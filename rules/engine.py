@@ -10,10 +10,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rules.config import RuleConfig, SilenceConfig
+from rules.config import InhibitConfig, RuleConfig, SilenceConfig
 from rules.expr import ExpressionError
+from rules.inhibit import Incident, Inhibitions, Inhibitor, InhibitorKey, seen
 from rules.match import MISSING, resolve
 from rules.templates import Template, TemplateError, default_text, default_title, template_context
+from rules.timeintervals import TimeIntervalConfig
 from watcher.core.events import Event
 from watcher.core.notification import Notification, notification_id
 from watcher.core.summary import JobSummary
@@ -40,21 +42,28 @@ class RuleStateChanges:
     groups: tuple[tuple[GroupId, Group | None], ...] = ()
     last_sent: tuple[tuple[GroupId, int], ...] = ()
     incidents: tuple[tuple[tuple[str, str], int | None], ...] = ()
+    inhibitors: tuple[tuple[InhibitorKey, Inhibitor | None], ...] = ()
+    once: tuple[tuple[tuple[str, str], int], ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.groups or self.last_sent or self.incidents)
+        return bool(self.groups or self.last_sent or self.incidents or self.inhibitors or self.once)
 
 
 @dataclass
 class RuleState:
-    """Open group windows, the last send per group, and the incidents (rule, dedup key) left open."""
+    """Open group windows, the last send per group, the incidents (rule, dedup key) left open, the active
+    inhibition sources, and the values each `once_per` rule has sent for."""
 
     groups: dict[GroupId, Group] = field(default_factory=dict)
     last_sent: dict[GroupId, int] = field(default_factory=dict)
     incidents: dict[tuple[str, str], int] = field(default_factory=dict)
+    inhibitors: dict[InhibitorKey, Inhibitor] = field(default_factory=dict)
+    once: dict[tuple[str, str], int] = field(default_factory=dict)
     _touched_groups: set[GroupId] = field(default_factory=set)
     _touched_sends: set[GroupId] = field(default_factory=set)
     _touched_incidents: set[tuple[str, str]] = field(default_factory=set)
+    _touched_inhibitors: set[InhibitorKey] = field(default_factory=set)
+    _touched_once: set[tuple[str, str]] = field(default_factory=set)
 
     def put_group(self, group: Group) -> None:
         """Open or update a group window."""
@@ -82,41 +91,69 @@ class RuleState:
         self._touched_incidents.add(incident)
         return was_open
 
+    def activate(self, key: InhibitorKey, inhibitor: Inhibitor | None) -> None:
+        """Record an inhibition source as active (None: no longer)."""
+        if inhibitor is None:
+            self.inhibitors.pop(key, None)
+        else:
+            self.inhibitors[key] = inhibitor
+        self._touched_inhibitors.add(key)
+
+    def remember_once(self, rule_value: tuple[str, str], at_ms: int) -> None:
+        """Remember that a `once_per` rule has sent for this value."""
+        self.once.setdefault(rule_value, at_ms)
+        self._touched_once.add(rule_value)
+
     def take_changes(self) -> RuleStateChanges:
         """The changes since the last call, for the store; clears the record."""
         changes = RuleStateChanges(
             groups=tuple((gid, self.groups.get(gid)) for gid in sorted(self._touched_groups)),
             last_sent=tuple((gid, self.last_sent[gid]) for gid in sorted(self._touched_sends)),
             incidents=tuple((inc, self.incidents.get(inc)) for inc in sorted(self._touched_incidents)),
+            inhibitors=tuple((key, self.inhibitors.get(key)) for key in sorted(self._touched_inhibitors)),
+            once=tuple((key, self.once[key]) for key in sorted(self._touched_once)),
         )
-        self._touched_groups.clear()
-        self._touched_sends.clear()
-        self._touched_incidents.clear()
+        for touched in (self._touched_groups, self._touched_sends, self._touched_incidents):
+            touched.clear()
+        self._touched_inhibitors.clear()
+        self._touched_once.clear()
         return changes
 
 
 @dataclass(frozen=True)
 class Routed:
-    """What routing some events gave: notifications due now, how many events silences ate, and problems."""
+    """What routing some events gave: notifications due now, how many events silences ate, problems, and what
+    was dropped on the way out (muted, inhibited, already sent once) in one line each."""
 
     notifications: tuple[Notification, ...]
     silenced: int = 0
     problems: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
 
 
 class Router:
     """Routes events through the rules, in order; one bad rule never stops the others."""
 
-    def __init__(self, rules: Sequence[RuleConfig], silences: Sequence[SilenceConfig] = ()) -> None:
+    def __init__(
+        self,
+        rules: Sequence[RuleConfig],
+        silences: Sequence[SilenceConfig] = (),
+        *,
+        inhibit: Sequence[InhibitConfig] = (),
+        time_intervals: Sequence[TimeIntervalConfig] = (),
+    ) -> None:
         self.rules = tuple(rules)
         self.silences = tuple(silences)
         self._by_name = {rule.name: rule for rule in self.rules}
+        self.inhibitions = Inhibitions(inhibit, {rule.resolves for rule in self.rules if rule.resolves})
+        self.time_intervals = {interval.name: interval for interval in time_intervals}
 
     def route(self, state: RuleState, events: Sequence[Event], summary: JobSummary | None, now_ms: int) -> Routed:
         """Route a poll's events; returns the notifications due now (immediate ones and closed windows)."""
         summary_data = summary.model_dump(mode="json") if summary is not None else None
         out: list[Notification] = []
         problems: list[str] = []
+        dropped: list[str] = []
         silenced = 0
         for event in events:
             subject = _Subject(event, event.model_dump(mode="json"), summary, summary_data)
@@ -127,35 +164,115 @@ class Router:
                 if not self._matches(rule, subject, problems):
                     continue
                 if rule.resolves is not None:
-                    out.extend(self._resolve(state, rule, subject, now_ms, problems))
+                    out.extend(self._resolve(state, rule, subject, now_ms, problems, dropped=dropped))
                 else:
                     self._collect(state, rule, subject, now_ms)
                 if not rule.continue_:
                     break
-        out.extend(self.flush_due(state, now_ms, problems))
-        return Routed(tuple(out), silenced, tuple(problems))
+        out.extend(self.flush_due(state, now_ms, problems, dropped))
+        return Routed(tuple(out), silenced, tuple(problems), tuple(dropped))
 
-    def flush_due(self, state: RuleState, now_ms: int, problems: list[str] | None = None) -> list[Notification]:
-        """Notifications of every group whose window has closed by `now_ms`, oldest window first."""
+    def flush_due(
+        self, state: RuleState, now_ms: int, problems: list[str] | None = None, dropped: list[str] | None = None
+    ) -> list[Notification]:
+        """Notifications of every group whose window has closed by `now_ms`, oldest window first; at one time,
+        groups that can inhibit others go first. `dropped` receives a line per group muted, inhibited or
+        already sent once."""
         problems = problems if problems is not None else []
-        order = {rule.name: index for index, rule in enumerate(self.rules)}
-        due = sorted(
-            (group for group in state.groups.values() if group.due_ms <= now_ms),
-            key=lambda group: (group.due_ms, order.get(group.rule, len(order)), group.key),
-        )
+        dropped = dropped if dropped is not None else []
         out: list[Notification] = []
-        for group in due:
+        for group in self._due(state, now_ms):
             state.drop_group((group.rule, group.key))
             rule = self._by_name.get(group.rule)
             if rule is None:  # the rule was removed from the config while its window was open
                 problems.append(f"dropped a pending group of removed rule {group.rule!r}")
                 continue
-            notifications = _render(rule, group, "trigger", problems)
-            state.sent((group.rule, group.key), group.due_ms)
-            for notification in notifications[:1]:
-                state.open_incident((rule.name, notification.dedup_key), group.due_ms)
-            out.extend(notifications)
+            out.extend(self._send(state, rule, group, problems, dropped))
         return out
+
+    def _due(self, state: RuleState, now_ms: int) -> list[Group]:
+        order = {rule.name: index for index, rule in enumerate(self.rules)}
+        return sorted(
+            (group for group in state.groups.values() if group.due_ms <= now_ms),
+            key=lambda group: (group.due_ms, not self._is_source(group), order.get(group.rule, len(order)), group.key),
+        )
+
+    def _is_source(self, group: Group) -> bool:
+        if not self.inhibitions.entries:
+            return False
+        rule = self._by_name.get(group.rule)
+        severity = rule.severity if rule is not None else "info"
+        summary = _dumped(group.summary)
+        return any(
+            self.inhibitions.any_source(seen(event.model_dump(mode="json"), summary, group.rule, severity))
+            for event in group.events
+        )
+
+    def _send(
+        self, state: RuleState, rule: RuleConfig, group: Group, problems: list[str], dropped: list[str]
+    ) -> list[Notification]:
+        """The group's notifications, unless muted, inhibited or already sent once; records what sending does."""
+        about = f"rule {rule.name!r}: {_events_of(group.events)}"
+        muted = self.muted(rule, group.due_ms)
+        if muted is not None:
+            dropped.append(f"muted {about} ({muted})")
+            return []
+        group.events = self._uninhibited(state, rule, group, dropped)
+        if not group.events:
+            return []
+        if rule.once_per is not None and not _first_time(state, rule, group, problems):
+            dropped.append(f"once_per {about} (already sent for this value)")
+            return []
+        notifications = _render(rule, group, "trigger", problems)
+        state.sent((group.rule, group.key), group.due_ms)
+        for notification in notifications[:1]:
+            incident = (rule.name, notification.dedup_key)
+            state.open_incident(incident, group.due_ms)
+            self._activate_sources(state, rule, group, incident)
+        return notifications
+
+    def muted(self, rule: RuleConfig, at_ms: int) -> str | None:
+        """Why the rule sends nothing at `at_ms` (a mute interval it is in, or outside its active ones), or None."""
+        for name in rule.mute_time_intervals:
+            interval = self.time_intervals.get(name)
+            if interval is not None and interval.contains(at_ms):
+                return f"in mute time interval {name!r}"
+        active = [self.time_intervals[name] for name in rule.active_time_intervals if name in self.time_intervals]
+        if active and not any(interval.contains(at_ms) for interval in active):
+            return f"outside active time intervals {', '.join(rule.active_time_intervals)}"
+        return None
+
+    def _uninhibited(self, state: RuleState, rule: RuleConfig, group: Group, dropped: list[str]) -> list[Event]:
+        if not self.inhibitions.entries:
+            return group.events
+        summary = _dumped(group.summary)
+        kept: list[Event] = []
+        by: dict[str, list[Event]] = {}
+        for event in group.events:
+            subject = seen(event.model_dump(mode="json"), summary, rule.name, rule.severity)
+            label = self.inhibitions.inhibiting(subject, state.inhibitors, state.incidents, group.due_ms)
+            if label is None:
+                kept.append(event)
+            else:
+                by.setdefault(label, []).append(event)
+        for label, events in by.items():
+            dropped.append(f"inhibited rule {rule.name!r}: {_events_of(events)} (by inhibit {label!r})")
+        return kept
+
+    def _activate_sources(self, state: RuleState, rule: RuleConfig, group: Group, incident: Incident) -> None:
+        if not self.inhibitions.entries:
+            return
+        at_ms = group.due_ms
+        for key, inhibitor in list(state.inhibitors.items()):  # forget the sources no longer in force
+            if not self.inhibitions.holds(key[0], inhibitor, state.incidents, at_ms):
+                state.activate(key, None)
+        summary = _dumped(group.summary)
+        for event in group.events:
+            subject = seen(event.model_dump(mode="json"), summary, rule.name, rule.severity)
+            for key in self.inhibitions.sources(subject):
+                earlier = state.inhibitors.get(key)
+                incidents = {inc for inc in (earlier.incidents if earlier else ()) if inc in state.incidents}
+                state.activate(key, Inhibitor(at_ms, tuple(sorted(incidents | {incident}))))
 
     @staticmethod
     def next_due_ms(state: RuleState) -> int | None:
@@ -191,12 +308,23 @@ class Router:
         state.put_group(Group(rule.name, key, now_ms, due_ms, [subject.event], subject.summary))
 
     def _resolve(
-        self, state: RuleState, rule: RuleConfig, subject: _Subject, now_ms: int, problems: list[str]
+        self,
+        state: RuleState,
+        rule: RuleConfig,
+        subject: _Subject,
+        now_ms: int,
+        problems: list[str],
+        *,
+        dropped: list[str],
     ) -> list[Notification]:
         target = self._by_name[rule.resolves or ""]
         dedup_key = _render_or(target.dedup_key, _context(target, [subject.event], subject.summary), "", problems)
         _cancel_pending(state, target, dedup_key, problems)
         if not state.close_incident((target.name, dedup_key)):
+            return []
+        muted = self.muted(rule, now_ms)
+        if muted is not None:  # the incident is closed all the same: muting drops, it does not delay
+            dropped.append(f"muted rule {rule.name!r}: {_events_of([subject.event])} ({muted})")
             return []
         resolution = Group(rule.name, dedup_key, now_ms, now_ms, [subject.event], subject.summary)
         return _render(rule, resolution, "resolve", problems, dedup_key=dedup_key)
@@ -238,6 +366,30 @@ def _cancel_pending(state: RuleState, target: RuleConfig, dedup_key: str, proble
         elif len(kept) != len(group.events):
             group.events = kept
             state.put_group(group)
+
+
+def _dumped(summary: JobSummary | None) -> dict[str, Any] | None:
+    return summary.model_dump(mode="json") if summary is not None else None
+
+
+def _events_of(events: Sequence[Event]) -> str:
+    names = sorted({event.job_name for event in events})
+    return f"{len(events)} event{'s' if len(events) != 1 else ''} of {', '.join(names) or 'no job'}"
+
+
+def _first_time(state: RuleState, rule: RuleConfig, group: Group, problems: list[str]) -> bool:
+    """Whether the rule has not yet sent for its `once_per` value, which is then remembered; a template that
+    fails to render does not hold the notification back."""
+    context = _context(rule, group.events, group.summary)
+    try:
+        value = rule.once_per.render(context) if rule.once_per is not None else ""
+    except TemplateError as exc:
+        problems.append(f"rule {rule.name!r}: once_per: {exc}; sent anyway")
+        return True
+    if (rule.name, value) in state.once:
+        return False
+    state.remember_once((rule.name, value), group.due_ms)
+    return True
 
 
 def _context(rule: RuleConfig, events: Sequence[Event], summary: JobSummary | None) -> dict[str, Any]:

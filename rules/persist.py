@@ -1,4 +1,5 @@
-"""Rule state ↔ store rows: group windows, last sends and open incidents survive a restart."""
+"""Rule state ↔ store rows: group windows, last sends, open incidents, active inhibition sources and the values
+`once_per` rules have sent for survive a restart."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Final, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from rules.engine import Group, RuleState, RuleStateChanges
+from rules.inhibit import Inhibitor
 from watcher.core.events import Event
 from watcher.core.records import StateRow
 from watcher.core.summary import JobSummary
@@ -24,6 +26,8 @@ class StateRows(Protocol):
 GROUPS: Final = "rules.group"
 SENDS: Final = "rules.sent"
 INCIDENTS: Final = "rules.incident"
+INHIBITORS: Final = "rules.inhibitor"
+ONCE: Final = "rules.once"
 _SEP: Final = "\x1f"
 
 
@@ -67,7 +71,21 @@ def rows_for(changes: RuleStateChanges) -> list[StateRow]:
         StateRow(INCIDENTS, _key(incident), None if at_ms is None else json.dumps(at_ms))
         for incident, at_ms in changes.incidents
     )
+    rows.extend(
+        StateRow(INHIBITORS, _key(key), None if inhibitor is None else _inhibitor_body(inhibitor))
+        for key, inhibitor in changes.inhibitors
+    )
+    rows.extend(StateRow(ONCE, _key(key), json.dumps(at_ms)) for key, at_ms in changes.once)
     return rows
+
+
+def _inhibitor_body(inhibitor: Inhibitor) -> str:
+    return json.dumps({"sent_ms": inhibitor.sent_ms, "incidents": [list(pair) for pair in inhibitor.incidents]})
+
+
+def _inhibitor(body: str) -> Inhibitor:
+    data = json.loads(body)
+    return Inhibitor(int(data["sent_ms"]), tuple((str(rule), str(key)) for rule, key in data["incidents"]))
 
 
 async def load_rule_state(store: StateRows) -> RuleState:
@@ -82,4 +100,8 @@ async def load_rule_state(store: StateRows) -> RuleState:
         state.last_sent[_pair(row.key)] = int(json.loads(row.body or "0"))
     for row in await store.load_state_rows(INCIDENTS):
         state.incidents[_pair(row.key)] = int(json.loads(row.body or "0"))
+    for row in await store.load_state_rows(INHIBITORS):
+        state.inhibitors[_pair(row.key)] = _inhibitor(row.body or '{"sent_ms": 0, "incidents": []}')
+    for row in await store.load_state_rows(ONCE):
+        state.once[_pair(row.key)] = int(json.loads(row.body or "0"))
     return state

@@ -13,7 +13,8 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 
 from notifiers.registry import NotifierConfig
-from rules.config import RuleConfig, SilenceConfig, cross_check_rules
+from rules.config import InhibitConfig, RuleConfig, SilenceConfig, cross_check_rules
+from rules.timeintervals import TimeIntervalConfig
 from watcher.api.client import DEFAULT_BASE_URL
 from watcher.config.durations import DurationMs
 from watcher.config.loader import ConfigError, ConfigProblem, StrictModel, format_path, load_yaml, validate_file
@@ -85,6 +86,8 @@ class Config(StrictModel):
     notifiers: dict[str, NotifierConfig] = Field(default_factory=dict)
     rules: tuple[RuleConfig, ...] = ()
     silences: tuple[SilenceConfig, ...] = ()
+    inhibit: tuple[InhibitConfig, ...] = ()
+    time_intervals: tuple[TimeIntervalConfig, ...] = ()
 
 
 class LoadedConfig:

@@ -62,9 +62,19 @@ def _parse_line(path: Path, number: int, raw: bytes) -> Snapshot:
         raise ReplayInputError(f"{path}:{number}: {where}: {error['msg']}") from None
 
 
-async def replay(path: Path, out: TextIO, *, state: Path | None = None, config: LoadedConfig | None = None) -> int:
+async def replay(
+    path: Path,
+    out: TextIO,
+    *,
+    state: Path | None = None,
+    config: LoadedConfig | None = None,
+    notes: TextIO | None = None,
+) -> int:
     """Diff every snapshot of `path` in order and write JSON lines: the events, or with a config the
-    notifications that would be sent (nothing is sent), windows closing on the replay's clock. Returns how many."""
+    notifications that would be sent (nothing is sent), windows closing on the replay's clock. Returns how many.
+
+    With a config, `notes` (if given) receives a line for each notification not sent: muted by a time interval,
+    inhibited, or already sent once (`once_per`)."""
     snapshots = read_snapshots(path)
     count = 0
     async with open_store(state if state is not None else ":memory:") as store:
@@ -75,24 +85,38 @@ async def replay(path: Path, out: TextIO, *, state: Path | None = None, config: 
             for item in lines:
                 out.write(item.model_dump_json() + "\n")
                 count += 1
+            _note(notes, snapshot.at_ms, observation.dropped)
         if config is not None:
-            count += await _flush_remaining(tracker, out)
+            count += await _flush_remaining(tracker, out, notes)
     return count
+
+
+def _note(notes: TextIO | None, at_ms: int, dropped: tuple[str, ...]) -> None:
+    if notes is not None:
+        for line in dropped:
+            notes.write(f"at_ms {at_ms}: not sent: {line}\n")
 
 
 def _tracker(store: Store, config: LoadedConfig | None) -> JobTracker:
     if config is None:
         return JobTracker(store)
-    router = Router(config.config.rules, config.config.silences)
+    router = Router(
+        config.config.rules,
+        config.config.silences,
+        inhibit=config.config.inhibit,
+        time_intervals=config.config.time_intervals,
+    )
     base_url = config.config.runloop.resolved_base_url({})
     return JobTracker(store, router=router, dashboard_url=dashboard_url_for(base_url))
 
 
-async def _flush_remaining(tracker: JobTracker, out: TextIO) -> int:
+async def _flush_remaining(tracker: JobTracker, out: TextIO, notes: TextIO | None) -> int:
     """Windows still open at the end of the file close at their own time."""
     count = 0
     while (due_ms := tracker.next_due_ms()) is not None:
-        for notification in (await tracker.flush_due(due_ms)).notifications:
+        observation = await tracker.flush_due(due_ms)
+        for notification in observation.notifications:
             out.write(notification.model_dump_json() + "\n")
             count += 1
+        _note(notes, due_ms, observation.dropped)
     return count

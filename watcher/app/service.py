@@ -76,7 +76,12 @@ class Service:
             limits=RequestLimits(self.config.watch.max_concurrent_requests, self.config.watch.max_requests_per_s),
             clock=self.clock,
         )
-        router = Router(self.config.rules, self.config.silences)
+        router = Router(
+            self.config.rules,
+            self.config.silences,
+            inhibit=self.config.inhibit,
+            time_intervals=self.config.time_intervals,
+        )
         self.tracker = JobTracker(self._store, router=router, dashboard_url=dashboard_url_for(base_url))
         await self.tracker.load_memories()
         self.worker = build_worker(self.config, self._store, session, self.clock)

@@ -34,6 +34,7 @@ class Observation:
     notifications: tuple[Notification, ...] = ()
     problems: tuple[str, ...] = ()
     memory: JobMemory | None = None
+    dropped: tuple[str, ...] = ()  # notifications not sent: muted, inhibited, or already sent once
 
 
 class JobTracker:
@@ -70,7 +71,9 @@ class JobTracker:
         if result.events and self.router is not None and state is not None:
             summary = self._summary(snapshot, result.memory)
             routed = self.router.route(state, result.events, summary, snapshot.at_ms)
-            observation = Observation(result.events, routed.notifications, routed.problems, result.memory)
+            observation = Observation(
+                result.events, routed.notifications, routed.problems, result.memory, routed.dropped
+            )
         changes = state.take_changes() if state is not None else None
         if result.events or changes or memory is None or _material(result.memory) != _material(memory):
             await self._commit(result.memory, observation, changes)
@@ -79,7 +82,7 @@ class JobTracker:
             self._seen[job_id] = {run_id: runs.seen for run_id, runs in snapshot.scenario_runs.items()}
         else:
             self._seen.pop(job_id, None)
-        _log_problems(observation.problems)
+        _log_problems(observation.problems, observation.dropped)
         return observation
 
     async def observe_unchanged(self, job_id: str, at_ms: int) -> None:
@@ -97,12 +100,12 @@ class JobTracker:
         observation = Observation(tuple(events))
         if events and self.router is not None and state is not None:
             routed = self.router.route(state, events, None, now_ms)
-            observation = Observation(tuple(events), routed.notifications, routed.problems)
+            observation = Observation(tuple(events), routed.notifications, routed.problems, dropped=routed.dropped)
         changes = state.take_changes() if state is not None else None
         await self._commit(memory, observation, changes)
         if memory is not None:
             self._remember(memory)
-        _log_problems(observation.problems)
+        _log_problems(observation.problems, observation.dropped)
         return observation
 
     async def load_memories(self) -> int:
@@ -140,12 +143,13 @@ class JobTracker:
         if self.router is None or state is None:
             return Observation()
         problems: list[str] = []
-        notifications = tuple(self.router.flush_due(state, now_ms, problems))
+        dropped: list[str] = []
+        notifications = tuple(self.router.flush_due(state, now_ms, problems, dropped))
         changes = state.take_changes()
-        observation = Observation((), notifications, tuple(problems))
+        observation = Observation((), notifications, tuple(problems), dropped=tuple(dropped))
         if notifications or changes:
             await self._commit(None, observation, changes)
-        _log_problems(observation.problems)
+        _log_problems(observation.problems, observation.dropped)
         return observation
 
     def next_due_ms(self) -> int | None:
@@ -183,6 +187,8 @@ def _material(memory: JobMemory) -> JobMemory:
     return memory.model_copy(update={"last_seen_ms": 0, "fingerprint": None})
 
 
-def _log_problems(problems: tuple[str, ...]) -> None:
+def _log_problems(problems: tuple[str, ...], dropped: tuple[str, ...] = ()) -> None:
     for problem in problems:
         log.warning("%s", problem)
+    for line in dropped:
+        log.info("not sent: %s", line)

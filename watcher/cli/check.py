@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rules.describe import describe_rule, describe_silence
+from rules.describe import describe_inhibit, describe_rule, describe_silence, describe_time_interval
 from watcher.app.config import load_config
 from watcher.core.events import events_json_schema
 
@@ -25,12 +25,22 @@ async def check(args: argparse.Namespace) -> int:
         print(f"silences ({len(config.silences)}):")
         for silence in config.silences:
             print(f"  {describe_silence(silence)}")
+    _section("inhibit", [describe_inhibit(entry) for entry in config.inhibit])
+    _section("time intervals", [describe_time_interval(interval) for interval in config.time_intervals])
     unused = sorted(set(config.notifiers) - {name for rule in config.rules for name in rule.notify})
     if unused:
         print(f"note: notifiers no rule uses: {', '.join(unused)}")
     if not config.watch.jobs and config.watch.discover is None:
         print("note: nothing to watch yet: watch.jobs and watch.discover are both empty")
     return 0
+
+
+def _section(title: str, lines: list[str]) -> None:
+    """A titled, indented list; nothing at all when it is empty."""
+    if lines:
+        print(f"{title} ({len(lines)}):")
+        for line in lines:
+            print(f"  {line}")
 
 
 async def schema(args: argparse.Namespace) -> int:

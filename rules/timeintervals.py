@@ -1,0 +1,175 @@
+"""Named time intervals (`time_intervals:`), with Alertmanager's fields and semantics, for rules'
+`mute_time_intervals` and `active_time_intervals`.
+
+A named interval holds a list of time ranges and matches an instant when any range does. Within a range every given
+field must match (an absent or empty field matches everything): `times` (`HH:MM` to `HH:MM`, the end excluded),
+`weekdays` (`monday`, `monday:friday`; the week starts on Sunday, as in Alertmanager), `days_of_month` (`1`, `1:5`,
+`-1` = the month's last day), `months` (`january`, `1:3`), `years` (`2026:2027`); ranges include both ends. All are
+read in `location` (an IANA zone; default UTC).
+"""
+
+from __future__ import annotations
+
+import calendar
+import difflib
+import re
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
+from typing import Annotated, Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+
+from watcher.config.loader import StrictModel
+
+WEEKDAYS: Final = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+MONTHS: Final = tuple(name.lower() for name in calendar.month_name[1:])
+_CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
+
+Span = tuple[int, int]  # inclusive, in the field's own numbering
+
+
+def _minutes(text: Any) -> int:
+    match = _CLOCK.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"expected a time of day as HH:MM, got {text!r}")
+    hours, minutes = int(match.group(1)), int(match.group(2))
+    if minutes > 59 or hours > 24 or (hours == 24 and minutes):
+        raise ValueError(f"{text!r} is not a time of day between 00:00 and 24:00")
+    return hours * 60 + minutes
+
+
+class TimeRange(StrictModel):
+    """`{start_time: "09:00", end_time: "17:00"}`: from the start (included) to the end (excluded)."""
+
+    start_minute: Annotated[int, BeforeValidator(_minutes)] = Field(alias="start_time")
+    end_minute: Annotated[int, BeforeValidator(_minutes)] = Field(alias="end_time")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeRange:
+        if self.start_minute >= self.end_minute:
+            raise ValueError("start_time must be before end_time (a range over midnight is two ranges)")
+        return self
+
+
+def _number(text: str, names: Sequence[str], lowest: int, highest: int) -> int:
+    word = text.strip().lower()
+    if word in names:
+        return names.index(word) + (lowest if lowest > 0 else 0)
+    try:
+        value = int(word)
+    except ValueError:
+        known = f"a name ({names[0]} … {names[-1]}) or " if names else ""
+        close = difflib.get_close_matches(word, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"expected {known}a number, got {text!r}{hint}") from None
+    if not lowest <= value <= highest or (value == 0 and lowest < 0):
+        raise ValueError(f"{value} is out of range ({lowest} to {highest})")
+    return value
+
+
+def _spans(value: Any, names: Sequence[str], lowest: int, highest: int, *, ordered: bool = True) -> tuple[Span, ...]:
+    items = value if isinstance(value, list | tuple) else [value]
+    spans = []
+    for item in items:
+        begin_text, _, end_text = str(item).partition(":")
+        begin = _number(begin_text, names, lowest, highest)
+        end = _number(end_text, names, lowest, highest) if end_text else begin
+        if ordered and begin > end:
+            raise ValueError(f"{item!r}: the start of a range must not be after its end")
+        spans.append((begin, end))
+    return tuple(spans)
+
+
+def _days_of_month(value: Any) -> tuple[Span, ...]:
+    spans = _spans(value, (), -31, 31, ordered=False)
+    for begin, end in spans:
+        # Alertmanager: same-signed ends must be in order; mixed signs (`1:-1`) are resolved per month.
+        if (begin > 0) == (end > 0) and begin > end:
+            raise ValueError(f"{begin}:{end}: the start of a range must not be after its end")
+    return spans
+
+
+def _serialised(spans: tuple[Span, ...]) -> list[str]:
+    return [f"{begin}:{end}" if begin != end else str(begin) for begin, end in spans]
+
+
+Weekdays = Annotated[
+    tuple[Span, ...], BeforeValidator(lambda v: _spans(v, WEEKDAYS, 0, 6)), PlainSerializer(_serialised)
+]
+DaysOfMonth = Annotated[tuple[Span, ...], BeforeValidator(_days_of_month), PlainSerializer(_serialised)]
+Months = Annotated[tuple[Span, ...], BeforeValidator(lambda v: _spans(v, MONTHS, 1, 12)), PlainSerializer(_serialised)]
+Years = Annotated[tuple[Span, ...], BeforeValidator(lambda v: _spans(v, (), 1, 9999)), PlainSerializer(_serialised)]
+
+
+class TimePeriod(StrictModel):
+    """One range of an interval: every field given must match (an empty one matches everything)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    times: tuple[TimeRange, ...] = ()
+    weekdays: Weekdays = ()
+    days_of_month: DaysOfMonth = ()
+    months: Months = ()
+    years: Years = ()
+    location: str = "UTC"
+
+    @field_validator("location")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        _zone(value)
+        return value
+
+    def contains(self, at_ms: int) -> bool:
+        """Whether the instant falls in this range, read in its location."""
+        local = datetime.fromtimestamp(at_ms / 1000, tz=_zone(self.location))
+        minute = local.hour * 60 + local.minute
+        if self.times and not any(t.start_minute <= minute < t.end_minute for t in self.times):
+            return False
+        weekday = local.isoweekday() % 7  # Sunday is 0, as in Alertmanager
+        if not _within(self.weekdays, weekday) or not _within(self.months, local.month):
+            return False
+        if not _within(self.years, local.year):
+            return False
+        return not self.days_of_month or _day_matches(self.days_of_month, local)
+
+
+def _within(spans: tuple[Span, ...], value: int) -> bool:
+    return not spans or any(begin <= value <= end for begin, end in spans)
+
+
+def _day_matches(spans: tuple[Span, ...], local: datetime) -> bool:
+    days = calendar.monthrange(local.year, local.month)[1]
+    for begin, end in spans:
+        first = days + begin + 1 if begin < 0 else begin
+        last = days + end + 1 if end < 0 else end
+        if first > days:  # the 31st in a 30-day month: this range does not happen this month
+            continue
+        if max(first, 1) <= local.day <= min(last, days):
+            return True
+    return False
+
+
+_ZONES: dict[str, tzinfo] = {}
+
+
+def _zone(name: str) -> tzinfo:
+    zone = _ZONES.get(name)
+    if zone is None:
+        try:
+            zone = ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r} (an IANA name such as Europe/Berlin)") from None
+        _ZONES[name] = zone
+    return zone
+
+
+class TimeIntervalConfig(StrictModel):
+    """A named interval: `{name: office-hours, time_intervals: [...]}`; it matches when any range does."""
+
+    name: str = Field(min_length=1)
+    time_intervals: tuple[TimePeriod, ...] = Field(min_length=1)
+
+    def contains(self, at_ms: int) -> bool:
+        """Whether the instant falls in any of its ranges."""
+        return any(period.contains(at_ms) for period in self.time_intervals)
