@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+from pydantic import SecretStr
 
 from notifiers.protocol import PermanentSendError, RetryableSendError, error_for_status
 from watcher.core.clock import Clock
@@ -23,6 +24,14 @@ def encode_json(value: dict[str, Any]) -> bytes:
 def rfc3339(at_ms: int) -> str:
     """A UTC timestamp like 2026-09-01T20:00:00.000Z."""
     return datetime.fromtimestamp(at_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def http_url(value: SecretStr) -> SecretStr:
+    """A secret webhook URL must be http(s) with a host; the error never repeats it (it holds a token)."""
+    parts = urllib.parse.urlsplit(value.get_secret_value())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an http:// or https:// URL")
+    return value
 
 
 def location(url: str) -> str:

@@ -8,16 +8,18 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from notifiers.console import ConsoleConfig, ConsoleNotifier
+from notifiers.discord import DiscordConfig, DiscordNotifier
 from notifiers.email import EmailConfig, EmailNotifier
 from notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
 from notifiers.protocol import Notifier, NotifierContext
 from notifiers.slack import SlackConfig, SlackNotifier
+from notifiers.teams import TeamsConfig, TeamsNotifier
 from notifiers.webhook import WebhookConfig, WebhookNotifier
 from notifiers.worker import DeliveryPolicy
 from watcher.core.clock import Clock
 
 NotifierConfig = Annotated[
-    ConsoleConfig | SlackConfig | EmailConfig | WebhookConfig | PagerDutyConfig,
+    ConsoleConfig | SlackConfig | EmailConfig | WebhookConfig | PagerDutyConfig | TeamsConfig | DiscordConfig,
     Field(discriminator="type"),
 ]
 """A notifier's settings, chosen by its `type`."""
@@ -28,6 +30,8 @@ _BUILDERS: dict[type[Any], Callable[[str, Any, NotifierContext, Clock], Notifier
     EmailConfig: lambda name, config, context, clock: EmailNotifier(name, config, context, clock=clock),
     WebhookConfig: lambda name, config, context, clock: WebhookNotifier(name, config, context, clock=clock),
     PagerDutyConfig: lambda name, config, context, clock: PagerDutyNotifier(name, config, context, clock=clock),
+    TeamsConfig: lambda name, config, context, clock: TeamsNotifier(name, config, context, clock=clock),
+    DiscordConfig: lambda name, config, context, clock: DiscordNotifier(name, config, context, clock=clock),
 }
 
 

@@ -12,12 +12,15 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from notifiers.discord import DiscordConfig, DiscordNotifier
 from notifiers.email import EmailConfig, EmailNotifier
 from notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
 from notifiers.protocol import Notifier, NotifierContext, NotifierGoneError, SendError
 from notifiers.slack import SlackConfig, SlackNotifier
+from notifiers.teams import TeamsConfig, TeamsNotifier
 from notifiers.webhook import WebhookConfig, WebhookNotifier
 from tests.fakes.base import FakeServer, Reply
+from tests.fakes.chat import FakeDiscord, FakeTeamsWorkflow
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.slack import FakeSlack
 from tests.fakes.smtp import FakeSmtp, SmtpReply
@@ -28,7 +31,11 @@ SLACK_TOKEN = "xoxb-CONFORMANCE-SECRET-TOKEN"
 HOOK_SECRET = "whsec_Q09ORk9STUFOQ0UtU0VDUkVULUhPT0s="
 ROUTING_KEY = "R0UTING-CONFORMANCE-SECRET"
 SMTP_PASSWORD = "smtp-CONFORMANCE-SECRET"
-SECRETS = (SLACK_TOKEN, HOOK_SECRET, ROUTING_KEY, SMTP_PASSWORD, "T0SECRET/B0SECRET/W3BH00KSECRET")
+DISCORD_TOKEN = "D1SC0RD-CONFORMANCE-SECRET"
+TEAMS_SIG = "T3AMS-CONFORMANCE-SIG"
+SECRETS = (
+    SLACK_TOKEN, HOOK_SECRET, ROUTING_KEY, SMTP_PASSWORD, "T0SECRET/B0SECRET/W3BH00KSECRET", DISCORD_TOKEN, TEAMS_SIG
+)  # fmt: skip
 TIMEOUT_S = 0.3
 
 
@@ -68,11 +75,25 @@ def _pagerduty(server: TestServer, context: NotifierContext) -> Notifier:
     return PagerDutyNotifier("pager", config, context, timeout_s=TIMEOUT_S)
 
 
+def _discord(server: TestServer, context: NotifierContext) -> Notifier:
+    url = str(server.make_url(f"/api/webhooks/123/{DISCORD_TOKEN}?wait=true"))
+    config = DiscordConfig.model_validate({"type": "discord", "webhook_url": url, "timeout": "300ms"})
+    return DiscordNotifier("discord", config, context)
+
+
+def _teams(server: TestServer, context: NotifierContext) -> Notifier:
+    url = str(server.make_url(f"/workflows/abc/triggers/manual/paths/invoke?api-version=1&sig={TEAMS_SIG}"))
+    config = TeamsConfig.model_validate({"type": "teams", "webhook_url": url, "timeout": "300ms"})
+    return TeamsNotifier("teams", config, context)
+
+
 HTTP_KINDS = [
     Kind("slack-token", lambda: FakeSlack(token=SLACK_TOKEN), _slack_token),
     Kind("slack-webhook", FakeSlack, _slack_webhook),
     Kind("webhook", lambda: WebhookReceiver(HOOK_SECRET), _webhook),
     Kind("pagerduty", FakePagerDuty, _pagerduty),
+    Kind("discord", FakeDiscord, _discord),
+    Kind("teams", FakeTeamsWorkflow, _teams),
 ]
 # status → (retryable, reason); 410 is its own case: the notifier is gone
 EXPECTED = {

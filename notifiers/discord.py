@@ -1,0 +1,141 @@
+"""The Discord notifier: a channel webhook, one embed per notification in the severity's colour.
+
+Discord's limits are kept after escaping: title 256, description 4096, 25 fields (name 256, value 1024), footer 2048,
+10 embeds and 6000 characters over all embeds. `allowed_mentions: {parse: []}` means no string can ping anyone.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any, Final, Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from notifiers.base import NotifierConfigBase
+from notifiers.escape import discord_markdown, fitted
+from notifiers.http import encode_json, http_url, post_classified, rfc3339
+from notifiers.protocol import NotifierContext
+from notifiers.slack_blocks import duration_text
+from watcher.config.durations import DurationMs
+from watcher.core.clock import Clock, SystemClock
+from watcher.core.notification import Notification
+from watcher.core.summary import AgentSummary
+
+TITLE_MAX_CHARS: Final = 256
+DESCRIPTION_MAX_CHARS: Final = 4096
+FIELD_NAME_MAX_CHARS: Final = 256
+FIELD_VALUE_MAX_CHARS: Final = 1024
+FOOTER_MAX_CHARS: Final = 2048
+MAX_FIELDS: Final = 25
+MAX_EMBEDS: Final = 10
+EMBEDS_MAX_CHARS: Final = 6000
+MAX_AGENT_FIELDS: Final = 10
+COLOURS: Final = {"info": 0x3498DB, "warning": 0xE67E22, "critical": 0xE74C3C, "resolved": 0x2ECC71}
+
+
+class DiscordConfig(NotifierConfigBase):
+    """`type: discord`: a channel's `webhook_url` (it holds the webhook's token: keep it in a secret)."""
+
+    type: Literal["discord"]
+    webhook_url: SecretStr
+    username: str | None = Field(None, max_length=80, description="the name the messages are posted under")
+    timeout_ms: DurationMs = Field(10_000, alias="timeout", gt=0)
+    # Discord allows a webhook about 5 requests per 2 s; staying under it avoids 429s in a burst.
+    rate_per_s: float | None = Field(2.0, gt=0)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr) -> SecretStr:
+        return http_url(value)
+
+    def destination(self) -> str:
+        """Where it sends (the URL's path holds the token: only the host is shown)."""
+        return f"Discord webhook at {urllib.parse.urlsplit(self.webhook_url.get_secret_value()).netloc}"
+
+
+class DiscordNotifier:
+    """Posts each notification as an embed to a Discord channel webhook."""
+
+    def __init__(self, name: str, config: DiscordConfig, context: NotifierContext, clock: Clock | None = None) -> None:
+        self.name = name
+        self._config = config
+        self._session = context.session
+        self._clock = clock or SystemClock()
+        self._what = config.destination()
+
+    def __repr__(self) -> str:
+        return f"DiscordNotifier(name={self.name!r}, destination={self._what!r})"
+
+    async def send(self, notification: Notification) -> None:
+        """POST one message; 429s carry Retry-After, statuses are classified the shared way."""
+        body = message(notification, username=self._config.username)
+        await post_classified(
+            self._session,
+            self._config.webhook_url.get_secret_value(),
+            encode_json(body),
+            {"Content-Type": "application/json", "User-Agent": "benchwatch"},
+            timeout_s=self._config.timeout_ms / 1000,
+            what=self._what,
+            clock=self._clock,
+        )
+
+
+def message(notification: Notification, *, username: str | None = None) -> dict[str, Any]:
+    """The webhook body: one embed, no content, no mentions allowed."""
+    body: dict[str, Any] = {"embeds": [embed(notification)][:MAX_EMBEDS], "allowed_mentions": {"parse": []}}
+    if username is not None:
+        body["username"] = username
+    return body
+
+
+def embed(notification: Notification) -> dict[str, Any]:
+    """Title, text, the agents as fields, a footer naming rule and job; within every limit after escaping."""
+    resolved = notification.action == "resolve"
+    title = ("Resolved: " if resolved else "") + " ".join(notification.title.split())
+    result: dict[str, Any] = {
+        "title": fitted(title, TITLE_MAX_CHARS, discord_markdown),
+        "description": fitted(notification.text, DESCRIPTION_MAX_CHARS, discord_markdown),
+        "color": COLOURS["resolved" if resolved else notification.severity],
+        "timestamp": rfc3339(notification.created_ms),
+    }
+    summary = notification.summary
+    footer = f"{notification.severity} · rule {notification.rule}"
+    if summary is not None:
+        result["url"] = summary.dashboard_url
+        result["fields"] = [_agent_field(agent) for agent in summary.agents[:MAX_AGENT_FIELDS]][:MAX_FIELDS]
+        footer += f" · job {summary.job_id} · {summary.state}"
+    result["footer"] = {"text": fitted(footer, FOOTER_MAX_CHARS, discord_markdown)}
+    return _within_total(result)
+
+
+def _agent_field(agent: AgentSummary) -> dict[str, Any]:
+    score = "n/a" if agent.average_score is None else f"{agent.average_score:.3f}"
+    running = " (running)" if not agent.finished else ""
+    value = (
+        f"score {score}{running} · {agent.n_completed} completed / {agent.n_failed} failed / "
+        f"{agent.n_timeout} timed out · {duration_text(agent.duration_ms)}"
+    )
+    name = agent.agent_name or agent.benchmark_run_id
+    return {
+        "name": fitted(name, FIELD_NAME_MAX_CHARS, discord_markdown),
+        "value": fitted(value, FIELD_VALUE_MAX_CHARS, discord_markdown),
+        "inline": True,
+    }
+
+
+def embed_chars(result: dict[str, Any]) -> int:
+    """The characters Discord counts against the 6000 of a message: title, description, fields, footer."""
+    fields = sum(len(field["name"]) + len(field["value"]) for field in result.get("fields", []))
+    return len(result["title"]) + len(result["description"]) + fields + len(result["footer"]["text"])
+
+
+def _within_total(result: dict[str, Any]) -> dict[str, Any]:
+    """Fields go first, then the description shrinks, until the embed fits in 6000 characters."""
+    while embed_chars(result) > EMBEDS_MAX_CHARS and result.get("fields"):
+        result["fields"] = result["fields"][:-1]
+    excess = embed_chars(result) - EMBEDS_MAX_CHARS
+    if excess > 0:
+        description = result["description"]
+        cut = description[: max(0, len(description) - excess - 1)]
+        result["description"] = cut.rstrip("\\") + "…"
+    return result

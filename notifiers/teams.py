@@ -1,0 +1,147 @@
+"""The Microsoft Teams notifier: a Workflows (Power Automate) webhook posting an Adaptive Card.
+
+Office 365 connectors are retired; a Workflows "post to a channel when a webhook request is received" flow takes a
+`message` whose attachment is an Adaptive Card. Its URL carries a signature (`sig=`): it is a secret.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any, Final, Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from notifiers.base import NotifierConfigBase
+from notifiers.escape import adaptive_card_text, fitted
+from notifiers.http import encode_json, http_url, post_classified
+from notifiers.protocol import NotifierContext
+from notifiers.slack_blocks import duration_text
+from watcher.config.durations import DurationMs
+from watcher.core.clock import Clock, SystemClock
+from watcher.core.notification import Notification
+from watcher.core.summary import AgentSummary, JobSummary
+
+ADAPTIVE_CARD: Final = "application/vnd.microsoft.card.adaptive"
+CARD_VERSION: Final = "1.4"
+TITLE_MAX_CHARS: Final = 300
+TEXT_MAX_CHARS: Final = 8000  # Teams refuses messages over about 28 KB; this keeps a card well below
+MAX_FACTS: Final = 20
+FACT_MAX_CHARS: Final = 300
+_COLOURS: Final = {"info": "Accent", "warning": "Warning", "critical": "Attention", "resolved": "Good"}
+
+
+class TeamsConfig(NotifierConfigBase):
+    """`type: teams`: the `webhook_url` of a Teams Workflows flow (it holds a signature: keep it in a secret)."""
+
+    type: Literal["teams"]
+    webhook_url: SecretStr
+    timeout_ms: DurationMs = Field(10_000, alias="timeout", gt=0)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr) -> SecretStr:
+        return http_url(value)
+
+    def destination(self) -> str:
+        """Where it sends (path and query identify and sign the flow: only the host is shown)."""
+        return f"Teams Workflows webhook at {urllib.parse.urlsplit(self.webhook_url.get_secret_value()).netloc}"
+
+
+class TeamsNotifier:
+    """Posts each notification as an Adaptive Card to a Teams channel through a Workflows webhook."""
+
+    def __init__(self, name: str, config: TeamsConfig, context: NotifierContext, clock: Clock | None = None) -> None:
+        self.name = name
+        self._config = config
+        self._session = context.session
+        self._clock = clock or SystemClock()
+        self._what = config.destination()
+
+    def __repr__(self) -> str:
+        return f"TeamsNotifier(name={self.name!r}, destination={self._what!r})"
+
+    async def send(self, notification: Notification) -> None:
+        """POST one card; the flow answers 202 when it accepted it."""
+        await post_classified(
+            self._session,
+            self._config.webhook_url.get_secret_value(),
+            encode_json(message(notification)),
+            {"Content-Type": "application/json", "User-Agent": "benchwatch"},
+            timeout_s=self._config.timeout_ms / 1000,
+            what=self._what,
+            clock=self._clock,
+        )
+
+
+def message(notification: Notification) -> dict[str, Any]:
+    """The request body: a message with the card as its one attachment."""
+    return {
+        "type": "message",
+        "attachments": [
+            {"contentType": ADAPTIVE_CARD, "contentUrl": None, "content": card(notification)},
+        ],
+    }
+
+
+def card(notification: Notification) -> dict[str, Any]:
+    """The Adaptive Card: a coloured title, a status line, the text, the agents as facts, a dashboard button."""
+    resolved = notification.action == "resolve"
+    title = ("Resolved: " if resolved else "") + " ".join(notification.title.split())
+    body: list[dict[str, Any]] = [
+        {
+            "type": "TextBlock",
+            "text": fitted(title, TITLE_MAX_CHARS, adaptive_card_text),
+            "weight": "Bolder",
+            "size": "Medium",
+            "wrap": True,
+            "color": _COLOURS["resolved" if resolved else notification.severity],
+        },
+        {"type": "TextBlock", "text": _status(notification), "isSubtle": True, "spacing": "None", "wrap": True},
+    ]
+    if notification.text.strip():
+        text = fitted(notification.text, TEXT_MAX_CHARS, adaptive_card_text)
+        body.append({"type": "TextBlock", "text": text.replace("\n", "\n\n"), "wrap": True})
+    content: dict[str, Any] = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": CARD_VERSION,
+        "msteams": {"width": "Full"},
+        "body": body,
+    }
+    if notification.summary is not None:
+        body.extend(_agents(notification.summary))
+        content["actions"] = [
+            {"type": "Action.OpenUrl", "title": "Runloop dashboard", "url": notification.summary.dashboard_url}
+        ]
+    return content
+
+
+def _status(notification: Notification) -> str:
+    parts = [notification.severity, f"rule {notification.rule}"]
+    summary = notification.summary
+    if summary is not None:
+        expected = "?" if summary.n_expected is None else str(summary.n_expected)
+        parts += [summary.state, f"{summary.n_done}/{expected} done", f"{summary.n_failed} failed"]
+    return fitted(" · ".join(parts), TITLE_MAX_CHARS, adaptive_card_text)
+
+
+def _agents(summary: JobSummary) -> list[dict[str, Any]]:
+    if not summary.agents:
+        return []
+    facts = [_fact(agent) for agent in summary.agents[:MAX_FACTS]]
+    if len(summary.agents) > MAX_FACTS:
+        facts.append({"title": "…", "value": f"and {len(summary.agents) - MAX_FACTS} more agents"})
+    return [{"type": "FactSet", "facts": facts}]
+
+
+def _fact(agent: AgentSummary) -> dict[str, str]:
+    score = "n/a" if agent.average_score is None else f"{agent.average_score:.3f}"
+    running = " (running)" if not agent.finished else ""
+    value = (
+        f"score {score}{running} · {agent.n_completed} completed / {agent.n_failed} failed / "
+        f"{agent.n_timeout} timed out · {duration_text(agent.duration_ms)}"
+    )
+    return {
+        "title": fitted(agent.agent_name or agent.benchmark_run_id, FACT_MAX_CHARS, adaptive_card_text),
+        "value": fitted(value, FACT_MAX_CHARS, adaptive_card_text),
+    }
