@@ -9,10 +9,12 @@ import hmac
 import urllib.parse
 from typing import Any, Final, Literal
 
+import jinja2
 from multidict import CIMultiDict
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from notifiers.base import NotifierConfigBase
+from notifiers.body_template import compile_body, render_body
 from notifiers.http import encode_json, location, post_classified, rfc3339
 from notifiers.protocol import NotifierContext
 from watcher.config.durations import DurationMs
@@ -21,14 +23,37 @@ from watcher.core.notification import Notification
 
 
 class WebhookConfig(NotifierConfigBase):
-    """`type: webhook`: `url`, an optional `whsec_` secret, extra `headers`, `format` json or cloudevents."""
+    """`type: webhook`: `url`, an optional `whsec_` secret, extra `headers`, `format` json, cloudevents or
+    template (a Jinja2 `body` sent as `content_type`)."""
 
     type: Literal["webhook"]
     url: str
     secret: SecretStr | None = None
     headers: dict[str, SecretStr] = Field(default_factory=dict)
-    format: Literal["json", "cloudevents"] = "json"
+    format: Literal["json", "cloudevents", "template"] = "json"
+    body: str | None = None
+    content_type: str = "application/json"
     timeout_ms: DurationMs = Field(10_000, alias="timeout", gt=0)
+    _body_template: jinja2.Template | None = PrivateAttr(None)
+
+    @field_validator("body")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_body(value)
+        return value
+
+    @model_validator(mode="after")
+    def _body_with_template(self) -> WebhookConfig:
+        if (self.format == "template") != (self.body is not None):
+            raise ValueError("format: template needs a body, and a body needs format: template")
+        if self.body is not None:
+            self._body_template = compile_body(self.body)
+        return self
+
+    def body_template(self) -> jinja2.Template | None:
+        """The compiled `body` (with `format: template`)."""
+        return self._body_template
 
     @field_validator("url")
     @classmethod
@@ -78,7 +103,7 @@ class WebhookNotifier:
 
     async def send(self, notification: Notification) -> None:
         """POST one notification; the body is serialised once and those exact bytes are signed and sent."""
-        body = encode_json(request_body(notification, self._config.format))
+        body = self._body(notification)
         headers: CIMultiDict[str] = CIMultiDict(
             (name, value.get_secret_value()) for name, value in self._config.headers.items()
         )
@@ -94,8 +119,17 @@ class WebhookNotifier:
             clock=self._clock,
         )
 
+    def _body(self, notification: Notification) -> bytes:
+        template = self._config.body_template()
+        if template is None:
+            wrapped = self._config.format == "cloudevents"
+            return encode_json(request_body(notification, "cloudevents" if wrapped else "json"))
+        return render_body(template, notification_json(notification), self._config.content_type, self._what)
+
     def _own_headers(self, message_id: str, body: bytes) -> dict[str, str]:
-        content_type = CLOUDEVENTS_CONTENT_TYPE if self._config.format == "cloudevents" else "application/json"
+        content_type = {"cloudevents": CLOUDEVENTS_CONTENT_TYPE, "template": self._config.content_type}.get(
+            self._config.format, "application/json"
+        )
         headers = {"Content-Type": content_type, "User-Agent": "benchwatch"}
         if self._config.secret is not None:
             timestamp_s = self._clock.now_ms() // 1000
