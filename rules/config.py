@@ -11,8 +11,17 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    field_validator,
+)
 
+from rules.celtypes import kinds_matching
 from rules.expr import Expression, compile_expression
 from rules.match import FieldMatcher, compile_matcher
 from rules.templates import Template, compile_template
@@ -93,6 +102,14 @@ class RuleConfig(StrictModel):
     @classmethod
     def _one_kind_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("when")
+    @classmethod
+    def _typed(cls, when: Expression | None, info: ValidationInfo) -> Expression | None:
+        # Only when `on` is valid: its own error says what is wrong, and the kinds it names are known.
+        if when is not None and "on" in info.data:
+            when.check_types(kinds_matching(info.data["on"]))
+        return when
 
     @field_validator("notify", "group_by", "mute_time_intervals", "active_time_intervals", mode="before")
     @classmethod
