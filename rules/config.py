@@ -202,7 +202,30 @@ def cross_check_rules(data: Any) -> list[tuple[Loc, str]]:
         problems.extend(_check_resolves(index, rule.get("resolves"), name, set(names)))
         for key in ("mute_time_intervals", "active_time_intervals"):
             problems.extend(_check_names(("rules", index, key), rule.get(key), "time interval", intervals))
+    return problems + _check_inhibit_rules(data.get("inhibit"), set(names))
+
+
+def _check_inhibit_rules(entries: Any, names: set[str]) -> list[tuple[Loc, str]]:
+    """`rule: job-faild` in an inhibit matcher would silently match nothing: a plain name must be a rule's."""
+    problems: list[tuple[Loc, str]] = []
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        for side in ("source", "target"):
+            matchers = entry.get(side) if isinstance(entry, Mapping) else None
+            wanted = matchers.get("rule") if isinstance(matchers, Mapping) else None
+            loc: Loc = ("inhibit", index, side, "rule")
+            if isinstance(wanted, list):
+                problems += [
+                    ((*loc, position), _unknown("rule", name, names))
+                    for position, name in enumerate(wanted)
+                    if _plain_name(name) and name not in names
+                ]
+            elif _plain_name(wanted) and wanted not in names:
+                problems.append((loc, _unknown("rule", str(wanted), names)))
     return problems
+
+
+def _plain_name(value: Any) -> bool:
+    return isinstance(value, str) and not value.startswith("re:") and not set(value) & set("*?[")
 
 
 def _names(entries: Any) -> set[str]:

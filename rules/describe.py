@@ -55,15 +55,15 @@ def describe_time_interval(interval: TimeIntervalConfig) -> str:
 
 
 def _period(period: TimePeriod) -> str:
-    data = period.model_dump(by_alias=True, exclude_defaults=True, exclude={"location"})
-    fields = [f"{key} {value}" for key, value in data.items() if key != "times"]
-    times = [
-        f"{t.start_minute // 60:02d}:{t.start_minute % 60:02d}-{t.end_minute // 60:02d}:{t.end_minute % 60:02d}"
-        for t in period.times
-    ]
-    if times:
-        fields.insert(0, "times " + ", ".join(times))
+    data = period.model_dump(by_alias=True, exclude_defaults=True, exclude={"location", "times"})
+    fields = [f"{key.replace('_', ' ')} {', '.join(values)}" for key, values in data.items()]
+    if period.times:
+        fields.insert(0, ", ".join(f"{_clock(t.start_minute)}-{_clock(t.end_minute)}" for t in period.times))
     return f"[{'; '.join(fields) or 'always'} ({period.location})]"
+
+
+def _clock(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
 
 
 def _grouping(rule: RuleConfig) -> str:

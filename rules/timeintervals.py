@@ -57,12 +57,15 @@ def _number(text: str, names: Sequence[str], lowest: int, highest: int) -> int:
     if word in names:
         return names.index(word) + (lowest if lowest > 0 else 0)
     try:
-        value = int(word)
+        # Weekdays are names only, as in Alertmanager: is 0 Sunday or Monday? Nobody should have to guess.
+        value = int(word) if names is not WEEKDAYS else int("not a number")
     except ValueError:
-        known = f"a name ({names[0]} … {names[-1]}) or " if names else ""
+        known = f"a name ({names[0]} … {names[-1]})" if names else ""
+        known += "" if names is WEEKDAYS else (" or " if names else "")
         close = difflib.get_close_matches(word, names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"expected {known}a number, got {text!r}{hint}") from None
+        number = "" if names is WEEKDAYS else "a number"
+        raise ValueError(f"expected {known}{number}, got {text!r}{hint}") from None
     if not lowest <= value <= highest or (value == 0 and lowest < 0):
         raise ValueError(f"{value} is out of range ({lowest} to {highest})")
     return value
@@ -84,21 +87,32 @@ def _spans(value: Any, names: Sequence[str], lowest: int, highest: int, *, order
 def _days_of_month(value: Any) -> tuple[Span, ...]:
     spans = _spans(value, (), -31, 31, ordered=False)
     for begin, end in spans:
-        # Alertmanager: same-signed ends must be in order; mixed signs (`1:-1`) are resolved per month.
-        if (begin > 0) == (end > 0) and begin > end:
-            raise ValueError(f"{begin}:{end}: the start of a range must not be after its end")
+        # As Alertmanager: `1:-1` is resolved per month, `-3:5` is refused, and a range that is empty even in the
+        # shortest month (28 days) is refused.
+        if begin < 0 < end:
+            raise ValueError(f"{begin}:{end}: the end must be negative when the start is")
+        if (28 + begin if begin < 0 else begin) > (28 + end if end < 0 else end):
+            raise ValueError(f"{begin}:{end}: the end is always before the start")
     return spans
 
 
-def _serialised(spans: tuple[Span, ...]) -> list[str]:
-    return [f"{begin}:{end}" if begin != end else str(begin) for begin, end in spans]
+def _serialised(spans: tuple[Span, ...], names: Sequence[str] = (), first: int = 0) -> list[str]:
+    """Ranges as written: `monday:friday`, `-3:-1`, `2026`."""
+    shown = [tuple(names[n - first] if names else str(n) for n in span) for span in spans]
+    return [f"{begin}:{end}" if begin != end else begin for begin, end in shown]
 
 
 Weekdays = Annotated[
-    tuple[Span, ...], BeforeValidator(lambda v: _spans(v, WEEKDAYS, 0, 6)), PlainSerializer(_serialised)
+    tuple[Span, ...],
+    BeforeValidator(lambda v: _spans(v, WEEKDAYS, 0, 6)),
+    PlainSerializer(lambda spans: _serialised(spans, WEEKDAYS)),
 ]
 DaysOfMonth = Annotated[tuple[Span, ...], BeforeValidator(_days_of_month), PlainSerializer(_serialised)]
-Months = Annotated[tuple[Span, ...], BeforeValidator(lambda v: _spans(v, MONTHS, 1, 12)), PlainSerializer(_serialised)]
+Months = Annotated[
+    tuple[Span, ...],
+    BeforeValidator(lambda v: _spans(v, MONTHS, 1, 12)),
+    PlainSerializer(lambda spans: _serialised(spans, MONTHS, 1)),
+]
 Years = Annotated[tuple[Span, ...], BeforeValidator(lambda v: _spans(v, (), 1, 9999)), PlainSerializer(_serialised)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import subprocess
@@ -9,6 +10,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from notifiers.protocol import NotifierContext
 from notifiers.registry import build_notifier
@@ -96,3 +99,21 @@ async def test_chat_tools_receive_what_the_example_sends(aiohttp_server: Any, co
     first = chat.deliveries[0].payload
     assert first["text"].startswith("*nightly-b: finished") and "\n" in first["text"]
     assert first["thread"] == {"threadKey": sent[0]["events"][0]["job_id"]}
+
+
+async def test_check_shows_inhibitions_and_time_intervals(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from watcher.cli.check import check
+
+    for name, value in ENV.items():  # the examples read the API key and token from the environment
+        monkeypatch.setenv(name, value)
+    for example in ("inhibit-during-job-failure.yaml", "office-hours.yaml"):
+        assert await check(argparse.Namespace(config=EXAMPLES / example)) == 0
+    out = capsys.readouterr().out
+    assert (
+        "inhibit (2):\n  failed-job-quiets-its-scenarios: drop kind='scenario.*' after a notification about "
+        "rule='job-failed' with equal job_id, while its incident is open or for 6h after it was sent\n"
+    ) in out
+    assert "  office-hours: [08:00-19:00; weekdays monday:friday (Europe/Berlin)]\n" in out
+    assert "; muted during holidays; only during office-hours" in out
