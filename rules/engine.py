@@ -12,7 +12,8 @@ from typing import Any
 
 from rules.config import InhibitConfig, RuleConfig, SilenceConfig
 from rules.expr import ExpressionError
-from rules.inhibit import Incident, Inhibitions, Inhibitor, InhibitorKey, seen
+from rules.gates import Gates, Outgoing, events_of
+from rules.inhibit import Inhibitor, InhibitorKey
 from rules.match import MISSING, resolve
 from rules.templates import Template, TemplateError, default_text, default_title, template_context
 from rules.timeintervals import TimeIntervalConfig
@@ -145,8 +146,7 @@ class Router:
         self.rules = tuple(rules)
         self.silences = tuple(silences)
         self._by_name = {rule.name: rule for rule in self.rules}
-        self.inhibitions = Inhibitions(inhibit, {rule.resolves for rule in self.rules if rule.resolves})
-        self.time_intervals = {interval.name: interval for interval in time_intervals}
+        self.gates = Gates(self.rules, inhibit, time_intervals)
 
     def route(self, state: RuleState, events: Sequence[Event], summary: JobSummary | None, now_ms: int) -> Routed:
         """Route a poll's events; returns the notifications due now (immediate ones and closed windows)."""
@@ -198,81 +198,29 @@ class Router:
         )
 
     def _is_source(self, group: Group) -> bool:
-        if not self.inhibitions.entries:
-            return False
         rule = self._by_name.get(group.rule)
-        severity = rule.severity if rule is not None else "info"
-        summary = _dumped(group.summary)
-        return any(
-            self.inhibitions.any_source(seen(event.model_dump(mode="json"), summary, group.rule, severity))
-            for event in group.events
-        )
+        return rule is not None and self.gates.is_source(Outgoing(rule, group.events, group.summary, group.due_ms))
 
     def _send(
         self, state: RuleState, rule: RuleConfig, group: Group, problems: list[str], dropped: list[str]
     ) -> list[Notification]:
         """The group's notifications, unless muted, inhibited or already sent once; records what sending does."""
-        about = f"rule {rule.name!r}: {_events_of(group.events)}"
-        muted = self.muted(rule, group.due_ms)
-        if muted is not None:
-            dropped.append(f"muted {about} ({muted})")
-            return []
-        group.events = self._uninhibited(state, rule, group, dropped)
+        group.events = self.gates.admit(
+            state, Outgoing(rule, group.events, group.summary, group.due_ms), problems, dropped
+        )
         if not group.events:
-            return []
-        if rule.once_per is not None and not _first_time(state, rule, group, problems):
-            dropped.append(f"once_per {about} (already sent for this value)")
             return []
         notifications = _render(rule, group, "trigger", problems)
         state.sent((group.rule, group.key), group.due_ms)
         for notification in notifications[:1]:
             incident = (rule.name, notification.dedup_key)
             state.open_incident(incident, group.due_ms)
-            self._activate_sources(state, rule, group, incident)
+            self.gates.sent(state, Outgoing(rule, group.events, group.summary, group.due_ms), incident)
         return notifications
 
     def muted(self, rule: RuleConfig, at_ms: int) -> str | None:
-        """Why the rule sends nothing at `at_ms` (a mute interval it is in, or outside its active ones), or None."""
-        for name in rule.mute_time_intervals:
-            interval = self.time_intervals.get(name)
-            if interval is not None and interval.contains(at_ms):
-                return f"in mute time interval {name!r}"
-        active = [self.time_intervals[name] for name in rule.active_time_intervals if name in self.time_intervals]
-        if active and not any(interval.contains(at_ms) for interval in active):
-            return f"outside active time intervals {', '.join(rule.active_time_intervals)}"
-        return None
-
-    def _uninhibited(self, state: RuleState, rule: RuleConfig, group: Group, dropped: list[str]) -> list[Event]:
-        if not self.inhibitions.entries:
-            return group.events
-        summary = _dumped(group.summary)
-        kept: list[Event] = []
-        by: dict[str, list[Event]] = {}
-        for event in group.events:
-            subject = seen(event.model_dump(mode="json"), summary, rule.name, rule.severity)
-            label = self.inhibitions.inhibiting(subject, state.inhibitors, state.incidents, group.due_ms)
-            if label is None:
-                kept.append(event)
-            else:
-                by.setdefault(label, []).append(event)
-        for label, events in by.items():
-            dropped.append(f"inhibited rule {rule.name!r}: {_events_of(events)} (by inhibit {label!r})")
-        return kept
-
-    def _activate_sources(self, state: RuleState, rule: RuleConfig, group: Group, incident: Incident) -> None:
-        if not self.inhibitions.entries:
-            return
-        at_ms = group.due_ms
-        for key, inhibitor in list(state.inhibitors.items()):  # forget the sources no longer in force
-            if not self.inhibitions.holds(key[0], inhibitor, state.incidents, at_ms):
-                state.activate(key, None)
-        summary = _dumped(group.summary)
-        for event in group.events:
-            subject = seen(event.model_dump(mode="json"), summary, rule.name, rule.severity)
-            for key in self.inhibitions.sources(subject):
-                earlier = state.inhibitors.get(key)
-                incidents = {inc for inc in (earlier.incidents if earlier else ()) if inc in state.incidents}
-                state.activate(key, Inhibitor(at_ms, tuple(sorted(incidents | {incident}))))
+        """Why the rule sends nothing at `at_ms`, or None (see `Gates.muted`)."""
+        return self.gates.muted(rule, at_ms)
 
     @staticmethod
     def next_due_ms(state: RuleState) -> int | None:
@@ -324,7 +272,7 @@ class Router:
             return []
         muted = self.muted(rule, now_ms)
         if muted is not None:  # the incident is closed all the same: muting drops, it does not delay
-            dropped.append(f"muted rule {rule.name!r}: {_events_of([subject.event])} ({muted})")
+            dropped.append(f"muted rule {rule.name!r}: {events_of([subject.event])} ({muted})")
             return []
         resolution = Group(rule.name, dedup_key, now_ms, now_ms, [subject.event], subject.summary)
         return _render(rule, resolution, "resolve", problems, dedup_key=dedup_key)
@@ -366,30 +314,6 @@ def _cancel_pending(state: RuleState, target: RuleConfig, dedup_key: str, proble
         elif len(kept) != len(group.events):
             group.events = kept
             state.put_group(group)
-
-
-def _dumped(summary: JobSummary | None) -> dict[str, Any] | None:
-    return summary.model_dump(mode="json") if summary is not None else None
-
-
-def _events_of(events: Sequence[Event]) -> str:
-    names = sorted({event.job_name for event in events})
-    return f"{len(events)} event{'s' if len(events) != 1 else ''} of {', '.join(names) or 'no job'}"
-
-
-def _first_time(state: RuleState, rule: RuleConfig, group: Group, problems: list[str]) -> bool:
-    """Whether the rule has not yet sent for its `once_per` value, which is then remembered; a template that
-    fails to render does not hold the notification back."""
-    context = _context(rule, group.events, group.summary)
-    try:
-        value = rule.once_per.render(context) if rule.once_per is not None else ""
-    except TemplateError as exc:
-        problems.append(f"rule {rule.name!r}: once_per: {exc}; sent anyway")
-        return True
-    if (rule.name, value) in state.once:
-        return False
-    state.remember_once((rule.name, value), group.due_ms)
-    return True
 
 
 def _context(rule: RuleConfig, events: Sequence[Event], summary: JobSummary | None) -> dict[str, Any]:
