@@ -266,7 +266,11 @@ class _Checker:
             return frozenset().union(*found)
         if objects:
             known = {field for obj in objects for field, _ in obj.fields}
-            where = f" in {', '.join(self.kinds)}" if path == "event" else ""
+            where = ""
+            if path == "event":  # name the kinds, or how many when `on:` catches many
+                where = (
+                    f" in {', '.join(self.kinds)}" if len(self.kinds) <= 4 else f" in any of {len(self.kinds)} kinds"
+                )
             raise CelTypeError(f"{path} has no field {name!r}{where}{_did_you_mean(name, known)}")
         if target == NULL:
             return DYN
