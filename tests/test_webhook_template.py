@@ -10,10 +10,15 @@ import pytest
 
 from notifiers.protocol import NotifierContext, PermanentSendError
 from notifiers.webhook import WebhookNotifier
+from notifiers.worker import DeliveryPolicy, DeliveryWorker
+from tests.conftest import FakeSleep
 from tests.fakes.webhook import WebhookReceiver, verify
 from tests.test_webhook import SECRET, config, notification
 from watcher.app.config import load_config
+from watcher.app.sample import sample_notification
 from watcher.config.loader import ConfigError
+from watcher.core.clock import ManualClock
+from watcher.store.sqlite import SQLiteStore
 
 
 async def _url(aiohttp_server: Any, receiver: WebhookReceiver) -> str:
@@ -97,3 +102,19 @@ def test_the_body_context_has_every_title_name_and_the_notification() -> None:
     context = body_context(notification_json(sent))
     assert set(context) == set(title_names) | {"notification"}
     assert json.dumps(context["notification"]) == json.dumps(notification_json(sent))
+
+
+async def test_the_worker_dead_letters_a_body_that_is_not_json(
+    aiohttp_server: Any, tmp_path: Path, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
+) -> None:
+    receiver = WebhookReceiver()
+    url = await _url(aiohttp_server, receiver)
+    hook = WebhookNotifier("hook", config(url, format="template", body='{"text": "{{ title }}"}'), context)
+    async with SQLiteStore(tmp_path / "state.db") as store:
+        await store.commit(notifications=[sample_notification("hook", clock.now_ms())])
+        worker = DeliveryWorker(store, {"hook": hook}, {"hook": DeliveryPolicy()}, clock=clock, sleep=fake_sleep)
+        await worker.drain()
+        (item,) = await store.outbox_items()
+    assert (item.status, item.attempts, item.last_reason) == ("dead", 1, "client_error")
+    assert "body template failed: 'title' is undefined" in (item.last_error or "")
+    assert receiver.requests == []
