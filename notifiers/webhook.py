@@ -1,4 +1,4 @@
-"""The webhook notifier: JSON or CloudEvents over HTTP POST, signed the Standard Webhooks way."""
+"""The webhook notifier: JSON, CloudEvents or a templated body over HTTP POST, signed the Standard Webhooks way."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import urllib.parse
 from typing import Any, Final, Literal
 
@@ -20,6 +21,9 @@ from notifiers.protocol import NotifierContext
 from watcher.config.durations import DurationMs
 from watcher.core.clock import Clock, SystemClock
 from watcher.core.notification import Notification
+
+# `type/subtype` and `; name=value` parameters, nothing else: the value becomes a header.
+_MEDIA_TYPE: Final = re.compile(r"[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=[\w.+\-\"]+)*")
 
 
 class WebhookConfig(NotifierConfigBase):
@@ -43,10 +47,19 @@ class WebhookConfig(NotifierConfigBase):
             compile_body(value)
         return value
 
+    @field_validator("content_type")
+    @classmethod
+    def _media_type(cls, value: str) -> str:
+        if not _MEDIA_TYPE.fullmatch(value):
+            raise ValueError(f"expected a media type such as application/json or text/plain, got {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _body_with_template(self) -> WebhookConfig:
         if (self.format == "template") != (self.body is not None):
             raise ValueError("format: template needs a body, and a body needs format: template")
+        if "content_type" in self.model_fields_set and self.format != "template":
+            raise ValueError("content_type is for format: template (json and cloudevents set their own)")
         if self.body is not None:
             self._body_template = compile_body(self.body)
         return self
