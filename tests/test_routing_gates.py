@@ -15,6 +15,7 @@ from rules.engine import Router, RuleState
 from rules.persist import load_rule_state, rows_for
 from rules.timeintervals import TimeIntervalConfig
 from tests.test_rules import MINUTE, T0, config, failed, job_finished, summary
+from watcher.app.config import load_config
 from watcher.config.loader import ConfigError
 from watcher.core.events import Event
 from watcher.store.sqlite import SQLiteStore
@@ -209,3 +210,22 @@ def test_the_recording_clock_decides(tmp_path: Path) -> None:
     assert datetime.fromtimestamp(T0 / 1000, tz=UTC).hour == 2
     r = build(tmp_path, INTERVALS)
     assert r.muted(r.rules[0], T0) == "in mute time interval 'nights'"
+
+
+def test_an_unreachable_api_quiets_every_job_until_it_answers_again() -> None:
+    from watcher.core.events import WatcherApiRecovered, WatcherApiUnreachable
+
+    example = Path(__file__).parent.parent / "examples" / "inhibit-during-job-failure.yaml"
+    loaded = load_config(example, {"RUNLOOP_API_KEY": "k", "SLACK_BOT_TOKEN": "x"}).config
+    r = Router(loaded.rules, loaded.silences, inhibit=loaded.inhibit, time_intervals=loaded.time_intervals)
+    state = RuleState()
+    blind = {"job_id": "", "job_name": "", "at_ms": T0}
+    down = WatcherApiUnreachable(id="ev_down", **blind, since_ms=T0 - 5 * MINUTE, failures=9, last_error="timeout")
+    assert [n.rule for n in r.route(state, [down], None, T0).notifications] == ["api-unreachable"]
+    sent(r, state, [failed(1), failed(2, job="bmj_2")], T0 + MINUTE)
+    routed = r.route(state, [], None, T0 + 20 * MINUTE)
+    assert routed.notifications == () and len(routed.dropped) == 2
+    up = WatcherApiRecovered(id="ev_up", **{**blind, "at_ms": T0 + 21 * MINUTE}, down_for_ms=26 * MINUTE)
+    assert [n.action for n in r.route(state, [up], None, T0 + 21 * MINUTE).notifications] == ["resolve"]
+    sent(r, state, [failed(3)], T0 + 22 * MINUTE)
+    assert sent(r, state, [], T0 + 40 * MINUTE) == [("scenario-failures", 1)]
