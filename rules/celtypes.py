@@ -211,8 +211,7 @@ class _Checker:
         return self._field(self.walk(target), name, _path(target))
 
     def _member_index(self, node: Tree[Token]) -> CelType:
-        target, index = self._all(node.children)
-        del index
+        target = self._all(node.children)[0]  # the index is walked for its own mistakes; its type is not checked
         items = [a.item for a in target if isinstance(a, ListOf)] + [a.value for a in target if isinstance(a, MapOf)]
         return frozenset().union(*items) if items and len(items) == len(target) else DYN
 
