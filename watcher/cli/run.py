@@ -1,10 +1,12 @@
-"""`benchwatch run`: the watcher service, until SIGTERM or SIGINT."""
+"""`benchwatch run`: the watcher service, until SIGTERM or SIGINT; SIGHUP reloads the config."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import signal
 
 from watcher.app.config import load_config
 from watcher.app.logs import configure_logging, secrets_of
@@ -14,7 +16,7 @@ from watcher.cli.signals import stop_on_signals
 
 
 async def run_service(args: argparse.Namespace) -> int:
-    """`benchwatch run --config CONFIG`: the watcher, until SIGTERM or SIGINT."""
+    """`benchwatch run --config CONFIG`: the watcher, until SIGTERM or SIGINT; SIGHUP reloads the config."""
     loaded = load_config(args.config)
     watch = loaded.config.watch
     if not watch.jobs and watch.discover is None:
@@ -22,4 +24,6 @@ async def run_service(args: argparse.Namespace) -> int:
     secrets = [*secrets_of(loaded.config), os.environ.get("RUNLOOP_API_KEY", "")]
     configure_logging(fmt=args.log_format, level=logging.DEBUG if args.verbose else logging.INFO, secrets=secrets)
     stop = stop_on_signals()
-    return await Service(loaded).run(stop)
+    service = Service(loaded)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, service.reload_soon)
+    return await service.run(stop)

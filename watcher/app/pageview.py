@@ -1,0 +1,307 @@
+"""What the status page shows, gathered from the store and the running watcher into plain values for the template.
+
+Everything here is read from the store (shared by replicas) except the jobs' derived summaries, which the
+watcher keeps for the jobs it polled since it started; a job without one shows its counters as one bar.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from rules.config import SilenceConfig
+from rules.engine import Group
+from rules.match import FieldMatcher
+from rules.persist import load_rule_state
+from rules.silences import RuntimeSilence, load_runtime_silences
+from watcher.app.source import StatusSource
+from watcher.core.eventlines import event_line
+from watcher.core.events import EVENT_KINDS
+from watcher.core.memory import JobMemory
+from watcher.core.records import OutboxItem
+from watcher.core.summary import AgentSummary, FailureGroup, JobSummary
+from watcher.store.protocol import StoredEvent
+
+EVENTS_SHOWN = 50
+OUTBOX_SHOWN = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One progress bar: done of expected, split into completed, failed, timed out and canceled."""
+
+    label: str
+    completed: int
+    failed: int
+    timed_out: int
+    canceled: int
+    expected: int | None
+    score: float | None = None
+    url: str | None = None
+    finished: bool = False
+
+    @property
+    def done(self) -> int:
+        """Scenarios in a final state."""
+        return self.completed + self.failed + self.timed_out + self.canceled
+
+    @property
+    def total(self) -> int:
+        """What the bar's full width stands for: the expected count, or what is done when unknown."""
+        return max(self.expected or 0, self.done, 1)
+
+    def percent(self, count: int) -> float:
+        """A segment's share of the bar's width, in %."""
+        return round(100 * count / self.total, 2)
+
+    @property
+    def widths(self) -> dict[str, float]:
+        """Each segment's width in % of the bar, by segment name."""
+        return {
+            "completed": self.percent(self.completed),
+            "failed": self.percent(self.failed),
+            "timeout": self.percent(self.timed_out),
+            "canceled": self.percent(self.canceled),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """One watched job as the page lists it."""
+
+    job_id: str
+    name: str
+    state: str
+    finished: bool
+    age: str
+    quiet_for: str
+    bars: tuple[Bar, ...]
+    pass_rate: float | None
+    average_score: float | None
+    failures: tuple[FailureGroup, ...]
+    stalled: bool
+    vanished: bool
+    dashboard_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One recorded event."""
+
+    seq: int
+    at: str
+    kind: str
+    job_id: str
+    job_name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceRow:
+    """A silence from the store (with an id, expirable) or from the config file (read-only)."""
+
+    id: str | None
+    matchers: str
+    state: str
+    starts: str
+    ends: str
+    comment: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    """An open group window."""
+
+    rule: str
+    key: str
+    events: int
+    due: str
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRow:
+    """An incident a rule opened and no resolution closed yet."""
+
+    rule: str
+    key: str
+    opened: str
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The events' filters, from the query string."""
+
+    job_id: str = ""
+    kind: str = ""
+
+
+@dataclass
+class PageView:
+    """Everything the page shows."""
+
+    now: str
+    running: list[JobRow] = field(default_factory=list)
+    finished: list[JobRow] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    kinds: tuple[str, ...] = EVENT_KINDS
+    job_names: list[tuple[str, str]] = field(default_factory=list)
+    filters: Filters = field(default_factory=Filters)
+    counts: dict[str, int] = field(default_factory=dict)
+    pending: list[OutboxItem] = field(default_factory=list)
+    sent: list[OutboxItem] = field(default_factory=list)
+    dead: list[OutboxItem] = field(default_factory=list)
+    groups: list[GroupRow] = field(default_factory=list)
+    incidents: list[IncidentRow] = field(default_factory=list)
+    silences: list[SilenceRow] = field(default_factory=list)
+    silence_prefill: str = ""
+
+
+def when(ms: int | None) -> str:
+    """A time as the page prints it (UTC)."""
+    return "—" if ms is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
+
+
+def span(ms: int) -> str:
+    """A duration, roughly: 45s, 12m, 3h 5m, 2d 4h."""
+    s = max(ms, 0) // 1000
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86_400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86_400}d {s % 86_400 // 3600}h"
+
+
+async def build_view(source: StatusSource, filters: Filters, silence_prefill: str = "") -> PageView:
+    """Gather the page's data now."""
+    now_ms = source.now_ms()
+    store = source.store
+    view = PageView(now=when(now_ms), filters=filters, silence_prefill=silence_prefill)
+    memories = await store.load_memories()
+    rows = [_job_row(m, source.summaries().get(m.job_id), now_ms, source.dashboard_url()) for m in memories.values()]
+    rows.sort(key=lambda row: (row.name, row.job_id))
+    view.running = [row for row in rows if not row.finished]
+    view.finished = [row for row in rows if row.finished]
+    view.job_names = [(row.job_id, row.name) for row in rows]
+    stored = await store.events(
+        job_id=filters.job_id or None, kind=filters.kind or None, limit=EVENTS_SHOWN, newest_first=True
+    )
+    view.events = [_event_row(item, memories) for item in stored]
+    await _notifications(view, source)
+    view.silences = _silence_rows(await load_runtime_silences(store), source.config_silences(), now_ms)
+    return view
+
+
+def _job_row(memory: JobMemory, summary: JobSummary | None, now_ms: int, dashboard_url: str) -> JobRow:
+    counters = memory.counters
+    bars = _agent_bars(summary, counters.n_expected) if summary is not None and summary.agents else ()
+    if not bars:
+        bars = (
+            Bar(
+                "all agents",
+                counters.n_completed,
+                counters.n_failed,
+                counters.n_timeout,
+                counters.n_canceled,
+                counters.n_expected,
+            ),
+        )
+    scores = list(summary.scores.values()) if summary is not None else []
+    return JobRow(
+        job_id=memory.job_id,
+        name=memory.job_name,
+        state=memory.state,
+        finished=memory.finished,
+        age=span(now_ms - memory.first_seen_ms),
+        quiet_for=span(now_ms - memory.last_change_ms),
+        bars=bars,
+        pass_rate=counters.n_completed / counters.n_done if counters.n_done else None,
+        average_score=sum(scores) / len(scores) if scores else None,
+        failures=summary.failures if summary is not None else (),
+        stalled=memory.stalled,
+        vanished=memory.vanished,
+        dashboard_url=summary.dashboard_url if summary is not None else dashboard_url,
+    )
+
+
+def _agent_bars(summary: JobSummary, n_expected: int | None) -> tuple[Bar, ...]:
+    # n_expected counts scenario ids × agent configs: each agent expects its share of it
+    each = n_expected // len(summary.agents) if n_expected else None
+    return tuple(_agent_bar(agent, each) for agent in summary.agents)
+
+
+def _agent_bar(agent: AgentSummary, expected: int | None) -> Bar:
+    label = agent.agent_name or agent.benchmark_run_id
+    if agent.model_name:
+        label = f"{label} ({agent.model_name})"
+    return Bar(
+        label,
+        agent.n_completed,
+        agent.n_failed,
+        agent.n_timeout,
+        0,
+        expected,
+        score=agent.average_score,
+        url=agent.url,
+        finished=agent.finished,
+    )
+
+
+def _event_row(item: StoredEvent, memories: Mapping[str, JobMemory]) -> EventRow:
+    event = item.event
+    memory = memories.get(event.job_id)
+    return EventRow(
+        seq=item.seq,
+        at=when(event.at_ms),
+        kind=event.kind,
+        job_id=event.job_id,
+        job_name=memory.job_name if memory is not None else event.job_id,
+        text=event_line(event),
+    )
+
+
+async def _notifications(view: PageView, source: StatusSource) -> None:
+    store = source.store
+    view.counts = await store.outbox_counts()
+    view.pending = await store.outbox_items(status="pending", limit=OUTBOX_SHOWN)
+    view.sent = await store.outbox_items(status="sent", limit=OUTBOX_SHOWN, newest_first=True)
+    view.dead = await store.outbox_items(status="dead", limit=OUTBOX_SHOWN, newest_first=True)
+    state = await load_rule_state(store)
+    view.groups = [_group_row(group) for group in sorted(state.groups.values(), key=lambda g: g.due_ms)]
+    view.incidents = [IncidentRow(rule, key, when(at_ms)) for (rule, key), at_ms in sorted(state.incidents.items())]
+
+
+def _group_row(group: Group) -> GroupRow:
+    return GroupRow(group.rule, group.key.replace("\x1f", " · "), len(group.events), when(group.due_ms))
+
+
+def _silence_rows(
+    runtime: Sequence[RuntimeSilence], configured: Sequence[SilenceConfig], now_ms: int
+) -> list[SilenceRow]:
+    rows = [
+        SilenceRow(s.id, s.matchers_text(), s.state_at(now_ms), when(s.starts_ms), when(s.ends_ms), s.comment)
+        for s in runtime
+    ]
+    for silence in configured:
+        rows.append(
+            SilenceRow(
+                None,
+                _matchers(silence.match),
+                "active" if silence.active_at(now_ms) else _not_active(silence, now_ms),
+                when(None if silence.starts is None else round(silence.starts.timestamp() * 1000)),
+                "never" if silence.until is None else when(round(silence.until.timestamp() * 1000)),
+                silence.comment,
+            )
+        )
+    order = {"active": 0, "pending": 1, "expired": 2}
+    return sorted(rows, key=lambda row: order.get(row.state, 3))
+
+
+def _not_active(silence: SilenceConfig, now_ms: int) -> str:
+    return "pending" if silence.starts is not None and now_ms < silence.starts.timestamp() * 1000 else "expired"
+
+
+def _matchers(match: Mapping[str, FieldMatcher]) -> str:
+    return " ".join(f"{path}={m.raw}" for path, m in match.items())
