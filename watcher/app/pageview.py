@@ -6,6 +6,7 @@ watcher keeps for the jobs it polled since it started; a job without one shows i
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,14 +18,15 @@ from rules.persist import load_rule_state
 from rules.silences import RuntimeSilence, load_runtime_silences
 from watcher.app.source import StatusSource
 from watcher.core.eventlines import event_line
-from watcher.core.events import EVENT_KINDS
+from watcher.core.events import EVENT_KINDS, ScenarioFailed, ScenarioTimedOut
 from watcher.core.memory import JobMemory
 from watcher.core.records import OutboxItem
-from watcher.core.summary import AgentSummary, FailureGroup, JobSummary
-from watcher.store.protocol import StoredEvent
+from watcher.core.summary import MAX_FAILURE_EXAMPLES, AgentSummary, FailureExample, FailureGroup, JobSummary
+from watcher.store.protocol import Store, StoredEvent
 
 EVENTS_SHOWN = 50
 OUTBOX_SHOWN = 20
+FAILURE_EVENTS_READ = 200  # per kind and job, for a job whose summary has no failure groups (still running)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +183,7 @@ async def build_view(source: StatusSource, filters: Filters, silence_prefill: st
     view = PageView(now=when(now_ms), filters=filters, silence_prefill=silence_prefill)
     memories = await store.load_memories()
     rows = [_job_row(m, source.summaries().get(m.job_id), now_ms, source.dashboard_url()) for m in memories.values()]
+    rows = [await _with_failures(row, store) for row in rows]
     rows.sort(key=lambda row: (row.name, row.job_id))
     view.running = [row for row in rows if not row.finished]
     view.finished = [row for row in rows if row.finished]
@@ -224,6 +227,35 @@ def _job_row(memory: JobMemory, summary: JobSummary | None, now_ms: int, dashboa
         vanished=memory.vanished,
         dashboard_url=summary.dashboard_url if summary is not None else dashboard_url,
     )
+
+
+async def _with_failures(row: JobRow, store: Store) -> JobRow:
+    """A running job's failures come from its runs' final outcomes only when the runs end: until then (or after
+    a restart) they are grouped from the recorded scenario.failed and scenario.timed_out events."""
+    if row.failures or not any(bar.failed or bar.timed_out for bar in row.bars):
+        return row
+    examples: dict[str, list[FailureExample]] = {}
+    for kind in ("scenario.failed", "scenario.timed_out"):
+        for item in await store.events(job_id=row.job_id, kind=kind, limit=FAILURE_EVENTS_READ, newest_first=True):
+            event = item.event
+            if not isinstance(event, ScenarioFailed | ScenarioTimedOut):
+                continue
+            reason = event.failure_reason
+            exception_type = reason.exception_type if reason is not None else kind.removeprefix("scenario.")
+            examples.setdefault(exception_type, []).append(
+                FailureExample(
+                    scenario_name=event.scenario_name or event.scenario_definition_id,
+                    agent_name=event.agent_name,
+                    message=reason.exception_message if reason is not None else "",
+                    url=None,
+                )
+            )
+    groups = sorted(examples.items(), key=lambda item: (-len(item[1]), item[0]))
+    failures = tuple(
+        FailureGroup(exception_type=kind, count=len(found), examples=tuple(found[:MAX_FAILURE_EXAMPLES]))
+        for kind, found in groups
+    )
+    return dataclasses.replace(row, failures=failures)
 
 
 def _agent_bars(summary: JobSummary, n_expected: int | None) -> tuple[Bar, ...]:
