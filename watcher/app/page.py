@@ -5,6 +5,7 @@ and the style sheet. A Content-Security-Policy allows only the app's own files: 
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -88,10 +89,15 @@ async def _sections(request: web.Request) -> web.Response:
     return web.json_response({"now": view.now, "sections": rendered}, headers={"Cache-Control": "no-store"})
 
 
+@functools.cache
+def _static_body(name: str) -> bytes:
+    return importlib.resources.files("watcher.app").joinpath("static", name).read_bytes()
+
+
 async def _static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     content_type = STATIC_FILES.get(name)
-    if content_type is None:
+    if content_type is None:  # only the files listed: a name is never a path
         raise web.HTTPNotFound()
-    body = importlib.resources.files("watcher.app").joinpath("static", name).read_bytes()
+    body = _static_body(name)
     return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "max-age=300"})

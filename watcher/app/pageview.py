@@ -25,6 +25,8 @@ from watcher.core.summary import MAX_FAILURE_EXAMPLES, AgentSummary, FailureExam
 from watcher.store.protocol import Store, StoredEvent
 
 EVENTS_SHOWN = 50
+RUNNING_SHOWN = 200  # by name; a page of thousands of cards helps nobody: the API lists them all
+FINISHED_SHOWN = 50  # the most recently changed
 OUTBOX_SHOWN = 20
 FAILURE_EVENTS_READ = 200  # per kind and job, for a job whose summary has no failure groups (still running)
 
@@ -85,6 +87,7 @@ class JobRow:
     stalled: bool
     vanished: bool
     dashboard_url: str
+    last_change_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,7 @@ class PageView:
     now: str
     running: list[JobRow] = field(default_factory=list)
     finished: list[JobRow] = field(default_factory=list)
+    not_shown: int = 0
     events: list[EventRow] = field(default_factory=list)
     kinds: tuple[str, ...] = EVENT_KINDS
     job_names: list[tuple[str, str]] = field(default_factory=list)
@@ -182,12 +186,15 @@ async def build_view(source: StatusSource, filters: Filters, silence_prefill: st
     store = source.store
     view = PageView(now=when(now_ms), filters=filters, silence_prefill=silence_prefill)
     memories = await store.load_memories()
-    rows = [_job_row(m, source.summaries().get(m.job_id), now_ms, source.dashboard_url()) for m in memories.values()]
-    rows = [await _with_failures(row, store) for row in rows]
-    rows.sort(key=lambda row: (row.name, row.job_id))
+    live = sorted((m for m in memories.values() if not m.finished), key=lambda m: (m.job_name, m.job_id))
+    done = sorted((m for m in memories.values() if m.finished), key=lambda m: (-m.last_change_ms, m.job_id))
+    shown = live[:RUNNING_SHOWN] + done[:FINISHED_SHOWN]
+    view.not_shown = len(memories) - len(shown)
+    summaries, dashboard_url = source.summaries(), source.dashboard_url()
+    rows = [await _with_failures(_job_row(m, summaries.get(m.job_id), now_ms, dashboard_url), store) for m in shown]
     view.running = [row for row in rows if not row.finished]
     view.finished = [row for row in rows if row.finished]
-    view.job_names = [(row.job_id, row.name) for row in rows]
+    view.job_names = sorted(((row.job_id, row.name) for row in rows), key=lambda pair: (pair[1], pair[0]))
     stored = await store.events(
         job_id=filters.job_id or None, kind=filters.kind or None, limit=EVENTS_SHOWN, newest_first=True
     )
@@ -226,6 +233,7 @@ def _job_row(memory: JobMemory, summary: JobSummary | None, now_ms: int, dashboa
         stalled=memory.stalled,
         vanished=memory.vanished,
         dashboard_url=summary.dashboard_url if summary is not None else dashboard_url,
+        last_change_ms=memory.last_change_ms,
     )
 
 
@@ -290,7 +298,7 @@ def _event_row(item: StoredEvent, memories: Mapping[str, JobMemory]) -> EventRow
         kind=event.kind,
         job_id=event.job_id,
         job_name=memory.job_name if memory is not None else event.job_id,
-        text=event_line(event),
+        text=event_line(event).removeprefix(f"{event.job_name}: "),  # the name is shown beside it already
     )
 
 

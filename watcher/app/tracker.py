@@ -25,7 +25,7 @@ from watcher.store.protocol import Store
 log = logging.getLogger("benchwatch.tracker")
 
 DEFAULT_DASHBOARD_URL = "https://platform.runloop.ai"
-RESTING_SUMMARIES_KEPT = 100  # the status page shows these finished jobs in full; older ones by their counters
+SUMMARIES_KEPT = 500  # the status page shows these jobs in full (agents, failures), others by their counters
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class JobTracker:
         self._resting: set[str] = set()  # jobs no longer polled: their memories are in the store only
         self._seen: dict[str, dict[str, frozenset[int]]] = {}  # job id → run id → latest attempts last diffed
         self._rule_state: RuleState | None = None
-        self._summaries: OrderedDict[str, JobSummary] = OrderedDict()  # live jobs', then the latest resting ones
+        self._summaries: OrderedDict[str, JobSummary] = OrderedDict()  # least recently changed first
 
     async def observe(self, snapshot: Snapshot) -> Observation:
         """Diff `snapshot` against the job's memory, route its events, record it all, and return it."""
@@ -134,16 +134,14 @@ class JobTracker:
         return [self._memories[job_id] for job_id in sorted(self._memories)]
 
     def summaries(self) -> Mapping[str, JobSummary]:
-        """The latest summary of each job whose poll revealed events since start (live jobs, and the last
-        RESTING_SUMMARIES_KEPT finished ones), by job id."""
+        """The latest summary of the last SUMMARIES_KEPT jobs whose polls revealed events since start, by job id."""
         return self._summaries
 
     def _keep_summary(self, summary: JobSummary) -> None:
         self._summaries[summary.job_id] = summary
         self._summaries.move_to_end(summary.job_id)
-        resting = [job_id for job_id in self._summaries if job_id not in self._memories]
-        for job_id in resting[: max(0, len(resting) - RESTING_SUMMARIES_KEPT)]:
-            del self._summaries[job_id]
+        if len(self._summaries) > SUMMARIES_KEPT:  # bounded, however many jobs: the page of thousands shows counters
+            self._summaries.popitem(last=False)
 
     async def refresh_silences(self) -> None:
         """Read the runtime silences again (any replica or the CLI may have changed them) for the next events."""

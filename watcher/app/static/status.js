@@ -15,6 +15,13 @@
     document.getElementById("action-status").textContent = message;
   }
 
+  function done(message) {
+    // the control just used may be gone after the refresh: the keyboard continues from the outcome
+    const status = document.getElementById("action-status");
+    status.textContent = message;
+    status.focus();
+  }
+
   async function refresh() {
     clearTimeout(timer);
     try {
@@ -47,10 +54,10 @@
     document.getElementById("token-input").focus();
   }
 
-  async function act(method, path, body, done) {
+  async function act(method, path, body, then) {
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (!token) {
-      askToken(() => act(method, path, body, done));
+      askToken(() => act(method, path, body, then));
       return;
     }
     const headers = { Authorization: "Bearer " + token, Accept: "application/json" };
@@ -67,7 +74,7 @@
     const data = await response.json().catch(() => ({}));
     if (response.status === 401) {
       sessionStorage.removeItem(TOKEN_KEY);
-      askToken(() => act(method, path, body, done), "That token was refused; nothing was changed. Enter it again.");
+      askToken(() => act(method, path, body, then), "That token was refused; nothing was changed. Enter it again.");
       return;
     }
     if (!response.ok) {
@@ -75,7 +82,7 @@
       say("Refused: " + (data.error || response.statusText) + problems);
       return;
     }
-    done(data);
+    then(data);
     refresh();
   }
 
@@ -87,15 +94,15 @@
     const id = button.dataset.id;
     switch (button.dataset.action) {
       case "expire":
-        act("DELETE", "/api/silences/" + encodeURIComponent(id), undefined, () => say("Silence " + id + " expired."));
+        act("DELETE", "/api/silences/" + encodeURIComponent(id), undefined, () => done("Silence " + id + " expired."));
         break;
       case "retry":
         act("POST", "/api/deliveries/" + encodeURIComponent(id) + "/retry", undefined, () =>
-          say("Notification " + id + " queued again."),
+          done("Notification " + id + " queued again."),
         );
         break;
       case "reload":
-        act("POST", "/-/reload", undefined, () => say("Config reloaded; it applies from the next poll."));
+        act("POST", "/-/reload", undefined, () => done("Config reloaded; it applies from the next poll."));
         break;
       case "cancel-token":
         pending = null;
@@ -127,9 +134,9 @@
         comment: String(fields.get("comment")),
       };
       act("POST", "/api/silences", body, (silence) => {
-        say("Silence " + silence.id + " added: " + body.matchers.join(" ") + ".");
         form.reset();
         form.querySelector("textarea").textContent = "";
+        done("Silence " + silence.id + " added: " + body.matchers.join(" ") + ".");
       });
     }
   });
