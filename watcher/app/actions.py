@@ -69,7 +69,12 @@ async def _silences(request: web.Request) -> web.Response:
     source = request.app[SOURCE]
     now_ms = source.now_ms()
     runtime = [silence_json(s, now_ms) for s in await list_silences(source.store)]
-    return web.json_response({"silences": runtime})
+    configured = [
+        {**silence.model_dump(mode="json"), "state": "active" if silence.active_at(now_ms) else "inactive"}
+        for silence in source.config_silences()
+    ]
+    # the config file's silences are listed apart: they have no id, and only the file changes them
+    return web.json_response({"silences": runtime, "config": configured})
 
 
 async def _add_silence(request: web.Request) -> web.Response:

@@ -224,11 +224,22 @@ class Service:
     def reload_soon(self) -> None:
         """Reload in the background (SIGHUP); a reload already under way is not started twice."""
         if self._reloading is None or self._reloading.done():
-            self._reloading = asyncio.create_task(self.reload(), name="config reload")
+            self._reloading = asyncio.create_task(self._reload_logged(), name="config reload")
+
+    async def _reload_logged(self) -> list[str]:
+        try:
+            return await self.reload()
+        except Exception:  # a signal handler's task: nobody else would see the error
+            log.exception("reload failed; the running config stays")
+            self.metrics.config_loaded(False, time.time())
+            return ["reload failed unexpectedly (see the log)"]
 
     async def reload(self) -> list[str]:
         """Read the config again; a valid one applies from the next poll, an invalid one is refused (its
         problems returned and logged) and the running one stays."""
+        if not hasattr(self, "cycle"):  # SIGHUP before `run` built the poll cycle
+            log.warning("reload asked while the watcher is starting; ignored (ask again once it runs)")
+            return ["the watcher is still starting; try again in a moment"]
         result = read_again(self.loaded.path)
         if result.loaded is None:
             self.metrics.config_loaded(False, time.time())
@@ -243,6 +254,7 @@ class Service:
                 build_notifiers(new, self._store, self._session, self.clock), delivery_policies(new)
             )
             self.cycle.use_watch(new.watch)
+            self.health.unreachable_after_ms = new.watch.api_unreachable_after_ms
             self.loaded, self.config = result.loaded, new
         self.metrics.config_loaded(True, time.time())
         log.info("reloaded %s: %d rules, %d notifiers, %d silences", self.loaded.path, len(new.rules),
