@@ -88,9 +88,12 @@ async def test_the_page_lists_the_jobs_and_a_bar_moves_when_the_simulator_s_cloc
 
     bar = page.locator(f'article[data-job-id="{_job_id(running, "quiet-please")}"] svg.bar')
     done_before = int(await bar.get_attribute("data-done") or "0")
+    failures = page.locator(f'article[data-job-id="{_job_id(running, "nightly-regression")}"] details')
+    await failures.locator("summary").click()
     await running.poll(advance_ms=MOVE_MS)
     moved = "([id, n]) => Number(document.querySelector(`article[data-job-id='${id}'] svg.bar`).dataset.done) > n"
     await page.wait_for_function(moved, arg=[_job_id(running, "quiet-please"), done_before])  # no reload: it fetches
+    assert await failures.get_attribute("open") == ""  # what the reader opened stays open
     if os.environ.get("BENCHWATCH_SCREENSHOTS") == "1":
         await page.screenshot(path=DOCS / "status-page-desktop.png")
         phone = await _open(browser, running.url + "/", width=390, height=844, is_mobile=True)

@@ -120,6 +120,7 @@ class GroupRow:
 
     rule: str
     key: str
+    job_name: str
     events: int
     due: str
 
@@ -268,7 +269,8 @@ async def _with_failures(row: JobRow, store: Store) -> JobRow:
 
 def _agent_bars(summary: JobSummary, n_expected: int | None) -> tuple[Bar, ...]:
     # n_expected counts scenario ids × agent configs: each agent expects its share of it
-    each = n_expected // len(summary.agents) if n_expected else None
+    # (an uneven share means runs are missing yet: the bars then show what is done, not a guess)
+    each = n_expected // len(summary.agents) if n_expected and n_expected % len(summary.agents) == 0 else None
     return tuple(_agent_bar(agent, each) for agent in summary.agents)
 
 
@@ -314,7 +316,9 @@ async def _notifications(view: PageView, source: StatusSource) -> None:
 
 
 def _group_row(group: Group) -> GroupRow:
-    return GroupRow(group.rule, group.key.replace("\x1f", " · "), len(group.events), when(group.due_ms))
+    names = sorted({event.job_name for event in group.events if event.job_name})
+    key = group.key.replace("\x1f", " · ")
+    return GroupRow(group.rule, key, ", ".join(names) or "—", len(group.events), when(group.due_ms))
 
 
 def _silence_rows(

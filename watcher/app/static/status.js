@@ -37,11 +37,21 @@
 
   function swap(data) {
     document.getElementById("updated").textContent = data.now;
+    // what the reader opened stays open
+    const open = new Set(Array.from(document.querySelectorAll("details[data-key][open]"), (d) => d.dataset.key));
     for (const [name, html] of Object.entries(data.sections)) {
       const section = document.querySelector('[data-section="' + name + '"]');
-      // never pull the content from under the keyboard: a focused section waits for the next tick
-      if (section && !section.contains(document.activeElement)) {
+      // never pull the content from under the keyboard: a section holding the keyboard's focus waits (a mouse
+      // click focuses too, but leaves no visible focus: that section updates)
+      const focused = document.activeElement;
+      const held = section && section.contains(focused) && focused.matches(":focus-visible");
+      if (section && !held) {
         section.innerHTML = html;
+      }
+    }
+    for (const details of document.querySelectorAll("details[data-key]")) {
+      if (open.has(details.dataset.key)) {
+        details.open = true;
       }
     }
   }
