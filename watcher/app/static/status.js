@@ -24,6 +24,9 @@
 
   async function refresh() {
     clearTimeout(timer);
+    if (document.hidden) {
+      return; // a hidden tab asks nothing; becoming visible again refreshes at once (below)
+    }
     try {
       const response = await fetch("/api/page" + location.search, { headers: { Accept: "application/json" } });
       if (response.ok) {
