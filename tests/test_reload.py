@@ -148,3 +148,19 @@ async def test_sighup_reloads_the_running_watcher(tmp_path: Path, aiohttp_server
             task.cancel()
         for handler in [h for h in logging.getLogger().handlers if isinstance(h, _BenchwatchHandler)]:
             logging.getLogger().removeHandler(handler)
+
+
+async def test_what_the_process_bound_at_start_waits_for_a_restart_and_the_rest_applies(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    _rewrite(running, NOW)
+    text = running.config.read_text().replace("poll_interval: 1h", "poll_interval: 2h").replace("port: 0", "port: 1")
+    running.config.write_text(text)
+
+    assert await _reload(running) == (200, {"reloaded": True})
+
+    config = running.service.config
+    assert (config.watch.poll_interval_ms, config.http.port) == (3_600_000, 0)
+    assert [rule.name for rule in config.rules] == ["now"]
+    warned = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "watch.poll_interval" in warned and "http.enabled, http.host, http.port" in warned

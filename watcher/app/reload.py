@@ -45,6 +45,19 @@ def read_again(path: Path) -> ReloadResult:
     return ReloadResult(None, problems)
 
 
+def effective(old: Config, new: Config) -> Config:
+    """`new`, but with what the process bound at start kept from `old` until a restart."""
+    http = new.http.model_copy(update={"enabled": old.http.enabled, "host": old.http.host, "port": old.http.port})
+    watch = new.watch.model_copy(
+        update={
+            "poll_interval_ms": old.watch.poll_interval_ms,
+            "max_concurrent_requests": old.watch.max_concurrent_requests,
+            "max_requests_per_s": old.watch.max_requests_per_s,
+        }
+    )
+    return new.model_copy(update={"state": old.state, "runloop": old.runloop, "http": http, "watch": watch})
+
+
 def needs_restart(old: Config, new: Config) -> list[str]:
     """The changed settings a reload cannot apply: the process bound them at start."""
     fixed = {

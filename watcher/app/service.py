@@ -25,7 +25,7 @@ from watcher.app.cycle import PollCycle
 from watcher.app.delivery import build_notifiers, build_worker, delivery_policies
 from watcher.app.logs import redact_more, secrets_of
 from watcher.app.metrics import Metrics
-from watcher.app.reload import needs_restart, read_again
+from watcher.app.reload import effective, needs_restart, read_again
 from watcher.app.status import StatusServer, create_status_app, start_status_server
 from watcher.app.tracker import JobTracker
 from watcher.core.clock import Clock, SystemClock
@@ -244,10 +244,10 @@ class Service:
         if result.loaded is None:
             self.metrics.config_loaded(False, time.time())
             return list(result.problems)
-        new = result.loaded.config
-        redact_more(secrets_of(new))
-        for setting in needs_restart(self.config, new):
+        redact_more(secrets_of(result.loaded.config))
+        for setting in needs_restart(self.config, result.loaded.config):
             log.warning("reload: %s changed; that takes a restart (the old value stays until then)", setting)
+        new = effective(self.config, result.loaded.config)
         async with self._cycle_lock:  # a cycle sees the old config or the new one, never half of each
             await self.tracker.use_router(Router(new.rules, new.silences))
             self.worker.use_notifiers(
@@ -255,7 +255,7 @@ class Service:
             )
             self.cycle.use_watch(new.watch)
             self.health.unreachable_after_ms = new.watch.api_unreachable_after_ms
-            self.loaded, self.config = result.loaded, new
+            self.loaded, self.config = LoadedConfig(new, result.loaded.path), new
         self.metrics.config_loaded(True, time.time())
         log.info("reloaded %s: %d rules, %d notifiers, %d silences", self.loaded.path, len(new.rules),
                  len(new.notifiers), len(new.silences))  # fmt: skip
