@@ -10,6 +10,8 @@ import pytest
 
 from tests.fakes.base import Reply
 from tests.running import TOKEN, Running, running_service
+from watcher.app.config import load_config
+from watcher.config.loader import ConfigError
 from watcher.core.clock import ManualClock
 from watcher.simulator import SimAgent, SimJobSpec, Simulator
 
@@ -104,6 +106,18 @@ async def test_without_a_configured_token_actions_are_refused(tmp_path: Path) ->
 
     assert status == 403
     assert "http.token" in answer["error"]
+
+
+def test_a_short_token_is_a_config_error_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "benchwatch.yaml"
+    path.write_text("watch: {jobs: [bmj_a]}\nhttp:\n  token: short\n")
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+
+    assert [str(p) for p in raised.value.problems] == [
+        f"{path}:3: http.token: the token must be at least 16 characters (try: openssl rand -hex 24)"
+    ]
 
 
 async def test_only_a_dead_letter_can_be_retried(running: Running) -> None:

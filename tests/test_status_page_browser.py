@@ -118,6 +118,10 @@ async def test_keyboard_only_a_silence_added_on_the_page_stops_the_next_notifica
     await page.keyboard.type("noisy while we fix the runner")
     await page.keyboard.press("Enter")
     assert await page.evaluate("document.activeElement.id") == "token-input"  # asked once, then kept in the tab
+    await page.keyboard.type("not-the-token-at-all")
+    await page.keyboard.press("Enter")
+    await page.get_by_role("status").filter(has_text="token was refused; nothing was changed").wait_for()
+    assert await page.evaluate("document.activeElement.id") == "token-input"  # asked again
     await page.keyboard.type(TOKEN)
     await page.keyboard.press("Enter")
     await page.get_by_role("status").filter(has_text="added").wait_for()
