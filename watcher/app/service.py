@@ -249,7 +249,8 @@ class Service:
             log.warning("reload: %s changed; that takes a restart (the old value stays until then)", setting)
         new = effective(self.config, result.loaded.config)
         async with self._cycle_lock:  # a cycle sees the old config or the new one, never half of each
-            await self.tracker.use_router(Router(new.rules, new.silences))
+            router = Router(new.rules, new.silences, inhibit=new.inhibit, time_intervals=new.time_intervals)
+            await self.tracker.use_router(router)
             self.worker.use_notifiers(
                 build_notifiers(new, self._store, self._session, self.clock), delivery_policies(new)
             )
