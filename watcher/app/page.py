@@ -13,7 +13,8 @@ from typing import Final
 import jinja2
 from aiohttp import web
 
-from watcher.app.pageview import Filters, PageView, build_view
+from watcher.app.pagerows import Filters, PageView
+from watcher.app.pageview import build_view
 from watcher.app.source import SOURCE
 from watcher.core.events import EVENT_KINDS
 
