@@ -32,6 +32,7 @@ _KIND_PHRASES: Final = {
     "scenario.canceled": "scenarios canceled",
     "scenario.recovered": "scenarios recovered",
     "score.changed": "score changes",
+    "job.compared": "comparisons with a baseline",
     "job.progress": "progress updates",
     "job.stalled": "stalls",
     "job.vanished": "vanished",

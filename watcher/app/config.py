@@ -87,6 +87,23 @@ class StateSection(StrictModel):
     path: str = "./benchwatch.db"
 
 
+class BaselineSection(StrictModel):
+    """`baseline:` compare each job that completes with the last earlier completed job of the same benchmark
+    (docs/regressions.md); without this section no comparison is made."""
+
+    name: str | None = Field(None, description="only jobs whose name matches this glob can be a baseline")
+    history: int = Field(10, ge=2, le=200, description="N: how many comparable jobs flakiness looks back over")
+    flaky_flips: int = Field(3, ge=1, le=199, description="k: flips within those N jobs that make a scenario flaky")
+    search_api: bool = Field(True, description="look for a baseline in the job list when the store has none newer")
+    max_scan: int = Field(1000, ge=0, le=100_000, description="page the job list no further than this many jobs")
+
+    @model_validator(mode="after")
+    def _flips_fit(self) -> Self:
+        if self.flaky_flips >= self.history:
+            raise ValueError(f"flaky_flips ({self.flaky_flips}) must be less than history ({self.history})")
+        return self
+
+
 class Config(StrictModel):
     """A whole benchwatch config file."""
 
@@ -99,6 +116,7 @@ class Config(StrictModel):
     silences: tuple[SilenceConfig, ...] = ()
     inhibit: tuple[InhibitConfig, ...] = ()
     time_intervals: tuple[TimeIntervalConfig, ...] = ()
+    baseline: BaselineSection | None = None
 
 
 class LoadedConfig:

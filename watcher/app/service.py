@@ -20,6 +20,7 @@ from rules.engine import Router
 from watcher.api.client import RequestLimits, RunloopClient
 from watcher.api.errors import RunloopApiError
 from watcher.api.health import ApiHealth
+from watcher.app.comparer import job_comparer
 from watcher.app.config import LoadedConfig
 from watcher.app.cycle import PollCycle
 from watcher.app.delivery import build_notifiers, build_worker, delivery_policies
@@ -88,7 +89,9 @@ class Service:
             inhibit=self.config.inhibit,
             time_intervals=self.config.time_intervals,
         )
-        self.tracker = JobTracker(self._store, router=router, dashboard_url=dashboard_url_for(base_url))
+        dashboard_url = dashboard_url_for(base_url)
+        comparer = job_comparer(self.config.baseline, self._store, self.client, dashboard_url)
+        self.tracker = JobTracker(self._store, router=router, dashboard_url=dashboard_url, comparer=comparer)
         await self.tracker.load_memories()
         self._session = session
         self.worker = build_worker(self.config, self._store, session, self.clock)

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from rules.engine import Router, RuleState, RuleStateChanges
 from rules.persist import load_rule_state, rows_for
 from rules.silences import load_runtime_silences
+from watcher.app.comparer import JobComparer
 from watcher.core.events import Event
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
+from watcher.core.records import StateRow
 from watcher.core.snapshot import Snapshot
 from watcher.core.summary import JobSummary
 from watcher.diff.jobs import diff, unchanged
@@ -50,11 +52,17 @@ class JobTracker:
     """
 
     def __init__(
-        self, store: Store, *, router: Router | None = None, dashboard_url: str = DEFAULT_DASHBOARD_URL
+        self,
+        store: Store,
+        *,
+        router: Router | None = None,
+        dashboard_url: str = DEFAULT_DASHBOARD_URL,
+        comparer: JobComparer | None = None,
     ) -> None:
         self.store = store
         self.router = router
         self.dashboard_url = dashboard_url
+        self.comparer = comparer  # compares a job that completes with its baseline (`baseline:`)
         self._memories: dict[str, JobMemory] = {}  # jobs still polled
         self._resting: set[str] = set()  # jobs no longer polled: their memories are in the store only
         self._seen: dict[str, dict[str, frozenset[int]]] = {}  # job id → run id → latest attempts last diffed
@@ -70,18 +78,18 @@ class JobTracker:
         result = diff(memory, snapshot)
         for warning in result.warnings:
             log.warning("%s", warning)
-        observation = Observation(result.events, memory=result.memory)
+        compared, kept = await self.comparer.after_poll(snapshot, memory, result.memory) if self.comparer else ((), [])
+        events = (*result.events, *compared)
+        observation = Observation(events, memory=result.memory)
         state = await self._state()
-        if result.events and self.router is not None and state is not None:
+        if events and self.router is not None and state is not None:
             summary = self._summary(snapshot, result.memory)
             self._keep_summary(summary)
-            routed = self.router.route(state, result.events, summary, snapshot.at_ms)
-            observation = Observation(
-                result.events, routed.notifications, routed.problems, result.memory, routed.dropped
-            )
+            routed = self.router.route(state, events, summary, snapshot.at_ms)
+            observation = Observation(events, routed.notifications, routed.problems, result.memory, routed.dropped)
         changes = state.take_changes() if state is not None else None
-        if result.events or changes or memory is None or _material(result.memory) != _material(memory):
-            await self._commit(result.memory, observation, changes)
+        if events or changes or kept or memory is None or _material(result.memory) != _material(memory):
+            await self._commit(result.memory, observation, changes, kept)
         self._remember(result.memory)
         if snapshot.scenario_runs and not result.memory.finished:
             self._seen[job_id] = {run_id: runs.seen for run_id, runs in snapshot.scenario_runs.items()}
@@ -204,9 +212,13 @@ class JobTracker:
         return self._rule_state
 
     async def _commit(
-        self, memory: JobMemory | None, observation: Observation, changes: RuleStateChanges | None
+        self,
+        memory: JobMemory | None,
+        observation: Observation,
+        changes: RuleStateChanges | None,
+        kept: Sequence[StateRow] = (),
     ) -> None:
-        rows = rows_for(changes) if changes is not None else []
+        rows = [*(rows_for(changes) if changes is not None else []), *kept]
         try:
             await self.store.commit(
                 memory=memory, events=observation.events, state_rows=rows, notifications=observation.notifications

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from watcher.core.comparison import AgentComparison
 from watcher.core.events import (
     Event,
+    JobCompared,
     JobDiscovered,
     JobFinished,
     JobProgress,
@@ -43,6 +45,8 @@ def _scenario(event: ScenarioFields) -> str:
 
 
 def _describe(event: Event) -> str:
+    if isinstance(event, JobCompared):
+        return compared_line(event)
     return _describe_change(event) or _describe_timed(event) or event.kind
 
 
@@ -90,6 +94,30 @@ def _describe_timed(event: Event) -> str | None:
     return None
 
 
+def compared_line(event: JobCompared) -> str:
+    """`vs nightly-41: claude-code 0.62 → 0.55 (−0.07, significant), 9 regressions, 3 fixes`."""
+    agents = "; ".join(_agent_change(a) for a in event.agents) or "no agent in common"
+    return (
+        f"vs {event.baseline_job_name}: {agents}, {_plural(event.n_regressions, 'regression')}, "
+        f"{_plural(event.n_fixes, 'fix')}"
+    )
+
+
+def _agent_change(agent: AgentComparison) -> str:
+    significant = ", significant" if agent.significant else ""
+    return f"{agent.agent_name} {agent.baseline_score:.2f} → {agent.score:.2f} ({_signed(agent.delta)}{significant})"
+
+
+def _signed(delta: float) -> str:
+    # a true minus sign, as a person writes it; +0.00 when the change rounds away
+    text = f"{delta:+.2f}"
+    return "−" + text[1:] if text.startswith("-") and text != "-0.00" else text.replace("-0.00", "+0.00")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}{'es' if noun.endswith('x') else 's'}"
+
+
 def _minutes(ms: int) -> str:
     minutes, seconds = divmod(round(ms / 1000), 60)
     return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
@@ -97,7 +125,8 @@ def _minutes(ms: int) -> str:
 
 def event_line(event: Event) -> str:
     """`<job name>: <what happened>` (`benchwatch:` for watcher events), one line, control characters removed."""
-    text = f"{event.job_name or 'benchwatch'}: {_describe(event)}"
+    separator = " " if isinstance(event, JobCompared) else ": "  # "nightly-42 vs nightly-41: …"
+    text = f"{event.job_name or 'benchwatch'}{separator}{_describe(event)}"
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else " " for ch in text)

@@ -13,6 +13,7 @@ from typing import Annotated, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from watcher.core.comparison import ComparisonFields
 from watcher.core.models import FailureReason
 
 
@@ -147,6 +148,12 @@ class ScoreChanged(EventBase):
     delta: float
 
 
+class JobCompared(ComparisonFields, EventBase):
+    """A completed job compared with its baseline (the last earlier completed job of the same benchmark)."""
+
+    kind: Literal["job.compared"] = "job.compared"
+
+
 class JobProgress(Counters, EventBase):
     """The job's counters changed."""
 
@@ -201,6 +208,7 @@ Event = Annotated[
     | ScenarioCanceled
     | ScenarioRecovered
     | ScoreChanged
+    | JobCompared
     | JobProgress
     | JobStalled
     | JobVanished

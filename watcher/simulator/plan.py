@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Realistic scenario names and failure reasons; the watcher must cope with every one of them.
 _SCENARIO_WORDS = (
@@ -32,6 +32,7 @@ SCORING_SHARE = 0.15  # last part of a scored attempt spent in state "scoring"
 SCORED_LINGER_MS = 10_000  # a scored run shows "scored" this long before "completed"
 
 Outcome = Literal["completed", "failed", "cancelled", "timeout"]
+ChosenResult = float | Literal["failed", "timeout", "canceled"]
 
 
 class SimAgent(BaseModel):
@@ -42,6 +43,18 @@ class SimAgent(BaseModel):
     name: str
     model_name: str | None = None
     pass_rate: float = Field(0.7, ge=0, le=1)
+    results: dict[str, ChosenResult] | None = Field(
+        None,
+        description="chosen outcomes by scenario id: a score (0..1) or failed/timeout/canceled; the rest is drawn",
+    )
+
+    @field_validator("results")
+    @classmethod
+    def _scores_in_range(cls, value: dict[str, ChosenResult] | None) -> dict[str, ChosenResult] | None:
+        for scenario_id, result in (value or {}).items():
+            if isinstance(result, float) and not 0 <= result <= 1:
+                raise ValueError(f"results[{scenario_id}]: a score must be between 0 and 1, got {result:g}")
+        return value
 
 
 class SimJobSpec(BaseModel):
@@ -55,6 +68,7 @@ class SimJobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = None
+    benchmark_id: str | None = Field(None, description="the job's source is this benchmark (else its scenario ids)")
     agents: list[SimAgent] = Field(
         default_factory=lambda: [
             SimAgent(name="claude-code", model_name="claude-sonnet-4-6", pass_rate=0.75),
@@ -176,7 +190,12 @@ def _plan_run(
     planned = []
     for index, (definition_id, name) in enumerate(scenarios):
         slot_free_ms = heapq.heappop(slots)
-        attempts = _plan_attempts(spec, agent, slot_free_ms, f"scr_{run_token}{index:05d}", rng)
+        run_id_prefix = f"scr_{run_token}{index:05d}"
+        chosen = (agent.results or {}).get(definition_id)
+        if chosen is None:
+            attempts = _plan_attempts(spec, agent, slot_free_ms, run_id_prefix, rng)
+        else:
+            attempts = (_chosen_attempt(spec, chosen, slot_free_ms, f"{run_id_prefix}0", rng),)
         heapq.heappush(slots, attempts[-1].end_ms + 1000)
         planned.append(ScenarioPlan(definition_id, name, attempts))
     end_ms = max((s.attempts[-1].end_ms for s in planned), default=start_ms)
@@ -209,6 +228,19 @@ def _draw_attempt(spec: SimJobSpec, agent: SimAgent, start_ms: int, run_id: str,
         return Attempt(run_id, start_ms, start_ms + duration_ms // 2, "canceled", None, None)
     score = 1.0 if rng.random() < agent.pass_rate else rng.choice((0.0, 0.0, round(rng.random(), 2)))
     return Attempt(run_id, start_ms, start_ms + duration_ms, "scored", score, None)
+
+
+def _chosen_attempt(spec: SimJobSpec, chosen: ChosenResult, start_ms: int, run_id: str, rng: random.Random) -> Attempt:
+    """The one attempt of a scenario whose result the spec chose (tests know exactly what regressed)."""
+    low_s, high_s = spec.scenario_duration_s
+    duration_ms = _ms(rng.uniform(low_s, max(low_s, high_s)))
+    if chosen == "failed":
+        return Attempt(run_id, start_ms, start_ms + duration_ms // 3, "failed", None, _FAILURES[0])
+    if chosen == "timeout":
+        return Attempt(run_id, start_ms, start_ms + _ms(spec.scenario_timeout_s), "timeout", None, _TIMEOUT_FAILURE)
+    if chosen == "canceled":
+        return Attempt(run_id, start_ms, start_ms + duration_ms // 2, "canceled", None, None)
+    return Attempt(run_id, start_ms, start_ms + duration_ms, "scored", float(chosen), None)
 
 
 def _ms(seconds: float) -> int:

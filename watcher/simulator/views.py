@@ -46,11 +46,17 @@ def job_view(plan: JobPlan, now_ms: int) -> dict[str, Any]:
         "state": state,
         "create_time_ms": plan.create_ms,
         "failure_reason": SETUP_FAILURE_REASON if state == "failed" else None,
-        "job_source": {"type": "scenarios", "scenario_ids": list(plan.scenario_ids)},
+        "job_source": _job_source(plan),
         "job_spec": _job_spec(plan),
         "benchmark_outcomes": outcomes,
         "in_progress_runs": in_progress,
     }
+
+
+def _job_source(plan: JobPlan) -> dict[str, Any]:
+    if plan.spec.benchmark_id is not None:
+        return {"type": "benchmark", "benchmark_id": plan.spec.benchmark_id, "benchmark_name": None}
+    return {"type": "scenarios", "scenario_ids": list(plan.scenario_ids)}
 
 
 def run_view(plan: JobPlan, run: RunPlan, now_ms: int) -> dict[str, Any]:
@@ -63,7 +69,7 @@ def run_view(plan: JobPlan, run: RunPlan, now_ms: int) -> dict[str, Any]:
         score = sum((a.score or 0.0) for a in attempts if a is not None) / max(1, len(run.scenarios))
     return {
         "id": run.run_id,
-        "benchmark_id": None,
+        "benchmark_id": plan.spec.benchmark_id,
         "name": f"{plan.name} / {run.agent.name}",
         "start_time_ms": run.start_ms,
         "duration_ms": (min(now_ms, finish_ms) if finish_ms is not None else now_ms) - run.start_ms,

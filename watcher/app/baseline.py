@@ -1,0 +1,130 @@
+"""Finding a job's baseline and comparing with it: the I/O around the pure `watcher.diff.compare`.
+
+The store's kept outcomes are searched first; jobs this process never watched are found in the job list (newest
+first, only as far back as needed) and their outcomes kept, so each is fetched once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+from watcher.api.client import RunloopClient
+from watcher.api.errors import RunloopApiError
+from watcher.app.config import BaselineSection
+from watcher.app.outcomes import OutcomeArchive
+from watcher.core.comparison import ComparisonFields, JobOutcomes
+from watcher.core.models import BenchmarkJobView, JobState
+from watcher.diff.compare import FlakyRule, compare_jobs
+from watcher.diff.outcomes import comparable_history, is_candidate, job_outcomes, pick_baseline
+
+log = logging.getLogger("benchwatch.baseline")
+
+PAGE_SIZE = 100
+
+
+class BaselineNotFound(Exception):
+    """A job has no baseline (or an explicit baseline job does not exist)."""
+
+
+@dataclass(frozen=True)
+class Compared:
+    """A job's outcomes, its baseline's, and the comparison of the two."""
+
+    current: JobOutcomes
+    baseline: JobOutcomes
+    comparison: ComparisonFields
+
+
+class BaselineFinder:
+    """Finds baselines and history for jobs, from the store's kept outcomes and, when given a client, the API."""
+
+    def __init__(
+        self,
+        archive: OutcomeArchive,
+        client: RunloopClient | None,
+        settings: BaselineSection | None = None,
+        *,
+        dashboard_url: str = "",
+    ) -> None:
+        self.archive = archive
+        self.client = client
+        self.settings = settings or BaselineSection()
+        self.dashboard_url = dashboard_url
+
+    async def outcomes(self, job_id: str) -> JobOutcomes:
+        """A job's outcomes: kept ones, else fetched (a completed job's are kept). NotFoundError when unknown."""
+        kept = await self.archive.load(job_id)
+        if kept is not None:
+            return kept
+        if self.client is None:
+            raise BaselineNotFound(f"job {job_id} is not in the store")
+        return await self.keep(await self.client.get_job(job_id))
+
+    async def keep(self, job: BenchmarkJobView) -> JobOutcomes:
+        """The outcomes of a job view; kept when the job completed (a later poll cannot change them then)."""
+        outcomes = job_outcomes(job)
+        if job.state == JobState.COMPLETED:
+            await self.archive.keep(outcomes)
+        return outcomes
+
+    async def baseline(self, current: JobOutcomes) -> JobOutcomes | None:
+        """The most recent earlier completed job of the same benchmark (matching the name glob), or None."""
+        glob = self.settings.name
+        best = pick_baseline(current, await self.archive.comparable(current.benchmark), glob)
+        if self.client is None or not self.settings.search_api:
+            return best
+        async with contextlib.aclosing(self._scan(current, newer_than=best)) as scan:
+            async for found in scan:
+                return found
+        return best
+
+    async def history(self, current: JobOutcomes, limit: int, *, search_api: bool = False) -> list[JobOutcomes]:
+        """The last `limit` comparable jobs before `current`, oldest first; from the store, and the API if asked."""
+        kept = await self.archive.comparable(current.benchmark)
+        found = comparable_history(current, kept, self.settings.name, limit)
+        if search_api and self.client is not None and len(found) < limit:
+            known = {job.job_id for job in found}
+            async with contextlib.aclosing(self._scan(current, newer_than=None)) as scan:
+                async for job in scan:
+                    if job.job_id not in known:
+                        found.append(job)
+                    if len(found) >= limit:
+                        break
+            found = comparable_history(current, found, self.settings.name, limit)
+        return found
+
+    async def compare(self, current: JobOutcomes, baseline: JobOutcomes | None = None) -> Compared:
+        """Compare `current` with `baseline` (default: its baseline); raises BaselineNotFound when there is none."""
+        if baseline is None:
+            baseline = await self.baseline(current)
+        if baseline is None:
+            raise BaselineNotFound(
+                f"job {current.job_name} ({current.job_id}) has no baseline: no earlier completed job of its benchmark"
+            )
+        history = await self.history(current, self.settings.history)
+        flaky = FlakyRule(window=self.settings.history, min_flips=self.settings.flaky_flips)
+        comparison = compare_jobs(current, baseline, history, flaky=flaky, dashboard_url=self.dashboard_url)
+        return Compared(current, baseline, comparison)
+
+    async def _scan(self, current: JobOutcomes, *, newer_than: JobOutcomes | None) -> AsyncGenerator[JobOutcomes, None]:
+        """Comparable completed jobs before `current` from the job list, newest first, each kept as found; stops at
+        `newer_than` (what the store already offers) and after `max_scan` jobs."""
+        assert self.client is not None
+        floor = (newer_than.create_time_ms, newer_than.job_id) if newer_than is not None else None
+        scanned = 0
+        try:
+            async for job in self.client.iter_jobs(page_size=min(PAGE_SIZE, max(1, self.settings.max_scan))):
+                scanned += 1
+                if scanned > self.settings.max_scan or (floor is not None and (job.create_time_ms, job.id) <= floor):
+                    return
+                if job.state != JobState.COMPLETED:
+                    continue
+                candidate = job_outcomes(job)
+                if is_candidate(current, candidate, self.settings.name):
+                    await self.archive.keep(candidate)
+                    yield candidate
+        except RunloopApiError as exc:
+            log.warning("looking for earlier jobs of %s in the job list failed: %s", current.benchmark, exc)
