@@ -8,7 +8,10 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Final
 
+from notifiers.compared import MAX_LISTED, agent_headline, compared_events, more_than_listed, scenario_lists
 from notifiers.escape import header_value, html_text, plain_text
+from watcher.core.comparison import ScenarioRef
+from watcher.core.events import JobCompared
 from watcher.core.notification import Notification
 from watcher.core.summary import AgentSummary, FailureExample, FailureGroup, JobSummary
 
@@ -50,6 +53,7 @@ def subject_for(prefix: str, title: str) -> str:
 def render_text(notification: Notification) -> str:
     """The text/plain part: title, text, the per-agent table aligned, failures by type, links."""
     sections = [plain_text(notification.title), plain_text(notification.text).strip()]
+    sections.extend(_comparison_text(event) for event in compared_events(notification))
     summary = notification.summary
     if summary is not None:
         if summary.agents:
@@ -66,6 +70,7 @@ def render_html(notification: Notification) -> str:
         f'<h2 style="margin:0 0 12px">{html_text(notification.title)}</h2>',
         f'<div style="white-space:pre-wrap">{html_text(notification.text.strip())}</div>',
     ]
+    parts.extend(_comparison_html(event) for event in compared_events(notification))
     summary = notification.summary
     if summary is not None:
         parts.extend(_summary_html(summary))
@@ -150,6 +155,36 @@ def _example_line(example: FailureExample) -> str:
     agent = f" ({_cell(example.agent_name)})" if example.agent_name else ""
     message = f": {_one_line(example.message, MAX_MESSAGE_CHARS)}" if example.message else ""
     return f"{_cell(example.scenario_name)}{agent}{message}"
+
+
+def _comparison_text(event: JobCompared) -> str:
+    lines = [f"vs baseline {_cell(event.baseline_job_name)}"]
+    for agent in event.agents:
+        lines.append(f"  {_one_line(agent_headline(agent), 400)}")
+        for label, refs in scenario_lists(agent):
+            lines.append(f"    {label} ({len(refs)}):")
+            for ref in refs[:MAX_LISTED]:
+                lines.append(f"      - {_cell(ref.scenario_name)}" + (f"  {plain_text(ref.url)}" if ref.url else ""))
+            if more_than_listed(refs):
+                lines.append(f"      … and {more_than_listed(refs)} more")
+    return "\n".join(lines)
+
+
+def _comparison_html(event: JobCompared) -> str:
+    parts = [f'<h3 style="margin:16px 0 8px">vs baseline {html_text(_cell(event.baseline_job_name))}</h3>']
+    for agent in event.agents:
+        parts.append(f"<p><b>{html_text(_one_line(agent_headline(agent), 400))}</b></p>")
+        for label, refs in scenario_lists(agent):
+            items = [f"<li>{_ref_html(ref)}</li>" for ref in refs[:MAX_LISTED]]
+            if more_than_listed(refs):
+                items.append(f"<li>… and {more_than_listed(refs)} more</li>")
+            parts.append(f"<p>{html_text(label)} ({len(refs)}):</p><ul>{''.join(items)}</ul>")
+    return "\n".join(parts)
+
+
+def _ref_html(ref: ScenarioRef) -> str:
+    name = _cell(ref.scenario_name)
+    return _link_html(ref.url, name) if ref.url else html_text(name)
 
 
 def _link_html(url: str, label: str) -> str:

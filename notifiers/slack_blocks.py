@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from notifiers.compared import MAX_LISTED, agent_headline, compared_events, more_than_listed, scenario_lists
 from notifiers.escape import slack_link, slack_mrkdwn
 from watcher.core.notification import Notification
 from watcher.core.summary import AgentSummary, FailureGroup, JobSummary
@@ -40,6 +41,7 @@ def message_blocks(notification: Notification) -> list[Block]:
     """The notification as Block Kit: header, status line, its text, the agents table, failures, links."""
     blocks = [_header(_title(notification)), _context(_status_line(notification))]
     blocks += _text_sections(notification.text)
+    blocks += _comparison_sections(notification)
     summary = notification.summary
     if summary is not None:
         blocks += _agent_sections(summary.agents)
@@ -227,6 +229,22 @@ def _failure_line(group: FailureGroup) -> str:
     examples = ", ".join(_linked(example.url, example.scenario_name, 60) for example in shown)
     more = group.count - len(shown)
     return f"{line}\n      e.g. {examples}" + (f" and {more} more" if more > 0 else "")
+
+
+def _comparison_sections(notification: Notification) -> list[Block]:
+    """The "vs baseline" section of each `job.compared` event: per agent the change, then its scenarios, linked."""
+    blocks: list[Block] = []
+    for event in compared_events(notification)[:2]:
+        title = f"*vs baseline* {_linked(None, event.baseline_job_name, 150)}"
+        lines = []
+        for agent in event.agents:
+            lines.append(f"• {_one_line(agent_headline(agent), 600)}")
+            for label, refs in scenario_lists(agent):
+                names = ", ".join(_linked(ref.url, ref.scenario_name, 60) for ref in refs[:MAX_LISTED])
+                more = more_than_listed(refs)
+                lines.append(f"      {label} ({len(refs)}): {names}" + (f" and {more} more" if more else ""))
+        blocks += packed_sections(title, lines, noun="lines", max_sections=MAX_AGENT_SECTIONS)
+    return blocks
 
 
 def packed_sections(title: str, lines: Sequence[str], *, noun: str, max_sections: int) -> list[Block]:

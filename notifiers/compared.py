@@ -1,0 +1,50 @@
+"""The "vs baseline" part of a notification that carries `job.compared` events: plain text pieces every notifier
+renders its own way (Slack, email); API strings stay unescaped here and are escaped where they land."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from watcher.core.comparison import AgentComparison, ScenarioRef
+from watcher.core.events import JobCompared
+from watcher.core.notification import Notification
+
+MAX_LISTED: Final = 10  # scenarios named per list; the rest are counted
+
+
+def compared_events(notification: Notification) -> list[JobCompared]:
+    """The `job.compared` events of a notification, in order."""
+    return [event for event in notification.events if isinstance(event, JobCompared)]
+
+
+def agent_headline(agent: AgentComparison) -> str:
+    """`claude-code (model) 0.620 → 0.550 (−0.070, significant; 95 % interval −0.10 … −0.03; McNemar p = 0.004)`."""
+    model = f" ({agent.model_name})" if agent.model_name else ""
+    verdict = "significant" if agent.significant else "not significant"
+    return (
+        f"{agent.agent_name}{model} {agent.baseline_score:.3f} → {agent.score:.3f} ({_signed(agent.delta)}, {verdict}; "
+        f"95 % interval {_signed(agent.ci_low)} … {_signed(agent.ci_high)}; McNemar p = {agent.p_value:.3g})"
+    )
+
+
+def scenario_lists(agent: AgentComparison) -> list[tuple[str, Sequence[ScenarioRef]]]:
+    """The non-empty named lists of one agent: regressed, fixed, flaky, new, missing."""
+    lists = [
+        ("regressed", agent.regressions),
+        ("fixed", agent.fixes),
+        ("flaky (not counted)", agent.flaky),
+        ("new", agent.new),
+        ("missing", agent.missing),
+    ]
+    return [(label, refs) for label, refs in lists if refs]
+
+
+def more_than_listed(refs: Sequence[ScenarioRef]) -> int:
+    """How many of `refs` are not named (beyond MAX_LISTED)."""
+    return max(0, len(refs) - MAX_LISTED)
+
+
+def _signed(value: float) -> str:
+    text = f"{value:+.3f}"
+    return "−" + text[1:] if text.startswith("-") else text
