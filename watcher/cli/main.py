@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_jobs(sub)
     _add_job(sub)
     _add_wait(sub)
+    _add_compare(sub)
     _add_replay(sub)
     _add_check(sub)
     _add_deliveries(sub)
@@ -163,6 +164,26 @@ def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="events as JSON lines, then one JSON summary line")
     p.add_argument("--junit", type=Path, metavar="PATH", help="also write the scenario outcomes as JUnit XML")
     p.set_defaults(handler="watcher.cli.wait.command:wait_command")
+
+
+def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare a finished job with its baseline: regressions, fixes, the change and whether it is noise",
+        description="Compare a job with BASELINE_JOB, or with its baseline: the last earlier completed job of the "
+        "same benchmark. Per agent: scores, the change with a 95 %% interval, an exact McNemar test, regressed and "
+        "fixed scenarios with links, and the trend. Exit 0 when compared, 4 when a job is not found or has no "
+        "baseline. See docs/regressions.md.",
+    )
+    _add_api_options(p)
+    p.add_argument("job_id", metavar="JOB", help="the job's id (bmj_...)")
+    p.add_argument("baseline_job_id", metavar="BASELINE_JOB", nargs="?", help="compare with this job instead")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    p.add_argument(
+        "--history", type=_non_negative_int, metavar="N", help="with --json: each agent's score over the last N jobs"
+    )
+    _add_state_options(p)
+    p.set_defaults(handler="watcher.cli.compare:compare_command")
 
 
 def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
