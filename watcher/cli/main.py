@@ -163,7 +163,23 @@ def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--json", action="store_true", help="events as JSON lines, then one JSON summary line")
     p.add_argument("--junit", type=Path, metavar="PATH", help="also write the scenario outcomes as JUnit XML")
+    _add_wait_baseline(p)
     p.set_defaults(handler="watcher.cli.wait.command:wait_command")
+
+
+def _add_wait_baseline(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("comparing with a baseline (docs/regressions.md)")
+    group.add_argument(
+        "--baseline",
+        metavar="previous|JOB_ID",
+        help="when the job completes, compare it with the last earlier completed job of its benchmark, or this job",
+    )
+    group.add_argument(
+        "--max-regressions", type=_non_negative_int, metavar="N", help="exit 3 when more than N scenarios regressed"
+    )
+    group.add_argument(
+        "--fail-on-significant-drop", action="store_true", help="exit 3 when an agent's score dropped significantly"
+    )
 
 
 def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -20,6 +20,7 @@ from watcher.core.models import BenchmarkOutcome, ScenarioOutcome, ScenarioState
 
 VERDICT_SUITE: Final = "benchwatch wait"
 PASSING_SCORE: Final = 1.0
+Regressed = Mapping[tuple[str, str | None], frozenset[str]]  # (agent name, model) → scenario definition ids
 _NOT_XML: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -42,15 +43,24 @@ class _Case:
     message: str = ""
 
 
-def junit_tree(job_name: str, outcomes: Iterable[BenchmarkOutcome], verdicts: Sequence[Verdict]) -> ET.ElementTree:
-    """The XML document: one suite per agent (first listing of a run wins), then the wait's verdicts."""
+def junit_tree(
+    job_name: str,
+    outcomes: Iterable[BenchmarkOutcome],
+    verdicts: Sequence[Verdict],
+    regressed: Regressed | None = None,
+) -> ET.ElementTree:
+    """The XML document: one suite per agent (first listing of a run wins), then the wait's verdicts. A scenario
+    in `regressed` (per agent name and model: it passed in the baseline) fails with type `regression`."""
     root = ET.Element("testsuites", name=_xml_text(job_name))
     seen: set[str] = set()
     for outcome in outcomes:
         if outcome.benchmark_run_id in seen:
             continue
         seen.add(outcome.benchmark_run_id)
-        cases = [_scenario_case(scenario) for scenario in outcome.scenario_outcomes or ()]
+        marked = (regressed or {}).get((outcome.agent_name, outcome.model_name), frozenset())
+        cases = [
+            _marked(_scenario_case(s), s.scenario_definition_id in marked) for s in outcome.scenario_outcomes or ()
+        ]
         time_s = outcome.duration_ms / 1000 if outcome.duration_ms is not None else sum(c.time_s for c in cases)
         _suite(root, outcome.agent_name, cases, time_s, {"benchmark_run_id": outcome.benchmark_run_id})
     verdict_cases = [_Case(v.name, 0.0, v.element, v.type, v.message) for v in verdicts]
@@ -60,13 +70,28 @@ def junit_tree(job_name: str, outcomes: Iterable[BenchmarkOutcome], verdicts: Se
     return ET.ElementTree(root)
 
 
-def write_junit(path: Path, job_name: str, outcomes: Iterable[BenchmarkOutcome], verdicts: Sequence[Verdict]) -> None:
+def write_junit(
+    path: Path,
+    job_name: str,
+    outcomes: Iterable[BenchmarkOutcome],
+    verdicts: Sequence[Verdict],
+    *,
+    regressed: Regressed | None = None,
+) -> None:
     """Write the document to `path` whole: to a temporary file first, then renamed over it."""
     partial = path.with_name(path.name + ".partial")
     with partial.open("wb") as file:
-        junit_tree(job_name, outcomes, verdicts).write(file, encoding="utf-8", xml_declaration=True)
+        junit_tree(job_name, outcomes, verdicts, regressed).write(file, encoding="utf-8", xml_declaration=True)
         file.write(b"\n")
     os.replace(partial, path)
+
+
+def _marked(case: _Case, regressed: bool) -> _Case:
+    """A regressed scenario's case: a failure of type `regression`, whatever it failed of (it passed before)."""
+    if not regressed or case.element is None or case.element == "skipped":
+        return case
+    detail = f"{case.type}: {case.message}" if case.message else case.type
+    return _Case(case.name, case.time_s, "failure", "regression", f"regressed (passed in the baseline); {detail}")
 
 
 def _scenario_case(scenario: ScenarioOutcome) -> _Case:

@@ -15,7 +15,11 @@ from watcher.api.client import RunloopClient
 from watcher.api.errors import NotFoundError, RunloopApiError, TransientApiError
 from watcher.api.health import ApiHealth
 from watcher.api.poll import fetch_snapshot, runs_to_follow
+from watcher.app.baseline import BaselineFinder
+from watcher.app.comparer import JobComparer
+from watcher.app.outcomes import OutcomeArchive
 from watcher.app.tracker import JobTracker
+from watcher.cli.wait.baseline import baseline_misses, baseline_verdicts, regressed_scenarios
 from watcher.cli.wait.defaults import (
     EXIT_JOB_FAILED,
     EXIT_OK,
@@ -37,6 +41,7 @@ from watcher.cli.wait.model import (
 )
 from watcher.config.durations import format_duration_ms
 from watcher.core.clock import Clock, SystemClock
+from watcher.core.events import JobCompared
 from watcher.core.memory import JobMemory
 from watcher.core.models import BenchmarkJobView, JobState
 from watcher.core.scenario_runs import ScenarioRunStatus
@@ -44,6 +49,7 @@ from watcher.core.snapshot import Snapshot
 from watcher.core.summary import JobSummary
 from watcher.diff.summary import dashboard_url_for, summarize
 from watcher.store import open_store
+from watcher.store.protocol import Store
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -71,13 +77,16 @@ class Waiter:
         self._job_id = options.job_id
         self._started_ms = 0
         self._last: tuple[BenchmarkJobView, JobSummary] | None = None
+        self._compared: JobCompared | None = None
 
     async def run(self) -> WaitResult:
         """Wait, and say how it ended. API errors that will not heal (404, 401/403, bad shapes) end it with 4."""
         self._started_ms = self.clock.now_ms()
         async with open_store(":memory:") as store:
-            tracker = JobTracker(store, dashboard_url=self.dashboard_url)
+            tracker = JobTracker(store, dashboard_url=self.dashboard_url, comparer=self._comparer(store))
             try:
+                if self.options.baseline.explicit_job_id is not None:
+                    await self.client.get_job(self.options.baseline.explicit_job_id)  # a typo fails now, not at the end
                 return await self._loop(tracker)
             except RunloopApiError as exc:
                 return self._result(EXIT_UNKNOWN, str(exc))
@@ -121,9 +130,18 @@ class Waiter:
                 return job.id
         raise NotFoundError(f"no job named {name!r}")
 
+    def _comparer(self, store: Store) -> JobComparer | None:
+        """With --baseline: compare the job when it completes (also when it had completed before the wait began)."""
+        bounds = self.options.baseline
+        if bounds.baseline is None:
+            return None
+        finder = BaselineFinder(OutcomeArchive(store), self.client, dashboard_url=self.dashboard_url)
+        return JobComparer(finder, on_discovery=True, baseline_job_id=bounds.explicit_job_id)
+
     async def _observe(self, tracker: JobTracker, snapshot: Snapshot) -> None:
         observation = await tracker.observe(snapshot)
         self.view.events(observation.events)
+        self._compared = next((e for e in observation.events if isinstance(e, JobCompared)), self._compared)
         memory = observation.memory
         assert memory is not None  # a poll's observation carries the job's memory
         summary = _summarize(snapshot.job, memory, self.dashboard_url)
@@ -144,12 +162,22 @@ class Waiter:
         if job.state != JobState.COMPLETED:
             detail = f": {job.failure_reason}" if job.failure_reason else ""
             return self._result(EXIT_JOB_FAILED, f"the job ended {job.state}{detail}")
-        misses = self.options.thresholds.misses(summary)
+        misses = (*self.options.thresholds.misses(summary), *self._baseline_misses())
         if misses:
             reason = "the job completed but missed a threshold: " + "; ".join(miss.message for miss in misses)
             return self._result(EXIT_THRESHOLD_MISSED, reason, misses)
-        held = " and every threshold held" if self.options.thresholds != Thresholds() else ""
+        judged = self.options.thresholds != Thresholds() or self.options.baseline.judged
+        held = " and every threshold held" if judged else ""
         return self._result(EXIT_OK, f"the job completed{held}")
+
+    def _baseline_misses(self) -> tuple[ThresholdMiss, ...]:
+        bounds = self.options.baseline
+        if bounds.baseline is None:
+            return ()
+        if self._compared is None:
+            self.view.warning("no baseline to compare with (no earlier completed job of this benchmark)")
+            return ()
+        return baseline_misses(bounds, self._compared)
 
     def _unreachable(self) -> WaitResult:
         health = self._health
@@ -177,6 +205,7 @@ class Waiter:
             job=job,
             summary=summary,
             misses=misses,
+            comparison=self._compared,
         )
 
 
@@ -252,6 +281,7 @@ def junit_verdicts(result: WaitResult) -> list[Verdict]:
     cases = [job_case]
     if result.thresholds_checked:
         cases.extend(_threshold_verdicts(result.thresholds, result.misses))
+        cases.extend(baseline_verdicts(result.comparison, result.misses))
     return cases
 
 
@@ -293,7 +323,8 @@ def _with_junit(result: WaitResult, path: Path) -> WaitResult:
     """Write the JUnit file; a file that cannot be written turns the result into a usage error (exit 2)."""
     outcomes = (result.job.benchmark_outcomes or ()) if result.job is not None else ()
     try:
-        write_junit(path, result.job_name or result.job_id or "benchwatch", outcomes, junit_verdicts(result))
+        name = result.job_name or result.job_id or "benchwatch"
+        write_junit(path, name, outcomes, junit_verdicts(result), regressed=regressed_scenarios(result.comparison))
     except OSError as exc:
         reason = f"cannot write the JUnit file {str(path)!r}: {exc.strerror or exc}"
         return dataclasses.replace(result, exit_code=EXIT_USAGE, reason=reason)

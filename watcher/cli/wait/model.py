@@ -6,16 +6,18 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from watcher.cli.errors import UsageError
 from watcher.cli.wait.defaults import DEFAULT_GIVE_UP_AFTER, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, MIN_INTERVAL_MS
 from watcher.config.durations import parse_duration_ms
-from watcher.core.events import Event
+from watcher.core.events import Event, JobCompared
 from watcher.core.models import BenchmarkJobView, JobState
 from watcher.core.summary import JobSummary
+
+PREVIOUS_JOB: Final = "previous"  # --baseline previous: the last earlier completed job of the same benchmark
 
 
 class ThresholdMiss(BaseModel):
@@ -23,7 +25,7 @@ class ThresholdMiss(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    threshold: Literal["min_score", "max_failure_rate"]
+    threshold: Literal["min_score", "max_failure_rate", "max_regressions", "significant_drop"]
     subject: str
     value: float | None
     limit: float
@@ -71,6 +73,31 @@ class Thresholds(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
+class BaselineBounds:
+    """`--baseline previous|JOB_ID`, `--max-regressions N`, `--fail-on-significant-drop`."""
+
+    baseline: str | None = None
+    max_regressions: int | None = None
+    fail_on_significant_drop: bool = False
+
+    def __post_init__(self) -> None:
+        if self.baseline is None and (self.max_regressions is not None or self.fail_on_significant_drop):
+            raise UsageError("--max-regressions and --fail-on-significant-drop need --baseline previous|JOB_ID")
+        if self.max_regressions is not None and self.max_regressions < 0:
+            raise UsageError(f"--max-regressions must not be negative, got {self.max_regressions}")
+
+    @property
+    def explicit_job_id(self) -> str | None:
+        """The baseline job named on the command line (None for `previous` or no baseline)."""
+        return self.baseline if self.baseline not in (None, PREVIOUS_JOB) else None
+
+    @property
+    def judged(self) -> bool:
+        """Whether any bound is set (else the comparison is only shown)."""
+        return self.max_regressions is not None or self.fail_on_significant_drop
+
+
+@dataclass(frozen=True, slots=True)
 class WaitOptions:
     """What to wait for, how often to look, and for how long; validated on construction (UsageError)."""
 
@@ -81,6 +108,7 @@ class WaitOptions:
     give_up_after_ms: int = parse_duration_ms(DEFAULT_GIVE_UP_AFTER)
     thresholds: Thresholds = field(default_factory=Thresholds)
     junit_path: Path | None = None
+    baseline: BaselineBounds = field(default_factory=BaselineBounds)
 
     def __post_init__(self) -> None:
         if (self.job_id is None) == (self.name is None):
@@ -109,6 +137,11 @@ def options_from_args(args: argparse.Namespace) -> WaitOptions:
         give_up_after_ms=_duration_ms("--give-up-after", args.give_up_after),
         thresholds=Thresholds(min_score=args.min_score, max_failure_rate=args.max_failure_rate),
         junit_path=junit_path,
+        baseline=BaselineBounds(
+            baseline=getattr(args, "baseline", None),
+            max_regressions=getattr(args, "max_regressions", None),
+            fail_on_significant_drop=getattr(args, "fail_on_significant_drop", False),
+        ),
     )
 
 
@@ -158,6 +191,7 @@ class WaitResult:
     job: BenchmarkJobView | None = None
     summary: JobSummary | None = None
     misses: tuple[ThresholdMiss, ...] = ()
+    comparison: JobCompared | None = None  # with --baseline, when the job had one
 
     @property
     def state(self) -> str | None:

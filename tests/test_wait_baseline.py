@@ -1,0 +1,95 @@
+"""`benchwatch wait --baseline`: compare when the job ends, exit 3 when a bound is missed, JUnit marks regressions."""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import FakeSleep
+from tests.nightlies import BASELINE_RESULTS, CURRENT_RESULTS, SCENARIOS, add_nightly
+from watcher.api.client import RequestLimits, RunloopClient
+from watcher.cli.errors import UsageError
+from watcher.cli.main import build_parser
+from watcher.cli.wait.defaults import EXIT_OK, EXIT_THRESHOLD_MISSED, EXIT_UNKNOWN
+from watcher.cli.wait.loop import run_wait
+from watcher.cli.wait.model import BaselineBounds, WaitOptions, WaitResult, options_from_args
+from watcher.cli.wait.views import JsonView
+from watcher.core.clock import ManualClock
+from watcher.simulator import Simulator
+
+
+async def _wait(url: str, sleep: FakeSleep, job_id: str, **bounds: Any) -> tuple[WaitResult, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    junit = bounds.pop("junit", None)
+    options = WaitOptions(job_id=job_id, interval_ms=60_000, baseline=BaselineBounds(**bounds), junit_path=junit)
+    limits = RequestLimits(max_per_s=None)
+    async with RunloopClient(base_url=url, api_key="k", sleep=sleep, clock=sleep.clock, limits=limits) as client:
+        result = await run_wait(client, options, JsonView(out, err), clock=sleep.clock, sleep=sleep)
+    return result, out.getvalue(), err.getvalue()
+
+
+async def test_too_many_regressions_exit_3_and_junit_marks_them(
+    sim: Simulator, sim_url: str, clock: ManualClock, fake_sleep: FakeSleep, tmp_path: Path
+) -> None:
+    add_nightly(sim, clock, "nightly-41", BASELINE_RESULTS, days_ago=1)
+    job = add_nightly(sim, clock, "nightly-42", CURRENT_RESULTS, days_ago=0)
+    junit = tmp_path / "junit.xml"
+    result, out, _ = await _wait(sim_url, fake_sleep, job.job_id, baseline="previous", max_regressions=2, junit=junit)
+    assert result.exit_code == EXIT_THRESHOLD_MISSED
+    assert "3 regressions vs nightly-41 > max-regressions 2" in result.reason
+    compared = [json.loads(line) for line in out.splitlines() if '"job.compared"' in line]
+    assert len(compared) == 1 and compared[0]["n_regressions"] == 3
+    root = ET.parse(junit).getroot()
+    claude = next(suite for suite in root.iter("testsuite") if suite.get("name") == "claude-code")
+    marked = sorted(
+        case.get("name") or ""
+        for case in claude.iter("testcase")
+        if case.find("failure[@type='regression']") is not None
+    )
+    assert marked == ["configure-nginx-tls-001", "fix-broken-makefile-000", "sqlite-migration-002"]
+    verdict = next(case for case in root.iter("testcase") if (case.get("name") or "").startswith("vs baseline"))
+    assert verdict.get("name") == "vs baseline nightly-41" and verdict.find("failure") is not None
+
+
+async def test_bounds_that_hold_exit_0_and_a_first_nightly_only_warns(
+    sim: Simulator, sim_url: str, clock: ManualClock, fake_sleep: FakeSleep
+) -> None:
+    first = add_nightly(sim, clock, "nightly-41", BASELINE_RESULTS, days_ago=1)
+    job = add_nightly(sim, clock, "nightly-42", CURRENT_RESULTS, days_ago=0)
+    result, _, _ = await _wait(sim_url, fake_sleep, job.job_id, baseline="previous", max_regressions=3)
+    assert result.exit_code == EXIT_OK and result.comparison is not None
+    result, _, err = await _wait(sim_url, fake_sleep, first.job_id, baseline="previous", max_regressions=0)
+    assert result.exit_code == EXIT_OK and result.comparison is None
+    assert "no baseline to compare with" in err
+
+
+async def test_a_significant_drop_fails_and_an_explicit_baseline_is_used(
+    sim: Simulator, sim_url: str, clock: ManualClock, fake_sleep: FakeSleep
+) -> None:
+    good = add_nightly(sim, clock, "nightly-40", BASELINE_RESULTS, days_ago=2)
+    add_nightly(sim, clock, "nightly-41", BASELINE_RESULTS | {"scn_00": 0.0}, days_ago=1)
+    dropped = BASELINE_RESULTS | dict.fromkeys(SCENARIOS[:8], "failed")
+    job = add_nightly(sim, clock, "nightly-42", dropped, days_ago=0.01)
+    result, _, _ = await _wait(sim_url, fake_sleep, job.job_id, baseline=good.job_id, fail_on_significant_drop=True)
+    assert result.exit_code == EXIT_THRESHOLD_MISSED
+    assert result.comparison is not None and result.comparison.baseline_job_id == good.job_id
+    assert "claude-code dropped significantly vs nightly-40" in result.reason
+
+
+async def test_an_unknown_baseline_job_exits_4_at_once(sim: Simulator, sim_url: str, fake_sleep: FakeSleep) -> None:
+    job = sim.add_job()
+    result, _, _ = await _wait(sim_url, fake_sleep, job.job_id, baseline="bmj_nope")
+    assert result.exit_code == EXIT_UNKNOWN and fake_sleep.delays == []
+
+
+def test_bounds_need_a_baseline() -> None:
+    args = build_parser().parse_args(["wait", "bmj_1", "--max-regressions", "2"])
+    with pytest.raises(UsageError, match="need --baseline"):
+        options_from_args(args)
+    args = build_parser().parse_args(["wait", "bmj_1", "--baseline", "previous", "--fail-on-significant-drop"])
+    assert options_from_args(args).baseline == BaselineBounds("previous", None, True)
