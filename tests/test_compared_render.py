@@ -10,6 +10,8 @@ from notifiers.email_render import render_html, render_text
 from notifiers.slack_blocks import message_blocks
 from notifiers.webhook import notification_json
 from rules.engine import Router, RuleState
+from rules.expr import compile_expression
+from rules.match import compile_matcher
 from rules.templates import default_title
 from watcher.app.config import load_config
 from watcher.core.comparison import AgentOutcomes, JobOutcomes, ScenarioResult
@@ -116,3 +118,11 @@ def test_the_example_config_routes_it_to_slack_and_a_significant_drop_to_the_web
     calm = drop.model_copy(update={"significant": False})
     routed = router.route(RuleState(), [calm], None, 10)
     assert [n.rule for n in routed.notifications] == ["nightly-vs-baseline"]
+
+
+def test_the_issue_s_cel_expression_and_where_match_the_event() -> None:
+    event = _notification().events[0].model_dump(mode="json")
+    assert compile_expression("event.agents.exists(a, a.delta < -0.02)").evaluate(event, None)
+    assert not compile_expression("event.agents.exists(a, a.delta < -0.5)").evaluate(event, None)
+    assert compile_matcher("significant", True).matches(event, None)
+    assert compile_matcher("n_regressions", {"ge": 12}).matches(event, None)

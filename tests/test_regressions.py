@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from watcher.app.comparer import JobComparer
 from watcher.app.config import BaselineSection
 from watcher.app.outcomes import OutcomeArchive
 from watcher.app.tracker import JobTracker
+from watcher.app.trend_svg import trend_svg
 from watcher.core.clock import ManualClock
 from watcher.core.comparison import AgentOutcomes, JobOutcomes, ScenarioResult
 from watcher.core.eventlines import event_line
@@ -245,3 +247,24 @@ async def test_the_job_list_is_read_only_as_far_as_needed(
         assert len(listed) == 1  # one page of 10: current, five others, the baseline
         kept = await OutcomeArchive(store).comparable(compared.current.benchmark)
         assert [k.job_name for k in kept] == ["nightly-41", "nightly-42"]
+        archive = OutcomeArchive(store)
+        assert await archive.benchmarks() == ["benchmark:bm_nightly"]
+        trends = await archive.trends("benchmark:bm_nightly")
+        claude = trends[("claude-code", "claude-sonnet-4-6")]
+        assert [(p.job_name, p.score) for p in claude] == [
+            ("nightly-41", round(10 / 12, 6)),
+            ("nightly-42", round(8.5 / 12, 6)),
+        ]
+
+
+def test_the_trend_svg_marks_drops_and_escapes_job_names() -> None:
+    ids = [f"s{i:02d}" for i in range(30)]
+    jobs = [
+        _job("j1", 1, dict.fromkeys(ids, 1.0), name="nightly-<1>"),
+        _job("j2", 2, {i: (0.0 if n < 15 else 1.0) for n, i in enumerate(ids)}, name="nightly-2"),
+    ]
+    svg = trend_svg(agent_trend(jobs, ("claude-code", "m")), title='claude-code "m"')
+    root = ET.fromstring(svg)  # well-formed XML
+    assert root.tag.endswith("svg") and "<1>" not in svg and "nightly-&lt;1&gt;" in svg
+    assert svg.count('class="drop"') == 1 and svg.count('class="point"') == 1
+    assert "no comparable jobs yet" in trend_svg([], title="x")

@@ -7,7 +7,9 @@ namespace reads in creation order); `outcomes.index` maps a job id to its benchm
 from __future__ import annotations
 
 from watcher.core.comparison import JobOutcomes
+from watcher.core.models import JobState
 from watcher.core.records import StateRow
+from watcher.diff.trend import TrendPoint, agent_trend
 from watcher.store.protocol import Store
 
 INDEX_NAMESPACE = "outcomes.index"
@@ -52,3 +54,14 @@ class OutcomeArchive:
         """Every kept job of one benchmark, oldest first."""
         rows = await self.store.load_state_rows(_namespace(benchmark))
         return [JobOutcomes.model_validate_json(row.body) for row in rows if row.body is not None]
+
+    async def benchmarks(self) -> list[str]:
+        """Every benchmark with kept outcomes, sorted (for a status page's trend charts)."""
+        rows = await self.store.load_state_rows(INDEX_NAMESPACE)
+        return sorted({row.body.partition("\n")[0] for row in rows if row.body is not None})
+
+    async def trends(self, benchmark: str, limit: int = 20) -> dict[tuple[str, str | None], list[TrendPoint]]:
+        """Per agent (name, model), its trend over the last `limit` completed jobs of a benchmark kept here."""
+        jobs = [job for job in await self.comparable(benchmark) if job.state == JobState.COMPLETED][-limit:]
+        keys = sorted({agent.key for job in jobs for agent in job.agents}, key=lambda k: (k[0], k[1] or ""))
+        return {key: agent_trend(jobs, key) for key in keys}
