@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import random
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -14,8 +16,9 @@ from watcher.api.client import RequestLimits, RunloopClient
 from watcher.api.poll import fetch_snapshot
 from watcher.app.baseline import BaselineFinder
 from watcher.app.comparer import JobComparer
-from watcher.app.config import BaselineSection
+from watcher.app.config import BaselineSection, load_config
 from watcher.app.outcomes import OutcomeArchive
+from watcher.app.replay import replay
 from watcher.app.tracker import JobTracker
 from watcher.app.trend_svg import trend_svg
 from watcher.core.clock import ManualClock
@@ -268,3 +271,26 @@ def test_the_trend_svg_marks_drops_and_escapes_job_names() -> None:
     assert root.tag.endswith("svg") and "<1>" not in svg and "nightly-&lt;1&gt;" in svg
     assert svg.count('class="drop"') == 1 and svg.count('class="point"') == 1
     assert "no comparable jobs yet" in trend_svg([], title="x")
+
+
+async def test_a_dry_run_replay_compares_with_jobs_replayed_before(
+    sim: Simulator, clock: ManualClock, tmp_path: Path
+) -> None:
+    baseline = add_nightly(sim, clock, "nightly-41", BASELINE_RESULTS, days_ago=1)
+    current = add_nightly(sim, clock, "nightly-42", CURRENT_RESULTS, days_ago=0)
+    lines = [{"at_ms": clock.now_ms(), "job": sim.job_view(baseline.job_id)}]
+    for _ in range(40):
+        lines.append({"at_ms": clock.now_ms(), "job": sim.job_view(current.job_id)})
+        clock.advance(60_000)
+    recording = tmp_path / "snapshots.jsonl"
+    recording.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    config_path = tmp_path / "benchwatch.yaml"
+    config_path.write_text(
+        "baseline: {}\nnotifiers:\n  out: {type: console}\n"
+        "rules:\n  - {name: vs-baseline, on: job.compared, notify: out}\n"
+    )
+    out = io.StringIO()
+    await replay(recording, out, config=load_config(config_path, {}))
+    (notification,) = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert notification["title"].startswith("nightly-42 vs nightly-41: claude-code 0.83 → 0.71")
+    assert notification["events"][0]["agents"][0]["regressions"][0]["scenario_definition_id"] == "scn_00"

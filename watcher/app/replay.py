@@ -9,6 +9,7 @@ from typing import Any, TextIO
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rules.engine import Router
+from watcher.app.comparer import job_comparer
 from watcher.app.config import LoadedConfig
 from watcher.app.tracker import JobTracker
 from watcher.core.models import BenchmarkJobView, ScenarioRunView
@@ -106,8 +107,10 @@ def _tracker(store: Store, config: LoadedConfig | None) -> JobTracker:
         inhibit=config.config.inhibit,
         time_intervals=config.config.time_intervals,
     )
-    base_url = config.config.runloop.resolved_base_url({})
-    return JobTracker(store, router=router, dashboard_url=dashboard_url_for(base_url))
+    dashboard_url = dashboard_url_for(config.config.runloop.resolved_base_url({}))
+    # A dry run asks no API: baselines come from jobs replayed before (and kept in --state).
+    comparer = job_comparer(config.config.baseline, store, None, dashboard_url)
+    return JobTracker(store, router=router, dashboard_url=dashboard_url, comparer=comparer)
 
 
 async def _flush_remaining(tracker: JobTracker, out: TextIO, notes: TextIO | None) -> int:
