@@ -9,6 +9,7 @@ import pytest
 
 from tests.nightlies import BASELINE_RESULTS, CURRENT_RESULTS, SCENARIOS, add_nightly
 from watcher.api.errors import NotFoundError
+from watcher.cli.check import check
 from watcher.cli.compare import compare_command
 from watcher.cli.errors import EXIT_API, EXIT_OK
 from watcher.cli.main import build_parser
@@ -86,3 +87,17 @@ async def test_exit_4_without_a_baseline_and_not_found_raises_the_api_error(
     assert "has no baseline" in capsys.readouterr().err
     with pytest.raises(NotFoundError):  # main() turns it into one line and exit 4 (tests/test_cli.py)
         await _run(sim_url, "bmj_nope")
+
+
+async def test_check_warns_when_rules_wait_for_comparisons_nothing_makes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "benchwatch.yaml"
+    config.write_text("notifiers:\n  out: {type: console}\nrules:\n  - {name: r, on: job.compared, notify: out}\n")
+    assert await check(build_parser().parse_args(["check", str(config)])) == 0
+    assert "note: rules on job.compared never fire without a baseline: section" in capsys.readouterr().out
+    config.write_text(config.read_text() + "baseline: {name: 'nightly-*'}\n")
+    assert await check(build_parser().parse_args(["check", str(config)])) == 0
+    assert "baseline: each completed job vs the last earlier completed job of its benchmark named 'nightly-*'" in (
+        capsys.readouterr().out
+    )

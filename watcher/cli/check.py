@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from rules.describe import describe_inhibit, describe_rule, describe_silence, describe_time_interval
-from watcher.app.config import load_config
+from watcher.app.config import Config, load_config
 from watcher.core.events import events_json_schema
 
 
@@ -30,6 +30,7 @@ async def check(args: argparse.Namespace) -> int:
     unused = sorted(set(config.notifiers) - {name for rule in config.rules for name in rule.notify})
     if unused:
         print(f"note: notifiers no rule uses: {', '.join(unused)}")
+    _baseline_note(config)
     if not config.watch.jobs and config.watch.discover is None:
         print("note: nothing to watch yet: watch.jobs and watch.discover are both empty")
     return 0
@@ -41,6 +42,19 @@ def _section(title: str, lines: list[str]) -> None:
         print(f"{title} ({len(lines)}):")
         for line in lines:
             print(f"  {line}")
+
+
+def _baseline_note(config: Config) -> None:
+    """Say how jobs are compared; warn when rules wait for `job.compared` that nothing will emit."""
+    baseline = config.baseline
+    if baseline is not None:
+        names = f"named {baseline.name!r}" if baseline.name else "of any name"
+        print(
+            f"baseline: each completed job vs the last earlier completed job of its benchmark {names}; flaky = "
+            f"{baseline.flaky_flips}+ flips in {baseline.history} jobs"
+        )
+    elif any(rule.catches("job.compared") for rule in config.rules):
+        print("note: rules on job.compared never fire without a baseline: section")
 
 
 async def schema(args: argparse.Namespace) -> int:
