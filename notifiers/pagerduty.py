@@ -8,11 +8,12 @@ from typing import Any, Final, Literal
 from pydantic import SecretStr
 
 from notifiers.base import NotifierConfigBase
+from notifiers.compared import MAX_LISTED, agent_headline, compared_events
 from notifiers.escape import plain_text
 from notifiers.http import encode_json, location, post_classified, rfc3339
 from notifiers.protocol import NotifierContext
 from watcher.core.clock import Clock, SystemClock
-from watcher.core.events import Counters
+from watcher.core.events import Counters, JobCompared
 from watcher.core.notification import Notification
 from watcher.core.summary import FailureGroup, JobSummary
 
@@ -131,7 +132,26 @@ def custom_details(notification: Notification) -> dict[str, Any]:
     summary = notification.summary
     if summary is not None:
         details |= _job_details(summary)
+    compared = compared_events(notification)
+    if compared:
+        details["vs_baseline"] = [_comparison_details(event) for event in compared]
     return details
+
+
+def _comparison_details(event: JobCompared) -> dict[str, Any]:
+    """A `job.compared` in the incident: per agent the change and the regressed scenarios' names (at most 10)."""
+    return {
+        "baseline_job_name": event.baseline_job_name,
+        "significant": event.significant,
+        "agents": [
+            {
+                "change": agent_headline(agent),
+                "regressions": [ref.scenario_name for ref in agent.regressions[:MAX_LISTED]],
+                "n_regressions": len(agent.regressions),
+            }
+            for agent in event.agents
+        ],
+    }
 
 
 def _job_details(summary: JobSummary) -> dict[str, Any]:

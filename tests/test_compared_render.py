@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from notifiers.email_render import render_html, render_text
+from notifiers.pagerduty import custom_details
 from notifiers.slack_blocks import message_blocks
 from notifiers.webhook import notification_json
 from rules.engine import Router, RuleState
@@ -126,3 +127,12 @@ def test_the_issue_s_cel_expression_and_where_match_the_event() -> None:
     assert not compile_expression("event.agents.exists(a, a.delta < -0.5)").evaluate(event, None)
     assert compile_matcher("significant", True).matches(event, None)
     assert compile_matcher("n_regressions", {"ge": 12}).matches(event, None)
+
+
+def test_pagerduty_details_carry_it() -> None:
+    details = custom_details(_notification())
+    (compared,) = details["vs_baseline"]
+    assert compared["baseline_job_name"] == "nightly-41" and compared["significant"] is True
+    agent = compared["agents"][0]
+    assert agent["n_regressions"] == 12 and len(agent["regressions"]) == 10
+    assert agent["change"].startswith("claude-code (sonnet) 0.967 → 0.600 (−0.367, significant; 95 % interval")
