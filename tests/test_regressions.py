@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.nightlies import BASELINE_RESULTS, CURRENT_RESULTS, HOUR_MS, add_nightly
+from tests.nightlies import BASELINE_RESULTS, CURRENT_RESULTS, HOUR_MS, add_nightly, nightly_spec
 from watcher.api.client import RequestLimits, RunloopClient
 from watcher.api.poll import fetch_snapshot
 from watcher.app.baseline import BaselineFinder
@@ -29,7 +29,7 @@ from watcher.diff.compare import FlakyRule, compare_jobs, flaky_scenarios
 from watcher.diff.outcomes import pick_baseline
 from watcher.diff.stats import mcnemar_exact, paired_bootstrap
 from watcher.diff.trend import agent_trend, sparkline
-from watcher.simulator import Simulator
+from watcher.simulator import SimAgent, SimJobSpec, Simulator
 from watcher.store.sqlite import SQLiteStore
 
 # -- statistics against known values --------------------------------------------------------------------------------
@@ -294,3 +294,12 @@ async def test_a_dry_run_replay_compares_with_jobs_replayed_before(
     (notification,) = [json.loads(line) for line in out.getvalue().splitlines()]
     assert notification["title"].startswith("nightly-42 vs nightly-41: claude-code 0.83 → 0.71")
     assert notification["events"][0]["agents"][0]["regressions"][0]["scenario_definition_id"] == "scn_00"
+
+
+def test_chosen_results_must_name_scenarios_the_job_runs() -> None:
+    with pytest.raises(ValueError, match=r"results for unknown scenario ids \['scn_typo'\]"):
+        nightly_spec("n", BASELINE_RESULTS | {"scn_typo": 1.0})
+    with pytest.raises(ValueError, match="need scenario_ids"):
+        SimJobSpec(agents=[SimAgent(name="a", results={"x": 1.0})])
+    with pytest.raises(ValueError, match="a score must be between 0 and 1"):
+        SimAgent(name="a", results={"x": 1.5})

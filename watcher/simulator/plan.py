@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Realistic scenario names and failure reasons; the watcher must cope with every one of them.
 _SCENARIO_WORDS = (
@@ -95,6 +95,20 @@ class SimJobSpec(BaseModel):
     outcome_delay_s: float = Field(
         0.0, ge=0, description="a finished run's outcome shows this much later (late outcomes)"
     )
+
+    @model_validator(mode="after")
+    def _results_name_known_scenarios(self) -> SimJobSpec:
+        # A chosen result for a scenario the job does not run would silently do nothing: a test's typo.
+        if self.scenario_ids is None:
+            if any(agent.results for agent in self.agents):
+                raise ValueError("agents' results need scenario_ids (results are keyed by scenario id)")
+            return self
+        known = set(self.scenario_ids)
+        for agent in self.agents:
+            unknown = sorted(set(agent.results or {}) - known)
+            if unknown:
+                raise ValueError(f"agent {agent.name!r}: results for unknown scenario ids {unknown[:3]}")
+        return self
 
 
 @dataclass(frozen=True, slots=True)
