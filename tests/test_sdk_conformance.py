@@ -17,6 +17,12 @@ def _cast() -> list[SimJobSpec]:
         SimJobSpec(name="timed-out", outcome="timeout", end_after_s=300, cancel_rate=0.1),
         SimJobSpec(name="no-model", agents=[SimAgent(name="bare")], n_scenarios=3),
         SimJobSpec(name="empty", n_scenarios=0),
+        SimJobSpec(  # a benchmark source, and chosen results (regression tests use these)
+            name="nightly",
+            benchmark_id="bm_1",
+            scenario_ids=["scn_a", "scn_b", "scn_c"],
+            agents=[SimAgent(name="a", results={"scn_a": 1.0, "scn_b": "failed", "scn_c": "timeout"})],
+        ),
     ]
 
 
