@@ -10,7 +10,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from tests.conftest import ServerFactory
 from tests.nightlies import BASELINE_RESULTS, CURRENT_RESULTS, HOUR_MS, add_nightly, nightly_spec
 from watcher.api.client import RequestLimits, RunloopClient
 from watcher.api.poll import fetch_snapshot
@@ -303,3 +305,35 @@ def test_chosen_results_must_name_scenarios_the_job_runs() -> None:
         SimJobSpec(agents=[SimAgent(name="a", results={"x": 1.0})])
     with pytest.raises(ValueError, match="a score must be between 0 and 1"):
         SimAgent(name="a", results={"x": 1.5})
+
+
+async def test_a_listed_job_without_scenario_results_is_fetched_whole_once(
+    sim: Simulator, clock: ManualClock, tmp_path: Path, aiohttp_server: ServerFactory
+) -> None:
+    baseline = add_nightly(sim, clock, "nightly-41", BASELINE_RESULTS, days_ago=1)
+    current = add_nightly(sim, clock, "nightly-42", CURRENT_RESULTS, days_ago=0.5)
+    views = {plan.job_id: sim.job_view(plan.job_id) for plan in (current, baseline)}  # newest first
+    fetched: list[str] = []
+
+    async def listing(request: web.Request) -> web.Response:
+        abridged = [
+            view | {"benchmark_outcomes": [o | {"scenario_outcomes": None} for o in view["benchmark_outcomes"]]}
+            for view in views.values()
+        ]
+        return web.json_response({"jobs": abridged, "has_more": False})
+
+    async def one(request: web.Request) -> web.Response:
+        fetched.append(request.match_info["id"])
+        return web.json_response(views[request.match_info["id"]])
+
+    app = web.Application()
+    app.router.add_get("/v1/benchmark_jobs", listing)
+    app.router.add_get("/v1/benchmark_jobs/{id}", one)
+    server = await aiohttp_server(app)
+    async with SQLiteStore(tmp_path / "state.db") as store, _client(str(server.make_url("")), clock) as client:
+        finder = BaselineFinder(OutcomeArchive(store), client)
+        compared = await finder.compare(await finder.outcomes(current.job_id))
+        assert compared.baseline.job_id == baseline.job_id and fetched == [current.job_id, baseline.job_id]
+        assert compared.comparison.n_regressions == 3
+        await finder.compare(await finder.outcomes(current.job_id))
+        assert fetched == [current.job_id, baseline.job_id]  # kept: not fetched again

@@ -128,7 +128,14 @@ class BaselineFinder:
                     continue
                 candidate = job_outcomes(job)
                 if is_candidate(current, candidate, self.settings.name):
+                    if _lacks_scenarios(job):  # a list that abridges outcomes: fetch this one job whole, once
+                        candidate = job_outcomes(await self.client.get_job(job.id))
                     await self.archive.keep(candidate)
                     yield candidate
         except RunloopApiError as exc:
             log.warning("looking for earlier jobs of %s in the job list failed: %s", current.benchmark, exc)
+
+
+def _lacks_scenarios(job: BenchmarkJobView) -> bool:
+    """Whether a listed job's outcomes come without their per-scenario results."""
+    return any(outcome.scenario_outcomes is None for outcome in job.benchmark_outcomes or ())
