@@ -3,7 +3,7 @@ renders its own way (Slack, email); API strings stay unescaped here and are esca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from watcher.core.comparison import AgentComparison, ScenarioRef
@@ -38,6 +38,26 @@ def scenario_lists(agent: AgentComparison) -> list[tuple[str, Sequence[ScenarioR
         ("missing", agent.missing),
     ]
     return [(label, refs) for label, refs in lists if refs]
+
+
+def markdown_links(refs: Sequence[ScenarioRef], escape: Callable[[str], str], max_chars: int) -> str:
+    """`[name](url), …` for markdown that escapes with `escape` (Discord, Adaptive Cards), as many as fit in
+    `max_chars`, then `and N more`. A URL is percent-encoded where markdown would end it early."""
+    parts: list[str] = []
+    size = 0
+    for ref in refs[:MAX_LISTED]:
+        label = escape(" ".join(ref.scenario_name.split())[:80])
+        part = f"[{label}]({_markdown_url(ref.url)})" if ref.url else label
+        if size + len(part) + 2 > max_chars - 20:  # room for "and N more"
+            break
+        parts.append(part)
+        size += len(part) + 2
+    more = len(refs) - len(parts)
+    return ", ".join(parts) + (f" and {more} more" if more else "")
+
+
+def _markdown_url(url: str) -> str:
+    return url.replace("(", "%28").replace(")", "%29").replace(" ", "%20").replace("<", "%3C").replace(">", "%3E")
 
 
 def more_than_listed(refs: Sequence[ScenarioRef]) -> int:

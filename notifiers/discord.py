@@ -12,6 +12,7 @@ from typing import Any, Final, Literal
 from pydantic import Field, SecretStr, field_validator
 
 from notifiers.base import NotifierConfigBase
+from notifiers.compared import agent_headline, compared_events, markdown_links, scenario_lists
 from notifiers.escape import discord_markdown, fitted
 from notifiers.http import encode_json, http_url, post_classified, rfc3339
 from notifiers.protocol import NotifierContext
@@ -104,8 +105,31 @@ def embed(notification: Notification) -> dict[str, Any]:
         result["url"] = summary.dashboard_url
         result["fields"] = [_agent_field(agent) for agent in summary.agents[:MAX_AGENT_FIELDS]][:MAX_FIELDS]
         footer += f" · job {summary.job_id} · {summary.state}"
+    compared = _comparison_fields(notification)
+    if compared:
+        result["fields"] = (compared + result.get("fields", []))[:MAX_FIELDS]
     result["footer"] = {"text": fitted(footer, FOOTER_MAX_CHARS, discord_markdown)}
     return _within_total(result)
+
+
+def _comparison_fields(notification: Notification) -> list[dict[str, Any]]:
+    """Per agent of each `job.compared`: the change vs the baseline, then the regressed and fixed scenarios linked."""
+    fields = []
+    for event in compared_events(notification):
+        for agent in event.agents[:MAX_AGENT_FIELDS]:
+            lines = [fitted(agent_headline(agent), 400, discord_markdown)]
+            budget = (FIELD_VALUE_MAX_CHARS - len(lines[0])) // 2 - 30  # two lists, each with its label
+            for label, refs in scenario_lists(agent)[:2]:  # regressed and fixed: the rest is in the event
+                lines.append(f"{label} ({len(refs)}): {markdown_links(refs, discord_markdown, budget)}")
+            name = f"vs baseline {event.baseline_job_name}: {agent.agent_name}"
+            fields.append(
+                {
+                    "name": fitted(name, FIELD_NAME_MAX_CHARS, discord_markdown),
+                    "value": "\n".join(lines)[:FIELD_VALUE_MAX_CHARS],
+                    "inline": False,
+                }
+            )
+    return fields
 
 
 def _agent_field(agent: AgentSummary) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any, Final, Literal
 from pydantic import Field, SecretStr, field_validator
 
 from notifiers.base import NotifierConfigBase
+from notifiers.compared import agent_headline, compared_events, markdown_links, scenario_lists
 from notifiers.escape import adaptive_card_text, fitted
 from notifiers.http import encode_json, http_url, post_classified
 from notifiers.protocol import NotifierContext
@@ -101,6 +102,7 @@ def card(notification: Notification) -> dict[str, Any]:
     if notification.text.strip():
         text = fitted(notification.text, TEXT_MAX_CHARS, adaptive_card_text)
         body.append({"type": "TextBlock", "text": text.replace("\n", "\n\n"), "wrap": True})
+    body.extend(_comparison_blocks(notification))
     content: dict[str, Any] = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
@@ -114,6 +116,20 @@ def card(notification: Notification) -> dict[str, Any]:
             {"type": "Action.OpenUrl", "title": "Runloop dashboard", "url": notification.summary.dashboard_url}
         ]
     return content
+
+
+def _comparison_blocks(notification: Notification) -> list[dict[str, Any]]:
+    """ "vs baseline": per agent the change, then its regressed, fixed and flaky scenarios, linked to their runs."""
+    blocks: list[dict[str, Any]] = []
+    for event in compared_events(notification):
+        heading = "**vs baseline** " + fitted(event.baseline_job_name, FACT_MAX_CHARS, adaptive_card_text)
+        blocks.append({"type": "TextBlock", "text": heading, "wrap": True, "separator": True})
+        for agent in event.agents[:MAX_FACTS]:
+            lines = [fitted(agent_headline(agent), TITLE_MAX_CHARS, adaptive_card_text)]
+            for label, refs in scenario_lists(agent):
+                lines.append(f"{label} ({len(refs)}): {markdown_links(refs, adaptive_card_text, 1500)}")
+            blocks.append({"type": "TextBlock", "text": "\n\n".join(lines), "wrap": True})
+    return blocks
 
 
 def _status(notification: Notification) -> str:

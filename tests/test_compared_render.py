@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from notifiers import discord, teams
 from notifiers.email_render import render_html, render_text
 from notifiers.pagerduty import custom_details
 from notifiers.slack_blocks import message_blocks
@@ -136,3 +137,18 @@ def test_pagerduty_details_carry_it() -> None:
     agent = compared["agents"][0]
     assert agent["n_regressions"] == 12 and len(agent["regressions"]) == 10
     assert agent["change"].startswith("claude-code (sonnet) 0.967 → 0.600 (−0.367, significant; 95 % interval")
+
+
+def test_discord_and_teams_show_it_escaped_with_links() -> None:
+    notification = _notification()
+    fields = discord.embed(notification)["fields"]
+    (field,) = [f for f in fields if f["name"] == "vs baseline nightly-41: claude-code"]
+    assert "regressed (12): [\\<!channel> & \\<script>alert\\(1\\)\\</script>](https://" in field["value"]
+    assert "](https://platform.runloop.ai/scenarios/s01/runs/scr_bmj_42_s01)" in field["value"]
+    assert "more" in field["value"] and len(field["value"]) <= 1024
+    assert discord.embed_chars(discord.embed(notification)) <= 6000
+    blocks = teams.card(notification)["body"]
+    texts = [block["text"] for block in blocks if block["type"] == "TextBlock"]
+    assert "**vs baseline** nightly-41" in texts
+    (agent_text,) = [t for t in texts if t.startswith("claude-code \\(sonnet\\) 0.967 → 0.600")]
+    assert "regressed (12): [<!channel\\> & <script\\>alert\\(1\\)</script\\>](https://platform.runloop" in agent_text
