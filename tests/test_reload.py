@@ -164,3 +164,15 @@ async def test_what_the_process_bound_at_start_waits_for_a_restart_and_the_rest_
     assert [rule.name for rule in config.rules] == ["now"]
     warned = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert "watch.poll_interval" in warned and "http.enabled, http.host, http.port" in warned
+
+
+async def test_the_baseline_section_applies_on_reload(running: Running) -> None:
+    assert running.service.tracker.comparer is None
+    _rewrite(running, "baseline: {name: 'nightly*', history: 5, flaky_flips: 2}\n" + NOW)
+    assert await _reload(running) == (200, {"reloaded": True})
+    comparer = running.service.tracker.comparer
+    assert comparer is not None and comparer.finder.settings.name == "nightly*"
+    assert comparer.finder.settings.history == 5
+    _rewrite(running, NOW)
+    assert await _reload(running) == (200, {"reloaded": True})
+    assert running.service.tracker.comparer is None

@@ -258,6 +258,7 @@ class Service:
                 build_notifiers(new, self._store, self._session, self.clock), delivery_policies(new)
             )
             self.cycle.use_watch(new.watch)
+            self.tracker.comparer = job_comparer(new.baseline, self._store, self.client, self.tracker.dashboard_url)
             self.health.unreachable_after_ms = new.watch.api_unreachable_after_ms
             self.loaded, self.config = LoadedConfig(new, result.loaded.path), new
         self.metrics.config_loaded(True, time.time())
