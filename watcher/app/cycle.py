@@ -21,7 +21,7 @@ from watcher.app.config import WatchSection
 from watcher.app.tracker import JobTracker, Observation
 from watcher.core.clock import Clock
 from watcher.core.eventlines import event_line
-from watcher.core.events import Event
+from watcher.core.events import Event, JobProgress
 from watcher.core.models import BenchmarkJobView
 from watcher.core.ratelimit import Sleep
 from watcher.core.scenario_runs import RunScenarios
@@ -283,7 +283,10 @@ class PollCycle:
     def _told(self, observation: Observation, report: CycleReport) -> None:
         report.events.extend(observation.events)
         for event in observation.events:
-            event_log.info("%s", event_line(event), extra={"event_kind": event.kind, "event_id": event.id})
+            # Progress comes every poll of every job: a person acts on the other events, so only they are INFO.
+            level = logging.DEBUG if isinstance(event, JobProgress) else logging.INFO
+            extra = {"event_kind": event.kind, "event_id": event.id, "job_id": event.job_id}
+            event_log.log(level, "%s", event_line(event), extra=extra)
         if observation.notifications:
             report.notifications += len(observation.notifications)
             self.on_notifications()

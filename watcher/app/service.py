@@ -18,7 +18,7 @@ from rules.engine import Router
 from watcher.api.client import RequestLimits, RunloopClient
 from watcher.api.errors import RunloopApiError
 from watcher.api.health import ApiHealth
-from watcher.app.config import LoadedConfig
+from watcher.app.config import LoadedConfig, WatchSection
 from watcher.app.cycle import PollCycle
 from watcher.app.delivery import build_worker
 from watcher.app.metrics import Metrics
@@ -96,9 +96,8 @@ class Service:
         worker_task = asyncio.create_task(self.worker.run(), name="delivery worker")
         await self._start_status()
         scheduler = self._start_scheduler()
-        log.info(
-            "watching %d jobs from %s; polling every %.0fs", len(self.cycle.targets()), base_url, self._interval_s()
-        )
+        watching = _watching(self.config.watch, len(self.cycle.targets()))
+        log.info("%s from %s; polling every %.0fs", watching, base_url, self._interval_s())
         try:
             await stop.wait()
         finally:
@@ -212,3 +211,11 @@ def _log_scheduler_event(event: JobExecutionEvent) -> None:
         and not isinstance(event.exception, RunloopApiError)
     ):
         log.error("%s failed: %s", event.job_id, event.exception, exc_info=event.exception)
+
+
+def _watching(watch: WatchSection, n_targets: int) -> str:
+    """What the service watches, said at start: with discovery, the jobs found are not known yet (not "0 jobs")."""
+    if watch.discover is None:
+        return f"watching {n_targets} jobs"
+    listed = f" and {len(watch.jobs)} listed" if watch.jobs else ""
+    return f"watching jobs named {watch.discover.name!r} (found at the first poll){listed}"
