@@ -114,9 +114,13 @@ def _add_jobs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="List benchmark jobs, newest first. The key comes from $RUNLOOP_API_KEY.",
     )
     _add_api_options(p)
-    p.add_argument("--name", help="only the job with this exact name")
+    p.add_argument("--name", metavar="GLOB", help="only jobs whose name matches (exact, or a glob: 'nightly-*')")
     p.add_argument("--search", help="only jobs whose id or name contains this")
+    p.add_argument(
+        "--state", action="append", metavar="STATE", help="only jobs in this state (repeat, or comma-separated)"
+    )
     p.add_argument("--limit", type=_non_negative_int, default=20, help="at most this many jobs (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="one JSON object per job per line")
     p.set_defaults(handler="watcher.cli.jobs:list_jobs")
 
 
@@ -124,9 +128,11 @@ def _add_job(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "job",
         help="print one benchmark job as JSON",
-        description="Fetch one benchmark job and print it as JSON. The key comes from $RUNLOOP_API_KEY.",
+        description="Fetch one benchmark job and print it as one line of JSON (a line `benchwatch replay` reads). "
+        "The key comes from $RUNLOOP_API_KEY.",
     )
     _add_api_options(p)
+    p.add_argument("--pretty", action="store_true", help="indent the JSON for reading")
     p.add_argument("job_id", metavar="JOB_ID", help="the job's id (bmj_...)")
     p.set_defaults(handler="watcher.cli.jobs:show_job")
 

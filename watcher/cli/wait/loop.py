@@ -16,6 +16,7 @@ from watcher.api.errors import NotFoundError, RunloopApiError, TransientApiError
 from watcher.api.health import ApiHealth
 from watcher.api.poll import fetch_snapshot, runs_to_follow
 from watcher.app.tracker import JobTracker
+from watcher.cli.progress import done_by_run
 from watcher.cli.wait.defaults import (
     EXIT_JOB_FAILED,
     EXIT_OK,
@@ -219,14 +220,8 @@ def build_progress(snapshot: Snapshot, summary: JobSummary, memory: JobMemory, e
 
 
 def _done_by_run(job: BenchmarkJobView, memory: JobMemory) -> dict[str, int]:
-    """Scenarios in a final state per run: from the outcome once finished, else from the last scenario runs."""
-    done = {run_id: sum(memo.counts) for run_id, memo in memory.runs.items() if memo.counts is not None}
-    for outcome in job.benchmark_outcomes or ():
-        scenarios = outcome.scenario_outcomes
-        done[outcome.benchmark_run_id] = (
-            len(scenarios) if scenarios is not None else outcome.n_completed + outcome.n_failed + outcome.n_timeout
-        )
-    return done
+    """Scenarios in a final state per run (`done_by_run`, the count `benchwatch jobs` shows too)."""
+    return done_by_run(job, {run_id: memo.counts for run_id, memo in memory.runs.items() if memo.counts is not None})
 
 
 def _score_so_far(views: Sequence[ScenarioRunStatus]) -> float | None:
