@@ -15,6 +15,7 @@ from notifiers.escape import plain_text
 from watcher.api.client import RunloopClient
 from watcher.api.poll import fetch_snapshot
 from watcher.cli.progress import n_done
+from watcher.cli.retry_status import clear_status
 from watcher.core.clock import SystemClock
 from watcher.core.models import BenchmarkJobView
 
@@ -66,6 +67,7 @@ async def list_jobs(args: argparse.Namespace) -> int:
     async with RunloopClient(base_url=args.base_url) as client:
         picked = [job async for job in _matching(client, args.name, args.search, states, args.limit)]
         rows = await job_rows(client, picked)
+    clear_status()
     if args.json:
         sys.stdout.write("".join(row.as_json() + "\n" for row in rows))
         return 0
@@ -120,5 +122,6 @@ async def show_job(args: argparse.Namespace) -> int:
     """`benchwatch job ID`: one job as one line of JSON, a line `benchwatch replay` reads."""
     async with RunloopClient(base_url=args.base_url) as client:
         job = await client.get_job(args.job_id)
+    clear_status()
     print(json.dumps(job.model_dump(mode="json"), indent=2 if args.pretty else None, ensure_ascii=False))
     return 0

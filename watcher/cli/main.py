@@ -143,13 +143,16 @@ def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="wait for a job to end; the exit code says how it went (for CI)",
         description="Poll one benchmark job until it ends, print what happens, then a summary. Exit codes: 0 "
         "completed and every threshold held, 1 the job failed, was cancelled or timed out, 2 usage error, 3 "
-        "completed but a threshold was missed, 4 could not tell (not found, auth, API unreachable), 124 --timeout "
-        "elapsed. The key comes from $RUNLOOP_API_KEY. See docs/wait.md.",
+        "completed but a threshold was missed, 4 could not tell (not found, auth, API unreachable), 5 stalled "
+        "(nothing moved for --stall-after), 124 --timeout elapsed, 130 Ctrl-C, 143 SIGTERM (the summary so far is "
+        "printed and the JUnit file written). Without a job at a terminal, pick one of the running jobs. The key "
+        "comes from $RUNLOOP_API_KEY. See docs/wait.md.",
     )
     _add_api_options(p)
-    target = p.add_mutually_exclusive_group(required=True)
+    target = p.add_mutually_exclusive_group()
     target.add_argument("job_id", metavar="JOB_ID", nargs="?", help="the job's id (bmj_...)")
     target.add_argument("--name", help="find the job by its exact name instead")
+    target.add_argument("--latest", action="store_true", help="the newest running job")
     p.add_argument("--interval", default=wait.DEFAULT_INTERVAL, help="time between polls (default: %(default)s)")
     p.add_argument(
         "--timeout",
@@ -160,6 +163,11 @@ def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--give-up-after",
         default=wait.DEFAULT_GIVE_UP_AFTER,
         help="exit 4 once every API call has failed for this long (default: %(default)s)",
+    )
+    p.add_argument(
+        "--stall-after",
+        default=wait.DEFAULT_STALL_AFTER,
+        help="exit 5 once a running job has shown no change for this long; 0: never (default: %(default)s)",
     )
     p.add_argument("--min-score", type=float, metavar="X", help="every agent's average score must be at least X (0..1)")
     p.add_argument(
@@ -283,18 +291,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # imported after parsing: `--help` and argument errors never pay for them
     import asyncio
-    import logging
 
     from watcher.api.errors import RunloopApiError
     from watcher.cli.errors import UsageError
+    from watcher.cli.retry_status import configure_cli_logging
     from watcher.config.loader import ConfigError
     from watcher.store.errors import StoreError
 
     if not getattr(args, "configures_logging", False):
-        logging.basicConfig(
-            level=logging.DEBUG if args.verbose else logging.WARNING,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        configure_cli_logging(verbose=args.verbose)
     try:
         return asyncio.run(resolve_handler(args.handler)(args))
     except KeyboardInterrupt:
@@ -315,6 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str, code: int) -> int:
+    from watcher.cli.retry_status import clear_status
+
+    clear_status()  # the error replaces the retries' status line: said once
     print(f"benchwatch: error: {message}", file=sys.stderr)
     return code
 

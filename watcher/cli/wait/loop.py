@@ -7,9 +7,13 @@ clock and sleep, so tests move time instead of waiting for it. Output is a `Wait
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import signal
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, Final
 
 from watcher.api.client import RunloopClient
 from watcher.api.errors import NotFoundError, RunloopApiError, TransientApiError
@@ -20,15 +24,17 @@ from watcher.cli.progress import done_by_run
 from watcher.cli.wait.defaults import (
     EXIT_JOB_FAILED,
     EXIT_OK,
+    EXIT_STALLED,
     EXIT_THRESHOLD_MISSED,
     EXIT_TIMEOUT,
     EXIT_UNKNOWN,
     EXIT_USAGE,
     LATE_POLLS,
 )
-from watcher.cli.wait.junit import Verdict, write_junit
+from watcher.cli.wait.junit import PASSING_SCORE, Verdict, write_junit
 from watcher.cli.wait.model import (
     AgentProgress,
+    RunningScenario,
     ThresholdMiss,
     Thresholds,
     WaitOptions,
@@ -39,11 +45,12 @@ from watcher.cli.wait.model import (
 from watcher.config.durations import format_duration_ms
 from watcher.core.clock import Clock, SystemClock
 from watcher.core.memory import JobMemory
-from watcher.core.models import BenchmarkJobView, JobState
-from watcher.core.scenario_runs import ScenarioRunStatus
+from watcher.core.models import BenchmarkJobView, JobState, ScenarioOutcome, ScenarioState
+from watcher.core.scenario_runs import RunScenarios, ScenarioRunStatus
 from watcher.core.snapshot import Snapshot
 from watcher.core.summary import JobSummary
 from watcher.diff.summary import dashboard_url_for, summarize
+from watcher.diff.timers import stall
 from watcher.store import open_store
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -72,6 +79,7 @@ class Waiter:
         self._job_id = options.job_id
         self._started_ms = 0
         self._last: tuple[BenchmarkJobView, JobSummary] | None = None
+        self._passed: dict[str, int] = {}
 
     async def run(self) -> WaitResult:
         """Wait, and say how it ended. API errors that will not heal (404, 401/403, bad shapes) end it with 4."""
@@ -88,10 +96,12 @@ class Waiter:
         while True:
             snapshot = await self._poll()
             if snapshot is not None:
-                await self._observe(tracker, snapshot)
+                memory = await self._observe(tracker, snapshot)
                 if snapshot.job.is_terminal and not (_outcomes_pending(snapshot.job) and late_polls < LATE_POLLS):
                     return self._verdict()
                 late_polls += snapshot.job.is_terminal
+                if (stalled := await self._stalled(tracker, memory)) is not None:
+                    return stalled
             elif (outage := self._health.check(self.clock.now_ms())) is not None:
                 observation = await tracker.record([outage], None, outage.at_ms)
                 self.view.events(observation.events)
@@ -122,15 +132,42 @@ class Waiter:
                 return job.id
         raise NotFoundError(f"no job named {name!r}")
 
-    async def _observe(self, tracker: JobTracker, snapshot: Snapshot) -> None:
+    async def _observe(self, tracker: JobTracker, snapshot: Snapshot) -> JobMemory:
         observation = await tracker.observe(snapshot)
         self.view.events(observation.events)
         memory = observation.memory
         assert memory is not None  # a poll's observation carries the job's memory
         summary = _summarize(snapshot.job, memory, self.dashboard_url)
         self._last = (snapshot.job, summary)
+        self._passed.update(passed_by_run(snapshot.job, snapshot.scenario_runs))
         elapsed_ms = self.clock.now_ms() - self._started_ms
-        self.view.progress(build_progress(snapshot, summary, memory, elapsed_ms))
+        self.view.progress(build_progress(snapshot, summary, memory, elapsed_ms, self._passed))
+        return memory
+
+    async def _stalled(self, tracker: JobTracker, memory: JobMemory) -> WaitResult | None:
+        """Exit 5 once a running job has shown no change for `--stall-after` (told as `job.stalled` too)."""
+        limit_ms = self.options.stall_after_ms
+        if limit_ms is None:
+            return None
+        now_ms = self.clock.now_ms()
+        told = stall(memory, now_ms, limit_ms)
+        if told is None:
+            return None
+        event, updated = told
+        self.view.events((await tracker.record([event], updated, now_ms)).events)
+        counters = memory.counters
+        reason = (
+            f"stalled: nothing moved since {_utc(memory.last_change_ms)} ({_elapsed(now_ms - memory.last_change_ms)}"
+            f" ago; --stall-after {format_duration_ms(limit_ms)}), {counters.n_done}/{counters.n_expected} done"
+        )
+        return self._result(EXIT_STALLED, reason)
+
+    def interrupted(self, signum: int) -> WaitResult:
+        """The result of a wait stopped by a signal: exit 128 + its number, the job as last seen."""
+        name = signal.Signals(signum).name
+        elapsed = _elapsed(self.clock.now_ms() - self._started_ms)
+        seen = f"the job is still {self._last[0].state}" if self._last is not None else "the job was never seen"
+        return self._result(128 + signum, f"interrupted by {name} after {elapsed}; {seen}")
 
     def _pause_ms(self) -> int:
         """How long to sleep before the next poll; zero or less once the timeout has elapsed."""
@@ -178,6 +215,7 @@ class Waiter:
             job=job,
             summary=summary,
             misses=misses,
+            passed=dict(self._passed),
         )
 
 
@@ -191,7 +229,9 @@ def _summarize(job: BenchmarkJobView, memory: JobMemory, dashboard_url: str) -> 
     return summarize(job, memory.counters, run_counts, dashboard_url)
 
 
-def build_progress(snapshot: Snapshot, summary: JobSummary, memory: JobMemory, elapsed_ms: int) -> WaitProgress:
+def build_progress(
+    snapshot: Snapshot, summary: JobSummary, memory: JobMemory, elapsed_ms: int, passed: Mapping[str, int]
+) -> WaitProgress:
     """Per-agent progress: every run seen, then agents of the spec whose run has not started yet."""
     job = snapshot.job
     expected = len(job.job_spec.scenario_ids) if job.job_spec is not None else None
@@ -209,6 +249,7 @@ def build_progress(snapshot: Snapshot, summary: JobSummary, memory: JobMemory, e
             else _score_so_far(runs.listed if (runs := snapshot.scenario_runs.get(agent.benchmark_run_id)) else ()),
             finished=agent.finished,
             duration_ms=agent.duration_ms,
+            n_passed=passed.get(agent.benchmark_run_id, 0),
         )
         for agent in summary.agents
     ]
@@ -216,7 +257,48 @@ def build_progress(snapshot: Snapshot, summary: JobSummary, memory: JobMemory, e
     for config in job.job_spec.agent_configs if job.job_spec is not None else ():
         if config.name not in started:
             agents.append(AgentProgress(config.name, config.model_name, 0, expected, 0, 0, None, False, None))
-    return WaitProgress(job.id, job.name, job.state, elapsed_ms, tuple(agents))
+    return WaitProgress(job.id, job.name, job.state, elapsed_ms, tuple(agents), running_now(snapshot))
+
+
+def running_now(snapshot: Snapshot) -> tuple[RunningScenario, ...]:
+    """The scenarios whose latest attempt is not final yet, longest-running first, timed at the poll."""
+    agent_of = {run.benchmark_run_id: run.agent_name for run in snapshot.job.in_progress_runs or ()}
+    running = [
+        RunningScenario(
+            agent=agent_of.get(run_id) or run_id,
+            scenario=status.name or status.scenario_id,
+            elapsed_ms=max(0, snapshot.at_ms - status.start_time_ms),
+        )
+        for run_id, runs in snapshot.scenario_runs.items()
+        for status in runs.latest
+        if status.outcome_state is None and status.start_time_ms is not None
+    ]
+    return tuple(sorted(running, key=lambda item: (-item.elapsed_ms, item.agent, item.scenario)))
+
+
+def passed_by_run(job: BenchmarkJobView, runs: Mapping[str, RunScenarios]) -> dict[str, int]:
+    """Scenarios passed (completed with score 1.0) per run: the outcome's once there (its first listing, as the
+    JUnit file reads it), else the latest attempts of the run's scenario runs."""
+    passed = {
+        run_id: sum(1 for status in scenarios.latest if _passes(status.outcome_state, status.score))
+        for run_id, scenarios in runs.items()
+    }
+    seen: set[str] = set()
+    for outcome in job.benchmark_outcomes or ():
+        if outcome.scenario_outcomes is not None and outcome.benchmark_run_id not in seen:
+            seen.add(outcome.benchmark_run_id)
+            passed[outcome.benchmark_run_id] = sum(
+                1 for scenario in outcome.scenario_outcomes if _scenario_passes(scenario)
+            )
+    return passed
+
+
+def _scenario_passes(scenario: ScenarioOutcome) -> bool:
+    return _passes(scenario.state, scenario.score)
+
+
+def _passes(state: str | None, score: float | None) -> bool:
+    return state == ScenarioState.COMPLETED and score is not None and score >= PASSING_SCORE
 
 
 def _done_by_run(job: BenchmarkJobView, memory: JobMemory) -> dict[str, int]:
@@ -242,7 +324,7 @@ def junit_verdicts(result: WaitResult) -> list[Verdict]:
         failure_reason = result.job.failure_reason if result.job is not None else None
         job_case = Verdict("job state", "error", state, failure_reason or f"the job ended {state}")
     else:
-        kind = "wait_timeout" if result.exit_code == EXIT_TIMEOUT else "unknown"
+        kind = _VERDICT_KINDS.get(result.exit_code, "unknown")
         job_case = Verdict("job state", "error", kind, result.reason)
     cases = [job_case]
     if result.thresholds_checked:
@@ -265,6 +347,9 @@ def _threshold_verdicts(thresholds: Thresholds, misses: Sequence[ThresholdMiss])
     return cases
 
 
+_VERDICT_KINDS: Final = {EXIT_TIMEOUT: "wait_timeout", EXIT_STALLED: "stalled", 130: "interrupted", 143: "interrupted"}
+
+
 async def run_wait(
     client: RunloopClient,
     options: WaitOptions,
@@ -272,16 +357,38 @@ async def run_wait(
     *,
     clock: Clock | None = None,
     sleep: Sleep = asyncio.sleep,
+    interrupt: asyncio.Future[int] | None = None,
 ) -> WaitResult:
-    """Wait, write the JUnit file if asked, and show the end; returns the result (its exit code is the process's)."""
+    """Wait, write the JUnit file if asked, and show the end; returns the result (its exit code is the process's).
+
+    `interrupt`, once it holds a signal number, stops the wait: the summary so far is shown and the JUnit file
+    written all the same, and the exit code is 128 + the signal's number.
+    """
+    waiter = Waiter(client, options, view, clock=clock, sleep=sleep)
     try:
-        result = await Waiter(client, options, view, clock=clock, sleep=sleep).run()
+        result = await _until_interrupted(waiter, interrupt)
     finally:
         view.close()
     if options.junit_path is not None:
         result = _with_junit(result, options.junit_path)
     view.finished(result)
     return result
+
+
+async def _until_interrupted(waiter: Waiter, interrupt: asyncio.Future[int] | None) -> WaitResult:
+    if interrupt is None:
+        return await waiter.run()
+    task = asyncio.create_task(waiter.run(), name="wait")
+    try:
+        either: list[asyncio.Future[Any]] = [task, interrupt]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return waiter.interrupted(interrupt.result())
 
 
 def _with_junit(result: WaitResult, path: Path) -> WaitResult:
@@ -297,3 +404,7 @@ def _with_junit(result: WaitResult, path: Path) -> WaitResult:
 
 def _elapsed(ms: int) -> str:
     return format_duration_ms(ms // 1000 * 1000)
+
+
+def _utc(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
