@@ -29,7 +29,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["run"], ["simulate"], ["demo"], ["jobs"], ["job"], ["wait"], ["replay"], ["check"], ["schema"],
+    [[], ["run"], ["simulate"], ["demo"], ["jobs"], ["job"], ["wait"], ["replay"], ["record"], ["check"], ["schema"],
      ["deliveries"], ["deliveries", "list"], ["deliveries", "retry"], ["deliveries", "flush"], ["test-notify"]],
 )  # fmt: skip
 def test_help_of_every_command(command: list[str]) -> None:

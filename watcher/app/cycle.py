@@ -79,6 +79,7 @@ class PollCycle:
         health: ApiHealth,
         on_notifications: Callable[[], None],
         sleep: Sleep = asyncio.sleep,
+        on_snapshot: Callable[[Snapshot], object] | None = None,
     ) -> None:
         self.watch = watch
         self.client = client
@@ -91,6 +92,7 @@ class PollCycle:
         self._polling = asyncio.Semaphore(watch.max_concurrent_requests)
         self._health_events: list[Event] = []
         self._sleep = sleep
+        self._on_snapshot = on_snapshot  # `run --record`: each changed snapshot, before the diff sees it
 
     def targets(self) -> list[str]:
         """The jobs to poll: the configured ones and every known one that is not resting, in a stable order."""
@@ -197,6 +199,8 @@ class PollCycle:
             if snapshot is None:
                 await self.tracker.observe_unchanged(job_id, self.clock.now_ms())
                 return
+            if self._on_snapshot is not None:
+                self._on_snapshot(snapshot)
             self._told(await self.tracker.observe(snapshot), report)
         except NotFoundError as exc:
             self._api_succeeded(report)  # the API answered: it is the job that is gone

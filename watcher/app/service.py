@@ -22,6 +22,7 @@ from watcher.app.config import LoadedConfig, WatchSection
 from watcher.app.cycle import PollCycle
 from watcher.app.delivery import build_worker
 from watcher.app.metrics import Metrics
+from watcher.app.recording import SnapshotRecorder
 from watcher.app.status import StatusServer, create_status_app, start_status_server
 from watcher.app.tracker import JobTracker
 from watcher.core.clock import Clock, SystemClock
@@ -39,8 +40,11 @@ STOP_GRACE_S = 10.0
 class Service:
     """The watcher as a process: open everything, run until told to stop, close everything in order."""
 
-    def __init__(self, loaded: LoadedConfig, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedConfig, *, clock: Clock | None = None, recorder: SnapshotRecorder | None = None
+    ) -> None:
         self.loaded = loaded
+        self.recorder = recorder  # `run --record`: every changed snapshot polled, as a replay line
         self.config = loaded.config
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
@@ -92,6 +96,7 @@ class Service:
             clock=self.clock,
             health=self.health,
             on_notifications=self.worker.wake,
+            on_snapshot=self.recorder.write if self.recorder is not None else None,
         )
         worker_task = asyncio.create_task(self.worker.run(), name="delivery worker")
         await self._start_status()

@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job(sub)
     _add_wait(sub)
     _add_replay(sub)
+    _add_record(sub)
     _add_check(sub)
     _add_deliveries(sub)
     _add_test_notify(sub)
@@ -50,6 +51,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--config", type=Path, required=True, help="the YAML config file")
     p.add_argument("--log-format", choices=["text", "json"], default="text", help="log lines (default: %(default)s)")
+    p.add_argument(
+        "--record", type=Path, metavar="DIR", help="also write each changed snapshot polled, as replay lines"
+    )
     p.set_defaults(handler="watcher.cli.run:run_service", configures_logging=True)
 
 
@@ -182,9 +186,9 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p = sub.add_parser(
         "replay",
         help="turn recorded snapshots (JSON lines) into events (JSON lines)",
-        description='Read JSON lines, each a BenchmarkJobView or {"at_ms", "job", "scenario_runs"}, diff them '
-        "in order (several jobs may be interleaved) and print the events as JSON lines. The same file always "
-        "gives the same output.",
+        description="Read JSON objects (lines, as `record`, `run --record` and `job` write them, or indented), "
+        'each a BenchmarkJobView or {"at_ms", "job", "scenario_runs"}, diff them in order (several jobs may be '
+        "interleaved) and print the events as JSON lines. The same file always gives the same output.",
     )
     p.add_argument("file", metavar="FILE", type=Path, help="the recorded snapshots")
     p.add_argument("--state", type=Path, help="SQLite file to keep the state in (default: in memory)")
@@ -195,6 +199,20 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "group windows and throttles run on the file's clock; nothing is sent",
     )
     p.set_defaults(handler="watcher.cli.replay:replay")
+
+
+def _add_record(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "record",
+        help="record jobs' snapshots as replay lines, until they finish or Ctrl-C",
+        description="Poll jobs and write each change as a replay line (at_ms, job, scenario_runs) to --out, until "
+        "every job has finished or Ctrl-C / SIGTERM; `benchwatch replay FILE` reads it. See docs/events.md.",
+    )
+    _add_api_options(p)
+    p.add_argument("job_ids", metavar="JOB_ID", nargs="+", help="the jobs to record (bmj_...)")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="the file to write (replaced)")
+    p.add_argument("--interval", default="10s", help="time between polls (default: %(default)s)")
+    p.set_defaults(handler="watcher.cli.record:record")
 
 
 def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
