@@ -267,13 +267,21 @@ def running_now(snapshot: Snapshot) -> tuple[RunningScenario, ...]:
         RunningScenario(
             agent=agent_of.get(run_id) or run_id,
             scenario=status.name or status.scenario_id,
-            elapsed_ms=max(0, snapshot.at_ms - status.start_time_ms),
+            elapsed_ms=_running_for_ms(status, snapshot.at_ms),
         )
         for run_id, runs in snapshot.scenario_runs.items()
         for status in runs.latest
-        if status.outcome_state is None and status.start_time_ms is not None
+        if status.outcome_state is None and (status.start_time_ms is not None or status.duration_ms is not None)
     ]
     return tuple(sorted(running, key=lambda item: (-item.elapsed_ms, item.agent, item.scenario)))
+
+
+def _running_for_ms(status: ScenarioRunStatus, at_ms: int) -> int:
+    """How long a scenario has run: the API's own `duration_ms` when it gives one (its clock), else since its start
+    by ours (a clock that differs from the API's would skew it)."""
+    if status.duration_ms is not None:
+        return max(0, status.duration_ms)
+    return max(0, at_ms - (status.start_time_ms or at_ms))
 
 
 def passed_by_run(job: BenchmarkJobView, runs: Mapping[str, RunScenarios]) -> dict[str, int]:

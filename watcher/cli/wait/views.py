@@ -282,8 +282,10 @@ def running_lines(running: Sequence[RunningScenario]) -> list[Text]:
     if not running:
         return []
     lines = [Text(f"running now ({len(running)}):", style="bold")]
-    for item in running[:RUNNING_SHOWN]:
-        lines.append(Text(f"  {_duration(item.elapsed_ms):>8}  {item.agent}  {item.scenario}"))
+    shown = running[:RUNNING_SHOWN]
+    width = max(len(item.agent) for item in shown)
+    for item in shown:
+        lines.append(Text(f"  {_duration(item.elapsed_ms):>8}  {item.agent:<{width}}  {item.scenario}"))
     if len(running) > RUNNING_SHOWN:
         lines.append(Text(f"  … and {len(running) - RUNNING_SHOWN} more", style="dim"))
     return lines
