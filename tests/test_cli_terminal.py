@@ -140,7 +140,7 @@ async def test_wait_live_view_retries_in_a_status_line_and_ctrl_c_prints_the_sum
     terminal = Terminal("wait", plan.job_id, "--base-url", url, "--interval", "200ms")
     terminals.append(terminal)
     await terminal.expect(r"retrying: GET /v1/\S+: HTTP 503")  # under the bars, not a log line
-    await terminal.expect(r"running now \(6\):\s+\d+s\s+(claude-code|codex)\s+\S+")
+    await terminal.expect(r"running now \(6\):\s+(\d+[hms])+\s+(claude-code|codex)\s+\S+")
     await terminal.expect(r"\d+% \(\d+/\d+\)")  # a pass rate once something is done
     terminal.process.send_signal(signal.SIGINT)  # what Ctrl-C sends
     await terminal.expect(r"exit 130: interrupted by SIGINT after \d+s; the job is still running")
