@@ -250,6 +250,7 @@ def build_progress(
             finished=agent.finished,
             duration_ms=agent.duration_ms,
             n_passed=passed.get(agent.benchmark_run_id, 0),
+            n_completed=agent.n_completed,
         )
         for agent in summary.agents
     ]

@@ -141,11 +141,17 @@ class AgentProgress:
     finished: bool
     duration_ms: int | None
     n_passed: int = 0  # completed with score 1.0 (rl-cli's "passed"; a JUnit testcase that passes)
+    n_completed: int = 0
+
+    @property
+    def n_judged(self) -> int:
+        """Scenarios that passed or failed: completed, failed or timed out (canceled ones neither)."""
+        return self.n_completed + self.n_failed + self.n_timeout
 
     @property
     def pass_rate(self) -> float | None:
-        """Passed / done; None before anything is done."""
-        return self.n_passed / self.done if self.done else None
+        """Passed / judged, as in the summary line; None before anything is judged."""
+        return self.n_passed / self.n_judged if self.n_judged else None
 
 
 @dataclass(frozen=True, slots=True)

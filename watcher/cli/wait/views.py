@@ -315,7 +315,7 @@ def live_table(progress: WaitProgress) -> Table:
 
 def _pass_rate(agent: AgentProgress) -> str:
     rate = agent.pass_rate
-    return "—" if rate is None else f"{rate:.0%} ({agent.n_passed}/{agent.done})"
+    return "—" if rate is None else f"{rate:.0%} ({agent.n_passed}/{agent.n_judged})"
 
 
 def final_report(result: WaitResult) -> RenderableType:
