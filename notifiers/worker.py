@@ -97,6 +97,15 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._stopping = False
 
+    def use_notifiers(self, notifiers: Mapping[str, Notifier], policies: Mapping[str, DeliveryPolicy]) -> None:
+        """Deliver through these notifiers from the next send on (a config reload); sends in flight finish with
+        the old ones. A notifier disabled by a 410 is enabled again: the reload may have fixed its address."""
+        self.notifiers = dict(notifiers)
+        self.policies = dict(policies)
+        self.disabled = {}
+        self._limits = {name: asyncio.Semaphore(self._policy(name).concurrency) for name in self.notifiers}
+        self._rates = {name: RateLimiter(self._policy(name).rate_per_s, self.clock, self._sleep) for name in notifiers}
+
     @property
     def idle(self) -> bool:
         """No send in flight right now."""

@@ -34,7 +34,8 @@ Severity = Literal["info", "warning", "critical"]
 DEFAULT_DEDUP_KEY = "{{ rule }}:{{ job_id }}"
 
 
-def _where(value: Any) -> dict[str, FieldMatcher]:
+def compile_where(value: Any) -> dict[str, FieldMatcher]:
+    """A mapping of field paths to expected values, compiled into matchers; raises ValueError naming the path."""
     if not isinstance(value, Mapping):
         raise ValueError("expected a mapping of field paths to expected values")
     compiled = {}
@@ -67,7 +68,7 @@ def _kinds(value: tuple[str, ...]) -> tuple[str, ...]:
 
 Where = Annotated[
     dict[str, FieldMatcher],
-    BeforeValidator(_where),
+    BeforeValidator(compile_where),
     PlainSerializer(lambda matchers: {path: m.raw for path, m in matchers.items()}),
 ]
 When = Annotated[Expression, BeforeValidator(_expression), PlainSerializer(lambda expression: expression.source)]

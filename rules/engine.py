@@ -15,6 +15,7 @@ from rules.expr import ExpressionError
 from rules.gates import Gates, Outgoing, events_of
 from rules.inhibit import Inhibitor, InhibitorKey
 from rules.match import MISSING, resolve
+from rules.silences import RuntimeSilence
 from rules.templates import Template, TemplateError, default_text, default_title, template_context
 from rules.timeintervals import TimeIntervalConfig
 from watcher.core.events import Event
@@ -145,6 +146,7 @@ class Router:
     ) -> None:
         self.rules = tuple(rules)
         self.silences = tuple(silences)
+        self.runtime_silences: tuple[RuntimeSilence, ...] = ()
         self._by_name = {rule.name: rule for rule in self.rules}
         self.gates = Gates(self.rules, inhibit, time_intervals)
 
@@ -227,8 +229,14 @@ class Router:
         """When the next group window closes, if any is open."""
         return min((group.due_ms for group in state.groups.values()), default=None)
 
+    def use_runtime_silences(self, silences: Sequence[RuntimeSilence]) -> None:
+        """Apply these runtime silences (from the store) beside the config's, from the next events routed on."""
+        self.runtime_silences = tuple(silences)
+
     def _silenced(self, subject: _Subject, now_ms: int) -> bool:
-        return any(s.active_at(now_ms) and subject.satisfies(s.match) for s in self.silences)
+        if any(s.active_at(now_ms) and subject.satisfies(s.match) for s in self.silences):
+            return True
+        return any(s.active_at(now_ms) and subject.satisfies(s.match) for s in self.runtime_silences)
 
     def _matches(self, rule: RuleConfig, subject: _Subject, problems: list[str]) -> bool:
         if not rule.catches(subject.event.kind) or not subject.satisfies(rule.where):

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from notifiers.registry import NotifierConfig
 from rules.config import InhibitConfig, RuleConfig, SilenceConfig, cross_check_rules
@@ -18,6 +18,8 @@ from rules.timeintervals import TimeIntervalConfig
 from watcher.api.client import DEFAULT_BASE_URL
 from watcher.config.durations import DurationMs
 from watcher.config.loader import ConfigError, ConfigProblem, StrictModel, format_path, load_yaml, validate_file
+
+MIN_TOKEN_CHARS = 16
 
 
 class RunloopSection(StrictModel):
@@ -68,6 +70,15 @@ class HttpSection(StrictModel):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(9108, ge=0, le=65535)
+    # Actions (silences, retries, reload) need `Authorization: Bearer <token>`; without a token they are refused.
+    token: SecretStr | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"the token must be at least {MIN_TOKEN_CHARS} characters (try: openssl rand -hex 24)")
+        return value
 
 
 class StateSection(StrictModel):

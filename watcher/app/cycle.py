@@ -94,6 +94,13 @@ class PollCycle:
         self._sleep = sleep
         self._on_snapshot = on_snapshot  # `run --record`: each changed snapshot, before the diff sees it
 
+    def use_watch(self, watch: WatchSection) -> None:
+        """Watch what `watch` says from the next cycle on (a reload); a changed discovery pattern reads the list
+        far back again, as a first pass does. Concurrency and rate stay as they were built."""
+        if watch.discover != self.watch.discover:
+            self._discovered_once = False
+        self.watch = watch
+
     def targets(self) -> list[str]:
         """The jobs to poll: the configured ones and every known one that is not resting, in a stable order."""
         live = {memory.job_id for memory in self.tracker.live()}

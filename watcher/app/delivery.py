@@ -6,7 +6,7 @@ import aiohttp
 
 from notifiers.protocol import Notifier, NotifierContext
 from notifiers.registry import build_notifier, delivery_policy
-from notifiers.worker import DeliveryWorker
+from notifiers.worker import DeliveryPolicy, DeliveryWorker
 from watcher.app.config import Config
 from watcher.core.clock import Clock
 from watcher.store.protocol import NamespacedState, Store
@@ -25,5 +25,9 @@ def build_notifiers(config: Config, store: Store, session: aiohttp.ClientSession
 def build_worker(config: Config, store: Store, session: aiohttp.ClientSession, clock: Clock) -> DeliveryWorker:
     """The delivery worker for a config's notifiers."""
     notifiers = build_notifiers(config, store, session, clock)
-    policies = {name: delivery_policy(settings) for name, settings in config.notifiers.items()}
-    return DeliveryWorker(store, notifiers, policies, clock=clock)
+    return DeliveryWorker(store, notifiers, delivery_policies(config), clock=clock)
+
+
+def delivery_policies(config: Config) -> dict[str, DeliveryPolicy]:
+    """Each configured notifier's delivery limits."""
+    return {name: delivery_policy(settings) for name, settings in config.notifiers.items()}

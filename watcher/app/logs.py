@@ -36,7 +36,8 @@ class Redactor:
     """Replaces every secret in a text with `***`, whether written raw or escaped inside a JSON string."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        forms = {form for secret in secrets if len(secret) >= MIN_SECRET_CHARS for form in _forms(secret)}
+        self.secrets = tuple(secrets)
+        forms = {form for secret in self.secrets if len(secret) >= MIN_SECRET_CHARS for form in _forms(secret)}
         # Longest first, so a secret that contains another is replaced whole.
         ordered = sorted(forms, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
@@ -62,6 +63,15 @@ class RedactingFormatter(logging.Formatter):
     def __init__(self, inner: logging.Formatter, redact: Redactor) -> None:
         super().__init__()
         self._inner = inner
+        self._redact = redact
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secrets redacted now."""
+        return self._redact.secrets
+
+    def also_redact(self, redact: Redactor) -> None:
+        """Redact with `redact` from now on (a reloaded config may bring new secrets; the old stay redacted)."""
         self._redact = redact
 
     def format(self, record: logging.LogRecord) -> str:
@@ -125,6 +135,14 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level)
     _quiet_libraries(level)
+
+
+def redact_more(secrets: Iterable[str]) -> None:
+    """Add secrets to those redacted by the handler `configure_logging` installed (a no-op without it)."""
+    for handler in logging.getLogger().handlers:
+        formatter = handler.formatter
+        if isinstance(handler, _BenchwatchHandler) and isinstance(formatter, RedactingFormatter):
+            formatter.also_redact(Redactor([*formatter.secrets, *secrets]))
 
 
 def _quiet_libraries(level: int) -> None:

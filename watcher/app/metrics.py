@@ -74,6 +74,17 @@ class Metrics:
             registry=self.registry,
         )
         self._watched = Gauge("benchwatch_watched_jobs", "Jobs being watched.", registry=self.registry)
+        # Prometheus's own names for the same thing (prometheus_config_last_reload_*), so alerts carry over.
+        self._reload_ok = Gauge(
+            "benchwatch_config_last_reload_successful",
+            "1 when the last config (re)load succeeded, 0 when it was refused.",
+            registry=self.registry,
+        )
+        self._reload_at = Gauge(
+            "benchwatch_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config (re)load.",
+            registry=self.registry,
+        )
         self._reachable = Gauge(
             "benchwatch_api_reachable", "1 when the last poll reached the Runloop API, else 0.", registry=self.registry
         )
@@ -123,6 +134,12 @@ class Metrics:
     def watched(self, n: int) -> None:
         """`n` jobs are being watched."""
         self._watched.set(n)
+
+    def config_loaded(self, ok: bool, at_s: float) -> None:
+        """A config (re)load at Unix time `at_s` succeeded or was refused."""
+        self._reload_ok.set(1 if ok else 0)
+        if ok:
+            self._reload_at.set(at_s)
 
     def api_reachable(self, ok: bool) -> None:
         """Whether the last attempt reached the Runloop API."""

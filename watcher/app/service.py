@@ -8,24 +8,29 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import aiohttp
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from rules.config import SilenceConfig
 from rules.engine import Router
 from watcher.api.client import RequestLimits, RunloopClient
 from watcher.api.errors import RunloopApiError
 from watcher.api.health import ApiHealth
 from watcher.app.config import LoadedConfig, WatchSection
 from watcher.app.cycle import PollCycle
-from watcher.app.delivery import build_worker
+from watcher.app.delivery import build_notifiers, build_worker, delivery_policies
+from watcher.app.logs import redact_more, secrets_of
 from watcher.app.metrics import Metrics
 from watcher.app.recording import SnapshotRecorder
+from watcher.app.reload import effective, needs_restart, read_again
 from watcher.app.status import StatusServer, create_status_app, start_status_server
 from watcher.app.tracker import JobTracker
 from watcher.core.clock import Clock, SystemClock
+from watcher.core.summary import JobSummary
 from watcher.diff.summary import dashboard_url_for
 from watcher.store import open_store
 from watcher.store.protocol import Store
@@ -54,6 +59,7 @@ class Service:
         self._cycle_lock = asyncio.Lock()
         self._last_cycle_end_s: float | None = None
         self._cycles = 0
+        self._reloading: asyncio.Task[list[str]] | None = None
 
     @property
     def store(self) -> Store:
@@ -88,6 +94,7 @@ class Service:
         )
         self.tracker = JobTracker(self._store, router=router, dashboard_url=dashboard_url_for(base_url))
         await self.tracker.load_memories()
+        self._session = session
         self.worker = build_worker(self.config, self._store, session, self.clock)
         self.cycle = PollCycle(
             watch=self.config.watch,
@@ -99,6 +106,7 @@ class Service:
             on_snapshot=self.recorder.write if self.recorder is not None else None,
         )
         worker_task = asyncio.create_task(self.worker.run(), name="delivery worker")
+        self.metrics.config_loaded(True, time.time())
         await self._start_status()
         scheduler = self._start_scheduler()
         watching = _watching(self.config.watch, len(self.cycle.targets()))
@@ -145,6 +153,10 @@ class Service:
         """One poll cycle (the scheduler's job); cycles never overlap."""
         async with self._cycle_lock:
             started = time.monotonic()
+            try:
+                await self.tracker.refresh_silences()
+            except Exception:  # the silences read last time stay in force
+                log.warning("reading the runtime silences failed; the previous ones stay", exc_info=True)
             report = await self.cycle.run(spread_s=self._interval_s() * self.config.watch.spread)
             elapsed_s = time.monotonic() - started
             self._cycles += 1
@@ -187,6 +199,72 @@ class Service:
         self.metrics.outbox(counts)
         self.metrics.sync_deliveries(self.worker.stats)
         self.metrics.watched(len(self.tracker.live()))
+
+    def now_ms(self) -> int:
+        """The service's clock (for the status API)."""
+        return self.clock.now_ms()
+
+    def action_token(self) -> str | None:
+        """The token actions need, or None: actions disabled."""
+        token = self.config.http.token
+        return token.get_secret_value().strip() if token is not None else None
+
+    def wake_delivery(self) -> None:
+        """A dead letter was queued again: send it now."""
+        self.worker.wake()
+
+    def summaries(self) -> Mapping[str, JobSummary]:
+        """The jobs' latest summaries (for the status page)."""
+        return self.tracker.summaries()
+
+    def config_silences(self) -> Sequence[SilenceConfig]:
+        """The config file's silences in force."""
+        return self.config.silences
+
+    def dashboard_url(self) -> str:
+        """The Runloop dashboard of the configured API."""
+        return dashboard_url_for(self.client.base_url)
+
+    def reload_soon(self) -> None:
+        """Reload in the background (SIGHUP); a reload already under way is not started twice."""
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.create_task(self._reload_logged(), name="config reload")
+
+    async def _reload_logged(self) -> list[str]:
+        try:
+            return await self.reload()
+        except Exception:  # a signal handler's task: nobody else would see the error
+            log.exception("reload failed; the running config stays")
+            self.metrics.config_loaded(False, time.time())
+            return ["reload failed unexpectedly (see the log)"]
+
+    async def reload(self) -> list[str]:
+        """Read the config again; a valid one applies from the next poll, an invalid one is refused (its
+        problems returned and logged) and the running one stays."""
+        if not hasattr(self, "cycle"):  # SIGHUP before `run` built the poll cycle
+            log.warning("reload asked while the watcher is starting; ignored (ask again once it runs)")
+            return ["the watcher is still starting; try again in a moment"]
+        result = read_again(self.loaded.path)
+        if result.loaded is None:
+            self.metrics.config_loaded(False, time.time())
+            return list(result.problems)
+        redact_more(secrets_of(result.loaded.config))
+        for setting in needs_restart(self.config, result.loaded.config):
+            log.warning("reload: %s changed; that takes a restart (the old value stays until then)", setting)
+        new = effective(self.config, result.loaded.config)
+        async with self._cycle_lock:  # a cycle sees the old config or the new one, never half of each
+            router = Router(new.rules, new.silences, inhibit=new.inhibit, time_intervals=new.time_intervals)
+            await self.tracker.use_router(router)
+            self.worker.use_notifiers(
+                build_notifiers(new, self._store, self._session, self.clock), delivery_policies(new)
+            )
+            self.cycle.use_watch(new.watch)
+            self.health.unreachable_after_ms = new.watch.api_unreachable_after_ms
+            self.loaded, self.config = LoadedConfig(new, result.loaded.path), new
+        self.metrics.config_loaded(True, time.time())
+        log.info("reloaded %s: %d rules, %d notifiers, %d silences", self.loaded.path, len(new.rules),
+                 len(new.notifiers), len(new.silences))  # fmt: skip
+        return []
 
     async def _shutdown(self, scheduler: AsyncIOScheduler, worker_task: asyncio.Task[None]) -> None:
         """Stop polling first (APScheduler would cancel a running cycle), then deliveries, then the endpoint."""

@@ -1,7 +1,8 @@
-"""The status HTTP API: liveness, readiness, Prometheus metrics, and read-only views of jobs and recorded events.
+"""The status HTTP API: liveness, readiness, Prometheus metrics, read-only views of jobs and recorded events, the
+status page (`watcher.app.page`) and the token-guarded actions (`watcher.app.actions`).
 
-Every response is JSON (except /metrics), errors included: a bad query is a 400 saying which parameter, an
-unknown path a 404, and an unexpected failure a 500 without a traceback (it is logged instead).
+Every API response is JSON (except /metrics and the page), errors included: a bad query is a 400 saying which
+parameter, an unknown path a 404, and an unexpected failure a 500 without a traceback (it is logged instead).
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from aiohttp import web
 
-from watcher.app.metrics import Metrics
+from watcher.app.actions import add_action_routes
+from watcher.app.page import add_page_routes, security_headers
+from watcher.app.source import SOURCE, StatusSource
 from watcher.core.memory import JobMemory
-from watcher.store.protocol import Store
 
 log = logging.getLogger("benchwatch.status")
 
@@ -23,31 +25,6 @@ DEFAULT_EVENTS_LIMIT: Final = 100
 MAX_EVENTS_LIMIT: Final = 1000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class StatusSource(Protocol):
-    """What the status API reads: the store, the metrics, and the running watcher's view of its own health."""
-
-    @property
-    def store(self) -> Store:
-        """The store holding job memories and events."""
-        ...
-
-    @property
-    def metrics(self) -> Metrics:
-        """The metrics rendered at /metrics."""
-        ...
-
-    async def readiness(self) -> tuple[bool, str]:
-        """Whether the watcher is ready to serve, and why (or why not)."""
-        ...
-
-    async def refresh_metrics(self) -> None:
-        """Bring gauges read from elsewhere (outbox, deliveries) up to date before a scrape."""
-        ...
-
-
-SOURCE: Final = web.AppKey("source", StatusSource)
 
 
 class QueryError(ValueError):
@@ -68,13 +45,15 @@ class StatusServer:
 
 def create_status_app(source: StatusSource) -> web.Application:
     """The status API's aiohttp application, reading from `source`."""
-    app = web.Application(middlewares=[_json_errors])
+    app = web.Application(middlewares=[security_headers, _json_errors])
     app[SOURCE] = source
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/api/jobs", _jobs)
     app.router.add_get("/api/events", _events)
+    add_action_routes(app)
+    add_page_routes(app)
     return app
 
 

@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from rules.engine import Router, RuleState, RuleStateChanges
 from rules.persist import load_rule_state, rows_for
+from rules.silences import load_runtime_silences
 from watcher.core.events import Event
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
@@ -23,6 +25,7 @@ from watcher.store.protocol import Store
 log = logging.getLogger("benchwatch.tracker")
 
 DEFAULT_DASHBOARD_URL = "https://platform.runloop.ai"
+SUMMARIES_KEPT = 500  # the status page shows these jobs in full (agents, failures), others by their counters
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class JobTracker:
         self._resting: set[str] = set()  # jobs no longer polled: their memories are in the store only
         self._seen: dict[str, dict[str, frozenset[int]]] = {}  # job id → run id → latest attempts last diffed
         self._rule_state: RuleState | None = None
+        self._summaries: OrderedDict[str, JobSummary] = OrderedDict()  # least recently changed first
 
     async def observe(self, snapshot: Snapshot) -> Observation:
         """Diff `snapshot` against the job's memory, route its events, record it all, and return it."""
@@ -70,6 +74,7 @@ class JobTracker:
         state = await self._state()
         if result.events and self.router is not None and state is not None:
             summary = self._summary(snapshot, result.memory)
+            self._keep_summary(summary)
             routed = self.router.route(state, result.events, summary, snapshot.at_ms)
             observation = Observation(
                 result.events, routed.notifications, routed.problems, result.memory, routed.dropped
@@ -127,6 +132,39 @@ class JobTracker:
     def live(self) -> list[JobMemory]:
         """The memories of jobs still polled (not resting): what a cycle iterates, however many jobs rest."""
         return [self._memories[job_id] for job_id in sorted(self._memories)]
+
+    def summaries(self) -> Mapping[str, JobSummary]:
+        """The latest summary of the last SUMMARIES_KEPT jobs whose polls revealed events since start, by job id."""
+        return self._summaries
+
+    def _keep_summary(self, summary: JobSummary) -> None:
+        self._summaries[summary.job_id] = summary
+        self._summaries.move_to_end(summary.job_id)
+        if len(self._summaries) > SUMMARIES_KEPT:  # bounded, however many jobs: the page of thousands shows counters
+            self._summaries.popitem(last=False)
+
+    async def refresh_silences(self) -> None:
+        """Read the runtime silences again (any replica or the CLI may have changed them) for the next events."""
+        if self.router is not None:
+            self.router.use_runtime_silences(await load_runtime_silences(self.store))
+
+    async def use_router(self, router: Router) -> None:
+        """Route with `router` from now on (a config reload): open group windows and incidents carry over where
+        their rule still exists; those of removed rules are dropped, in one commit."""
+        previous, self.router = self.router, router
+        router.use_runtime_silences(previous.runtime_silences if previous is not None else ())
+        state = await self._state()
+        if state is None:
+            return
+        names = {rule.name for rule in router.rules}
+        for group_id in [gid for gid in state.groups if gid[0] not in names]:
+            state.drop_group(group_id)
+        for incident in [inc for inc in state.incidents if inc[0] not in names]:
+            state.close_incident(incident)
+        changes = state.take_changes()
+        if changes:
+            log.info("reload: dropped the open windows and incidents of removed rules")
+            await self._commit(None, Observation(), changes)
 
     def _remember(self, memory: JobMemory) -> None:
         if memory.resting:

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_record(sub)
     _add_check(sub)
     _add_deliveries(sub)
+    _add_silences(sub)
     _add_test_notify(sub)
     sub.add_parser(
         "schema", help="print the JSON Schema of events", description="Print the JSON Schema of every event kind."
@@ -255,6 +256,38 @@ def _add_deliveries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     flush = actions.add_parser("flush", help="send everything due in the outbox now, then exit")
     flush.add_argument("--config", type=Path, required=True, help="the config file (notifiers and state)")
     flush.set_defaults(handler="watcher.cli.deliveries:flush_outbox")
+
+
+def _add_silences(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "silences",
+        help="add, list and expire runtime silences (applied from the next poll)",
+        description="Runtime silences live in the state database beside the config file's silences; a running "
+        'watcher applies them from its next poll. See docs/rules.md, "Runtime silences".',
+    )
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="silence matching events for a while; prints the new silence's id")
+    add.add_argument("--config", type=Path, required=True, help="the config file (its state.path is used)")
+    add.add_argument(
+        "--match",
+        action="append",
+        required=True,
+        metavar="KEY=VALUE",
+        help='a matcher as in rules\' where: (glob, re:REGEX, or JSON such as 3 or {"lt": 0.5}); repeatable',
+    )
+    until = add.add_mutually_exclusive_group(required=True)
+    until.add_argument("--for", dest="for_", metavar="DURATION", help="for this long from now (30m, 2h, 1d)")
+    until.add_argument("--until", metavar="TIME", help="until this time, with a zone (2026-12-01T08:00:00Z)")
+    add.add_argument("--comment", default="", help="why (shown on the status page and in the list)")
+    add.set_defaults(handler="watcher.cli.silences:add")
+    listing = actions.add_parser("list", help="list runtime silences, newest first")
+    listing.add_argument("--config", type=Path, required=True, help="the config file (its state.path is used)")
+    listing.add_argument("--json", action="store_true", help="as a JSON array")
+    listing.set_defaults(handler="watcher.cli.silences:list_command")
+    expire = actions.add_parser("expire", help="end a silence now")
+    expire.add_argument("--config", type=Path, required=True, help="the config file (its state.path is used)")
+    expire.add_argument("id", metavar="ID", help="the silence's id (sil_...)")
+    expire.set_defaults(handler="watcher.cli.silences:expire")
 
 
 def _add_test_notify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

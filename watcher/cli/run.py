@@ -1,10 +1,13 @@
-"""`benchwatch run`: the watcher service, until SIGTERM or SIGINT."""
+"""`benchwatch run`: the watcher service, until SIGTERM or SIGINT; SIGHUP reloads the config."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
+import signal
 
 from watcher.app.config import load_config
 from watcher.app.logs import configure_logging, secrets_of
@@ -17,7 +20,7 @@ log = logging.getLogger("benchwatch.run")
 
 
 async def run_service(args: argparse.Namespace) -> int:
-    """`benchwatch run --config CONFIG`: the watcher, until SIGTERM or SIGINT."""
+    """`benchwatch run --config CONFIG`: the watcher, until SIGTERM or SIGINT; SIGHUP reloads the config."""
     loaded = load_config(args.config)
     watch = loaded.config.watch
     if not watch.jobs and watch.discover is None:
@@ -25,11 +28,14 @@ async def run_service(args: argparse.Namespace) -> int:
     secrets = [*secrets_of(loaded.config), os.environ.get("RUNLOOP_API_KEY", "")]
     configure_logging(fmt=args.log_format, level=logging.DEBUG if args.verbose else logging.INFO, secrets=secrets)
     stop = stop_on_signals()
-    if args.record is None:
-        return await Service(loaded).run(stop)
-    if not args.record.is_dir():
-        raise UsageError(f"--record: the folder {str(args.record)!r} does not exist")
-    path = recording_path(args.record)
-    with path.open("w", encoding="utf-8") as file:
-        log.info("recording every changed snapshot to %s", path)
-        return await Service(loaded, recorder=SnapshotRecorder(file)).run(stop)
+    with contextlib.ExitStack() as files:
+        recorder = None
+        if args.record is not None:
+            if not args.record.is_dir():
+                raise UsageError(f"--record: the folder {str(args.record)!r} does not exist")
+            path = recording_path(args.record)
+            log.info("recording every changed snapshot to %s", path)
+            recorder = SnapshotRecorder(files.enter_context(path.open("w", encoding="utf-8")))
+        service = Service(loaded, recorder=recorder)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, service.reload_soon)
+        return await service.run(stop)

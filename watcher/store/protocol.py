@@ -66,8 +66,10 @@ class Store(Protocol):
         """Write one state row on its own (committed at once)."""
         ...
 
-    async def outbox_items(self, *, status: str | None = None, limit: int = 1000) -> list[OutboxItem]:
-        """Outbox entries, oldest first, optionally of one status."""
+    async def outbox_items(
+        self, *, status: str | None = None, limit: int = 1000, newest_first: bool = False
+    ) -> list[OutboxItem]:
+        """Outbox entries, oldest (or newest) first, optionally of one status."""
         ...
 
     async def outbox_item(self, notification_id: str) -> OutboxItem | None:
@@ -100,8 +102,17 @@ class Store(Protocol):
         """Notifications per status."""
         ...
 
-    async def events(self, *, job_id: str | None = None, since_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
-        """Recorded events in the order they were recorded, after `since_seq`."""
+    async def events(
+        self,
+        *,
+        job_id: str | None = None,
+        since_seq: int = 0,
+        limit: int = 1000,
+        kind: str | None = None,
+        newest_first: bool = False,
+    ) -> list[StoredEvent]:
+        """Recorded events in the order they were recorded (or newest first), after `since_seq`, optionally of
+        one job and one kind."""
         ...
 
 

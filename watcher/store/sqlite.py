@@ -309,14 +309,16 @@ class SQLiteStore:
         )
         return [StateRow(namespace, str(row[0]), str(row[1])) for row in rows]
 
-    async def outbox_items(self, *, status: str | None = None, limit: int = 1000) -> list[OutboxItem]:
-        """Outbox entries, oldest first, optionally of one status (pending, sent, dead)."""
+    async def outbox_items(
+        self, *, status: str | None = None, limit: int = 1000, newest_first: bool = False
+    ) -> list[OutboxItem]:
+        """Outbox entries, oldest (or newest) first, optionally of one status (pending, sent, dead)."""
         query = f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
         params: list[object] = []
         if status is not None:
             query += " WHERE status = ?"
             params.append(status)
-        query += " ORDER BY created_ms, id LIMIT ?"
+        query += " ORDER BY created_ms DESC, id DESC LIMIT ?" if newest_first else " ORDER BY created_ms, id LIMIT ?"
         params.append(limit)
         return await self._outbox_query(query, params)
 
@@ -420,14 +422,26 @@ class SQLiteStore:
             for row in rows
         ]
 
-    async def events(self, *, job_id: str | None = None, since_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
-        """Recorded events in recording order, after `since_seq`, optionally of one job."""
+    async def events(
+        self,
+        *,
+        job_id: str | None = None,
+        since_seq: int = 0,
+        limit: int = 1000,
+        kind: str | None = None,
+        newest_first: bool = False,
+    ) -> list[StoredEvent]:
+        """Recorded events in recording order (or newest first), after `since_seq`, optionally of one job and
+        one kind."""
         query = "SELECT seq, body FROM events WHERE seq > ?"
         params: list[object] = [since_seq]
         if job_id is not None:
             query += " AND job_id = ?"
             params.append(job_id)
-        query += " ORDER BY seq LIMIT ?"
+        if kind is not None:
+            query += " AND kind = ?"
+            params.append(kind)
+        query += f" ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT ?"
         params.append(limit)
         rows = await self._run(self._select, query, params)
         return [StoredEvent(int(row[0]), event_from_json(row[1])) for row in rows]

@@ -1,0 +1,143 @@
+"""Runtime silences: the CLI, matcher validation shared with the rules, the store as the one copy every replica
+reads, and the running watcher applying them from the next poll."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from rules.config import RuleConfig
+from rules.engine import Router, RuleState
+from rules.silences import parse_match_args
+from tests.running import running_service
+from watcher.app.silences import add_silence, request_from_args
+from watcher.app.tracker import JobTracker
+from watcher.cli.main import main
+from watcher.core.clock import ManualClock
+from watcher.core.events import JobStalled
+from watcher.simulator import SimAgent, SimJobSpec, Simulator
+from watcher.store.sqlite import SQLiteStore
+
+HOUR_MS = 3_600_000
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "benchwatch.yaml"
+    path.write_text("watch: {jobs: [bmj_a]}\nstate: {path: ./state.db}\n")
+    return path
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_the_cli_adds_lists_and_expires_a_silence(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(capsys, "silences", "add", "--config", str(config), "--match", "job_name=nightly-*",
+                        "--match", 'score={"lt": 0.5}', "--for", "2h", "--comment", "flaky infra")  # fmt: skip
+    assert code == 0
+    silence_id = out.strip()
+    assert re.fullmatch(r"sil_[0-9a-f]{12}", silence_id)
+
+    code, out, _ = _cli(capsys, "silences", "list", "--config", str(config))
+    assert code == 0
+    assert f"{silence_id}  active" in out and 'job_name=nightly-* score={"lt": 0.5}  # flaky infra' in out
+
+    assert _cli(capsys, "silences", "expire", "--config", str(config), silence_id)[0] == 0
+    code, out, _ = _cli(capsys, "silences", "list", "--config", str(config), "--json")
+    [listed] = json.loads(out)
+    assert listed["id"] == silence_id and listed["state"] == "expired" and listed["expired_by_hand"] is True
+    assert listed["match"] == {"job_name": "nightly-*", "score": {"lt": 0.5}}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--match", "job_name", "--for", "1h"], "match: 'job_name': expected KEY=VALUE"),
+        (["--match", "job_name=re:(", "--for", "1h"], "invalid regular expression"),
+        (["--match", "a..b=x", "--for", "1h"], "invalid field path 'a..b'"),
+        (["--match", "a=1", "--match", "a=2", "--for", "1h"], "a is matched twice"),
+        (["--match", "a=x", "--for", "soon"], "for: expected a duration"),
+        (["--match", "a=x", "--until", "2020-01-01T00:00:00Z"], "would end before it starts"),
+        (["--match", "a=x", "--until", "tomorrow"], "until: expected a time"),
+    ],
+)
+def test_a_bad_silence_is_one_line_and_exit_2(
+    config: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, out, err = _cli(capsys, "silences", "add", "--config", str(config), *args)
+
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_expiring_an_unknown_silence_says_so(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _cli(capsys, "silences", "expire", "--config", str(config), "sil_000000000000")
+
+    assert code == 2
+    assert "no silence 'sil_000000000000'" in err
+
+
+def test_matchers_are_the_rules_matchers() -> None:
+    words = ["job_name=nightly-*", "agent_name=re:^claude", "attempt=2", "state=on", 'score={"ge": 0.9}']
+    matchers = parse_match_args(words)
+    rule = RuleConfig.model_validate(
+        {"name": "r", "on": "*", "notify": "x", "where": {"job_name": "nightly-*", "agent_name": "re:^claude",
+                                                          "attempt": 2, "state": "on", "score": {"ge": 0.9}}}
+    )  # fmt: skip
+
+    assert {path: m.raw for path, m in matchers.items()} == {path: m.raw for path, m in rule.where.items()}
+    assert matchers["state"].raw == "on"  # JSON, not YAML: `on` stays a string
+
+
+def _stall(job_id: str, at_ms: int) -> JobStalled:
+    return JobStalled.model_validate(
+        {"id": f"ev_{job_id}", "job_id": job_id, "job_name": f"name-{job_id}", "at_ms": at_ms,
+         "stalled_for_ms": HOUR_MS, "last_change_ms": 0, "n_done": 0, "n_expected": 4, "state": "running"}
+    )  # fmt: skip
+
+
+async def test_every_replica_applies_a_silence_another_one_added(tmp_path: Path) -> None:
+    rules = [RuleConfig.model_validate({"name": "stalls", "on": "job.stalled", "notify": "hook"})]
+    async with SQLiteStore(tmp_path / "state.db") as one, SQLiteStore(tmp_path / "state.db") as other:
+        request = request_from_args(["job_id=bmj_a"], now_ms=1_000, for_="1h", until=None, comment="")
+        await add_silence(one, request, now_ms=1_000)
+        replica = JobTracker(other, router=Router(rules))
+        await replica.refresh_silences()
+        assert replica.router is not None
+
+        routed = replica.router.route(RuleState(), [_stall("bmj_a", 2_000), _stall("bmj_b", 2_000)], None, 2_000)
+        after = replica.router.route(RuleState(), [_stall("bmj_a", HOUR_MS + 1_000)], None, HOUR_MS + 1_000)
+
+    assert routed.silenced == 1
+    assert [n.events[0].job_id for n in routed.notifications] == ["bmj_b"]
+    assert after.silenced == 0 and len(after.notifications) == 1  # ended an hour after it was added
+
+
+AGENTS = [SimAgent(name="a", pass_rate=0.5)]
+SPECS = [
+    SimJobSpec(name=name, n_scenarios=8, agents=AGENTS, init_s=0, queue_s=0, scenario_duration_s=(60, 600))
+    for name in ("quiet-please", "keep-telling")
+]
+
+
+async def test_the_watcher_applies_a_new_silence_from_the_next_poll(tmp_path: Path) -> None:
+    clock = ManualClock()
+    sim = Simulator(seed=5, clock=clock)
+    for spec in SPECS:
+        sim.add_job(spec)
+    async with running_service(tmp_path, sim, clock) as running:
+        request = request_from_args(["job_name=quiet-*"], now_ms=clock.now_ms(), for_="1h", until=None, comment="")
+        await add_silence(running.service.store, request, clock.now_ms())
+        before = len(running.hook.requests)
+        for _ in range(3):
+            await running.poll(advance_ms=120_000)
+        await running.service.worker.drain()
+
+    told = {event["job_name"] for d in running.hook.deliveries[before:] for event in d.payload["events"]}
+    assert told == {"keep-telling"}

@@ -1,0 +1,118 @@
+"""The status page without a browser: what the server renders, escapes and forbids, against the real Service."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from tests.running import Running, running_service
+from watcher.core.clock import ManualClock
+from watcher.simulator import SimAgent, SimJobSpec, Simulator
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+AGENTS = [SimAgent(name="alpha", model_name="m1", pass_rate=0.5), SimAgent(name="beta<b>", pass_rate=0.5)]
+SPECS = [
+    SimJobSpec(name=f"nightly-{HOSTILE}", n_scenarios=40, agents=AGENTS, init_s=0, queue_s=0, fail_rate=0.4,
+               concurrency=2, scenario_duration_s=(60, 300)),
+    SimJobSpec(name="quick", n_scenarios=2, agents=AGENTS[:1], init_s=0, queue_s=0, scenario_duration_s=(30, 60)),
+]  # fmt: skip
+
+
+# One watcher for the whole module: every test here only reads.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def running(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    clock = ManualClock()
+    sim = Simulator(seed=11, clock=clock)
+    for spec in SPECS:
+        sim.add_job(spec)
+    async with running_service(tmp_path_factory.mktemp("page"), sim, clock) as started:
+        await started.poll(advance_ms=240_000)
+        await started.poll(advance_ms=900_000)  # `quick` finishes
+        await started.poll(advance_ms=1_000)  # and rests
+        yield started
+
+
+async def _get(url: str) -> tuple[aiohttp.ClientResponse, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response, await response.text()
+
+
+class _Tags(HTMLParser):
+    """Every start tag with its attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def _tags(html: str) -> list[tuple[str, dict[str, str | None]]]:
+    parser = _Tags()
+    parser.feed(html)
+    return parser.tags
+
+
+async def test_the_page_lists_running_jobs_above_finished_ones_with_a_bar_per_agent(running: Running) -> None:
+    response, html = await _get(running.url + "/")
+
+    assert response.status == 200 and response.content_type == "text/html"
+    running_at, finished_at = html.index('data-job-id="' + running.sim.jobs()[0].job_id), html.index(">Finished<")
+    assert running_at < finished_at < html.index('data-job-id="' + running.sim.jobs()[1].job_id)
+    bars = [attrs for tag, attrs in _tags(html) if tag == "svg" and "bar" in (attrs.get("class") or "")]
+    assert len(bars) == 3  # two agents of the running job, one of the finished one
+    assert all(re.fullmatch(r".+: \d+ of \d+ done, \d+ failed, \d+ timed out", b["aria-label"] or "") for b in bars)
+    assert "pass rate" in html and "dashboard" in html and "Failures by type" in html
+
+
+async def test_everything_from_the_api_is_escaped(running: Running) -> None:
+    _, html = await _get(running.url + "/")
+
+    assert HOSTILE not in html and "<b>" not in html
+    assert "nightly-&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "beta&lt;b&gt;" in html
+    assert [tag for tag, attrs in _tags(html) if tag == "img" or "onerror" in attrs] == []
+
+
+async def test_no_inline_script_or_style_and_a_csp_that_forbids_them(running: Running) -> None:
+    response, html = await _get(running.url + "/")
+
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    scripts = [attrs for tag, attrs in _tags(html) if tag == "script"]
+    assert scripts == [{"src": "/static/status.js", "defer": None}]
+    assert [tag for tag, attrs in _tags(html) if "style" in attrs or tag == "style"] == []
+    for name in ("status.js", "status.css"):
+        static, body = await _get(f"{running.url}/static/{name}")
+        assert static.status == 200 and body
+    assert (await _get(running.url + "/static/..%2fpage.py"))[0].status == 404
+
+
+async def test_events_are_newest_first_and_filter_by_job_and_kind_without_script(running: Running) -> None:
+    job_id = running.sim.jobs()[1].job_id
+    _, all_events = await _get(running.url + "/")
+    _, filtered = await _get(f"{running.url}/?job={job_id}&kind=job.discovered")
+
+    times = re.findall(r"<time>([^<]+)</time>", all_events)
+    assert times == sorted(times, reverse=True) and len(times) > 2
+    kinds = re.findall(r'<span class="kind">([a-z_.]+)</span>\s*<a href="\?job=([^"]+)#events"', filtered)
+    assert kinds == [("job.discovered", job_id)]
+    assert f'<option value="{job_id}" selected>' in filtered
+
+
+async def test_the_json_sections_are_the_page_s_own(running: Running) -> None:
+    async with aiohttp.ClientSession() as session, session.get(running.url + "/api/page?kind=job.finished") as r:
+        data = await r.json()
+    _, html = await _get(running.url + "/?kind=job.finished")
+
+    assert set(data["sections"]) == {"jobs", "events", "notifications", "silences"}
+    assert data["sections"]["events"].strip() in html

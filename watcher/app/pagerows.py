@@ -1,0 +1,160 @@
+"""The status page's rows: plain values the templates read, and how times and spans are printed."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from watcher.core.events import EVENT_KINDS
+from watcher.core.records import OutboxItem
+from watcher.core.summary import FailureGroup
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One progress bar: done of expected, split into completed, failed, timed out and canceled."""
+
+    label: str
+    completed: int
+    failed: int
+    timed_out: int
+    canceled: int
+    expected: int | None
+    score: float | None = None
+    url: str | None = None
+    finished: bool = False
+
+    @property
+    def done(self) -> int:
+        """Scenarios in a final state."""
+        return self.completed + self.failed + self.timed_out + self.canceled
+
+    @property
+    def total(self) -> int:
+        """What the bar's full width stands for: the expected count, or what is done when unknown."""
+        return max(self.expected or 0, self.done, 1)
+
+    def percent(self, count: int) -> float:
+        """A segment's share of the bar's width, in %."""
+        return round(100 * count / self.total, 2)
+
+    @property
+    def widths(self) -> dict[str, float]:
+        """Each segment's width in % of the bar, by segment name."""
+        return {
+            "completed": self.percent(self.completed),
+            "failed": self.percent(self.failed),
+            "timeout": self.percent(self.timed_out),
+            "canceled": self.percent(self.canceled),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """One watched job as the page lists it."""
+
+    job_id: str
+    name: str
+    state: str
+    finished: bool
+    age: str
+    quiet_for: str
+    bars: tuple[Bar, ...]
+    pass_rate: float | None
+    average_score: float | None
+    failures: tuple[FailureGroup, ...]
+    stalled: bool
+    vanished: bool
+    dashboard_url: str
+    last_change_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One recorded event."""
+
+    seq: int
+    at: str
+    kind: str
+    job_id: str
+    job_name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceRow:
+    """A silence from the store (with an id, expirable) or from the config file (read-only)."""
+
+    id: str | None
+    matchers: str
+    state: str
+    starts: str
+    ends: str
+    comment: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    """An open group window."""
+
+    rule: str
+    key: str
+    job_name: str
+    events: int
+    due: str
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRow:
+    """An incident a rule opened and no resolution closed yet."""
+
+    rule: str
+    key: str
+    opened: str
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The events' filters, from the query string."""
+
+    job_id: str = ""
+    kind: str = ""
+
+
+@dataclass
+class PageView:
+    """Everything the page shows."""
+
+    now: str
+    running: list[JobRow] = field(default_factory=list)
+    finished: list[JobRow] = field(default_factory=list)
+    not_shown: int = 0
+    events: list[EventRow] = field(default_factory=list)
+    kinds: tuple[str, ...] = EVENT_KINDS
+    job_names: list[tuple[str, str]] = field(default_factory=list)
+    filters: Filters = field(default_factory=Filters)
+    counts: dict[str, int] = field(default_factory=dict)
+    pending: list[OutboxItem] = field(default_factory=list)
+    sent: list[OutboxItem] = field(default_factory=list)
+    dead: list[OutboxItem] = field(default_factory=list)
+    groups: list[GroupRow] = field(default_factory=list)
+    incidents: list[IncidentRow] = field(default_factory=list)
+    silences: list[SilenceRow] = field(default_factory=list)
+    silence_prefill: str = ""
+
+
+def when(ms: int | None) -> str:
+    """A time as the page prints it (UTC)."""
+    return "—" if ms is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
+
+
+def span(ms: int) -> str:
+    """A duration, roughly: 45s, 12m, 3h 5m, 2d 4h."""
+    s = max(ms, 0) // 1000
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86_400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86_400}d {s % 86_400 // 3600}h"
