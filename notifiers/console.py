@@ -43,8 +43,16 @@ class ConsoleNotifier:
         if self._config.format == "json":
             stream.write(notification.model_dump_json() + "\n")
         else:
-            mark = "✅" if notification.action == "resolve" else _MARKS.get(notification.severity, "•")
-            lines = [f"{mark} [{self.name}] {plain_text(notification.title)}"]
-            lines.extend(f"    {plain_text(line)}" for line in notification.text.splitlines())
-            stream.write("\n".join(lines) + "\n")
+            stream.write("\n".join(text_lines(self.name, notification)) + "\n")
         stream.flush()
+
+
+def text_lines(name: str, notification: Notification) -> list[str]:
+    """A marked title, then the text's lines indented — but those the title already says (a single event's
+    notification has the event's line for both: printed once)."""
+    mark = "✅" if notification.action == "resolve" else _MARKS.get(notification.severity, "•")
+    title = plain_text(notification.title)
+    lines = [f"{mark} [{name}] {title}"]
+    said = [line for line in notification.text.splitlines() if not (line.strip() and plain_text(line.strip()) in title)]
+    lines.extend(f"    {plain_text(line)}" for line in said)
+    return lines

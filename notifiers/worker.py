@@ -25,6 +25,7 @@ from tenacity import RetryCallState, wait_random_exponential
 from notifiers.protocol import Notifier, NotifierGoneError, RetryableSendError, SendError
 from watcher.core.clock import Clock
 from watcher.core.failures import Reason
+from watcher.core.notification import Notification
 from watcher.core.ratelimit import RateLimiter, Sleep
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus
 
@@ -204,7 +205,7 @@ class DeliveryWorker:
             # Recorded while the slot is held: sends not yet recorded (those a crash would repeat) stay within
             # the notifier's concurrency.
             await self._finish(item, OutboxStatus.SENT, None, None, started_ms=started_ms)
-        log.info("delivered %s to %s (rule %s)", notification.id, name, notification.rule)
+        log.info("delivered %s to %s (rule %s)", notification.id, name, notification.rule, extra=_about(notification))
 
     async def _failed(self, item: OutboxItem, exc: SendError, started_ms: int) -> None:
         name = item.notification.notifier
@@ -214,7 +215,10 @@ class DeliveryWorker:
             log.error("notifier %s is gone and now disabled: %s", name, message)
         if not exc.retryable:
             await self._finish(item, OutboxStatus.DEAD, exc.reason, message, started_ms=started_ms)
-            log.error("dead-lettered %s to %s: %s (%s)", item.notification.id, name, message, exc.reason)
+            log.error(
+                "dead-lettered %s to %s: %s (%s)", item.notification.id, name, message, exc.reason,
+                extra=_about(item.notification),
+            )  # fmt: skip
             return
         delay_s = self._delay_s(item, exc)
         now_ms = self.clock.now_ms()
@@ -228,8 +232,9 @@ class DeliveryWorker:
                 started_ms=started_ms,
             )
             log.error(
-                "dead-lettered %s to %s after %d attempts: %s", item.notification.id, name, item.attempts + 1, message
-            )
+                "dead-lettered %s to %s after %d attempts: %s", item.notification.id, name, item.attempts + 1, message,
+                extra=_about(item.notification),
+            )  # fmt: skip
             return
         await self._finish(
             item, OutboxStatus.PENDING, exc.reason, message, started_ms=started_ms, next_attempt_ms=next_ms
@@ -238,6 +243,7 @@ class DeliveryWorker:
         log.warning(
             "delivery of %s to %s failed (%s): %s; attempt %d, next in %.1fs",
             item.notification.id, name, exc.reason, message, item.attempts + 1, delay_s,
+            extra=_about(item.notification),
         )  # fmt: skip
 
     def _delay_s(self, item: OutboxItem, exc: SendError) -> float:
@@ -274,3 +280,8 @@ class DeliveryWorker:
         )
         await self.store.record_delivery(attempt, status=status, next_attempt_ms=next_attempt_ms)
         self.stats[(item.notification.notifier, outcome, reason or "ok")] += 1
+
+
+def _about(notification: Notification) -> dict[str, str | None]:
+    """The fields a JSON log line of a delivery carries: which notification, for which job."""
+    return {"notification_id": notification.id, "job_id": notification.job_id, "rule": notification.rule}

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import fnmatch
+import json
+import re
+from typing import Any, Final
 
 from rules.config import InhibitConfig, RuleConfig, SilenceConfig
 from rules.match import FieldMatcher
 from rules.timeintervals import TimeIntervalConfig, TimePeriod
 from watcher.config.durations import format_duration_ms
 from watcher.core.events import EVENT_KINDS
+
+# A string YAML reads back as the same string without quotes (and that a reader takes for a word).
+_PLAIN: Final = re.compile(r"[A-Za-z_*][\w.*/-]*")
+_YAML_WORDS: Final = frozenset({"null", "true", "false", "yes", "no", "on", "off", "y", "n", "~"})
 
 
 def describe_rule(rule: RuleConfig) -> str:
@@ -20,7 +27,7 @@ def describe_rule(rule: RuleConfig) -> str:
     if rule.when is not None:
         parts.append(f" when {rule.when.source}")
     if rule.resolves:
-        parts.append(f" → resolves {rule.resolves!r} via {', '.join(rule.notify)}")
+        parts.append(f" → resolves {rule.resolves} via {', '.join(rule.notify)}")
     else:
         parts.append(f" → {', '.join(rule.notify)} [{rule.severity}]")
     grouping = _grouping(rule)
@@ -77,8 +84,21 @@ def _grouping(rule: RuleConfig) -> str:
 
 
 def describe_matchers(matchers: dict[str, FieldMatcher]) -> str:
-    """`path=value` pairs as written in the config."""
-    return ", ".join(f"{path}={matcher.raw!r}" for path, matcher in matchers.items())
+    """`path: value` pairs in the config's own YAML terms (`state: [failed, timeout]`), not Python's."""
+    return ", ".join(f"{path}: {yaml_flow(matcher.raw)}" for path, matcher in matchers.items())
+
+
+def yaml_flow(value: Any) -> str:
+    """A value as YAML flow style writes it: `[a, b]`, `{lt: 0.5}`, `null`, `true`; odd strings JSON-quoted."""
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(yaml_flow(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{yaml_flow(key)}: {yaml_flow(item)}" for key, item in value.items()) + "}"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, str):
+        return value if _PLAIN.fullmatch(value) and value.lower() not in _YAML_WORDS else json.dumps(value)
+    return str(value)
 
 
 def describe_silence(silence: SilenceConfig) -> str:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -29,7 +30,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["run"], ["simulate"], ["demo"], ["jobs"], ["job"], ["wait"], ["replay"], ["check"], ["schema"],
+    [[], ["run"], ["simulate"], ["demo"], ["jobs"], ["job"], ["wait"], ["replay"], ["record"], ["check"], ["schema"],
      ["deliveries"], ["deliveries", "list"], ["deliveries", "retry"], ["deliveries", "flush"], ["test-notify"],
      ["silences"], ["silences", "add"], ["silences", "list"], ["silences", "expire"]],
 )  # fmt: skip
@@ -132,3 +133,36 @@ async def test_demo_runs_to_a_summary() -> None:
     assert "‼ [screen] demo-stalls: stalled" in out  # a notification, through the rules
     summary = out.split("summary after")[1]
     assert "demo-stalls" in summary and "stalled" in summary and "signed notifications" in summary
+    assert out.index("legend:") < out.index(" · demo-") and "a notification a rule sent" in out
+    lines = out.splitlines()
+    stalled = lines.index(next(line for line in lines if line.startswith("‼ [screen] demo-stalls: stalled")))
+    assert not lines[stalled + 1].startswith("    ")  # a single event's notification: its text said once
+    shown = out.split("one of them, as the receiver got it (POST /hook):")[1]
+    assert re.search(r"webhook-signature: v1,\S+\n    verified: HMAC-SHA256", shown)
+    hint = lines[-1]
+    assert (
+        hint.startswith("next: RUNLOOP_API_KEY=any ") and " -m watcher check examples/pagerduty-on-failure.yaml" in hint
+    )
+
+
+def test_the_demo_hint_is_a_command_that_works(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from watcher.app.demo import next_hint
+    from watcher.cli.main import main
+
+    root = Path(__file__).parent.parent
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(sys, "argv", [str(root / ".venv" / "bin" / "benchwatch"), "demo"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # not activated: benchwatch is not on PATH
+    hint = next_hint()
+    command = hint.removeprefix("next: ").split("   (")[0]
+    assert command == "RUNLOOP_API_KEY=any .venv/bin/benchwatch check examples/pagerduty-on-failure.yaml"
+    # what the command does, run here (a second interpreter would cost seconds): the script is there, and with
+    # the one variable the hint sets, the example checks out
+    assert os.access(root / ".venv" / "bin" / "benchwatch", os.X_OK)
+    monkeypatch.delenv("RUNLOOP_API_KEY", raising=False)
+    assert main(["check", "examples/pagerduty-on-failure.yaml"]) == 2  # the variable is needed: the hint sets it
+    monkeypatch.setenv("RUNLOOP_API_KEY", "any")
+    assert main(["check", "examples/pagerduty-on-failure.yaml"]) == 0
+    assert capsys.readouterr().out.startswith("examples/pagerduty-on-failure.yaml: OK")

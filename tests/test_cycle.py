@@ -4,6 +4,7 @@ and the watcher telling when it is blind."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -241,3 +242,19 @@ async def test_spread_polls_start_evenly_over_the_cycle_each_job_at_the_same_off
     assert polled_at == [[0, 500, 1000, 1500], [0, 500, 1000, 1500]]
     assert slept == [500, 500, 500] * 2
     assert all(rig.requests_for(job_id) == 2 for job_id in order)  # once per cycle each
+
+
+async def test_event_lines_carry_the_job_id_and_progress_is_debug_only(
+    sim: Simulator, rig_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    plan = sim.add_job(SimJobSpec(name="logged", n_scenarios=6, scenario_duration_s=(60, 120), fail_rate=0.0))
+    rig = await rig_factory(jobs=[plan.job_id], scenario_runs=True)
+    with caplog.at_level(logging.DEBUG, logger="benchwatch.events"):
+        for _ in range(8):
+            await rig.run(advance_ms=MINUTE)
+    records = [record for record in caplog.records if record.name == "benchwatch.events"]
+    kinds = {record.levelno: {getattr(r, "event_kind", None) for r in records if r.levelno == record.levelno}
+             for record in records}  # fmt: skip
+    assert kinds[logging.DEBUG] == {"job.progress"}  # every poll of every job: not for a person
+    assert "job.progress" not in kinds[logging.INFO] and "job.discovered" in kinds[logging.INFO]
+    assert all(getattr(record, "job_id", None) == plan.job_id for record in records)

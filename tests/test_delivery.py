@@ -4,6 +4,8 @@ rate limits, and the CLI over the outbox."""
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from notifiers.console import ConsoleConfig, ConsoleNotifier
 from notifiers.protocol import NotifierContext
 from notifiers.webhook import WebhookConfig, WebhookNotifier
 from notifiers.worker import DUE_BATCH, DeliveryPolicy, DeliveryWorker
@@ -244,3 +247,16 @@ async def test_test_notify_reports_success_and_the_exact_error(aiohttp_server: A
     assert failed.returncode == 1 and "FAILED (permanent, auth)" in failed.stdout and "HTTP 401" in failed.stdout
     unknown = await asyncio.to_thread(_run, "test-notify", str(config), "hok", cwd=tmp_path)
     assert unknown.returncode == 2 and "no notifier 'hok'" in unknown.stderr
+
+
+async def test_delivery_log_lines_name_the_job(
+    store: SQLiteStore, clock: ManualClock, fake_sleep: FakeSleep, caplog: pytest.LogCaptureFixture
+) -> None:
+    notes = _notes("screen", 2, clock)
+    await store.commit(notifications=notes)
+    screen = ConsoleNotifier("screen", ConsoleConfig(type="console"), None, stream=io.StringIO())  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="benchwatch.delivery"):
+        assert await _worker(store, {"screen": screen}, clock, fake_sleep).drain() == 2
+    delivered = [record for record in caplog.records if record.getMessage().startswith("delivered ")]
+    assert notes[0].job_id and [getattr(record, "job_id", None) for record in delivered] == [notes[0].job_id] * 2
+    assert {getattr(record, "notification_id", None) for record in delivered} == {note.id for note in notes}

@@ -112,8 +112,9 @@ async def test_check_shows_inhibitions_and_time_intervals(
         assert await check(argparse.Namespace(config=EXAMPLES / example)) == 0
     out = capsys.readouterr().out
     assert (
-        "inhibit (2):\n  failed-job-quiets-its-scenarios: drop kind='scenario.*' after a notification about "
-        "rule='job-failed' with equal job_id, while its incident is open or for 6h after it was sent\n"
+        "inhibit (2):\n  failed-job-quiets-its-scenarios: drop kind: scenario.* after a notification about "
+        "rule: job-failed with equal job_id, while its incident is open or for 6h after it was sent\n"
     ) in out
+    assert "  blind-watcher-quiets-everything: drop kind: [scenario.*, job.stalled] after" in out  # YAML, not repr
     assert "  office-hours: [08:00-19:00; weekdays monday:friday (Europe/Berlin)]\n" in out
     assert "; muted during holidays; only during office-hours" in out

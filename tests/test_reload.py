@@ -129,7 +129,7 @@ async def test_sighup_reloads_the_running_watcher(tmp_path: Path, aiohttp_server
     config = write_config(tmp_path, api, "http://127.0.0.1:9/hook", token=None, rules=NOW)
     port = _free_port()
     config.write_text(config.read_text().replace("port: 0", f"port: {port}"))
-    args = argparse.Namespace(config=config, log_format="text", verbose=False)
+    args = argparse.Namespace(config=config, log_format="text", verbose=False, record=None)
     task = asyncio.create_task(run_service(args))
     silences = f"http://127.0.0.1:{port}/api/silences"
     body = {"matchers": ["job_name=x"], "for": "1h"}

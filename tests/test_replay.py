@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import FIXTURES
 from tests.recording import record, write_lines
-from watcher.app.replay import ReplayInputError, replay
+from watcher.app.replay import ReplayInputError, read_snapshots, replay
 from watcher.core.clock import ManualClock
 from watcher.simulator import Simulator, demo_specs
 
@@ -53,14 +53,27 @@ async def test_state_carries_over_between_runs(recording: Path, tmp_path: Path) 
     assert await _replay(head, state) + await _replay(tail, state) == await _replay(recording)
 
 
-async def test_bare_job_views_take_the_line_number_as_time(tmp_path: Path) -> None:
-    running = (FIXTURES / "job-running.json").read_text().replace("\n", " ")
-    completed = (FIXTURES / "job-completed.json").read_text().replace("\n", " ")
+async def test_bare_job_views_take_the_latest_time_they_mention(tmp_path: Path) -> None:
+    # what `benchwatch job` prints (one compact line) and `job --pretty` (indented): replay reads both
+    running = json.dumps(json.loads((FIXTURES / "job-running.json").read_text()))
+    completed = (FIXTURES / "job-completed.json").read_text()
     path = tmp_path / "bare.jsonl"
     path.write_text(f"{running}\n\n{completed}\n")
     events = [json.loads(line) for line in (await _replay(path)).splitlines()]
-    assert (events[0]["kind"], events[0]["at_ms"]) == ("job.discovered", 1)
-    assert events[-1]["kind"] == "job.finished" and events[-1]["at_ms"] == 3
+    run_end_ms = 1788228052000 + 1912000  # the running view's run: start_time_ms + duration_ms
+    assert (events[0]["kind"], events[0]["at_ms"]) == ("job.discovered", run_end_ms)
+    # the completed view mentions no later time (its runs left in_progress_runs): never before the view before it
+    assert events[-1]["kind"] == "job.finished" and events[-1]["at_ms"] == run_end_ms
+
+
+def test_an_indented_object_that_breaks_is_named_by_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "pretty.json"
+    path.write_text((FIXTURES / "job-running.json").read_text() + '\n{\n  "id": "bmj_2",\n  oops\n}\n')
+    with pytest.raises(ReplayInputError, match=r"pretty.json:\d+: not valid JSON: Expecting property name"):
+        read_snapshots(path)
+    first_lines = (FIXTURES / "job-running.json").read_text().count("\n")
+    with pytest.raises(ReplayInputError, match=f"pretty.json:{first_lines + 4}: "):
+        read_snapshots(path)
 
 
 @pytest.mark.parametrize(
@@ -82,8 +95,6 @@ def test_a_malformed_line_is_named_and_exits_2(tmp_path: Path, recording: Path, 
     assert result.stderr.startswith(f"benchwatch: error: {path}:3: ") and message in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     with pytest.raises(ReplayInputError, match=":3: "):
-        from watcher.app.replay import read_snapshots
-
         read_snapshots(path)
 
 

@@ -344,7 +344,15 @@ def test_usage_errors_exit_2_from_the_command_line(capsys: pytest.CaptureFixture
     assert help_exit.value.code == 0 and "usage: benchwatch wait" in capsys.readouterr().out
     assert main(["wait", "bmj_1", "--min-score", "1.5"]) == 2
     assert capsys.readouterr().err == "benchwatch: error: --min-score must be between 0 and 1, got 1.5\n"
-    for argv in (["wait"], ["wait", "bmj_1", "--name", "nightly"], ["wait", "bmj_1", "--min-score", "high"]):
+    assert main(["wait"]) == 2  # not at a terminal: nothing to pick from
+    assert capsys.readouterr().err == (
+        "benchwatch: error: give JOB_ID, --name or --latest (at a terminal, wait lists the running jobs to pick from)\n"
+    )
+    for argv in (
+        ["wait", "bmj_1", "--name", "nightly"],
+        ["wait", "bmj_1", "--latest"],
+        ["wait", "bmj_1", "--min-score", "high"],
+    ):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         assert exit_info.value.code == 2
@@ -609,7 +617,7 @@ async def test_the_process_exits_2_on_usage_errors(aiohttp_server: ServerFactory
     assert (code, out) == (2, "")
     assert err == "benchwatch: error: --min-score must be between 0 and 1, got 1.5\n"
     code, out, err = await _run("wait", "--base-url", url)
-    assert code == 2 and out == "" and "one of the arguments JOB_ID --name is required" in err
+    assert code == 2 and out == "" and "give JOB_ID, --name or --latest" in err
 
 
 def test_the_documented_summary_line_is_valid() -> None:

@@ -378,12 +378,13 @@ def _path_part(identifier: str) -> str:
 
 
 def _log_retry(path: str, state: RetryCallState, max_attempts: int) -> None:
+    """A retry at INFO: one that succeeds changes nothing; a call that fails for good raises, and says so once."""
     exc = state.outcome.exception() if state.outcome else None
-    log.warning(
-        "GET %s failed (%s); attempt %d/%d, retrying in %.1fs",
-        path,
-        exc,
+    log.info(
+        "%s; attempt %d/%d failed, next in %.1fs",
+        exc or f"GET {path}",
         state.attempt_number,
         max_attempts,
         state.upcoming_sleep,
+        extra={"path": path, "attempt": state.attempt_number, "retry_in_s": round(state.upcoming_sleep, 3)},
     )

@@ -21,7 +21,7 @@ from watcher.app.config import WatchSection
 from watcher.app.tracker import JobTracker, Observation
 from watcher.core.clock import Clock
 from watcher.core.eventlines import event_line
-from watcher.core.events import Event
+from watcher.core.events import Event, JobProgress
 from watcher.core.models import BenchmarkJobView
 from watcher.core.ratelimit import Sleep
 from watcher.core.scenario_runs import RunScenarios
@@ -79,6 +79,7 @@ class PollCycle:
         health: ApiHealth,
         on_notifications: Callable[[], None],
         sleep: Sleep = asyncio.sleep,
+        on_snapshot: Callable[[Snapshot], object] | None = None,
     ) -> None:
         self.watch = watch
         self.client = client
@@ -91,6 +92,7 @@ class PollCycle:
         self._polling = asyncio.Semaphore(watch.max_concurrent_requests)
         self._health_events: list[Event] = []
         self._sleep = sleep
+        self._on_snapshot = on_snapshot  # `run --record`: each changed snapshot, before the diff sees it
 
     def use_watch(self, watch: WatchSection) -> None:
         """Watch what `watch` says from the next cycle on (a reload); a changed discovery pattern reads the list
@@ -204,6 +206,8 @@ class PollCycle:
             if snapshot is None:
                 await self.tracker.observe_unchanged(job_id, self.clock.now_ms())
                 return
+            if self._on_snapshot is not None:
+                self._on_snapshot(snapshot)
             self._told(await self.tracker.observe(snapshot), report)
         except NotFoundError as exc:
             self._api_succeeded(report)  # the API answered: it is the job that is gone
@@ -290,7 +294,10 @@ class PollCycle:
     def _told(self, observation: Observation, report: CycleReport) -> None:
         report.events.extend(observation.events)
         for event in observation.events:
-            event_log.info("%s", event_line(event), extra={"event_kind": event.kind, "event_id": event.id})
+            # Progress comes every poll of every job: a person acts on the other events, so only they are INFO.
+            level = logging.DEBUG if isinstance(event, JobProgress) else logging.INFO
+            extra = {"event_kind": event.kind, "event_id": event.id, "job_id": event.job_id}
+            event_log.log(level, "%s", event_line(event), extra=extra)
         if observation.notifications:
             report.notifications += len(observation.notifications)
             self.on_notifications()

@@ -9,21 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import json
 import logging
+import shutil
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Final
 
 from aiohttp import web
 
+from notifiers.webhook import sign
 from watcher.app.config import load_config
 from watcher.app.service import Service
 from watcher.core.clock import ScaledClock
 from watcher.core.memory import JobMemory
 from watcher.simulator import Simulator, create_app, demo_specs
 
+LEGEND: Final = (
+    "legend:  · event            what the watcher saw (its event log)\n"
+    "         ⚠ [screen] text    a notification a rule sent to the console notifier "
+    "(ℹ info, ⚠ warning, ‼ critical, ✅ resolved)\n"
+)
 WEBHOOK_SECRET = "whsec_ZGVtby1zZWNyZXQtZm9yLWJlbmNod2F0Y2gtZGVtbw=="
 _CONFIG = """\
 runloop:
@@ -61,13 +72,13 @@ rules:
 
 
 class _Receiver:
-    """The local webhook receiver: counts what arrives."""
+    """The local webhook receiver: keeps what arrives — headers and the body's bytes, to check signatures with."""
 
     def __init__(self) -> None:
-        self.received: list[dict[str, object]] = []
+        self.received: list[tuple[dict[str, str], bytes]] = []
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.received.append(await request.json())
+        self.received.append((dict(request.headers), await request.read()))
         return web.Response(status=204)
 
 
@@ -93,6 +104,7 @@ async def run_demo(*, seed: int, speed: float, interval_s: float, max_seconds: f
     stall_after_s = max(5.0, 1200 / speed)  # 20 simulated minutes without change
     print(f"benchwatch demo: a simulated Runloop API on {api} ({speed:g}× real time) with four jobs;")
     print(f"the watcher polls every {interval_s:g}s, prints notifications (console) and signs them to {hook}\n")
+    print(LEGEND)
     try:
         with tempfile.TemporaryDirectory(prefix="benchwatch-demo-") as folder:
             config = Path(folder) / "benchwatch.yaml"
@@ -121,7 +133,7 @@ def _demo_logging() -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("  · %(message)s"))
     events = logging.getLogger("benchwatch.events")
-    events.setLevel(logging.INFO)
+    events.setLevel(logging.DEBUG)  # progress lines too (DEBUG in `run`): the demo is there to show motion
     events.addHandler(handler)
     events.propagate = False
 
@@ -157,6 +169,52 @@ async def _settled(service: Service) -> bool:
     return (await service.store.outbox_counts()).get("pending", 0) == 0
 
 
+def signed_notification_lines(headers: Mapping[str, str], body: bytes) -> list[str]:
+    """One notification as the receiver got it, and whether its Standard Webhooks signature checks out."""
+    message_id, timestamp = headers.get("webhook-id", ""), headers.get("webhook-timestamp", "0")
+    signature = headers.get("webhook-signature", "")
+    expected = sign(WEBHOOK_SECRET, message_id, int(timestamp) if timestamp.isdigit() else 0, body)
+    verdict = "verified" if hmac.compare_digest(signature, expected) else "DOES NOT MATCH"
+    payload = json.loads(body)
+    shown = {key: payload[key] for key in ("id", "rule", "severity", "job_name", "title") if key in payload}
+    return [
+        "\none of them, as the receiver got it (POST /hook):",
+        f"  webhook-id: {message_id}",
+        f"  webhook-timestamp: {timestamp}",
+        f"  webhook-signature: {signature}",
+        f"    {verdict}: HMAC-SHA256 of id.timestamp.body with the demo's secret (Standard Webhooks)",
+        f"  body: {json.dumps(shown, ensure_ascii=False)} … ({len(body)} bytes)",
+    ]
+
+
+def next_hint() -> str:
+    """What to try next, as a command that works from here: the script as it was run, the example's env var set."""
+    example = Path("examples/pagerduty-on-failure.yaml")
+    docs = "docs/rules.md · docs/operations.md"
+    if not example.is_file():
+        return f"next: {docs}"
+    return f"next: RUNLOOP_API_KEY=any {_command()} check {example}   (what a config's rules catch) · {docs}"
+
+
+def _command() -> str:
+    """How to run benchwatch from the current folder: `benchwatch` when that is on PATH, else its path."""
+    script = Path(sys.argv[0])
+    if script.name != "benchwatch":  # `python -m watcher`
+        return f"{_from_here(Path(sys.executable))} -m watcher"
+    found = shutil.which("benchwatch")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "benchwatch"
+    return _from_here(script)
+
+
+def _from_here(path: Path) -> str:
+    """`path` relative to the current folder when inside it (`.venv/bin/benchwatch`), else absolute."""
+    absolute = Path.cwd() / path  # not resolved: a venv's python is a symlink that must stay one
+    with contextlib.suppress(ValueError):
+        return str(absolute.relative_to(Path.cwd()))
+    return str(absolute)
+
+
 def _summary(service: Service, by_job: dict[str, JobMemory], receiver: _Receiver, elapsed_s: float) -> None:
     memories = sorted(by_job.values(), key=lambda memory: memory.job_name)
     sent: Counter[str] = Counter()
@@ -173,4 +231,6 @@ def _summary(service: Service, by_job: dict[str, JobMemory], receiver: _Receiver
         )
     print("  notifications sent: " + (", ".join(f"{name} ×{count}" for name, count in sorted(sent.items())) or "none"))
     print(f"  the webhook receiver holds {len(receiver.received)} signed notifications")
-    print("\nnext: benchwatch check examples/slack-on-completion.yaml · docs/rules.md · docs/operations.md")
+    if receiver.received:
+        print("\n".join(signed_notification_lines(*receiver.received[-1])))
+    print("\n" + next_hint())

@@ -21,8 +21,9 @@ REDACTED: Final = "***"
 MIN_SECRET_CHARS: Final = 4  # shorter values would blank out ordinary words and numbers
 # Libraries whose INFO is noise at our level: access lines per scrape, Slack SDK request chatter.
 QUIET_LOGGERS: Final = ("aiohttp.access", "slack_sdk")
-# APScheduler logs every run of the poll job; worth seeing only when debugging.
-QUIET_UNLESS_DEBUG: Final = ("apscheduler.executors.default",)
+# APScheduler logs every run of the poll job, and "Adding job tentatively" / "Added job" at start; worth seeing
+# only when debugging.
+QUIET_UNLESS_DEBUG: Final = ("apscheduler.executors.default", "apscheduler.scheduler")
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _RECORD_ATTRS: Final = frozenset(

@@ -35,32 +35,58 @@ class _Line(BaseModel):
 
 
 def read_snapshots(path: Path) -> list[Snapshot]:
-    """Every snapshot in the file, in file order; blank lines are skipped. Raises `ReplayInputError`."""
-    snapshots = []
-    with path.open("rb") as lines:
-        for number, raw in enumerate(lines, start=1):
-            if raw.strip():
-                snapshots.append(_parse_line(path, number, raw))
+    """Every snapshot in the file, in file order. Raises `ReplayInputError` naming the file and line.
+
+    The file holds JSON objects one after another: JSON lines (what `benchwatch record`, `run --record` and `job`
+    write), or objects spread over several lines (`benchwatch job --pretty`, a view saved from elsewhere).
+    """
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    decoder = json.JSONDecoder()
+    snapshots: list[Snapshot] = []
+    position = _skip_space(text, 0)
+    while position < len(text):
+        number = text.count("\n", 0, position) + 1
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as exc:
+            raise ReplayInputError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+        previous_ms = snapshots[-1].at_ms if snapshots else None
+        snapshots.append(_snapshot(path, number, value, previous_ms))
+        position = _skip_space(text, position)
     return snapshots
 
 
-def _parse_line(path: Path, number: int, raw: bytes) -> Snapshot:
-    try:
-        value: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReplayInputError(f"{path}:{number}: not valid JSON: {exc}") from None
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position].isspace():
+        position += 1
+    return position
+
+
+def _snapshot(path: Path, number: int, value: Any, previous_ms: int | None) -> Snapshot:
     if not isinstance(value, dict):
         raise ReplayInputError(f"{path}:{number}: expected a JSON object, got {type(value).__name__}")
     try:
         if "job" in value and "id" not in value:
             line = _Line.model_validate(value)
-            at_ms = number if line.at_ms is None else line.at_ms
+            at_ms = line.at_ms if line.at_ms is not None else seen_at_ms(line.job, previous_ms)
             return Snapshot(job=line.job, at_ms=at_ms, scenario_runs=from_views(line.scenario_runs or {}))
-        return Snapshot(job=BenchmarkJobView.model_validate(value), at_ms=number)
+        job = BenchmarkJobView.model_validate(value)
+        return Snapshot(job=job, at_ms=seen_at_ms(job, previous_ms))
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in error["loc"]) or "line"
         raise ReplayInputError(f"{path}:{number}: {where}: {error['msg']}") from None
+
+
+def seen_at_ms(job: BenchmarkJobView, previous_ms: int | None) -> int:
+    """When a job view without `at_ms` was seen, at the earliest: the latest time it mentions itself (its creation,
+    the end of its runs so far) — a real time, the same for the same view — and never before the snapshot before."""
+    mentioned = [job.create_time_ms]
+    for run in job.in_progress_runs or ():
+        if run.start_time_ms is not None:
+            mentioned.append(run.start_time_ms + (run.duration_ms or 0))
+    latest = max(mentioned)
+    return latest if previous_ms is None else max(latest, previous_ms)
 
 
 async def replay(

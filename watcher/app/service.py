@@ -21,11 +21,12 @@ from watcher.api.client import RequestLimits, RunloopClient
 from watcher.api.errors import RunloopApiError
 from watcher.api.health import ApiHealth
 from watcher.app.comparer import job_comparer
-from watcher.app.config import LoadedConfig
+from watcher.app.config import LoadedConfig, WatchSection
 from watcher.app.cycle import PollCycle
 from watcher.app.delivery import build_notifiers, build_worker, delivery_policies
 from watcher.app.logs import redact_more, secrets_of
 from watcher.app.metrics import Metrics
+from watcher.app.recording import SnapshotRecorder
 from watcher.app.reload import effective, needs_restart, read_again
 from watcher.app.status import StatusServer, create_status_app, start_status_server
 from watcher.app.tracker import JobTracker
@@ -45,8 +46,11 @@ STOP_GRACE_S = 10.0
 class Service:
     """The watcher as a process: open everything, run until told to stop, close everything in order."""
 
-    def __init__(self, loaded: LoadedConfig, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedConfig, *, clock: Clock | None = None, recorder: SnapshotRecorder | None = None
+    ) -> None:
         self.loaded = loaded
+        self.recorder = recorder  # `run --record`: every changed snapshot polled, as a replay line
         self.config = loaded.config
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
@@ -102,14 +106,14 @@ class Service:
             clock=self.clock,
             health=self.health,
             on_notifications=self.worker.wake,
+            on_snapshot=self.recorder.write if self.recorder is not None else None,
         )
         worker_task = asyncio.create_task(self.worker.run(), name="delivery worker")
         self.metrics.config_loaded(True, time.time())
         await self._start_status()
         scheduler = self._start_scheduler()
-        log.info(
-            "watching %d jobs from %s; polling every %.0fs", len(self.cycle.targets()), base_url, self._interval_s()
-        )
+        watching = _watching(self.config.watch, len(self.cycle.targets()))
+        log.info("%s from %s; polling every %.0fs", watching, base_url, self._interval_s())
         try:
             await stop.wait()
         finally:
@@ -294,3 +298,11 @@ def _log_scheduler_event(event: JobExecutionEvent) -> None:
         and not isinstance(event.exception, RunloopApiError)
     ):
         log.error("%s failed: %s", event.job_id, event.exception, exc_info=event.exception)
+
+
+def _watching(watch: WatchSection, n_targets: int) -> str:
+    """What the service watches, said at start: with discovery, the jobs found are not known yet (not "0 jobs")."""
+    if watch.discover is None:
+        return f"watching {n_targets} jobs"
+    listed = f" and {len(watch.jobs)} listed" if watch.jobs else ""
+    return f"watching jobs named {watch.discover.name!r} (found at the first poll){listed}"

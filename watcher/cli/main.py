@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_wait(sub)
     _add_compare(sub)
     _add_replay(sub)
+    _add_record(sub)
     _add_check(sub)
     _add_deliveries(sub)
     _add_silences(sub)
@@ -52,6 +53,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--config", type=Path, required=True, help="the YAML config file")
     p.add_argument("--log-format", choices=["text", "json"], default="text", help="log lines (default: %(default)s)")
+    p.add_argument(
+        "--record", type=Path, metavar="DIR", help="also write each changed snapshot polled, as replay lines"
+    )
     p.set_defaults(handler="watcher.cli.run:run_service", configures_logging=True)
 
 
@@ -116,9 +120,13 @@ def _add_jobs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="List benchmark jobs, newest first. The key comes from $RUNLOOP_API_KEY.",
     )
     _add_api_options(p)
-    p.add_argument("--name", help="only the job with this exact name")
+    p.add_argument("--name", metavar="GLOB", help="only jobs whose name matches (exact, or a glob: 'nightly-*')")
     p.add_argument("--search", help="only jobs whose id or name contains this")
+    p.add_argument(
+        "--state", action="append", metavar="STATE", help="only jobs in this state (repeat, or comma-separated)"
+    )
     p.add_argument("--limit", type=_non_negative_int, default=20, help="at most this many jobs (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="one JSON object per job per line")
     p.set_defaults(handler="watcher.cli.jobs:list_jobs")
 
 
@@ -126,9 +134,11 @@ def _add_job(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "job",
         help="print one benchmark job as JSON",
-        description="Fetch one benchmark job and print it as JSON. The key comes from $RUNLOOP_API_KEY.",
+        description="Fetch one benchmark job and print it as one line of JSON (a line `benchwatch replay` reads). "
+        "The key comes from $RUNLOOP_API_KEY.",
     )
     _add_api_options(p)
+    p.add_argument("--pretty", action="store_true", help="indent the JSON for reading")
     p.add_argument("job_id", metavar="JOB_ID", help="the job's id (bmj_...)")
     p.set_defaults(handler="watcher.cli.jobs:show_job")
 
@@ -139,13 +149,16 @@ def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="wait for a job to end; the exit code says how it went (for CI)",
         description="Poll one benchmark job until it ends, print what happens, then a summary. Exit codes: 0 "
         "completed and every threshold held, 1 the job failed, was cancelled or timed out, 2 usage error, 3 "
-        "completed but a threshold was missed, 4 could not tell (not found, auth, API unreachable), 124 --timeout "
-        "elapsed. The key comes from $RUNLOOP_API_KEY. See docs/wait.md.",
+        "completed but a threshold was missed, 4 could not tell (not found, auth, API unreachable), 5 stalled "
+        "(nothing moved for --stall-after), 124 --timeout elapsed, 130 Ctrl-C, 143 SIGTERM (the summary so far is "
+        "printed and the JUnit file written). Without a job at a terminal, pick one of the running jobs. The key "
+        "comes from $RUNLOOP_API_KEY. See docs/wait.md.",
     )
     _add_api_options(p)
-    target = p.add_mutually_exclusive_group(required=True)
+    target = p.add_mutually_exclusive_group()
     target.add_argument("job_id", metavar="JOB_ID", nargs="?", help="the job's id (bmj_...)")
     target.add_argument("--name", help="find the job by its exact name instead")
+    target.add_argument("--latest", action="store_true", help="the newest running job")
     p.add_argument("--interval", default=wait.DEFAULT_INTERVAL, help="time between polls (default: %(default)s)")
     p.add_argument(
         "--timeout",
@@ -156,6 +169,11 @@ def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--give-up-after",
         default=wait.DEFAULT_GIVE_UP_AFTER,
         help="exit 4 once every API call has failed for this long (default: %(default)s)",
+    )
+    p.add_argument(
+        "--stall-after",
+        default=wait.DEFAULT_STALL_AFTER,
+        help="exit 5 once a running job has shown no change for this long; 0: never (default: %(default)s)",
     )
     p.add_argument("--min-score", type=float, metavar="X", help="every agent's average score must be at least X (0..1)")
     p.add_argument(
@@ -206,9 +224,9 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p = sub.add_parser(
         "replay",
         help="turn recorded snapshots (JSON lines) into events (JSON lines)",
-        description='Read JSON lines, each a BenchmarkJobView or {"at_ms", "job", "scenario_runs"}, diff them '
-        "in order (several jobs may be interleaved) and print the events as JSON lines. The same file always "
-        "gives the same output.",
+        description="Read JSON objects (lines, as `record`, `run --record` and `job` write them, or indented), "
+        'each a BenchmarkJobView or {"at_ms", "job", "scenario_runs"}, diff them in order (several jobs may be '
+        "interleaved) and print the events as JSON lines. The same file always gives the same output.",
     )
     p.add_argument("file", metavar="FILE", type=Path, help="the recorded snapshots")
     p.add_argument("--state", type=Path, help="SQLite file to keep the state in (default: in memory)")
@@ -219,6 +237,20 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "group windows and throttles run on the file's clock; nothing is sent",
     )
     p.set_defaults(handler="watcher.cli.replay:replay")
+
+
+def _add_record(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "record",
+        help="record jobs' snapshots as replay lines, until they finish or Ctrl-C",
+        description="Poll jobs and write each change as a replay line (at_ms, job, scenario_runs) to --out, until "
+        "every job has finished or Ctrl-C / SIGTERM; `benchwatch replay FILE` reads it. See docs/events.md.",
+    )
+    _add_api_options(p)
+    p.add_argument("job_ids", metavar="JOB_ID", nargs="+", help="the jobs to record (bmj_...)")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="the file to write (replaced)")
+    p.add_argument("--interval", default="10s", help="time between polls (default: %(default)s)")
+    p.set_defaults(handler="watcher.cli.record:record")
 
 
 def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -347,18 +379,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # imported after parsing: `--help` and argument errors never pay for them
     import asyncio
-    import logging
 
     from watcher.api.errors import RunloopApiError
     from watcher.cli.errors import UsageError
+    from watcher.cli.retry_status import configure_cli_logging
     from watcher.config.loader import ConfigError
     from watcher.store.errors import StoreError
 
     if not getattr(args, "configures_logging", False):
-        logging.basicConfig(
-            level=logging.DEBUG if args.verbose else logging.WARNING,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        configure_cli_logging(verbose=args.verbose)
     try:
         return asyncio.run(resolve_handler(args.handler)(args))
     except KeyboardInterrupt:
@@ -379,6 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str, code: int) -> int:
+    from watcher.cli.retry_status import clear_status
+
+    clear_status()  # the error replaces the retries' status line: said once
     print(f"benchwatch: error: {message}", file=sys.stderr)
     return code
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 
 from watcher.app.config import load_config
 from watcher.app.logs import configure_logging, secrets_of
+from watcher.app.recording import SnapshotRecorder, recording_path
 from watcher.app.service import Service
 from watcher.cli.errors import UsageError
 from watcher.cli.signals import stop_on_signals
+
+log = logging.getLogger("benchwatch.run")
 
 
 async def run_service(args: argparse.Namespace) -> int:
@@ -24,6 +28,14 @@ async def run_service(args: argparse.Namespace) -> int:
     secrets = [*secrets_of(loaded.config), os.environ.get("RUNLOOP_API_KEY", "")]
     configure_logging(fmt=args.log_format, level=logging.DEBUG if args.verbose else logging.INFO, secrets=secrets)
     stop = stop_on_signals()
-    service = Service(loaded)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, service.reload_soon)
-    return await service.run(stop)
+    with contextlib.ExitStack() as files:
+        recorder = None
+        if args.record is not None:
+            if not args.record.is_dir():
+                raise UsageError(f"--record: the folder {str(args.record)!r} does not exist")
+            path = recording_path(args.record)
+            log.info("recording every changed snapshot to %s", path)
+            recorder = SnapshotRecorder(files.enter_context(path.open("w", encoding="utf-8")))
+        service = Service(loaded, recorder=recorder)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, service.reload_soon)
+        return await service.run(stop)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import pydantic
 import yaml
@@ -467,10 +467,26 @@ def _holds(data: Any, part: str | int) -> bool:
 def _message(error: ErrorDetails) -> str:
     if error["type"] == "union_tag_invalid":
         return _unknown_tag(error.get("ctx") or {})
+    if error["type"] in _SEQUENCE_TYPES:  # pydantic says "tuple" or "set" for what YAML calls a list
+        return f"should be a list, not {_yaml_kind(error.get('input'))}: write [a, b] or one '- a' per line"
     message = error["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
     return message
+
+
+_SEQUENCE_TYPES: Final = frozenset({"tuple_type", "list_type", "set_type", "frozen_set_type"})
+
+
+def _yaml_kind(value: Any) -> str:
+    """What a YAML reader calls the type of a value."""
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a mapping"
+    if value is None:
+        return "null"
+    return "a boolean" if isinstance(value, bool) else "a number"
 
 
 def _unknown_tag(ctx: Mapping[str, Any]) -> str:

@@ -7,9 +7,13 @@ clock and sleep, so tests move time instead of waiting for it. Output is a `Wait
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import signal
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, Final
 
 from watcher.api.client import RunloopClient
 from watcher.api.errors import NotFoundError, RunloopApiError, TransientApiError
@@ -23,6 +27,7 @@ from watcher.cli.wait.baseline import baseline_misses, baseline_verdicts, regres
 from watcher.cli.wait.defaults import (
     EXIT_JOB_FAILED,
     EXIT_OK,
+    EXIT_STALLED,
     EXIT_THRESHOLD_MISSED,
     EXIT_TIMEOUT,
     EXIT_UNKNOWN,
@@ -31,23 +36,22 @@ from watcher.cli.wait.defaults import (
 )
 from watcher.cli.wait.junit import Verdict, write_junit
 from watcher.cli.wait.model import (
-    AgentProgress,
     ThresholdMiss,
     Thresholds,
     WaitOptions,
-    WaitProgress,
     WaitResult,
     WaitView,
 )
+from watcher.cli.wait.progress import build_progress, passed_by_run
 from watcher.config.durations import format_duration_ms
 from watcher.core.clock import Clock, SystemClock
 from watcher.core.events import JobCompared
 from watcher.core.memory import JobMemory
 from watcher.core.models import BenchmarkJobView, JobState
-from watcher.core.scenario_runs import ScenarioRunStatus
 from watcher.core.snapshot import Snapshot
 from watcher.core.summary import JobSummary
 from watcher.diff.summary import dashboard_url_for, summarize
+from watcher.diff.timers import stall
 from watcher.store import open_store
 from watcher.store.protocol import Store
 
@@ -78,6 +82,7 @@ class Waiter:
         self._started_ms = 0
         self._last: tuple[BenchmarkJobView, JobSummary] | None = None
         self._compared: JobCompared | None = None
+        self._passed: dict[str, int] = {}
 
     async def run(self) -> WaitResult:
         """Wait, and say how it ended. API errors that will not heal (404, 401/403, bad shapes) end it with 4."""
@@ -96,10 +101,12 @@ class Waiter:
         while True:
             snapshot = await self._poll()
             if snapshot is not None:
-                await self._observe(tracker, snapshot)
+                memory = await self._observe(tracker, snapshot)
                 if snapshot.job.is_terminal and not (_outcomes_pending(snapshot.job) and late_polls < LATE_POLLS):
                     return self._verdict()
                 late_polls += snapshot.job.is_terminal
+                if (stalled := await self._stalled(tracker, memory)) is not None:
+                    return stalled
             elif (outage := self._health.check(self.clock.now_ms())) is not None:
                 observation = await tracker.record([outage], None, outage.at_ms)
                 self.view.events(observation.events)
@@ -138,7 +145,7 @@ class Waiter:
         finder = BaselineFinder(OutcomeArchive(store), self.client, dashboard_url=self.dashboard_url)
         return JobComparer(finder, on_discovery=True, baseline_job_id=bounds.explicit_job_id)
 
-    async def _observe(self, tracker: JobTracker, snapshot: Snapshot) -> None:
+    async def _observe(self, tracker: JobTracker, snapshot: Snapshot) -> JobMemory:
         observation = await tracker.observe(snapshot)
         self.view.events(observation.events)
         self._compared = next((e for e in observation.events if isinstance(e, JobCompared)), self._compared)
@@ -146,8 +153,35 @@ class Waiter:
         assert memory is not None  # a poll's observation carries the job's memory
         summary = _summarize(snapshot.job, memory, self.dashboard_url)
         self._last = (snapshot.job, summary)
+        self._passed.update(passed_by_run(snapshot.job, snapshot.scenario_runs))
         elapsed_ms = self.clock.now_ms() - self._started_ms
-        self.view.progress(build_progress(snapshot, summary, memory, elapsed_ms))
+        self.view.progress(build_progress(snapshot, summary, memory, elapsed_ms, self._passed))
+        return memory
+
+    async def _stalled(self, tracker: JobTracker, memory: JobMemory) -> WaitResult | None:
+        """Exit 5 once a running job has shown no change for `--stall-after` (told as `job.stalled` too)."""
+        limit_ms = self.options.stall_after_ms
+        if limit_ms is None:
+            return None
+        now_ms = self.clock.now_ms()
+        told = stall(memory, now_ms, limit_ms)
+        if told is None:
+            return None
+        event, updated = told
+        self.view.events((await tracker.record([event], updated, now_ms)).events)
+        counters = memory.counters
+        reason = (
+            f"stalled: nothing moved since {_utc(memory.last_change_ms)} ({_elapsed(now_ms - memory.last_change_ms)}"
+            f" ago; --stall-after {format_duration_ms(limit_ms)}), {counters.n_done}/{counters.n_expected or '?'} done"
+        )
+        return self._result(EXIT_STALLED, reason)
+
+    def interrupted(self, signum: int) -> WaitResult:
+        """The result of a wait stopped by a signal: exit 128 + its number, the job as last seen."""
+        name = signal.Signals(signum).name
+        elapsed = _elapsed(self.clock.now_ms() - self._started_ms)
+        seen = f"the job is still {self._last[0].state}" if self._last is not None else "the job was never seen"
+        return self._result(128 + signum, f"interrupted by {name} after {elapsed}; {seen}")
 
     def _pause_ms(self) -> int:
         """How long to sleep before the next poll; zero or less once the timeout has elapsed."""
@@ -206,6 +240,7 @@ class Waiter:
             summary=summary,
             misses=misses,
             comparison=self._compared,
+            passed=dict(self._passed),
         )
 
 
@@ -219,54 +254,6 @@ def _summarize(job: BenchmarkJobView, memory: JobMemory, dashboard_url: str) -> 
     return summarize(job, memory.counters, run_counts, dashboard_url)
 
 
-def build_progress(snapshot: Snapshot, summary: JobSummary, memory: JobMemory, elapsed_ms: int) -> WaitProgress:
-    """Per-agent progress: every run seen, then agents of the spec whose run has not started yet."""
-    job = snapshot.job
-    expected = len(job.job_spec.scenario_ids) if job.job_spec is not None else None
-    done = _done_by_run(job, memory)
-    agents = [
-        AgentProgress(
-            name=agent.agent_name or agent.benchmark_run_id,
-            model_name=agent.model_name,
-            done=done.get(agent.benchmark_run_id, 0),
-            expected=expected,
-            n_failed=agent.n_failed,
-            n_timeout=agent.n_timeout,
-            average_score=agent.average_score
-            if agent.finished
-            else _score_so_far(runs.listed if (runs := snapshot.scenario_runs.get(agent.benchmark_run_id)) else ()),
-            finished=agent.finished,
-            duration_ms=agent.duration_ms,
-        )
-        for agent in summary.agents
-    ]
-    started = {agent.name for agent in agents}
-    for config in job.job_spec.agent_configs if job.job_spec is not None else ():
-        if config.name not in started:
-            agents.append(AgentProgress(config.name, config.model_name, 0, expected, 0, 0, None, False, None))
-    return WaitProgress(job.id, job.name, job.state, elapsed_ms, tuple(agents))
-
-
-def _done_by_run(job: BenchmarkJobView, memory: JobMemory) -> dict[str, int]:
-    """Scenarios in a final state per run: from the outcome once finished, else from the last scenario runs."""
-    done = {run_id: sum(memo.counts) for run_id, memo in memory.runs.items() if memo.counts is not None}
-    for outcome in job.benchmark_outcomes or ():
-        scenarios = outcome.scenario_outcomes
-        done[outcome.benchmark_run_id] = (
-            len(scenarios) if scenarios is not None else outcome.n_completed + outcome.n_failed + outcome.n_timeout
-        )
-    return done
-
-
-def _score_so_far(views: Sequence[ScenarioRunStatus]) -> float | None:
-    """Mean score of the scenarios scored so far (the latest scored attempt of each)."""
-    latest: dict[str, float] = {}
-    for view in sorted(views, key=lambda v: (v.start_time_ms or 0, v.id)):
-        if view.score is not None:
-            latest[view.scenario_id] = view.score
-    return round(sum(latest.values()) / len(latest), 4) if latest else None
-
-
 def junit_verdicts(result: WaitResult) -> list[Verdict]:
     """The testcases of the wait itself: the job's end state, then each threshold that was judged."""
     state = result.state
@@ -276,7 +263,7 @@ def junit_verdicts(result: WaitResult) -> list[Verdict]:
         failure_reason = result.job.failure_reason if result.job is not None else None
         job_case = Verdict("job state", "error", state, failure_reason or f"the job ended {state}")
     else:
-        kind = "wait_timeout" if result.exit_code == EXIT_TIMEOUT else "unknown"
+        kind = _VERDICT_KINDS.get(result.exit_code, "unknown")
         job_case = Verdict("job state", "error", kind, result.reason)
     cases = [job_case]
     if result.thresholds_checked:
@@ -300,6 +287,9 @@ def _threshold_verdicts(thresholds: Thresholds, misses: Sequence[ThresholdMiss])
     return cases
 
 
+_VERDICT_KINDS: Final = {EXIT_TIMEOUT: "wait_timeout", EXIT_STALLED: "stalled", 130: "interrupted", 143: "interrupted"}
+
+
 async def run_wait(
     client: RunloopClient,
     options: WaitOptions,
@@ -307,16 +297,38 @@ async def run_wait(
     *,
     clock: Clock | None = None,
     sleep: Sleep = asyncio.sleep,
+    interrupt: asyncio.Future[int] | None = None,
 ) -> WaitResult:
-    """Wait, write the JUnit file if asked, and show the end; returns the result (its exit code is the process's)."""
+    """Wait, write the JUnit file if asked, and show the end; returns the result (its exit code is the process's).
+
+    `interrupt`, once it holds a signal number, stops the wait: the summary so far is shown and the JUnit file
+    written all the same, and the exit code is 128 + the signal's number.
+    """
+    waiter = Waiter(client, options, view, clock=clock, sleep=sleep)
     try:
-        result = await Waiter(client, options, view, clock=clock, sleep=sleep).run()
+        result = await _until_interrupted(waiter, interrupt)
     finally:
         view.close()
     if options.junit_path is not None:
         result = _with_junit(result, options.junit_path)
     view.finished(result)
     return result
+
+
+async def _until_interrupted(waiter: Waiter, interrupt: asyncio.Future[int] | None) -> WaitResult:
+    if interrupt is None:
+        return await waiter.run()
+    task = asyncio.create_task(waiter.run(), name="wait")
+    try:
+        either: list[asyncio.Future[Any]] = [task, interrupt]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return waiter.interrupted(interrupt.result())
 
 
 def _with_junit(result: WaitResult, path: Path) -> WaitResult:
@@ -333,3 +345,7 @@ def _with_junit(result: WaitResult, path: Path) -> WaitResult:
 
 def _elapsed(ms: int) -> str:
     return format_duration_ms(ms // 1000 * 1000)
+
+
+def _utc(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, Protocol
@@ -11,7 +11,13 @@ from typing import Final, Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from watcher.cli.errors import UsageError
-from watcher.cli.wait.defaults import DEFAULT_GIVE_UP_AFTER, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, MIN_INTERVAL_MS
+from watcher.cli.wait.defaults import (
+    DEFAULT_GIVE_UP_AFTER,
+    DEFAULT_INTERVAL,
+    DEFAULT_STALL_AFTER,
+    DEFAULT_TIMEOUT,
+    MIN_INTERVAL_MS,
+)
 from watcher.config.durations import parse_duration_ms
 from watcher.core.events import Event, JobCompared
 from watcher.core.models import BenchmarkJobView, JobState
@@ -106,6 +112,7 @@ class WaitOptions:
     interval_ms: int = parse_duration_ms(DEFAULT_INTERVAL)
     timeout_ms: int | None = parse_duration_ms(DEFAULT_TIMEOUT)  # None: no limit
     give_up_after_ms: int = parse_duration_ms(DEFAULT_GIVE_UP_AFTER)
+    stall_after_ms: int | None = parse_duration_ms(DEFAULT_STALL_AFTER)  # None: never give up on a quiet job
     thresholds: Thresholds = field(default_factory=Thresholds)
     junit_path: Path | None = None
     baseline: BaselineBounds = field(default_factory=BaselineBounds)
@@ -135,6 +142,7 @@ def options_from_args(args: argparse.Namespace) -> WaitOptions:
         interval_ms=_duration_ms("--interval", args.interval),
         timeout_ms=timeout_ms or None,
         give_up_after_ms=_duration_ms("--give-up-after", args.give_up_after),
+        stall_after_ms=_duration_ms("--stall-after", args.stall_after) or None,
         thresholds=Thresholds(min_score=args.min_score, max_failure_rate=args.max_failure_rate),
         junit_path=junit_path,
         baseline=BaselineBounds(
@@ -165,6 +173,27 @@ class AgentProgress:
     average_score: float | None  # the outcome's once finished; else the mean of the scores seen so far
     finished: bool
     duration_ms: int | None
+    n_passed: int = 0  # completed with score 1.0 (rl-cli's "passed"; a JUnit testcase that passes)
+    n_completed: int = 0
+
+    @property
+    def n_judged(self) -> int:
+        """Scenarios that passed or failed: completed, failed or timed out (canceled ones neither)."""
+        return self.n_completed + self.n_failed + self.n_timeout
+
+    @property
+    def pass_rate(self) -> float | None:
+        """Passed / judged, as in the summary line; None before anything is judged."""
+        return self.n_passed / self.n_judged if self.n_judged else None
+
+
+@dataclass(frozen=True, slots=True)
+class RunningScenario:
+    """A scenario running now: whose, which, and for how long (at the poll)."""
+
+    agent: str
+    scenario: str
+    elapsed_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +205,7 @@ class WaitProgress:
     state: str
     elapsed_ms: int
     agents: tuple[AgentProgress, ...]
+    running: tuple[RunningScenario, ...] = ()  # longest-running first
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +222,7 @@ class WaitResult:
     summary: JobSummary | None = None
     misses: tuple[ThresholdMiss, ...] = ()
     comparison: JobCompared | None = None  # with --baseline, when the job had one
+    passed: Mapping[str, int] = field(default_factory=dict)  # benchmark run id → scenarios passed (score 1.0)
 
     @property
     def state(self) -> str | None:

@@ -4,9 +4,10 @@ with `--json`; then the final table per agent, failures by type, dashboard links
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from collections.abc import Sequence
-from typing import Literal, TextIO
+from collections.abc import Mapping, Sequence
+from typing import IO, Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict
 from rich import box
@@ -17,15 +18,37 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from watcher.cli.retry_status import status_line
 from watcher.cli.wait.defaults import EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE
-from watcher.cli.wait.model import ThresholdMiss, WaitProgress, WaitResult, WaitView
+from watcher.cli.wait.model import AgentProgress, RunningScenario, ThresholdMiss, WaitProgress, WaitResult, WaitView
 from watcher.config.durations import format_duration_ms
 from watcher.core.eventlines import event_line
-from watcher.core.events import Counters, Event, JobProgress
+from watcher.core.events import Counters, Event, JobProgress, WatcherApiUnreachable
 from watcher.core.summary import AgentSummary, FailureGroup, JobSummary
 
 PLAIN_WIDTH = 120
-BAR_WIDTH = 36
+BAR_WIDTH = 30
+RUNNING_SHOWN = 8  # scenarios running now, listed under the bars; the rest are counted
+PASSED_NOTE = "passed: completed with score 1.0; score < 1, failed: JUnit failures; timed out: JUnit errors"
+
+
+class WaitAgent(AgentSummary):
+    """A row of the final table and of the summary line: the agent's summary, and how many of its scenarios
+    passed (completed with score 1.0, as rl-cli and the JUnit file count them)."""
+
+    n_passed: int
+    pass_rate: float | None  # passed / done (completed, failed, timed out); None when nothing is done
+
+
+def wait_agents(summary: JobSummary, passed: Mapping[str, int]) -> tuple[WaitAgent, ...]:
+    """The summary's agents with their passes."""
+    rows = []
+    for agent in summary.agents:
+        n_passed = passed.get(agent.benchmark_run_id, 0)
+        done = agent.n_completed + agent.n_failed + agent.n_timeout
+        rate = round(n_passed / done, 6) if done else None
+        rows.append(WaitAgent(**agent.model_dump(), n_passed=n_passed, pass_rate=rate))
+    return tuple(rows)
 
 
 class ThresholdReport(BaseModel):
@@ -50,7 +73,8 @@ class SummaryLine(BaseModel):
     state: str | None
     exit_code: int
     reason: str
-    agents: tuple[AgentSummary, ...]
+    agents: tuple[WaitAgent, ...]
+    pass_rate: float | None
     failure_rate: float | None
     failures: tuple[FailureGroup, ...]
     thresholds: ThresholdReport
@@ -63,13 +87,15 @@ class SummaryLine(BaseModel):
 def summary_line(result: WaitResult) -> str:
     """The final JSON summary of a wait, one line."""
     summary = result.summary
+    agents = wait_agents(summary, result.passed) if summary else ()
     return SummaryLine(
         job_id=result.job_id,
         job_name=result.job_name,
         state=result.state,
         exit_code=result.exit_code,
         reason=result.reason,
-        agents=summary.agents if summary else (),
+        agents=agents,
+        pass_rate=_job_pass_rate(agents),
         failure_rate=summary.failure_rate if summary else None,
         failures=summary.failures if summary else (),
         thresholds=ThresholdReport(
@@ -83,6 +109,11 @@ def summary_line(result: WaitResult) -> str:
         elapsed_ms=result.elapsed_ms,
         dashboard_url=summary.dashboard_url if summary else None,
     ).model_dump_json()
+
+
+def _job_pass_rate(agents: Sequence[WaitAgent]) -> float | None:
+    done = sum(agent.n_completed + agent.n_failed + agent.n_timeout for agent in agents)
+    return round(sum(agent.n_passed for agent in agents) / done, 6) if done else None
 
 
 def view_for_stdout(*, json_lines: bool) -> WaitView:
@@ -132,9 +163,10 @@ class PlainView:
         self.err = err or sys.stderr
 
     def events(self, events: Sequence[Event]) -> None:
-        """One line per event."""
+        """One line per event (but the outage that ends the wait: the verdict says it)."""
         for event in events:
-            self.out.write(event_line(event) + "\n")
+            if not isinstance(event, WatcherApiUnreachable):
+                self.out.write(event_line(event) + "\n")
         self.out.flush()
 
     def progress(self, progress: WaitProgress) -> None:
@@ -152,16 +184,18 @@ class PlainView:
         # rich pads every line of a table to its width: noise in a CI log
         self.out.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
         self.out.flush()
-        _error_line(self.err, result)
+        _error_line(self.err, result, shown_on=self.out)
 
     def close(self) -> None:
         """Nothing to release."""
 
 
 class RichView:
-    """A terminal: a live table with one progress bar per agent; events print above it, then the final report.
+    """A terminal: a live table with one progress bar per agent, the scenarios running now and a status line (API
+    trouble, retries); events print above it, then the final report.
 
-    While live, the `benchwatch` loggers print through the same console, so a retry warning does not tear the view.
+    While live, the `benchwatch` loggers print through the same console, so a warning does not tear the view, and
+    the client's retries land in the status line instead of a line each.
     """
 
     def __init__(self, console: Console, err: TextIO | None = None) -> None:
@@ -170,32 +204,40 @@ class RichView:
         self._live: Live | None = None
         self._log_handler: RichHandler | None = None
         self._logger_propagated = True
+        self._progress: WaitProgress | None = None
+        self._status: str | None = None
 
     def events(self, events: Sequence[Event]) -> None:
-        """Above the live view, except `job.progress` (the bars show it)."""
+        """Above the live view, except `job.progress` (the bars show it) and the outage (the verdict says it)."""
         self._start()
         for event in events:
-            if not isinstance(event, JobProgress):
+            if not isinstance(event, JobProgress | WatcherApiUnreachable):
                 self.console.print(Text(event_line(event)))
 
     def progress(self, progress: WaitProgress) -> None:
-        """Redraw the bars."""
-        self._start().update(live_table(progress), refresh=True)
+        """Redraw the bars; a poll that succeeded clears the status line."""
+        self._progress, self._status = progress, None
+        self._redraw()
 
     def warning(self, message: str) -> None:
-        """Above the live view, in yellow."""
-        self._start()
-        self.console.print(Text(f"warning: {message}", style="yellow"))
+        """In the status line, under the bars, until a poll succeeds."""
+        self.status(f"{message}; still waiting")
+
+    def status(self, text: str) -> None:
+        """Show `text` in the status line."""
+        self._status = text
+        self._redraw()
 
     def finished(self, result: WaitResult) -> None:
-        """Stop the live view, then the final report; an error end (exit 2 or 4) also on stderr."""
+        """Stop the live view, then the final report; an error end (exit 2 or 4) also on stderr when elsewhere."""
         self.close()
         self.console.print(final_report(result))
-        _error_line(self.err, result)
+        _error_line(self.err, result, shown_on=self.console.file)
 
     def close(self) -> None:
         """Stop the live view and give the loggers back."""
         if self._live is not None:
+            self._live.update(self._renderable(with_status=False), refresh=True)  # the status was for then only
             self._live.stop()
             self._live = None
         if self._log_handler is not None:
@@ -203,14 +245,31 @@ class RichView:
             logger.removeHandler(self._log_handler)
             logger.propagate = self._logger_propagated
             self._log_handler = None
+        if (line := status_line()) is not None:
+            line.sink = None
+
+    def _redraw(self) -> None:
+        self._start().update(self._renderable(with_status=True), refresh=True)
+
+    def _renderable(self, *, with_status: bool) -> RenderableType:
+        parts: list[RenderableType] = []
+        if self._progress is not None:
+            parts.append(live_table(self._progress))
+            parts.extend(running_lines(self._progress.running))
+        if with_status and self._status:
+            parts.append(Text(self._status, style="yellow"))
+        return Group(*parts)
 
     def _start(self) -> Live:
         if self._live is None:
             logger = logging.getLogger("benchwatch")
             self._log_handler = RichHandler(console=self.console, show_time=False, show_path=False, markup=False)
+            self._log_handler.setLevel(logging.WARNING)  # retries (INFO) go to the status line
             self._logger_propagated = logger.propagate
             logger.addHandler(self._log_handler)
             logger.propagate = False
+            if (line := status_line()) is not None:
+                line.sink = self.status
             self._live = Live(
                 console=self.console, auto_refresh=False, transient=False, redirect_stdout=False, redirect_stderr=False
             )
@@ -218,12 +277,26 @@ class RichView:
         return self._live
 
 
+def running_lines(running: Sequence[RunningScenario]) -> list[Text]:
+    """The scenarios running now, longest first, with how long each has run."""
+    if not running:
+        return []
+    lines = [Text(f"running now ({len(running)}):", style="bold")]
+    shown = running[:RUNNING_SHOWN]
+    width = max(len(item.agent) for item in shown)
+    for item in shown:
+        lines.append(Text(f"  {_duration(item.elapsed_ms):>8}  {item.agent:<{width}}  {item.scenario}"))
+    if len(running) > RUNNING_SHOWN:
+        lines.append(Text(f"  … and {len(running) - RUNNING_SHOWN} more", style="dim"))
+    return lines
+
+
 def live_table(progress: WaitProgress) -> Table:
     """The live view: one row, with its bar, per agent."""
     title = f"{progress.job_name} · {progress.state} · waiting {_duration(progress.elapsed_ms)}"
     table = Table(title=Text(title), box=box.SIMPLE, title_justify="left")
-    for column in ("agent", "model", "progress", "done", "failures", "avg score", "elapsed"):
-        table.add_column(column, justify="right" if column in ("done", "failures", "avg score", "elapsed") else "left")
+    for column in ("agent", "model", "progress", "done", "failures", "avg score", "pass rate", "elapsed"):
+        table.add_column(column, justify="left" if column in ("agent", "model", "progress") else "right")
     for agent in progress.agents:
         expected = "?" if agent.expected is None else str(agent.expected)
         failures = agent.n_failed + agent.n_timeout
@@ -234,16 +307,23 @@ def live_table(progress: WaitProgress) -> Table:
             Text(f"{agent.done}/{expected}"),
             Text(str(failures), style="red" if failures else ""),
             Text(_score(agent.average_score)),
+            Text(_pass_rate(agent)),
             Text(_duration(agent.duration_ms)),
         )
     return table
+
+
+def _pass_rate(agent: AgentProgress) -> str:
+    rate = agent.pass_rate
+    return "—" if rate is None else f"{rate:.0%} ({agent.n_passed}/{agent.n_judged})"
 
 
 def final_report(result: WaitResult) -> RenderableType:
     """The end: per-agent table, failure reasons by type, dashboard links, and the verdict line."""
     parts: list[RenderableType] = []
     if result.summary is not None:
-        parts.append(agents_table(result.summary))
+        parts.append(agents_table(result.summary, result.passed))
+        parts.append(Text(PASSED_NOTE, style="dim"))
         parts.extend(_failure_lines(result.summary.failures))
         parts.extend(_link_lines(result.summary))
     style = "green" if result.exit_code == EXIT_OK else "red"
@@ -251,20 +331,26 @@ def final_report(result: WaitResult) -> RenderableType:
     return Group(*parts)
 
 
-def agents_table(summary: JobSummary) -> Table:
-    """One row per agent: model, average score, completed / failed / timed out, duration."""
+def agents_table(summary: JobSummary, passed: Mapping[str, int]) -> Table:
+    """One row per agent: model, average score, pass rate, passed / score < 1 / failed / timed out, duration.
+
+    Passed, score < 1 and failed split the scenarios as the JUnit file does (a pass, a `score` failure, a failure).
+    """
     title = f"{summary.job_name} ({summary.job_id}): {summary.state}"
     if summary.failure_reason:
         title += f" — {summary.failure_reason}"
     table = Table(title=Text(title), box=box.SIMPLE, title_justify="left")
-    for column in ("agent", "model", "avg score", "completed", "failed", "timed out", "duration"):
+    columns = ("agent", "model", "avg score", "pass rate", "passed", "score < 1", "failed", "timed out", "duration")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("agent", "model") else "right")
-    for agent in summary.agents:
+    for agent in wait_agents(summary, passed):
         table.add_row(
             Text(agent.agent_name or agent.benchmark_run_id),
             Text(agent.model_name or "—"),
             Text(_score(agent.average_score)),
-            Text(str(agent.n_completed)),
+            Text("—" if agent.pass_rate is None else f"{agent.pass_rate:.0%}"),
+            Text(str(agent.n_passed)),
+            Text(str(max(0, agent.n_completed - agent.n_passed))),
             Text(str(agent.n_failed)),
             Text(str(agent.n_timeout)),
             Text(_duration(agent.duration_ms)),
@@ -295,10 +381,22 @@ def _link_lines(summary: JobSummary) -> list[Text]:
     ]
 
 
-def _error_line(err: TextIO, result: WaitResult) -> None:
-    """Exit 4 (could not tell) and 2 (the JUnit file could not be written) also as one line on stderr."""
-    if result.exit_code in (EXIT_UNKNOWN, EXIT_USAGE):
+def _error_line(err: TextIO, result: WaitResult, *, shown_on: IO[str] | None = None) -> None:
+    """Exit 4 (could not tell) and 2 (the JUnit file could not be written) also as one line on stderr — unless
+    stderr is where the verdict line was just printed (the same terminal or file): an error is said once."""
+    if result.exit_code in (EXIT_UNKNOWN, EXIT_USAGE) and not (shown_on is not None and _same_file(err, shown_on)):
         _diagnostic(err, "error", result.reason)
+
+
+def _same_file(one: IO[str], other: IO[str]) -> bool:
+    """Whether two streams write to the same file, terminal or pipe."""
+    if one is other:
+        return True
+    try:
+        first, second = os.fstat(one.fileno()), os.fstat(other.fileno())
+    except (OSError, ValueError, AttributeError):  # io.StringIO and friends have no file
+        return False
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 
 
 def _diagnostic(err: TextIO, level: str, message: str) -> None:
