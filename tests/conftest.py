@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
+import psycopg
 import pytest
 from aiohttp.test_utils import TestServer
 
 from notifiers.protocol import NotifierContext
 from watcher.core.clock import ManualClock
 from watcher.simulator import Simulator, create_app
+from watcher.store.postgres import PostgresStore
 from watcher.store.protocol import NamespacedState
 from watcher.store.sqlite import SQLiteStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# The machine's PostgreSQL (trust auth); `.ci/run` makes sure it is running.
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 
@@ -67,3 +72,61 @@ async def context(session: aiohttp.ClientSession, tmp_path: Path) -> AsyncIterat
     """What a notifier gets: the shared session and durable state in a real SQLite file."""
     async with SQLiteStore(tmp_path / "notifier-state.db") as store:
         yield NotifierContext(session=session, state=NamespacedState(store, "notifier.test"))
+
+
+class Backend:
+    """A store backend for a test: SQLite files in the test's folder, or a PostgreSQL database of its own.
+
+    Each `name` is a separate store (an SQLite file; a PostgreSQL schema in the test's database), so a test can
+    keep several side by side, or reopen one by its name.
+    """
+
+    def __init__(self, kind: str, tmp_path: Path, database: str | None = None) -> None:
+        self.kind = kind
+        self._tmp_path = tmp_path
+        self._database = database
+        self._schemas: set[str] = set()
+
+    def location(self, name: str = "state") -> str:
+        """Where the store called `name` lives: a file path or a PostgreSQL URL."""
+        if self._database is None:
+            return str(self._tmp_path / f"{name}.db")
+        schema = name.replace("-", "_")
+        if schema not in self._schemas:
+            with psycopg.connect(self._url(), autocommit=True) as conn:
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'.encode())
+            self._schemas.add(schema)
+        return self._url(f"?options=-csearch_path%3D{schema}")
+
+    def store(
+        self, name: str = "state", *, step_hook: Callable[[str], None] | None = None
+    ) -> SQLiteStore | PostgresStore:
+        """The store called `name`, not yet opened."""
+        if self._database is None:
+            return SQLiteStore(self.location(name), step_hook=step_hook)
+        return PostgresStore(self.location(name), step_hook=step_hook)
+
+    def _url(self, query: str = "") -> str:
+        return f"postgresql://postgres@127.0.0.1:5432/{self._database}{query}"
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A PostgreSQL database of the test's own on the machine's server, dropped afterwards."""
+    name = f"bw_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"'.encode())
+    try:
+        yield name
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Every store test runs on both backends: the conformance suite."""
+    if request.param == "sqlite":
+        yield Backend("sqlite", tmp_path)
+        return
+    yield Backend("postgres", tmp_path, request.getfixturevalue("postgres_database"))

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import FIXTURES
 from watcher.app.config import load_config
 from watcher.config.loader import ConfigError
+from watcher.store import open_store
 
 BAD = sorted((FIXTURES / "bad_configs").glob("*.yaml"))
 BENCHWATCH = [sys.executable, "-m", "watcher"]
@@ -68,6 +69,17 @@ def test_the_state_path_is_relative_to_the_config_file(tmp_path: Path) -> None:
     path.parent.mkdir()
     path.write_text("state: {path: ./data/state.db}\n")
     assert load_config(path, {}).state_path() == tmp_path / "conf" / "data" / "state.db"
+
+
+def test_a_state_url_is_postgres_and_its_password_stays_secret(tmp_path: Path) -> None:
+    path = tmp_path / "benchwatch.yaml"
+    path.write_text("state:\n  url: postgresql://bw:${PGPASS}@db:5432/benchwatch\n")
+    loaded = load_config(path, {"PGPASS": "s3cr3t-pw"})
+    assert loaded.state_location() == "postgresql://bw:s3cr3t-pw@db:5432/benchwatch"
+    assert "s3cr3t-pw" not in repr(loaded.config) and "s3cr3t-pw" not in str(loaded.config.state)
+    assert repr(open_store(loaded.state_location())) == "PostgresStore('postgresql://bw:***@db:5432/benchwatch')"
+    path.write_text("runloop: {}\n")
+    assert load_config(path, {}).state_location() == tmp_path / "benchwatch.db"
 
 
 SECRETS = {

@@ -18,14 +18,14 @@ from aiohttp.test_utils import TestServer
 from notifiers.console import ConsoleConfig, ConsoleNotifier
 from notifiers.protocol import NotifierContext
 from notifiers.webhook import WebhookConfig, WebhookNotifier
-from notifiers.worker import DUE_BATCH, DeliveryPolicy, DeliveryWorker
-from tests.conftest import FakeSleep
+from notifiers.worker import DUE_BATCH, DeliveryPolicy, DeliveryWorker, Outbox
+from tests.conftest import Backend, FakeSleep
 from tests.fakes.base import Reply
 from tests.fakes.webhook import WebhookReceiver
 from watcher.app.sample import sample_notification
 from watcher.core.clock import ManualClock
 from watcher.core.notification import Notification
-from watcher.store.protocol import NamespacedState
+from watcher.store.protocol import NamespacedState, Store
 from watcher.store.sqlite import SQLiteStore
 
 SECRET = "whsec_" + "c2VjcmV0LWZvci1kZWxpdmVyeS10ZXN0cw=="
@@ -48,20 +48,21 @@ def _notes(notifier: str, count: int, clock: ManualClock) -> list[Notification]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Any:
-    async with SQLiteStore(tmp_path / "state.db") as opened:
+async def store(backend: Backend) -> Any:
+    """The outbox on each backend in turn: the store half of these tests is part of the conformance suite."""
+    async with backend.store() as opened:
         yield opened
 
 
 def _worker(
-    store: SQLiteStore, notifiers: dict[str, Any], clock: ManualClock, sleep: FakeSleep, **policy: Any
+    store: Outbox, notifiers: dict[str, Any], clock: ManualClock, sleep: FakeSleep, **policy: Any
 ) -> DeliveryWorker:
     policies = {name: DeliveryPolicy(**policy) for name in notifiers}
     return DeliveryWorker(store, notifiers, policies, clock=clock, sleep=sleep)
 
 
 async def test_notifications_go_out_once_and_every_attempt_is_recorded(
-    aiohttp_server: Any, store: SQLiteStore, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
+    aiohttp_server: Any, store: Store, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
 ) -> None:
     receiver, server = await _receiver(aiohttp_server)
     await store.commit(notifications=_notes("hook", 3, clock))
@@ -76,7 +77,7 @@ async def test_notifications_go_out_once_and_every_attempt_is_recorded(
 
 
 async def test_retryable_failures_wait_then_succeed_with_the_same_id(
-    aiohttp_server: Any, store: SQLiteStore, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
+    aiohttp_server: Any, store: Store, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
 ) -> None:
     receiver, server = await _receiver(aiohttp_server)
     receiver.then(Reply(503), Reply(429, headers={"Retry-After": "7"}))
@@ -100,7 +101,7 @@ async def test_retryable_failures_wait_then_succeed_with_the_same_id(
 
 
 async def test_permanent_failures_and_old_age_dead_letter(
-    aiohttp_server: Any, store: SQLiteStore, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
+    aiohttp_server: Any, store: Store, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
 ) -> None:
     receiver, server = await _receiver(aiohttp_server)
     receiver.then(Reply(400), *[Reply(500)] * 50)
@@ -119,7 +120,7 @@ async def test_permanent_failures_and_old_age_dead_letter(
 
 
 async def test_410_disables_the_notifier_and_others_carry_on(
-    aiohttp_server: Any, store: SQLiteStore, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
+    aiohttp_server: Any, store: Store, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
 ) -> None:
     gone, gone_server = await _receiver(aiohttp_server)
     gone.then(Reply(410))
@@ -136,7 +137,7 @@ async def test_410_disables_the_notifier_and_others_carry_on(
 
 
 async def test_a_slow_notifier_never_holds_back_another(
-    aiohttp_server: Any, store: SQLiteStore, context: NotifierContext, clock: ManualClock
+    aiohttp_server: Any, store: Store, context: NotifierContext, clock: ManualClock
 ) -> None:
     slow, slow_server = await _receiver(aiohttp_server)
     slow.then(*[Reply(200, delay_s=30)] * 2)
@@ -152,7 +153,7 @@ async def test_a_slow_notifier_never_holds_back_another(
 
 
 async def test_the_running_worker_reads_on_past_one_batch_of_due_notifications(
-    aiohttp_server: Any, store: SQLiteStore, context: NotifierContext, clock: ManualClock
+    aiohttp_server: Any, store: Store, context: NotifierContext, clock: ManualClock
 ) -> None:
     receiver, server = await _receiver(aiohttp_server)
     count = DUE_BATCH + 30
@@ -166,7 +167,7 @@ async def test_the_running_worker_reads_on_past_one_batch_of_due_notifications(
 
 
 async def test_the_running_worker_sends_a_rescheduled_notification_when_it_falls_due(
-    aiohttp_server: Any, store: SQLiteStore, context: NotifierContext, clock: ManualClock
+    aiohttp_server: Any, store: Store, context: NotifierContext, clock: ManualClock
 ) -> None:
     receiver, server = await _receiver(aiohttp_server)
     receiver.then(Reply(503, headers={"Retry-After": "0"}))
@@ -180,7 +181,7 @@ async def test_the_running_worker_sends_a_rescheduled_notification_when_it_falls
 
 
 async def test_the_rate_limit_spaces_sends(
-    aiohttp_server: Any, store: SQLiteStore, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
+    aiohttp_server: Any, store: Store, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
 ) -> None:
     receiver, server = await _receiver(aiohttp_server)
     await store.commit(notifications=_notes("hook", 5, clock))
@@ -191,10 +192,10 @@ async def test_the_rate_limit_spaces_sends(
     assert clock.now_ms() - started == 2000  # five starts at 0, 0.5, 1, 1.5, 2 s
 
 
-async def test_restart_keeps_the_notifier_state(tmp_path: Path, session: aiohttp.ClientSession) -> None:
-    async with SQLiteStore(tmp_path / "s.db") as store:
+async def test_restart_keeps_the_notifier_state(backend: Backend, session: aiohttp.ClientSession) -> None:
+    async with backend.store() as store:
         await NamespacedState(store, "notifier.team").put("k", "v1")
-    async with SQLiteStore(tmp_path / "s.db") as store:
+    async with backend.store() as store:
         assert await NamespacedState(store, "notifier.team").get("k") == "v1"
         assert await NamespacedState(store, "notifier.other").get("k") is None
 

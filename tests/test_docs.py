@@ -30,6 +30,7 @@ DOC_ENV = {
     "SLACK_BOT_TOKEN": "xoxb-doc",
     "SMTP_PASSWORD": "pw",
     "RESULTS_WEBHOOK_SECRET": "whsec_ZG9jcw==",
+    "PGPASSWORD": "pg-doc",
 }
 SECRET_FILE = re.compile(r"(\w+_file): (\S+)")
 

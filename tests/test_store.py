@@ -1,4 +1,5 @@
-"""The SQLite store: created and migrated on first use, atomic per poll, exactly once across interruptions."""
+"""The store, on both backends (the conformance suite): created and migrated on first use, atomic per poll,
+exactly once across interruptions. SQLite's group commit and file checks are tested on SQLite alone."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from tests.conftest import Backend
 from tests.recording import record, to_snapshot
 from watcher.app.tracker import JobTracker
 from watcher.core.clock import ManualClock
@@ -19,7 +22,9 @@ from watcher.core.records import StateRow
 from watcher.core.snapshot import Snapshot
 from watcher.diff.jobs import diff
 from watcher.simulator import SimJobSpec, Simulator
+from watcher.store import pgschema
 from watcher.store.errors import StoreError
+from watcher.store.postgres import PostgresStore
 from watcher.store.sqlite import SCHEMA_VERSION, SQLiteStore
 
 
@@ -38,30 +43,45 @@ def _timeline() -> list[Snapshot]:
     return [to_snapshot(line) for line in lines]
 
 
-async def _stored(path: Path) -> list[Event]:
-    async with SQLiteStore(path) as store:
+async def _stored(backend: Backend, name: str) -> list[Event]:
+    async with backend.store(name) as store:
         return [stored.event for stored in await store.events(limit=100_000)]
 
 
-async def test_created_on_first_use_and_reopened_with_its_state(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "state.db"
+def _schema_version(backend: Backend) -> tuple[int, ...] | None:
+    """The version row, read with the backend's own driver; None when the table is missing."""
+    location = backend.location()
+    if backend.kind == "sqlite":
+        with sqlite3.connect(location) as db:
+            return db.execute("SELECT version FROM schema_version").fetchone()  # type: ignore[no-any-return]
+    with psycopg.connect(location) as conn:
+        return conn.execute(b"SELECT version FROM schema_version").fetchone()
+
+
+async def test_created_on_first_use_and_reopened_with_its_state(backend: Backend) -> None:
     timeline = _timeline()
-    async with SQLiteStore(path) as store:
+    async with backend.store() as store:
         tracker = JobTracker(store)
         told = [event for snapshot in timeline[:40] for event in (await tracker.observe(snapshot)).events]
-    assert path.exists()
-    async with SQLiteStore(path) as store:
+    async with backend.store() as store:
         memories = await store.load_memories()
         assert set(memories) == {s.job.id for s in timeline}
         tracker = JobTracker(store)
         told += [event for snapshot in timeline[40:] for event in (await tracker.observe(snapshot)).events]
         assert [stored.event for stored in await store.events(limit=10_000)] == told
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+    expected = SCHEMA_VERSION if backend.kind == "sqlite" else pgschema.SCHEMA_VERSION
+    assert _schema_version(backend) == (expected,)
 
 
-async def test_events_filter_by_job_and_position(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "s.db") as store:
+async def test_an_sqlite_file_is_created_with_its_folders(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "state.db"
+    async with SQLiteStore(path):
+        pass
+    assert path.exists()
+
+
+async def test_events_filter_by_job_and_position(backend: Backend) -> None:
+    async with backend.store() as store:
         tracker = JobTracker(store)
         for snapshot in _timeline():
             await tracker.observe(snapshot)
@@ -73,27 +93,27 @@ async def test_events_filter_by_job_and_position(tmp_path: Path) -> None:
         assert [s.seq for s in later] == [s.seq for s in every[5:8]]
 
 
-async def test_recording_an_event_twice_keeps_one(tmp_path: Path) -> None:
+async def test_recording_an_event_twice_keeps_one(backend: Backend) -> None:
     snapshot = _timeline()[0]
-    async with SQLiteStore(tmp_path / "s.db") as store:
+    async with backend.store() as store:
         result = diff(None, snapshot)
         assert await store.commit(memory=result.memory, events=result.events) == 1
         assert await store.commit(memory=result.memory, events=result.events) == 0
         assert len(await store.events()) == 1
 
 
-async def _run_with_interruption(path: Path, timeline: list[Snapshot], fail_at: int) -> int:
-    """Observe the timeline, interrupting the `fail_at`-th commit step; then restart and observe it all again."""
-    steps = 0
+async def _run_with_interruption(backend: Backend, name: str, timeline: list[Snapshot], fail_at: int) -> list[str]:
+    """Observe the timeline, interrupting the `fail_at`-th commit step; then restart and observe it all again.
+    Returns the steps taken before the restart."""
+    steps: list[str] = []
 
     def hook(step: str) -> None:
-        nonlocal steps
-        steps += 1
-        if steps == fail_at:
+        steps.append(step)
+        if len(steps) == fail_at:
             raise Interrupted(step)
 
     interrupted_at = -1
-    async with SQLiteStore(path, step_hook=hook) as store:
+    async with backend.store(name, step_hook=hook) as store:
         tracker = JobTracker(store)
         for index, snapshot in enumerate(timeline):
             try:
@@ -102,28 +122,39 @@ async def _run_with_interruption(path: Path, timeline: list[Snapshot], fail_at: 
                 interrupted_at = index
                 break
     # A restart: a new process, a new tracker; it polls again from where the store says it was.
-    async with SQLiteStore(path) as store:
+    async with backend.store(name) as store:
         tracker = JobTracker(store)
         for snapshot in timeline[max(interrupted_at, 0) :] if interrupted_at >= 0 else []:
             await tracker.observe(snapshot)
     return steps
 
 
-async def test_an_interruption_at_any_step_loses_nothing_and_repeats_nothing(tmp_path: Path) -> None:
+async def test_an_interruption_at_any_step_loses_nothing_and_repeats_nothing(backend: Backend) -> None:
     timeline = _timeline()
-    async with SQLiteStore(tmp_path / "clean.db") as store:
+    async with backend.store("clean") as store:
         tracker = JobTracker(store)
         for snapshot in timeline:
             await tracker.observe(snapshot)
-    expected = [(e.job_id, e.kind, e.model_dump(exclude={"id", "at_ms"})) for e in await _stored(tmp_path / "clean.db")]
-    total_steps = await _run_with_interruption(tmp_path / "count.db", timeline, fail_at=0)
-    assert total_steps > 100
-    for fail_at in range(1, total_steps + 1, 3 if total_steps > 400 else 1):
-        path = tmp_path / f"crash-{fail_at}.db"
-        await _run_with_interruption(path, timeline, fail_at)
-        got = [(e.job_id, e.kind, e.model_dump(exclude={"id", "at_ms"})) for e in await _stored(path)]
+    expected = [(e.job_id, e.kind, e.model_dump(exclude={"id", "at_ms"})) for e in await _stored(backend, "clean")]
+    steps = await _run_with_interruption(backend, "count", timeline, fail_at=0)
+    assert len(steps) > 100
+    for fail_at in _fail_points(backend, steps):
+        name = f"crash-{fail_at}"
+        await _run_with_interruption(backend, name, timeline, fail_at)
+        got = [(e.job_id, e.kind, e.model_dump(exclude={"id", "at_ms"})) for e in await _stored(backend, name)]
         assert got == expected, f"interrupted at commit step {fail_at}"
-        path.unlink()
+
+
+def _fail_points(backend: Backend, steps: list[str]) -> list[int]:
+    """Every step on SQLite; on a server a run costs ten times more, so the first, a middle and the last of each
+    kind of step (begin, memory, event, before and after commit)."""
+    if backend.kind == "sqlite":
+        return list(range(1, len(steps) + 1, 3 if len(steps) > 400 else 1))
+    firsts: dict[str, list[int]] = {}
+    for number, step in enumerate(steps, start=1):
+        firsts.setdefault(step.partition(":")[0], []).append(number)
+    assert set(firsts) >= {"begin", "memory", "event", "before_commit", "after_commit"}
+    return sorted({n for numbers in firsts.values() for n in (numbers[0], numbers[len(numbers) // 2], numbers[-1])})
 
 
 async def _until(condition: Callable[[], bool], deadline_s: float = 10.0) -> None:
@@ -167,14 +198,38 @@ async def test_writes_queued_together_share_a_commit_and_a_failing_one_fails_alo
     assert steps == alone + together
 
 
-async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "future.db"
-    async with SQLiteStore(path):
+async def test_a_newer_schema_is_refused(backend: Backend) -> None:
+    async with backend.store():
         pass
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE schema_version SET version = 99")
+    if backend.kind == "sqlite":
+        with sqlite3.connect(backend.location()) as db:
+            db.execute("UPDATE schema_version SET version = 99")
+    else:
+        with psycopg.connect(backend.location()) as conn:
+            conn.execute(b"UPDATE schema_version SET version = 99")
     with pytest.raises(StoreError, match="schema v99 is newer"):
-        await SQLiteStore(path).open()
+        await backend.store().open()
+
+
+async def test_replicas_starting_together_migrate_once(backend: Backend) -> None:
+    stores = [backend.store() for _ in range(4)]
+    await asyncio.gather(*(store.open() for store in stores))
+    try:
+        assert _schema_version(backend) in {(SCHEMA_VERSION,), (pgschema.SCHEMA_VERSION,)}
+        assert await stores[0].commit(events=[diff(None, _timeline()[0]).events[0]]) == 1
+        assert [len(await store.events()) for store in stores] == [1, 1, 1, 1]
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+
+
+async def test_a_server_that_is_not_there_is_a_one_line_error_without_the_password() -> None:
+    store = PostgresStore("postgresql://bw:hunter2@127.0.0.1:1/db", connect_timeout_s=1)
+    assert "hunter2" not in repr(store)
+    with pytest.raises(StoreError) as caught:
+        await store.open()
+    message = str(caught.value)
+    assert message.startswith("postgresql://bw:***@127.0.0.1:1/db: cannot use as a benchwatch database")
+    assert "hunter2" not in message and "\n" not in message
 
 
 async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:

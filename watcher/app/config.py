@@ -18,6 +18,7 @@ from rules.timeintervals import TimeIntervalConfig
 from watcher.api.client import DEFAULT_BASE_URL
 from watcher.config.durations import DurationMs
 from watcher.config.loader import ConfigError, ConfigProblem, StrictModel, format_path, load_yaml, validate_file
+from watcher.store.location import is_postgres_url
 
 MIN_TOKEN_CHARS = 16
 
@@ -81,10 +82,23 @@ class HttpSection(StrictModel):
         return value
 
 
-class StateSection(StrictModel):
-    """`state:` where the SQLite file lives (relative paths: from the config file's folder)."""
+DEFAULT_STATE_PATH = "./benchwatch.db"
 
-    path: str = "./benchwatch.db"
+
+class StateSection(StrictModel):
+    """`state:` where the state lives — `path:` an SQLite file (relative paths: from the config file's folder),
+    for one process; or `url:` a PostgreSQL database, for one or more replicas. Exactly one of the two."""
+
+    path: str | None = None
+    url: SecretStr | None = Field(None, description="postgresql://user[:password]@host:port/database")
+
+    @model_validator(mode="after")
+    def _one_location(self) -> Self:
+        if self.path is not None and self.url is not None:
+            raise ValueError("give either path (SQLite, one process) or url (PostgreSQL, replicas), not both")
+        if self.url is not None and not is_postgres_url(self.url.get_secret_value()):
+            raise ValueError("url must start with postgresql:// (for an SQLite file, use path)")
+        return self
 
 
 class BaselineSection(StrictModel):
@@ -127,9 +141,15 @@ class LoadedConfig:
         self.path = path
 
     def state_path(self) -> Path:
-        """The SQLite file, relative paths taken from the config file's folder."""
-        state = Path(self.config.state.path)
+        """The SQLite file, relative paths taken from the config file's folder (the default one if the config
+        names a PostgreSQL URL instead)."""
+        state = Path(self.config.state.path or DEFAULT_STATE_PATH)
         return state if state.is_absolute() else (self.path.parent / state)
+
+    def state_location(self) -> str | Path:
+        """Where the store lives: the PostgreSQL URL (secret: never log it) or the SQLite file."""
+        url = self.config.state.url
+        return url.get_secret_value() if url is not None else self.state_path()
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> LoadedConfig:

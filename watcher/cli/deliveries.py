@@ -16,13 +16,16 @@ from watcher.cli.errors import UsageError
 from watcher.core.clock import SystemClock
 from watcher.core.records import OutboxItem
 from watcher.store import open_store
+from watcher.store.location import is_postgres_url, redact_url
 
 
-def _state_path(args: argparse.Namespace) -> Path:
+def _state_path(args: argparse.Namespace) -> str | Path:
+    """The SQLite file or the PostgreSQL URL (never printed: it may hold a password)."""
     if args.state is not None:
-        return Path(args.state)
+        state = str(args.state)
+        return state if is_postgres_url(state) else Path(state)
     if args.config is not None:
-        return load_config(args.config).state_path()
+        return load_config(args.config).state_location()
     raise UsageError("give --config CONFIG or --state DB to find the state database")
 
 
@@ -42,7 +45,7 @@ def _line(item: OutboxItem) -> str:
 async def list_deliveries(args: argparse.Namespace) -> int:
     """`benchwatch deliveries list`: the outbox, newest last, with each entry's last error."""
     path = _state_path(args)
-    if not path.exists():
+    if isinstance(path, Path) and not path.exists():
         raise UsageError(f"{path}: no state database yet")
     status = None if args.status == "all" else args.status
     async with open_store(path) as store:
@@ -62,7 +65,7 @@ async def retry_delivery(args: argparse.Namespace) -> int:
     async with open_store(path) as store:
         item = await store.outbox_item(args.id)
         if item is None:
-            raise UsageError(f"no notification {args.id!r} in {path} (or the prefix is ambiguous)")
+            raise UsageError(f"no notification {args.id!r} in {redact_url(str(path))} (or the prefix is ambiguous)")
         await store.requeue(item.notification.id, clock.now_ms())
         print(f"{item.notification.id}: pending again (was {item.status})")
         if not args.send:
@@ -82,7 +85,7 @@ async def flush_outbox(args: argparse.Namespace) -> int:
     """`benchwatch deliveries flush --config C`: send what is due now (retries scheduled later stay pending)."""
     loaded = load_config(args.config)
     clock = SystemClock()
-    async with open_store(loaded.state_path()) as store, aiohttp.ClientSession() as session:
+    async with open_store(loaded.state_location()) as store, aiohttp.ClientSession() as session:
         worker = build_worker(loaded.config, store, session, clock)
         started = await worker.drain()
         counts = await store.outbox_counts()
@@ -98,7 +101,7 @@ async def test_notify(args: argparse.Namespace) -> int:
         known = ", ".join(sorted(config.notifiers)) or "none"
         raise UsageError(f"no notifier {args.notifier!r} in {args.config} (known: {known})")
     clock = SystemClock()
-    async with open_store(loaded.state_path()) as store, aiohttp.ClientSession() as session:
+    async with open_store(loaded.state_location()) as store, aiohttp.ClientSession() as session:
         notifier = build_notifiers(config, store, session, clock)[args.notifier]
         notification = sample_notification(args.notifier, clock.now_ms())
         started = time.monotonic()

@@ -266,7 +266,7 @@ def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _add_state_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="the config file (its state.path is used)")
-    p.add_argument("--state", type=Path, help="the state database, instead of --config")
+    p.add_argument("--state", help="the state database (an SQLite file or a postgresql:// URL), instead of --config")
 
 
 def _add_deliveries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

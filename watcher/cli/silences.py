@@ -17,6 +17,7 @@ from watcher.app.silences import request_from_args as silence_request
 from watcher.cli.errors import UsageError
 from watcher.core.clock import SystemClock
 from watcher.store import open_store
+from watcher.store.location import redact_url
 
 
 def _when(ms: int) -> str:
@@ -39,7 +40,7 @@ async def add(args: argparse.Namespace) -> int:
         request = silence_request(args.match, now_ms=now_ms, for_=args.for_, until=args.until, comment=args.comment)
     except SilenceError as exc:
         raise UsageError(str(exc)) from None
-    async with open_store(loaded.state_path()) as store:
+    async with open_store(loaded.state_location()) as store:
         silence = await add_silence(store, request, now_ms)
     print(silence.id)
     return 0
@@ -48,7 +49,7 @@ async def add(args: argparse.Namespace) -> int:
 async def list_command(args: argparse.Namespace) -> int:
     """`benchwatch silences list`: every runtime silence, newest first (as JSON with --json)."""
     loaded = load_config(args.config)
-    async with open_store(loaded.state_path()) as store:
+    async with open_store(loaded.state_location()) as store:
         silences = await list_silences(store)
     now_ms = SystemClock().now_ms()
     if args.json:
@@ -65,10 +66,10 @@ async def expire(args: argparse.Namespace) -> int:
     """`benchwatch silences expire ID`: end a silence now."""
     loaded = load_config(args.config)
     now_ms = SystemClock().now_ms()
-    async with open_store(loaded.state_path()) as store:
+    async with open_store(loaded.state_location()) as store:
         try:
             silence = await expire_silence(store, args.id, now_ms)
         except UnknownSilence:
-            raise UsageError(f"no silence {args.id!r} in {loaded.state_path()}") from None
+            raise UsageError(f"no silence {args.id!r} in {redact_url(str(loaded.state_location()))}") from None
     print(f"{silence.id}: expired at {_when(silence.ends_ms)}")
     return 0

@@ -1,15 +1,20 @@
 """The store: the watcher's durable memory — job memories, events, the outbox, rule state — behind one protocol.
 
-`open_store(location)` is the one place a backend is chosen: a file path (or `:memory:`) is SQLite.
+`open_store(location)` is the one place a backend is chosen: a `postgresql://` (or `postgres://`) URL is
+PostgreSQL, for several replicas; anything else is an SQLite file path (or `:memory:`), for one process.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from watcher.store.location import is_postgres_url
+from watcher.store.postgres import PostgresStore
 from watcher.store.sqlite import SQLiteStore
 
 
-def open_store(location: str | Path) -> SQLiteStore:
+def open_store(location: str | Path) -> SQLiteStore | PostgresStore:
     """The store at `location`, not yet opened: use it as `async with open_store(...) as store`."""
+    if isinstance(location, str) and is_postgres_url(location):
+        return PostgresStore(location)
     return SQLiteStore(location)

@@ -1,0 +1,69 @@
+"""The PostgreSQL schema, as versioned migrations applied at start under an advisory lock.
+
+Each entry moves the schema one version up; never edit a released one, append another.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# The key of the advisory lock that serialises migrations of concurrently starting replicas ("benchwat").
+MIGRATION_LOCK_KEY: Final = 0x62656E6368776174
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE jobs (
+        job_id      TEXT PRIMARY KEY,
+        memory      TEXT NOT NULL,
+        updated_ms  BIGINT NOT NULL
+    );
+    CREATE TABLE events (
+        seq     BIGSERIAL PRIMARY KEY,
+        id      TEXT NOT NULL UNIQUE,
+        job_id  TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        at_ms   BIGINT NOT NULL,
+        body    TEXT NOT NULL
+    );
+    CREATE INDEX events_by_job ON events (job_id, seq);
+    CREATE TABLE state_rows (
+        namespace   TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        PRIMARY KEY (namespace, key)
+    );
+    CREATE TABLE outbox (
+        id               TEXT PRIMARY KEY,
+        notifier         TEXT NOT NULL,
+        rule             TEXT NOT NULL,
+        created_ms       BIGINT NOT NULL,
+        body             TEXT NOT NULL,
+        status           TEXT NOT NULL DEFAULT 'pending',
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms  BIGINT NOT NULL DEFAULT 0,
+        last_reason      TEXT,
+        last_error       TEXT,
+        done_ms          BIGINT
+    );
+    CREATE INDEX outbox_by_status ON outbox (status, created_ms);
+    CREATE INDEX outbox_due ON outbox (status, next_attempt_ms);
+    CREATE TABLE deliveries (
+        seq              BIGSERIAL PRIMARY KEY,
+        notification_id  TEXT NOT NULL,
+        notifier         TEXT NOT NULL,
+        attempt          INTEGER NOT NULL,
+        started_ms       BIGINT NOT NULL,
+        finished_ms      BIGINT NOT NULL,
+        outcome          TEXT NOT NULL,
+        reason           TEXT,
+        error            TEXT
+    );
+    CREATE INDEX deliveries_by_notification ON deliveries (notification_id, seq)
+    """,
+)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def statements(script: str) -> list[str]:
+    """The statements of a migration script (our scripts hold no ';' inside literals)."""
+    return [statement.strip() for statement in script.split(";") if statement.strip()]

@@ -1,0 +1,381 @@
+"""The PostgreSQL store: the same `Store` as SQLite, on a server several replicas share.
+
+Connections come from a psycopg pool; each call borrows one and runs whole — a poll's consequences are one
+transaction. Migrations run at open in one transaction under `pg_advisory_xact_lock`, so replicas starting together
+migrate once. The URL's password never appears in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Final
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from watcher.core.events import Event, event_from_json, event_to_json
+from watcher.core.memory import JobMemory
+from watcher.core.notification import Notification
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus, StateRow
+from watcher.store.errors import StoreError
+from watcher.store.location import redact_url
+from watcher.store.pgschema import MIGRATION_LOCK_KEY, MIGRATIONS, SCHEMA_VERSION, statements
+from watcher.store.protocol import StoredEvent
+
+_OUTBOX_COLUMNS: Final = "body, status, attempts, next_attempt_ms, last_reason, last_error, done_ms"
+CONNECT_TIMEOUT_S: Final = 5.0
+
+
+class PostgresStore:
+    """`Store` on a PostgreSQL database, migrated on open.
+
+    `step_hook`, when given, is called with the name of each step of a commit (as `SQLiteStore` does), so tests
+    can interrupt a commit at every point.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        step_hook: Callable[[str], None] | None = None,
+        pool_size: int = 4,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    ) -> None:
+        self._url = url
+        self.path = redact_url(url)  # what messages name the store by
+        self._step_hook = step_hook
+        self._pool_size = pool_size
+        self._connect_timeout_s = connect_timeout_s
+        self._pool: AsyncConnectionPool | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.path!r})"
+
+    async def __aenter__(self) -> PostgresStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Connect, then bring the schema up to date (one replica at a time)."""
+        if self._pool is not None:
+            return
+        pool = AsyncConnectionPool(
+            self._url,
+            min_size=1,
+            max_size=self._pool_size,
+            open=False,
+            kwargs={"autocommit": True, "connect_timeout": max(1, round(self._connect_timeout_s))},
+            timeout=self._connect_timeout_s,
+            name="benchwatch",
+        )
+        try:
+            await self._probe()  # one direct connection first: a server that is not there is told at once
+            await pool.open(wait=True, timeout=self._connect_timeout_s)
+            self._pool = pool
+            await self._migrate()
+        except (psycopg.Error, TimeoutError) as exc:
+            await self.close()
+            await pool.close()
+            raise StoreError(f"{self.path}: cannot use as a benchwatch database: {_one_line(exc)}") from None
+        except BaseException:
+            await self.close()
+            await pool.close()
+            raise
+
+    async def _probe(self) -> None:
+        connection = await psycopg.AsyncConnection.connect(
+            self._url, connect_timeout=max(1, round(self._connect_timeout_s))
+        )
+        await connection.close()
+
+    async def close(self) -> None:
+        """Close every connection; safe to call twice."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    def _pool_or_fail(self) -> AsyncConnectionPool:
+        if self._pool is None:
+            raise StoreError(f"{self.path}: store is not open")
+        return self._pool
+
+    async def _migrate(self) -> None:
+        async with self._pool_or_fail().connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = await (await conn.execute("SELECT version FROM schema_version")).fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: database schema v{version} is newer than this benchwatch (v{SCHEMA_VERSION});"
+                    " upgrade"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                for statement in statements(MIGRATIONS[number]):
+                    await conn.execute(statement.encode())
+            if version != SCHEMA_VERSION:
+                await conn.execute("DELETE FROM schema_version")
+                await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+
+    async def _select(self, query: str, params: Sequence[object] = ()) -> list[Any]:
+        try:
+            async with self._pool_or_fail().connection() as conn:
+                cursor = await conn.execute(query.encode(), params)
+                return await cursor.fetchall()
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"{self.path}: {_one_line(exc)}") from None
+
+    def _step(self, name: str) -> None:
+        if self._step_hook is not None:
+            self._step_hook(name)
+
+    # -- the Store interface ----------------------------------------------------------------------
+
+    async def load_memory(self, job_id: str) -> JobMemory | None:
+        """What the watcher knew of a job, or None."""
+        rows = await self._select("SELECT memory FROM jobs WHERE job_id = %s", (job_id,))
+        return JobMemory.model_validate_json(rows[0][0]) if rows else None
+
+    async def load_memories(self) -> dict[str, JobMemory]:
+        """Every job's memory, by job id."""
+        rows = await self._select("SELECT job_id, memory FROM jobs ORDER BY job_id")
+        return {row[0]: JobMemory.model_validate_json(row[1]) for row in rows}
+
+    async def commit(
+        self,
+        *,
+        memory: JobMemory | None = None,
+        events: Sequence[Event] = (),
+        state_rows: Sequence[StateRow] = (),
+        notifications: Sequence[Notification] = (),
+    ) -> int:
+        """Record a poll's consequences in one transaction; returns how many events were new."""
+        try:
+            async with self._pool_or_fail().connection() as conn:
+                self._step("begin")
+                async with conn.transaction():
+                    added = await self._record_poll(conn, memory, events, state_rows, notifications)
+                    self._step("before_commit")
+                self._step("after_commit")
+                return added
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"{self.path}: {_one_line(exc)}") from None
+
+    async def _record_poll(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        memory: JobMemory | None,
+        events: Sequence[Event],
+        state_rows: Sequence[StateRow],
+        notifications: Sequence[Notification],
+    ) -> int:
+        if memory is not None:
+            await self._write_memory(conn, memory)
+        added = 0
+        for index, event in enumerate(events):
+            cursor = await conn.execute(
+                "INSERT INTO events (id, job_id, kind, at_ms, body) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (id) DO NOTHING",
+                (event.id, event.job_id, event.kind, event.at_ms, event_to_json(event)),
+            )
+            added += cursor.rowcount
+            self._step(f"event:{index}")
+        for index, row in enumerate(state_rows):
+            await _write_state_row(conn, row)
+            self._step(f"state:{index}")
+        for index, n in enumerate(notifications):
+            await conn.execute(
+                "INSERT INTO outbox (id, notifier, rule, created_ms, body) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (id) DO NOTHING",
+                (n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json()),
+            )
+            self._step(f"notification:{index}")
+        return added
+
+    async def _write_memory(self, conn: psycopg.AsyncConnection[Any], memory: JobMemory) -> None:
+        await conn.execute(
+            "INSERT INTO jobs (job_id, memory, updated_ms) VALUES (%s, %s, %s)"
+            " ON CONFLICT (job_id) DO UPDATE SET memory = excluded.memory, updated_ms = excluded.updated_ms",
+            (memory.job_id, memory.model_dump_json(), memory.last_seen_ms),
+        )
+        self._step("memory")
+
+    async def get_state(self, namespace: str, key: str) -> str | None:
+        """One state row's body, or None."""
+        rows = await self._select("SELECT body FROM state_rows WHERE namespace = %s AND key = %s", (namespace, key))
+        return str(rows[0][0]) if rows else None
+
+    async def put_state(self, namespace: str, key: str, body: str) -> None:
+        """Write one state row on its own (committed at once)."""
+        await self.commit(state_rows=[StateRow(namespace, key, body)])
+
+    async def load_state_rows(self, namespace: str) -> list[StateRow]:
+        """Every state row of a namespace, by key."""
+        rows = await self._select(
+            'SELECT key, body FROM state_rows WHERE namespace = %s ORDER BY key COLLATE "C"', (namespace,)
+        )
+        return [StateRow(namespace, str(row[0]), str(row[1])) for row in rows]
+
+    async def outbox_items(
+        self, *, status: str | None = None, limit: int = 1000, newest_first: bool = False
+    ) -> list[OutboxItem]:
+        """Outbox entries, oldest (or newest) first, optionally of one status (pending, sent, dead)."""
+        where = " WHERE status = %s" if status is not None else ""
+        params: list[object] = [*([status] if status is not None else []), limit]
+        order = 'created_ms DESC, id COLLATE "C" DESC' if newest_first else 'created_ms, id COLLATE "C"'
+        return await self._outbox_query(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox{where} ORDER BY {order} LIMIT %s", params
+        )
+
+    async def outbox_item(self, notification_id: str) -> OutboxItem | None:
+        """One outbox entry by notification id (a unique prefix of at least 6 characters also finds it)."""
+        items = await self._outbox_query(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id = %s OR (length(%s) >= 6 AND starts_with(id, %s)) LIMIT 2",
+            [notification_id, notification_id, notification_id],
+        )
+        return items[0] if len(items) == 1 else None
+
+    async def due_notifications(
+        self, now_ms: int, *, limit: int = 200, exclude: Collection[str] = ()
+    ) -> list[OutboxItem]:
+        """Pending notifications whose next attempt is due, the longest-waiting first, but for `exclude`."""
+        return await self._outbox_query(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_ms <= %s"
+            ' AND NOT (id = ANY(%s)) ORDER BY next_attempt_ms, created_ms, id COLLATE "C" LIMIT %s',
+            [now_ms, list(exclude), limit],
+        )
+
+    async def next_attempt_ms(self, *, after_ms: int = -1) -> int | None:
+        """When the next pending notification is due (later than `after_ms`), if any."""
+        rows = await self._select(
+            "SELECT min(next_attempt_ms) FROM outbox WHERE status = 'pending' AND next_attempt_ms > %s", (after_ms,)
+        )
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def record_delivery(self, attempt: DeliveryAttempt, *, status: OutboxStatus, next_attempt_ms: int) -> None:
+        """Record one delivery attempt and the notification's new status, in one transaction."""
+        try:
+            async with self._pool_or_fail().connection() as conn, conn.transaction():
+                await _insert_attempt(conn, attempt)
+                self._step("delivery:attempt")
+                await conn.execute(
+                    "UPDATE outbox SET status = %s, attempts = %s, next_attempt_ms = %s, last_reason = %s,"
+                    " last_error = %s, done_ms = %s WHERE id = %s",
+                    (
+                        status.value,
+                        attempt.attempt,
+                        next_attempt_ms,
+                        attempt.reason,
+                        attempt.error,
+                        attempt.finished_ms if status != OutboxStatus.PENDING else None,
+                        attempt.notification_id,
+                    ),
+                )
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"{self.path}: {_one_line(exc)}") from None
+
+    async def requeue(self, notification_id: str, now_ms: int) -> bool:
+        """Send a dead-lettered (or sent) notification again: back to pending, due now."""
+        async with self._pool_or_fail().connection() as conn:
+            cursor = await conn.execute(
+                "UPDATE outbox SET status = 'pending', next_attempt_ms = %s, done_ms = NULL WHERE id = %s",
+                (now_ms, notification_id),
+            )
+            return cursor.rowcount == 1
+
+    async def deliveries(self, notification_id: str) -> list[DeliveryAttempt]:
+        """Every recorded attempt of one notification, in order."""
+        rows = await self._select(
+            "SELECT notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error"
+            " FROM deliveries WHERE notification_id = %s ORDER BY seq",
+            (notification_id,),
+        )
+        return [_attempt(row) for row in rows]
+
+    async def outbox_counts(self) -> dict[str, int]:
+        """How many notifications are pending, sent and dead."""
+        rows = await self._select("SELECT status, count(*) FROM outbox GROUP BY status")
+        return {str(row[0]): int(row[1]) for row in rows}
+
+    async def _outbox_query(self, query: str, params: list[object]) -> list[OutboxItem]:
+        rows = await self._select(query, params)
+        return [_outbox_item(row) for row in rows]
+
+    async def events(
+        self,
+        *,
+        job_id: str | None = None,
+        since_seq: int = 0,
+        limit: int = 1000,
+        kind: str | None = None,
+        newest_first: bool = False,
+    ) -> list[StoredEvent]:
+        """Recorded events in recording order (or newest first), after `since_seq`, optionally of one job and
+        one kind."""
+        query = "SELECT seq, body FROM events WHERE seq > %s"
+        params: list[object] = [since_seq]
+        if job_id is not None:
+            query += " AND job_id = %s"
+            params.append(job_id)
+        if kind is not None:
+            query += " AND kind = %s"
+            params.append(kind)
+        query += f" ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT %s"
+        params.append(limit)
+        rows = await self._select(query, params)
+        return [StoredEvent(int(row[0]), event_from_json(row[1])) for row in rows]
+
+
+async def _write_state_row(conn: psycopg.AsyncConnection[Any], row: StateRow) -> None:
+    if row.body is None:
+        await conn.execute("DELETE FROM state_rows WHERE namespace = %s AND key = %s", (row.namespace, row.key))
+    else:
+        await conn.execute(
+            "INSERT INTO state_rows (namespace, key, body) VALUES (%s, %s, %s)"
+            " ON CONFLICT (namespace, key) DO UPDATE SET body = excluded.body",
+            (row.namespace, row.key, row.body),
+        )
+
+
+async def _insert_attempt(conn: psycopg.AsyncConnection[Any], attempt: DeliveryAttempt) -> None:
+    await conn.execute(
+        "INSERT INTO deliveries (notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason,"
+        " error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            attempt.notification_id,
+            attempt.notifier,
+            attempt.attempt,
+            attempt.started_ms,
+            attempt.finished_ms,
+            attempt.outcome.value,
+            attempt.reason,
+            attempt.error,
+        ),
+    )
+
+
+def _outbox_item(row: Sequence[Any]) -> OutboxItem:
+    return OutboxItem(
+        notification=Notification.model_validate_json(row[0]),
+        status=OutboxStatus(row[1]),
+        attempts=row[2],
+        next_attempt_ms=row[3],
+        last_reason=row[4],
+        last_error=row[5],
+        done_ms=row[6],
+    )
+
+
+def _attempt(row: Sequence[Any]) -> DeliveryAttempt:
+    notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error = row
+    return DeliveryAttempt(
+        notification_id, notifier, attempt, started_ms, finished_ms, DeliveryOutcome(outcome), reason, error
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    """A driver error as one line (libpq's messages span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
