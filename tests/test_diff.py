@@ -283,6 +283,25 @@ def test_the_same_input_gives_the_same_ids_and_ids_are_unique() -> None:
     assert len(ids) == len(set(ids)) and all(i.startswith("ev_") for i in ids)
 
 
+def test_the_same_fact_gets_the_same_id_whenever_and_by_whomever_observed() -> None:
+    # Two replicas diff the same stored memory; they poll at different moments and see the same changes.
+    start = diff(None, snap(job("queued"), 0)).memory
+    change = job("running", runs=[in_progress("r1", "a")])
+    runs = {"r1": [scenario_run("r1", "s1", "failed")]}
+    early, late = diff(start, snap(change, 1_000, runs)), diff(start, snap(change, 29_000, runs))
+    assert [e.kind for e in early.events] == ["run.started", "scenario.failed", "job.progress", "job.state_changed"]
+    assert [e.id for e in early.events] == [e.id for e in late.events]
+    assert [e.at_ms for e in early.events] != [e.at_ms for e in late.events]  # what differs is only when
+
+
+def test_a_fact_that_recurs_gets_a_new_id() -> None:
+    steps, _ = play(snap(job("queued"), 0), snap(job("running"), 1), snap(job("queued"), 2), snap(job("running"), 3))
+    (first,), _, (again,) = steps[1:]
+    assert (first.kind, again.kind) == ("job.state_changed", "job.state_changed")
+    assert first.model_dump(exclude={"id", "at_ms"}) == again.model_dump(exclude={"id", "at_ms"})
+    assert first.id != again.id
+
+
 def test_unchanged_fingerprint_skips_the_diff() -> None:
     view = snap(job(), 0)
     first = diff(None, Snapshot(job=view.job, at_ms=1, fingerprint="abc"))

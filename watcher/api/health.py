@@ -26,7 +26,7 @@ class ApiHealth:
         event = None
         if self.reported_ms is not None and self.first_failure_ms is not None:
             event = WatcherApiRecovered(
-                id=event_id("", "watcher.api_recovered", str(self.first_failure_ms), now_ms),
+                id=event_id("", "watcher.api_recovered", str(self.first_failure_ms)),
                 job_id="",
                 job_name="",
                 at_ms=now_ms,
@@ -50,7 +50,7 @@ class ApiHealth:
             return None
         self.reported_ms = now_ms
         return WatcherApiUnreachable(
-            id=event_id("", "watcher.api_unreachable", str(self.first_failure_ms), now_ms),
+            id=event_id("", "watcher.api_unreachable", str(self.first_failure_ms)),
             job_id="",
             job_name="",
             at_ms=now_ms,

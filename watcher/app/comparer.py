@@ -59,7 +59,7 @@ class JobComparer:
             log.warning("comparing job %s with its baseline failed: %s", job.id, exc)
             return (), rows
         event = JobCompared(
-            id=event_id(job.id, "job.compared", compared.baseline.job_id, snapshot.at_ms),
+            id=event_id(job.id, "job.compared", compared.baseline.job_id),  # once per job (then archived)
             job_id=job.id,
             job_name=job.name,
             at_ms=snapshot.at_ms,

@@ -1,7 +1,8 @@
 """Events: what changed about a job, as frozen, typed values in a union discriminated by `kind`.
 
 Each serialises to one JSON object: the envelope (`id`, `kind`, `job_id`, `job_name`, `at_ms`) first, then the
-kind's fields in a fixed order. Ids are derived from the input, so the same snapshots always give the same ids.
+kind's fields in a fixed order. Ids are derived from the fact, not from when it was observed (`event_id`), so the
+same snapshots always give the same ids, and so do two replicas that observe the same change.
 """
 
 from __future__ import annotations
@@ -232,9 +233,11 @@ def events_json_schema() -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
-def event_id(job_id: str, kind: str, key: str, at_ms: int) -> str:
-    """A stable id: the same job, kind, subject and observation time always give the same id."""
-    digest = hashlib.blake2b(f"{job_id}\x1f{kind}\x1f{key}\x1f{at_ms}".encode(), digest_size=12).hexdigest()
+def event_id(job_id: str, kind: str, identity: str, value: str = "") -> str:
+    """A stable id derived from the fact — the job, the kind, what it is about (`identity`: a run id, a scenario)
+    and what it became (`value`) — never from who observed it or when: replicas, restarts and replays that observe
+    one fact agree on its id, so the store records it once."""
+    digest = hashlib.blake2b(f"{job_id}\x1f{kind}\x1f{identity}\x1f{value}".encode(), digest_size=12).hexdigest()
     return f"ev_{digest}"
 
 

@@ -100,7 +100,7 @@ def _discover(snapshot: Snapshot) -> DiffResult:
     counters = _counters(job, outcomes, runs)
     unresolved = _apply_observed({}, observed)
     event = JobDiscovered(
-        id=event_id(job.id, "job.discovered", "", snapshot.at_ms),
+        id=event_id(job.id, "job.discovered", ""),  # once per job: the first commit of its memory
         job_id=job.id,
         job_name=job.name,
         at_ms=snapshot.at_ms,
@@ -163,10 +163,13 @@ class _Differ:
         )
         return DiffResult(tuple(self.events), memory, tuple(self.warnings))
 
-    def _envelope(self, kind: str, key: str) -> _Envelope:
+    def _envelope(self, kind: str, identity: str, value: str = "") -> _Envelope:
+        """The envelope of an event; its id from the fact. A fact that can recur (a state entered again, a score
+        back to an earlier number) also carries the time of the last change the stored memory records — the same
+        for every replica diffing from that memory, unlike the observation time."""
         at_ms = self.snapshot.at_ms
         return _Envelope(
-            id=event_id(self.job.id, kind, key, at_ms),
+            id=event_id(self.job.id, kind, identity, value),
             job_id=self.job.id,
             job_name=self.job.name,
             at_ms=at_ms,
@@ -187,9 +190,18 @@ class _Differ:
     def _scenarios(self, observed: Iterable[_Observed], runs: Mapping[str, RunMemo]) -> None:
         for seen in observed:
             previous = self.memory.unresolved.get(seen.run_id, {}).get(seen.definition_id)
-            event = _scenario_event(seen, previous, runs[seen.run_id].agent_name, self._envelope)
+            event = _scenario_event(seen, previous, runs[seen.run_id].agent_name, self._scenario_envelope)
             if event is not None:
                 self.events.append(event)
+
+    def _scenario_envelope(self, kind: str, identity: str) -> _Envelope:
+        # A scenario can fail, recover and fail again: its attempt's run id and the memory's version tell them apart.
+        return self._envelope(kind, identity, self._since)
+
+    @property
+    def _since(self) -> str:
+        """The stored memory's last change: what a recurring fact follows."""
+        return str(self.memory.last_change_ms)
 
     def _run_finished(self, runs: Mapping[str, RunMemo]) -> None:
         for run_id, outcome in sorted(self.outcomes.items()):
@@ -206,7 +218,7 @@ class _Differ:
                 continue
             self.events.append(
                 ScoreChanged(
-                    **self._envelope("score.changed", run_id),
+                    **self._envelope("score.changed", run_id, f"{old!r}->{new!r}@{self._since}"),
                     benchmark_run_id=run_id,
                     agent_name=runs[run_id].agent_name,
                     old_score=old,
@@ -217,7 +229,8 @@ class _Differ:
 
     def _progress(self, counters: Counters) -> None:
         if counters != self.memory.counters:
-            self.events.append(JobProgress(**self._envelope("job.progress", ""), **dict(counters)))
+            value = f"{counters.model_dump_json()}@{self._since}"
+            self.events.append(JobProgress(**self._envelope("job.progress", "", value), **dict(counters)))
 
     def _state(self) -> bool:
         """Append the state event, if any; returns whether the job is now finished."""
@@ -243,7 +256,8 @@ class _Differ:
                 )
             )
             return True
-        self.events.append(JobStateChanged(**self._envelope("job.state_changed", now), from_state=before, to_state=now))
+        envelope = self._envelope("job.state_changed", before, f"{now}@{self._since}")
+        self.events.append(JobStateChanged(**envelope, from_state=before, to_state=now))
         return False
 
 
@@ -263,7 +277,7 @@ def _scenario_event(
     recovered = seen.state == ScenarioState.COMPLETED and previous in _BAD_STATES
     if not failed and not recovered:
         return None  # most scenarios: checked before building anything
-    key = f"{seen.run_id}/{seen.definition_id}"
+    key = f"{seen.run_id}/{seen.definition_id}/{seen.scenario_run_id or ''}"
     fields = ScenarioFields(
         benchmark_run_id=seen.run_id,
         agent_name=agent_name,

@@ -15,7 +15,7 @@ def stall(memory: JobMemory, now_ms: int, stall_after_ms: int) -> tuple[JobStall
     if quiet_ms < stall_after_ms:
         return None
     event = JobStalled(
-        id=event_id(memory.job_id, "job.stalled", str(memory.last_change_ms), now_ms),
+        id=event_id(memory.job_id, "job.stalled", "", str(memory.last_change_ms)),  # once per quiet spell
         job_id=memory.job_id,
         job_name=memory.job_name,
         at_ms=now_ms,
@@ -33,7 +33,7 @@ def vanish(memory: JobMemory, now_ms: int) -> tuple[JobVanished, JobMemory] | No
     if memory.vanished:
         return None
     event = JobVanished(
-        id=event_id(memory.job_id, "job.vanished", "", now_ms),
+        id=event_id(memory.job_id, "job.vanished", "", str(memory.last_change_ms)),
         job_id=memory.job_id,
         job_name=memory.job_name,
         at_ms=now_ms,
