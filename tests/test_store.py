@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -240,3 +241,34 @@ async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
     path.write_text("hello, not sqlite\n" * 100)
     with pytest.raises(StoreError, match="cannot use as a benchwatch database"):
         await SQLiteStore(path).open()
+
+
+async def test_a_second_process_on_one_sqlite_file_is_refused_at_once_but_read_commands_open_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    config = tmp_path / "benchwatch.yaml"
+    config.write_text(
+        "runloop: {base_url: 'http://127.0.0.1:9', api_key: k}\nwatch: {jobs: [bmj_1]}\nstate: {path: ./state.db}\n"
+    )
+    async with SQLiteStore(path, exclusive=True):
+        with pytest.raises(StoreError, match="another benchwatch process is using this state file") as caught:
+            await SQLiteStore(path, exclusive=True).open()  # a second open file description: refused as a process is
+        assert "state: {url: postgresql://" in str(caught.value)
+        second = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "watcher", "run", "--config", str(config),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(second.communicate(), timeout=30)
+        assert second.returncode == 2
+        (line,) = err.decode().splitlines()
+        assert line.startswith(f"benchwatch: error: {path}: another benchwatch process is using this state file")
+        reader = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "watcher", "deliveries", "list", "--state", str(path),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(reader.communicate(), timeout=30)
+        assert reader.returncode == 0, err.decode()
+        assert "0 pending" in out.decode()
+    async with SQLiteStore(path, exclusive=True):  # closed: free again
+        pass

@@ -56,7 +56,7 @@ class Service:
         self.metrics = Metrics()
         self.health = ApiHealth(self.config.watch.api_unreachable_after_ms)
         self.status: StatusServer | None = None
-        self._store = open_store(loaded.state_location())
+        self._store = open_store(loaded.state_location(), exclusive=True)
         self._cycle_lock = asyncio.Lock()
         self._last_cycle_end_s: float | None = None
         self._cycles = 0

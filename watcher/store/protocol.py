@@ -20,6 +20,35 @@ class StoredEvent:
     event: Event
 
 
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """The jobs a replica may poll now, and which of them it has just taken over (their memories in its cache
+    may be stale: reload them from the store)."""
+
+    held: frozenset[str]
+    acquired: frozenset[str]
+
+
+class Coordination(Protocol):
+    """How replicas share the work: leases on jobs, the rule-timer claim. One SQLite process holds everything."""
+
+    holder: str
+    """This replica's name in leases, claims and `/api/jobs`."""
+
+    async def hold(self, job_ids: Collection[str], now_ms: int) -> Holding:
+        """Renew this replica's leases, take its share of free or expired ones (`job_ids` and orphans), let go of
+        leases on jobs no longer in `job_ids` (they came to rest); the heartbeat of a replica."""
+        ...
+
+    async def claim_timers(self, now_ms: int) -> bool:
+        """Whether this replica is the one that flushes rule timers now (taking the claim if free or expired)."""
+        ...
+
+    async def lease_holders(self) -> dict[str, str]:
+        """Which replica holds each leased job, as last written."""
+        ...
+
+
 class Store(Protocol):
     """Durable job memories and events. SQLite implements it; a PostgreSQL twin can too.
 

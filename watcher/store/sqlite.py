@@ -28,7 +28,8 @@ from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus, StateRow
 from watcher.store.errors import StoreError
-from watcher.store.protocol import StoredEvent
+from watcher.store.filelock import StateFileLock
+from watcher.store.protocol import Holding, StoredEvent
 
 # Each entry moves the schema one version up; never edit a released one, append another.
 MIGRATIONS: Final[tuple[str, ...]] = (
@@ -97,13 +98,24 @@ T = TypeVar("T")
 class SQLiteStore:
     """`Store` on an SQLite file (or `":memory:"`), created and migrated on open.
 
-    `step_hook`, when given, is called with the name of each step of a commit; tests raise from it to
-    interrupt a commit at every point and prove that nothing is half-recorded.
+    With `exclusive` (what `benchwatch run` asks for), the file is this process's alone: a second process asking
+    the same is refused at open (read commands open it without). `step_hook`, when given, is called with the name
+    of each step of a commit; tests raise from it to interrupt a commit at every point and prove that nothing is
+    half-recorded.
     """
 
-    def __init__(self, path: str | Path = "benchwatch.db", *, step_hook: Callable[[str], None] | None = None) -> None:
+    holder = "this process"  # the one replica an SQLite file has
+
+    def __init__(
+        self,
+        path: str | Path = "benchwatch.db",
+        *,
+        step_hook: Callable[[str], None] | None = None,
+        exclusive: bool = False,
+    ) -> None:
         self.path = str(path)
         self._step_hook = step_hook
+        self._lock = StateFileLock(self.path) if exclusive and self.path != ":memory:" else None
         self._db: sqlite3.Connection | None = None
         # One thread owns the connection and runs one call at a time: transactions never interleave.
         self._thread: ThreadPoolExecutor | None = None
@@ -125,6 +137,8 @@ class SQLiteStore:
             return
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if self._lock is not None:
+            self._lock.acquire()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="benchwatch-sqlite")
         try:
             await self._run(self._open)
@@ -145,6 +159,8 @@ class SQLiteStore:
         finally:
             self._thread = None
             thread.shutdown(wait=False)
+            if self._lock is not None:
+                self._lock.release()
 
     async def _run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`call` on the connection's thread."""
@@ -224,6 +240,20 @@ class SQLiteStore:
     def _step(self, name: str) -> None:
         if self._step_hook is not None:
             self._step_hook(name)
+
+    # -- Coordination: one process holds everything ------------------------------------------------
+
+    async def hold(self, job_ids: Collection[str], now_ms: int) -> Holding:
+        """Every job: an SQLite file has one process."""
+        return Holding(frozenset(job_ids), frozenset())
+
+    async def claim_timers(self, now_ms: int) -> bool:
+        """Always this process."""
+        return True
+
+    async def lease_holders(self) -> dict[str, str]:
+        """No leases on SQLite."""
+        return {}
 
     # -- the Store interface ----------------------------------------------------------------------
 
