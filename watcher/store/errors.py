@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class StoreError(Exception):
     """The database cannot be used (newer schema, not a benchwatch database, unreadable)."""
+
+
+class LeaseLostError(StoreError):
+    """A replica tried to commit a job whose lease it no longer holds (fencing): nothing was written."""

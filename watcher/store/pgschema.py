@@ -60,7 +60,31 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX deliveries_by_notification ON deliveries (notification_id, seq)
     """,
+    """
+    CREATE TABLE job_leases (
+        job_id      TEXT PRIMARY KEY,
+        holder      TEXT NOT NULL,
+        epoch       BIGINT NOT NULL,
+        expires_ms  BIGINT NOT NULL
+    );
+    CREATE INDEX job_leases_by_holder ON job_leases (holder);
+    CREATE TABLE replicas (
+        holder   TEXT PRIMARY KEY,
+        seen_ms  BIGINT NOT NULL
+    );
+    CREATE TABLE claims (
+        name        TEXT PRIMARY KEY,
+        holder      TEXT NOT NULL,
+        epoch       BIGINT NOT NULL,
+        expires_ms  BIGINT NOT NULL
+    );
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claim_expires_ms BIGINT NOT NULL DEFAULT 0
+    """,
 )
+# Replicas reallocating leases take this transaction lock, one at a time ("leases").
+LEASE_LOCK_KEY: Final = 0x6C6561736573
+OUTBOX_CHANNEL: Final = "benchwatch_outbox"
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

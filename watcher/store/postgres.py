@@ -7,7 +7,13 @@ migrate once. The URL's password never appears in a repr, a log line or an error
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any, Final
 
 import psycopg
@@ -17,13 +23,23 @@ from watcher.core.events import Event, event_from_json, event_to_json
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus, StateRow
-from watcher.store.errors import StoreError
+from watcher.store import pgleases
+from watcher.store.errors import LeaseLostError, StoreError
 from watcher.store.location import redact_url
-from watcher.store.pgschema import MIGRATION_LOCK_KEY, MIGRATIONS, SCHEMA_VERSION, statements
-from watcher.store.protocol import StoredEvent
+from watcher.store.pgschema import MIGRATION_LOCK_KEY, MIGRATIONS, OUTBOX_CHANNEL, SCHEMA_VERSION, statements
+from watcher.store.protocol import Holding, StoredEvent
+
+log = logging.getLogger("benchwatch.store")
 
 _OUTBOX_COLUMNS: Final = "body, status, attempts, next_attempt_ms, last_reason, last_error, done_ms"
 CONNECT_TIMEOUT_S: Final = 5.0
+DEFAULT_LEASE_TTL_MS: Final = 15_000
+LISTEN_RETRY_S: Final = 1.0
+
+
+def default_holder() -> str:
+    """A replica's name: host, process, and a random tail (a restarted process is a new replica)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class PostgresStore:
@@ -40,13 +56,20 @@ class PostgresStore:
         step_hook: Callable[[str], None] | None = None,
         pool_size: int = 4,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        holder: str | None = None,
+        lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
     ) -> None:
         self._url = url
         self.path = redact_url(url)  # what messages name the store by
+        self.holder = holder or default_holder()
+        self.lease_ttl_ms = lease_ttl_ms
+        self.reachable = True  # false from a failed round trip to the next good one: /readyz answers 503
         self._step_hook = step_hook
         self._pool_size = pool_size
         self._connect_timeout_s = connect_timeout_s
         self._pool: AsyncConnectionPool | None = None
+        # Fencing: once this replica holds leases, a job's memory is committed only under the epoch it holds.
+        self._epochs: dict[str, int] | None = None
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.path!r})"
@@ -92,10 +115,15 @@ class PostgresStore:
         await connection.close()
 
     async def close(self) -> None:
-        """Close every connection; safe to call twice."""
+        """Let go of leases and claims (others take over at once), close every connection; safe to call twice."""
         pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        if pool is None:
+            return
+        if self._epochs is not None:
+            with contextlib.suppress(psycopg.Error, TimeoutError):
+                async with pool.connection(timeout=self._connect_timeout_s) as conn, conn.transaction():
+                    await pgleases.release_all(conn, self.holder)
+        await pool.close()
 
     def _pool_or_fail(self) -> AsyncConnectionPool:
         if self._pool is None:
@@ -120,13 +148,21 @@ class PostgresStore:
                 await conn.execute("DELETE FROM schema_version")
                 await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
 
-    async def _select(self, query: str, params: Sequence[object] = ()) -> list[Any]:
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection; a lost server becomes `StoreError` (and `reachable` false until the next success)."""
         try:
-            async with self._pool_or_fail().connection() as conn:
-                cursor = await conn.execute(query.encode(), params)
-                return await cursor.fetchall()
+            async with self._pool_or_fail().connection(timeout=self._connect_timeout_s) as conn:
+                yield conn
         except psycopg.OperationalError as exc:
+            self.reachable = False
             raise StoreError(f"{self.path}: {_one_line(exc)}") from None
+        self.reachable = True
+
+    async def _select(self, query: str, params: Sequence[object] = ()) -> list[Any]:
+        async with self._connection() as conn:
+            cursor = await conn.execute(query.encode(), params)
+            return await cursor.fetchall()
 
     def _step(self, name: str) -> None:
         if self._step_hook is not None:
@@ -152,17 +188,26 @@ class PostgresStore:
         state_rows: Sequence[StateRow] = (),
         notifications: Sequence[Notification] = (),
     ) -> int:
-        """Record a poll's consequences in one transaction; returns how many events were new."""
-        try:
-            async with self._pool_or_fail().connection() as conn:
-                self._step("begin")
-                async with conn.transaction():
-                    added = await self._record_poll(conn, memory, events, state_rows, notifications)
-                    self._step("before_commit")
-                self._step("after_commit")
-                return added
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"{self.path}: {_one_line(exc)}") from None
+        """Record a poll's consequences in one transaction; returns how many events were new. Once this replica
+        holds leases, a job's memory is written only under the lease's epoch (`LeaseLostError` otherwise)."""
+        async with self._connection() as conn:
+            self._step("begin")
+            async with conn.transaction():
+                if memory is not None:
+                    await self._fence(conn, memory.job_id)
+                added = await self._record_poll(conn, memory, events, state_rows, notifications)
+                if notifications:  # delivered at COMMIT: every replica's worker looks at once
+                    await conn.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))
+                self._step("before_commit")
+            self._step("after_commit")
+            return added
+
+    async def _fence(self, conn: psycopg.AsyncConnection[Any], job_id: str) -> None:
+        if self._epochs is None:
+            return  # not leasing (a one-off command, a test of the store alone)
+        if not await pgleases.check_epoch(conn, self.holder, job_id, self._epochs.get(job_id)):
+            self._epochs.pop(job_id, None)
+            raise LeaseLostError(f"{job_id}: this replica no longer holds the job's lease; its poll is not recorded")
 
     async def _record_poll(
         self,
@@ -241,49 +286,106 @@ class PostgresStore:
     async def due_notifications(
         self, now_ms: int, *, limit: int = 200, exclude: Collection[str] = ()
     ) -> list[OutboxItem]:
-        """Pending notifications whose next attempt is due, the longest-waiting first, but for `exclude`."""
-        return await self._outbox_query(
-            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_ms <= %s"
-            ' AND NOT (id = ANY(%s)) ORDER BY next_attempt_ms, created_ms, id COLLATE "C" LIMIT %s',
-            [now_ms, list(exclude), limit],
+        """Pending notifications whose next attempt is due, the longest-waiting first, but for `exclude` — each
+        claimed for this replica (`FOR UPDATE SKIP LOCKED`, a claim lease of `lease_ttl_ms`): another replica's
+        live claim is skipped, an expired one (its replica died) taken over."""
+        items = await self._outbox_query(
+            "UPDATE outbox SET claimed_by = %s, claim_expires_ms = %s WHERE id IN ("
+            " SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_ms <= %s AND NOT (id = ANY(%s))"
+            " AND (claimed_by IS NULL OR claimed_by = %s OR claim_expires_ms <= %s)"
+            ' ORDER BY next_attempt_ms, created_ms, id COLLATE "C" LIMIT %s FOR UPDATE SKIP LOCKED)'
+            f" RETURNING {_OUTBOX_COLUMNS}",
+            [self.holder, now_ms + self.lease_ttl_ms, now_ms, list(exclude), self.holder, now_ms, limit],
         )
+        return sorted(items, key=_due_order)
 
     async def next_attempt_ms(self, *, after_ms: int = -1) -> int | None:
-        """When the next pending notification is due (later than `after_ms`), if any."""
+        """When the next pending notification is due (later than `after_ms`), if any; one claimed by another
+        replica counts from when its claim expires."""
+        due = (
+            "CASE WHEN claimed_by IS NULL OR claimed_by = %s THEN next_attempt_ms"
+            " ELSE greatest(next_attempt_ms, claim_expires_ms) END"
+        )
         rows = await self._select(
-            "SELECT min(next_attempt_ms) FROM outbox WHERE status = 'pending' AND next_attempt_ms > %s", (after_ms,)
+            f"SELECT min({due}) FROM outbox WHERE status = 'pending' AND {due} > %s",
+            (self.holder, self.holder, after_ms),
         )
         return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
+    # -- Coordination: leases, claims, wake-ups ---------------------------------------------------
+
+    async def hold(self, job_ids: Collection[str], now_ms: int) -> Holding:
+        """The heartbeat: renew this replica's leases (and its outbox claims), take its share of free or expired
+        ones, let go of the rest; returns what it holds and what it has just taken over."""
+        async with self._connection() as conn, conn.transaction():
+            held = await pgleases.hold(conn, self.holder, job_ids, now_ms, self.lease_ttl_ms)
+            await pgleases.renew_outbox_claims(conn, self.holder, now_ms, self.lease_ttl_ms)
+        before = self._epochs or {}
+        self._epochs = held
+        acquired = frozenset(job_id for job_id, epoch in held.items() if before.get(job_id) != epoch)
+        return Holding(frozenset(held), acquired)
+
+    async def claim_timers(self, now_ms: int) -> bool:
+        """Whether this replica flushes the rule timers now (the claim taken or renewed)."""
+        async with self._connection() as conn:
+            return await pgleases.claim(conn, pgleases.RULE_TIMERS, self.holder, now_ms, self.lease_ttl_ms)
+
+    async def lease_holders(self) -> dict[str, str]:
+        """Which replica holds each job, as last written."""
+        rows = await self._select("SELECT job_id, holder FROM job_leases WHERE holder <> ''")
+        return {str(row[0]): str(row[1]) for row in rows}
+
+    async def outbox_claims(self) -> int:
+        """How many pending notifications this replica has claimed (its sends in flight)."""
+        rows = await self._select(
+            "SELECT count(*) FROM outbox WHERE status = 'pending' AND claimed_by = %s", (self.holder,)
+        )
+        return int(rows[0][0])
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call `wake` whenever any replica commits notifications (LISTEN/NOTIFY), until cancelled. A lost
+        connection is retried every second; `wake` is called after each reconnect, for what was missed."""
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout_s))
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {OUTBOX_CHANNEL}".encode())
+                    wake()
+                    async for _ in conn.notifies():
+                        wake()
+            except psycopg.Error as exc:
+                log.debug("outbox listener: %s; reconnecting", _one_line(exc))
+            await asyncio.sleep(LISTEN_RETRY_S)
+
     async def record_delivery(self, attempt: DeliveryAttempt, *, status: OutboxStatus, next_attempt_ms: int) -> None:
         """Record one delivery attempt and the notification's new status, in one transaction."""
-        try:
-            async with self._pool_or_fail().connection() as conn, conn.transaction():
-                await _insert_attempt(conn, attempt)
-                self._step("delivery:attempt")
-                await conn.execute(
-                    "UPDATE outbox SET status = %s, attempts = %s, next_attempt_ms = %s, last_reason = %s,"
-                    " last_error = %s, done_ms = %s WHERE id = %s",
-                    (
-                        status.value,
-                        attempt.attempt,
-                        next_attempt_ms,
-                        attempt.reason,
-                        attempt.error,
-                        attempt.finished_ms if status != OutboxStatus.PENDING else None,
-                        attempt.notification_id,
-                    ),
-                )
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"{self.path}: {_one_line(exc)}") from None
+        async with self._connection() as conn, conn.transaction():
+            await _insert_attempt(conn, attempt)
+            self._step("delivery:attempt")
+            await conn.execute(
+                "UPDATE outbox SET status = %s, attempts = %s, next_attempt_ms = %s, last_reason = %s,"
+                " last_error = %s, done_ms = %s, claimed_by = NULL, claim_expires_ms = 0 WHERE id = %s",
+                (
+                    status.value,
+                    attempt.attempt,
+                    next_attempt_ms,
+                    attempt.reason,
+                    attempt.error,
+                    attempt.finished_ms if status != OutboxStatus.PENDING else None,
+                    attempt.notification_id,
+                ),
+            )
 
     async def requeue(self, notification_id: str, now_ms: int) -> bool:
         """Send a dead-lettered (or sent) notification again: back to pending, due now."""
-        async with self._pool_or_fail().connection() as conn:
+        async with self._connection() as conn, conn.transaction():
             cursor = await conn.execute(
                 "UPDATE outbox SET status = 'pending', next_attempt_ms = %s, done_ms = NULL WHERE id = %s",
                 (now_ms, notification_id),
             )
+            await conn.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))
             return cursor.rowcount == 1
 
     async def deliveries(self, notification_id: str) -> list[DeliveryAttempt]:
@@ -367,6 +469,10 @@ def _outbox_item(row: Sequence[Any]) -> OutboxItem:
         last_error=row[5],
         done_ms=row[6],
     )
+
+
+def _due_order(item: OutboxItem) -> tuple[int, int, str]:
+    return item.next_attempt_ms, item.notification.created_ms, item.notification.id
 
 
 def _attempt(row: Sequence[Any]) -> DeliveryAttempt:

@@ -1,0 +1,131 @@
+"""Replicas on one PostgreSQL database, at the store: job leases shared fairly, fencing at commit, outbox claims
+with SKIP LOCKED and a claim lease, the rule-timer claim, LISTEN/NOTIFY wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Backend
+from tests.test_delivery import _notes
+from tests.test_store import _timeline
+from watcher.core.clock import ManualClock
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus
+from watcher.diff.jobs import diff
+from watcher.store.errors import LeaseLostError
+from watcher.store.postgres import PostgresStore
+
+TTL_MS = 5_000
+JOBS = ["bmj_a", "bmj_b", "bmj_c", "bmj_d", "bmj_e"]
+
+
+@pytest.fixture
+async def replicas(postgres_database: str, tmp_path: Path) -> AsyncIterator[list[PostgresStore]]:
+    backend = Backend("postgres", tmp_path, postgres_database)
+    stores = [PostgresStore(backend.location(), holder=name, lease_ttl_ms=TTL_MS) for name in ("r1", "r2", "r3")]
+    for store in stores:
+        await store.open()
+    yield stores
+    for store in stores:
+        await store.close()
+
+
+async def test_leases_are_shared_fairly_and_a_newcomer_gets_its_share(
+    replicas: list[PostgresStore], clock: ManualClock
+) -> None:
+    r1, r2, _ = replicas
+    assert (await r1.hold(JOBS, clock.now_ms())).held == frozenset(JOBS)  # alone: everything
+    assert (await r2.hold(JOBS, clock.now_ms())).held == frozenset()  # all held: it waits for its share
+    clock.advance(1000)
+    kept = (await r1.hold(JOBS, clock.now_ms())).held  # two replicas now: r1 lets go of what exceeds 3
+    taken = await r2.hold(JOBS, clock.now_ms())
+    assert len(kept) == 3 and taken.held == taken.acquired == frozenset(JOBS) - kept
+    assert await r1.lease_holders() == {job: ("r1" if job in kept else "r2") for job in JOBS}
+
+
+async def test_a_dead_replicas_jobs_are_taken_over_after_the_ttl_and_its_commit_is_fenced(
+    replicas: list[PostgresStore], clock: ManualClock
+) -> None:
+    r1, r2, _ = replicas
+    snapshot = _timeline()[0]
+    job_id = snapshot.job.id
+    await r1.hold([job_id], clock.now_ms())
+    result = diff(None, snapshot)
+    assert await r1.commit(memory=result.memory, events=result.events) == 1
+    clock.advance(TTL_MS - 1)
+    assert (await r2.hold([job_id], clock.now_ms())).held == frozenset()  # r1's lease still runs
+    clock.advance(1)  # r1 stopped renewing (paused, partitioned, killed): its lease expires
+    assert (await r2.hold([job_id], clock.now_ms())).acquired == {job_id}
+    later = diff(result.memory, _timeline()[30])
+    with pytest.raises(LeaseLostError, match="no longer holds the job's lease"):
+        await r1.commit(memory=later.memory, events=later.events)  # the paused replica wakes up: refused
+    assert await r1.load_memory(job_id) == result.memory and len(await r1.events()) == 1  # nothing of it written
+    assert await r2.commit(memory=later.memory, events=later.events) == len(later.events)
+    assert (await r1.hold([job_id], clock.now_ms())).held == frozenset()  # r2 holds it now
+
+
+async def test_a_replica_stopping_in_order_hands_over_at_once(
+    replicas: list[PostgresStore], clock: ManualClock
+) -> None:
+    r1, r2, _ = replicas
+    await r1.hold(JOBS, clock.now_ms())
+    assert await r1.claim_timers(clock.now_ms())
+    await r1.close()
+    assert (await r2.hold(JOBS, clock.now_ms())).held == frozenset(JOBS)  # no TTL to wait for
+    assert await r2.claim_timers(clock.now_ms())
+
+
+async def test_a_notification_is_claimed_by_one_replica_and_a_dead_claim_is_taken_over(
+    replicas: list[PostgresStore], clock: ManualClock
+) -> None:
+    r1, _, r3 = replicas
+    await r1.commit(notifications=_notes("hook", 6, clock))
+    got = await asyncio.gather(*(r.due_notifications(clock.now_ms(), limit=3) for r in replicas))
+    ids = [item.notification.id for items in got for item in items]
+    assert sorted(ids) == [f"nt_hook_{i:03d}" for i in range(6)]  # every one claimed, none twice
+    sent = got[0][0]
+    await r1.record_delivery(
+        DeliveryAttempt(
+            sent.notification.id, "hook", 1, clock.now_ms(), clock.now_ms(), DeliveryOutcome.SENT, None, None
+        ),
+        status=OutboxStatus.SENT,
+        next_attempt_ms=0,
+    )
+    assert await r3.due_notifications(clock.now_ms()) == []  # the others' claims are live
+    assert await r3.next_attempt_ms(after_ms=clock.now_ms()) == clock.now_ms() + TTL_MS  # when they expire
+    clock.advance(TTL_MS)  # r1 and r2 died with their sends in flight
+    taken = [item.notification.id for item in await r3.due_notifications(clock.now_ms())]
+    assert sorted(taken) == sorted(set(ids) - {sent.notification.id} - {i.notification.id for i in got[2]})
+    assert await r1.outbox_claims() == 0 and await r3.outbox_claims() == 5
+
+
+async def test_rule_timers_are_flushed_by_one_replica(replicas: list[PostgresStore], clock: ManualClock) -> None:
+    r1, r2, r3 = replicas
+    assert [await r.claim_timers(clock.now_ms()) for r in replicas] == [True, False, False]
+    clock.advance(TTL_MS - 1)
+    assert await r1.claim_timers(clock.now_ms())  # renewed
+    clock.advance(TTL_MS)
+    assert [await r.claim_timers(clock.now_ms()) for r in (r2, r3, r1)] == [True, False, False]
+
+
+async def test_a_commit_with_notifications_wakes_every_replicas_worker(
+    replicas: list[PostgresStore], clock: ManualClock
+) -> None:
+    r1, r2, _ = replicas
+    woken = asyncio.Event()
+    listener = asyncio.create_task(r2.listen(woken.set))
+    try:
+        async with asyncio.timeout(10):
+            await woken.wait()  # the listener is connected: it wakes once on (re)connecting
+        woken.clear()
+        started = time.monotonic()
+        await r1.commit(notifications=_notes("hook", 1, clock))
+        async with asyncio.timeout(10):
+            await woken.wait()
+        assert time.monotonic() - started < 1.0
+    finally:
+        listener.cancel()

@@ -1,0 +1,120 @@
+"""Replicas sharing the work on PostgreSQL: job leases with epochs, a fair share each, the rule-timer claim.
+
+A lease row (job id, holder, epoch, expiry) says which replica polls a job. Each heartbeat a replica renews its
+leases and takes its share of the free or expired ones; when a new replica appears, the others let go of what
+exceeds their share, and it takes that on its next heartbeat. Taking a lease moves its epoch on: a commit that
+carries an older epoch is refused (fencing), so a replica that was paused past its lease cannot write stale
+memories. Reallocation runs under a transaction-level advisory lock, one replica at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from typing import Any, Final
+
+import psycopg
+
+from watcher.store.pgschema import LEASE_LOCK_KEY
+
+RULE_TIMERS: Final = "rule-timers"
+
+Conn = psycopg.AsyncConnection[Any]
+
+
+async def hold(conn: Conn, holder: str, job_ids: Collection[str], now_ms: int, ttl_ms: int) -> dict[str, int]:
+    """In one transaction: renew, let go of jobs no longer wanted or beyond the share, take the share; returns
+    the leases held (job id → epoch)."""
+    wanted = sorted(job_ids)
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEASE_LOCK_KEY,))
+    await conn.execute(
+        "INSERT INTO replicas (holder, seen_ms) VALUES (%s, %s)"
+        " ON CONFLICT (holder) DO UPDATE SET seen_ms = excluded.seen_ms",
+        (holder, now_ms),
+    )
+    # Jobs that came to rest leave the table: nobody needs to poll them.
+    await conn.execute("DELETE FROM job_leases WHERE holder = %s AND NOT (job_id = ANY(%s))", (holder, wanted))
+    await conn.execute(
+        "INSERT INTO job_leases (job_id, holder, epoch, expires_ms) SELECT unnest(%s::text[]), '', 0, 0"
+        " ON CONFLICT (job_id) DO NOTHING",
+        (wanted,),
+    )
+    mine = await _pairs(
+        conn,
+        "UPDATE job_leases SET expires_ms = %s WHERE holder = %s RETURNING job_id, epoch",
+        (now_ms + ttl_ms, holder),
+    )
+    share = await _share(conn, now_ms, ttl_ms)
+    if len(mine) > share:
+        excess = sorted(mine)[share:]
+        await conn.execute(
+            "UPDATE job_leases SET holder = '', expires_ms = 0 WHERE holder = %s AND job_id = ANY(%s)", (holder, excess)
+        )
+        return {job_id: epoch for job_id, epoch in mine.items() if job_id not in excess}
+    if len(mine) < share:
+        mine |= await _pairs(
+            conn,
+            "UPDATE job_leases SET holder = %s, epoch = epoch + 1, expires_ms = %s WHERE job_id IN ("
+            " SELECT job_id FROM job_leases WHERE expires_ms <= %s ORDER BY job_id LIMIT %s FOR UPDATE SKIP LOCKED)"
+            " RETURNING job_id, epoch",
+            (holder, now_ms + ttl_ms, now_ms, share - len(mine)),
+        )
+    return mine
+
+
+async def _share(conn: Conn, now_ms: int, ttl_ms: int) -> int:
+    """Leases per live replica, rounded up: every job has a holder even when they do not divide evenly."""
+    cursor = await conn.execute(
+        "SELECT (SELECT count(*) FROM job_leases), (SELECT count(*) FROM replicas WHERE seen_ms > %s)",
+        (now_ms - ttl_ms,),
+    )
+    row = await cursor.fetchone()
+    jobs, replicas = (int(row[0]), max(1, int(row[1]))) if row else (0, 1)
+    return math.ceil(jobs / replicas)
+
+
+async def _pairs(conn: Conn, query: str, params: tuple[object, ...]) -> dict[str, int]:
+    cursor = await conn.execute(query.encode(), params)
+    return {str(row[0]): int(row[1]) for row in await cursor.fetchall()}
+
+
+async def check_epoch(conn: Conn, holder: str, job_id: str, epoch: int | None) -> bool:
+    """Inside a commit: whether this replica still holds the job's lease at `epoch` (the row stays share-locked
+    to the commit's end, so no takeover can slip in between)."""
+    if epoch is None:
+        return False
+    cursor = await conn.execute(
+        "SELECT 1 FROM job_leases WHERE job_id = %s AND holder = %s AND epoch = %s FOR SHARE", (job_id, holder, epoch)
+    )
+    return await cursor.fetchone() is not None
+
+
+async def claim(conn: Conn, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+    """Take or renew the claim `name` if it is free, expired or already ours."""
+    cursor = await conn.execute(
+        "INSERT INTO claims (name, holder, epoch, expires_ms) VALUES (%s, %s, 1, %s)"
+        " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms,"
+        " epoch = claims.epoch + CASE WHEN claims.holder = excluded.holder THEN 0 ELSE 1 END"
+        " WHERE claims.holder = excluded.holder OR claims.expires_ms <= %s RETURNING epoch",
+        (name, holder, now_ms + ttl_ms, now_ms),
+    )
+    return await cursor.fetchone() is not None
+
+
+async def release_all(conn: Conn, holder: str) -> None:
+    """A replica stopping in order: its leases, claims and outbox claims are free at once, not after their TTL."""
+    await conn.execute("UPDATE job_leases SET holder = '', expires_ms = 0 WHERE holder = %s", (holder,))
+    await conn.execute("DELETE FROM claims WHERE holder = %s", (holder,))
+    await conn.execute("DELETE FROM replicas WHERE holder = %s", (holder,))
+    await conn.execute(
+        "UPDATE outbox SET claimed_by = NULL, claim_expires_ms = 0 WHERE claimed_by = %s AND status = 'pending'",
+        (holder,),
+    )
+
+
+async def renew_outbox_claims(conn: Conn, holder: str, now_ms: int, ttl_ms: int) -> None:
+    """Sends in flight keep their claims while the replica lives (a slow send is not taken over)."""
+    await conn.execute(
+        "UPDATE outbox SET claim_expires_ms = %s WHERE claimed_by = %s AND status = 'pending'",
+        (now_ms + ttl_ms, holder),
+    )
