@@ -148,6 +148,7 @@ async def test_jobs_lists_every_memory_sorted_by_id(client: TestClient[web.Reque
         "first_seen_ms",
         "last_seen_ms",
         "last_change_ms",
+        "holder",
     ]
     assert first["job_name"] == "nightly-tb2-2026-09-01"
     assert first["finished"] is True
@@ -168,6 +169,7 @@ async def test_jobs_lists_every_memory_sorted_by_id(client: TestClient[web.Reque
         },
         "first_seen_ms": 1_500,
         "last_seen_ms": 1_500,
+        "holder": None,
         "last_change_ms": 1_500,
     }
 

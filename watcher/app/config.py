@@ -91,6 +91,12 @@ class StateSection(StrictModel):
 
     path: str | None = None
     url: SecretStr | None = Field(None, description="postgresql://user[:password]@host:port/database")
+    lease_ttl_ms: DurationMs = Field(
+        15_000,
+        alias="lease_ttl",
+        ge=1000,
+        description="replicas: a job (or a send) whose holder stops renewing is taken over after this",
+    )
 
     @model_validator(mode="after")
     def _one_location(self) -> Self:

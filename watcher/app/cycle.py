@@ -18,6 +18,7 @@ from watcher.api.errors import NotFoundError, RunloopApiError
 from watcher.api.health import ApiHealth
 from watcher.api.poll import runs_to_follow
 from watcher.app.config import WatchSection
+from watcher.app.replicas import LeaseGate
 from watcher.app.tracker import JobTracker, Observation
 from watcher.core.clock import Clock
 from watcher.core.eventlines import event_line
@@ -27,6 +28,7 @@ from watcher.core.ratelimit import Sleep
 from watcher.core.scenario_runs import RunScenarios
 from watcher.core.snapshot import Snapshot
 from watcher.diff.timers import stall, vanish
+from watcher.store.errors import LeaseLostError, StoreError
 
 log = logging.getLogger("benchwatch.poll")
 event_log = logging.getLogger("benchwatch.events")
@@ -80,6 +82,7 @@ class PollCycle:
         on_notifications: Callable[[], None],
         sleep: Sleep = asyncio.sleep,
         on_snapshot: Callable[[Snapshot], object] | None = None,
+        gate: LeaseGate | None = None,
     ) -> None:
         self.watch = watch
         self.client = client
@@ -93,6 +96,7 @@ class PollCycle:
         self._health_events: list[Event] = []
         self._sleep = sleep
         self._on_snapshot = on_snapshot  # `run --record`: each changed snapshot, before the diff sees it
+        self.gate = gate  # replicas: only the jobs this one holds a lease on are polled
 
     def use_watch(self, watch: WatchSection) -> None:
         """Watch what `watch` says from the next cycle on (a reload); a changed discovery pattern reads the list
@@ -114,6 +118,8 @@ class PollCycle:
         started_ms = self.clock.now_ms()
         discovered = await self._discover(report)
         targets = [job_id for job_id in self.targets() if job_id not in discovered]
+        if self.gate is not None:  # also the jobs of a replica that died: this one holds them now
+            targets = sorted(await self.gate.admit(targets) - discovered)
         if spread_s > 0 and len(targets) > 1:
             await self._poll_spread(targets, started_ms, spread_s, report)
         else:
@@ -178,7 +184,11 @@ class PollCycle:
         return discovered
 
     async def _poll_new(self, batch: list[BenchmarkJobView], report: CycleReport) -> None:
-        """Poll jobs seen on a list page (their views are fresh: no GET), then let them go."""
+        """Poll jobs seen on a list page (their views are fresh: no GET), then let them go. Replicas: each new
+        job is polled by the one replica that gets its lease."""
+        if self.gate is not None and batch:
+            held = await self.gate.admit([*self.targets(), *(job.id for job in batch)])
+            batch[:] = [job for job in batch if job.id in held]
         await asyncio.gather(*(self._poll(job.id, job, report) for job in batch))
         batch.clear()
 
@@ -215,6 +225,11 @@ class PollCycle:
         except RunloopApiError as exc:
             report.failed += 1
             self._api_failed(exc, report, f"polling {job_id}")
+        except LeaseLostError as exc:  # another replica took the job over: it polls it now
+            log.info("%s", exc)
+        except StoreError as exc:  # nothing of the poll was recorded: the next cycle polls it again
+            report.failed += 1
+            log.warning("recording the poll of %s failed: %s", job_id, exc)
         except Exception:  # one job's surprise must not stop the others
             report.failed += 1
             log.exception("polling %s failed unexpectedly", job_id)
@@ -270,6 +285,8 @@ class PollCycle:
     async def _timed(self, report: CycleReport) -> None:
         now_ms = self.clock.now_ms()
         for memory in self.tracker.live():
+            if self.gate is not None and not self.gate.holds(memory.job_id):
+                continue  # another replica's job: its holder watches the clock for it
             result = stall(memory, now_ms, self.watch.stall_after_ms)
             if result is not None:
                 event, updated = result

@@ -85,6 +85,14 @@ class Metrics:
             "Unix time of the last successful config (re)load.",
             registry=self.registry,
         )
+        self._leases = Gauge(
+            "benchwatch_job_leases_held", "Jobs this replica holds a lease on (polls).", registry=self.registry
+        )
+        self._claims = Gauge(
+            "benchwatch_outbox_claims",
+            "Pending notifications this replica has claimed to send.",
+            registry=self.registry,
+        )
         self._reachable = Gauge(
             "benchwatch_api_reachable", "1 when the last poll reached the Runloop API, else 0.", registry=self.registry
         )
@@ -140,6 +148,11 @@ class Metrics:
         self._reload_ok.set(1 if ok else 0)
         if ok:
             self._reload_at.set(at_s)
+
+    def replica(self, leases_held: int, outbox_claims: int) -> None:
+        """Replicas: the job leases this one holds and the sends it has claimed."""
+        self._leases.set(leases_held)
+        self._claims.set(outbox_claims)
 
     def api_reachable(self, ok: bool) -> None:
         """Whether the last attempt reached the Runloop API."""

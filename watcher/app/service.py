@@ -28,18 +28,21 @@ from watcher.app.logs import redact_more, secrets_of
 from watcher.app.metrics import Metrics
 from watcher.app.recording import SnapshotRecorder
 from watcher.app.reload import effective, needs_restart, read_again
+from watcher.app.replicas import LeaseGate
 from watcher.app.status import StatusServer, create_status_app, start_status_server
 from watcher.app.tracker import JobTracker
 from watcher.core.clock import Clock, SystemClock
 from watcher.core.summary import JobSummary
 from watcher.diff.summary import dashboard_url_for
 from watcher.store import open_store
+from watcher.store.errors import StoreError
 from watcher.store.protocol import Store
 
 log = logging.getLogger("benchwatch.service")
 
 POLL_JOB = "poll-cycle"
 TIMER_JOB = "rule-timers"
+HEARTBEAT_JOB = "lease-heartbeat"
 STOP_GRACE_S = 10.0
 
 
@@ -56,7 +59,8 @@ class Service:
         self.metrics = Metrics()
         self.health = ApiHealth(self.config.watch.api_unreachable_after_ms)
         self.status: StatusServer | None = None
-        self._store = open_store(loaded.state_location(), exclusive=True)
+        self._store = open_store(loaded.state_location(), exclusive=True, lease_ttl_ms=self.config.state.lease_ttl_ms)
+        self.gate: LeaseGate | None = None  # replicas (PostgreSQL): which jobs this one polls
         self._cycle_lock = asyncio.Lock()
         self._last_cycle_end_s: float | None = None
         self._cycles = 0
@@ -95,10 +99,14 @@ class Service:
         )
         dashboard_url = dashboard_url_for(base_url)
         comparer = job_comparer(self.config.baseline, self._store, self.client, dashboard_url)
-        self.tracker = JobTracker(self._store, router=router, dashboard_url=dashboard_url, comparer=comparer)
+        shared = self._store.shared
+        self.tracker = JobTracker(
+            self._store, router=router, dashboard_url=dashboard_url, comparer=comparer, shared_rules=shared
+        )
         await self.tracker.load_memories()
         self._session = session
         self.worker = build_worker(self.config, self._store, session, self.clock)
+        self.gate = LeaseGate(self._store, self.tracker, self.clock) if shared else None
         self.cycle = PollCycle(
             watch=self.config.watch,
             client=self.client,
@@ -107,9 +115,12 @@ class Service:
             health=self.health,
             on_notifications=self.worker.wake,
             on_snapshot=self.recorder.write if self.recorder is not None else None,
+            gate=self.gate,
         )
         worker_task = asyncio.create_task(self.worker.run(), name="delivery worker")
         self.metrics.config_loaded(True, time.time())
+        # Another replica's commit wakes this worker too (LISTEN/NOTIFY); with SQLite this returns at once.
+        listener = asyncio.create_task(self._store.listen(self.worker.wake), name="outbox listener")
         await self._start_status()
         scheduler = self._start_scheduler()
         watching = _watching(self.config.watch, len(self.cycle.targets()))
@@ -117,6 +128,7 @@ class Service:
         try:
             await stop.wait()
         finally:
+            listener.cancel()
             await self._shutdown(scheduler, worker_task)
 
     def _interval_s(self) -> float:
@@ -137,6 +149,9 @@ class Service:
             next_run_time=datetime.now(UTC),
         )
         scheduler.add_job(self.flush_timers, "interval", seconds=1, id=TIMER_JOB, max_instances=1, coalesce=True)
+        if self.gate is not None:  # leases renewed three times per TTL, whatever the poll interval
+            heartbeat_s = self.config.state.lease_ttl_ms / 3000
+            scheduler.add_job(self.gate.heartbeat, "interval", seconds=heartbeat_s, id=HEARTBEAT_JOB, coalesce=True)
         scheduler.add_listener(_log_scheduler_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
         scheduler.start()
         return scheduler
@@ -179,16 +194,26 @@ class Service:
             )  # fmt: skip
 
     async def flush_timers(self) -> None:
-        """Close rule group windows that are due (the scheduler's 1-second job)."""
-        due_ms = self.tracker.next_due_ms()
-        if due_ms is None or due_ms > self.clock.now_ms():
+        """Close rule group windows that are due (the scheduler's 1-second job); replicas: only the one holding
+        the timer claim flushes, from the rule state in the store."""
+        now_ms = self.clock.now_ms()
+        try:
+            if self._store.shared:
+                if not await self._store.claim_timers(now_ms):
+                    return
+            elif (due_ms := self.tracker.next_due_ms()) is None or due_ms > now_ms:
+                return
+            observation = await self.tracker.flush_due(now_ms)
+        except StoreError as exc:  # the database is away: the timers are still due when it returns
+            log.warning("flushing rule timers failed: %s", exc)
             return
-        observation = await self.tracker.flush_due(self.clock.now_ms())
         if observation.notifications:
             self.worker.wake()
 
     async def readiness(self) -> tuple[bool, str]:
-        """Ready once a cycle has finished recently (within three intervals) and the store is open."""
+        """Ready once a cycle has finished recently (within three intervals) and the store answers."""
+        if not self._store.reachable:
+            return False, "the state store is unreachable"
         if self._last_cycle_end_s is None:
             return False, "no poll cycle has finished yet"
         age_s = time.time() - self._last_cycle_end_s
@@ -202,6 +227,8 @@ class Service:
         self.metrics.outbox(counts)
         self.metrics.sync_deliveries(self.worker.stats)
         self.metrics.watched(len(self.tracker.live()))
+        if self.gate is not None:
+            self.metrics.replica(len(self.gate.held), await self._store.outbox_claims())
 
     def now_ms(self) -> int:
         """The service's clock (for the status API)."""

@@ -114,12 +114,14 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _jobs(request: web.Request) -> web.Response:
-    memories = await request.app[SOURCE].store.load_memories()
-    jobs = [_job_json(memories[job_id]) for job_id in sorted(memories)]
+    store = request.app[SOURCE].store
+    memories = await store.load_memories()
+    holders = await store.lease_holders()
+    jobs = [_job_json(memories[job_id], holders.get(job_id)) for job_id in sorted(memories)]
     return web.json_response(jobs)
 
 
-def _job_json(memory: JobMemory) -> dict[str, Any]:
+def _job_json(memory: JobMemory, holder: str | None) -> dict[str, Any]:
     return {
         "job_id": memory.job_id,
         "job_name": memory.job_name,
@@ -129,6 +131,7 @@ def _job_json(memory: JobMemory) -> dict[str, Any]:
         "first_seen_ms": memory.first_seen_ms,
         "last_seen_ms": memory.last_seen_ms,
         "last_change_ms": memory.last_change_ms,
+        "holder": holder,  # the replica polling it (PostgreSQL); null on SQLite and for resting jobs
     }
 
 

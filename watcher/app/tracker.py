@@ -58,11 +58,14 @@ class JobTracker:
         router: Router | None = None,
         dashboard_url: str = DEFAULT_DASHBOARD_URL,
         comparer: JobComparer | None = None,
+        shared_rules: bool = False,
     ) -> None:
         self.store = store
         self.router = router
         self.dashboard_url = dashboard_url
         self.comparer = comparer  # compares a job that completes with its baseline (`baseline:`)
+        # Replicas share the rule state in the store: read it afresh before routing or flushing, never cached.
+        self.shared_rules = shared_rules
         self._memories: dict[str, JobMemory] = {}  # jobs still polled
         self._resting: set[str] = set()  # jobs no longer polled: their memories are in the store only
         self._seen: dict[str, dict[str, frozenset[int]]] = {}  # job id → run id → latest attempts last diffed
@@ -81,6 +84,8 @@ class JobTracker:
         compared, kept = await self.comparer.after_poll(snapshot, memory, result.memory) if self.comparer else ((), [])
         events = (*result.events, *compared)
         observation = Observation(events, memory=result.memory)
+        if events and self.shared_rules:
+            self._rule_state = None
         state = await self._state()
         if events and self.router is not None and state is not None:
             summary = self._summary(snapshot, result.memory)
@@ -109,6 +114,8 @@ class JobTracker:
     async def record(self, events: Sequence[Event], memory: JobMemory | None, now_ms: int) -> Observation:
         """Route and record events that time revealed (a stall, a vanishing, an API outage), with the memory
         of the job they change, if any; like `observe`, in one commit."""
+        if events and self.shared_rules:
+            self._rule_state = None
         state = await self._state()
         observation = Observation(tuple(events))
         if events and self.router is not None and state is not None:
@@ -185,6 +192,8 @@ class JobTracker:
 
     async def flush_due(self, now_ms: int) -> Observation:
         """Close the group windows due by `now_ms`: their notifications, recorded in the outbox."""
+        if self.shared_rules:
+            self._rule_state = None
         state = await self._state()
         if self.router is None or state is None:
             return Observation()
@@ -197,6 +206,16 @@ class JobTracker:
             await self._commit(None, observation, changes)
         _log_problems(observation.problems, observation.dropped)
         return observation
+
+    def forget(self, job_id: str) -> None:
+        """Drop what is cached of a job (another replica polled it meanwhile): its next poll reads the store."""
+        self._memories.pop(job_id, None)
+        self._resting.discard(job_id)
+        self._seen.pop(job_id, None)
+
+    def resting(self, job_id: str) -> bool:
+        """Whether the job is known to have come to rest (no longer polled)."""
+        return job_id in self._resting
 
     def next_due_ms(self) -> int | None:
         """When the next group window closes (None when none is open, or before the first poll)."""

@@ -16,14 +16,18 @@ if TYPE_CHECKING:
     from watcher.store.postgres import PostgresStore
 
 
-def open_store(location: str | Path, *, exclusive: bool = False) -> SQLiteStore | PostgresStore:
+def open_store(
+    location: str | Path, *, exclusive: bool = False, lease_ttl_ms: int | None = None
+) -> SQLiteStore | PostgresStore:
     """The store at `location`, not yet opened: use it as `async with open_store(...) as store`.
 
     `exclusive`: the watcher's own use — an SQLite file is then refused to a second such process; a PostgreSQL
-    database is shared by design (replicas coordinate through leases)."""
+    database is shared by design (replicas coordinate through leases of `lease_ttl_ms`)."""
     if isinstance(location, str) and is_postgres_url(location):
         # Imported only when used: the driver costs ~0.2 s of start-up that SQLite users should not pay.
         from watcher.store.postgres import PostgresStore
 
-        return PostgresStore(location)
+        if lease_ttl_ms is None:
+            return PostgresStore(location)
+        return PostgresStore(location, lease_ttl_ms=lease_ttl_ms)
     return SQLiteStore(location, exclusive=exclusive)

@@ -23,9 +23,11 @@ from watcher.core.events import Event, event_from_json, event_to_json
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus, StateRow
-from watcher.store import pgleases
 from watcher.store.errors import LeaseLostError, StoreError
 from watcher.store.location import redact_url
+from watcher.store.pgleases import RULE_TIMERS, check_epoch, release_all, renew_outbox_claims
+from watcher.store.pgleases import claim as claim_lease
+from watcher.store.pgleases import hold as hold_leases
 from watcher.store.pgschema import MIGRATION_LOCK_KEY, MIGRATIONS, OUTBOX_CHANNEL, SCHEMA_VERSION, statements
 from watcher.store.protocol import Holding, StoredEvent
 
@@ -62,6 +64,7 @@ class PostgresStore:
         self._url = url
         self.path = redact_url(url)  # what messages name the store by
         self.holder = holder or default_holder()
+        self.shared = True
         self.lease_ttl_ms = lease_ttl_ms
         self.reachable = True  # false from a failed round trip to the next good one: /readyz answers 503
         self._step_hook = step_hook
@@ -122,7 +125,7 @@ class PostgresStore:
         if self._epochs is not None:
             with contextlib.suppress(psycopg.Error, TimeoutError):
                 async with pool.connection(timeout=self._connect_timeout_s) as conn, conn.transaction():
-                    await pgleases.release_all(conn, self.holder)
+                    await release_all(conn, self.holder)
         await pool.close()
 
     def _pool_or_fail(self) -> AsyncConnectionPool:
@@ -205,7 +208,7 @@ class PostgresStore:
     async def _fence(self, conn: psycopg.AsyncConnection[Any], job_id: str) -> None:
         if self._epochs is None:
             return  # not leasing (a one-off command, a test of the store alone)
-        if not await pgleases.check_epoch(conn, self.holder, job_id, self._epochs.get(job_id)):
+        if not await check_epoch(conn, self.holder, job_id, self._epochs.get(job_id)):
             self._epochs.pop(job_id, None)
             raise LeaseLostError(f"{job_id}: this replica no longer holds the job's lease; its poll is not recorded")
 
@@ -318,8 +321,8 @@ class PostgresStore:
         """The heartbeat: renew this replica's leases (and its outbox claims), take its share of free or expired
         ones, let go of the rest; returns what it holds and what it has just taken over."""
         async with self._connection() as conn, conn.transaction():
-            held = await pgleases.hold(conn, self.holder, job_ids, now_ms, self.lease_ttl_ms)
-            await pgleases.renew_outbox_claims(conn, self.holder, now_ms, self.lease_ttl_ms)
+            held = await hold_leases(conn, self.holder, job_ids, now_ms, self.lease_ttl_ms)
+            await renew_outbox_claims(conn, self.holder, now_ms, self.lease_ttl_ms)
         before = self._epochs or {}
         self._epochs = held
         acquired = frozenset(job_id for job_id, epoch in held.items() if before.get(job_id) != epoch)
@@ -328,7 +331,7 @@ class PostgresStore:
     async def claim_timers(self, now_ms: int) -> bool:
         """Whether this replica flushes the rule timers now (the claim taken or renewed)."""
         async with self._connection() as conn:
-            return await pgleases.claim(conn, pgleases.RULE_TIMERS, self.holder, now_ms, self.lease_ttl_ms)
+            return await claim_lease(conn, RULE_TIMERS, self.holder, now_ms, self.lease_ttl_ms)
 
     async def lease_holders(self) -> dict[str, str]:
         """Which replica holds each job, as last written."""

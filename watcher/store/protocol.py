@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,6 +34,10 @@ class Coordination(Protocol):
 
     holder: str
     """This replica's name in leases, claims and `/api/jobs`."""
+    shared: bool
+    """Whether other replicas may share this store (PostgreSQL) — else this process holds everything."""
+    reachable: bool
+    """False from a failed round trip to the database until the next good one."""
 
     async def hold(self, job_ids: Collection[str], now_ms: int) -> Holding:
         """Renew this replica's leases, take its share of free or expired ones (`job_ids` and orphans), let go of
@@ -46,6 +50,15 @@ class Coordination(Protocol):
 
     async def lease_holders(self) -> dict[str, str]:
         """Which replica holds each leased job, as last written."""
+        ...
+
+    async def outbox_claims(self) -> int:
+        """How many pending notifications this replica has claimed (its sends in flight)."""
+        ...
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call `wake` whenever any replica commits notifications, until cancelled (returns at once if there
+        are no other replicas to hear from)."""
         ...
 
 
@@ -142,6 +155,10 @@ class Store(Protocol):
     ) -> list[StoredEvent]:
         """Recorded events in the order they were recorded (or newest first), after `since_seq`, optionally of
         one job and one kind."""
+        ...
+
+    async def lease_holders(self) -> dict[str, str]:
+        """Which replica holds each leased job (empty where there are no leases: SQLite)."""
         ...
 
 

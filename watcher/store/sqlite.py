@@ -105,6 +105,8 @@ class SQLiteStore:
     """
 
     holder = "this process"  # the one replica an SQLite file has
+    shared = False
+    reachable = True  # a local file: its errors are not outages
 
     def __init__(
         self,
@@ -254,6 +256,13 @@ class SQLiteStore:
     async def lease_holders(self) -> dict[str, str]:
         """No leases on SQLite."""
         return {}
+
+    async def outbox_claims(self) -> int:
+        """No claims on SQLite: the one worker sends everything."""
+        return 0
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Nothing to listen to: this process's own commits wake its worker directly."""
 
     # -- the Store interface ----------------------------------------------------------------------
 
