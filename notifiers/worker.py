@@ -33,6 +33,7 @@ log = logging.getLogger("benchwatch.delivery")
 
 _MAX_ERROR_CHARS = 500
 DUE_BATCH = 200  # due notifications read per dispatch
+STORE_RETRY_S = 1.0  # after the store failed the worker, it looks again this much later (or when woken)
 _OUTCOME_OF: Final = {
     OutboxStatus.SENT: DeliveryOutcome.SENT,
     OutboxStatus.DEAD: DeliveryOutcome.DEAD,
@@ -150,8 +151,13 @@ class DeliveryWorker:
         finishing while more is due than the last dispatch read."""
         while not self._stopping:
             self._wake.clear()
-            await self.dispatch()
-            await self._wait_for_work()
+            try:
+                await self.dispatch()
+                await self._wait_for_work()
+            except Exception as exc:  # the store is away (a database restart): what is pending stays pending
+                log.warning("delivery worker: %s; looking again in %.0fs", exc, STORE_RETRY_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=STORE_RETRY_S)
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Stop dispatching, let sends in flight finish for up to `grace_s`, then cancel the rest."""

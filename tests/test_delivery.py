@@ -180,6 +180,26 @@ async def test_the_running_worker_sends_a_rescheduled_notification_when_it_falls
     assert [a.outcome for a in await store.deliveries("nt_hook_000")] == ["retry", "sent"]
 
 
+async def test_the_running_worker_outlives_a_store_that_fails_and_sends_once_it_answers(
+    aiohttp_server: Any, backend: Backend, context: NotifierContext, clock: ManualClock
+) -> None:
+    receiver, server = await _receiver(aiohttp_server)
+    store = backend.store()
+    worker = DeliveryWorker(store, {"hook": _hook("hook", server, context, clock)}, {}, clock=clock)
+    running = asyncio.create_task(worker.run())  # the store is not open: every look fails
+    await asyncio.sleep(0.05)
+    assert not running.done()
+    await store.open()
+    try:
+        await store.commit(notifications=_notes("hook", 1, clock))
+        worker.wake()  # as a commit (or NOTIFY) does
+        await receiver.wait_for(1)
+        await worker.stop()
+        await running
+    finally:
+        await store.close()
+
+
 async def test_the_rate_limit_spaces_sends(
     aiohttp_server: Any, store: Store, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
 ) -> None:

@@ -117,12 +117,13 @@ class PostgresStore:
         )
         await connection.close()
 
-    async def close(self) -> None:
-        """Let go of leases and claims (others take over at once), close every connection; safe to call twice."""
+    async def close(self, *, release: bool = True) -> None:
+        """Let go of leases and claims (others take over at once), close every connection; safe to call twice.
+        `release=False` leaves them to run out by their TTL, as a crash (`kill -9`) would."""
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        if self._epochs is not None:
+        if self._epochs is not None and release:
             with contextlib.suppress(psycopg.Error, TimeoutError):
                 async with pool.connection(timeout=self._connect_timeout_s) as conn, conn.transaction():
                     await release_all(conn, self.holder)
@@ -154,8 +155,14 @@ class PostgresStore:
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A pooled connection; a lost server becomes `StoreError` (and `reachable` false until the next success)."""
+        pool = self._pool_or_fail()
         try:
-            async with self._pool_or_fail().connection(timeout=self._connect_timeout_s) as conn:
+            if not self.reachable:
+                # The server was away: ask it directly (refused at once while it is down, where the pool would
+                # wait its timeout), then let the pool drop the connections the restart broke.
+                await self._probe()
+                await pool.check()
+            async with pool.connection(timeout=self._connect_timeout_s) as conn:
                 yield conn
         except psycopg.OperationalError as exc:
             self.reachable = False
