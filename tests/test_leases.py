@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from rules.engine import Router
 from tests.conftest import Backend
 from tests.test_delivery import _notes
 from tests.test_store import _timeline
+from watcher.app.config import load_config
+from watcher.app.tracker import JobTracker
 from watcher.core.clock import ManualClock
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus
 from watcher.diff.jobs import diff
@@ -131,3 +134,33 @@ async def test_a_commit_with_notifications_wakes_every_replicas_worker(
         assert time.monotonic() - started < 1.0
     finally:
         listener.cancel()
+
+
+async def test_two_replicas_routing_into_one_group_at_once_keep_both_events(
+    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "benchwatch.yaml"
+    path.write_text(
+        "notifiers: {screen: {type: console}}\n"
+        "rules: [{name: digest, on: job.discovered, notify: screen, group_by: [], group_wait: 1m}]\n"
+    )
+    config = load_config(path, {}).config
+    r1, r2, _ = replicas
+    firsts = {snapshot.job.id: snapshot for snapshot in reversed(_timeline())}  # each job's first snapshot
+    (job_a, snap_a), (job_b, snap_b) = sorted(firsts.items())
+    await r1.hold([job_a, job_b], clock.now_ms())
+    await r2.hold([job_a, job_b], clock.now_ms())
+    await r1.hold([job_a, job_b], clock.now_ms())  # two replicas: r1 lets one job go, r2 takes it
+    await r2.hold([job_a, job_b], clock.now_ms())
+    trackers = {
+        store.holder: JobTracker(store, router=Router(config.rules, config.silences), shared_rules=True)
+        for store in (r1, r2)
+    }
+    holder = await r1.lease_holders()
+    await asyncio.gather(
+        trackers[holder[job_a]].observe(snap_a), trackers[holder[job_b]].observe(snap_b)
+    )  # both read, route into the one group window and commit at the same moment
+    clock.set(max(snap_a.at_ms, snap_b.at_ms) + 60_000)
+    flushed = await trackers["r1"].flush_due(clock.now_ms())
+    (digest,) = flushed.notifications
+    assert sorted(event.job_id for event in digest.events) == [job_a, job_b]

@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from rules.engine import Router, RuleState, RuleStateChanges
@@ -20,7 +21,7 @@ from watcher.core.notification import Notification
 from watcher.core.records import StateRow
 from watcher.core.snapshot import Snapshot
 from watcher.core.summary import JobSummary
-from watcher.diff.jobs import diff, unchanged
+from watcher.diff.jobs import DiffResult, diff, unchanged
 from watcher.diff.summary import summarize
 from watcher.store.protocol import Store
 
@@ -83,9 +84,25 @@ class JobTracker:
             log.warning("%s", warning)
         compared, kept = await self.comparer.after_poll(snapshot, memory, result.memory) if self.comparer else ((), [])
         events = (*result.events, *compared)
+        async with self._rules_exclusive(bool(events)):
+            observation = await self._route_and_commit(snapshot, memory, result, events, kept)
+        self._remember(result.memory)
+        if snapshot.scenario_runs and not result.memory.finished:
+            self._seen[job_id] = {run_id: runs.seen for run_id, runs in snapshot.scenario_runs.items()}
+        else:
+            self._seen.pop(job_id, None)
+        _log_problems(observation.problems, observation.dropped)
+        return observation
+
+    async def _route_and_commit(
+        self,
+        snapshot: Snapshot,
+        memory: JobMemory | None,
+        result: DiffResult,
+        events: tuple[Event, ...],
+        kept: Sequence[StateRow],
+    ) -> Observation:
         observation = Observation(events, memory=result.memory)
-        if events and self.shared_rules:
-            self._rule_state = None
         state = await self._state()
         if events and self.router is not None and state is not None:
             summary = self._summary(snapshot, result.memory)
@@ -95,12 +112,6 @@ class JobTracker:
         changes = state.take_changes() if state is not None else None
         if events or changes or kept or memory is None or _material(result.memory) != _material(memory):
             await self._commit(result.memory, observation, changes, kept)
-        self._remember(result.memory)
-        if snapshot.scenario_runs and not result.memory.finished:
-            self._seen[job_id] = {run_id: runs.seen for run_id, runs in snapshot.scenario_runs.items()}
-        else:
-            self._seen.pop(job_id, None)
-        _log_problems(observation.problems, observation.dropped)
         return observation
 
     async def observe_unchanged(self, job_id: str, at_ms: int) -> None:
@@ -114,15 +125,14 @@ class JobTracker:
     async def record(self, events: Sequence[Event], memory: JobMemory | None, now_ms: int) -> Observation:
         """Route and record events that time revealed (a stall, a vanishing, an API outage), with the memory
         of the job they change, if any; like `observe`, in one commit."""
-        if events and self.shared_rules:
-            self._rule_state = None
-        state = await self._state()
-        observation = Observation(tuple(events))
-        if events and self.router is not None and state is not None:
-            routed = self.router.route(state, events, None, now_ms)
-            observation = Observation(tuple(events), routed.notifications, routed.problems, dropped=routed.dropped)
-        changes = state.take_changes() if state is not None else None
-        await self._commit(memory, observation, changes)
+        async with self._rules_exclusive(bool(events)):
+            state = await self._state()
+            observation = Observation(tuple(events))
+            if events and self.router is not None and state is not None:
+                routed = self.router.route(state, events, None, now_ms)
+                observation = Observation(tuple(events), routed.notifications, routed.problems, dropped=routed.dropped)
+            changes = state.take_changes() if state is not None else None
+            await self._commit(memory, observation, changes)
         if memory is not None:
             self._remember(memory)
         _log_problems(observation.problems, observation.dropped)
@@ -168,18 +178,19 @@ class JobTracker:
         their rule still exists; those of removed rules are dropped, in one commit."""
         previous, self.router = self.router, router
         router.use_runtime_silences(previous.runtime_silences if previous is not None else ())
-        state = await self._state()
-        if state is None:
-            return
-        names = {rule.name for rule in router.rules}
-        for group_id in [gid for gid in state.groups if gid[0] not in names]:
-            state.drop_group(group_id)
-        for incident in [inc for inc in state.incidents if inc[0] not in names]:
-            state.close_incident(incident)
-        changes = state.take_changes()
-        if changes:
-            log.info("reload: dropped the open windows and incidents of removed rules")
-            await self._commit(None, Observation(), changes)
+        async with self._rules_exclusive(True):
+            state = await self._state()
+            if state is None:
+                return
+            names = {rule.name for rule in router.rules}
+            for group_id in [gid for gid in state.groups if gid[0] not in names]:
+                state.drop_group(group_id)
+            for incident in [inc for inc in state.incidents if inc[0] not in names]:
+                state.close_incident(incident)
+            changes = state.take_changes()
+            if changes:
+                log.info("reload: dropped the open windows and incidents of removed rules")
+                await self._commit(None, Observation(), changes)
 
     def _remember(self, memory: JobMemory) -> None:
         if memory.resting:
@@ -192,20 +203,30 @@ class JobTracker:
 
     async def flush_due(self, now_ms: int) -> Observation:
         """Close the group windows due by `now_ms`: their notifications, recorded in the outbox."""
-        if self.shared_rules:
-            self._rule_state = None
-        state = await self._state()
-        if self.router is None or state is None:
-            return Observation()
-        problems: list[str] = []
-        dropped: list[str] = []
-        notifications = tuple(self.router.flush_due(state, now_ms, problems, dropped))
-        changes = state.take_changes()
-        observation = Observation((), notifications, tuple(problems), dropped=tuple(dropped))
-        if notifications or changes:
-            await self._commit(None, observation, changes)
+        async with self._rules_exclusive(True):
+            state = await self._state()
+            if self.router is None or state is None:
+                return Observation()
+            problems: list[str] = []
+            dropped: list[str] = []
+            notifications = tuple(self.router.flush_due(state, now_ms, problems, dropped))
+            changes = state.take_changes()
+            observation = Observation((), notifications, tuple(problems), dropped=tuple(dropped))
+            if notifications or changes:
+                await self._commit(None, observation, changes)
         _log_problems(observation.problems, observation.dropped)
         return observation
+
+    @contextlib.asynccontextmanager
+    async def _rules_exclusive(self, needed: bool) -> AsyncIterator[None]:
+        """Replicas: the rule state is read, changed and committed by one replica at a time, and read afresh
+        inside — two replicas routing into one group window never write it without each other's events."""
+        if not (needed and self.shared_rules and self.router is not None):
+            yield
+            return
+        async with self.store.rules_section():
+            self._rule_state = None
+            yield
 
     def forget(self, job_id: str) -> None:
         """Drop what is cached of a job (another replica polled it meanwhile): its next poll reads the store."""

@@ -85,6 +85,8 @@ MIGRATIONS: Final[tuple[str, ...]] = (
 # Replicas reallocating leases take this transaction lock, one at a time ("leases").
 LEASE_LOCK_KEY: Final = 0x6C6561736573
 OUTBOX_CHANNEL: Final = "benchwatch_outbox"
+# Replicas routing events or flushing timers hold this session lock: rule state has one writer at a time ("rules").
+RULES_LOCK_KEY: Final = 0x72756C6573
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

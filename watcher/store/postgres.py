@@ -28,7 +28,14 @@ from watcher.store.location import redact_url
 from watcher.store.pgleases import RULE_TIMERS, check_epoch, release_all, renew_outbox_claims
 from watcher.store.pgleases import claim as claim_lease
 from watcher.store.pgleases import hold as hold_leases
-from watcher.store.pgschema import MIGRATION_LOCK_KEY, MIGRATIONS, OUTBOX_CHANNEL, SCHEMA_VERSION, statements
+from watcher.store.pgschema import (
+    MIGRATION_LOCK_KEY,
+    MIGRATIONS,
+    OUTBOX_CHANNEL,
+    RULES_LOCK_KEY,
+    SCHEMA_VERSION,
+    statements,
+)
 from watcher.store.protocol import Holding, StoredEvent
 
 log = logging.getLogger("benchwatch.store")
@@ -73,6 +80,7 @@ class PostgresStore:
         self._pool: AsyncConnectionPool | None = None
         # Fencing: once this replica holds leases, a job's memory is committed only under the epoch it holds.
         self._epochs: dict[str, int] | None = None
+        self._rules_turn = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.path!r})"
@@ -344,6 +352,18 @@ class PostgresStore:
         """Which replica holds each job, as last written."""
         rows = await self._select("SELECT job_id, holder FROM job_leases WHERE holder <> ''")
         return {str(row[0]): str(row[1]) for row in rows}
+
+    @contextlib.asynccontextmanager
+    async def rules_section(self) -> AsyncIterator[None]:
+        """Rule state read, changed and committed by one replica at a time: a session advisory lock, held on a
+        connection of its own (the commit inside uses another). One section per process at a time, so waiting
+        sections never take the whole pool. A lost connection releases the lock on the server."""
+        async with self._rules_turn, self._connection() as conn:
+            await conn.execute("SELECT pg_advisory_lock(%s)", (RULES_LOCK_KEY,))
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (RULES_LOCK_KEY,))
 
     async def outbox_claims(self) -> int:
         """How many pending notifications this replica has claimed (its sends in flight)."""

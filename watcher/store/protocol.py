@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -159,6 +160,11 @@ class Store(Protocol):
 
     async def lease_holders(self) -> dict[str, str]:
         """Which replica holds each leased job (empty where there are no leases: SQLite)."""
+        ...
+
+    def rules_section(self) -> AbstractAsyncContextManager[None]:
+        """`async with`: rule state is read, changed and committed by one replica at a time (a no-op with one
+        process)."""
         ...
 
 

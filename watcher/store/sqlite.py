@@ -17,7 +17,7 @@ import functools
 import json
 import queue
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,6 +256,11 @@ class SQLiteStore:
     async def lease_holders(self) -> dict[str, str]:
         """No leases on SQLite."""
         return {}
+
+    @contextlib.asynccontextmanager
+    async def rules_section(self) -> AsyncIterator[None]:
+        """One process: its tracker already serialises its rule state."""
+        yield
 
     async def outbox_claims(self) -> int:
         """No claims on SQLite: the one worker sends everything."""
