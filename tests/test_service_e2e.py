@@ -193,3 +193,44 @@ async def test_the_status_endpoint_answers_while_running(world: World, tmp_path:
                 assert {job["job_name"] for job in await jobs.json()} == {"e2e-complete", "e2e-setup-fails"}
     finally:
         await _stop(process)
+
+
+async def _started(process: asyncio.subprocess.Process) -> None:
+    """Wait until `benchwatch run` says it is watching (its store open, its first cycle scheduled)."""
+    assert process.stderr is not None
+    async with asyncio.timeout(30):
+        while b"watching" not in await process.stderr.readline():
+            pass
+
+
+async def test_two_replicas_on_postgres_share_the_jobs_and_a_kill_9_loses_nothing(
+    aiohttp_server: Any, tmp_path: Path, postgres_database: str
+) -> None:
+    sim = Simulator(seed=17, clock=ScaledClock(speed=SPEED), api_key="e2e-key")
+    receiver = WebhookReceiver(SECRET)
+    api = str((await aiohttp_server(create_app(sim))).make_url("")).rstrip("/")
+    world = World(sim, receiver, api, str((await aiohttp_server(receiver.app())).make_url("/hook")))
+    url = f"postgresql://postgres@127.0.0.1:5432/{postgres_database}"
+    replicas = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        path = _config(folder, world.api, world.hook)
+        path.write_text(
+            path.read_text().replace("state: {path: ./state.db}", f"state: {{url: '{url}', lease_ttl: 2s}}")
+        )
+        replicas.append(await _start(path))
+    for process in replicas:
+        await _started(process)
+    for spec in SPECS:  # the jobs start once both replicas run: two slow starts cannot miss their beginning
+        sim.add_job(spec)
+    first, second = replicas
+    await _wait_for(lambda: len(receiver.requests) >= 2, 60, "the first notifications")
+    first.send_signal(signal.SIGKILL)  # its jobs move to the other replica within 2 s + 1 s
+    await first.wait()
+    expected = await _until_all_told(world)
+    log = await _stop(second)
+    by_id = Counter(delivery.webhook_id for delivery in receiver.deliveries)
+    assert sum(n - 1 for n in by_id.values()) <= CONCURRENCY  # repeats: at most the sends in flight at the kill
+    assert world.received() == expected  # every fact told (the killed replica's jobs too), none under two ids
+    assert "Traceback" not in log
