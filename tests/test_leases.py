@@ -19,7 +19,7 @@ from watcher.app.tracker import JobTracker
 from watcher.core.clock import ManualClock
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus
 from watcher.diff.jobs import diff
-from watcher.store.errors import LeaseLostError
+from watcher.store.errors import LeaseLostError, StoreError
 from watcher.store.postgres import PostgresStore
 
 TTL_MS = 5_000
@@ -164,3 +164,24 @@ async def test_two_replicas_routing_into_one_group_at_once_keep_both_events(
     flushed = await trackers["r1"].flush_due(clock.now_ms())
     (digest,) = flushed.notifications
     assert sorted(event.job_id for event in digest.events) == [job_a, job_b]
+
+
+async def test_a_replica_paused_inside_the_rule_state_lock_loses_it_after_one_ttl(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    url = Backend("postgres", tmp_path, postgres_database).location()
+    paused, other = PostgresStore(url, lease_ttl_ms=1000), PostgresStore(url, lease_ttl_ms=1000)
+    await paused.open()
+    await other.open()
+    try:
+        section = paused.rules_section()
+        await section.__aenter__()  # ... and the process stops here (SIGSTOP, a long GC pause)
+        started = time.monotonic()
+        async with asyncio.timeout(10), other.rules_section():
+            waited_s = time.monotonic() - started
+        assert 0.5 < waited_s < 5  # the server ended the paused session after ~1 s
+        with pytest.raises(StoreError):  # the paused replica, woken, learns its section is gone
+            await section.__aexit__(None, None, None)
+    finally:
+        await paused.close()
+        await other.close()

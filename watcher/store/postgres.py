@@ -104,6 +104,7 @@ class PostgresStore:
             kwargs={"autocommit": True, "connect_timeout": max(1, round(self._connect_timeout_s))},
             timeout=self._connect_timeout_s,
             name="benchwatch",
+            configure=self._configure,
         )
         try:
             await self._probe()  # one direct connection first: a server that is not there is told at once
@@ -118,6 +119,17 @@ class PostgresStore:
             await self.close()
             await pool.close()
             raise
+
+    async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Every pooled session: a replica paused inside a transaction (holding the lease or rule-state lock)
+        loses it after one lease TTL, instead of holding the others up; no lock wait lasts forever; a vanished
+        peer is noticed by TCP keepalives in seconds, not hours."""
+        await conn.execute(
+            "SELECT set_config('idle_in_transaction_session_timeout', %s, false),"
+            " set_config('lock_timeout', %s, false), set_config('tcp_keepalives_idle', '5', false),"
+            " set_config('tcp_keepalives_interval', '2', false), set_config('tcp_keepalives_count', '3', false)",
+            (str(self.lease_ttl_ms), str(2 * self.lease_ttl_ms)),
+        )
 
     async def _probe(self) -> None:
         connection = await psycopg.AsyncConnection.connect(
@@ -172,6 +184,8 @@ class PostgresStore:
                 await pool.check()
             async with pool.connection(timeout=self._connect_timeout_s) as conn:
                 yield conn
+        except psycopg.errors.IdleInTransactionSessionTimeout as exc:  # paused too long: the server let go
+            raise StoreError(f"{self.path}: {_one_line(exc)}") from None
         except psycopg.OperationalError as exc:
             self.reachable = False
             raise StoreError(f"{self.path}: {_one_line(exc)}") from None
@@ -355,15 +369,13 @@ class PostgresStore:
 
     @contextlib.asynccontextmanager
     async def rules_section(self) -> AsyncIterator[None]:
-        """Rule state read, changed and committed by one replica at a time: a session advisory lock, held on a
-        connection of its own (the commit inside uses another). One section per process at a time, so waiting
-        sections never take the whole pool. A lost connection releases the lock on the server."""
-        async with self._rules_turn, self._connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(%s)", (RULES_LOCK_KEY,))
-            try:
-                yield
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (RULES_LOCK_KEY,))
+        """Rule state read, changed and committed by one replica at a time: a transaction advisory lock, held in
+        a transaction of its own connection (the commit inside uses another). One section per process at a time,
+        so waiting sections never take the whole pool. A holder that pauses past one lease TTL has its session
+        ended by the server (`idle_in_transaction_session_timeout`), which frees the lock for the others."""
+        async with self._rules_turn, self._connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (RULES_LOCK_KEY,))
+            yield
 
     async def outbox_claims(self) -> int:
         """How many pending notifications this replica has claimed (its sends in flight)."""
