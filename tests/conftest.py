@@ -137,7 +137,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     yield Backend("postgres", tmp_path, request.getfixturevalue("postgres_database"))
 
 
-PG_BIN = Path("/usr/lib/postgresql") / sorted(os.listdir("/usr/lib/postgresql"))[-1] / "bin"
+def _pg_bin() -> Path:
+    """The server's programs (initdb, pg_ctl): Debian keeps them out of PATH, per major version."""
+    return Path("/usr/lib/postgresql") / sorted(os.listdir("/usr/lib/postgresql"))[-1] / "bin"
 
 
 class ThrowawayPostgres:
@@ -156,7 +158,7 @@ class ThrowawayPostgres:
         self._run("initdb", "-D", str(self.folder / "data"), "-A", "trust", "-U", "postgres", "--no-sync", "-N")
 
     def _run(self, tool: str, *args: str) -> None:
-        subprocess.run([*self._as, str(PG_BIN / tool), *args], check=True, capture_output=True, timeout=60)
+        subprocess.run([*self._as, str(_pg_bin() / tool), *args], check=True, capture_output=True, timeout=60)
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""
@@ -172,7 +174,7 @@ class ThrowawayPostgres:
     def remove(self) -> None:
         """Stop if running, and delete the cluster."""
         subprocess.run(
-            [*self._as, str(PG_BIN / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "stop"],
+            [*self._as, str(_pg_bin() / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "stop"],
             capture_output=True, check=False, timeout=60,
         )  # fmt: skip
         shutil.rmtree(self.folder, ignore_errors=True)
