@@ -25,10 +25,10 @@ from watcher.api.errors import (
     SchemaError,
     TransientApiError,
 )
+from watcher.api.listing import JobListPage, RejectReporter, decode_job_list
 from watcher.core.clock import Clock, MonotonicClock, SystemClock
 from watcher.core.failures import Reason, classify_status, parse_retry_after
 from watcher.core.models import (
-    BenchmarkJobListView,
     BenchmarkJobView,
     BenchmarkRunView,
     ScenarioRunListView,
@@ -117,6 +117,7 @@ class RunloopClient:
         self._pace = RateLimiter(limits.max_per_s, MonotonicClock(), asyncio.sleep)
         self.requests_made = 0
         self.bytes_received = 0
+        self.rejects = RejectReporter()
 
     def __repr__(self) -> str:
         key_state = "set" if self._api_key else "missing"
@@ -148,8 +149,8 @@ class RunloopClient:
         limit: int | None = None,
         starting_after: str | None = None,
         include_total_count: bool = False,
-    ) -> BenchmarkJobListView:
-        """One page of `GET /v1/benchmark_jobs`, newest first."""
+    ) -> JobListPage:
+        """One page of `GET /v1/benchmark_jobs`, newest first; a malformed item is set apart, not raised."""
         params = _params(
             name=name,
             search=search,
@@ -157,20 +158,24 @@ class RunloopClient:
             starting_after=starting_after,
             include_total_count=include_total_count,
         )
-        return await self._get("/v1/benchmark_jobs", params, _model(BenchmarkJobListView))
+        return await self._get("/v1/benchmark_jobs", params, decode_job_list)
 
     async def iter_jobs(
         self, *, name: str | None = None, search: str | None = None, page_size: int = 1000
     ) -> AsyncIterator[BenchmarkJobView]:
-        """Every job matching the filters, newest first, fetching pages as the caller consumes them."""
+        """Every job matching the filters, newest first, fetching pages as the caller consumes them.
+
+        A malformed item is skipped and logged once (with its id): it must not hide the other jobs."""
         cursor: str | None = None
         while True:
             page = await self.list_jobs(name=name, search=search, limit=page_size, starting_after=cursor)
+            for rejected in page.rejected:
+                self.rejects.report(rejected)
             for job in page.jobs:
                 yield job
-            if not page.has_more or not page.jobs or page.jobs[-1].id == cursor:
+            if not page.has_more or page.last_id is None or page.last_id == cursor:
                 return
-            cursor = page.jobs[-1].id
+            cursor = page.last_id
 
     async def get_run(self, run_id: str) -> BenchmarkRunView:
         """`GET /v1/benchmark_runs/{id}`."""

@@ -14,7 +14,7 @@ import xxhash
 
 from watcher.api.client import RunloopClient, parse_body
 from watcher.api.decode import decode_pages
-from watcher.api.errors import NotFoundError, RunloopApiError
+from watcher.api.errors import NotFoundError, RunloopApiError, SchemaError
 from watcher.api.health import ApiHealth
 from watcher.api.poll import runs_to_follow
 from watcher.app.config import WatchSection
@@ -93,6 +93,8 @@ class PollCycle:
         self._health_events: list[Event] = []
         self._sleep = sleep
         self._on_snapshot = on_snapshot  # `run --record`: each changed snapshot, before the diff sees it
+        self._seeing: set[str] = set()  # jobs whose last poll in this process succeeded
+        self._malformed: set[str] = set()  # jobs whose data was reported malformed (once, until it is fine again)
 
     def use_watch(self, watch: WatchSection) -> None:
         """Watch what `watch` says from the next cycle on (a reload); a changed discovery pattern reads the list
@@ -202,6 +204,7 @@ class PollCycle:
                 snapshot = await self._fetch(job_id)
                 self._api_succeeded(report)
             self._not_found.pop(job_id, None)
+            self._seen_again(job_id)
             report.polled += 1
             if snapshot is None:
                 await self.tracker.observe_unchanged(job_id, self.clock.now_ms())
@@ -212,12 +215,37 @@ class PollCycle:
         except NotFoundError as exc:
             self._api_succeeded(report)  # the API answered: it is the job that is gone
             await self._maybe_vanished(job_id, exc, report)
+        except SchemaError as exc:
+            self._not_seen(job_id, report)
+            self._api_succeeded(report)  # the API answered: it is this job's data that is wrong
+            self._report_malformed(job_id, exc)
         except RunloopApiError as exc:
-            report.failed += 1
+            self._not_seen(job_id, report)
             self._api_failed(exc, report, f"polling {job_id}")
         except Exception:  # one job's surprise must not stop the others
-            report.failed += 1
+            self._not_seen(job_id, report)
             log.exception("polling %s failed unexpectedly", job_id)
+
+    def _seen_again(self, job_id: str) -> None:
+        """A successful poll: the time since the last one counts as quiet only if no poll failed in between (and
+        the watcher ran all along); otherwise it is blind time, which no stall is made of."""
+        self._malformed.discard(job_id)
+        if job_id in self._seeing:
+            return
+        self._seeing.add(job_id)
+        memory = self.tracker.memory(job_id)
+        if memory is not None:
+            self.tracker.add_blind(job_id, self.clock.now_ms() - memory.last_seen_ms)
+
+    def _not_seen(self, job_id: str, report: CycleReport) -> None:
+        report.failed += 1
+        self._seeing.discard(job_id)
+
+    def _report_malformed(self, job_id: str, exc: SchemaError) -> None:
+        """Warn once per job whose data is malformed (again after it was fine in between), not on every poll."""
+        if job_id not in self._malformed:
+            self._malformed.add(job_id)
+            log.warning("job %s is malformed, skipped until it reads again: %s", job_id, exc)
 
     async def _snapshot_of(self, job: BenchmarkJobView) -> Snapshot:
         """A snapshot of a job already parsed (from a list page): fetch its scenario runs."""

@@ -121,6 +121,13 @@ class JobTracker:
         _log_problems(observation.problems, observation.dropped)
         return observation
 
+    def add_blind(self, job_id: str, blind_ms: int) -> None:
+        """Count `blind_ms` during which the job could not be seen (see `JobMemory.blind_ms`); it is written with
+        the job's next commit."""
+        memory = self._memories.get(job_id)
+        if memory is not None and blind_ms > 0:
+            self._memories[job_id] = memory.model_copy(update={"blind_ms": memory.blind_ms + blind_ms})
+
     async def load_memories(self) -> int:
         """Learn every job the store remembers (a restart resumes from these); returns how many."""
         memories = await self.store.load_memories()

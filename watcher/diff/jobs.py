@@ -158,6 +158,7 @@ class _Differ:
                 "fingerprint": self.snapshot.fingerprint,
                 "polls_after_finish": self.memory.polls_after_finish + 1 if self.memory.finished else 0,
                 "stalled": self.memory.stalled and not self.events,
+                "blind_ms": 0 if self.events else self.memory.blind_ms,
                 "vanished": False,
             }
         )
