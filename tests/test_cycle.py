@@ -25,7 +25,7 @@ from watcher.core.models import BenchmarkJobView
 from watcher.core.snapshot import Snapshot
 from watcher.diff.jobs import diff
 from watcher.diff.timers import stall
-from watcher.simulator import Faults, SimJobSpec, Simulator
+from watcher.simulator import Faults, SimAgent, SimJobSpec, Simulator
 from watcher.store.sqlite import SQLiteStore
 
 MINUTE = 60_000
@@ -319,3 +319,40 @@ async def test_event_lines_carry_the_job_id_and_progress_is_debug_only(
     assert kinds[logging.DEBUG] == {"job.progress"}  # every poll of every job: not for a person
     assert "job.progress" not in kinds[logging.INFO] and "job.discovered" in kinds[logging.INFO]
     assert all(getattr(record, "job_id", None) == plan.job_id for record in records)
+
+
+async def test_progress_that_goes_back_says_why(sim: Simulator, rig_factory: Any) -> None:
+    """A failed scenario retried is running again: n_done goes 1 → 0, and the event says it was a retry."""
+    agents = [SimAgent(name="a")]
+    spec = SimJobSpec(name="retry", agents=agents, n_scenarios=1, n_attempts=1, fail_rate=1.0, timeout_rate=0.0)
+    plan = sim.add_job(spec)
+    first, second = plan.runs[0].scenarios[0].attempts[:2]
+    rig = await rig_factory(jobs=[plan.job_id])
+    rig.clock.set(first.start_ms + 100)
+    await rig.run()
+    rig.clock.set(first.end_ms + 100)
+    await rig.run()
+    rig.clock.set(second.start_ms + 100)
+    await rig.run()
+    progress = [e for e in rig.events if e.kind == "job.progress"]
+    assert [(e.n_done, e.regressed_because) for e in progress] == [(1, None), (0, "retry")]  # type: ignore[union-attr]
+
+
+async def test_absurd_counters_from_the_api_are_clamped_with_one_warning(
+    sim: Simulator, rig_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    plan = sim.add_job(SimJobSpec(name="liar", n_scenarios=2, agents=[{"name": "a"}]))  # type: ignore[list-item]
+    assert plan.end_ms is not None
+    rig = await rig_factory(jobs=[plan.job_id])
+    rig.clock.set(plan.end_ms - 1500)  # the run's outcome is in, the job is not finished yet
+    await rig.run()
+    outcome = sim.job_view(plan.job_id)["benchmark_outcomes"][0]
+    bad = {**outcome, "n_completed": -5, "n_failed": 10**15}
+    sim.tamper(plan.job_id, {"benchmark_outcomes": [bad], "state": "running"})
+    await rig.run(500)
+    sim.tamper(plan.job_id, {"benchmark_outcomes": [bad], "state": "running", "name": "liar-renamed"})
+    await rig.run(500)
+    memory = rig.tracker.memory(plan.job_id)
+    assert memory is not None and memory.counters.n_completed == 0 and memory.counters.n_failed == 1_000_000
+    warnings = [r.getMessage() for r in caplog.records if "out of range" in r.getMessage()]
+    assert len(warnings) == 1 and "n_completed=-5" in warnings[0] and "clamped to 0..1000000" in warnings[0]
