@@ -9,7 +9,7 @@ names, whether it finished and its score; the scenarios whose last final state w
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, TypedDict
 
 from watcher.core.events import (
@@ -187,7 +187,13 @@ class _Differ:
             )
 
     def _scenarios(self, observed: Iterable[_Observed], runs: Mapping[str, RunMemo]) -> None:
-        for seen in observed:
+        for observation in observed:
+            seen = observation
+            if runs[seen.run_id].counts is not None and seen.failure_reason is not None:
+                # A followed run's failures are told from its scenario runs, which carry no reason; one first seen
+                # in the outcome (the poll that would have seen it mid-run failed) is told the same way, so the
+                # event does not depend on which poll saw it first. The reason is in the run's outcome.
+                seen = replace(seen, failure_reason=None)
             previous = self.memory.unresolved.get(seen.run_id, {}).get(seen.definition_id)
             event = _scenario_event(seen, previous, runs[seen.run_id].agent_name, self._envelope)
             if event is not None:
