@@ -24,9 +24,12 @@ from watcher.core.eventlines import event_line
 from watcher.core.events import Event, JobProgress
 from watcher.core.models import BenchmarkJobView
 from watcher.core.ratelimit import Sleep
+from watcher.core.records import StateRow
 from watcher.core.scenario_runs import RunScenarios
 from watcher.core.snapshot import Snapshot
+from watcher.core.storehealth import StoreHealth
 from watcher.diff.timers import stall, vanish
+from watcher.store.errors import StoreWriteError
 
 log = logging.getLogger("benchwatch.poll")
 event_log = logging.getLogger("benchwatch.events")
@@ -34,6 +37,7 @@ event_log = logging.getLogger("benchwatch.events")
 NOT_FOUND_LIMIT = 2  # a job answering 404 this many times in a row has vanished
 FIRST_PAGE_SIZE = 1000  # the first discovery pass reads far back
 LATER_PAGE_SIZE = 50  # later passes only need what is newer than the newest known job
+PROBE_BYTES = 64 * 1024  # the write that tells whether a store that could not write can again
 
 
 @dataclass
@@ -80,6 +84,7 @@ class PollCycle:
         on_notifications: Callable[[], None],
         sleep: Sleep = asyncio.sleep,
         on_snapshot: Callable[[Snapshot], object] | None = None,
+        store_health: StoreHealth | None = None,
     ) -> None:
         self.watch = watch
         self.client = client
@@ -93,6 +98,7 @@ class PollCycle:
         self._health_events: list[Event] = []
         self._sleep = sleep
         self._on_snapshot = on_snapshot  # `run --record`: each changed snapshot, before the diff sees it
+        self.store_health = store_health or StoreHealth()
         self._seeing: set[str] = set()  # jobs whose last poll in this process succeeded
         self._malformed: set[str] = set()  # jobs whose data was reported malformed (once, until it is fine again)
 
@@ -114,14 +120,40 @@ class PollCycle:
         over that many seconds, each at the same offset every cycle (see `_poll_spread`)."""
         report = CycleReport()
         started_ms = self.clock.now_ms()
+        if not await self._store_writable():
+            return report  # nothing could be recorded: poll nothing, so nothing is polled twice or told late
         discovered = await self._discover(report)
         targets = [job_id for job_id in self.targets() if job_id not in discovered]
         if spread_s > 0 and len(targets) > 1:
             await self._poll_spread(targets, started_ms, spread_s, report)
         else:
             await asyncio.gather(*(self._poll(job_id, None, report) for job_id in targets))
-        await self._timed(report)
+        try:
+            await self._timed(report)
+        except StoreWriteError as exc:
+            self._store_failed(exc)
         return report
+
+    async def _store_writable(self) -> bool:
+        """While the store cannot write, each cycle only tries one probe write; True once it can write again.
+
+        The probe writes 64 KB and deletes it in the same transaction: it leaves nothing behind, yet needs fresh
+        space as a poll's commit does — a few bytes would still fit in a page's slack on a full disk."""
+        if self.store_health.writable:
+            return True
+        probe = [StateRow("benchwatch", "write_probe", "x" * PROBE_BYTES), StateRow("benchwatch", "write_probe", None)]
+        try:
+            await self.tracker.store.commit(state_rows=probe)
+        except StoreWriteError as exc:
+            self._store_failed(exc)
+            return False
+        down_ms = self.store_health.succeeded(self.clock.now_ms())
+        log.warning("the state store writes again after %.0fs; polling resumes", (down_ms or 0) / 1000)
+        return True
+
+    def _store_failed(self, exc: StoreWriteError) -> None:
+        if self.store_health.failed(self.clock.now_ms(), str(exc)):
+            log.error("the state store cannot write (%s): polls are held until it can (logged once a minute)", exc)
 
     async def _poll_spread(self, targets: list[str], started_ms: int, spread_s: float, report: CycleReport) -> None:
         """Start each job's poll at its own offset from the cycle's start, in the stable order of `targets`.
@@ -215,6 +247,9 @@ class PollCycle:
         except NotFoundError as exc:
             self._api_succeeded(report)  # the API answered: it is the job that is gone
             await self._maybe_vanished(job_id, exc, report)
+        except StoreWriteError as exc:  # the poll is not recorded: the next one repeats it, nothing is lost
+            self._not_seen(job_id, report)
+            self._store_failed(exc)
         except SchemaError as exc:
             self._not_seen(job_id, report)
             self._api_succeeded(report)  # the API answered: it is this job's data that is wrong
@@ -293,7 +328,10 @@ class PollCycle:
         result = vanish(memory, self.clock.now_ms())
         if result is not None:
             event, updated = result
-            self._told(await self.tracker.record([event], updated, event.at_ms), report)
+            try:
+                self._told(await self.tracker.record([event], updated, event.at_ms), report)
+            except StoreWriteError as write_error:  # told on a later poll, once the store writes again
+                self._store_failed(write_error)
 
     async def _timed(self, report: CycleReport) -> None:
         now_ms = self.clock.now_ms()

@@ -31,9 +31,11 @@ from watcher.app.reload import effective, needs_restart, read_again
 from watcher.app.status import StatusServer, create_status_app, start_status_server
 from watcher.app.tracker import JobTracker
 from watcher.core.clock import Clock, SystemClock
+from watcher.core.storehealth import StoreHealth
 from watcher.core.summary import JobSummary
 from watcher.diff.summary import dashboard_url_for
 from watcher.store import open_store
+from watcher.store.errors import StoreWriteError
 from watcher.store.protocol import Store
 
 log = logging.getLogger("benchwatch.service")
@@ -55,6 +57,7 @@ class Service:
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
         self.health = ApiHealth(self.config.watch.api_unreachable_after_ms)
+        self.store_health = StoreHealth()  # one view of the store's writes: polls, sends and /readyz share it
         self.status: StatusServer | None = None
         self._store = open_store(loaded.state_path())
         self._cycle_lock = asyncio.Lock()
@@ -98,7 +101,7 @@ class Service:
         self.tracker = JobTracker(self._store, router=router, dashboard_url=dashboard_url, comparer=comparer)
         await self.tracker.load_memories()
         self._session = session
-        self.worker = build_worker(self.config, self._store, session, self.clock)
+        self.worker = build_worker(self.config, self._store, session, self.clock, self.store_health)
         self.cycle = PollCycle(
             watch=self.config.watch,
             client=self.client,
@@ -107,6 +110,7 @@ class Service:
             health=self.health,
             on_notifications=self.worker.wake,
             on_snapshot=self.recorder.write if self.recorder is not None else None,
+            store_health=self.store_health,
         )
         worker_task = asyncio.create_task(self.worker.run(), name="delivery worker")
         self.metrics.config_loaded(True, time.time())
@@ -181,14 +185,20 @@ class Service:
     async def flush_timers(self) -> None:
         """Close rule group windows that are due (the scheduler's 1-second job)."""
         due_ms = self.tracker.next_due_ms()
-        if due_ms is None or due_ms > self.clock.now_ms():
+        if due_ms is None or due_ms > self.clock.now_ms() or not self.store_health.writable:
             return
-        observation = await self.tracker.flush_due(self.clock.now_ms())
+        try:
+            observation = await self.tracker.flush_due(self.clock.now_ms())
+        except StoreWriteError as exc:  # the windows stay open; flushed once the store writes again
+            self.store_health.failed(self.clock.now_ms(), str(exc))
+            return
         if observation.notifications:
             self.worker.wake()
 
     async def readiness(self) -> tuple[bool, str]:
-        """Ready once a cycle has finished recently (within three intervals) and the store is open."""
+        """Ready once a cycle has finished recently (within three intervals) and the store can write."""
+        if not self.store_health.writable:
+            return False, self.store_health.describe(self.clock.now_ms())
         if self._last_cycle_end_s is None:
             return False, "no poll cycle has finished yet"
         age_s = time.time() - self._last_cycle_end_s

@@ -5,3 +5,8 @@ from __future__ import annotations
 
 class StoreError(Exception):
     """The database cannot be used (newer schema, not a benchwatch database, unreadable)."""
+
+
+class StoreWriteError(StoreError):
+    """A write failed and nothing of it was recorded: a full disk, a read-only or damaged file, a lost database
+    connection. Usually passing: the caller keeps what it meant to write and tries again."""
