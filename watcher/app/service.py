@@ -281,14 +281,16 @@ class Service:
         return []
 
     async def _shutdown(self, scheduler: AsyncIOScheduler, worker_task: asyncio.Task[None]) -> None:
-        """Stop polling first (APScheduler would cancel a running cycle), then deliveries, then the endpoint."""
-        log.info("stopping: no new poll cycles; waiting for the current one (at most %.0fs)", STOP_GRACE_S)
+        """Claim nothing new — no poll cycle, no send — and give the running cycle and the sends in flight one grace
+        together (not one after the other: the process exits within STOP_GRACE_S and a second); then the endpoint."""
+        log.info("stopping: no new poll cycles or sends; finishing what is under way (at most %.0fs)", STOP_GRACE_S)
         scheduler.pause()
+        worker_stopped = asyncio.create_task(self.worker.stop(grace_s=STOP_GRACE_S), name="stop deliveries")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_GRACE_S):
                 await self._cycle_lock.acquire()
         scheduler.shutdown(wait=False)
-        await self.worker.stop(grace_s=STOP_GRACE_S)
+        await worker_stopped
         worker_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker_task
