@@ -12,13 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks import notify_latency, poll_cost
+from benchmarks import notify_latency, poll_cost, startup
 
 BENCHMARKS = {
     "notify-latency": notify_latency.run,
     "poll-small": poll_cost.run_small,
     "poll-many": poll_cost.run_many,
     "poll-large": poll_cost.run_large,
+    "startup": startup.run,
 }
 
 
