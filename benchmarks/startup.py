@@ -94,7 +94,7 @@ async def _first_request_s(base_url: str, job_id: str, probe: FirstRequest) -> f
 
 async def run(*, quick: bool) -> dict[str, Any]:
     """Median wall of each command over a few rounds (interleaved, so load drifts hit all alike)."""
-    rounds = 3 if quick else 15
+    rounds = 1 if quick else 15
     base = [sys.executable]
     commands = {
         "python -c pass": [*base, "-c", "pass"],
