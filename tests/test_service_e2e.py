@@ -2,25 +2,29 @@
 webhook receiver. One smoke test of a whole lifecycle, and one real kill -9 and restart.
 
 Everything else about the service is tested in process on a manual clock (tests/test_service.py). Here, to stay
-robust on a busy machine: every port is 0 (the watcher logs the one it bound), the simulated jobs are created only
-once the watcher's /readyz answers (a slow start-up cannot make a job end before the first poll), a timeout says
-which notifications arrived and which were expected, and no process outlives its test.
+robust on a busy machine: every port is 0 (the watcher logs the one it bound); the simulated jobs are created only
+once the watcher's /readyz answers; the simulator's clock is manual and moves one step each time the watcher starts
+a poll cycle (its list request), so however slow the machine, the watcher sees every job before it ends and at
+every step of its life; a timeout says which notifications arrived and which were expected; and no process outlives
+its test.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from tests.conftest import ServerFactory
 from tests.fakes.webhook import WebhookReceiver
@@ -37,10 +41,12 @@ from tests.lifecycle import (
     unique,
     write_config,
 )
-from watcher.core.clock import ScaledClock
+from watcher.core.clock import ManualClock
 from watcher.simulator import Simulator, create_app
 
-SPEED = 240.0
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+STEP_MS = 240_000  # simulated time per poll cycle of the watcher
 START_DEADLINE_S = 60.0
 _BOUND = re.compile(r"status endpoint on (http://\S+)")
 
@@ -117,10 +123,31 @@ class Watcher:
 
 
 class World:
-    """The simulator on an accelerated clock, with no jobs yet, and a webhook receiver, on real local ports."""
+    """The simulator on a manual clock that the watcher's cycles move, and a webhook receiver, on real local ports."""
 
-    def __init__(self, sim: Simulator, receiver: WebhookReceiver, config: Path) -> None:
-        self.sim, self.receiver, self.config = sim, receiver, config
+    def __init__(self, clock: ManualClock, sim: Simulator, receiver: WebhookReceiver) -> None:
+        self.clock, self.sim, self.receiver = clock, sim, receiver
+        self.config = Path()
+        self.cycles = 0  # list requests seen: each poll cycle of the watcher starts with one (discovery)
+        self._cycle_started = asyncio.Event()
+
+    @web.middleware
+    async def count_cycles(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Count the watcher's cycles, by their list requests."""
+        if request.path == "/v1/benchmark_jobs" and request.method == "GET":
+            self.cycles += 1
+            self._cycle_started.set()
+        return await handler(request)
+
+    async def pace(self) -> None:
+        """For ever: move the clock one step each time a new cycle starts (cancelled by the caller)."""
+        seen = self.cycles
+        while True:
+            self._cycle_started.clear()
+            if self.cycles == seen:
+                await self._cycle_started.wait()
+            seen = self.cycles
+            self.clock.advance(STEP_MS)
 
     async def until_all_told(self, deadline_s: float = 90.0) -> Counter[Key]:
         """Wait until the jobs have ended and every notification they call for has arrived."""
@@ -128,18 +155,30 @@ class World:
         while not (all_finished(self.sim) and received(self.receiver) == expected(self.sim)):
             if time.monotonic() > deadline:
                 state = "the jobs ended" if all_finished(self.sim) else "the jobs are still running"
-                raise AssertionError(f"timed out ({state}): {difference(received(self.receiver), expected(self.sim))}")
-            await asyncio.sleep(0.1)
+                told = difference(received(self.receiver), expected(self.sim))
+                raise AssertionError(f"timed out after {self.cycles} cycles ({state}): {told}")
+            await asyncio.sleep(0.05)
         return expected(self.sim)
 
 
 @pytest.fixture
-async def world(aiohttp_server: ServerFactory, tmp_path: Path) -> World:
-    sim = Simulator(seed=17, clock=ScaledClock(speed=SPEED), api_key=API_KEY)
+async def world(aiohttp_server: ServerFactory, tmp_path: Path) -> AsyncIterator[World]:
+    clock = ManualClock()
+    sim = Simulator(seed=17, clock=clock, api_key=API_KEY)
     receiver = WebhookReceiver(SECRET)
-    api = str((await aiohttp_server(create_app(sim))).make_url("")).rstrip("/")
+    world = World(clock, sim, receiver)
+    app = create_app(sim)
+    app.middlewares.append(world.count_cycles)
+    api = str((await aiohttp_server(app)).make_url("")).rstrip("/")
     hook = str((await aiohttp_server(receiver.app())).make_url("/hook"))
-    return World(sim, receiver, write_config(tmp_path, api, hook))
+    world.config = write_config(tmp_path, api, hook)
+    pacing = asyncio.create_task(world.pace())
+    try:
+        yield world
+    finally:
+        pacing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pacing
 
 
 @pytest.fixture
@@ -187,6 +226,7 @@ async def test_kill_9_and_restart_lose_nothing_and_repeat_only_sends_in_flight(
         raise AssertionError(f"{len(world.receiver.requests)} of 2 notifications arrived within 60s") from None
     await first.kill()
     assert first.process is not None and first.process.returncode == -signal.SIGKILL
+    world.clock.advance(3 * STEP_MS)  # life goes on while the watcher is down
     second = watchers()
     await second.start()
     wanted = await world.until_all_told()
