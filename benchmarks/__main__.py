@@ -12,13 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks import chaos, notify_latency, poll_cost
+from benchmarks import chaos, notify_latency, poll_cost, startup
 
 BENCHMARKS = {
     "notify-latency": notify_latency.run,
     "poll-small": poll_cost.run_small,
     "poll-many": poll_cost.run_many,
     "poll-large": poll_cost.run_large,
+    "startup": startup.run,
 }
 # Run only when named: the fault matrix is a reliability check, not a speed figure (its quick form is a test).
 ON_DEMAND = {"chaos": chaos.run}

@@ -18,7 +18,7 @@ from notifiers.base import NotifierConfigBase
 from notifiers.body_template import compile_body, render_body
 from notifiers.http import encode_json, location, post_classified, rfc3339
 from notifiers.protocol import NotifierContext
-from watcher.config.durations import DurationMs
+from watcher.config.fields import DurationMs
 from watcher.core.clock import Clock, SystemClock
 from watcher.core.notification import Notification
 

@@ -27,7 +27,7 @@ from rules.celtypes import kinds_matching
 from rules.expr import Expression, compile_expression
 from rules.match import FieldMatcher, compile_matcher
 from rules.templates import Template, compile_template
-from watcher.config.durations import DurationMs
+from watcher.config.fields import DurationMs
 from watcher.config.loader import StrictModel
 from watcher.core.events import EVENT_KINDS
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -67,3 +69,18 @@ async def context(session: aiohttp.ClientSession, tmp_path: Path) -> AsyncIterat
     """What a notifier gets: the shared session and durable state in a real SQLite file."""
     async with SQLiteStore(tmp_path / "notifier-state.db") as store:
         yield NotifierContext(session=session, state=NamespacedState(store, "notifier.test"))
+
+
+@pytest.fixture
+def ram_path(tmp_path: Path) -> Iterator[Path]:
+    """A folder in RAM (/dev/shm) where there is one, else `tmp_path`: for tests that commit to SQLite thousands of
+    times to check logic, not the disk — there `synchronous=FULL` makes every commit an fsync, most of their time."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and shutil.disk_usage(shm).free > 256 * 2**20):
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="benchwatch-test-", dir=shm))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -9,12 +9,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from watcher.api.errors import SchemaError
+from watcher.api.rejects import RejectedJob
 from watcher.core.models import ApiModel, BenchmarkJobView
 
 log = logging.getLogger("benchwatch.client")
-
-_SHOWN_ID_CHARS = 80  # an id from the API is shown, not trusted: a 10k-character one must not flood the log
-_REMEMBERED_REJECTS = 10_000  # bounds the memory of items already reported
 
 
 class _RawJobList(ApiModel):
@@ -23,20 +21,6 @@ class _RawJobList(ApiModel):
     jobs: tuple[Any, ...] = ()
     has_more: bool = False
     total_count: int | None = None
-
-
-@dataclass(frozen=True)
-class RejectedJob:
-    """A listed item that is not a usable job: its id (when it has a string one), position and why."""
-
-    job_id: str | None
-    index: int
-    problem: str
-
-    def describe(self) -> str:
-        """One log line's worth, the id escaped and shortened."""
-        shown = repr(self.job_id[:_SHOWN_ID_CHARS]) if self.job_id is not None else "without an id"
-        return f"job {shown} (item {self.index} of its page): {self.problem}"
 
 
 @dataclass(frozen=True)
@@ -67,23 +51,6 @@ def decode_job_list(path: str, body: bytes) -> JobListPage:
     ids = [_item_id(item) for item in raw.jobs]
     last_id = next((job_id for job_id in reversed(ids) if job_id is not None), None)
     return JobListPage(tuple(jobs), tuple(rejected), raw.has_more, last_id)
-
-
-class RejectReporter:
-    """Logs each rejected item once (by id, or by position and problem when it has no id), not on every poll."""
-
-    def __init__(self) -> None:
-        self._reported: set[str] = set()
-
-    def report(self, rejected: RejectedJob) -> None:
-        """Warn about `rejected` unless it was reported already."""
-        key = rejected.job_id if rejected.job_id is not None else f"#{rejected.index}:{rejected.problem}"
-        if key in self._reported:
-            return
-        if len(self._reported) >= _REMEMBERED_REJECTS:
-            self._reported.clear()
-        self._reported.add(key)
-        log.warning("skipping a malformed %s; the other jobs are read", rejected.describe())
 
 
 def _item_id(item: Any) -> str | None:

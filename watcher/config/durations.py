@@ -1,11 +1,12 @@
-"""Durations as people write them in config files: `30s`, `5m`, `2h`, `1d`, `1h30m`, `250ms`."""
+"""Durations as people write them in config files: `30s`, `5m`, `2h`, `1d`, `1h30m`, `250ms`.
+
+Plain functions, no pydantic: command-line flags use them before anything heavy is imported. The config field type
+built on them is `watcher.config.fields.DurationMs`."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Final
-
-from pydantic import BeforeValidator, PlainSerializer
+from typing import Any, Final
 
 _UNIT_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -53,7 +54,3 @@ def format_duration_ms(ms: int) -> str:
             out.append(f"{ms // size}{unit}")
             ms %= size
     return "".join(out)
-
-
-DurationMs = Annotated[int, BeforeValidator(parse_duration_ms), PlainSerializer(format_duration_ms, return_type=str)]
-"""A config field holding a duration, validated from `30s`-style strings into milliseconds."""
