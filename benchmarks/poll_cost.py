@@ -9,6 +9,7 @@ cycles after moving it (changed). After each cycle the floor fetches the same UR
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import tempfile
 import time
@@ -25,7 +26,7 @@ from benchmarks.hookrecv import ReceiverClient
 from benchmarks.measure import peak_rss_mb, reset_peak_rss
 from benchmarks.rig import WatcherRig, write_config
 from benchmarks.service_latency import first_arrivals, service_latencies
-from benchmarks.simproc import NaiveProcess, SimControl, start_child, start_simulator
+from benchmarks.simproc import Child, NaiveProcess, SimControl, start_child, start_simulator
 from benchmarks.workloads import Workload
 from watcher.app.config import LoadedConfig
 
@@ -48,10 +49,16 @@ async def started(workload: Workload, *, naive: bool = True) -> AsyncIterator[Se
     """The simulator with the workload's jobs, the webhook receiver, the naive poller (each in its own process),
     and the watcher's config file in a temporary folder; all stopped and removed afterwards."""
     async with contextlib.AsyncExitStack() as stack:
-        sim_child = await start_simulator(workload.seed)
-        stack.push_async_callback(sim_child.stop)
-        hook_child = await start_child(["-m", "benchmarks.hookrecv", "--port", "{port}"], ready_path="/ready")
-        stack.push_async_callback(hook_child.stop)
+        # Started side by side: each spends a second or so importing before it answers.
+        children = await asyncio.gather(
+            start_simulator(workload.seed),
+            start_child(["-m", "benchmarks.hookrecv", "--port", "{port}"], ready_path="/ready"),
+            return_exceptions=True,
+        )
+        for child in children:
+            if isinstance(child, Child):
+                stack.push_async_callback(child.stop)
+        sim_child, hook_child = (_started(child) for child in children)
         session = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=900)))
         sim = SimControl(session, sim_child.url)
         for batch in workload.batches:
@@ -65,11 +72,18 @@ async def started(workload: Workload, *, naive: bool = True) -> AsyncIterator[Se
         yield Setup(sim, receiver, naive_process, write_config(folder, sim_child.url, receiver.hook_url))
 
 
-async def measure(workload: Workload) -> dict[str, Any]:
-    """Measure one workload; the figures as JSON-ready data."""
-    async with started(workload) as setup:
+def _started(child: Child | BaseException) -> Child:
+    if isinstance(child, BaseException):
+        raise child
+    return child
+
+
+async def measure(workload: Workload, *, control: bool = False) -> dict[str, Any]:
+    """Measure one workload; the figures as JSON-ready data. A `control` is measured for its watcher cycles alone
+    (what `many` is compared with): no naive poller, no service latency — nothing reads them."""
+    async with started(workload, naive=not control) as setup:
         cycles, memory = await _manual_cycles(workload, setup)
-        latencies_s = await service_latencies(
+        latencies_s = [] if control else await service_latencies(
             setup.loaded, setup.sim, setup.receiver, samples=workload.service_samples, advance_ms=workload.advance_ms,
             seed=1,
         )  # fmt: skip
@@ -141,6 +155,6 @@ async def run_large(*, quick: bool = False) -> dict[str, Any]:
 async def run_many(*, quick: bool = False) -> dict[str, Any]:
     """`poll-many`, with its control (the running jobs alone) for what the terminal ones cost."""
     figures = await measure(workloads.many(quick))
-    figures["control"] = await measure(workloads.many(quick, terminal=False))
+    figures["control"] = await measure(workloads.many(quick, terminal=False), control=True)
     report.add_terminal_cost(figures)
     return table.print_workload(figures)

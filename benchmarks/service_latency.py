@@ -11,6 +11,7 @@ import time
 from benchmarks.hookrecv import Arrival, ReceiverClient
 from benchmarks.simproc import SimControl
 from watcher.app.config import LoadedConfig
+from watcher.app.cycle import CycleReport
 from watcher.app.service import Service
 
 CYCLE_DEADLINE_S = 600.0
@@ -24,11 +25,12 @@ class _ObservedService(Service):
         self.cycles: list[tuple[float, float]] = []
         self.cycle_ended = asyncio.Event()
 
-    async def poll_once(self) -> None:
+    async def poll_once(self) -> CycleReport:
         started = time.monotonic()
-        await super().poll_once()
+        report = await super().poll_once()
         self.cycles.append((started, time.monotonic()))
         self.cycle_ended.set()
+        return report
 
     async def cycle_started_after(self, moment_s: float) -> None:
         """Wait until a cycle that started after `moment_s` has ended."""

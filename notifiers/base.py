@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from watcher.config.durations import DurationMs
+from watcher.config.fields import DurationMs
 from watcher.config.loader import StrictModel
 
 

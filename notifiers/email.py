@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import ssl
 from typing import Final, Literal, Self
 
@@ -34,6 +35,17 @@ class EmailConfig(NotifierConfigBase):
     sender: str = Field(alias="from")
     to: tuple[str, ...] = Field(min_length=1)
     subject_prefix: str = "[benchwatch]"
+
+    @field_validator("sender", "to")
+    @classmethod
+    def _plain_addresses(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        # A CR or LF in an address would let it write headers of its own (`Bcc:`): refused at load.
+        for address in (value,) if isinstance(value, str) else value:
+            if any(ord(char) < 0x20 or ord(char) == 0x7F for char in address):
+                raise ValueError(f"an email address must not hold line breaks or control characters: {address!r}")
+            if "@" not in email.utils.parseaddr(address)[1]:
+                raise ValueError(f"expected an email address like ops@example.com, got {address[:80]!r}")
+        return value
 
     @field_validator("ca")
     @classmethod

@@ -17,7 +17,7 @@ from notifiers.escape import adaptive_card_text, fitted
 from notifiers.http import encode_json, http_url, post_classified
 from notifiers.protocol import NotifierContext
 from notifiers.slack_blocks import duration_text
-from watcher.config.durations import DurationMs
+from watcher.config.fields import DurationMs
 from watcher.core.clock import Clock, SystemClock
 from watcher.core.notification import Notification
 from watcher.core.summary import AgentSummary, JobSummary

@@ -18,12 +18,13 @@ from notifiers.base import NotifierConfigBase
 from notifiers.body_template import compile_body, render_body
 from notifiers.http import encode_json, location, post_classified, rfc3339
 from notifiers.protocol import NotifierContext
-from watcher.config.durations import DurationMs
+from watcher.config.fields import DurationMs
 from watcher.core.clock import Clock, SystemClock
 from watcher.core.notification import Notification
 
 # `type/subtype` and `; name=value` parameters, nothing else: the value becomes a header.
 _MEDIA_TYPE: Final = re.compile(r"[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=[\w.+\-\"]+)*")
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110 token)
 
 
 class WebhookConfig(NotifierConfigBase):
@@ -74,6 +75,17 @@ class WebhookConfig(NotifierConfigBase):
         parts = urllib.parse.urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names_and_values(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        # A CR or LF would let a header write headers (or a body) of its own. Values are secrets: never echoed.
+        for name, secret in value.items():
+            if not _TOKEN.fullmatch(name):
+                raise ValueError(f"invalid header name {name[:80]!r}: letters, digits and !#$%&'*+-.^_`|~ only")
+            if any(char in secret.get_secret_value() for char in "\r\n\0"):
+                raise ValueError(f"the value of header {name!r} holds a line break or NUL")
         return value
 
     @field_validator("secret")

@@ -28,12 +28,13 @@ from watcher.core.failures import Reason
 from watcher.core.notification import Notification
 from watcher.core.ratelimit import RateLimiter, Sleep
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus
+from watcher.core.storehealth import StoreHealth
 
 log = logging.getLogger("benchwatch.delivery")
 
 _MAX_ERROR_CHARS = 500
 DUE_BATCH = 200  # due notifications read per dispatch
-STORE_RETRY_S = 1.0  # after the store failed the worker, it looks again this much later (or when woken)
+RECORD_RETRY_S = 1.0  # while the store cannot write: how often the held records are tried again
 _OUTCOME_OF: Final = {
     OutboxStatus.SENT: DeliveryOutcome.SENT,
     OutboxStatus.DEAD: DeliveryOutcome.DEAD,
@@ -60,6 +61,15 @@ class Outbox(Protocol):
 
 
 @dataclass(frozen=True)
+class _Held:
+    """An attempt made whose record the store could not write yet."""
+
+    attempt: DeliveryAttempt
+    status: OutboxStatus
+    next_attempt_ms: int
+
+
+@dataclass(frozen=True)
 class DeliveryPolicy:
     """One notifier's delivery limits."""
 
@@ -82,6 +92,7 @@ class DeliveryWorker:
         clock: Clock,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        health: StoreHealth | None = None,
     ) -> None:
         self.store = store
         self.notifiers = dict(notifiers)
@@ -97,6 +108,10 @@ class DeliveryWorker:
         self._backlog = False  # the last dispatch left due notifications behind (it reads DUE_BATCH at most)
         self._wake = asyncio.Event()
         self._stopping = False
+        self.health = health or StoreHealth()
+        # Attempts made but not recorded (the store could not write). While any is held nothing new is claimed: a
+        # send whose "sent" is not recorded would go out again after a restart, so its record comes first.
+        self._unrecorded: dict[str, _Held] = {}
 
     def use_notifiers(self, notifiers: Mapping[str, Notifier], policies: Mapping[str, DeliveryPolicy]) -> None:
         """Deliver through these notifiers from the next send on (a config reload); sends in flight finish with
@@ -112,12 +127,20 @@ class DeliveryWorker:
         """No send in flight right now."""
         return not self._in_flight
 
+    @property
+    def unrecorded(self) -> int:
+        """Attempts made whose record the store could not write yet (held, and tried again)."""
+        return len(self._unrecorded)
+
     def wake(self) -> None:
         """New notifications are in the outbox: look now rather than at the next due time."""
         self._wake.set()
 
     async def dispatch(self) -> int:
-        """Start a send for every due notification not already in flight; returns how many were started."""
+        """Start a send for every due notification not already in flight; returns how many were started. Nothing
+        is started while an earlier attempt's record is held (the store could not write it) or after `stop()`."""
+        if self._stopping or not await self.record_held():
+            return 0
         started = 0
         due = await self.store.due_notifications(self.clock.now_ms(), limit=DUE_BATCH, exclude=tuple(self._in_flight))
         self._backlog = len(due) >= DUE_BATCH
@@ -131,8 +154,10 @@ class DeliveryWorker:
             started += 1
         return started
 
-    def _forget(self, notification_id: str, _: object) -> None:
+    def _forget(self, notification_id: str, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(notification_id, None)
+        if not task.cancelled() and task.exception() is not None:  # retrieved: never "exception was never retrieved"
+            log.error("delivering %s failed unexpectedly", notification_id, exc_info=task.exception())
         if self._backlog:  # a slot is free and more is due than was read: read on
             self._wake.set()
 
@@ -153,24 +178,71 @@ class DeliveryWorker:
             self._wake.clear()
             try:
                 await self.dispatch()
+                if self._unrecorded:  # the store cannot write: try the held records again shortly
+                    await self._pause(RECORD_RETRY_S)
+                    continue
                 await self._wait_for_work()
-            except Exception as exc:  # the store is away (a database restart): what is pending stays pending
-                log.warning("delivery worker: %s; looking again in %.0fs", exc, STORE_RETRY_S)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=STORE_RETRY_S)
+            except Exception as exc:  # the store cannot even be read: the worker waits, it does not die
+                self._store_failed(f"reading the outbox: {exc}")
+                await self._pause(RECORD_RETRY_S)
 
     async def stop(self, grace_s: float = 10.0) -> None:
-        """Stop dispatching, let sends in flight finish for up to `grace_s`, then cancel the rest."""
+        """Claim nothing new; let sends in flight finish and be recorded for up to `grace_s`, then cancel the rest
+        (those may go out again after a restart: the documented in-flight window)."""
         self._stopping = True
         self._wake.set()
+        deadline_ms = self.clock.now_ms() + grace_s * 1000
         pending = list(self._in_flight.values())
-        if not pending:
-            return
-        _, not_done = await asyncio.wait(pending, timeout=grace_s)
-        for task in not_done:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*not_done, return_exceptions=True)
+        if pending:
+            _, not_done = await asyncio.wait(pending, timeout=grace_s)
+            for task in not_done:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*not_done, return_exceptions=True)
+            if not_done:
+                log.warning("stopped with %d sends unfinished; they stay pending and go out again", len(not_done))
+        while self._unrecorded and not await self.record_held():
+            remaining_s = (deadline_ms - self.clock.now_ms()) / 1000
+            if remaining_s <= 0:
+                break
+            await self._sleep(min(RECORD_RETRY_S, remaining_s))
+        if self._unrecorded:
+            log.error(
+                "stopped with %d sends made but not recorded (%s); they will be sent again after a restart",
+                len(self._unrecorded), self.health.last_error,
+            )  # fmt: skip
+
+    async def record_held(self) -> bool:
+        """Try again to record the attempts the store could not write; True once none is held."""
+        for notification_id, held in list(self._unrecorded.items()):
+            try:
+                await self.store.record_delivery(held.attempt, status=held.status, next_attempt_ms=held.next_attempt_ms)
+            except Exception as exc:
+                self._store_failed(str(exc))
+                return False
+            del self._unrecorded[notification_id]
+            self._count(held.attempt)
+        if not self._unrecorded:
+            self._store_recovered()
+        return True
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        self._wake.clear()
+
+    def _store_failed(self, error: str) -> None:
+        if self.health.failed(self.clock.now_ms(), error):
+            log.error(
+                "the state store cannot write (%s): no new sends until it can; %d sends held for recording, "
+                "retried every %.0fs (logged once a minute)",
+                error, len(self._unrecorded), RECORD_RETRY_S,
+            )  # fmt: skip
+
+    def _store_recovered(self) -> None:
+        down_ms = self.health.succeeded(self.clock.now_ms())
+        if down_ms is not None:
+            log.warning("the state store writes again after %.0fs; sending resumes", down_ms / 1000)
 
     async def _wait_for_work(self) -> None:
         now_ms = self.clock.now_ms()
@@ -192,11 +264,15 @@ class DeliveryWorker:
             )
             return
         async with self._limits[name]:
+            if self._stopping or self._unrecorded:  # queued for the slot, but nothing new starts now: stays pending
+                return
             if name in self.disabled:  # checked in turn: sends queued behind the one that found it gone stop too
                 why = f"notifier {name!r} is disabled: {self.disabled[name]}"
                 await self._finish(item, OutboxStatus.DEAD, Reason.CLIENT_ERROR, why)
                 return
             await self._rates[name].wait_turn()
+            if self._stopping:
+                return
             started_ms = self.clock.now_ms()
             try:
                 await notifier.send(notification)
@@ -284,8 +360,16 @@ class DeliveryWorker:
             reason=reason,
             error=error,
         )
-        await self.store.record_delivery(attempt, status=status, next_attempt_ms=next_attempt_ms)
-        self.stats[(item.notification.notifier, outcome, reason or "ok")] += 1
+        try:
+            await self.store.record_delivery(attempt, status=status, next_attempt_ms=next_attempt_ms)
+        except Exception as exc:  # the store cannot write: hold the record, never send this again meanwhile
+            self._unrecorded[attempt.notification_id] = _Held(attempt, status, next_attempt_ms)
+            self._store_failed(str(exc))
+            return
+        self._count(attempt)
+
+    def _count(self, attempt: DeliveryAttempt) -> None:
+        self.stats[(attempt.notifier, attempt.outcome, attempt.reason or "ok")] += 1
 
 
 def _about(notification: Notification) -> dict[str, str | None]:

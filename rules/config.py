@@ -9,7 +9,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -19,13 +19,15 @@ from pydantic import (
     PlainSerializer,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from rules.celtypes import kinds_matching
 from rules.expr import Expression, compile_expression
 from rules.match import FieldMatcher, compile_matcher
 from rules.templates import Template, compile_template
-from watcher.config.durations import DurationMs
+from watcher.config.fields import DurationMs
 from watcher.config.loader import StrictModel
 from watcher.core.events import EVENT_KINDS
 
@@ -34,16 +36,43 @@ Severity = Literal["info", "warning", "critical"]
 DEFAULT_DEDUP_KEY = "{{ rule }}:{{ job_id }}"
 
 
-def compile_where(value: Any) -> dict[str, FieldMatcher]:
-    """A mapping of field paths to expected values, compiled into matchers; raises ValueError naming the path."""
+def _matchers(value: Any) -> tuple[dict[str, FieldMatcher], list[tuple[str, Any, str]]]:
+    """Every matcher of a mapping compiled, and the problems (path, expected, message) of the ones that fail."""
     if not isinstance(value, Mapping):
         raise ValueError("expected a mapping of field paths to expected values")
     compiled = {}
+    problems: list[tuple[str, Any, str]] = []
     for path, expected in value.items():
         try:
             compiled[str(path)] = compile_matcher(str(path), expected)
         except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            problems.append((str(path), expected, str(exc)))
+    return compiled, problems
+
+
+def compile_where(value: Any) -> dict[str, FieldMatcher]:
+    """A mapping of field paths to expected values, compiled into matchers; raises ValueError naming each bad path."""
+    compiled, problems = _matchers(value)
+    if problems:
+        raise ValueError("; ".join(f"{path}: {message}" for path, _, message in problems))
+    return compiled
+
+
+def _where_block(value: Any) -> dict[str, FieldMatcher]:
+    """`compile_where` for a config file: every bad matcher is reported at its own key (and line)."""
+    compiled, problems = _matchers(value)
+    if problems:
+        raise ValidationError.from_exception_data(
+            "where",
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("invalid_matcher", "{message}", {"message": message}),
+                    loc=(path,),
+                    input=expected,
+                )
+                for path, expected, message in problems
+            ],
+        )
     return compiled
 
 
@@ -68,7 +97,7 @@ def _kinds(value: tuple[str, ...]) -> tuple[str, ...]:
 
 Where = Annotated[
     dict[str, FieldMatcher],
-    BeforeValidator(compile_where),
+    BeforeValidator(_where_block),
     PlainSerializer(lambda matchers: {path: m.raw for path, m in matchers.items()}),
 ]
 When = Annotated[Expression, BeforeValidator(_expression), PlainSerializer(lambda expression: expression.source)]
@@ -138,6 +167,12 @@ class SilenceConfig(StrictModel):
         if value is not None and value.tzinfo is None:
             raise ValueError("give a time zone, e.g. 2026-12-01T00:00:00Z")
         return value
+
+    @model_validator(mode="after")
+    def _starts_before_until(self) -> Self:
+        if self.starts is not None and self.until is not None and self.starts >= self.until:
+            raise ValueError(f"starts ({self.starts.isoformat()}) must be before until ({self.until.isoformat()})")
+        return self
 
     def active_at(self, now_ms: int) -> bool:
         """Whether the silence is in force at `now_ms`."""

@@ -54,6 +54,8 @@ class Expression:
             if not self._program:
                 self._program.append(_environment().program(self._ast))
             result = self._program[0].evaluate(activation)
+        except RecursionError:
+            raise ExpressionError(f"{self.source[:80]!r} nests too deeply to evaluate") from None
         except CELEvalError as exc:
             raise ExpressionError(f"{self.source!r}: {exc.args[0] if exc.args else exc}") from None
         if not isinstance(result, celtypes.BoolType):
@@ -64,6 +66,20 @@ class Expression:
 @functools.cache
 def _environment() -> celpy.Environment:
     return celpy.Environment()
+
+
+MAX_EXPRESSION_CHARS = 2_000
+MAX_EXPRESSION_DEPTH = 300  # parse-tree levels (~30 nested parentheses); the evaluator recurses, ~550 exhaust it
+
+
+def _depth(tree: Tree[Token]) -> int:
+    """How many levels the parse tree has (walked without recursion: it may be very deep)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in node.children if isinstance(child, Tree))
+    return deepest
 
 
 def _where(parser_message: str) -> str:
@@ -78,8 +94,14 @@ def compile_expression(source: str) -> Expression:
     """Compile a CEL expression; raises ValueError with the parser's message on a syntax error."""
     if not source.strip():
         raise ValueError("an empty expression")
+    if len(source) > MAX_EXPRESSION_CHARS:
+        raise ValueError(f"expression is {len(source)} characters long; at most {MAX_EXPRESSION_CHARS} are allowed")
     try:
         ast = _environment().compile(source)
     except CELParseError as exc:
-        raise ValueError(f"invalid CEL expression {source!r}: {_where(str(exc))}") from None
+        raise ValueError(f"invalid CEL expression {source[:80]!r}: {_where(str(exc))}") from None
+    except RecursionError:
+        raise ValueError("expression nests too deeply; flatten it") from None
+    if _depth(ast) > MAX_EXPRESSION_DEPTH:
+        raise ValueError("expression nests too deeply; flatten it")
     return Expression(source, ast)

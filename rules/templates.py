@@ -17,6 +17,7 @@ from watcher.core.events import Event
 from watcher.core.summary import JobSummary
 
 MAX_TEXT_LINES: Final = 40
+MAX_TEMPLATE_CHARS: Final = 20_000
 _ENVIRONMENT = ImmutableSandboxedEnvironment(
     undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
 )
@@ -56,16 +57,21 @@ class Template:
         """Render; raises TemplateError on an undefined name or a sandbox violation."""
         try:
             return self._template.render(context).strip()
-        except (jinja2.TemplateError, TypeError, ValueError) as exc:
+        except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
             raise TemplateError(f"template {self.source!r}: {exc}") from None
 
 
 def compile_template(source: str) -> Template:
-    """Compile a template; raises ValueError with the syntax error and its line within the template."""
+    """Compile a template; raises ValueError with the syntax error and its line within the template, or when it
+    is too long or nests too deeply to compile (Jinja compiles to Python, whose parser has its own limits)."""
+    if len(source) > MAX_TEMPLATE_CHARS:
+        raise ValueError(f"template is {len(source)} characters long; at most {MAX_TEMPLATE_CHARS} are allowed")
     try:
         return Template(source, _ENVIRONMENT.from_string(source))
     except jinja2.TemplateSyntaxError as exc:
         raise ValueError(f"invalid template (line {exc.lineno}): {exc.message}") from None
+    except (SyntaxError, RecursionError, MemoryError):  # IndentationError: 100 nested blocks and more
+        raise ValueError("template nests too deeply to compile; flatten its blocks") from None
 
 
 def template_context(

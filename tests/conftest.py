@@ -131,8 +131,8 @@ def postgres_database() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """Every store test runs on both backends: the conformance suite."""
-    if request.param == "sqlite":
-        yield Backend("sqlite", tmp_path)
+    if request.param == "sqlite":  # in RAM where there is room: store tests check logic, not fsyncs
+        yield Backend("sqlite", request.getfixturevalue("ram_path"))
         return
     yield Backend("postgres", tmp_path, request.getfixturevalue("postgres_database"))
 
@@ -189,3 +189,18 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
         yield cluster
     finally:
         cluster.remove()
+
+
+@pytest.fixture
+def ram_path(tmp_path: Path) -> Iterator[Path]:
+    """A folder in RAM (/dev/shm) where there is one, else `tmp_path`: for tests that commit to SQLite thousands of
+    times to check logic, not the disk — there `synchronous=FULL` makes every commit an fsync, most of their time."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and shutil.disk_usage(shm).free > 256 * 2**20):
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="benchwatch-test-", dir=shm))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -49,6 +49,12 @@ def test_quick_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
         assert set(TARGETS) <= set(workload["targets"])
         assert workload["peak_rss_mb"] and workload["latency"]["manual_p99_ms"] is not None
         assert workload["unchanged"]["events"] == 0 and workload["changed"]["events"] > 0
+    startup = figures["startup"]
+    assert startup["rounds"] == 1 and "startup: median wall" in result.stdout
+    assert set(startup["median_s"]) == {
+        "python -c pass", "python -c 'import aiohttp'", "benchwatch --help", "benchwatch wait --help",
+        "benchwatch wait: first request",
+    } and all(seconds > 0 for seconds in startup["median_s"].values())  # fmt: skip
     many = figures["poll-many"]
     assert many["control"]["workload"]["name"] == "many-control"
     assert {"terminal_requests_unchanged", "terminal_cpu_s_changed"} <= set(many["targets"])

@@ -25,7 +25,7 @@ from watcher.core.models import BenchmarkJobView
 from watcher.core.snapshot import Snapshot
 from watcher.diff.jobs import diff
 from watcher.diff.timers import stall
-from watcher.simulator import Faults, SimJobSpec, Simulator
+from watcher.simulator import Faults, SimAgent, SimJobSpec, Simulator
 from watcher.store.sqlite import SQLiteStore
 
 MINUTE = 60_000
@@ -169,6 +169,7 @@ async def test_a_stalled_job_is_told_once(sim: Simulator, rig_factory: Any) -> N
 def test_any_change_re_arms_the_stall() -> None:
     job = BenchmarkJobView.model_validate({"id": "j", "name": "n", "state": "running", "create_time_ms": 0})
     memory = diff(None, Snapshot(job=job, at_ms=0)).memory
+    memory = diff(memory, Snapshot(job=job, at_ms=11 * MINUTE)).memory
     first = stall(memory, 11 * MINUTE, 10 * MINUTE)
     assert first is not None
     _, memory = first
@@ -177,7 +178,67 @@ def test_any_change_re_arms_the_stall() -> None:
     memory = diff(memory, Snapshot(job=moved, at_ms=31 * MINUTE)).memory
     back = diff(memory, Snapshot(job=job, at_ms=32 * MINUTE)).memory
     assert not back.stalled
-    assert stall(back, 50 * MINUTE, 10 * MINUTE) is not None
+    assert stall(back, 50 * MINUTE, 10 * MINUTE) is None  # not seen since 32 min: nothing to call a stall
+    seen = diff(back, Snapshot(job=job, at_ms=50 * MINUTE)).memory
+    assert stall(seen, 50 * MINUTE, 10 * MINUTE) is not None
+
+
+async def test_an_outage_is_not_a_stall(sim: Simulator, rig_factory: Any) -> None:
+    """Quiet time is what successful polls showed: the minutes of a 25-minute outage do not count."""
+    plan = sim.add_job(SimJobSpec(name="stuck", stall_after_s=120, n_scenarios=20))
+    rig = await rig_factory(jobs=[plan.job_id], stall_after="10m", api_unreachable_after="5m")
+    assert plan.stop_ms is not None
+    rig.clock.set(plan.stop_ms + 1000)
+    await rig.run()  # its last change seen
+    await rig.run(4 * MINUTE)  # 4 quiet minutes, seen
+    sim.set_faults(Faults(rate_503=1.0))
+    for _ in range(5):
+        await rig.run(5 * MINUTE)
+    assert "watcher.api_unreachable" in rig.kinds() and "job.stalled" not in rig.kinds()
+    sim.set_faults(Faults())
+    await rig.run(MINUTE)  # seen again after the outage: still only 4 quiet minutes
+    await rig.run(5 * MINUTE)  # 9
+    assert "job.stalled" not in rig.kinds()
+    await rig.run(2 * MINUTE)  # 11
+    assert rig.kinds("stuck").count("job.stalled") == 1
+    stalled = next(e for e in rig.events if e.kind == "job.stalled")
+    assert 10 * MINUTE <= stalled.stalled_for_ms <= 12 * MINUTE  # type: ignore[union-attr]
+
+
+async def test_one_malformed_job_costs_that_job_only(
+    sim: Simulator, rig_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A null name, a null create_time_ms or a wrong type on one listed job: the others are discovered, the bad
+    one is reported once with its id, and discovery goes on (also on later pages)."""
+    good = [sim.add_job(SimJobSpec(name=f"nightly-{i}")) for i in range(5)]
+    sim.tamper(good[1].job_id, {"name": None})
+    sim.tamper(good[2].job_id, {"create_time_ms": None})
+    sim.tamper(good[3].job_id, {"in_progress_runs": "lots"})
+    rig = await rig_factory(discover={"name": "nightly-*"})
+    await rig.run()
+    await rig.run(MINUTE)
+    await rig.run(MINUTE)
+    discovered = {e.job_id for e in rig.events if e.kind == "job.discovered"}
+    assert discovered == {good[0].job_id, good[4].job_id}
+    skipped = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(skipped) == 3 and all(any(p.job_id in line for line in skipped) for p in good[1:4])
+    assert "watcher.api_unreachable" not in rig.kinds()
+    sim.tamper(good[1].job_id, {})  # repaired: found on the next pass
+    await rig.run(MINUTE)
+    assert good[1].job_id in {e.job_id for e in rig.events if e.kind == "job.discovered"}
+
+
+async def test_a_malformed_watched_job_is_reported_once_and_is_not_an_outage(
+    sim: Simulator, rig_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad, fine = sim.add_job(SimJobSpec(name="bad")), sim.add_job(SimJobSpec(name="fine"))
+    sim.tamper(bad.job_id, {"state": ["running"]})
+    rig = await rig_factory(jobs=[bad.job_id, fine.job_id], api_unreachable_after="5m")
+    for _ in range(4):
+        await rig.run(3 * MINUTE)
+    assert [e.job_name for e in rig.events if e.kind == "job.discovered"] == ["fine"]
+    assert "watcher.api_unreachable" not in rig.kinds()
+    assert sum(bad.job_id in r.getMessage() and "malformed" in r.getMessage() for r in caplog.records) == 1
 
 
 async def test_a_job_answering_404_twice_vanishes(tmp_path: Path, rig_factory: Any) -> None:
@@ -258,3 +319,40 @@ async def test_event_lines_carry_the_job_id_and_progress_is_debug_only(
     assert kinds[logging.DEBUG] == {"job.progress"}  # every poll of every job: not for a person
     assert "job.progress" not in kinds[logging.INFO] and "job.discovered" in kinds[logging.INFO]
     assert all(getattr(record, "job_id", None) == plan.job_id for record in records)
+
+
+async def test_progress_that_goes_back_says_why(sim: Simulator, rig_factory: Any) -> None:
+    """A failed scenario retried is running again: n_done goes 1 → 0, and the event says it was a retry."""
+    agents = [SimAgent(name="a")]
+    spec = SimJobSpec(name="retry", agents=agents, n_scenarios=1, n_attempts=1, fail_rate=1.0, timeout_rate=0.0)
+    plan = sim.add_job(spec)
+    first, second = plan.runs[0].scenarios[0].attempts[:2]
+    rig = await rig_factory(jobs=[plan.job_id])
+    rig.clock.set(first.start_ms + 100)
+    await rig.run()
+    rig.clock.set(first.end_ms + 100)
+    await rig.run()
+    rig.clock.set(second.start_ms + 100)
+    await rig.run()
+    progress = [e for e in rig.events if e.kind == "job.progress"]
+    assert [(e.n_done, e.regressed_because) for e in progress] == [(1, None), (0, "retry")]  # type: ignore[union-attr]
+
+
+async def test_absurd_counters_from_the_api_are_clamped_with_one_warning(
+    sim: Simulator, rig_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    plan = sim.add_job(SimJobSpec(name="liar", n_scenarios=2, agents=[{"name": "a"}]))  # type: ignore[list-item]
+    assert plan.end_ms is not None
+    rig = await rig_factory(jobs=[plan.job_id])
+    rig.clock.set(plan.end_ms - 1500)  # the run's outcome is in, the job is not finished yet
+    await rig.run()
+    outcome = sim.job_view(plan.job_id)["benchmark_outcomes"][0]
+    bad = {**outcome, "n_completed": -5, "n_failed": 10**15}
+    sim.tamper(plan.job_id, {"benchmark_outcomes": [bad], "state": "running"})
+    await rig.run(500)
+    sim.tamper(plan.job_id, {"benchmark_outcomes": [bad], "state": "running", "name": "liar-renamed"})
+    await rig.run(500)
+    memory = rig.tracker.memory(plan.job_id)
+    assert memory is not None and memory.counters.n_completed == 0 and memory.counters.n_failed == 1_000_000
+    warnings = [r.getMessage() for r in caplog.records if "out of range" in r.getMessage()]
+    assert len(warnings) == 1 and "n_completed=-5" in warnings[0] and "clamped to 0..1000000" in warnings[0]

@@ -7,7 +7,6 @@ import asyncio
 import io
 import logging
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,13 @@ from tests.conftest import Backend, FakeSleep
 from tests.fakes.base import Reply
 from tests.fakes.webhook import WebhookReceiver
 from watcher.app.sample import sample_notification
+from watcher.cli.main import main
 from watcher.core.clock import ManualClock
 from watcher.core.notification import Notification
 from watcher.store.protocol import NamespacedState, Store
 from watcher.store.sqlite import SQLiteStore
 
 SECRET = "whsec_" + "c2VjcmV0LWZvci1kZWxpdmVyeS10ZXN0cw=="
-BENCHWATCH = [sys.executable, "-m", "watcher"]
 
 
 async def _receiver(aiohttp_server: Any) -> tuple[WebhookReceiver, TestServer]:
@@ -220,11 +219,24 @@ async def test_restart_keeps_the_notifier_state(backend: Backend, session: aioht
         assert await NamespacedState(store, "notifier.other").get("k") is None
 
 
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BENCHWATCH, *args], capture_output=True, text=True, cwd=cwd, check=False, timeout=60)
+class Cli:
+    """`benchwatch ...` in process (the command's own `main`, in a thread with its own event loop, as the process
+    would run it): exit code, stdout and stderr, without paying a second of start-up per call."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+
+    async def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        self.capsys.readouterr()
+        code = await asyncio.to_thread(main, list(args))
+        out, err = self.capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out, err)
 
 
-async def test_deliveries_cli_lists_dead_letters_and_sends_them_again(aiohttp_server: Any, tmp_path: Path) -> None:
+async def test_deliveries_cli_lists_dead_letters_and_sends_them_again(
+    aiohttp_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli = Cli(capsys)
     receiver, server = await _receiver(aiohttp_server)
     receiver.then(Reply(400))
     config = tmp_path / "benchwatch.yaml"
@@ -235,38 +247,37 @@ async def test_deliveries_cli_lists_dead_letters_and_sends_them_again(aiohttp_se
     clock = ManualClock()
     async with SQLiteStore(tmp_path / "state.db") as store:
         await store.commit(notifications=_notes("hook", 2, clock))
-    flushed = await asyncio.to_thread(_run, "deliveries", "flush", "--config", str(config), cwd=tmp_path)
+    flushed = await cli("deliveries", "flush", "--config", str(config))
     assert flushed.returncode == 1 and "1 sent" in flushed.stdout and "1 dead" in flushed.stdout
-    listed = await asyncio.to_thread(_run, "deliveries", "list", "--config", str(config), cwd=tmp_path)
+    listed = await cli("deliveries", "list", "--config", str(config))
     assert (
         listed.returncode == 0
         and "nt_hook_000  dead" in listed.stdout
         and "client_error: webhook POST" in listed.stdout
     )
     assert SECRET not in listed.stdout
-    retried = await asyncio.to_thread(
-        _run, "deliveries", "retry", "nt_hook_000", "--send", "--config", str(config), cwd=tmp_path
-    )
+    retried = await cli("deliveries", "retry", "nt_hook_000", "--send", "--config", str(config))
     assert retried.returncode == 0, retried.stdout + retried.stderr
     assert "nt_hook_000  sent" in retried.stdout
     assert [d.webhook_id for d in receiver.deliveries].count("nt_hook_000") == 2
-    missing = await asyncio.to_thread(
-        _run, "deliveries", "retry", "nt_nope", "--state", str(tmp_path / "state.db"), cwd=tmp_path
-    )
+    missing = await cli("deliveries", "retry", "nt_nope", "--state", str(tmp_path / "state.db"))
     assert missing.returncode == 2 and "no notification 'nt_nope'" in missing.stderr
 
 
-async def test_test_notify_reports_success_and_the_exact_error(aiohttp_server: Any, tmp_path: Path) -> None:
+async def test_test_notify_reports_success_and_the_exact_error(
+    aiohttp_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli = Cli(capsys)
     receiver, server = await _receiver(aiohttp_server)
     receiver.then(Reply(200), Reply(401))
     config = tmp_path / "benchwatch.yaml"
     config.write_text(f"notifiers:\n  hook: {{type: webhook, url: '{server.make_url('/hook')}', secret: '{SECRET}'}}\n")
-    ok = await asyncio.to_thread(_run, "test-notify", str(config), "hook", cwd=tmp_path)
+    ok = await cli("test-notify", str(config), "hook")
     assert ok.returncode == 0 and ok.stdout.startswith("hook: sent in")
     assert receiver.deliveries[0].verified and receiver.deliveries[0].payload["rule"] == "test-notify"
-    failed = await asyncio.to_thread(_run, "test-notify", str(config), "hook", cwd=tmp_path)
+    failed = await cli("test-notify", str(config), "hook")
     assert failed.returncode == 1 and "FAILED (permanent, auth)" in failed.stdout and "HTTP 401" in failed.stdout
-    unknown = await asyncio.to_thread(_run, "test-notify", str(config), "hok", cwd=tmp_path)
+    unknown = await cli("test-notify", str(config), "hok")
     assert unknown.returncode == 2 and "no notifier 'hok'" in unknown.stderr
 
 

@@ -326,3 +326,27 @@ def test_warnings_are_returned_not_logged(caplog: pytest.LogCaptureFixture) -> N
     _, memory = play(snap(job("completed"), 0))
     diff(memory, snap(job("running"), 1))
     assert caplog.records == []  # the diff is pure; the tracker logs
+
+
+def test_a_followed_run_s_failure_reads_the_same_whichever_poll_saw_it_first() -> None:
+    """Same facts, same content: a failure seen mid-run in scenario runs (no reason) and one first seen in the
+    outcome because the mid-run poll failed give the same event; a run never followed keeps the reason."""
+    during = job(runs=[in_progress("r1", "a")])
+    after = job(
+        outcomes=[outcome("r1", "a", [scenario("s1", "FAILED", reason="AgentError")])],
+        runs=[in_progress("r1", "a", "completed")],
+    )
+    clean, _ = play(
+        snap(during, 0, {"r1": []}),
+        snap(during, 1, {"r1": [scenario_run("r1", "s1", "failed")]}),
+        snap(after, 2, {"r1": [scenario_run("r1", "s1", "failed")]}),
+    )
+    faulty, _ = play(snap(during, 0, {"r1": []}), snap(after, 2, {"r1": [scenario_run("r1", "s1", "failed")]}))
+    (seen_mid_run,) = [e for e in clean[1] if e.kind == "scenario.failed"]
+    (seen_in_outcome,) = [e for e in faulty[1] if e.kind == "scenario.failed"]
+    assert seen_in_outcome.failure_reason is None  # type: ignore[union-attr]
+    same = {"kind", "benchmark_run_id", "agent_name", "scenario_definition_id", "failure_reason"}
+    assert seen_mid_run.model_dump(include=same) == seen_in_outcome.model_dump(include=same)
+    never_followed, _ = play(snap(job(state="queued"), 0), snap(after, 1))
+    (from_outcome,) = [e for e in never_followed[1] if e.kind == "scenario.failed"]
+    assert from_outcome.failure_reason is not None  # type: ignore[union-attr]

@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import FIXTURES
 from tests.recording import record, write_lines
 from watcher.app.replay import ReplayInputError, read_snapshots, replay
+from watcher.cli.main import main
 from watcher.core.clock import ManualClock
 from watcher.simulator import Simulator, demo_specs
 
@@ -86,14 +87,17 @@ def test_an_indented_object_that_breaks_is_named_by_its_line(tmp_path: Path) -> 
         ('{"job": {"id": "b", "name": "x", "state": "s", "create_time_ms": 1}, "extra": 1}', "extra: Extra inputs"),
     ],
 )
-def test_a_malformed_line_is_named_and_exits_2(tmp_path: Path, recording: Path, line: str, message: str) -> None:
+def test_a_malformed_line_is_named_and_exits_2(
+    tmp_path: Path, recording: Path, line: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     lines = recording.read_text().splitlines()
     path = tmp_path / "broken.jsonl"
     path.write_text("\n".join([*lines[:2], line, *lines[2:5]]) + "\n")
-    result = subprocess.run([*BENCHWATCH, "replay", str(path)], capture_output=True, text=True, check=False)
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith(f"benchwatch: error: {path}:3: ") and message in result.stderr
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    code = main(["replay", str(path)])  # in process: the missing file below is the one run as a process
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.startswith(f"benchwatch: error: {path}:3: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
     with pytest.raises(ReplayInputError, match=":3: "):
         read_snapshots(path)
 

@@ -19,7 +19,10 @@ import pytest
 from rules.engine import Router
 from tests.conftest import FakeSleep, ServerFactory, ThrowawayPostgres
 from tests.fakes.webhook import WebhookReceiver
-from tests.test_service_e2e import SECRET, SPECS, Key, _expected, _keys, _unique
+from tests.lifecycle import SECRET, SPECS, Key
+from tests.lifecycle import expected as _expected
+from tests.lifecycle import keys_of as _keys
+from tests.lifecycle import unique as _unique
 from watcher.api.client import RequestLimits, RetryPolicy, RunloopClient
 from watcher.api.health import ApiHealth
 from watcher.app.config import Config, load_config

@@ -194,3 +194,19 @@ async def test_faults_switch_while_running(sim: Simulator, sim_url: str) -> None
         await http.put(f"{sim_url}/_sim/faults", json={})
         assert (await http.get(url)).status == 200
     assert sim.faults == Faults()
+
+
+async def test_tampered_fields_are_served_over_the_truth_until_cleared(sim: Simulator, sim_url: str) -> None:
+    plan = sim.add_job(SimJobSpec(name="honest"))
+    url = f"{sim_url}/v1/benchmark_jobs/{plan.job_id}"
+    async with aiohttp.ClientSession() as http:
+        put = await http.put(f"{url.replace('/v1/benchmark_jobs', '/_sim/jobs')}/tamper", json={"name": None})
+        assert put.status == 200
+        assert (await (await http.get(url)).json())["name"] is None
+        listed = await (await http.get(f"{sim_url}/v1/benchmark_jobs")).json()
+        assert listed["jobs"][0]["name"] is None and listed["jobs"][0]["id"] == plan.job_id
+        missing = await http.put(f"{sim_url}/_sim/jobs/bmj_nope/tamper", json={})
+        assert missing.status == 404
+        assert (await http.put(f"{sim_url}/_sim/jobs/{plan.job_id}/tamper", json=[1])).status == 400
+        await http.put(f"{sim_url}/_sim/jobs/{plan.job_id}/tamper", json={})
+        assert (await (await http.get(url)).json())["name"] == "honest"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -254,3 +257,58 @@ async def test_started_server_reports_the_port_it_bound(source: FakeSource) -> N
             assert await got.json() == {"status": "ok"}
     finally:
         await server.close()
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    try:
+        async with asyncio.timeout(seconds):
+            while await reader.read(1024):
+                pass
+    except TimeoutError:
+        return False
+    return True
+
+
+async def test_slow_and_idle_connections_are_closed(source: FakeSource) -> None:
+    """Slowloris: a connection that sends nothing, or trickles a header, is closed after the idle timeout."""
+    server = await start_status_server(create_status_app(source), "127.0.0.1", 0, idle_timeout_s=0.3)
+    try:
+        idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        slow_writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        trickle = asyncio.create_task(_trickle(slow_writer))
+        assert await _closed_within(idle_reader, 3.0)
+        assert await _closed_within(slow_reader, 3.0)
+        trickle.cancel()
+        for writer in (idle_writer, slow_writer):
+            writer.close()
+    finally:
+        await server.close()
+
+
+async def _trickle(writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        for _ in range(100):
+            writer.write(b"X-Slow: 1\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+
+async def test_oversized_requests_are_refused_without_a_traceback(
+    source: FakeSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await start_status_server(create_status_app(source), "127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{server.port}/healthz"
+            async with session.get(url, data=b"x" * 100_000) as big_body:
+                assert big_body.status == 413
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+            assert (await reader.read(64)).startswith(b"HTTP/1.0 400")
+            writer.close()
+    finally:
+        await server.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 2 and all("\n" not in line and "aaaa" not in line for line in refused)

@@ -625,3 +625,43 @@ def test_the_documented_summary_line_is_valid() -> None:
     (example,) = re.findall(r"```json\n(.*?)```", doc, re.DOTALL)
     line = SummaryLine.model_validate_json(example)
     assert line.exit_code == 3 and line.thresholds.missed[0].message in line.reason
+
+
+# The first request of `benchwatch wait JOB_ID` goes out before the heavy part of `wait` is imported: the probe
+# notes which modules are loaded when aiohttp sends its first request, then runs the real command.
+_FIRST_REQUEST_PROBE = """
+import json, sys
+import aiohttp
+send = aiohttp.ClientSession._request
+def noting(self, *args, **kwargs):
+    if not hasattr(noting, "modules"):
+        noting.modules = sorted(sys.modules)
+        with open(sys.argv[1], "w") as out:
+            json.dump(noting.modules, out)
+    return send(self, *args, **kwargs)
+aiohttp.ClientSession._request = noting
+from watcher.cli.main import main
+sys.exit(main(sys.argv[2:]))
+"""
+_LATER = ("pydantic", "rich", "rules", "celpy", "jinja2", "yaml", "watcher.core.models",
+                                   "watcher.app", "watcher.cli.wait.loop", "watcher.cli.wait.views")  # fmt: skip
+
+
+async def test_the_first_request_goes_out_before_models_rules_and_views_are_imported(
+    sim: Simulator, clock: ManualClock, sim_url: str, tmp_path: Path
+) -> None:
+    plan = sim.add_job(_spec(n_scenarios=2))
+    clock.advance(24 * 3_600_000)  # long over: one poll, exit 0
+    loaded = tmp_path / "modules.json"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _FIRST_REQUEST_PROBE, str(loaded), "wait", plan.job_id, "--base-url", sim_url,
+        env=_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == EXIT_OK, err.decode()
+    assert "the job completed" in out.decode()  # the early answer was used as the first poll's
+    modules = set(json.loads(loaded.read_text()))
+    assert {"aiohttp", "watcher.api.client", "watcher.cli.wait.first"} <= modules
+    early = sorted(m for m in modules if any(m == name or m.startswith(f"{name}.") for name in _LATER))
+    assert early == []
+    assert sim.request_log[0] == f"GET /v1/benchmark_jobs/{plan.job_id}"  # and that first request was the job's

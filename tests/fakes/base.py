@@ -46,6 +46,8 @@ class FakeServer:
         self.requests: list[Recorded] = []
         self.script: deque[Reply] = deque()
         self._arrived = asyncio.Event()
+        # While set and not yet opened, every answer waits for it: a receiver as slow as a test needs, no sleep.
+        self.gate: asyncio.Event | None = None
 
     def then(self, *replies: Reply) -> FakeServer:
         """Queue scripted replies for the next requests."""
@@ -70,6 +72,8 @@ class FakeServer:
         self.requests.append(recorded)
         self._arrived.set()
         reply = self.script.popleft() if self.script else self.answer(recorded)
+        if self.gate is not None:
+            await self.gate.wait()
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         body = reply.body

@@ -1,4 +1,9 @@
-"""Async client of the Runloop benchmark API: one aiohttp session, retries through tenacity, typed errors."""
+"""Async client of the Runloop benchmark API: one aiohttp session, retries through tenacity, typed errors.
+
+Importing it costs aiohttp and tenacity, not pydantic: the API models and their decoders are imported where a
+typed method first needs them, so `benchwatch wait` sends its first (raw) request before loading them (see
+docs/performance.md, "Start-up").
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,11 @@ import re
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import aiohttp
-from pydantic import BaseModel, SecretStr, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
-from watcher.api.decode import decode_page
 from watcher.api.errors import (
     AuthError,
     ClientRequestError,
@@ -25,16 +28,21 @@ from watcher.api.errors import (
     SchemaError,
     TransientApiError,
 )
+from watcher.api.rejects import RejectReporter
 from watcher.core.clock import Clock, MonotonicClock, SystemClock
 from watcher.core.failures import Reason, classify_status, parse_retry_after
-from watcher.core.models import (
-    BenchmarkJobListView,
-    BenchmarkJobView,
-    BenchmarkRunView,
-    ScenarioRunListView,
-    ScenarioRunView,
-)
 from watcher.core.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from watcher.api.listing import JobListPage
+    from watcher.core.models import (
+        BenchmarkJobView,
+        BenchmarkRunView,
+        ScenarioRunListView,
+        ScenarioRunView,
+    )
 
 log = logging.getLogger("benchwatch.client")
 
@@ -42,10 +50,34 @@ DEFAULT_BASE_URL = "https://api.runloop.ai"
 MAX_PAGE_SIZE = 5000
 _ERROR_EXCERPT_CHARS = 200
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
+ModelT = TypeVar("ModelT", bound="BaseModel")
 T = TypeVar("T")
 _LAST_PAGE = re.compile(rb'"has_more"\s*:\s*false')
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class SecretText(Protocol):
+    """A secret that says itself only when asked (pydantic's `SecretStr`, or `HiddenKey`)."""
+
+    def get_secret_value(self) -> str:
+        """The secret itself."""
+        ...
+
+
+class HiddenKey:
+    """An API key kept out of reprs and tracebacks' locals."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        """The key itself."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "HiddenKey('**********')"
 
 
 @dataclass(frozen=True)
@@ -95,7 +127,7 @@ class RunloopClient:
         self,
         *,
         base_url: str | None = None,
-        api_key: str | SecretStr | None = None,
+        api_key: str | SecretText | None = None,
         session: aiohttp.ClientSession | None = None,
         timeouts: Timeouts = Timeouts(),
         retry: RetryPolicy = RetryPolicy(),
@@ -105,7 +137,7 @@ class RunloopClient:
     ) -> None:
         self.base_url = (base_url or os.environ.get("RUNLOOP_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         key = api_key if api_key is not None else os.environ.get("RUNLOOP_API_KEY")
-        self._api_key = key if isinstance(key, SecretStr) or key is None else SecretStr(key)
+        self._api_key: SecretText | None = HiddenKey(key) if isinstance(key, str) else key
         self._session = session
         self._owns_session = session is None
         self.timeouts = timeouts
@@ -117,6 +149,7 @@ class RunloopClient:
         self._pace = RateLimiter(limits.max_per_s, MonotonicClock(), asyncio.sleep)
         self.requests_made = 0
         self.bytes_received = 0
+        self.rejects = RejectReporter()
 
     def __repr__(self) -> str:
         key_state = "set" if self._api_key else "missing"
@@ -138,6 +171,8 @@ class RunloopClient:
 
     async def get_job(self, job_id: str) -> BenchmarkJobView:
         """`GET /v1/benchmark_jobs/{id}`."""
+        from watcher.core.models import BenchmarkJobView
+
         return await self._get(f"/v1/benchmark_jobs/{_path_part(job_id)}", None, _model(BenchmarkJobView))
 
     async def list_jobs(
@@ -148,8 +183,8 @@ class RunloopClient:
         limit: int | None = None,
         starting_after: str | None = None,
         include_total_count: bool = False,
-    ) -> BenchmarkJobListView:
-        """One page of `GET /v1/benchmark_jobs`, newest first."""
+    ) -> JobListPage:
+        """One page of `GET /v1/benchmark_jobs`, newest first; a malformed item is set apart, not raised."""
         params = _params(
             name=name,
             search=search,
@@ -157,23 +192,31 @@ class RunloopClient:
             starting_after=starting_after,
             include_total_count=include_total_count,
         )
-        return await self._get("/v1/benchmark_jobs", params, _model(BenchmarkJobListView))
+        from watcher.api.listing import decode_job_list  # pydantic: not before the first request (docs/performance.md)
+
+        return await self._get("/v1/benchmark_jobs", params, decode_job_list)
 
     async def iter_jobs(
         self, *, name: str | None = None, search: str | None = None, page_size: int = 1000
     ) -> AsyncIterator[BenchmarkJobView]:
-        """Every job matching the filters, newest first, fetching pages as the caller consumes them."""
+        """Every job matching the filters, newest first, fetching pages as the caller consumes them.
+
+        A malformed item is skipped and logged once (with its id): it must not hide the other jobs."""
         cursor: str | None = None
         while True:
             page = await self.list_jobs(name=name, search=search, limit=page_size, starting_after=cursor)
+            for rejected in page.rejected:
+                self.rejects.report(rejected)
             for job in page.jobs:
                 yield job
-            if not page.has_more or not page.jobs or page.jobs[-1].id == cursor:
+            if not page.has_more or page.last_id is None or page.last_id == cursor:
                 return
-            cursor = page.jobs[-1].id
+            cursor = page.last_id
 
     async def get_run(self, run_id: str) -> BenchmarkRunView:
         """`GET /v1/benchmark_runs/{id}`."""
+        from watcher.core.models import BenchmarkRunView
+
         return await self._get(f"/v1/benchmark_runs/{_path_part(run_id)}", None, _model(BenchmarkRunView))
 
     async def list_scenario_runs(
@@ -186,6 +229,8 @@ class RunloopClient:
         include_total_count: bool = False,
     ) -> ScenarioRunListView:
         """One page of `GET /v1/benchmark_runs/{id}/scenario_runs`."""
+        from watcher.core.models import ScenarioRunListView
+
         params = _params(
             state=state, limit=limit, starting_after=starting_after, include_total_count=include_total_count
         )
@@ -213,6 +258,8 @@ class RunloopClient:
 
     async def scenario_runs_raw(self, run_id: str) -> list[bytes]:
         """Every page of a run's scenario runs, unparsed (a page is parsed only to find the next cursor)."""
+        from watcher.api.decode import decode_page
+
         path = f"/v1/benchmark_runs/{_path_part(run_id)}/scenario_runs"
         pages: list[bytes] = []
         cursor: str | None = None
@@ -342,6 +389,8 @@ class RunloopClient:
 
 def parse_body(path: str, body: bytes, model: type[ModelT]) -> ModelT:
     """Parse a response body into `model`; typed errors: MalformedResponseError (not JSON), SchemaError."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:

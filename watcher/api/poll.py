@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from watcher.api.client import RunloopClient
+from watcher.api.client import RunloopClient, parse_body
 from watcher.api.decode import decode_pages
 from watcher.core.clock import Clock
 from watcher.core.models import BenchmarkJobView
@@ -22,9 +22,15 @@ def runs_to_follow(job: BenchmarkJobView) -> list[str]:
     return follow
 
 
-async def fetch_snapshot(client: RunloopClient, job_id: str, clock: Clock, *, scenario_runs: bool) -> Snapshot:
-    """Fetch a job (and its unfinished runs' scenario runs) and stamp it with the observation time."""
-    job = await client.get_job(job_id)
+async def fetch_snapshot(
+    client: RunloopClient, job_id: str, clock: Clock, *, scenario_runs: bool, job_body: bytes | None = None
+) -> Snapshot:
+    """Fetch a job (and its unfinished runs' scenario runs) and stamp it with the observation time; `job_body` is
+    the job's view when it was fetched already."""
+    if job_body is None:
+        job = await client.get_job(job_id)
+    else:
+        job = parse_body(f"/v1/benchmark_jobs/{job_id}", job_body, BenchmarkJobView)
     runs: dict[str, RunScenarios] = {}
     if scenario_runs and not job.is_terminal:
         for run_id in runs_to_follow(job):

@@ -16,7 +16,7 @@ from notifiers.registry import NotifierConfig
 from rules.config import InhibitConfig, RuleConfig, SilenceConfig, cross_check_rules
 from rules.timeintervals import TimeIntervalConfig
 from watcher.api.client import DEFAULT_BASE_URL
-from watcher.config.durations import DurationMs
+from watcher.config.fields import DurationMs
 from watcher.config.loader import ConfigError, ConfigProblem, StrictModel, format_path, load_yaml, validate_file
 from watcher.store.location import is_postgres_url
 

@@ -14,7 +14,7 @@ import xxhash
 
 from watcher.api.client import RunloopClient, parse_body
 from watcher.api.decode import decode_pages
-from watcher.api.errors import NotFoundError, RunloopApiError
+from watcher.api.errors import NotFoundError, RunloopApiError, SchemaError
 from watcher.api.health import ApiHealth
 from watcher.api.poll import runs_to_follow
 from watcher.app.config import WatchSection
@@ -25,10 +25,12 @@ from watcher.core.eventlines import event_line
 from watcher.core.events import Event, JobProgress
 from watcher.core.models import BenchmarkJobView
 from watcher.core.ratelimit import Sleep
+from watcher.core.records import StateRow
 from watcher.core.scenario_runs import RunScenarios
 from watcher.core.snapshot import Snapshot
+from watcher.core.storehealth import StoreHealth
 from watcher.diff.timers import stall, vanish
-from watcher.store.errors import LeaseLostError, StoreError
+from watcher.store.errors import LeaseLostError, StoreError, StoreWriteError
 
 log = logging.getLogger("benchwatch.poll")
 event_log = logging.getLogger("benchwatch.events")
@@ -36,6 +38,7 @@ event_log = logging.getLogger("benchwatch.events")
 NOT_FOUND_LIMIT = 2  # a job answering 404 this many times in a row has vanished
 FIRST_PAGE_SIZE = 1000  # the first discovery pass reads far back
 LATER_PAGE_SIZE = 50  # later passes only need what is newer than the newest known job
+PROBE_BYTES = 64 * 1024  # the write that tells whether a store that could not write can again
 
 
 @dataclass
@@ -83,6 +86,7 @@ class PollCycle:
         sleep: Sleep = asyncio.sleep,
         on_snapshot: Callable[[Snapshot], object] | None = None,
         gate: LeaseGate | None = None,
+        store_health: StoreHealth | None = None,
     ) -> None:
         self.watch = watch
         self.client = client
@@ -97,6 +101,9 @@ class PollCycle:
         self._sleep = sleep
         self._on_snapshot = on_snapshot  # `run --record`: each changed snapshot, before the diff sees it
         self.gate = gate  # replicas: only the jobs this one holds a lease on are polled
+        self.store_health = store_health or StoreHealth()
+        self._seeing: set[str] = set()  # jobs whose last poll in this process succeeded
+        self._malformed: set[str] = set()  # jobs whose data was reported malformed (once, until it is fine again)
 
     def use_watch(self, watch: WatchSection) -> None:
         """Watch what `watch` says from the next cycle on (a reload); a changed discovery pattern reads the list
@@ -116,6 +123,8 @@ class PollCycle:
         over that many seconds, each at the same offset every cycle (see `_poll_spread`)."""
         report = CycleReport()
         started_ms = self.clock.now_ms()
+        if not await self._store_writable():
+            return report  # nothing could be recorded: poll nothing, so nothing is polled twice or told late
         discovered = await self._discover(report)
         targets = [job_id for job_id in self.targets() if job_id not in discovered]
         if self.gate is not None:  # also the jobs of a replica that died: this one holds them now
@@ -124,8 +133,32 @@ class PollCycle:
             await self._poll_spread(targets, started_ms, spread_s, report)
         else:
             await asyncio.gather(*(self._poll(job_id, None, report) for job_id in targets))
-        await self._timed(report)
+        try:
+            await self._timed(report)
+        except StoreWriteError as exc:
+            self._store_failed(exc)
         return report
+
+    async def _store_writable(self) -> bool:
+        """While the store cannot write, each cycle only tries one probe write; True once it can write again.
+
+        The probe writes 64 KB and deletes it in the same transaction: it leaves nothing behind, yet needs fresh
+        space as a poll's commit does — a few bytes would still fit in a page's slack on a full disk."""
+        if self.store_health.writable:
+            return True
+        probe = [StateRow("benchwatch", "write_probe", "x" * PROBE_BYTES), StateRow("benchwatch", "write_probe", None)]
+        try:
+            await self.tracker.store.commit(state_rows=probe)
+        except StoreWriteError as exc:
+            self._store_failed(exc)
+            return False
+        down_ms = self.store_health.succeeded(self.clock.now_ms())
+        log.warning("the state store writes again after %.0fs; polling resumes", (down_ms or 0) / 1000)
+        return True
+
+    def _store_failed(self, exc: StoreWriteError) -> None:
+        if self.store_health.failed(self.clock.now_ms(), str(exc)):
+            log.error("the state store cannot write (%s): polls are held until it can (logged once a minute)", exc)
 
     async def _poll_spread(self, targets: list[str], started_ms: int, spread_s: float, report: CycleReport) -> None:
         """Start each job's poll at its own offset from the cycle's start, in the stable order of `targets`.
@@ -212,6 +245,7 @@ class PollCycle:
                 snapshot = await self._fetch(job_id)
                 self._api_succeeded(report)
             self._not_found.pop(job_id, None)
+            self._seen_again(job_id)
             report.polled += 1
             if snapshot is None:
                 await self.tracker.observe_unchanged(job_id, self.clock.now_ms())
@@ -222,17 +256,50 @@ class PollCycle:
         except NotFoundError as exc:
             self._api_succeeded(report)  # the API answered: it is the job that is gone
             await self._maybe_vanished(job_id, exc, report)
+        except SchemaError as exc:
+            self._not_seen(job_id, report)
+            self._api_succeeded(report)  # the API answered: it is this job's data that is wrong
+            self._report_malformed(job_id, exc)
         except RunloopApiError as exc:
-            report.failed += 1
+            self._not_seen(job_id, report)
             self._api_failed(exc, report, f"polling {job_id}")
-        except LeaseLostError as exc:  # another replica took the job over: it polls it now
+        except StoreError as exc:
+            self._not_recorded(job_id, exc, report)
+        except Exception:  # one job's surprise must not stop the others
+            self._not_seen(job_id, report)
+            log.exception("polling %s failed unexpectedly", job_id)
+
+    def _not_recorded(self, job_id: str, exc: StoreError, report: CycleReport) -> None:
+        """Nothing of the poll was recorded; the next cycle polls the job again, so nothing is lost."""
+        if isinstance(exc, LeaseLostError):  # another replica took the job over: it polls it now
             log.info("%s", exc)
-        except StoreError as exc:  # nothing of the poll was recorded: the next cycle polls it again
+        elif isinstance(exc, StoreWriteError):  # the store cannot write: held until it can (store health)
+            self._not_seen(job_id, report)
+            self._store_failed(exc)
+        else:  # the database is away
             report.failed += 1
             log.warning("recording the poll of %s failed: %s", job_id, exc)
-        except Exception:  # one job's surprise must not stop the others
-            report.failed += 1
-            log.exception("polling %s failed unexpectedly", job_id)
+
+    def _seen_again(self, job_id: str) -> None:
+        """A successful poll: the time since the last one counts as quiet only if no poll failed in between (and
+        the watcher ran all along); otherwise it is blind time, which no stall is made of."""
+        self._malformed.discard(job_id)
+        if job_id in self._seeing:
+            return
+        self._seeing.add(job_id)
+        memory = self.tracker.memory(job_id)
+        if memory is not None:
+            self.tracker.add_blind(job_id, self.clock.now_ms() - memory.last_seen_ms)
+
+    def _not_seen(self, job_id: str, report: CycleReport) -> None:
+        report.failed += 1
+        self._seeing.discard(job_id)
+
+    def _report_malformed(self, job_id: str, exc: SchemaError) -> None:
+        """Warn once per job whose data is malformed (again after it was fine in between), not on every poll."""
+        if job_id not in self._malformed:
+            self._malformed.add(job_id)
+            log.warning("job %s is malformed, skipped until it reads again: %s", job_id, exc)
 
     async def _snapshot_of(self, job: BenchmarkJobView) -> Snapshot:
         """A snapshot of a job already parsed (from a list page): fetch its scenario runs."""
@@ -280,7 +347,10 @@ class PollCycle:
         result = vanish(memory, self.clock.now_ms())
         if result is not None:
             event, updated = result
-            self._told(await self.tracker.record([event], updated, event.at_ms), report)
+            try:
+                self._told(await self.tracker.record([event], updated, event.at_ms), report)
+            except StoreWriteError as write_error:  # told on a later poll, once the store writes again
+                self._store_failed(write_error)
 
     async def _timed(self, report: CycleReport) -> None:
         now_ms = self.clock.now_ms()

@@ -9,6 +9,7 @@ from notifiers.registry import build_notifier, delivery_policy
 from notifiers.worker import DeliveryPolicy, DeliveryWorker
 from watcher.app.config import Config
 from watcher.core.clock import Clock
+from watcher.core.storehealth import StoreHealth
 from watcher.store.protocol import NamespacedState, Store
 
 
@@ -22,10 +23,12 @@ def build_notifiers(config: Config, store: Store, session: aiohttp.ClientSession
     }
 
 
-def build_worker(config: Config, store: Store, session: aiohttp.ClientSession, clock: Clock) -> DeliveryWorker:
-    """The delivery worker for a config's notifiers."""
+def build_worker(
+    config: Config, store: Store, session: aiohttp.ClientSession, clock: Clock, health: StoreHealth | None = None
+) -> DeliveryWorker:
+    """The delivery worker for a config's notifiers (`health`: shared with the poll cycle and /readyz)."""
     notifiers = build_notifiers(config, store, session, clock)
-    return DeliveryWorker(store, notifiers, delivery_policies(config), clock=clock)
+    return DeliveryWorker(store, notifiers, delivery_policies(config), clock=clock, health=health)
 
 
 def delivery_policies(config: Config) -> dict[str, DeliveryPolicy]:

@@ -101,7 +101,9 @@ async def run_demo(*, seed: int, speed: float, interval_s: float, max_seconds: f
     hook_app.router.add_post("/hook", receiver.handle)
     sim_runner, api = await _serve(create_app(sim))
     hook_runner, hook = await _serve(hook_app)
-    stall_after_s = max(5.0, 1200 / speed)  # 20 simulated minutes without change
+    # 20 simulated minutes without change, and never fewer than three polls (a fast clock must not call a job that
+    # is merely between two polls stalled)
+    stall_after_s = max(3 * interval_s, 1200 / speed)
     print(f"benchwatch demo: a simulated Runloop API on {api} ({speed:g}× real time) with four jobs;")
     print(f"the watcher polls every {interval_s:g}s, prints notifications (console) and signs them to {hook}\n")
     print(LEGEND)

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 
 import aiohttp
@@ -22,7 +22,7 @@ from watcher.api.errors import RunloopApiError
 from watcher.api.health import ApiHealth
 from watcher.app.comparer import job_comparer
 from watcher.app.config import LoadedConfig, WatchSection
-from watcher.app.cycle import PollCycle
+from watcher.app.cycle import CycleReport, PollCycle
 from watcher.app.delivery import build_notifiers, build_worker, delivery_policies
 from watcher.app.logs import redact_more, secrets_of
 from watcher.app.metrics import Metrics
@@ -32,10 +32,12 @@ from watcher.app.replicas import LeaseGate
 from watcher.app.status import StatusServer, create_status_app, start_status_server
 from watcher.app.tracker import JobTracker
 from watcher.core.clock import Clock, SystemClock
+from watcher.core.ratelimit import Sleep
+from watcher.core.storehealth import StoreHealth
 from watcher.core.summary import JobSummary
 from watcher.diff.summary import dashboard_url_for
 from watcher.store import open_store
-from watcher.store.errors import StoreError
+from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.protocol import Store
 
 log = logging.getLogger("benchwatch.service")
@@ -50,19 +52,26 @@ class Service:
     """The watcher as a process: open everything, run until told to stop, close everything in order."""
 
     def __init__(
-        self, loaded: LoadedConfig, *, clock: Clock | None = None, recorder: SnapshotRecorder | None = None
+        self,
+        loaded: LoadedConfig,
+        *,
+        clock: Clock | None = None,
+        recorder: SnapshotRecorder | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.loaded = loaded
         self.recorder = recorder  # `run --record`: every changed snapshot polled, as a replay line
         self.config = loaded.config
         self.clock = clock or SystemClock()
+        self._sleep = sleep  # the poll spread's and the client's retries' waits: tests move a manual clock instead
         self.metrics = Metrics()
         self.health = ApiHealth(self.config.watch.api_unreachable_after_ms)
+        self.store_health = StoreHealth()  # one view of the store's writes: polls, sends and /readyz share it
         self.status: StatusServer | None = None
         self._store = open_store(loaded.state_location(), exclusive=True, lease_ttl_ms=self.config.state.lease_ttl_ms)
         self.gate: LeaseGate | None = None  # replicas (PostgreSQL): which jobs this one polls
         self._cycle_lock = asyncio.Lock()
-        self._last_cycle_end_s: float | None = None
+        self._last_cycle_end_ms: int | None = None
         self._cycles = 0
         self._reloading: asyncio.Task[list[str]] | None = None
 
@@ -72,23 +81,51 @@ class Service:
         return self._store
 
     async def run(self, stop: asyncio.Event) -> int:
-        """Run until `stop` is set; returns the exit code."""
-        await self._store.open()
-        try:
-            async with aiohttp.ClientSession() as session:
-                await self._run_with(session, stop)
-        finally:
-            await self._store.close()
+        """Run until `stop` is set, APScheduler driving the steps; returns the exit code."""
+        async with self.started():
+            worker_task = asyncio.create_task(self.worker.run(), name="delivery worker")
+            # Another replica's commit wakes this worker too (LISTEN/NOTIFY); with SQLite this returns at once.
+            listener = asyncio.create_task(self._store.listen(self.worker.wake), name="outbox listener")
+            scheduler = self._start_scheduler()
+            watching = _watching(self.config.watch, len(self.cycle.targets()))
+            log.info("%s from %s; polling every %.0fs", watching, self.client.base_url, self._interval_s())
+            try:
+                await stop.wait()
+            finally:
+                listener.cancel()
+                await self._shutdown(scheduler, worker_task)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
         log.info("stopped")
         return 0
 
-    async def _run_with(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
+    @contextlib.asynccontextmanager
+    async def started(self) -> AsyncIterator[Service]:
+        """Everything open — store, HTTP session, client, tracker, worker, status endpoint — but nothing scheduled:
+        the steps (`poll_once`, `flush_timers`, `drain`) run when called. `run` calls them from APScheduler; tests
+        call them on a manual clock. On exit the endpoint, the client and the store close, in that order."""
+        await self._store.open()
+        try:
+            async with aiohttp.ClientSession() as session:
+                self._wire(session)
+                await self.tracker.load_memories()
+                self.metrics.config_loaded(True, time.time())
+                try:
+                    await self._start_status()
+                    yield self
+                finally:
+                    await self._close_endpoints()
+        finally:
+            await self._store.close()
+
+    def _wire(self, session: aiohttp.ClientSession) -> None:
         base_url = self.config.runloop.resolved_base_url(os.environ)
         self.client = RunloopClient(
             base_url=base_url,
             api_key=self.config.runloop.api_key,
             session=session,
             limits=RequestLimits(self.config.watch.max_concurrent_requests, self.config.watch.max_requests_per_s),
+            sleep=self._sleep,
             clock=self.clock,
         )
         router = Router(
@@ -103,9 +140,8 @@ class Service:
         self.tracker = JobTracker(
             self._store, router=router, dashboard_url=dashboard_url, comparer=comparer, shared_rules=shared
         )
-        await self.tracker.load_memories()
         self._session = session
-        self.worker = build_worker(self.config, self._store, session, self.clock)
+        self.worker = build_worker(self.config, self._store, session, self.clock, self.store_health)
         self.gate = LeaseGate(self._store, self.tracker, self.clock) if shared else None
         self.cycle = PollCycle(
             watch=self.config.watch,
@@ -116,20 +152,9 @@ class Service:
             on_notifications=self.worker.wake,
             on_snapshot=self.recorder.write if self.recorder is not None else None,
             gate=self.gate,
+            store_health=self.store_health,
+            sleep=self._sleep,
         )
-        worker_task = asyncio.create_task(self.worker.run(), name="delivery worker")
-        self.metrics.config_loaded(True, time.time())
-        # Another replica's commit wakes this worker too (LISTEN/NOTIFY); with SQLite this returns at once.
-        listener = asyncio.create_task(self._store.listen(self.worker.wake), name="outbox listener")
-        await self._start_status()
-        scheduler = self._start_scheduler()
-        watching = _watching(self.config.watch, len(self.cycle.targets()))
-        log.info("%s from %s; polling every %.0fs", watching, base_url, self._interval_s())
-        try:
-            await stop.wait()
-        finally:
-            listener.cancel()
-            await self._shutdown(scheduler, worker_task)
 
     def _interval_s(self) -> float:
         return self.config.watch.poll_interval_ms / 1000
@@ -167,8 +192,8 @@ class Service:
             self.status.port,
         )
 
-    async def poll_once(self) -> None:
-        """One poll cycle (the scheduler's job); cycles never overlap."""
+    async def poll_once(self) -> CycleReport:
+        """One poll cycle (the scheduler's interval job); cycles never overlap."""
         async with self._cycle_lock:
             started = time.monotonic()
             try:
@@ -178,25 +203,31 @@ class Service:
             report = await self.cycle.run(spread_s=self._interval_s() * self.config.watch.spread)
             elapsed_s = time.monotonic() - started
             self._cycles += 1
-            self._last_cycle_end_s = time.time()
-            self.metrics.poll_cycle(elapsed_s)
-            self.metrics.events(event.kind for event in report.events)
-            for error in report.api_errors:
-                self.metrics.api_error(error.reason, error.status)
-            for duration_s, ok in report.poll_durations:
-                self.metrics.poll(duration_s, ok)
-            if report.polled and not report.failed:
-                self.metrics.last_successful_poll(self._last_cycle_end_s)
-            self.metrics.api_reachable(self.health.reachable)
+            self._last_cycle_end_ms = self.clock.now_ms()
+            self._count(report, elapsed_s)
             log.debug(
                 "cycle %d: %d polled, %d failed, %d events, %d notifications in %.2fs",
                 self._cycles, report.polled, report.failed, len(report.events), report.notifications, elapsed_s,
             )  # fmt: skip
+            return report
+
+    def _count(self, report: CycleReport, elapsed_s: float) -> None:
+        self.metrics.poll_cycle(elapsed_s)
+        self.metrics.events(event.kind for event in report.events)
+        for error in report.api_errors:
+            self.metrics.api_error(error.reason, error.status)
+        for duration_s, ok in report.poll_durations:
+            self.metrics.poll(duration_s, ok)
+        if report.polled and not report.failed and self._last_cycle_end_ms is not None:
+            self.metrics.last_successful_poll(self._last_cycle_end_ms / 1000)
+        self.metrics.api_reachable(self.health.reachable)
 
     async def flush_timers(self) -> None:
         """Close rule group windows that are due (the scheduler's 1-second job); replicas: only the one holding
         the timer claim flushes, from the rule state in the store."""
         now_ms = self.clock.now_ms()
+        if not self.store_health.writable:
+            return
         try:
             if self._store.shared:
                 if not await self._store.claim_timers(now_ms):
@@ -204,19 +235,28 @@ class Service:
             elif (due_ms := self.tracker.next_due_ms()) is None or due_ms > now_ms:
                 return
             observation = await self.tracker.flush_due(now_ms)
+        except StoreWriteError as exc:  # the windows stay open; flushed once the store writes again
+            self.store_health.failed(self.clock.now_ms(), str(exc))
+            return
         except StoreError as exc:  # the database is away: the timers are still due when it returns
             log.warning("flushing rule timers failed: %s", exc)
             return
         if observation.notifications:
             self.worker.wake()
 
+    async def drain(self) -> int:
+        """Send everything due now and wait for the sends to end (tests; `run` has the worker running instead)."""
+        return await self.worker.drain()
+
     async def readiness(self) -> tuple[bool, str]:
-        """Ready once a cycle has finished recently (within three intervals) and the store answers."""
+        """Ready once a cycle has finished recently (within three intervals), and the store answers and can write."""
         if not self._store.reachable:
             return False, "the state store is unreachable"
-        if self._last_cycle_end_s is None:
+        if not self.store_health.writable:
+            return False, self.store_health.describe(self.clock.now_ms())
+        if self._last_cycle_end_ms is None:
             return False, "no poll cycle has finished yet"
-        age_s = time.time() - self._last_cycle_end_s
+        age_s = (self.clock.now_ms() - self._last_cycle_end_ms) / 1000
         if age_s > 3 * self._interval_s() + 30:
             return False, f"the last poll cycle finished {age_s:.0f}s ago"
         return True, f"last poll cycle finished {age_s:.0f}s ago"
@@ -298,19 +338,25 @@ class Service:
         return []
 
     async def _shutdown(self, scheduler: AsyncIOScheduler, worker_task: asyncio.Task[None]) -> None:
-        """Stop polling first (APScheduler would cancel a running cycle), then deliveries, then the endpoint."""
-        log.info("stopping: no new poll cycles; waiting for the current one (at most %.0fs)", STOP_GRACE_S)
+        """Claim nothing new — no poll cycle, no send — and give the running cycle and the sends in flight one grace
+        together (not one after the other: the process exits within STOP_GRACE_S and a second); then the endpoint."""
+        log.info("stopping: no new poll cycles or sends; finishing what is under way (at most %.0fs)", STOP_GRACE_S)
         scheduler.pause()
+        worker_stopped = asyncio.create_task(self.worker.stop(grace_s=STOP_GRACE_S), name="stop deliveries")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_GRACE_S):
                 await self._cycle_lock.acquire()
         scheduler.shutdown(wait=False)
-        await self.worker.stop(grace_s=STOP_GRACE_S)
+        await worker_stopped
         worker_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker_task
+
+    async def _close_endpoints(self) -> None:
+        """Last the status endpoint and the client."""
         if self.status is not None:
             await self.status.close()
+            self.status = None
         await self.client.close()
 
 

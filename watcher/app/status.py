@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from watcher.app.actions import add_action_routes
 from watcher.app.page import add_page_routes, security_headers
@@ -23,6 +24,9 @@ log = logging.getLogger("benchwatch.status")
 
 DEFAULT_EVENTS_LIMIT: Final = 100
 MAX_EVENTS_LIMIT: Final = 1000
+IDLE_TIMEOUT_S: Final = 15.0  # a connection completes a request within this long, or it is closed (slowloris)
+MAX_LINE_BYTES: Final = 8190  # request line and each header
+MAX_BODY_BYTES: Final = 64 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -45,7 +49,7 @@ class StatusServer:
 
 def create_status_app(source: StatusSource) -> web.Application:
     """The status API's aiohttp application, reading from `source`."""
-    app = web.Application(middlewares=[security_headers, _json_errors])
+    app = web.Application(middlewares=[security_headers, _bounded_body, _json_errors], client_max_size=MAX_BODY_BYTES)
     app[SOURCE] = source
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
@@ -57,9 +61,22 @@ def create_status_app(source: StatusSource) -> web.Application:
     return app
 
 
-async def start_status_server(app: web.Application, host: str, port: int) -> StatusServer:
-    """Serve `app` on host:port (0 picks a free port) and return the server with the port it bound."""
-    runner = web.AppRunner(app)
+async def start_status_server(
+    app: web.Application, host: str, port: int, *, idle_timeout_s: float = IDLE_TIMEOUT_S
+) -> StatusServer:
+    """Serve `app` on host:port (0 picks a free port) and return the server with the port it bound.
+
+    A connection that has not completed a request within `idle_timeout_s` of opening (or of its last response)
+    is closed, however slowly it trickles bytes: slow and idle clients cannot hold connections open for ever.
+    Request lines and headers are capped at 8 KB (aiohttp answers 400) and bodies at 64 KB (413); either is
+    logged as one warning line, without a traceback."""
+    runner = web.AppRunner(
+        app,
+        keepalive_timeout=idle_timeout_s,
+        logger=_http_log,
+        max_line_size=MAX_LINE_BYTES,
+        max_field_size=MAX_LINE_BYTES,
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
@@ -68,6 +85,32 @@ async def start_status_server(app: web.Application, host: str, port: int) -> Sta
         raise
     bound = runner.addresses[0][1]
     return StatusServer(runner, int(bound))
+
+
+class _OneLineParseErrors(logging.Filter):
+    """aiohttp logs a request it cannot parse (a header too long, a bad request line) as an ERROR with a
+    traceback; it is the client's mistake: one warning line, without the client's bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = f"status API: refused a malformed or oversized request from %s ({type(exc).__name__})"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_http_log = logging.getLogger("benchwatch.status.http")
+_http_log.addFilter(_OneLineParseErrors())
+
+
+@web.middleware
+async def _bounded_body(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Nothing here takes a body: one announced larger than MAX_BODY_BYTES is refused before it is read."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        log.warning("status API: refused a %d-byte request body from %s", request.content_length, request.remote)
+        return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+    return await handler(request)
 
 
 def _error(status: int, message: str) -> web.Response:

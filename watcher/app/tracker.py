@@ -29,6 +29,7 @@ log = logging.getLogger("benchwatch.tracker")
 
 DEFAULT_DASHBOARD_URL = "https://platform.runloop.ai"
 SUMMARIES_KEPT = 500  # the status page shows these jobs in full (agents, failures), others by their counters
+_REMEMBERED_WARNINGS = 10_000
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class JobTracker:
         self._seen: dict[str, dict[str, frozenset[int]]] = {}  # job id → run id → latest attempts last diffed
         self._rule_state: RuleState | None = None
         self._summaries: OrderedDict[str, JobSummary] = OrderedDict()  # least recently changed first
+        self._warned: set[str] = set()
 
     async def observe(self, snapshot: Snapshot) -> Observation:
         """Diff `snapshot` against the job's memory, route its events, record it all, and return it."""
@@ -81,7 +83,7 @@ class JobTracker:
             memory = await self.store.load_memory(job_id)
         result = diff(memory, snapshot)
         for warning in result.warnings:
-            log.warning("%s", warning)
+            self._warn_once(warning)
         compared, kept = await self.comparer.after_poll(snapshot, memory, result.memory) if self.comparer else ((), [])
         events = (*result.events, *compared)
         async with self._rules_exclusive(bool(events)):
@@ -137,6 +139,22 @@ class JobTracker:
             self._remember(memory)
         _log_problems(observation.problems, observation.dropped)
         return observation
+
+    def _warn_once(self, warning: str) -> None:
+        """Log a diff's warning the first time only: the same odd data comes back on every poll."""
+        if warning in self._warned:
+            return
+        if len(self._warned) >= _REMEMBERED_WARNINGS:
+            self._warned.clear()
+        self._warned.add(warning)
+        log.warning("%s", warning)
+
+    def add_blind(self, job_id: str, blind_ms: int) -> None:
+        """Count `blind_ms` during which the job could not be seen (see `JobMemory.blind_ms`); it is written with
+        the job's next commit."""
+        memory = self._memories.get(job_id)
+        if memory is not None and blind_ms > 0:
+            self._memories[job_id] = memory.model_copy(update={"blind_ms": memory.blind_ms + blind_ms})
 
     async def load_memories(self) -> int:
         """Learn every job the store remembers (a restart resumes from these); returns how many."""

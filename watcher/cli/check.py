@@ -14,6 +14,12 @@ async def check(args: argparse.Namespace) -> int:
     """`benchwatch check CONFIG`: validate, then describe notifiers, rules and silences."""
     loaded = load_config(args.config)
     config = loaded.config
+    if not config.model_fields_set:
+        print(
+            f"{args.config}: valid, but it sets nothing: every setting takes its default — no job is watched, "
+            "no notifier or rule is defined, so `run` would poll nothing and tell no one"
+        )
+        return 0
     print(f"{args.config}: OK")
     print(f"notifiers ({len(config.notifiers)}):")
     for name, notifier in config.notifiers.items():

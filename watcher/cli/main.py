@@ -380,11 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # imported after parsing: `--help` and argument errors never pay for them
     import asyncio
 
-    from watcher.api.errors import RunloopApiError
-    from watcher.cli.errors import UsageError
     from watcher.cli.retry_status import configure_cli_logging
-    from watcher.config.loader import ConfigError
-    from watcher.store.errors import StoreError
 
     if not getattr(args, "configures_logging", False):
         configure_cli_logging(verbose=args.verbose)
@@ -392,19 +388,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(resolve_handler(args.handler)(args))
     except KeyboardInterrupt:
         return 130
-    except RunloopApiError as exc:
+    except Exception as exc:  # sorted by `_exit_code`, which re-raises what it does not know
+        return _exit_code(exc)
+
+
+def _exit_code(exc: Exception) -> int:
+    """One readable line and the exit code for an error a command may end with; anything else is a bug: re-raised.
+
+    The error types are imported here, once one is raised: the config loader's pulls in pydantic, which a command
+    like `wait` loads only after its first request (docs/performance.md, "Start-up")."""
+    from watcher.api.errors import RunloopApiError
+    from watcher.cli.errors import UsageError
+    from watcher.config.loader import ConfigError
+    from watcher.store.errors import StoreError
+
+    if isinstance(exc, RunloopApiError):
         return _fail(str(exc), EXIT_API)
-    except (UsageError, ValueError) as exc:
+    if isinstance(exc, UsageError | ValueError | StoreError):
         return _fail(str(exc), EXIT_USAGE)
-    except ConfigError as exc:
+    if isinstance(exc, ConfigError):
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
-    except StoreError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except OSError as exc:
+    if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         return _fail(f"{where}{exc.strerror or exc}", EXIT_USAGE)
+    raise exc
 
 
 def _fail(message: str, code: int) -> int:

@@ -102,13 +102,26 @@ class _AliasNode(yaml.Node):
         self.target = target
 
 
+MAX_DEPTH = 50  # no config nests near this deep; far deeper would exhaust the stack of every recursive reader
+
+
 class _CoreSchemaLoader(yaml.SafeLoader):
-    """A composer whose plain scalars resolve by the YAML 1.2 core schema instead of PyYAML's YAML 1.1 rules."""
+    """A composer whose plain scalars resolve by the YAML 1.2 core schema instead of PyYAML's YAML 1.1 rules,
+    and that refuses nesting deeper than MAX_DEPTH (a clear error, not a RecursionError)."""
+
+    _depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         """The next node; an alias comes back wrapped in an `_AliasNode` that remembers where it was written."""
         if not self.check_event(yaml.AliasEvent):
-            return super().compose_node(parent, index)
+            if self._depth >= MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.MarkedYAMLError(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=mark)
+            self._depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
         mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # unannotated in types-PyYAML
         target = super().compose_node(parent, index)
         return None if target is None else _AliasNode(target, mark)

@@ -156,9 +156,14 @@ class JobCompared(ComparisonFields, EventBase):
 
 
 class JobProgress(Counters, EventBase):
-    """The job's counters changed."""
+    """The job's counters changed; `regressed_because` says why `n_done` went down, when it did."""
 
     kind: Literal["job.progress"] = "job.progress"
+    regressed_because: Literal["retry", "api_reported_fewer"] | None = Field(
+        None,
+        description="why n_done is lower than before: a retried scenario is running again (retry), or the API "
+        "reported fewer finished scenarios (api_reported_fewer); null when progress did not go back",
+    )
 
 
 class JobStalled(EventBase):

@@ -38,6 +38,9 @@ class JobMemory(BaseModel):
     fingerprint: str | None = None
     polls_after_finish: int = 0  # a finished job gets one confirming poll (late outcomes), then rests
     stalled: bool = False  # job.stalled was told for the current quiet spell
+    # Time in the current quiet spell not covered by successful polls (polls failed, or the watcher was down):
+    # a job is stalled on what successful polls showed, never on an outage of ours or the API's.
+    blind_ms: int = 0
     vanished: bool = False  # job.vanished was told: the job answers 404
 
     @property

@@ -9,7 +9,7 @@ names, whether it finished and its score; the scenarios whose last final state w
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, TypedDict
 
 from watcher.core.events import (
@@ -44,6 +44,8 @@ from watcher.core.snapshot import Snapshot
 
 _BAD_STATES: Final = frozenset({ScenarioState.FAILED, ScenarioState.TIMEOUT, ScenarioState.CANCELED})
 _SCORE_EPSILON: Final = 1e-9
+MAX_COUNT: Final = 1_000_000  # far beyond any benchmark's scenarios: a larger counter is garbage, not progress
+_COUNTER_FIELDS: Final = ("n_completed", "n_failed", "n_timeout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +95,7 @@ def unchanged(memory: JobMemory, at_ms: int) -> JobMemory:
 
 def _discover(snapshot: Snapshot) -> DiffResult:
     job = snapshot.job
-    outcomes = _outcomes_by_run(job)
+    outcomes, warnings = _outcomes_by_run(job)
     runs = _runs_seen(job, outcomes, {})
     observed = _observe(job, outcomes, snapshot.scenario_runs)
     runs = _with_counts(runs, outcomes, snapshot.scenario_runs)
@@ -120,7 +122,7 @@ def _discover(snapshot: Snapshot) -> DiffResult:
         last_change_ms=snapshot.at_ms,
         fingerprint=snapshot.fingerprint,
     )
-    return DiffResult((event,), memory)
+    return DiffResult((event,), memory, tuple(warnings))
 
 
 class _Differ:
@@ -130,9 +132,8 @@ class _Differ:
         self.memory = memory
         self.snapshot = snapshot
         self.job = snapshot.job
-        self.outcomes = _outcomes_by_run(self.job)
+        self.outcomes, self.warnings = _outcomes_by_run(self.job)
         self.events: list[Event] = []
-        self.warnings: list[str] = []
 
     def run(self) -> DiffResult:
         runs = _runs_seen(self.job, self.outcomes, self.memory.runs)
@@ -158,6 +159,7 @@ class _Differ:
                 "fingerprint": self.snapshot.fingerprint,
                 "polls_after_finish": self.memory.polls_after_finish + 1 if self.memory.finished else 0,
                 "stalled": self.memory.stalled and not self.events,
+                "blind_ms": 0 if self.events else self.memory.blind_ms,
                 "vanished": False,
             }
         )
@@ -188,7 +190,13 @@ class _Differ:
             )
 
     def _scenarios(self, observed: Iterable[_Observed], runs: Mapping[str, RunMemo]) -> None:
-        for seen in observed:
+        for observation in observed:
+            seen = observation
+            if runs[seen.run_id].counts is not None and seen.failure_reason is not None:
+                # A followed run's failures are told from its scenario runs, which carry no reason; one first seen
+                # in the outcome (the poll that would have seen it mid-run failed) is told the same way, so the
+                # event does not depend on which poll saw it first. The reason is in the run's outcome.
+                seen = replace(seen, failure_reason=None)
             previous = self.memory.unresolved.get(seen.run_id, {}).get(seen.definition_id)
             event = _scenario_event(seen, previous, runs[seen.run_id].agent_name, self._scenario_envelope)
             if event is not None:
@@ -230,7 +238,10 @@ class _Differ:
     def _progress(self, counters: Counters) -> None:
         if counters != self.memory.counters:
             value = f"{counters.model_dump_json()}@{self._since}"
-            self.events.append(JobProgress(**self._envelope("job.progress", "", value), **dict(counters)))
+            regressed = _regressed_because(self.memory.counters, counters)
+            self.events.append(
+                JobProgress(**self._envelope("job.progress", "", value), **dict(counters), regressed_because=regressed)
+            )
 
     def _state(self) -> bool:
         """Append the state event, if any; returns whether the job is now finished."""
@@ -295,12 +306,44 @@ def _scenario_event(
     )
 
 
-def _outcomes_by_run(job: BenchmarkJobView) -> dict[str, BenchmarkOutcome]:
-    """Outcomes by run id; a run listed twice counts once (the first listing)."""
+def _regressed_because(before: Counters, now: Counters) -> str | None:
+    """Why `n_done` went down, if it did: a retry (a failed, timed-out or canceled scenario runs again, so it
+    is no longer counted as done), else the API reporting fewer than before."""
+    if now.n_done >= before.n_done:
+        return None
+    ended_badly = ("n_failed", "n_timeout", "n_canceled")
+    if any(getattr(now, name) < getattr(before, name) for name in ended_badly):
+        return "retry"
+    return "api_reported_fewer"
+
+
+def _outcomes_by_run(job: BenchmarkJobView) -> tuple[dict[str, BenchmarkOutcome], list[str]]:
+    """Outcomes by run id; a run listed twice counts once (the first listing). Counters out of range (negative,
+    or absurdly large) are clamped into it, with a warning: one bad number must not poison every sum after it."""
     by_run: dict[str, BenchmarkOutcome] = {}
+    warnings: list[str] = []
     for outcome in job.benchmark_outcomes or ():
-        by_run.setdefault(outcome.benchmark_run_id, outcome)
-    return by_run
+        if outcome.benchmark_run_id in by_run:
+            continue
+        clamped = _clamped(outcome)
+        if clamped is not outcome:
+            counts = ", ".join(f"{name}={getattr(outcome, name)}" for name in _COUNTER_FIELDS)
+            warnings.append(
+                f"job {job.id[:80]!r} run {outcome.benchmark_run_id[:80]!r}: counters out of range ({counts}); "
+                f"clamped to 0..{MAX_COUNT}"
+            )
+        by_run[outcome.benchmark_run_id] = clamped
+    return by_run, warnings
+
+
+def _clamped(outcome: BenchmarkOutcome) -> BenchmarkOutcome:
+    """The outcome with its counters within 0..MAX_COUNT (the same object when they already were)."""
+    fixed = {
+        name: min(max(getattr(outcome, name), 0), MAX_COUNT)
+        for name in _COUNTER_FIELDS
+        if not 0 <= getattr(outcome, name) <= MAX_COUNT
+    }
+    return outcome.model_copy(update=fixed) if fixed else outcome
 
 
 def _runs_seen(

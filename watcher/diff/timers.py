@@ -8,8 +8,10 @@ from watcher.core.models import JobState
 
 
 def stall(memory: JobMemory, now_ms: int, stall_after_ms: int) -> tuple[JobStalled, JobMemory] | None:
-    """`job.stalled` when a running job has shown no change for `stall_after_ms` — once per quiet spell."""
-    quiet_ms = now_ms - memory.last_change_ms
+    """`job.stalled` when successful polls of a running job have shown no change for `stall_after_ms` — once per
+    quiet spell. Quiet time ends at the last successful poll and leaves out the spells the job could not be seen
+    (`blind_ms`): an API outage, or a watcher that was down, never makes a job look stalled."""
+    quiet_ms = min(now_ms, memory.last_seen_ms) - memory.last_change_ms - memory.blind_ms
     if memory.finished or memory.vanished or memory.stalled or memory.state != JobState.RUNNING:
         return None
     if quiet_ms < stall_after_ms:

@@ -81,6 +81,7 @@ class Simulator:
         self._cache_stamp: tuple[int, int] | None = None
         self._bodies: dict[str, bytes] = {}
         self._scenario_views: dict[str, list[dict[str, Any]]] = {}
+        self._tampered: dict[str, dict[str, Any]] = {}  # job id → fields served over the truth (hostile data)
 
     def __repr__(self) -> str:
         key = "<set>" if self.api_key else None
@@ -106,6 +107,23 @@ class Simulator:
             self._runs[run.run_id] = (plan, run)
         return plan
 
+    def tamper(self, job_id: str, fields: dict[str, Any]) -> None:
+        """Serve `fields` over a job's true view, on the list and on its GET (hostile data: nulls, wrong types,
+        huge or negative numbers); nested objects are merged, `{}` serves the truth again. KeyError when unknown."""
+        if job_id not in self._jobs:
+            raise KeyError(job_id)
+        if fields:
+            self._tampered[job_id] = fields
+        else:
+            self._tampered.pop(job_id, None)
+        self._generation += 1
+
+    def served_view(self, plan: JobPlan, now_ms: int) -> dict[str, Any]:
+        """What the API serves of a job now: its view, with any tampered fields over it."""
+        view = job_view(plan, now_ms)
+        fields = self._tampered.get(plan.job_id)
+        return view if fields is None else _merged(view, fields)
+
     def set_faults(self, faults: Faults) -> None:
         """Replace the fault settings (all zero: a healthy API)."""
         self.faults = faults
@@ -120,7 +138,7 @@ class Simulator:
 
     def job_view(self, job_id: str) -> dict[str, Any]:
         """What `GET /v1/benchmark_jobs/{id}` answers now (KeyError when unknown)."""
-        return job_view(self._jobs[job_id], self.clock.now_ms())
+        return self.served_view(self._jobs[job_id], self.clock.now_ms())
 
     def scenario_run_views(self, plan: JobPlan, run: RunPlan) -> list[dict[str, Any]]:
         """`scenario_run_views` now, computed once per clock reading and set of jobs."""
@@ -165,7 +183,7 @@ class Simulator:
         now_ms = self.clock.now_ms()
 
         def render() -> dict[str, Any]:
-            body: dict[str, Any] = {"jobs": [job_view(plan, now_ms) for plan in page], "has_more": has_more}
+            body: dict[str, Any] = {"jobs": [self.served_view(plan, now_ms) for plan in page], "has_more": has_more}
             body["total_count"] = len(jobs) if _flag(query.get("include_total_count"), True) else None
             return body
 
@@ -187,7 +205,7 @@ class Simulator:
         plan = self._jobs.get(request.match_info["id"])
         if plan is None:
             raise _error(404, "benchmark job not found")
-        return self._cached_json(request, lambda: job_view(plan, self.clock.now_ms()))
+        return self._cached_json(request, lambda: self.served_view(plan, self.clock.now_ms()))
 
     async def handle_get_run(self, request: web.Request) -> web.Response:
         """`GET /v1/benchmark_runs/{id}`."""
@@ -226,6 +244,20 @@ class Simulator:
         except ValueError as exc:
             raise _error(400, str(exc)) from None
         return _json(job_view(plan, self.clock.now_ms()))
+
+    async def handle_tamper(self, request: web.Request) -> web.Response:
+        """`PUT /_sim/jobs/{id}/tamper`: serve these fields over the job's true view (`{}`: the truth again)."""
+        try:
+            fields = json.loads(await request.read())
+        except ValueError:
+            raise _error(400, "tamper body must be a JSON object") from None
+        if not isinstance(fields, dict):
+            raise _error(400, "tamper body must be a JSON object")
+        try:
+            self.tamper(request.match_info["id"], fields)
+        except KeyError:
+            raise _error(404, "benchmark job not found") from None
+        return _json({"tampered": sorted(fields)})
 
     async def handle_get_clock(self, request: web.Request) -> web.Response:
         """`GET /_sim/clock`: the simulated time, and whether it moves only when told."""
@@ -326,6 +358,7 @@ def create_app(sim: Simulator) -> web.Application:
     app.router.add_put("/_sim/faults", sim.handle_put_faults)
     app.router.add_post("/_sim/jobs", sim.handle_add_sim_job)
     app.router.add_post("/_sim/workload", sim.handle_add_workload)
+    app.router.add_put("/_sim/jobs/{id}/tamper", sim.handle_tamper)
     app.router.add_get("/_sim/clock", sim.handle_get_clock)
     app.router.add_post("/_sim/clock", sim.handle_advance_clock)
     app.router.add_get("/_sim/stats", sim.handle_stats)
@@ -423,6 +456,15 @@ def _error(status: int, message: str, *, headers: dict[str, str] | None = None) 
         exc.set_status(status)
         return exc
     return error_class(text=body, content_type="application/json", headers=headers)
+
+
+def _merged(view: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """`view` with `fields` over it; where both hold an object, the objects are merged the same way."""
+    out = dict(view)
+    for key, value in fields.items():
+        below = out.get(key)
+        out[key] = _merged(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+    return out
 
 
 def _json(body: Any) -> web.Response:

@@ -9,3 +9,8 @@ class StoreError(Exception):
 
 class LeaseLostError(StoreError):
     """A replica tried to commit a job whose lease it no longer holds (fencing): nothing was written."""
+
+
+class StoreWriteError(StoreError):
+    """A write failed and nothing of it was recorded: a full disk, a read-only or damaged file, a lost database
+    connection. Usually passing: the caller keeps what it meant to write and tries again."""

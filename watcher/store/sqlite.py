@@ -27,7 +27,7 @@ from watcher.core.events import Event, event_from_json, event_to_json
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus, StateRow
-from watcher.store.errors import StoreError
+from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.filelock import StateFileLock
 from watcher.store.protocol import Holding, StoredEvent
 
@@ -178,9 +178,20 @@ class SQLiteStore:
         future: asyncio.Future[T] = loop.create_future()
         self._writes.put(_Write(work, future))
         self._thread.submit(self._commit_queued, loop)  # finds the queue empty if an earlier one took this write
-        return await future
+        try:
+            return await future
+        except sqlite3.Error as exc:  # SQLITE_FULL, SQLITE_READONLY, SQLITE_IOERR, …: nothing of it was written
+            raise StoreWriteError(f"{self.path}: cannot write: {exc}") from exc
+
+    async def limit_pages(self, max_pages: int) -> int:
+        """Cap the file at `max_pages` pages (never below its current size); returns the cap now in force. A quota
+        for the state — and how tests make a disk full anywhere, without a small filesystem."""
+        return await self._run(self._max_page_count, max_pages)
 
     # -- on the connection's thread ---------------------------------------------------------------
+
+    def _max_page_count(self, max_pages: int) -> int:
+        return int(self._conn().execute(f"PRAGMA max_page_count = {int(max_pages)}").fetchone()[0])
 
     def _open(self) -> None:
         self._db = sqlite3.connect(self.path, isolation_level=None)
@@ -530,6 +541,8 @@ def _in_savepoint(db: sqlite3.Connection, write: _Write) -> tuple[_Write, object
     try:
         result = write.work(db)
     except Exception as exc:
+        if not db.in_transaction:  # SQLite rolled the whole transaction back itself (a full disk does): the batch
+            raise  # is lost, and every caller of it must hear this error, not a missing savepoint
         db.execute("ROLLBACK TO write")
         db.execute("RELEASE write")
         return write, None, exc

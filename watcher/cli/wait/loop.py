@@ -34,6 +34,7 @@ from watcher.cli.wait.defaults import (
     EXIT_USAGE,
     LATE_POLLS,
 )
+from watcher.cli.wait.first import FirstLook
 from watcher.cli.wait.junit import Verdict, write_junit
 from watcher.cli.wait.model import (
     ThresholdMiss,
@@ -70,6 +71,7 @@ class Waiter:
         clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
         dashboard_url: str | None = None,
+        first: FirstLook | None = None,
     ) -> None:
         self.client = client
         self.options = options
@@ -83,10 +85,11 @@ class Waiter:
         self._last: tuple[BenchmarkJobView, JobSummary] | None = None
         self._compared: JobCompared | None = None
         self._passed: dict[str, int] = {}
+        self._first = first  # the first request, made before this module was imported (first.py)
 
     async def run(self) -> WaitResult:
         """Wait, and say how it ended. API errors that will not heal (404, 401/403, bad shapes) end it with 4."""
-        self._started_ms = self.clock.now_ms()
+        self._started_ms = self._first.started_ms if self._first is not None else self.clock.now_ms()
         async with open_store(":memory:") as store:
             tracker = JobTracker(store, dashboard_url=self.dashboard_url, comparer=self._comparer(store))
             try:
@@ -121,13 +124,18 @@ class Waiter:
         started_ms = self.clock.now_ms()
         try:
             job_id = self._job_id or await self._find_by_name()
-            snapshot = await fetch_snapshot(self.client, job_id, self.clock, scenario_runs=True)
+            snapshot = await self._fetch(job_id)
         except TransientApiError as exc:
             self._health.failed(started_ms, str(exc))
             self.view.warning(f"{exc}; still waiting")
             return None
         self._health.succeeded(self.clock.now_ms())
         return snapshot
+
+    async def _fetch(self, job_id: str) -> Snapshot:
+        first, self._first = self._first, None
+        job_body = first.job_body() if first is not None else None
+        return await fetch_snapshot(self.client, job_id, self.clock, scenario_runs=True, job_body=job_body)
 
     async def _find_by_name(self) -> str:
         name = self.options.name
@@ -298,13 +306,15 @@ async def run_wait(
     clock: Clock | None = None,
     sleep: Sleep = asyncio.sleep,
     interrupt: asyncio.Future[int] | None = None,
+    first: FirstLook | None = None,
 ) -> WaitResult:
     """Wait, write the JUnit file if asked, and show the end; returns the result (its exit code is the process's).
 
     `interrupt`, once it holds a signal number, stops the wait: the summary so far is shown and the JUnit file
-    written all the same, and the exit code is 128 + the signal's number.
+    written all the same, and the exit code is 128 + the signal's number. `first` is the job's first request when
+    it was made already.
     """
-    waiter = Waiter(client, options, view, clock=clock, sleep=sleep)
+    waiter = Waiter(client, options, view, clock=clock, sleep=sleep, first=first)
     try:
         result = await _until_interrupted(waiter, interrupt)
     finally:

@@ -10,13 +10,14 @@ from typing import Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from watcher.cli.errors import UsageError
-from watcher.cli.wait.defaults import (
-    DEFAULT_GIVE_UP_AFTER,
-    DEFAULT_INTERVAL,
-    DEFAULT_STALL_AFTER,
-    DEFAULT_TIMEOUT,
-    MIN_INTERVAL_MS,
+from watcher.cli.wait.defaults import DEFAULT_GIVE_UP_AFTER, DEFAULT_INTERVAL, DEFAULT_STALL_AFTER, DEFAULT_TIMEOUT
+from watcher.cli.wait.first import (
+    CheckedArgs,
+    check_args,
+    check_baseline,
+    check_interval,
+    check_share,
+    check_target,
 )
 from watcher.config.durations import parse_duration_ms
 from watcher.core.events import Event, JobCompared
@@ -87,10 +88,7 @@ class BaselineBounds:
     fail_on_significant_drop: bool = False
 
     def __post_init__(self) -> None:
-        if self.baseline is None and (self.max_regressions is not None or self.fail_on_significant_drop):
-            raise UsageError("--max-regressions and --fail-on-significant-drop need --baseline previous|JOB_ID")
-        if self.max_regressions is not None and self.max_regressions < 0:
-            raise UsageError(f"--max-regressions must not be negative, got {self.max_regressions}")
+        check_baseline(self.baseline, self.max_regressions, self.fail_on_significant_drop)
 
     @property
     def explicit_job_id(self) -> str | None:
@@ -118,46 +116,31 @@ class WaitOptions:
     baseline: BaselineBounds = field(default_factory=BaselineBounds)
 
     def __post_init__(self) -> None:
-        if (self.job_id is None) == (self.name is None):
-            raise UsageError("give either JOB_ID or --name, not both and not neither")
-        if self.interval_ms < MIN_INTERVAL_MS:
-            raise UsageError(f"--interval must be at least {MIN_INTERVAL_MS}ms")
-        for flag, value in (
-            ("--min-score", self.thresholds.min_score),
-            ("--max-failure-rate", self.thresholds.max_failure_rate),
-        ):
-            if value is not None and not 0 <= value <= 1:
-                raise UsageError(f"{flag} must be between 0 and 1, got {value:g}")
+        check_target(self.job_id, self.name)
+        check_interval(self.interval_ms)
+        check_share("--min-score", self.thresholds.min_score)
+        check_share("--max-failure-rate", self.thresholds.max_failure_rate)
 
 
-def options_from_args(args: argparse.Namespace) -> WaitOptions:
-    """Options from `benchwatch wait` arguments; a bad duration or threshold raises UsageError (exit 2)."""
-    junit_path: Path | None = args.junit
-    if junit_path is not None and not junit_path.parent.is_dir():
-        raise UsageError(f"--junit: the folder {str(junit_path.parent)!r} does not exist")
-    timeout_ms = _duration_ms("--timeout", args.timeout)
+def options_from_args(args: argparse.Namespace, checked: CheckedArgs | None = None) -> WaitOptions:
+    """Options from `benchwatch wait` arguments (parsed by `check_args` unless given); a bad duration or threshold
+    raises UsageError (exit 2)."""
+    checked = checked or check_args(args)
     return WaitOptions(
         job_id=args.job_id,
         name=args.name,
-        interval_ms=_duration_ms("--interval", args.interval),
-        timeout_ms=timeout_ms or None,
-        give_up_after_ms=_duration_ms("--give-up-after", args.give_up_after),
-        stall_after_ms=_duration_ms("--stall-after", args.stall_after) or None,
+        interval_ms=checked.interval_ms,
+        timeout_ms=checked.timeout_ms,
+        give_up_after_ms=checked.give_up_after_ms,
+        stall_after_ms=checked.stall_after_ms,
         thresholds=Thresholds(min_score=args.min_score, max_failure_rate=args.max_failure_rate),
-        junit_path=junit_path,
+        junit_path=checked.junit_path,
         baseline=BaselineBounds(
             baseline=getattr(args, "baseline", None),
             max_regressions=getattr(args, "max_regressions", None),
             fail_on_significant_drop=getattr(args, "fail_on_significant_drop", False),
         ),
     )
-
-
-def _duration_ms(flag: str, raw: str) -> int:
-    try:
-        return parse_duration_ms(raw)
-    except ValueError as exc:
-        raise UsageError(f"{flag}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

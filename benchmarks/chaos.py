@@ -1,0 +1,516 @@
+"""`python -m benchmarks chaos`: the fault matrix against the real `benchwatch run` and the simulator.
+
+Each row runs `benchwatch run` as a process against an in-process simulator (on an accelerated clock) and an
+in-process webhook receiver, injects its faults, waits until every simulated job has finished and everything due
+has arrived (or a deadline passed), and counts against what the jobs' final outcomes call for: notifications
+expected, lost, duplicated (one notification id received twice), spurious (told but not called for, or one fact
+told under two ids), and Python tracebacks in the watcher's log. Config fuzzing loads mutated configs in process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from benchmarks.configfuzz import fuzz
+from benchmarks.simproc import free_port
+from watcher.core.clock import SystemClock
+from watcher.simulator import Faults, SimAgent, SimJobSpec, Simulator, create_app
+
+API_KEY = "chaos-key"
+_TERMINAL = frozenset({"completed", "failed", "cancelled", "timeout"})
+GRACE_S = 10.0  # the watcher's stop grace (watcher.app.service.STOP_GRACE_S)
+Key = tuple[str, str, str, str]
+AGENTS = [SimAgent(name="alpha", pass_rate=0.7), SimAgent(name="beta", pass_rate=0.5)]
+
+
+def _specs(prefix: str) -> list[SimJobSpec]:
+    return [
+        SimJobSpec(name=f"{prefix}-a", n_scenarios=6, agents=AGENTS, fail_rate=0.25, timeout_rate=0.1, init_s=10,
+                   queue_s=5, concurrency=3, scenario_duration_s=(20, 60), scenario_timeout_s=75, run_linger_s=5),
+        SimJobSpec(name=f"{prefix}-b", n_scenarios=4, agents=AGENTS[:1], fail_rate=0.3, n_attempts=1, init_s=10,
+                   queue_s=5, concurrency=2, scenario_duration_s=(20, 50), scenario_timeout_s=75, run_linger_s=5),
+        SimJobSpec(name=f"{prefix}-setup", n_scenarios=3, agents=AGENTS[:1], outcome="failed", end_after_s=60,
+                   fail_rate=0.0, timeout_rate=0.0, init_s=10),
+    ]  # fmt: skip
+
+
+class HeldClock:
+    """Simulated time that stands still until `release()`, then runs `speed` times faster than real time: the jobs
+    wait, initializing, until the watcher knows each of them — so all they do is there to be told."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self._origin_ms = SystemClock().now_ms()
+        self._released_ns: int | None = None
+
+    def now_ms(self) -> int:
+        """The simulated time."""
+        if self._released_ns is None:
+            return self._origin_ms
+        return self._origin_ms + int((time.monotonic_ns() - self._released_ns) / 1_000_000 * self.speed)
+
+    def release(self) -> None:
+        """Let time run."""
+        if self._released_ns is None:
+            self._released_ns = time.monotonic_ns()
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    name: str
+    faults: int = 0
+    expected: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    spurious: int = 0
+    tracebacks: int = 0
+    note: str = ""
+
+
+class Receiver:
+    """A webhook receiver that records each notification, and answers with faults at the shares it is given."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.payloads: list[dict[str, Any]] = []
+        self.shares: dict[str, float] = {}  # "429", "500", "hang" → share of requests
+        self.delay_s = 0.0
+        self.faults = 0
+        self.arrived = 0  # requests that reached the receiver (answered or not yet)
+
+    async def hook(self, request: web.Request) -> web.StreamResponse:
+        """`POST /hook`."""
+        body = json.loads(await request.read())
+        self.arrived += 1
+        fault = self._draw()
+        if fault == "hang":  # past the notifier's timeout (2 s): it gave up; the answer goes nowhere, unrecorded
+            self.faults += 1
+            await asyncio.sleep(5)
+            return web.Response(status=504)
+        if fault in ("429", "500"):
+            self.faults += 1
+            return web.Response(status=int(fault), headers={"Retry-After": "1"} if fault == "429" else None)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        self.payloads.append(body)
+        return web.Response(status=204)
+
+    def _draw(self) -> str | None:
+        draw, edge = self.rng.random(), 0.0
+        for name, share in self.shares.items():
+            edge += share
+            if draw < edge:
+                return name
+        return None
+
+
+@dataclass
+class World:
+    """The simulator, the receiver, their servers, and a folder for the watcher's config and state."""
+
+    sim: Simulator
+    clock: HeldClock
+    receiver: Receiver
+    api_url: str
+    hook_url: str
+    folder: Path
+    runners: list[web.AppRunner] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+    malformed: set[str] = field(default_factory=set)  # jobs served malformed: the watcher must tell nothing of them
+    injected: int = 0  # faults of the row's own (hostile jobs, kills, stops)
+
+    def faults(self) -> int:
+        """Faults injected: the row's own, the receiver's, and the API's (its fault rates × requests served)."""
+        rates: dict[str, float] = self.sim.faults.model_dump(include=_RATES)
+        return self.injected + self.receiver.faults + round(self.sim.requests_served * sum(rates.values()))
+
+    def finished(self) -> bool:
+        """Every simulated job has come to its end (whatever state a hostile API shows for it)."""
+        now_ms = self.sim.clock.now_ms()
+        return all(plan.end_ms is not None and plan.end_ms + 5_000 <= now_ms for plan in self.sim.jobs())
+
+    def expected(self) -> Counter[Key]:
+        """One notification per finished job, finished run, failed or timed-out scenario (by final outcomes)."""
+        keys: Counter[Key] = Counter()
+        for plan in self.sim.jobs():
+            if plan.job_id in self.malformed:
+                continue
+            view = self.sim.job_view(plan.job_id)  # as served: hostile fields (an odd name) included
+            name = view["name"]
+            if view["state"] in _TERMINAL:
+                keys[("finished", name, view["state"], "")] += 1
+            for outcome in view["benchmark_outcomes"] or []:
+                keys[("runs", name, outcome["agent_name"], "")] += 1
+                for scenario in outcome["scenario_outcomes"]:
+                    kind = {"FAILED": "scenario.failed", "TIMEOUT": "scenario.timed_out"}.get(scenario["state"])
+                    if kind:
+                        keys[("failures", name, kind, scenario["scenario_definition_id"])] += 1
+        return keys
+
+    def received(self) -> tuple[Counter[Key], int]:
+        """What arrived (each notification id counted once), and how many arrivals repeated an id."""
+        seen: set[str] = set()
+        keys: Counter[Key] = Counter()
+        for payload in self.receiver.payloads:
+            if payload["id"] in seen:
+                continue
+            seen.add(payload["id"])
+            keys.update(_keys(payload))
+        return keys, len(self.receiver.payloads) - len(seen)
+
+    async def add_jobs(self) -> None:
+        """Create the chaos jobs (their time stands still until `release`)."""
+        for spec in _specs("chaos"):
+            self.sim.add_job(spec)
+
+    async def release(self) -> None:
+        """Start the jobs' time once the watcher has polled each well-formed one on its own."""
+
+        def known() -> bool:
+            polled = " ".join(line for line in self.sim.request_log if line.startswith("GET /v1/benchmark_jobs/"))
+            return all(plan.job_id in polled for plan in self.sim.jobs() if plan.job_id not in self.malformed)
+
+        await _until(known, 30)
+        self.clock.release()
+
+    def config(self, state_path: str = "./state.db", send_timeout: str = "2s") -> Path:
+        """The watcher's config file."""
+        path = self.folder / "benchwatch.yaml"
+        path.write_text(
+            f"runloop: {{base_url: '{self.api_url}', api_key: {API_KEY}}}\n"
+            "watch: {discover: {name: 'chaos-*'}, poll_interval: 1s, scenario_runs: true, stall_after: 1h,"
+            " api_unreachable_after: 1h}\n"
+            f"state: {{path: '{state_path}'}}\nhttp: {{enabled: false}}\n"
+            f"notifiers:\n  hook: {{type: webhook, url: '{self.hook_url}', concurrency: 2, timeout: {send_timeout}}}\n"
+            "rules:\n"
+            "  - {name: finished, on: job.finished, notify: hook}\n"
+            "  - {name: runs, on: run.finished, notify: hook}\n"
+            "  - {name: failures, on: [scenario.failed, scenario.timed_out], notify: hook, group_by: [event.id]}\n"
+        )
+        return path
+
+    async def close(self) -> None:
+        """Stop the servers and remove the folder."""
+        for runner in self.runners:
+            await runner.cleanup()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _keys(payload: dict[str, Any]) -> list[Key]:
+    rule, keys = payload["rule"], []
+    for event in payload["events"]:
+        if rule == "finished":
+            keys.append((rule, event["job_name"], event["state"], ""))
+        elif rule == "runs":
+            keys.append((rule, event["job_name"], event["agent_name"], ""))
+        else:
+            keys.append((rule, event["job_name"], event["kind"], event["scenario_definition_id"]))
+    return keys
+
+
+async def _serve(app: web.Application, world_runners: list[web.AppRunner]) -> str:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    world_runners.append(runner)
+    return f"http://127.0.0.1:{port}"
+
+
+async def make_world(seed: int, speed: float) -> World:
+    """A simulator on an accelerated clock (its jobs come with `add_jobs`) and a receiver, both served locally."""
+    clock = HeldClock(speed)
+    sim = Simulator(seed=seed, clock=clock, api_key=API_KEY)
+    receiver = Receiver(random.Random(seed))
+    runners: list[web.AppRunner] = []
+    api_url = await _serve(create_app(sim), runners)
+    hook_app = web.Application()
+    hook_app.router.add_post("/hook", receiver.hook)
+    hook_url = await _serve(hook_app, runners) + "/hook"
+    folder = Path(tempfile.mkdtemp(prefix="benchwatch-chaos-"))
+    return World(sim, clock, receiver, api_url, hook_url, folder, runners)
+
+
+async def start_watcher(world: World) -> asyncio.subprocess.Process:
+    """`benchwatch run` on the world's config, its stderr kept for the traceback count."""
+    config = world.folder / "benchwatch.yaml"
+    if not config.exists():
+        world.config()
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "watcher", "run", "--config", str(config), cwd=world.folder,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+
+
+async def finish(process: asyncio.subprocess.Process, world: World, *, kill: bool = False) -> float:
+    """Stop the watcher (SIGTERM, or SIGKILL); keep its log; returns how long it took to exit."""
+    started = time.monotonic()
+    process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+    _, err = await asyncio.wait_for(process.communicate(), timeout=GRACE_S + 20)
+    world.logs.append(err.decode(errors="replace"))
+    return time.monotonic() - started
+
+
+async def settle(world: World, deadline_s: float) -> None:
+    """Wait until every job finished and what is expected arrived, or the deadline passed."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if world.finished() and world.received()[0] == world.expected():
+            return
+        await asyncio.sleep(0.2)
+
+
+def tally(row: Row, world: World) -> Row:
+    """Fill a row's counts from what the world expected and received."""
+    expected = world.expected()
+    received, duplicated = world.received()
+    row.expected = sum(expected.values())
+    row.lost = sum((expected - received).values())
+    row.spurious = sum((received - expected).values())
+    row.duplicated = duplicated
+    row.tracebacks = sum(log.count("Traceback (most recent call last)") for log in world.logs)
+    row.faults = world.faults()
+    return row
+
+
+# -- the rows ------------------------------------------------------------------------------------------------------
+
+
+async def row_plain(seed: int, name: str, setup: Callable[[World], None] | None = None, speed: float = 30) -> Row:
+    """One watcher run from start to end, with whatever faults `setup` switches on."""
+    world = await make_world(seed, speed)
+    try:
+        process = await start_watcher(world)
+        await world.add_jobs()
+        if setup is not None:
+            setup(world)
+        await world.release()
+        await settle(world, 40)
+        await finish(process, world)
+        return tally(Row(name), world)
+    finally:
+        await world.close()
+
+
+_RATES = {"rate_429", "rate_500", "rate_503", "rate_truncated", "rate_malformed"}
+
+
+def _api_faults_at(rate: float) -> Callable[[World], None]:
+    share = rate / 5
+    return lambda world: world.sim.set_faults(
+        Faults(rate_429=share, rate_500=share, rate_503=share, rate_truncated=share, rate_malformed=share,
+               retry_after_s=0.2)
+    )  # fmt: skip
+
+
+def _hostile(world: World) -> None:
+    """Hostile data on extra jobs: a null name, a wrong type, unknown states, huge and negative numbers, 10k-char
+    strings, mention and header-injection strings. Real jobs beside them must be told exactly."""
+    specs: dict[str, dict[str, Any]] = {
+        "chaos-x-null": {"name": None},
+        "chaos-x-type": {"create_time_ms": "yesterday"},
+        "chaos-x-state": {"state": "exploding"},
+        "chaos-x-huge": {"job_spec": {"scenario_ids": ["s"] * 3}, "name": "chaos-x-huge-" + "x" * 10_000},
+        "chaos-x-inject": {"name": "chaos-x-<!channel> @here\r\nBcc: a@b.c"},
+    }
+    for name, fields in specs.items():
+        spec = SimJobSpec(name=name, n_scenarios=2, agents=AGENTS[:1], init_s=10, fail_rate=0.0, timeout_rate=0.0)
+        plan = world.sim.add_job(spec)
+        world.sim.tamper(plan.job_id, fields)
+        if name in ("chaos-x-null", "chaos-x-type"):
+            world.malformed.add(plan.job_id)
+    world.injected += len(specs)
+
+
+def _receiver_faults(world: World) -> None:
+    world.receiver.shares = {"429": 0.2, "500": 0.2, "hang": 0.1}
+
+
+async def row_kill_loop(seed: int, kills: int) -> Row:
+    """`kill -9` at random moments, then a restart, `kills` times; then run to the end."""
+    world = await make_world(seed, 20)
+    rng = random.Random(seed)
+    try:
+        for index in range(kills):
+            process = await start_watcher(world)
+            if index == 0:
+                await world.add_jobs()
+                await world.release()
+            await asyncio.sleep(rng.uniform(1.0, 2.5))
+            await finish(process, world, kill=True)
+        process = await start_watcher(world)
+        await settle(world, 40)
+        await finish(process, world)
+        world.injected += kills
+        row = tally(Row(f"kill -9 x{kills}"), world)
+        row.note = f"duplicates allowed: sends in flight at a kill (concurrency 2 × {kills})"
+        return row
+    finally:
+        await world.close()
+
+
+async def row_sigterm_loop(seed: int, stops: int) -> Row:
+    """SIGTERM 0.5 s after a send started, while a slow receiver (4 s per answer) holds sends in flight; each exit
+    timed; then a run to the end."""
+    world = await make_world(seed, 20)
+    world.receiver.delay_s = 4.0
+    world.config(send_timeout="8s")  # longer than an answer: a timed-out send the receiver still took is a repeat
+    slowest_s = 0.0
+    try:
+        for index in range(stops):
+            process = await start_watcher(world)
+            if index == 0:
+                await world.add_jobs()
+                await world.release()
+            arrived = world.receiver.arrived
+            await _until(lambda: world.receiver.arrived > arrived, 30)  # noqa: B023 -- awaited in this iteration
+            await asyncio.sleep(0.5)
+            slowest_s = max(slowest_s, await finish(process, world))
+        process = await start_watcher(world)
+        await settle(world, 60)
+        await finish(process, world)
+        world.injected += stops
+        row = tally(Row(f"SIGTERM x{stops}, receiver 4 s/answer"), world)
+        row.note = f"slowest exit {slowest_s:.1f}s (bound: grace {GRACE_S:g}s + 1s)"
+        return row
+    finally:
+        await world.close()
+
+
+async def row_corrupt_state(seed: int) -> Row:
+    """A state file that is not a database: `run` must refuse it with one line, no traceback."""
+    world = await make_world(seed, 30)
+    try:
+        (world.folder / "state.db").write_bytes(b"this is not an SQLite database" * 100)
+        world.config()
+        process = await start_watcher(world)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+        world.logs.append(err.decode(errors="replace"))
+        world.injected += 1
+        row = tally(Row("corrupted state file"), world)
+        row.expected = row.lost = row.spurious = 0  # nothing is to be told: it must refuse to start
+        row.note = f"exit {process.returncode}: {err.decode(errors='replace').strip().splitlines()[-1][:70]}"
+        return row
+    finally:
+        await world.close()
+
+
+async def row_disk_full(seed: int) -> Row:
+    """The state on a small tmpfs that fills up mid-run (a filler file), then frees again."""
+    world = await make_world(seed, 20)
+    mount = world.folder / "tmpfs"
+    mount.mkdir()
+    if await _command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)) != 0:
+        await world.close()
+        return Row("disk full (tmpfs)", note="skipped: cannot mount a tmpfs here (tests/test_disk_full.py covers it)")
+    try:
+        world.config(state_path=str(mount / "state.db"))
+        process = await start_watcher(world)
+        await world.add_jobs()
+        await world.release()
+        await _until(lambda: len(world.receiver.payloads) >= 3, 30)
+        filler = mount / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as out:
+            while True:
+                out.write(b"\0" * 4096)
+                out.flush()
+        await asyncio.sleep(4)  # the watcher meets the full disk: it must hold, not lose or repeat
+        filler.unlink()
+        await settle(world, 40)
+        await finish(process, world)
+        world.injected += 1
+        row = tally(Row("disk full (tmpfs), then space"), world)
+        told = sum(log.count("state store cannot write") for log in world.logs)
+        row.note = f"full for 4 s mid-run; {told} 'cannot write' log lines"
+        return row
+    finally:
+        await _command("umount", "-l", str(mount))
+        await world.close()
+
+
+async def _command(*args: str) -> int:
+    process = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    return await process.wait()
+
+
+async def _until(condition: Callable[[], bool], deadline_s: float) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+
+
+async def row_config_fuzz(count: int) -> Row:
+    """`count` mutated configs loaded in process: each accepted or a ConfigError, never a traceback."""
+    with tempfile.TemporaryDirectory(prefix="benchwatch-fuzz-") as folder:
+        report = fuzz(Path(folder), seed=1, count=count)
+    note = f"{report.accepted} accepted, {report.rejected} rejected with file:line"
+    return Row(f"config fuzzing x{count}", faults=count, tracebacks=len(report.crashes), note=note)
+
+
+# -- the table -----------------------------------------------------------------------------------------------------
+
+
+def matrix(quick: bool) -> list[Callable[[], Awaitable[Row]]]:
+    """The rows to run: all of them, or (quick) a few that fit in the test suite."""
+    if quick:
+        return [lambda: row_plain(3, "API faults 20%", _api_faults_at(0.2), speed=90)]
+    return [
+        lambda: row_plain(1, "baseline (no faults)"),
+        lambda: row_plain(2, "API faults 10%", _api_faults_at(0.1)),
+        lambda: row_plain(3, "API faults 30%", _api_faults_at(0.3)),
+        lambda: row_plain(4, "hostile API data", _hostile),
+        lambda: row_plain(5, "receiver 429/500/hang", _receiver_faults),
+        lambda: row_kill_loop(6, 3),
+        lambda: row_sigterm_loop(7, 2),
+        lambda: row_disk_full(8),
+        lambda: row_corrupt_state(9),
+        lambda: row_config_fuzz(1000),
+    ]
+
+
+def render(rows: list[Row]) -> str:
+    """The table, as printed."""
+    head = f"{'row':34} {'faults':>6} {'expected':>8} {'lost':>4} {'dup':>4} {'spurious':>8} {'tracebacks':>10}  note"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r.name:34} {r.faults:>6} {r.expected:>8} {r.lost:>4} {r.duplicated:>4} {r.spurious:>8} "
+            f"{r.tracebacks:>10}  {r.note}"
+        )
+    return "\n".join(lines)
+
+
+async def run(*, quick: bool = False) -> dict[str, Any]:
+    """The benchmark entry point: run the matrix, print the table, return the rows."""
+    rows = []
+    for make_row in matrix(quick):
+        started = time.monotonic()
+        row = await make_row()
+        row.note = f"{row.note} ({time.monotonic() - started:.0f}s)".strip()
+        rows.append(row)
+        print(render(rows).splitlines()[-1], flush=True)
+    print(render(rows))
+    return {"rows": [vars(row) for row in rows]}

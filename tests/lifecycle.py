@@ -1,0 +1,104 @@
+"""What the service tests share: two simulated jobs, the config that watches them, and notifications compared by
+content — expected ones from the simulated jobs' own final outcomes, received ones from the webhook receiver."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tests.fakes.webhook import Delivery, WebhookReceiver
+from watcher.simulator import SimAgent, SimJobSpec, Simulator
+
+SECRET = "whsec_ZTJlLXRlc3Qtc2VjcmV0LWZvci1iZW5jaHdhdGNo"
+API_KEY = "e2e-key"
+CONCURRENCY = 4
+AGENTS = [SimAgent(name="alpha", model_name="m1", pass_rate=0.7), SimAgent(name="beta", model_name="m2", pass_rate=0.5)]
+SPECS = [
+    SimJobSpec(name="e2e-complete", n_scenarios=6, agents=AGENTS, fail_rate=0.25, timeout_rate=0.1, init_s=240,
+               scenario_duration_s=(60, 240), scenario_timeout_s=300),
+    SimJobSpec(name="e2e-setup-fails", n_scenarios=4, agents=AGENTS[:1], outcome="failed", end_after_s=200,
+               fail_rate=0.0, timeout_rate=0.0, init_s=240),
+]  # fmt: skip
+RULES = (
+    "rules:\n  - {name: finished, on: job.finished, notify: hook}\n  - {name: runs, on: run.finished, notify: hook}\n"
+)
+FAILURES_RULE = "  - {name: failures, on: [scenario.failed, scenario.timed_out], notify: hook, group_by: [event.id]}\n"
+Key = tuple[str, str, str, str]
+
+
+def write_config(folder: Path, api: str, hook: str, *, watch: str = "poll_interval: 1s", rules: str = "") -> Path:
+    """benchwatch.yaml watching the `e2e-*` jobs, with a signed webhook and three rules (`rules` replaces the
+    third, the failures one)."""
+    path = folder / "benchwatch.yaml"
+    path.write_text(
+        f"runloop: {{base_url: '{api}', api_key: {API_KEY}}}\n"
+        f"watch: {{discover: {{name: 'e2e-*'}}, {watch}, scenario_runs: true, stall_after: 1h}}\n"
+        "state: {path: ./state.db}\nhttp: {port: 0}\n"
+        f"notifiers:\n  hook: {{type: webhook, url: '{hook}', secret: '{SECRET}', concurrency: {CONCURRENCY}}}\n"
+        + RULES
+        + (rules or FAILURES_RULE)
+    )
+    return path
+
+
+def add_jobs(sim: Simulator) -> None:
+    """The two jobs every service test watches."""
+    for spec in SPECS:
+        sim.add_job(spec)
+
+
+def all_finished(sim: Simulator) -> bool:
+    """Every simulated job has ended (as the API shows it now)."""
+    return all(sim.job_view(plan.job_id)["state"] in ("completed", "failed") for plan in sim.jobs())
+
+
+def expected(sim: Simulator) -> Counter[Key]:
+    """One notification per finished job, per finished run, per failed or timed-out scenario."""
+    keys: Counter[Key] = Counter()
+    for plan in sim.jobs():
+        view = sim.job_view(plan.job_id)
+        keys[("finished", plan.name, view["state"], "")] += 1
+        for outcome in view["benchmark_outcomes"] or []:
+            keys[("runs", plan.name, outcome["agent_name"], "")] += 1
+            for scenario in outcome["scenario_outcomes"]:
+                kind = {"FAILED": "scenario.failed", "TIMEOUT": "scenario.timed_out"}.get(scenario["state"])
+                if kind:
+                    keys[("failures", plan.name, kind, scenario["scenario_definition_id"])] += 1
+    return keys
+
+
+def keys_of(payload: dict[str, Any]) -> list[Key]:
+    """What a notification told: one key per event it carries (any rule other than the first two tells failures)."""
+    rule = payload["rule"]
+    keys = []
+    for event in payload["events"]:
+        if rule == "finished":
+            keys.append((rule, event["job_name"], event["state"], ""))
+        elif rule == "runs":
+            keys.append((rule, event["job_name"], event["agent_name"], ""))
+        else:
+            keys.append(("failures", event["job_name"], event["kind"], event["scenario_definition_id"]))
+    return keys
+
+
+def unique(receiver: WebhookReceiver) -> list[Delivery]:
+    """The deliveries, each webhook-id once (a receiver dedupes on it)."""
+    seen: set[str | None] = set()
+    first = []
+    for delivery in receiver.deliveries:
+        if delivery.webhook_id not in seen:
+            seen.add(delivery.webhook_id)
+            first.append(delivery)
+    return first
+
+
+def received(receiver: WebhookReceiver) -> Counter[Key]:
+    """What the receiver was told, repeats of a webhook-id counted once."""
+    return Counter(key for delivery in unique(receiver) for key in keys_of(delivery.payload))
+
+
+def difference(got: Counter[Key], wanted: Counter[Key]) -> str:
+    """What is missing and what is extra, for a failure message."""
+    missing, extra = wanted - got, got - wanted
+    return f"{got.total()} of {wanted.total()} notifications arrived; missing {dict(missing)}; extra {dict(extra)}"
