@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck install clean chaos
+.PHONY: demo test lint typecheck install prerequisites clean chaos
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "benchwatch needs Python >= 3.11"'
@@ -24,7 +24,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
+prerequisites:
+	scripts/test-prerequisites.sh
+
+test: $(STAMP) prerequisites lint typecheck
 	$(BIN)/pytest
 
 chaos: $(STAMP)
