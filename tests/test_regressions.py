@@ -275,6 +275,15 @@ def test_the_trend_svg_marks_drops_and_escapes_job_names() -> None:
     assert "no comparable jobs yet" in trend_svg([], title="x")
 
 
+async def test_the_page_s_benchmarks_are_the_most_recently_run_first_and_bounded(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "state.db") as store:
+        archive = OutcomeArchive(store)
+        for job_id, created_ms, benchmark in [("a1", 1, "b:a"), ("c1", 2, "b:c"), ("b1", 3, "b:b"), ("a2", 4, "b:a")]:
+            await archive.keep(_job(job_id, created_ms, {"s": 1.0}).model_copy(update={"benchmark": benchmark}))
+        assert await archive.recent_benchmarks(10) == ["b:a", "b:b", "b:c"]
+        assert await archive.recent_benchmarks(2) == ["b:a", "b:b"]
+
+
 async def test_a_dry_run_replay_compares_with_jobs_replayed_before(
     sim: Simulator, clock: ManualClock, tmp_path: Path
 ) -> None:

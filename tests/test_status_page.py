@@ -11,7 +11,9 @@ import pytest
 import pytest_asyncio
 
 from tests.running import Running, running_service
+from watcher.app.outcomes import OutcomeArchive
 from watcher.core.clock import ManualClock
+from watcher.core.comparison import AgentOutcomes, JobOutcomes, ScenarioResult
 from watcher.simulator import SimAgent, SimJobSpec, Simulator
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -37,7 +39,33 @@ async def running(tmp_path_factory: pytest.TempPathFactory) -> Any:
         await started.poll(advance_ms=240_000)
         await started.poll(advance_ms=900_000)  # `quick` finishes
         await started.poll(advance_ms=1_000)  # and rests
+        await _keep_nightlies(started)
         yield started
+
+
+TREND_AGENT = 'evil"><script>alert(2)</script>'
+SCENARIOS = [f"s{i:02d}" for i in range(30)]
+
+
+def _agent(name: str, model: str | None, passed: int) -> AgentOutcomes:
+    scenarios = tuple(
+        ScenarioResult(scenario_definition_id=sid, scenario_name=sid, state="COMPLETED", score=float(n < passed))
+        for n, sid in enumerate(SCENARIOS)
+    )
+    return AgentOutcomes(
+        agent_name=name, model_name=model, benchmark_run_id=f"bmr_{name}_{passed}", scenarios=scenarios
+    )
+
+
+async def _keep_nightlies(started: Running) -> None:
+    """Three completed nightlies of one benchmark, as the watcher keeps them: `alpha` drops on the third."""
+    archive = OutcomeArchive(started.service.store)
+    for n, alpha_passed in enumerate((30, 29, 12), start=1):
+        agents = (_agent("alpha", "m1", alpha_passed), _agent(TREND_AGENT, None, 24))
+        await archive.keep(
+            JobOutcomes(job_id=f"bmj_night{n}", job_name=f"nightly-{n}", state="completed",
+                        create_time_ms=n * 86_400_000, benchmark="benchmark:bmd_trend", agents=agents)
+        )  # fmt: skip
 
 
 async def _get(url: str) -> tuple[aiohttp.ClientResponse, str]:
@@ -116,3 +144,17 @@ async def test_the_json_sections_are_the_page_s_own(running: Running) -> None:
 
     assert set(data["sections"]) == {"jobs", "events", "notifications", "silences"}
     assert data["sections"]["events"].strip() in html
+
+
+async def test_trends_chart_each_agent_with_its_drop_marked_and_escaped(running: Running) -> None:
+    _, html = await _get(running.url + "/")
+
+    section = html[html.index('<section id="trends"') : html.index('<section id="events"')]
+    charts = [attrs for tag, attrs in _tags(section) if tag == "svg"]
+    assert [c["aria-label"] for c in charts] == [
+        "alpha (m1): score 1.00 → 0.40, pass rate 100% → 40% over the last 3 jobs; 1 significant drop",
+        f"{TREND_AGENT}: score 0.80 → 0.80, pass rate 80% → 80% over the last 3 jobs; no significant drop",
+    ]
+    assert section.count('class="drop"') == 1 and "dropped in nightly-3" in section
+    assert "<script>" not in section and "evil&#34;&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in section
+    assert "benchmark:bmd_trend" in section and "last 10 jobs at most" in section  # no baseline: the default N

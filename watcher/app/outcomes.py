@@ -60,6 +60,16 @@ class OutcomeArchive:
         rows = await self.store.load_state_rows(INDEX_NAMESPACE)
         return sorted({row.body.partition("\n")[0] for row in rows if row.body is not None})
 
+    async def recent_benchmarks(self, limit: int) -> list[str]:
+        """The `limit` benchmarks whose latest kept job was created last, most recent first (the page's trends)."""
+        latest: dict[str, str] = {}
+        for row in await self.store.load_state_rows(INDEX_NAMESPACE):
+            if row.body is None:
+                continue
+            benchmark, _, key = row.body.partition("\n")
+            latest[benchmark] = max(latest.get(benchmark, ""), key)  # keys start with the zero-padded create time
+        return sorted(latest, key=lambda b: (latest[b], b), reverse=True)[:limit]
+
     async def trends(self, benchmark: str, limit: int = 20) -> dict[tuple[str, str | None], list[TrendPoint]]:
         """Per agent (name, model), its trend over the last `limit` completed jobs of a benchmark kept here."""
         jobs = [job for job in await self.comparable(benchmark) if job.state == JobState.COMPLETED][-limit:]

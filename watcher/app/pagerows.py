@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from markupsafe import Markup
+
 from watcher.core.events import EVENT_KINDS
 from watcher.core.records import OutboxItem
 from watcher.core.summary import FailureGroup
@@ -114,6 +116,25 @@ class IncidentRow:
 
 
 @dataclass(frozen=True, slots=True)
+class TrendChart:
+    """One agent's trend: the chart (SVG built and escaped by `trend_svg`) and the same figures in words."""
+
+    agent: str
+    svg: Markup
+    summary: str
+    drops: tuple[str, ...]  # the names of the jobs that dropped significantly
+
+
+@dataclass(frozen=True, slots=True)
+class BenchmarkTrends:
+    """A benchmark's trend charts, one per agent."""
+
+    benchmark: str
+    jobs: int  # the window: at most this many comparable jobs
+    charts: tuple[TrendChart, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Filters:
     """The events' filters, from the query string."""
 
@@ -141,6 +162,7 @@ class PageView:
     incidents: list[IncidentRow] = field(default_factory=list)
     silences: list[SilenceRow] = field(default_factory=list)
     silence_prefill: str = ""
+    trends: list[BenchmarkTrends] = field(default_factory=list)
 
 
 def when(ms: int | None) -> str:

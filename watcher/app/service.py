@@ -21,7 +21,7 @@ from watcher.api.client import RequestLimits, RunloopClient
 from watcher.api.errors import RunloopApiError
 from watcher.api.health import ApiHealth
 from watcher.app.comparer import job_comparer
-from watcher.app.config import LoadedConfig, WatchSection
+from watcher.app.config import BaselineSection, LoadedConfig, WatchSection
 from watcher.app.cycle import CycleReport, PollCycle
 from watcher.app.delivery import build_notifiers, build_worker, delivery_policies
 from watcher.app.logs import redact_more, secrets_of
@@ -294,6 +294,11 @@ class Service:
     def dashboard_url(self) -> str:
         """The Runloop dashboard of the configured API."""
         return dashboard_url_for(self.client.base_url)
+
+    def trend_jobs(self) -> int:
+        """The status page's trend window: `baseline.history` (its default without a `baseline:` section)."""
+        baseline = self.config.baseline if self.config.baseline is not None else BaselineSection()
+        return baseline.history
 
     def reload_soon(self) -> None:
         """Reload in the background (SIGHUP); a reload already under way is not started twice."""

@@ -62,5 +62,9 @@ class StatusSource(Protocol):
         """The Runloop dashboard's address (jobs link there)."""
         ...
 
+    def trend_jobs(self) -> int:
+        """How many comparable jobs a trend chart covers: the config's `baseline.history`, else its default."""
+        ...
+
 
 SOURCE: Final = web.AppKey("source", StatusSource)
