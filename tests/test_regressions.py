@@ -14,6 +14,7 @@ from aiohttp import web
 
 from tests.conftest import ServerFactory
 from tests.nightlies import BASELINE_RESULTS, CURRENT_RESULTS, HOUR_MS, add_nightly, nightly_spec
+from tests.running import write_config
 from watcher.api.client import RequestLimits, RunloopClient
 from watcher.api.poll import fetch_snapshot
 from watcher.app.baseline import BaselineFinder
@@ -21,6 +22,7 @@ from watcher.app.comparer import JobComparer
 from watcher.app.config import BaselineSection, load_config
 from watcher.app.outcomes import OutcomeArchive
 from watcher.app.replay import replay
+from watcher.app.service import Service
 from watcher.app.tracker import JobTracker
 from watcher.app.trend_svg import trend_svg
 from watcher.core.clock import ManualClock
@@ -282,6 +284,15 @@ async def test_the_page_s_benchmarks_are_the_most_recently_run_first_and_bounded
             await archive.keep(_job(job_id, created_ms, {"s": 1.0}).model_copy(update={"benchmark": benchmark}))
         assert await archive.recent_benchmarks(10) == ["b:a", "b:b", "b:c"]
         assert await archive.recent_benchmarks(2) == ["b:a", "b:b"]
+
+
+def test_the_status_page_s_trend_window_is_baseline_history(tmp_path: Path) -> None:
+    nowhere = "http://127.0.0.1:9"  # the Service is built, never run: nothing is asked of these
+    bare = write_config(tmp_path, nowhere, nowhere)
+    assert Service(load_config(bare)).trend_jobs() == 10  # BaselineSection's default
+    (tmp_path / "more").mkdir()
+    configured = write_config(tmp_path / "more", nowhere, nowhere, rules="baseline: {history: 4, flaky_flips: 2}\n")
+    assert Service(load_config(configured)).trend_jobs() == 4
 
 
 async def test_a_dry_run_replay_compares_with_jobs_replayed_before(
