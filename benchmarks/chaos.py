@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from benchmarks.configfuzz import fuzz
 from benchmarks.simproc import free_port
@@ -36,6 +37,7 @@ API_KEY = "chaos-key"
 _TERMINAL = frozenset({"completed", "failed", "cancelled", "timeout"})
 GRACE_S = 10.0  # the watcher's stop grace (watcher.app.service.STOP_GRACE_S)
 Key = tuple[str, str, str, str]
+_WORLD_KEY: web.AppKey[list[Any]] = web.AppKey("chaos_world", list)
 AGENTS = [SimAgent(name="alpha", pass_rate=0.7), SimAgent(name="beta", pass_rate=0.5)]
 
 
@@ -95,12 +97,20 @@ class Receiver:
         self.delay_s = 0.0
         self.faults = 0
         self.arrived = 0  # requests that reached the receiver (answered or not yet)
+        self.rejected: list[dict[str, Any]] = []  # notifications answered 4xx: the watcher must dead-letter them
+        self.headers: list[str] = []  # every request's header lines, for injected ones
+        self.slack: list[dict[str, Any]] = []  # what the Slack (incoming webhook) fake received
 
     async def hook(self, request: web.Request) -> web.StreamResponse:
         """`POST /hook`."""
         body = json.loads(await request.read())
         self.arrived += 1
+        self.headers.extend(_header_lines(request))
         fault = self._draw()
+        if fault == "400":  # a permanent refusal: dead-lettered, never retried
+            self.faults += 1
+            self.rejected.append(body)
+            return web.Response(status=400)
         if fault == "hang":  # past the notifier's timeout (2 s): it gave up; the answer goes nowhere, unrecorded
             self.faults += 1
             await asyncio.sleep(5)
@@ -113,6 +123,12 @@ class Receiver:
         self.payloads.append(body)
         return web.Response(status=204)
 
+    async def slack_hook(self, request: web.Request) -> web.StreamResponse:
+        """`POST /slack`: a Slack incoming webhook."""
+        self.slack.append(json.loads(await request.read()))
+        self.headers.extend(_header_lines(request))
+        return web.Response(text="ok")
+
     def _draw(self) -> str | None:
         draw, edge = self.rng.random(), 0.0
         for name, share in self.shares.items():
@@ -120,6 +136,10 @@ class Receiver:
             if draw < edge:
                 return name
         return None
+
+
+def _header_lines(request: web.Request) -> list[str]:
+    return [f"{name.decode('latin-1')}: {value.decode('latin-1')}" for name, value in request.raw_headers]
 
 
 @dataclass
@@ -136,6 +156,8 @@ class World:
     logs: list[str] = field(default_factory=list)
     malformed: set[str] = field(default_factory=set)  # jobs served malformed: the watcher must tell nothing of them
     injected: int = 0  # faults of the row's own (hostile jobs, kills, stops)
+    hostile_serving: bool = False  # the simulator's answers rewritten as a hostile API would
+    hostile_answers: int = 0
 
     def faults(self) -> int:
         """Faults injected: the row's own, the receiver's, and the API's (its fault rates × requests served)."""
@@ -191,16 +213,21 @@ class World:
         await _until(known, 30)
         self.clock.release()
 
-    def config(self, state_path: str = "./state.db", send_timeout: str = "2s") -> Path:
-        """The watcher's config file."""
+    def config(self, state_path: str = "./state.db", send_timeout: str = "2s", *, slack: bool = False) -> Path:
+        """The watcher's config file (`slack`: finished jobs also go to the Slack fake)."""
         path = self.folder / "benchwatch.yaml"
+        slack_url = self.hook_url.removesuffix("/hook") + "/slack"
+        extra = (
+            f"  slack: {{type: slack, webhook_url: '{slack_url}'}}\n" if slack else "",
+            "  - {name: finished-slack, on: job.finished, notify: slack}\n" if slack else "",
+        )
         path.write_text(
             f"runloop: {{base_url: '{self.api_url}', api_key: {API_KEY}}}\n"
             "watch: {discover: {name: 'chaos-*'}, poll_interval: 1s, scenario_runs: true, stall_after: 1h,"
             " api_unreachable_after: 1h}\n"
             f"state: {{path: '{state_path}'}}\nhttp: {{enabled: false}}\n"
             f"notifiers:\n  hook: {{type: webhook, url: '{self.hook_url}', concurrency: 2, timeout: {send_timeout}}}\n"
-            "rules:\n"
+            f"{extra[0]}rules:\n{extra[1]}"
             "  - {name: finished, on: job.finished, notify: hook}\n"
             "  - {name: runs, on: run.finished, notify: hook}\n"
             "  - {name: failures, on: [scenario.failed, scenario.timed_out], notify: hook, group_by: [event.id]}\n"
@@ -241,12 +268,18 @@ async def make_world(seed: int, speed: float) -> World:
     sim = Simulator(seed=seed, clock=clock, api_key=API_KEY)
     receiver = Receiver(random.Random(seed))
     runners: list[web.AppRunner] = []
-    api_url = await _serve(create_app(sim), runners)
+    sim_app = create_app(sim)
+    sim_app.middlewares.append(_hostile_middleware)
+    sim_app[_WORLD_KEY] = []  # the world, once made
+    api_url = await _serve(sim_app, runners)
     hook_app = web.Application()
     hook_app.router.add_post("/hook", receiver.hook)
+    hook_app.router.add_post("/slack", receiver.slack_hook)
     hook_url = await _serve(hook_app, runners) + "/hook"
     folder = Path(tempfile.mkdtemp(prefix="benchwatch-chaos-"))
-    return World(sim, clock, receiver, api_url, hook_url, folder, runners)
+    world = World(sim, clock, receiver, api_url, hook_url, folder, runners)
+    sim_app[_WORLD_KEY].append(world)
+    return world
 
 
 async def start_watcher(world: World) -> asyncio.subprocess.Process:
@@ -341,6 +374,80 @@ def _hostile(world: World) -> None:
     world.injected += len(specs)
 
 
+_MENTION = "chaos-y-<!channel> <!everyone> @everyone <@U0123>\r\nX-Injected: 1"
+_RAW_MARKERS = ("<!channel>", "<!everyone>", "<@U0123>", "\r", "\nX-Injected")
+
+
+def _hostile_more(world: World) -> None:
+    """The rest of the hostile data: the API lists each job twice, serves the real jobs' counters huge, negative
+    and going back, durations and times negative or absurd, scenario and run states nobody knows; more jobs with
+    mention and header-injection names (to a Slack fake as well) and a 10,000-character failure reason."""
+    world.config(slack=True)
+    specs: dict[str, dict[str, Any]] = {
+        "chaos-y-mention": {"name": _MENTION},
+        "chaos-y-reason": {"failure_reason": "r" * 10_000 + "\r\nX-Injected: 1 <!channel>"},
+    }
+    for name, fields in specs.items():
+        spec = SimJobSpec(name=name, n_scenarios=2, agents=AGENTS[:1], init_s=10, outcome="failed", end_after_s=40,
+                          fail_rate=0.0, timeout_rate=0.0)  # fmt: skip
+        world.sim.tamper(world.sim.add_job(spec).job_id, fields)
+    world.injected += len(specs)
+    world.hostile_serving = True
+
+
+@web.middleware
+async def _hostile_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Rewrites the simulator's job answers as a hostile API would (when the world asks for it)."""
+    response = await handler(request)
+    world: World | None = request.app[_WORLD_KEY][0] if request.app[_WORLD_KEY] else None
+    served = world is not None and world.hostile_serving and request.path.startswith("/v1/benchmark_jobs")
+    if not served or not isinstance(response, web.Response) or response.status != 200 or response.body is None:
+        return response
+    assert world is not None
+    body = json.loads(bytes(response.body))  # type: ignore[arg-type]
+    world.hostile_answers += 1
+    if isinstance(body.get("jobs"), list):  # the list: every job twice
+        body["jobs"] = [_hostile_job(job, world.hostile_answers) for job in body["jobs"] for _ in range(2)]
+        world.injected += len(body["jobs"]) // 2
+    elif "benchmark_outcomes" in body:
+        body = _hostile_job(body, world.hostile_answers)
+    return web.json_response(body)
+
+
+def _hostile_job(job: dict[str, Any], turn: int) -> dict[str, Any]:
+    """Counters huge and negative on one answer, gone back to zero on the next, true on the third; durations and
+    start times absurd; completed scenarios and running runs in states nobody knows."""
+    job = json.loads(json.dumps(job))
+    for outcome in job.get("benchmark_outcomes") or []:
+        if turn % 3 == 0:
+            outcome.update(n_completed=10**15, n_failed=-7, n_timeout=-(10**12), duration_ms=-1, average_score=1e308)
+        elif turn % 3 == 1:
+            outcome.update(n_completed=0, n_failed=0, n_timeout=0)
+        for scenario in outcome.get("scenario_outcomes") or []:
+            if scenario.get("state") == "COMPLETED":
+                scenario["state"] = "VAPORIZED"
+                scenario["duration_ms"] = -(10**18)
+    for run in job.get("in_progress_runs") or []:
+        run.update(state="melting", duration_ms=-5, start_time_ms=10**18)
+    return job
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a JSON value."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    return [text for item in value for text in _strings(item)] if isinstance(value, list) else []
+
+
+def _unescaped(world: World) -> int:
+    """Mentions, CR or an injected header that reached a receiver raw: in a Slack message, or in any header."""
+    raw = [marker for text in _strings(world.receiver.slack) for marker in _RAW_MARKERS if marker in text]
+    headers = [line for line in world.receiver.headers if "X-Injected" in line or "<!" in line]
+    return len(raw) + len(headers)
+
+
 def _receiver_faults(world: World) -> None:
     world.receiver.shares = {"429": 0.2, "500": 0.2, "hang": 0.1}
 
@@ -396,6 +503,72 @@ async def row_sigterm_loop(seed: int, stops: int) -> Row:
         await world.close()
 
 
+async def row_hostile_more(seed: int, speed: float = 30) -> Row:
+    """Hostile data beyond the first row's, with what the Slack fake and every header received checked for
+    mentions, CR and injected headers."""
+    world = await make_world(seed, speed)
+    try:
+        _hostile_more(world)
+        process = await start_watcher(world)
+        await world.add_jobs()
+        await world.release()
+        await settle(world, 40)
+        finished = sum(1 for plan in world.sim.jobs() if plan.end_ms is not None)
+        await _until(lambda: len(world.receiver.slack) >= finished, 15)
+        await finish(process, world)
+        row = tally(Row("hostile API data II"), world)
+        unescaped = _unescaped(world)
+        row.spurious += unescaped  # a mention or a header that reached a receiver raw is told wrong
+        row.note = f"{len(world.receiver.slack)}/{finished} Slack messages, {unescaped} raw mentions/CR/headers"
+        return row
+    finally:
+        await world.close()
+
+
+async def row_receiver_4xx(seed: int) -> Row:
+    """30 % of sends answered 400: each such notification dead-lettered once (by design: counted dead, not lost),
+    never retried; the dead letters read back with `benchwatch deliveries list --status dead`."""
+    world = await make_world(seed, 30)
+    world.receiver.shares = {"400": 0.3}
+    try:
+        process = await start_watcher(world)
+        await world.add_jobs()
+        await world.release()
+        await settle(world, 40)
+        await finish(process, world)
+        dead = await _dead_letters(world)  # notification id → attempts
+        row = tally(Row("receiver 4xx (30%)"), world)
+        rejected = [payload["id"] for payload in world.receiver.rejected]
+        dead_keys: Counter[Key] = Counter(key for payload in world.receiver.rejected for key in _keys(payload))
+        row.lost = sum((world.expected() - world.received()[0] - dead_keys).values())
+        retried = len(rejected) - len(set(rejected)) + len(set(rejected) & {p["id"] for p in world.receiver.payloads})
+        retried += sum(attempts - 1 for attempts in dead.values())
+        row.duplicated += retried
+        row.spurious += len(set(dead) ^ set(rejected))  # dead-lettered but not refused, or refused but not dead
+        row.note = f"{len(rejected)} answered 4xx = {len(dead)} dead letters ('deliveries list'); {retried} retried"
+        return row
+    finally:
+        await world.close()
+
+
+async def _dead_letters(world: World) -> dict[str, int]:
+    """The dead letters `benchwatch deliveries list --status dead` shows: notification id → attempts."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "watcher", "deliveries", "list", "--status", "dead", "--limit", "1000",
+        "--config", str(world.folder / "benchwatch.yaml"), cwd=world.folder,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    world.logs.append(err.decode(errors="replace"))
+    dead: dict[str, int] = {}
+    for line in out.decode(errors="replace").splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[1] == "dead":
+            attempts = next(field for field in fields if field.startswith("attempts="))
+            dead[fields[0]] = int(attempts.removeprefix("attempts="))
+    return dead
+
+
 async def row_corrupt_state(seed: int) -> Row:
     """A state file that is not a database: `run` must refuse it with one line, no traceback."""
     world = await make_world(seed, 30)
@@ -447,6 +620,38 @@ async def row_disk_full(seed: int) -> Row:
         await world.close()
 
 
+async def row_read_only_state(seed: int) -> Row:
+    """The state folder on a read-only mount (root writes through chmod, so a read-only tmpfs): `run` must refuse
+    it with one line and exit 2, no traceback. Not run, and said so, where the process cannot mount."""
+    world = await make_world(seed, 30)
+    mount = world.folder / "ro"
+    mount.mkdir()
+    name = "read-only state folder"
+    if os.geteuid() != 0 or await _command("mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)) != 0:
+        await world.close()
+        return Row(name, note="not run here: needs root and mount")
+    try:
+        world.config(state_path=str(mount / "state.db"))
+        process = await start_watcher(world)
+        try:
+            _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+        except TimeoutError:  # still running: the row fails, loudly
+            await finish(process, world)
+            return tally(Row(name, lost=1, note="still running after 30 s on a read-only state folder"), world)
+        text = err.decode(errors="replace")
+        world.logs.append(text)
+        world.injected += 1
+        row = tally(Row(name), world)
+        row.expected = row.lost = row.spurious = 0  # nothing is to be told: it must refuse to start
+        lines = text.strip().splitlines()
+        row.lost = 0 if process.returncode == 2 and len(lines) == 1 else 1  # anything else fails the row
+        row.note = f"exit {process.returncode}, {len(lines)} line(s): {(lines or [''])[-1][:90]}"
+        return row
+    finally:
+        await _command("umount", "-l", str(mount))
+        await world.close()
+
+
 async def _command(*args: str) -> int:
     process = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
@@ -482,11 +687,14 @@ def matrix(quick: bool) -> list[Callable[[], Awaitable[Row]]]:
         lambda: row_plain(2, "API faults 10%", _api_faults_at(0.1)),
         lambda: row_plain(3, "API faults 30%", _api_faults_at(0.3)),
         lambda: row_plain(4, "hostile API data", _hostile),
+        lambda: row_hostile_more(10),
         lambda: row_plain(5, "receiver 429/500/hang", _receiver_faults),
+        lambda: row_receiver_4xx(11),
         lambda: row_kill_loop(6, 3),
         lambda: row_sigterm_loop(7, 2),
         lambda: row_disk_full(8),
         lambda: row_corrupt_state(9),
+        lambda: row_read_only_state(12),
         lambda: row_config_fuzz(1000),
     ]
 
