@@ -187,6 +187,10 @@ class World:
                         keys[("failures", name, kind, scenario["scenario_definition_id"])] += 1
         return keys
 
+    def refused(self) -> Counter[Key]:
+        """What the receiver refused with a 4xx: dead-lettered, not to arrive."""
+        return Counter(key for payload in self.receiver.rejected for key in _keys(payload))
+
     def received(self) -> tuple[Counter[Key], int]:
         """What arrived (each notification id counted once), and how many arrivals repeated an id."""
         seen: set[str] = set()
@@ -304,10 +308,11 @@ async def finish(process: asyncio.subprocess.Process, world: World, *, kill: boo
 
 
 async def settle(world: World, deadline_s: float) -> None:
-    """Wait until every job finished and what is expected arrived, or the deadline passed."""
+    """Wait until every job finished and what is expected arrived (or was refused for good), or the deadline
+    passed."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        if world.finished() and world.received()[0] == world.expected():
+        if world.finished() and world.received()[0] + world.refused() == world.expected():
             return
         await asyncio.sleep(0.2)
 
@@ -539,8 +544,7 @@ async def row_receiver_4xx(seed: int) -> Row:
         dead = await _dead_letters(world)  # notification id → attempts
         row = tally(Row("receiver 4xx (30%)"), world)
         rejected = [payload["id"] for payload in world.receiver.rejected]
-        dead_keys: Counter[Key] = Counter(key for payload in world.receiver.rejected for key in _keys(payload))
-        row.lost = sum((world.expected() - world.received()[0] - dead_keys).values())
+        row.lost = sum((world.expected() - world.received()[0] - world.refused()).values())
         retried = len(rejected) - len(set(rejected)) + len(set(rejected) & {p["id"] for p in world.receiver.payloads})
         retried += sum(attempts - 1 for attempts in dead.values())
         row.duplicated += retried
