@@ -356,3 +356,26 @@ async def test_absurd_counters_from_the_api_are_clamped_with_one_warning(
     assert memory is not None and memory.counters.n_completed == 0 and memory.counters.n_failed == 1_000_000
     warnings = [r.getMessage() for r in caplog.records if "out of range" in r.getMessage()]
     assert len(warnings) == 1 and "n_completed=-5" in warnings[0] and "clamped to 0..1000000" in warnings[0]
+
+
+async def test_scores_outside_0_to_1_from_the_api_are_unknown_with_one_warning(
+    sim: Simulator, rig_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    plan = sim.add_job(SimJobSpec(name="boaster", n_scenarios=2, agents=[{"name": "a"}]))  # type: ignore[list-item]
+    assert plan.end_ms is not None
+    rig = await rig_factory(jobs=[plan.job_id])
+    rig.clock.set(plan.end_ms - 1500)
+    await rig.run()
+    outcome = sim.job_view(plan.job_id)["benchmark_outcomes"][0]
+    scenarios = [{**scenario, "score": -3.0} for scenario in outcome["scenario_outcomes"]]
+    bad = {**outcome, "average_score": 1e308, "scenario_outcomes": scenarios}
+    sim.tamper(plan.job_id, {"benchmark_outcomes": [bad], "state": "running"})
+    await rig.run(500)
+    sim.tamper(plan.job_id, {"benchmark_outcomes": [bad], "state": "running", "name": "boaster-renamed"})
+    await rig.run(500)
+    scores = [e for e in rig.events if e.kind == "score.changed"]
+    assert all(getattr(e, "new_score", None) is None for e in scores)  # never 1e308, never clamped to a perfect 1.0
+    memory = rig.tracker.memory(plan.job_id)
+    assert memory is not None and all(run.average_score is None for run in memory.runs.values())
+    warnings = [r.getMessage() for r in caplog.records if "scores outside 0..1" in r.getMessage()]
+    assert len(warnings) == 1 and "average_score=1e+308" in warnings[0]

@@ -8,6 +8,7 @@ names, whether it finished and its score; the scenarios whose last final state w
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Final, TypedDict
@@ -332,7 +333,13 @@ def _outcomes_by_run(job: BenchmarkJobView) -> tuple[dict[str, BenchmarkOutcome]
                 f"job {job.id[:80]!r} run {outcome.benchmark_run_id[:80]!r}: counters out of range ({counts}); "
                 f"clamped to 0..{MAX_COUNT}"
             )
-        by_run[outcome.benchmark_run_id] = clamped
+        scored = _scores_checked(clamped)
+        if scored is not clamped:
+            warnings.append(
+                f"job {job.id[:80]!r} run {outcome.benchmark_run_id[:80]!r}: scores outside 0..1 "
+                f"(average_score={outcome.average_score!r}); read as unknown"
+            )
+        by_run[outcome.benchmark_run_id] = scored
     return by_run, warnings
 
 
@@ -344,6 +351,26 @@ def _clamped(outcome: BenchmarkOutcome) -> BenchmarkOutcome:
         if not 0 <= getattr(outcome, name) <= MAX_COUNT
     }
     return outcome.model_copy(update=fixed) if fixed else outcome
+
+
+def _is_score(value: float | None) -> bool:
+    return value is None or (math.isfinite(value) and 0.0 <= value <= 1.0)
+
+
+def _scores_checked(outcome: BenchmarkOutcome) -> BenchmarkOutcome:
+    """The outcome with every score outside 0..1 (or not finite) read as unknown (None): a score of 1e308 is
+    garbage, and clamping it to 1.0 would report a perfect run. The same object when every score was fine."""
+    scenarios = outcome.scenario_outcomes or ()
+    if _is_score(outcome.average_score) and all(_is_score(scenario.score) for scenario in scenarios):
+        return outcome
+    fixed_scenarios = tuple(
+        scenario if _is_score(scenario.score) else scenario.model_copy(update={"score": None}) for scenario in scenarios
+    )
+    average = outcome.average_score if _is_score(outcome.average_score) else None
+    update: dict[str, object] = {"average_score": average}
+    if outcome.scenario_outcomes is not None:
+        update["scenario_outcomes"] = fixed_scenarios
+    return outcome.model_copy(update=update)
 
 
 def _runs_seen(
