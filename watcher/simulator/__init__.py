@@ -2,6 +2,7 @@
 
 from watcher.simulator.plan import JobPlan, SimAgent, SimJobSpec
 from watcher.simulator.scenarios import demo_specs
-from watcher.simulator.server import Faults, Simulator, create_app
+from watcher.simulator.server import create_app
+from watcher.simulator.state import Faults, Simulator
 
 __all__ = ["Faults", "JobPlan", "SimAgent", "SimJobSpec", "Simulator", "create_app", "demo_specs"]
