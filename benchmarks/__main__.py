@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks import chaos, notify_latency, poll_cost, startup
+from benchmarks import chaos, notify_latency, poll_cost, replicas, startup
 
 BENCHMARKS = {
     "notify-latency": notify_latency.run,
@@ -21,15 +21,19 @@ BENCHMARKS = {
     "poll-large": poll_cost.run_large,
     "startup": startup.run,
 }
-# Run only when named: the fault matrix is a reliability check, not a speed figure (its quick form is a test).
-ON_DEMAND = {"chaos": chaos.run}
+# Run only when named: the fault matrix is a reliability check, not a speed figure (its quick form is a test);
+# `ha` needs the local PostgreSQL server.
+ON_DEMAND = {"chaos": chaos.run, "ha": replicas.run}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the named benchmarks (default: all)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
-        "names", nargs="*", choices=[*BENCHMARKS, *ON_DEMAND, []], help="benchmarks to run (default: all but chaos)"
+        "names",
+        nargs="*",
+        choices=[*BENCHMARKS, *ON_DEMAND, []],
+        help="benchmarks to run (default: all but chaos and ha)",
     )
     parser.add_argument("--quick", action="store_true", help="a tiny run: checks the harness, measures little")
     parser.add_argument("--json", type=Path, help="also write the results here")

@@ -1,0 +1,64 @@
+"""The `ha` benchmark's table: per workload, the replicas' CPU and round trips, the failover, the unchanged-poll
+ratio, and each target's verdict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def per_interval(window: dict[str, Any]) -> list[float]:
+    """Each replica's CPU seconds per second of the window."""
+    return [cpu_s / window["seconds"] for cpu_s in window["cpu_s"]]
+
+
+def per_changed_job(window: dict[str, Any]) -> float | None:
+    """Database transactions per changed job, all replicas together."""
+    if window.get("transactions") is None or not window["changed_jobs"]:
+        return None
+    return float(window["transactions"]) / window["changed_jobs"]
+
+
+def verdict(target: dict[str, Any]) -> str:
+    """'met (0.42×)' or 'MISSED (1.7×)' against the limit; 'not measured' without a figure."""
+    if target["value"] is None:
+        return "not measured"
+    return f"{'met' if target['met'] else 'MISSED'} ({target['ratio']:.2f}× the limit)"
+
+
+def _replica_row(label: str, window: dict[str, Any]) -> str:
+    cpu = ", ".join(f"{share:.3f}" for share in per_interval(window))
+    trips = per_changed_job(window)
+    trips_text = "—" if trips is None else f"{trips:.1f}"
+    return (
+        f"  {label:<22} {cpu:<24} {trips_text:>12} {window['changed_jobs']:>8} {window['transactions'] or 0:>8}"
+        f" {window['requests']:>9}"
+    )
+
+
+def print_figures(figures: dict[str, Any]) -> None:
+    """Print one workload's figures."""
+    print(f"\nha: {figures['workload']} — {figures['title']}")
+    print(f"  {'':<22} {'CPU s/s per replica':<24} {'xacts/chg job':>12} {'chg jobs':>8} {'xacts':>8} {'requests':>9}")
+    print(_replica_row("PostgreSQL, 1 replica", figures["replicas_1"]))
+    print(_replica_row("PostgreSQL, 3 replicas", figures["replicas_3"]))
+    failover = figures["failover"]
+    targets = figures["targets"]
+    if failover["unpolled"]:
+        took = f"{failover['unpolled']} of them not polled within {5 * failover['bound_s']} s"
+    elif failover["jobs"]:
+        took = f"all polled by another within {failover['seconds']:.2f} s"
+    else:
+        took = "none running"
+    print(
+        f"  failover (kill -9 of 1 of 3): its {failover['jobs']} running jobs: {took}"
+        f" (bound {failover['bound_s']} s = lease TTL + poll interval): {verdict(targets['failover_s'])}"
+    )
+    for backend in ("sqlite", "postgres"):
+        window = figures[f"{backend}_unchanged"]
+        ratio = window["cpu_vs_orjson"]
+        ratio_text = "—" if ratio is None else f"{ratio:.2f}"
+        print(
+            f"  unchanged, {backend:<8}: whole-process CPU {window['cpu_s'][0]:.3f} s for {window['bytes']:,} bytes,"
+            f" orjson.loads {window['orjson_loads_s']:.4f} s → {ratio_text}× (target ≤ 0.3×):"
+            f" {verdict(targets[f'{backend}_unchanged_vs_orjson'])}"
+        )

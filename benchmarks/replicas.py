@@ -1,0 +1,354 @@
+"""`ha`: real `benchwatch run` processes on the `many` and `large` workloads — per-replica CPU and database round
+trips per changed job with 1 and 3 replicas on PostgreSQL, failover time after `kill -9` of one of 3, and, on one
+process, whole-process CPU of unchanged polls against `orjson.loads` of the same bytes (SQLite and PostgreSQL).
+
+Each replica is its own process (`python -m watcher run`), measured from /proc (utime + stime). The simulator and
+the webhook receiver run in their own processes too; the benchmark creates a database of its own on the local
+PostgreSQL server (`BENCH_PG_URL`, default postgresql://postgres@127.0.0.1:5432) and drops it at the end.
+
+Round trips are counted at the server: `xact_commit + xact_rollback` of the database in `pg_stat_database`, read
+before and after a window (the benchmark's own reads subtracted). The store runs in autocommit, so every statement
+outside a transaction is one; a commit of a changed job is one for all its statements — a lower bound on round
+trips, exact for the reads and the lease heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+
+from benchmarks import hatable, workloads
+from benchmarks.floor import measure_floor
+from benchmarks.hookrecv import ReceiverClient
+from benchmarks.simproc import API_KEY, Child, SimControl, start_child, start_simulator
+from benchmarks.workloads import Workload
+
+PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+POLL_INTERVAL_S = 1
+LEASE_TTL_S = 2  # short, so the failover is measured in seconds; the bound scales with it (docs/ha.md)
+FAILOVER_BOUND_S = LEASE_TTL_S + POLL_INTERVAL_S
+FAILOVER_DEADLINE_S = 5 * FAILOVER_BOUND_S  # then the jobs still unpolled are reported as such
+UNCHANGED_VS_PARSE_TARGET = 0.3
+SETTLE_DEADLINE_S = 300.0
+SETTLE_SAMPLE_S = 2.0 * POLL_INTERVAL_S  # two cycles a sample: one more or less is within the tolerance
+QUICK_ADVANCE_MS = 300_000  # a tiny workload's jobs must outlive the measurement: its own moves are 20 min
+LOG_SIZE = 10_000  # the simulator's request log (watcher/simulator/server.py REQUEST_LOG_SIZE)
+JOB_PATH = "/v1/benchmark_jobs/"
+
+_CONFIG = """\
+runloop: {{base_url: '{base_url}', api_key: '{api_key}'}}
+watch:
+  discover: {{name: '*', created_within: 7d, max_jobs: 20000}}
+  poll_interval: {interval_s}s
+  jitter: 0
+  max_requests_per_s: null
+state: {state}
+http: {{enabled: false}}
+notifiers:
+  hook: {{type: webhook, url: '{hook_url}'}}
+rules:
+  - {{name: everything, on: '*', notify: hook}}
+"""
+
+
+@dataclass(frozen=True)
+class Windows:
+    """How long each measured window lasts, in poll intervals."""
+
+    unchanged: int
+    changed: int
+
+
+def progress(message: str) -> None:
+    """What the benchmark is doing, on stderr (a full run takes minutes)."""
+    print(f"[ha {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _cpu_s(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Database:
+    """A database of the benchmark's own, and its transaction counter."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.url = f"{PG_URL}/{name}"
+        self._reads = 0
+
+    async def create(self) -> None:
+        """CREATE DATABASE (dropping a leftover of the same name)."""
+        async with await psycopg.AsyncConnection.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{self.name}"')
+
+    async def drop(self) -> None:
+        """DROP DATABASE, ending whatever is still connected."""
+        async with await psycopg.AsyncConnection.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    async def transactions(self) -> int:
+        """Transactions of the database so far, the benchmark's own reads of it left out. Backends report their
+        counts when idle, at most a second late: wait that long first."""
+        await asyncio.sleep(1.2)
+        async with await psycopg.AsyncConnection.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
+            cursor = await conn.execute(
+                "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", (self.name,)
+            )
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def holders(self) -> dict[str, str]:
+        """Job id → the replica holding its lease."""
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            cursor = await conn.execute("SELECT job_id, holder FROM job_leases WHERE expires_ms > 0")
+            return {job_id: holder for job_id, holder in await cursor.fetchall()}
+
+
+class Bench:
+    """The simulator and receiver of one workload, and the replicas started on them."""
+
+    def __init__(self, workload: Workload, sim: SimControl, receiver: ReceiverClient, folder: Path) -> None:
+        self.workload = workload
+        self.sim = sim
+        self.receiver = receiver
+        self.folder = folder
+        self.replicas: list[Child] = []
+        self.advance_ms = workload.advance_ms
+        self.tolerance = 1.0 if workload.title.startswith("quick") else 0.35  # tiny: polling at all is enough
+
+    def config(self, state: str, name: str) -> Path:
+        """A config file for `state` (a YAML flow mapping)."""
+        path = self.folder / f"{name}.yaml"
+        path.write_text(
+            _CONFIG.format(
+                base_url=self.sim.base_url,
+                api_key=API_KEY,
+                hook_url=self.receiver.hook_url,
+                interval_s=POLL_INTERVAL_S,
+                state=state,
+            )
+        )
+        return path
+
+    async def start_replicas(self, config: Path, count: int) -> list[Child]:
+        """`count` `benchwatch run` processes on `config`."""
+        args = ["-m", "watcher", "run", "--config", str(config)]
+        started = await asyncio.gather(*(start_child(args, ready_path=None) for _ in range(count)))
+        self.replicas = list(started)
+        return self.replicas
+
+    async def stop_replicas(self) -> None:
+        """SIGTERM every replica still running, and wait."""
+        for child in self.replicas:
+            await child.stop()
+        self.replicas = []
+
+    async def settle(self) -> None:
+        """Wait until the replicas poll at rest: two samples in a row with about the same requests."""
+        deadline = time.monotonic() + SETTLE_DEADLINE_S
+        counts = [await self._requests()]
+        while time.monotonic() < deadline:
+            await asyncio.sleep(SETTLE_SAMPLE_S)
+            self._check_alive()
+            counts.append(await self._requests())
+            deltas = [b - a for a, b in itertools.pairwise(counts)][-2:]
+            progress(f"settling: requests per {SETTLE_SAMPLE_S:g} s {deltas}")
+            if len(deltas) == 2 and min(deltas) > 0 and abs(deltas[0] - deltas[1]) <= self.tolerance * max(deltas):
+                return
+        raise RuntimeError(f"the replicas did not settle within {SETTLE_DEADLINE_S:g}s")
+
+    def _check_alive(self) -> None:
+        for child in self.replicas:
+            if child.process.returncode is not None:
+                raise RuntimeError(f"a replica exited ({child.process.returncode}): {child.stderr_tail()}")
+
+    async def _requests(self) -> int:
+        return int((await self.sim.stats())["requests"])
+
+    async def window(self, intervals: int, *, advance: bool, db: Database | None) -> dict[str, Any]:
+        """`intervals` poll intervals, the clock moved at each (or still); what every replica spent."""
+        pids = [child.process.pid for child in self.replicas]
+        xacts_before = await db.transactions() if db is not None else 0
+        stats_before, arrivals_before = await self.sim.stats(), await self.receiver.count()
+        cpu_before, started = [_cpu_s(pid) for pid in pids], time.monotonic()
+        for _ in range(intervals):
+            if advance:
+                await self.sim.advance(self.advance_ms)
+            await asyncio.sleep(POLL_INTERVAL_S)
+        cpu = [_cpu_s(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
+        elapsed_s, stats_after = time.monotonic() - started, await self.sim.stats()
+        await asyncio.sleep(POLL_INTERVAL_S)  # the last move's polls and notifications
+        arrivals = await self.receiver.arrivals(arrivals_before)
+        xacts = (await db.transactions()) - xacts_before - 1 if db is not None else None
+        return {
+            "seconds": round(elapsed_s, 2),
+            "cpu_s": [round(s, 3) for s in cpu],
+            "requests": stats_after["requests"] - stats_before["requests"],
+            "bytes": stats_after["response_bytes"] - stats_before["response_bytes"],
+            "changed_jobs": len({arrival.job_id for arrival in arrivals}),
+            "notifications": len(arrivals),
+            "transactions": xacts,
+        }
+
+
+@contextlib.asynccontextmanager
+async def bench_for(workload: Workload) -> AsyncIterator[Bench]:
+    """The simulator with the workload's jobs and the webhook receiver, each in its own process."""
+    async with contextlib.AsyncExitStack() as stack:
+        sim_child = await start_simulator(workload.seed)
+        stack.push_async_callback(sim_child.stop)
+        hook_child = await start_child(["-m", "benchmarks.hookrecv", "--port", "{port}"], ready_path="/ready")
+        stack.push_async_callback(hook_child.stop)
+        session = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=900)))
+        sim = SimControl(session, sim_child.url)
+        for batch in workload.batches:
+            await sim.add_workload(batch)
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="benchwatch-ha-")))
+        bench = Bench(workload, sim, ReceiverClient(session, hook_child.url), folder)
+        stack.push_async_callback(bench.stop_replicas)
+        yield bench
+
+
+async def unchanged_vs_parse(bench: Bench, windows: Windows, db: Database | None) -> dict[str, Any]:
+    """One replica at rest: its whole-process CPU against `orjson.loads` of the bytes it fetched meanwhile."""
+    window = await bench.window(windows.unchanged, advance=False, db=db)
+    served = min(window["requests"], LOG_SIZE)
+    floor = await measure_floor(bench.sim.session, bench.sim.base_url, await bench.sim.last_requests(served))
+    parse_s = floor.parse_s * window["bytes"] / floor.bytes if floor.bytes else 0.0
+    ratio = window["cpu_s"][0] / parse_s if parse_s else None
+    return {**window, "orjson_loads_s": round(parse_s, 4), "cpu_vs_orjson": ratio}
+
+
+async def polled_jobs(sim: SimControl, count: int, *, at_least: int = 1) -> set[str]:
+    """Job ids GET-ed at least `at_least` times among the simulator's last `count` requests."""
+    if count <= 0:
+        return set()
+    polls: Counter[str] = Counter()
+    for line in await sim.last_requests(min(count, LOG_SIZE)):
+        path = line.split(" ", 1)[1].split("?", 1)[0]
+        if path.startswith(JOB_PATH) and "/" not in path[len(JOB_PATH) :]:
+            polls[path[len(JOB_PATH) :]] += 1
+    return {job_id for job_id, times in polls.items() if times >= at_least}
+
+
+async def failover(bench: Bench, db: Database) -> dict[str, Any]:
+    """`kill -9` the replica holding the most polled jobs; seconds until another has polled every one of them."""
+    holders = await db.holders()
+    # Polled twice in the last 3 intervals: still running (a finished job gets one confirming poll, then rests).
+    recent = await polled_jobs(bench.sim, 3 * await _requests_per_interval(bench), at_least=2)
+    by_pid: dict[int, set[str]] = {}
+    for job_id in recent:
+        if job_id in holders:
+            by_pid.setdefault(int(holders[job_id].split(":")[1]), set()).add(job_id)
+    if not by_pid:
+        return {"jobs": 0, "unpolled": 0, "seconds": None, "bound_s": FAILOVER_BOUND_S}
+    victim_pid, pending = max(by_pid.items(), key=lambda item: len(item[1]))
+    victim = next(child for child in bench.replicas if child.process.pid == victim_pid)
+    jobs = len(pending)
+    killed_s = time.monotonic()
+    victim.process.send_signal(signal.SIGKILL)
+    seen = (await bench.sim.stats())["requests"]
+    while pending and time.monotonic() - killed_s < FAILOVER_DEADLINE_S:
+        await asyncio.sleep(0.05)
+        now = (await bench.sim.stats())["requests"]
+        pending -= await polled_jobs(bench.sim, now - seen)
+        seen = now
+    took_s = time.monotonic() - killed_s
+    await victim.process.wait()
+    seconds = None if pending else round(took_s, 2)
+    return {"jobs": jobs, "unpolled": len(pending), "seconds": seconds, "bound_s": FAILOVER_BOUND_S}
+
+
+async def _requests_per_interval(bench: Bench) -> int:
+    first = (await bench.sim.stats())["requests"]
+    await asyncio.sleep(POLL_INTERVAL_S)
+    return max(1, int((await bench.sim.stats())["requests"] - first))
+
+
+async def measure(workload: Workload, windows: Windows) -> dict[str, Any]:
+    """One workload: SQLite on one process, then PostgreSQL with 1 and 3 replicas, then the failover."""
+    async with bench_for(workload) as bench:
+        bench.advance_ms = min(workload.advance_ms, QUICK_ADVANCE_MS)
+        sqlite_config = bench.config(f"{{path: '{bench.folder / 'state.db'}'}}", "sqlite")
+        progress(f"{workload.name}: SQLite, one process")
+        await bench.start_replicas(sqlite_config, 1)
+        await bench.settle()
+        figures: dict[str, Any] = {"sqlite_unchanged": await unchanged_vs_parse(bench, windows, None)}
+        await bench.stop_replicas()
+        db = Database(f"benchwatch_ha_{os.getpid()}_{workload.name}")
+        await db.create()
+        try:
+            figures.update(await _on_postgres(bench, windows, db))
+        finally:
+            await bench.stop_replicas()
+            await db.drop()
+    return {"workload": workload.name, "title": workload.title, **figures}
+
+
+async def _on_postgres(bench: Bench, windows: Windows, db: Database) -> dict[str, Any]:
+    config = bench.config(f"{{url: '{db.url}', lease_ttl: {LEASE_TTL_S}s}}", "postgres")
+    figures: dict[str, Any] = {}
+    progress(f"{bench.workload.name}: PostgreSQL, 1 replica")
+    await bench.start_replicas(config, 1)
+    await bench.settle()
+    figures["postgres_unchanged"] = await unchanged_vs_parse(bench, windows, db)
+    figures["replicas_1"] = await bench.window(windows.changed, advance=True, db=db)
+    await bench.stop_replicas()
+    progress(f"{bench.workload.name}: PostgreSQL, 3 replicas")
+    await bench.start_replicas(config, 3)
+    await bench.settle()
+    figures["replicas_3"] = await bench.window(windows.changed, advance=True, db=db)
+    progress(f"{bench.workload.name}: kill -9 of one replica")
+    figures["failover"] = await failover(bench, db)
+    return figures
+
+
+async def run(*, quick: bool = False) -> dict[str, Any]:
+    """`ha`: the `many` and `large` workloads (tiny ones with `quick`)."""
+    windows = Windows(unchanged=2, changed=2) if quick else Windows(unchanged=5, changed=5)
+    chosen = (workloads.many(quick), workloads.large(quick))
+    if quick:  # side by side: the quick run checks the harness within a minute, its figures mean little
+        measured = await asyncio.gather(*(measure(workload, windows) for workload in chosen))
+    else:
+        measured = [await measure(workload, windows) for workload in chosen]
+    results = {}
+    for figures in measured:
+        figures["targets"] = targets(figures)
+        hatable.print_figures(figures)
+        results[figures["workload"]] = figures
+    return results
+
+
+def targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each target: the figure, its limit, the ratio to it, and whether it was met."""
+    found = {
+        "sqlite_unchanged_vs_orjson": (figures["sqlite_unchanged"]["cpu_vs_orjson"], UNCHANGED_VS_PARSE_TARGET),
+        "postgres_unchanged_vs_orjson": (figures["postgres_unchanged"]["cpu_vs_orjson"], UNCHANGED_VS_PARSE_TARGET),
+        "failover_s": (figures["failover"]["seconds"], FAILOVER_BOUND_S),
+    }
+    return {
+        name: {
+            "value": value,
+            "limit": limit,
+            "ratio": None if value is None else round(value / limit, 2),
+            "met": value is not None and value <= limit,
+        }
+        for name, (value, limit) in found.items()
+    }
