@@ -8,10 +8,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+from benchmarks import hatable, replicas
 from benchmarks.measure import GcTimer, stderr_of_mean
 from tests.conftest import ServerFactory
 from watcher.core.clock import ManualClock, SystemClock
@@ -118,3 +120,25 @@ async def test_the_clock_control_refuses_a_clock_that_runs_by_itself(aiohttp_ser
     async with aiohttp.ClientSession() as http:
         answer = await http.post(str(server.make_url("/_sim/clock")), json={"advance_ms": 1})
         assert answer.status == 409 and "--manual-clock" in (await answer.json())["message"]
+
+
+def _ha_figures(*, sqlite: float | None, postgres: float | None, failover_s: float | None) -> dict[str, Any]:
+    window = {"seconds": 2.0, "cpu_s": [0.1, 0.05, 0.05], "changed_jobs": 4, "transactions": 40, "requests": 9}
+    return {
+        "sqlite_unchanged": {"cpu_vs_orjson": sqlite},
+        "postgres_unchanged": {"cpu_vs_orjson": postgres},
+        "failover": {"seconds": failover_s},
+        "replicas_3": window,
+    }
+
+
+def test_the_ha_targets_are_judged_against_fixed_limits_and_a_missing_figure_is_not_met() -> None:
+    # The `ha` benchmark itself takes ~50 s even quick (real replicas and PostgreSQL): only its verdicts are tested.
+    judged = replicas.targets(_ha_figures(sqlite=0.2, postgres=0.45, failover_s=None))
+    assert judged["sqlite_unchanged_vs_orjson"] == {"value": 0.2, "limit": 0.3, "ratio": 0.67, "met": True}
+    assert judged["postgres_unchanged_vs_orjson"]["met"] is False
+    assert hatable.verdict(judged["postgres_unchanged_vs_orjson"]) == "MISSED (1.50× the limit)"
+    assert judged["failover_s"]["met"] is False and hatable.verdict(judged["failover_s"]) == "not measured"
+    window = _ha_figures(sqlite=0, postgres=0, failover_s=1)["replicas_3"]
+    assert hatable.per_changed_job(window) == 10.0 and hatable.per_interval(window) == [0.05, 0.025, 0.025]
+    assert hatable.per_changed_job({**window, "changed_jobs": 0}) is None
