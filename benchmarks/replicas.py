@@ -22,7 +22,6 @@ import signal
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from benchmarks.floor import measure_floor
 from benchmarks.hookrecv import ReceiverClient
 from benchmarks.simproc import API_KEY, Child, SimControl, start_child, start_simulator
 from benchmarks.workloads import Workload
+from watcher.core.models import JobState
 
 PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 POLL_INTERVAL_S = 1
@@ -232,34 +232,50 @@ async def unchanged_vs_parse(bench: Bench, windows: Windows, db: Database | None
     served = min(window["requests"], LOG_SIZE)
     floor = await measure_floor(bench.sim.session, bench.sim.base_url, await bench.sim.last_requests(served))
     parse_s = floor.parse_s * window["bytes"] / floor.bytes if floor.bytes else 0.0
-    ratio = window["cpu_s"][0] / parse_s if parse_s else None
+    # /proc counts CPU in clock ticks (10 ms): a window that used none was not measured, it was not free.
+    ratio = window["cpu_s"][0] / parse_s if parse_s and window["cpu_s"][0] else None
     return {**window, "orjson_loads_s": round(parse_s, 4), "cpu_vs_orjson": ratio}
 
 
-async def polled_jobs(sim: SimControl, count: int, *, at_least: int = 1) -> set[str]:
-    """Job ids GET-ed at least `at_least` times among the simulator's last `count` requests."""
+async def polled_jobs(sim: SimControl, count: int) -> set[str]:
+    """Job ids GET-ed among the simulator's last `count` requests."""
     if count <= 0:
         return set()
-    polls: Counter[str] = Counter()
+    jobs = set()
     for line in await sim.last_requests(min(count, LOG_SIZE)):
         path = line.split(" ", 1)[1].split("?", 1)[0]
         if path.startswith(JOB_PATH) and "/" not in path[len(JOB_PATH) :]:
-            polls[path[len(JOB_PATH) :]] += 1
-    return {job_id for job_id, times in polls.items() if times >= at_least}
+            jobs.add(path[len(JOB_PATH) :])
+    return jobs
+
+
+async def running(sim: SimControl, job_ids: set[str]) -> set[str]:
+    """Those of `job_ids` not in a terminal state, asked of the API (before the kill: these GETs are not polls)."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    found = set()
+    for job_id in job_ids:
+        async with sim.session.get(f"{sim.base_url}{JOB_PATH}{job_id}", headers=headers) as response:
+            if (await response.json()).get("state") not in JobState.TERMINAL:
+                found.add(job_id)
+    return found
+
+
+async def _victim(bench: Bench, db: Database) -> tuple[int, set[str]] | None:
+    """The replica holding the most running jobs, and those jobs (recently polled and not terminal)."""
+    holders = await db.holders()
+    recent = await running(bench.sim, await polled_jobs(bench.sim, LOG_SIZE) & set(holders))
+    by_pid: dict[int, set[str]] = {}
+    for job_id in recent:
+        by_pid.setdefault(int(holders[job_id].split(":")[1]), set()).add(job_id)
+    return max(by_pid.items(), key=lambda item: len(item[1])) if by_pid else None
 
 
 async def failover(bench: Bench, db: Database) -> dict[str, Any]:
-    """`kill -9` the replica holding the most polled jobs; seconds until another has polled every one of them."""
-    holders = await db.holders()
-    # Polled twice in the last 3 intervals: still running (a finished job gets one confirming poll, then rests).
-    recent = await polled_jobs(bench.sim, 3 * await _requests_per_interval(bench), at_least=2)
-    by_pid: dict[int, set[str]] = {}
-    for job_id in recent:
-        if job_id in holders:
-            by_pid.setdefault(int(holders[job_id].split(":")[1]), set()).add(job_id)
-    if not by_pid:
+    """`kill -9` the replica holding the most running jobs; seconds until another has polled every one of them."""
+    chosen = await _victim(bench, db)
+    if chosen is None:
         return {"jobs": 0, "unpolled": 0, "seconds": None, "bound_s": FAILOVER_BOUND_S}
-    victim_pid, pending = max(by_pid.items(), key=lambda item: len(item[1]))
+    victim_pid, pending = chosen
     victim = next(child for child in bench.replicas if child.process.pid == victim_pid)
     jobs = len(pending)
     killed_s = time.monotonic()
@@ -274,12 +290,6 @@ async def failover(bench: Bench, db: Database) -> dict[str, Any]:
     await victim.process.wait()
     seconds = None if pending else round(took_s, 2)
     return {"jobs": jobs, "unpolled": len(pending), "seconds": seconds, "bound_s": FAILOVER_BOUND_S}
-
-
-async def _requests_per_interval(bench: Bench) -> int:
-    first = (await bench.sim.stats())["requests"]
-    await asyncio.sleep(POLL_INTERVAL_S)
-    return max(1, int((await bench.sim.stats())["requests"] - first))
 
 
 async def measure(workload: Workload, windows: Windows) -> dict[str, Any]:
