@@ -56,9 +56,9 @@ def print_figures(figures: dict[str, Any]) -> None:
     for backend in ("sqlite", "postgres"):
         window = figures[f"{backend}_unchanged"]
         ratio = window["cpu_vs_orjson"]
-        ratio_text = "—" if ratio is None else f"{ratio:.2f}"
+        ratio_text = "—" if ratio is None else f"{ratio:.2f}×"
         print(
             f"  unchanged, {backend:<8}: whole-process CPU {window['cpu_s'][0]:.3f} s for {window['bytes']:,} bytes,"
-            f" orjson.loads {window['orjson_loads_s']:.4f} s → {ratio_text}× (target ≤ 0.3×):"
+            f" orjson.loads {window['orjson_loads_s']:.4f} s → {ratio_text} (target ≤ 0.3×):"
             f" {verdict(targets[f'{backend}_unchanged_vs_orjson'])}"
         )

@@ -46,7 +46,7 @@ UNCHANGED_VS_PARSE_TARGET = 0.3
 SETTLE_DEADLINE_S = 300.0
 SETTLE_SAMPLE_S = 2.0 * POLL_INTERVAL_S  # two cycles a sample: one more or less is within the tolerance
 QUICK_ADVANCE_MS = 300_000  # a tiny workload's jobs must outlive the measurement: its own moves are 20 min
-LOG_SIZE = 10_000  # the simulator's request log (watcher/simulator/server.py REQUEST_LOG_SIZE)
+LOG_SIZE = 10_000  # the simulator's request log (watcher/simulator/state.py REQUEST_LOG_SIZE)
 JOB_PATH = "/v1/benchmark_jobs/"
 
 _CONFIG = """\
