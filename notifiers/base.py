@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import urllib.parse
 
+from pydantic import Field, SecretStr, field_validator
+
+from notifiers.http import http_url
 from watcher.config.fields import DurationMs
 from watcher.config.loader import StrictModel
 
@@ -18,3 +21,20 @@ class NotifierConfigBase(StrictModel):
     def destination(self) -> str:
         """Where it sends, for `benchwatch check` — never including a secret."""
         raise NotImplementedError
+
+
+class SecretWebhookConfig(NotifierConfigBase):
+    """A chat tool's incoming webhook whose URL is the credential (Teams, Discord): checked to be http(s) without
+    ever repeating it, and shown by its host only."""
+
+    webhook_url: SecretStr
+    timeout_ms: DurationMs = Field(10_000, alias="timeout", gt=0)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr) -> SecretStr:
+        return http_url(value)
+
+    def webhook_host(self) -> str:
+        """The URL's host, the only part that may be shown (its path and query hold the token)."""
+        return urllib.parse.urlsplit(self.webhook_url.get_secret_value()).netloc

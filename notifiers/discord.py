@@ -6,18 +6,16 @@ Discord's limits are kept after escaping: title 256, description 4096, 25 fields
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any, Final, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field
 
-from notifiers.base import NotifierConfigBase
+from notifiers.base import SecretWebhookConfig
 from notifiers.compared import agent_headline, compared_events, markdown_links, scenario_lists
 from notifiers.escape import discord_markdown, fitted
-from notifiers.http import encode_json, http_url, post_classified, rfc3339
+from notifiers.http import encode_json, post_classified, rfc3339
 from notifiers.protocol import NotifierContext
 from notifiers.slack_blocks import duration_text
-from watcher.config.fields import DurationMs
 from watcher.core.clock import Clock, SystemClock
 from watcher.core.notification import Notification
 from watcher.core.summary import AgentSummary
@@ -34,24 +32,17 @@ MAX_AGENT_FIELDS: Final = 10
 COLOURS: Final = {"info": 0x3498DB, "warning": 0xE67E22, "critical": 0xE74C3C, "resolved": 0x2ECC71}
 
 
-class DiscordConfig(NotifierConfigBase):
+class DiscordConfig(SecretWebhookConfig):
     """`type: discord`: a channel's `webhook_url` (it holds the webhook's token: keep it in a secret)."""
 
     type: Literal["discord"]
-    webhook_url: SecretStr
     username: str | None = Field(None, max_length=80, description="the name the messages are posted under")
-    timeout_ms: DurationMs = Field(10_000, alias="timeout", gt=0)
     # Discord allows a webhook about 5 requests per 2 s; staying under it avoids 429s in a burst.
     rate_per_s: float | None = Field(2.0, gt=0)
 
-    @field_validator("webhook_url")
-    @classmethod
-    def _http_url(cls, value: SecretStr) -> SecretStr:
-        return http_url(value)
-
     def destination(self) -> str:
         """Where it sends (the URL's path holds the token: only the host is shown)."""
-        return f"Discord webhook at {urllib.parse.urlsplit(self.webhook_url.get_secret_value()).netloc}"
+        return f"Discord webhook at {self.webhook_host()}"
 
 
 class DiscordNotifier:

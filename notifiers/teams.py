@@ -6,18 +6,14 @@ Office 365 connectors are retired; a Workflows "post to a channel when a webhook
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any, Final, Literal
 
-from pydantic import Field, SecretStr, field_validator
-
-from notifiers.base import NotifierConfigBase
+from notifiers.base import SecretWebhookConfig
 from notifiers.compared import agent_headline, compared_events, markdown_links, scenario_lists
 from notifiers.escape import adaptive_card_text, fitted
-from notifiers.http import encode_json, http_url, post_classified
+from notifiers.http import encode_json, post_classified
 from notifiers.protocol import NotifierContext
 from notifiers.slack_blocks import duration_text
-from watcher.config.fields import DurationMs
 from watcher.core.clock import Clock, SystemClock
 from watcher.core.notification import Notification
 from watcher.core.summary import AgentSummary, JobSummary
@@ -31,21 +27,14 @@ FACT_MAX_CHARS: Final = 300
 _COLOURS: Final = {"info": "Accent", "warning": "Warning", "critical": "Attention", "resolved": "Good"}
 
 
-class TeamsConfig(NotifierConfigBase):
+class TeamsConfig(SecretWebhookConfig):
     """`type: teams`: the `webhook_url` of a Teams Workflows flow (it holds a signature: keep it in a secret)."""
 
     type: Literal["teams"]
-    webhook_url: SecretStr
-    timeout_ms: DurationMs = Field(10_000, alias="timeout", gt=0)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _http_url(cls, value: SecretStr) -> SecretStr:
-        return http_url(value)
 
     def destination(self) -> str:
         """Where it sends (path and query identify and sign the flow: only the host is shown)."""
-        return f"Teams Workflows webhook at {urllib.parse.urlsplit(self.webhook_url.get_secret_value()).netloc}"
+        return f"Teams Workflows webhook at {self.webhook_host()}"
 
 
 class TeamsNotifier:
