@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from watcher.core.events import Event, event_from_json, event_to_json
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
-from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus, StateRow
+from watcher.core.records import DeliveryAttempt, OutboxItem, OutboxStatus, StateRow
 from watcher.store.errors import LeaseLostError, StoreError
 from watcher.store.location import redact_url
 from watcher.store.pgleases import RULE_TIMERS, check_epoch, release_all, renew_outbox_claims
@@ -37,10 +37,10 @@ from watcher.store.pgschema import (
     statements,
 )
 from watcher.store.protocol import Holding, StoredEvent
+from watcher.store.rows import OUTBOX_COLUMNS, events_query, read_delivery_attempt, read_outbox_item
 
 log = logging.getLogger("benchwatch.store")
 
-_OUTBOX_COLUMNS: Final = "body, status, attempts, next_attempt_ms, last_reason, last_error, done_ms"
 CONNECT_TIMEOUT_S: Final = 5.0
 DEFAULT_LEASE_TTL_MS: Final = 15_000
 LISTEN_RETRY_S: Final = 1.0
@@ -303,14 +303,12 @@ class PostgresStore:
         where = " WHERE status = %s" if status is not None else ""
         params: list[object] = [*([status] if status is not None else []), limit]
         order = 'created_ms DESC, id COLLATE "C" DESC' if newest_first else 'created_ms, id COLLATE "C"'
-        return await self._outbox_query(
-            f"SELECT {_OUTBOX_COLUMNS} FROM outbox{where} ORDER BY {order} LIMIT %s", params
-        )
+        return await self._outbox_query(f"SELECT {OUTBOX_COLUMNS} FROM outbox{where} ORDER BY {order} LIMIT %s", params)
 
     async def outbox_item(self, notification_id: str) -> OutboxItem | None:
         """One outbox entry by notification id (a unique prefix of at least 6 characters also finds it)."""
         items = await self._outbox_query(
-            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id = %s OR (length(%s) >= 6 AND starts_with(id, %s)) LIMIT 2",
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = %s OR (length(%s) >= 6 AND starts_with(id, %s)) LIMIT 2",
             [notification_id, notification_id, notification_id],
         )
         return items[0] if len(items) == 1 else None
@@ -326,7 +324,7 @@ class PostgresStore:
             " SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_ms <= %s AND NOT (id = ANY(%s))"
             " AND (claimed_by IS NULL OR claimed_by = %s OR claim_expires_ms <= %s)"
             ' ORDER BY next_attempt_ms, created_ms, id COLLATE "C" LIMIT %s FOR UPDATE SKIP LOCKED)'
-            f" RETURNING {_OUTBOX_COLUMNS}",
+            f" RETURNING {OUTBOX_COLUMNS}",
             [self.holder, now_ms + self.lease_ttl_ms, now_ms, list(exclude), self.holder, now_ms, limit],
         )
         return sorted(items, key=_due_order)
@@ -437,7 +435,7 @@ class PostgresStore:
             " FROM deliveries WHERE notification_id = %s ORDER BY seq",
             (notification_id,),
         )
-        return [_attempt(row) for row in rows]
+        return [read_delivery_attempt(row) for row in rows]
 
     async def outbox_counts(self) -> dict[str, int]:
         """How many notifications are pending, sent and dead."""
@@ -446,7 +444,7 @@ class PostgresStore:
 
     async def _outbox_query(self, query: str, params: list[object]) -> list[OutboxItem]:
         rows = await self._select(query, params)
-        return [_outbox_item(row) for row in rows]
+        return [read_outbox_item(row) for row in rows]
 
     async def events(
         self,
@@ -459,16 +457,9 @@ class PostgresStore:
     ) -> list[StoredEvent]:
         """Recorded events in recording order (or newest first), after `since_seq`, optionally of one job and
         one kind."""
-        query = "SELECT seq, body FROM events WHERE seq > %s"
-        params: list[object] = [since_seq]
-        if job_id is not None:
-            query += " AND job_id = %s"
-            params.append(job_id)
-        if kind is not None:
-            query += " AND kind = %s"
-            params.append(kind)
-        query += f" ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT %s"
-        params.append(limit)
+        query, params = events_query(
+            "%s", job_id=job_id, since_seq=since_seq, limit=limit, kind=kind, newest_first=newest_first
+        )
         rows = await self._select(query, params)
         return [StoredEvent(int(row[0]), event_from_json(row[1])) for row in rows]
 
@@ -501,27 +492,8 @@ async def _insert_attempt(conn: psycopg.AsyncConnection[Any], attempt: DeliveryA
     )
 
 
-def _outbox_item(row: Sequence[Any]) -> OutboxItem:
-    return OutboxItem(
-        notification=Notification.model_validate_json(row[0]),
-        status=OutboxStatus(row[1]),
-        attempts=row[2],
-        next_attempt_ms=row[3],
-        last_reason=row[4],
-        last_error=row[5],
-        done_ms=row[6],
-    )
-
-
 def _due_order(item: OutboxItem) -> tuple[int, int, str]:
     return item.next_attempt_ms, item.notification.created_ms, item.notification.id
-
-
-def _attempt(row: Sequence[Any]) -> DeliveryAttempt:
-    notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error = row
-    return DeliveryAttempt(
-        notification_id, notifier, attempt, started_ms, finished_ms, DeliveryOutcome(outcome), reason, error
-    )
 
 
 def _one_line(exc: BaseException) -> str:

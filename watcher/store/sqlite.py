@@ -26,10 +26,11 @@ from typing import Any, Final, ParamSpec, TypeVar
 from watcher.core.events import Event, event_from_json, event_to_json
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
-from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus, StateRow
+from watcher.core.records import DeliveryAttempt, OutboxItem, OutboxStatus, StateRow
 from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.filelock import StateFileLock
 from watcher.store.protocol import Holding, StoredEvent
+from watcher.store.rows import OUTBOX_COLUMNS, events_query, read_delivery_attempt, read_outbox_item
 
 # Each entry moves the schema one version up; never edit a released one, append another.
 MIGRATIONS: Final[tuple[str, ...]] = (
@@ -88,7 +89,6 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
-_OUTBOX_COLUMNS: Final = "body, status, attempts, next_attempt_ms, last_reason, last_error, done_ms"
 
 
 P = ParamSpec("P")
@@ -368,7 +368,7 @@ class SQLiteStore:
         self, *, status: str | None = None, limit: int = 1000, newest_first: bool = False
     ) -> list[OutboxItem]:
         """Outbox entries, oldest (or newest) first, optionally of one status (pending, sent, dead)."""
-        query = f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
+        query = f"SELECT {OUTBOX_COLUMNS} FROM outbox"
         params: list[object] = []
         if status is not None:
             query += " WHERE status = ?"
@@ -380,7 +380,7 @@ class SQLiteStore:
     async def outbox_item(self, notification_id: str) -> OutboxItem | None:
         """One outbox entry by notification id (a unique prefix of at least 6 characters also finds it)."""
         items = await self._outbox_query(
-            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id = ? OR (length(?) >= 6 AND id LIKE ? || '%') LIMIT 2",
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ? OR (length(?) >= 6 AND id LIKE ? || '%') LIMIT 2",
             [notification_id, notification_id, notification_id],
         )
         return items[0] if len(items) == 1 else None
@@ -393,7 +393,7 @@ class SQLiteStore:
         excluded = " AND id NOT IN (SELECT value FROM json_each(?))" if exclude else ""
         params: list[object] = [now_ms, *([json.dumps(list(exclude))] if exclude else []), limit]
         return await self._outbox_query(
-            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_ms <= ?{excluded}"
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_ms <= ?{excluded}"
             " ORDER BY next_attempt_ms, created_ms, id LIMIT ?",
             params,
         )
@@ -455,7 +455,7 @@ class SQLiteStore:
             " FROM deliveries WHERE notification_id = ? ORDER BY seq",
             (notification_id,),
         )
-        return [_attempt(row) for row in rows]
+        return [read_delivery_attempt(row) for row in rows]
 
     async def outbox_counts(self) -> dict[str, int]:
         """How many notifications are pending, sent and dead."""
@@ -464,18 +464,7 @@ class SQLiteStore:
 
     async def _outbox_query(self, query: str, params: list[object]) -> list[OutboxItem]:
         rows = await self._run(self._select, query, params)
-        return [
-            OutboxItem(
-                notification=Notification.model_validate_json(row[0]),
-                status=OutboxStatus(row[1]),
-                attempts=row[2],
-                next_attempt_ms=row[3],
-                last_reason=row[4],
-                last_error=row[5],
-                done_ms=row[6],
-            )
-            for row in rows
-        ]
+        return [read_outbox_item(row) for row in rows]
 
     async def events(
         self,
@@ -488,16 +477,9 @@ class SQLiteStore:
     ) -> list[StoredEvent]:
         """Recorded events in recording order (or newest first), after `since_seq`, optionally of one job and
         one kind."""
-        query = "SELECT seq, body FROM events WHERE seq > ?"
-        params: list[object] = [since_seq]
-        if job_id is not None:
-            query += " AND job_id = ?"
-            params.append(job_id)
-        if kind is not None:
-            query += " AND kind = ?"
-            params.append(kind)
-        query += f" ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT ?"
-        params.append(limit)
+        query, params = events_query(
+            "?", job_id=job_id, since_seq=since_seq, limit=limit, kind=kind, newest_first=newest_first
+        )
         rows = await self._run(self._select, query, params)
         return [StoredEvent(int(row[0]), event_from_json(row[1])) for row in rows]
 
@@ -572,10 +554,3 @@ def _requeue(notification_id: str, now_ms: int, db: sqlite3.Connection) -> bool:
 def _statements(script: str) -> list[str]:
     """The statements of a migration script (our scripts hold no ';' inside literals)."""
     return [statement.strip() for statement in script.split(";") if statement.strip()]
-
-
-def _attempt(row: Sequence[Any]) -> DeliveryAttempt:
-    notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error = row
-    return DeliveryAttempt(
-        notification_id, notifier, attempt, started_ms, finished_ms, DeliveryOutcome(outcome), reason, error
-    )

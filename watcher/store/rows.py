@@ -1,0 +1,52 @@
+"""What both backends share of their SQL: rows read back into records, and the events query (in either driver's
+placeholder style: `?` for sqlite3, `%s` for psycopg)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from watcher.core.notification import Notification
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus
+
+OUTBOX_COLUMNS = "body, status, attempts, next_attempt_ms, last_reason, last_error, done_ms"
+
+
+def read_outbox_item(row: Sequence[Any]) -> OutboxItem:
+    """A row of OUTBOX_COLUMNS as the record."""
+    body, status, attempts, next_attempt_ms, last_reason, last_error, done_ms = row
+    return OutboxItem(
+        notification=Notification.model_validate_json(body),
+        status=OutboxStatus(status),
+        attempts=attempts,
+        next_attempt_ms=next_attempt_ms,
+        last_reason=last_reason,
+        last_error=last_error,
+        done_ms=done_ms,
+    )
+
+
+def read_delivery_attempt(row: Sequence[Any]) -> DeliveryAttempt:
+    """A row of the deliveries table (in its column order) as the record."""
+    notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error = row
+    return DeliveryAttempt(
+        notification_id, notifier, attempt, started_ms, finished_ms, DeliveryOutcome(outcome), reason, error
+    )
+
+
+def events_query(
+    mark: str, *, job_id: str | None, since_seq: int, limit: int, kind: str | None, newest_first: bool
+) -> tuple[str, list[object]]:
+    """`SELECT seq, body FROM events` after `since_seq`, optionally of one job and one kind, in recording order
+    (or newest first); `mark` is the driver's placeholder."""
+    query = f"SELECT seq, body FROM events WHERE seq > {mark}"
+    params: list[object] = [since_seq]
+    if job_id is not None:
+        query += f" AND job_id = {mark}"
+        params.append(job_id)
+    if kind is not None:
+        query += f" AND kind = {mark}"
+        params.append(kind)
+    query += f" ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT {mark}"
+    params.append(limit)
+    return query, params
