@@ -109,6 +109,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self.health = health or StoreHealth()
+        self._read_failed = False  # the last look at the outbox failed (the store was away)
         # Attempts made but not recorded (the store could not write). While any is held nothing new is claimed: a
         # send whose "sent" is not recorded would go out again after a restart, so its record comes first.
         self._unrecorded: dict[str, _Held] = {}
@@ -178,11 +179,15 @@ class DeliveryWorker:
             self._wake.clear()
             try:
                 await self.dispatch()
+                if self._read_failed:  # the outbox reads again: the outage this worker saw is over
+                    self._read_failed = False
+                    self._store_recovered()
                 if self._unrecorded:  # the store cannot write: try the held records again shortly
                     await self._pause(RECORD_RETRY_S)
                     continue
                 await self._wait_for_work()
             except Exception as exc:  # the store cannot even be read: the worker waits, it does not die
+                self._read_failed = True
                 self._store_failed(f"reading the outbox: {exc}")
                 await self._pause(RECORD_RETRY_S)
 
@@ -214,6 +219,8 @@ class DeliveryWorker:
 
     async def record_held(self) -> bool:
         """Try again to record the attempts the store could not write; True once none is held."""
+        if not self._unrecorded:
+            return True  # nothing written, so nothing learnt about the store: no "writes again" without a write
         for notification_id, held in list(self._unrecorded.items()):
             try:
                 await self.store.record_delivery(held.attempt, status=held.status, next_attempt_ms=held.next_attempt_ms)
@@ -222,8 +229,7 @@ class DeliveryWorker:
                 return False
             del self._unrecorded[notification_id]
             self._count(held.attempt)
-        if not self._unrecorded:
-            self._store_recovered()
+        self._store_recovered()
         return True
 
     async def _pause(self, seconds: float) -> None:

@@ -180,14 +180,25 @@ async def test_the_running_worker_sends_a_rescheduled_notification_when_it_falls
 
 
 async def test_the_running_worker_outlives_a_store_that_fails_and_sends_once_it_answers(
-    aiohttp_server: Any, backend: Backend, context: NotifierContext, clock: ManualClock
+    aiohttp_server: Any,
+    backend: Backend,
+    context: NotifierContext,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     receiver, server = await _receiver(aiohttp_server)
     store = backend.store()
     worker = DeliveryWorker(store, {"hook": _hook("hook", server, context, clock)}, {}, clock=clock)
     running = asyncio.create_task(worker.run())  # the store is not open: every look fails
-    await asyncio.sleep(0.05)
-    assert not running.done()
+    async with asyncio.timeout(10):  # it fails, waits, and looks again (woken early here): it does not die
+        for failures in (1, 2):
+            while worker.health.failures < failures:  # noqa: ASYNC110 - a condition with a deadline
+                await asyncio.sleep(0.01)
+            assert not running.done()
+            worker.wake()
+    said = [r.getMessage() for r in caplog.records if r.name == "benchwatch.delivery"]
+    assert len([line for line in said if "cannot write" in line]) == 1  # said once, not once per look
+    assert not [line for line in said if "writes again" in line]  # nothing was written: no recovery claimed
     await store.open()
     try:
         await store.commit(notifications=_notes("hook", 1, clock))
