@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from notifiers.compared import MAX_LISTED, agent_headline, compared_events, more_than_listed, scenario_lists
-from notifiers.escape import slack_link, slack_mrkdwn
+from notifiers.escape import fitted, slack_link, slack_mrkdwn
 from watcher.core.notification import Notification
 from watcher.core.summary import AgentSummary, FailureGroup, JobSummary
 
@@ -77,18 +77,7 @@ def root_text(notification: Notification) -> str:
 
 def escaped_within(text: str, max_chars: int) -> str:
     """`text` escaped for mrkdwn and cut to `max_chars` (ending in …), never inside an entity."""
-    escaped = slack_mrkdwn(text)
-    if len(escaped) <= max_chars:
-        return escaped
-    pieces: list[str] = []
-    size = 0
-    for char in text:
-        piece = slack_mrkdwn(char)
-        if size + len(piece) > max_chars - 1:
-            break
-        pieces.append(piece)
-        size += len(piece)
-    return "".join(pieces) + "…"
+    return fitted(text, max_chars, slack_mrkdwn)
 
 
 def duration_text(duration_ms: int | None) -> str:
