@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import POSTGRES_ADMIN_URL
 from tests.lifecycle import SECRET
 from watcher.app.config import load_config
 from watcher.app.service import Service
@@ -19,14 +20,22 @@ from watcher.core.clock import ManualClock
 INTERVAL_MS = 10_000
 
 
-def write_config(folder: Path, *, api: str, hook: str, state: str, jobs: Sequence[str], name: str = "bw") -> Path:
-    """benchwatch.yaml watching `jobs`, sending to a signed webhook, its state at `state` (`path: …` or `url: …`)."""
+def database_url(name: str) -> str:
+    """The URL of the database `name` on the machine's PostgreSQL (e.g. the `postgres_database` fixture's)."""
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def write_config(
+    folder: Path, *, api: str, hook: str, state: str, jobs: Sequence[str], name: str = "bw", concurrency: int = 4
+) -> Path:
+    """benchwatch.yaml watching `jobs`, telling each job discovered to a signed webhook (`concurrency` sends at a
+    time), its state at `state` (`path: …` or `url: …`)."""
     path = folder / f"{name}.yaml"
     path.write_text(
         f"runloop: {{base_url: '{api}'}}\n"
         f"watch: {{jobs: [{', '.join(jobs)}], poll_interval: 10s, max_requests_per_s: null, stall_after: 1h}}\n"
         f"state: {{{state}}}\nhttp: {{port: 0}}\n"
-        f"notifiers:\n  hook: {{type: webhook, url: '{hook}', secret: '{SECRET}', concurrency: 4}}\n"
+        f"notifiers:\n  hook: {{type: webhook, url: '{hook}', secret: '{SECRET}', concurrency: {concurrency}}}\n"
         "rules:\n  - {name: discovered, on: job.discovered, notify: hook}\n"
     )
     return path

@@ -14,10 +14,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import POSTGRES_ADMIN_URL, ServerFactory, ThrowawayPostgres
+from tests.conftest import ServerFactory, ThrowawayPostgres
 from tests.fakes.webhook import WebhookReceiver
 from tests.lifecycle import SECRET
-from tests.running_services import Running, step, write_config
+from tests.running_services import Running, database_url, step, write_config
 from watcher.app.sample import sample_notification
 from watcher.core.clock import ManualClock
 from watcher.simulator import SimJobSpec, Simulator
@@ -57,14 +57,10 @@ async def world(
     return world
 
 
-def _database_url(name: str) -> str:
-    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
 async def test_metrics_and_jobs_say_which_replica_holds_each_job_and_a_stop_hands_them_over(
     world: World, clock: ManualClock, postgres_database: str
 ) -> None:
-    async with world.replicas(_database_url(postgres_database)) as (a, b):
+    async with world.replicas(database_url(postgres_database)) as (a, b):
         for _ in range(3):  # the first replica takes every job; the second joins and gets its share
             await step(clock, [a, b])
         jobs = await a.json("/api/jobs")
@@ -85,7 +81,7 @@ async def test_metrics_and_jobs_say_which_replica_holds_each_job_and_a_stop_hand
 async def test_metrics_count_the_sends_a_replica_has_claimed_while_they_are_in_flight(
     world: World, clock: ManualClock, postgres_database: str
 ) -> None:
-    async with world.replicas(_database_url(postgres_database)) as (a, b):
+    async with world.replicas(database_url(postgres_database)) as (a, b):
         await step(clock, [a, b])
         await a.service.drain()  # what the polls put in the outbox (the jobs discovered) leaves first
         sent_before = len(world.receiver.requests)

@@ -12,7 +12,8 @@ from collections.abc import Collection
 
 from watcher.app.tracker import JobTracker
 from watcher.core.clock import Clock
-from watcher.store.errors import StoreError
+from watcher.core.storehealth import StoreHealth
+from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.protocol import Coordination
 
 log = logging.getLogger("benchwatch.replicas")
@@ -21,10 +22,13 @@ log = logging.getLogger("benchwatch.replicas")
 class LeaseGate:
     """Admits to polling only the jobs this replica holds; its `heartbeat` renews them between cycles."""
 
-    def __init__(self, coordination: Coordination, tracker: JobTracker, clock: Clock) -> None:
+    def __init__(
+        self, coordination: Coordination, tracker: JobTracker, clock: Clock, store_health: StoreHealth | None = None
+    ) -> None:
         self.coordination = coordination
         self.tracker = tracker
         self.clock = clock
+        self.store_health = store_health or StoreHealth()  # shared with the poll cycle, the worker and /readyz
         self.held: frozenset[str] = frozenset()
         self._wanted: set[str] = set()
 
@@ -39,6 +43,11 @@ class LeaseGate:
         """Renew the leases (and this replica's outbox claims); take over what is free or expired."""
         try:
             holding = await self.coordination.hold(sorted(self._wanted), self.clock.now_ms())
+        except StoreWriteError as exc:  # the database answers but cannot write: polls are held until it can
+            if self.store_health.failed(self.clock.now_ms(), str(exc)):
+                log.error("the state store cannot write (%s): polls are held until it can (logged once a minute)", exc)
+            self.held = frozenset()
+            return self.held
         except StoreError as exc:
             log.warning("cannot renew job leases: %s", exc)
             self.held = frozenset()

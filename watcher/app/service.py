@@ -142,7 +142,7 @@ class Service:
         )
         self._session = session
         self.worker = build_worker(self.config, self._store, session, self.clock, self.store_health)
-        self.gate = LeaseGate(self._store, self.tracker, self.clock) if shared else None
+        self.gate = LeaseGate(self._store, self.tracker, self.clock, self.store_health) if shared else None
         self.cycle = PollCycle(
             watch=self.config.watch,
             client=self.client,

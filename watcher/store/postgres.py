@@ -23,7 +23,7 @@ from watcher.core.events import Event, event_from_json, event_to_json
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
 from watcher.core.records import DeliveryAttempt, OutboxItem, OutboxStatus, StateRow
-from watcher.store.errors import LeaseLostError, StoreError
+from watcher.store.errors import LeaseLostError, StoreError, StoreWriteError
 from watcher.store.location import redact_url
 from watcher.store.pgleases import RULE_TIMERS, check_epoch, release_all, renew_outbox_claims
 from watcher.store.pgleases import claim as claim_lease
@@ -44,6 +44,10 @@ log = logging.getLogger("benchwatch.store")
 CONNECT_TIMEOUT_S: Final = 5.0
 DEFAULT_LEASE_TTL_MS: Final = 15_000
 LISTEN_RETRY_S: Final = 1.0
+# The server answered but cannot write (docs/ha.md): a full disk (ENOSPC), a failing disk (EIO), a read-only
+# database (a hot standby, `default_transaction_read_only`). Store health holds polls and sends until a probe write
+# succeeds. Other resource errors (out of memory, too many connections, a configured limit) stay `StoreError`.
+CANNOT_WRITE: Final = (psycopg.errors.DiskFull, psycopg.errors.IoError, psycopg.errors.ReadOnlySqlTransaction)
 
 
 def default_holder() -> str:
@@ -174,7 +178,8 @@ class PostgresStore:
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A pooled connection; a lost server becomes `StoreError` (and `reachable` false until the next success)."""
+        """A pooled connection; a lost server becomes `StoreError` (and `reachable` false until the next success), a
+        server that cannot write (`CANNOT_WRITE`) `StoreWriteError`."""
         pool = self._pool_or_fail()
         try:
             if not self.reachable:
@@ -186,6 +191,10 @@ class PostgresStore:
                 yield conn
         except psycopg.errors.IdleInTransactionSessionTimeout as exc:  # paused too long: the server let go
             raise StoreError(f"{self.path}: {_one_line(exc)}") from None
+        except CANNOT_WRITE as exc:  # the server answered: reachable, but nothing of the write was recorded
+            self.reachable = True
+            why = exc.diag.message_primary or _one_line(exc)  # without the CONTEXT lines of where it was raised
+            raise StoreWriteError(f"{self.path}: cannot write: {why} (SQLSTATE {exc.sqlstate})") from None
         except psycopg.OperationalError as exc:
             self.reachable = False
             raise StoreError(f"{self.path}: {_one_line(exc)}") from None
