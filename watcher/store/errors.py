@@ -12,5 +12,6 @@ class LeaseLostError(StoreError):
 
 
 class StoreWriteError(StoreError):
-    """A write failed and nothing of it was recorded: a full disk, a read-only or damaged file, a lost database
-    connection. Usually passing: the caller keeps what it meant to write and tries again."""
+    """A write failed and nothing of it was recorded: a full disk, a read-only or damaged file or database (on
+    PostgreSQL: SQLSTATE 53100, 58030, 25006). Usually passing: the caller keeps what it meant to write and tries
+    again. A lost connection is a plain `StoreError` (the store is unreachable)."""
