@@ -237,12 +237,10 @@ async def unchanged_vs_parse(bench: Bench, windows: Windows, db: Database | None
     return {**window, "orjson_loads_s": round(parse_s, 4), "cpu_vs_orjson": ratio}
 
 
-async def polled_jobs(sim: SimControl, count: int) -> set[str]:
-    """Job ids GET-ed among the simulator's last `count` requests."""
-    if count <= 0:
-        return set()
+def polled_jobs(lines: list[str]) -> set[str]:
+    """Job ids GET-ed in these simulator request-log lines."""
     jobs = set()
-    for line in await sim.last_requests(min(count, LOG_SIZE)):
+    for line in lines:
         path = line.split(" ", 1)[1].split("?", 1)[0]
         if path.startswith(JOB_PATH) and "/" not in path[len(JOB_PATH) :]:
             jobs.add(path[len(JOB_PATH) :])
@@ -263,7 +261,7 @@ async def running(sim: SimControl, job_ids: set[str]) -> set[str]:
 async def _victim(bench: Bench, db: Database) -> tuple[int, set[str]] | None:
     """The replica holding the most running jobs, and those jobs (recently polled and not terminal)."""
     holders = await db.holders()
-    recent = await running(bench.sim, await polled_jobs(bench.sim, LOG_SIZE) & set(holders))
+    recent = await running(bench.sim, polled_jobs(await bench.sim.last_requests(LOG_SIZE)) & set(holders))
     by_pid: dict[int, set[str]] = {}
     for job_id in recent:
         by_pid.setdefault(int(holders[job_id].split(":")[1]), set()).add(job_id)
@@ -280,27 +278,30 @@ async def failover(bench: Bench, db: Database) -> dict[str, Any]:
     jobs = len(pending)
     killed_s, killed_ms = time.monotonic(), int(time.time() * 1000)
     victim.process.send_signal(signal.SIGKILL)
-    polled_s = await _until_polled(bench.sim, db, pending, killed_s, killed_ms)
     await victim.process.wait()
+    # Requests from here on are the survivors' (they take nothing over before the victim's leases expire).
+    served_at_kill = (await bench.sim.stats())["requests"]
+    polled_s = await _until_polled(
+        bench.sim, db, pending, killed_s=killed_s, killed_ms=killed_ms, served_at_kill=served_at_kill
+    )
     seconds = None if len(polled_s) < jobs else round(max(polled_s.values()), 2)
     return {"jobs": jobs, "unpolled": jobs - len(polled_s), "seconds": seconds, "bound_s": FAILOVER_BOUND_S}
 
 
 async def _until_polled(
-    sim: SimControl, db: Database, pending: set[str], killed_s: float, killed_ms: int
+    sim: SimControl, db: Database, pending: set[str], *, killed_s: float, killed_ms: int, served_at_kill: int
 ) -> dict[str, float]:
     """Per job, seconds from the kill to its first poll by another replica: a GET of the job in the simulator's
     request log (read every 50 ms), or a commit of its memory (`jobs.updated_ms`, the poll's own time) — a job
     taken over is polled from a list page when discovery finds it unknown to its new holder, without a GET."""
     polled_s: dict[str, float] = {}
-    seen = (await sim.stats())["requests"]
+    seen = served_at_kill
     async with await psycopg.AsyncConnection.connect(db.url, autocommit=True) as conn:
         while len(polled_s) < len(pending) and time.monotonic() - killed_s < FAILOVER_DEADLINE_S:
             await asyncio.sleep(0.05)
-            now = (await sim.stats())["requests"]
-            for job_id in (await polled_jobs(sim, now - seen)) & pending:
+            lines, seen = await sim.requests_since(seen)  # every request once, however many arrive meanwhile
+            for job_id in polled_jobs(lines) & pending:
                 polled_s.setdefault(job_id, time.monotonic() - killed_s)
-            seen = now
             cursor = await conn.execute(
                 "SELECT job_id, updated_ms FROM jobs WHERE job_id = ANY(%s) AND updated_ms >= %s",
                 (sorted(pending), killed_ms),

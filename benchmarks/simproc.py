@@ -120,6 +120,11 @@ class SimControl:
             return []
         return list((await self._call("GET", f"/_sim/requests?last={count}"))["requests"])
 
+    async def requests_since(self, served: int) -> tuple[list[str], int]:
+        """The API requests from the `served`-th on (as "GET /path?query"), and the count to ask from next."""
+        answer = await self._call("GET", f"/_sim/requests?since={served}")
+        return list(answer["requests"]), int(answer["next"])
+
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         async with self.session.request(method, self.base_url + path, json=body) as response:
             if response.status != 200:

@@ -4,6 +4,7 @@ with SKIP LOCKED and a claim lease, the rule-timer claim, LISTEN/NOTIFY wake-ups
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -69,6 +70,29 @@ async def test_a_dead_replicas_jobs_are_taken_over_after_the_ttl_and_its_commit_
     assert await r1.load_memory(job_id) == result.memory and len(await r1.events()) == 1  # nothing of it written
     assert await r2.commit(memory=later.memory, events=later.events) == len(later.events)
     assert (await r1.hold([job_id], clock.now_ms())).held == frozenset()  # r2 holds it now
+
+
+async def test_a_job_that_came_to_rest_is_never_leased_again_nor_counted_in_a_share(
+    replicas: list[PostgresStore], clock: ManualClock
+) -> None:
+    r1, r2, r3 = replicas
+    held = [await r.hold(JOBS, clock.now_ms()) for r in replicas]  # r1 holds everything, the others wait
+    assert held[0].held == frozenset(JOBS) and held[1].held == held[2].held == frozenset()
+    finished = ["bmj_a", "bmj_b"]
+    clock.advance(1000)
+    rest = await r1.hold([job for job in JOBS if job not in finished], clock.now_ms(), rested=finished)
+    assert rest.held == {"bmj_c"} and rest.resting == frozenset()  # 3 live jobs, 3 replicas: one each
+    # r2 and r3 last saw every job running (a stale memory): they ask for all five, learn which rest, and
+    # share the three live ones with r1 — a resting job is neither taken nor part of a share.
+    for _ in range(3):
+        clock.advance(1000)
+        holdings = [await r.hold(JOBS, clock.now_ms()) for r in (r2, r3, r1)]
+    assert holdings[0].resting == holdings[1].resting == frozenset(finished)
+    assert sorted(job for holding in holdings for job in holding.held) == ["bmj_c", "bmj_d", "bmj_e"]
+    assert [len(holding.held) for holding in holdings] == [1, 1, 1]  # ceil(3 live / 3 replicas) each
+    assert set(await r1.lease_holders()) == {"bmj_c", "bmj_d", "bmj_e"}
+    clock.advance(TTL_MS)  # everyone but r2 dies: r2 takes the live jobs, not the resting ones
+    assert (await r2.hold(JOBS, clock.now_ms())).held == frozenset({"bmj_c", "bmj_d", "bmj_e"})
 
 
 async def test_a_replica_stopping_in_order_hands_over_at_once(
@@ -185,3 +209,26 @@ async def test_a_replica_paused_inside_the_rule_state_lock_loses_it_after_one_tt
     finally:
         await paused.close()
         await other.close()
+
+
+async def test_the_first_poll_of_a_job_taken_over_is_written_even_if_nothing_changed(
+    replicas: list[PostgresStore], clock: ManualClock
+) -> None:
+    r1, r2, _ = replicas
+    snapshot = _timeline()[0]
+    job_id = snapshot.job.id
+    await r1.hold([job_id], clock.now_ms())
+    await JobTracker(r1).observe(snapshot)
+    clock.advance(TTL_MS)  # r1 died; r2 takes the job over and polls it: the same bytes, a later time
+    holding = await r2.hold([job_id], clock.now_ms())
+    tracker = JobTracker(r2)
+    await tracker.load_memories()
+    for job in holding.acquired:
+        tracker.forget(job)
+    again = dataclasses.replace(snapshot, at_ms=clock.now_ms())
+    assert (await tracker.observe(again)).events == ()
+    memory = await r2.load_memory(job_id)
+    assert memory is not None and memory.last_seen_ms == clock.now_ms()  # the new holder's poll is on record
+    later = dataclasses.replace(again, at_ms=clock.now_ms() + 1000)
+    await tracker.observe(later)  # from then on, an unchanged poll writes nothing, as before
+    assert (await r2.load_memory(job_id)) == memory

@@ -198,12 +198,12 @@ class PollCycle:
             seen, known_from_ms = 0, None
             async for job in self.client.iter_jobs(page_size=page_size):
                 seen += 1
-                if self.tracker.knows(job.id) and not first_pass and known_from_ms is None:
+                if self._known(job.id) and not first_pass and known_from_ms is None:
                     known_from_ms = job.create_time_ms  # jobs created in that same ms may still follow: read on
                 older = [limit for limit in (cutoff_ms, known_from_ms) if limit is not None]
                 if any(job.create_time_ms < limit for limit in older) or seen > discover.max_jobs:
                     break
-                if not self.tracker.knows(job.id) and fnmatch.fnmatchcase(job.name, discover.name):
+                if not self._known(job.id) and fnmatch.fnmatchcase(job.name, discover.name):
                     batch.append(job)
                     discovered.add(job.id)
                 if len(batch) >= page_size:
@@ -216,11 +216,15 @@ class PollCycle:
         await self._poll_new(batch, report)
         return discovered
 
+    def _known(self, job_id: str) -> bool:
+        """Whether discovery has met the job before: this replica remembers it, or another replica polls it."""
+        return self.tracker.knows(job_id) or (self.gate is not None and self.gate.polled_elsewhere(job_id))
+
     async def _poll_new(self, batch: list[BenchmarkJobView], report: CycleReport) -> None:
         """Poll jobs seen on a list page (their views are fresh: no GET), then let them go. Replicas: each new
         job is polled by the one replica that gets its lease."""
         if self.gate is not None and batch:
-            held = await self.gate.admit([*self.targets(), *(job.id for job in batch)])
+            held = await self.gate.admit(self.targets(), new=[job.id for job in batch])
             batch[:] = [job for job in batch if job.id in held]
         await asyncio.gather(*(self._poll(job.id, job, report) for job in batch))
         batch.clear()

@@ -7,6 +7,7 @@ from the store again whenever it takes the job over (another replica polled it m
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Collection
 
@@ -31,29 +32,48 @@ class LeaseGate:
         self.store_health = store_health or StoreHealth()  # shared with the poll cycle, the worker and /readyz
         self.held: frozenset[str] = frozenset()
         self._wanted: set[str] = set()
+        self._elsewhere: set[str] = set()  # new jobs that discovery found and another replica polls
+        self._rest_unmarked: set[str] = set()  # held jobs that came to rest, not yet marked (the store was away)
+        self._beat = asyncio.Lock()
 
-    async def admit(self, job_ids: Collection[str]) -> frozenset[str]:
-        """The jobs to poll now: of `job_ids` (and of jobs orphaned by a dead replica) those this replica holds.
-        An unreachable store admits nothing: what could not be committed is better not polled."""
-        # Jobs held but not yet polled stay wanted; those come to rest are let go of.
-        self._wanted = set(job_ids) | {job_id for job_id in self.held if not self.tracker.resting(job_id)}
-        return await self.heartbeat()
+    async def admit(self, job_ids: Collection[str], *, new: Collection[str] = ()) -> frozenset[str]:
+        """The jobs to poll now: of `job_ids`, of the `new` ones discovery found, and of jobs orphaned by a dead
+        replica, those this replica holds. An unreachable store admits nothing: what could not be committed is
+        better not polled."""
+        # Jobs held but not yet polled stay wanted; those that came to rest are marked so by the heartbeat.
+        self._wanted = {*job_ids, *new, *(job_id for job_id in self.held if not self.tracker.resting(job_id))}
+        held = await self.heartbeat()
+        self._elsewhere.update(job_id for job_id in new if job_id not in held)
+        return held
 
     async def heartbeat(self) -> frozenset[str]:
-        """Renew the leases (and this replica's outbox claims); take over what is free or expired."""
+        """Renew the leases (and this replica's outbox claims), mark the jobs that came to rest, take over what is
+        free or expired. One at a time: a heartbeat between cycles and a cycle's own never interleave."""
+        async with self._beat:
+            return await self._beat_once()
+
+    async def _beat_once(self) -> frozenset[str]:
+        rested = sorted(job_id for job_id in self.held | self._rest_unmarked if self.tracker.resting(job_id))
         try:
-            holding = await self.coordination.hold(sorted(self._wanted), self.clock.now_ms())
+            holding = await self.coordination.hold(sorted(self._wanted), self.clock.now_ms(), rested=rested)
         except StoreWriteError as exc:  # the database answers but cannot write: polls are held until it can
             if self.store_health.failed(self.clock.now_ms(), str(exc)):
                 log.error("the state store cannot write (%s): polls are held until it can (logged once a minute)", exc)
+            self._rest_unmarked.update(rested)
             self.held = frozenset()
             return self.held
         except StoreError as exc:
             log.warning("cannot renew job leases: %s", exc)
+            self._rest_unmarked.update(rested)
             self.held = frozenset()
             return self.held
+        self._rest_unmarked.clear()
+        for job_id in holding.resting:  # another replica saw it come to rest: the memory here is stale
+            self.tracker.rested_elsewhere(job_id)
+        self._wanted -= holding.resting
         for job_id in holding.acquired:
             self.tracker.forget(job_id)
+            self._elsewhere.discard(job_id)
         if holding.acquired:
             log.info("took over %d jobs: %s", len(holding.acquired), ", ".join(sorted(holding.acquired)[:10]))
         self.held = holding.held
@@ -62,3 +82,12 @@ class LeaseGate:
     def holds(self, job_id: str) -> bool:
         """Whether this replica polls the job now."""
         return job_id in self.held
+
+    def polled_elsewhere(self, job_id: str) -> bool:
+        """Whether discovery found the job before and another replica polls it: it is not new here."""
+        return job_id in self._elsewhere
+
+    async def stopped(self) -> None:
+        """Wait for a heartbeat under way to end (stopping: the store closes next)."""
+        async with self._beat:
+            return

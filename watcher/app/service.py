@@ -347,6 +347,10 @@ class Service:
         together (not one after the other: the process exits within STOP_GRACE_S and a second); then the endpoint."""
         log.info("stopping: no new poll cycles or sends; finishing what is under way (at most %.0fs)", STOP_GRACE_S)
         scheduler.pause()
+        if self.gate is not None:  # a heartbeat under way ends before the store closes (not cancelled mid-query)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_GRACE_S):
+                    await self.gate.stopped()
         worker_stopped = asyncio.create_task(self.worker.stop(grace_s=STOP_GRACE_S), name="stop deliveries")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_GRACE_S):
@@ -373,7 +377,7 @@ def _log_scheduler_event(event: JobExecutionEvent) -> None:
     elif (
         event.code == EVENT_JOB_ERROR
         and event.exception is not None
-        and not isinstance(event.exception, RunloopApiError)
+        and not isinstance(event.exception, RunloopApiError | asyncio.CancelledError)  # cancelled: stopping
     ):
         log.error("%s failed: %s", event.job_id, event.exception, exc_info=event.exception)
 

@@ -70,6 +70,7 @@ class JobTracker:
         self.shared_rules = shared_rules
         self._memories: dict[str, JobMemory] = {}  # jobs still polled
         self._resting: set[str] = set()  # jobs no longer polled: their memories are in the store only
+        self._taken_over: set[str] = set()  # jobs taken over from another replica, not yet polled here
         self._seen: dict[str, dict[str, frozenset[int]]] = {}  # job id → run id → latest attempts last diffed
         self._rule_state: RuleState | None = None
         self._summaries: OrderedDict[str, JobSummary] = OrderedDict()  # least recently changed first
@@ -112,8 +113,11 @@ class JobTracker:
             routed = self.router.route(state, events, summary, snapshot.at_ms)
             observation = Observation(events, routed.notifications, routed.problems, result.memory, routed.dropped)
         changes = state.take_changes() if state is not None else None
-        if events or changes or kept or memory is None or _material(result.memory) != _material(memory):
+        job_id = snapshot.job.id
+        taken_over = job_id in self._taken_over
+        if events or changes or kept or memory is None or taken_over or _material(result.memory) != _material(memory):
             await self._commit(result.memory, observation, changes, kept)
+            self._taken_over.discard(job_id)
         return observation
 
     async def observe_unchanged(self, job_id: str, at_ms: int) -> None:
@@ -247,10 +251,19 @@ class JobTracker:
             yield
 
     def forget(self, job_id: str) -> None:
-        """Drop what is cached of a job (another replica polled it meanwhile): its next poll reads the store."""
+        """Drop what is cached of a job (another replica polled it meanwhile): its next poll reads the store, and
+        writes the memory back even if nothing changed — the store then shows the job's new holder at work."""
+        self._taken_over.add(job_id)
         self._memories.pop(job_id, None)
         self._resting.discard(job_id)
         self._seen.pop(job_id, None)
+
+    def rested_elsewhere(self, job_id: str) -> None:
+        """Another replica saw the job come to rest: it is not polled here again (its memory is in the store)."""
+        self._taken_over.discard(job_id)
+        self._memories.pop(job_id, None)
+        self._seen.pop(job_id, None)
+        self._resting.add(job_id)
 
     def resting(self, job_id: str) -> bool:
         """Whether the job is known to have come to rest (no longer polled)."""

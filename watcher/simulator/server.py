@@ -163,14 +163,16 @@ class SimulatorRoutes:
         return _json({**body, "now_ms": self.sim.clock.now_ms()})
 
     async def handle_requests(self, request: web.Request) -> web.Response:
-        """`GET /_sim/requests?last=N`: the last N API requests (at most the log's size), oldest first."""
-        try:
-            last = int(request.query.get("last", "100"))
-        except ValueError:
-            raise _error(400, "last must be an integer") from None
-        if not 0 <= last <= REQUEST_LOG_SIZE:
-            raise _error(400, f"last must be between 0 and {REQUEST_LOG_SIZE}")
+        """`GET /_sim/requests?last=N`: the last N API requests (at most the log's size), oldest first.
+        `?since=N` instead: the requests from the N-th served on (counting from 0, those still in the log), and
+        `next`, the count to ask from next time — no request is missed or seen twice between two reads."""
         logged = list(self.sim.request_log)
+        if "since" in request.query:
+            since = _count_query(request, "since", upper=None)
+            first = self.sim.requests_served - len(logged)  # the absolute index of the oldest line kept
+            kept = logged[max(0, since - first) :]
+            return _json({"requests": kept, "first": max(since, first), "next": self.sim.requests_served})
+        last = _count_query(request, "last", upper=REQUEST_LOG_SIZE, default=100)
         return _json({"requests": logged[len(logged) - min(last, len(logged)) :]})
 
     async def handle_progress(self, request: web.Request) -> web.Response:
@@ -250,6 +252,17 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.content_type == "application/json":
             raise
         raise _error(exc.status, exc.reason) from None
+
+
+def _count_query(request: web.Request, name: str, *, upper: int | None, default: int = 0) -> int:
+    """A non-negative integer query parameter (at most `upper`), or a 400 that says what is wrong."""
+    try:
+        value = int(request.query.get(name, str(default)))
+    except ValueError:
+        raise _error(400, f"{name} must be an integer") from None
+    if value < 0 or (upper is not None and value > upper):
+        raise _error(400, f"{name} must be between 0 and {upper}" if upper is not None else f"{name} must be >= 0")
+    return value
 
 
 def _log_middleware(sim: Simulator) -> Middleware:

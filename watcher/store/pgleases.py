@@ -5,6 +5,11 @@ leases and takes its share of the free or expired ones; when a new replica appea
 exceeds their share, and it takes that on its next heartbeat. Taking a lease moves its epoch on: a commit that
 carries an older epoch is refused (fencing), so a replica that was paused past its lease cannot write stale
 memories. Reallocation runs under a transaction-level advisory lock, one replica at a time.
+
+A job that came to rest keeps its row, marked `resting`, for good: it counts in no share and is never taken, and
+a replica whose memory of it is stale (it last saw the job running) learns from the row that it rests, instead of
+adding the job back — without the mark, finished jobs bounced between replicas, each polling them again, and the
+shares moved under the live jobs (a job taken over was let go of again as excess, and its poll waited a cycle).
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ RULE_TIMERS: Final = "rule-timers"
 Conn = psycopg.AsyncConnection[Any]
 
 
-async def hold(conn: Conn, holder: str, job_ids: Collection[str], now_ms: int, ttl_ms: int) -> dict[str, int]:
-    """In one transaction: renew, let go of jobs no longer wanted or beyond the share, take the share; returns
-    the leases held (job id → epoch)."""
+async def hold(
+    conn: Conn, holder: str, job_ids: Collection[str], now_ms: int, ttl_ms: int, *, rested: Collection[str]
+) -> tuple[dict[str, int], frozenset[str]]:
+    """In one transaction: mark the jobs `rested` (seen to come to rest) as resting, renew, let go of jobs no
+    longer wanted or beyond the share, take the share; returns the leases held (job id → epoch) and those of
+    `job_ids` that rest (another replica saw them come to rest: nobody polls them again)."""
     wanted = sorted(job_ids)
     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEASE_LOCK_KEY,))
     await conn.execute(
@@ -32,16 +40,26 @@ async def hold(conn: Conn, holder: str, job_ids: Collection[str], now_ms: int, t
         " ON CONFLICT (holder) DO UPDATE SET seen_ms = excluded.seen_ms",
         (holder, now_ms),
     )
-    # Jobs that came to rest leave the table: nobody needs to poll them.
-    await conn.execute("DELETE FROM job_leases WHERE holder = %s AND NOT (job_id = ANY(%s))", (holder, wanted))
+    if rested:  # kept, marked: a replica whose memory of the job is stale must not lease it again
+        await conn.execute(
+            "INSERT INTO job_leases (job_id, holder, epoch, expires_ms, resting)"
+            " SELECT unnest(%s::text[]), '', 0, 0, true"
+            " ON CONFLICT (job_id) DO UPDATE SET holder = '', expires_ms = 0, resting = true",
+            (sorted(rested),),
+        )
     await conn.execute(
-        "INSERT INTO job_leases (job_id, holder, epoch, expires_ms) SELECT unnest(%s::text[]), '', 0, 0"
-        " ON CONFLICT (job_id) DO NOTHING",
-        (wanted,),
+        "DELETE FROM job_leases WHERE holder = %s AND NOT resting AND NOT (job_id = ANY(%s))", (holder, wanted)
     )
+    cursor = await conn.execute(
+        "WITH added AS (INSERT INTO job_leases (job_id, holder, epoch, expires_ms)"
+        " SELECT unnest(%s::text[]), '', 0, 0 ON CONFLICT (job_id) DO NOTHING)"
+        " SELECT job_id FROM job_leases WHERE resting AND job_id = ANY(%s)",
+        (wanted, wanted),
+    )
+    resting = frozenset(str(row[0]) for row in await cursor.fetchall())
     mine = await _pairs(
         conn,
-        "UPDATE job_leases SET expires_ms = %s WHERE holder = %s RETURNING job_id, epoch",
+        "UPDATE job_leases SET expires_ms = %s WHERE holder = %s AND NOT resting RETURNING job_id, epoch",
         (now_ms + ttl_ms, holder),
     )
     share = await _share(conn, now_ms, ttl_ms)
@@ -50,22 +68,23 @@ async def hold(conn: Conn, holder: str, job_ids: Collection[str], now_ms: int, t
         await conn.execute(
             "UPDATE job_leases SET holder = '', expires_ms = 0 WHERE holder = %s AND job_id = ANY(%s)", (holder, excess)
         )
-        return {job_id: epoch for job_id, epoch in mine.items() if job_id not in excess}
+        return {job_id: epoch for job_id, epoch in mine.items() if job_id not in excess}, resting
     if len(mine) < share:
         mine |= await _pairs(
             conn,
             "UPDATE job_leases SET holder = %s, epoch = epoch + 1, expires_ms = %s WHERE job_id IN ("
-            " SELECT job_id FROM job_leases WHERE expires_ms <= %s ORDER BY job_id LIMIT %s FOR UPDATE SKIP LOCKED)"
-            " RETURNING job_id, epoch",
+            " SELECT job_id FROM job_leases WHERE expires_ms <= %s AND NOT resting ORDER BY job_id LIMIT %s"
+            " FOR UPDATE SKIP LOCKED) RETURNING job_id, epoch",
             (holder, now_ms + ttl_ms, now_ms, share - len(mine)),
         )
-    return mine
+    return mine, resting
 
 
 async def _share(conn: Conn, now_ms: int, ttl_ms: int) -> int:
     """Leases per live replica, rounded up: every job has a holder even when they do not divide evenly."""
     cursor = await conn.execute(
-        "SELECT (SELECT count(*) FROM job_leases), (SELECT count(*) FROM replicas WHERE seen_ms > %s)",
+        "SELECT (SELECT count(*) FROM job_leases WHERE NOT resting),"
+        " (SELECT count(*) FROM replicas WHERE seen_ms > %s)",
         (now_ms - ttl_ms,),
     )
     row = await cursor.fetchone()

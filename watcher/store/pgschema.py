@@ -81,6 +81,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
     ALTER TABLE outbox ADD COLUMN claim_expires_ms BIGINT NOT NULL DEFAULT 0
     """,
+    # A job that came to rest keeps its lease row, marked: no replica re-adds it, counts it in a share or takes it.
+    """
+    ALTER TABLE job_leases ADD COLUMN resting BOOLEAN NOT NULL DEFAULT false;
+    CREATE INDEX job_leases_live ON job_leases (expires_ms, job_id) WHERE NOT resting
+    """,
 )
 # Replicas reallocating leases take this transaction lock, one at a time ("leases").
 LEASE_LOCK_KEY: Final = 0x6C6561736573

@@ -353,16 +353,17 @@ class PostgresStore:
 
     # -- Coordination: leases, claims, wake-ups ---------------------------------------------------
 
-    async def hold(self, job_ids: Collection[str], now_ms: int) -> Holding:
-        """The heartbeat: renew this replica's leases (and its outbox claims), take its share of free or expired
-        ones, let go of the rest; returns what it holds and what it has just taken over."""
+    async def hold(self, job_ids: Collection[str], now_ms: int, *, rested: Collection[str] = ()) -> Holding:
+        """The heartbeat: mark `rested` jobs resting, renew this replica's leases (and its outbox claims), take its
+        share of free or expired ones, let go of the rest; returns what it holds, what it has just taken over,
+        and which of `job_ids` another replica saw come to rest."""
         async with self._connection() as conn, conn.transaction():
-            held = await hold_leases(conn, self.holder, job_ids, now_ms, self.lease_ttl_ms)
+            held, resting = await hold_leases(conn, self.holder, job_ids, now_ms, self.lease_ttl_ms, rested=rested)
             await renew_outbox_claims(conn, self.holder, now_ms, self.lease_ttl_ms)
         before = self._epochs or {}
         self._epochs = held
         acquired = frozenset(job_id for job_id, epoch in held.items() if before.get(job_id) != epoch)
-        return Holding(frozenset(held), acquired)
+        return Holding(frozenset(held), acquired, resting)
 
     async def claim_timers(self, now_ms: int) -> bool:
         """Whether this replica flushes the rule timers now (the claim taken or renewed)."""

@@ -28,6 +28,8 @@ class Holding:
 
     held: frozenset[str]
     acquired: frozenset[str]
+    resting: frozenset[str] = frozenset()
+    """Of the jobs asked for, those another replica saw come to rest: nobody polls them any more."""
 
 
 class Coordination(Protocol):
@@ -40,9 +42,10 @@ class Coordination(Protocol):
     reachable: bool
     """False from a failed round trip to the database until the next good one."""
 
-    async def hold(self, job_ids: Collection[str], now_ms: int) -> Holding:
-        """Renew this replica's leases, take its share of free or expired ones (`job_ids` and orphans), let go of
-        leases on jobs no longer in `job_ids` (they came to rest); the heartbeat of a replica."""
+    async def hold(self, job_ids: Collection[str], now_ms: int, *, rested: Collection[str] = ()) -> Holding:
+        """The heartbeat of a replica: mark the jobs `rested` (this replica saw them come to rest) as resting for
+        every replica, renew this replica's leases, take its share of free or expired ones (`job_ids` and
+        orphans), let go of leases on jobs no longer in `job_ids`."""
         ...
 
     async def claim_timers(self, now_ms: int) -> bool:

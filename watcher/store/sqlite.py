@@ -256,7 +256,7 @@ class SQLiteStore:
 
     # -- Coordination: one process holds everything ------------------------------------------------
 
-    async def hold(self, job_ids: Collection[str], now_ms: int) -> Holding:
+    async def hold(self, job_ids: Collection[str], now_ms: int, *, rested: Collection[str] = ()) -> Holding:
         """Every job: an SQLite file has one process."""
         return Holding(frozenset(job_ids), frozenset())
 
