@@ -28,6 +28,10 @@ SENDS: Final = "rules.sent"
 INCIDENTS: Final = "rules.incident"
 INHIBITORS: Final = "rules.inhibitor"
 ONCE: Final = "rules.once"
+# Replicas: a counter moved on by every commit that changes the rule state (under the rule-state lock), so a
+# replica re-reads the whole state only when another one changed it since its own last read or write.
+VERSION: Final = "rules.version"
+VERSION_KEY: Final = "version"
 _SEP: Final = "\x1f"
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,7 @@ from tests.test_store import _timeline
 from watcher.app.config import load_config
 from watcher.app.tracker import JobTracker
 from watcher.core.clock import ManualClock
-from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus, StateRow
 from watcher.diff.jobs import diff
 from watcher.store.errors import LeaseLostError, StoreError
 from watcher.store.postgres import PostgresStore
@@ -232,3 +234,38 @@ async def test_the_first_poll_of_a_job_taken_over_is_written_even_if_nothing_cha
     later = dataclasses.replace(again, at_ms=clock.now_ms() + 1000)
     await tracker.observe(later)  # from then on, an unchanged poll writes nothing, as before
     assert (await r2.load_memory(job_id)) == memory
+
+
+async def test_a_replica_rereads_the_rule_state_only_after_another_changed_it(
+    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "benchwatch.yaml"
+    path.write_text(
+        "notifiers: {screen: {type: console}}\n"
+        "rules: [{name: digest, on: '*', notify: screen, group_by: [], group_wait: 1h}]\n"
+    )
+    config = load_config(path, {}).config
+    r1, r2, _ = replicas
+    timeline = _timeline()
+    job_a, job_b = sorted({snapshot.job.id for snapshot in timeline})
+    of_a = [snapshot for snapshot in timeline if snapshot.job.id == job_a]
+    of_b = [snapshot for snapshot in timeline if snapshot.job.id == job_b]
+    reads: Counter[str] = Counter()
+    for store in (r1, r2):
+        load = store.load_state_rows
+
+        async def counted(namespace: str, load: Any = load, holder: str = store.holder) -> list[StateRow]:
+            reads[holder] += namespace == "rules.group"
+            return list(await load(namespace))
+
+        store.load_state_rows = counted  # type: ignore[method-assign]  # counts the reads, the store answers
+    t1 = JobTracker(r1, router=Router(config.rules, config.silences), shared_rules=True)
+    t2 = JobTracker(r2, router=Router(config.rules, config.silences), shared_rules=True)
+    told = [*(await t1.observe(of_a[0])).events, *(await t1.observe(of_a[10])).events]
+    assert reads["r1"] == 1  # its own commit moved the version on: its copy stays good
+    told += (await t2.observe(of_b[0])).events
+    told += (await t1.observe(of_a[30])).events  # r2 changed the group meanwhile: r1 reads it again
+    assert reads == {"r1": 2, "r2": 1}
+    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
+    (digest,) = (await t2.flush_due(clock.now_ms())).notifications
+    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)  # nothing lost

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from rules.engine import Router, RuleState, RuleStateChanges
-from rules.persist import load_rule_state, rows_for
+from rules.persist import VERSION, VERSION_KEY, load_rule_state, rows_for
 from rules.silences import load_runtime_silences
 from watcher.app.comparer import JobComparer
 from watcher.core.events import Event
@@ -73,6 +73,8 @@ class JobTracker:
         self._taken_over: set[str] = set()  # jobs taken over from another replica, not yet polled here
         self._seen: dict[str, dict[str, frozenset[int]]] = {}  # job id → run id → latest attempts last diffed
         self._rule_state: RuleState | None = None
+        self._rule_version: str | None = None  # replicas: the version of the rule state in `_rule_state`
+        self._section_version: str | None = None  # replicas, inside the rule-state lock: the version in the store
         self._summaries: OrderedDict[str, JobSummary] = OrderedDict()  # least recently changed first
         self._warned: set[str] = set()
 
@@ -247,8 +249,14 @@ class JobTracker:
             yield
             return
         async with self.store.rules_section():
-            self._rule_state = None
-            yield
+            version = await self.store.get_state(VERSION, VERSION_KEY) or "0"
+            if version != self._rule_version:  # another replica changed it: read it afresh
+                self._rule_state = None
+            self._rule_version = self._section_version = version
+            try:
+                yield
+            finally:
+                self._section_version = None
 
     def forget(self, job_id: str) -> None:
         """Drop what is cached of a job (another replica polled it meanwhile): its next poll reads the store, and
@@ -289,14 +297,24 @@ class JobTracker:
         changes: RuleStateChanges | None,
         kept: Sequence[StateRow] = (),
     ) -> None:
-        rows = [*(rows_for(changes) if changes is not None else []), *kept]
+        rows = rows_for(changes) if changes is not None else []
+        version = self._section_version
+        if version is not None and rows:  # inside the rule-state lock: nobody else moves the version meanwhile
+            version = str(int(version) + 1)
+            rows.append(StateRow(VERSION, VERSION_KEY, version))
         try:
             await self.store.commit(
-                memory=memory, events=observation.events, state_rows=rows, notifications=observation.notifications
+                memory=memory,
+                events=observation.events,
+                state_rows=[*rows, *kept],
+                notifications=observation.notifications,
             )
         except BaseException:
             self._rule_state = None  # what the store holds is the truth: reload it on the next poll
+            self._rule_version = None
             raise
+        if version is not None:
+            self._rule_version = version
 
     def _summary(self, snapshot: Snapshot, memory: JobMemory) -> JobSummary:
         run_counts = {run_id: memo.counts for run_id, memo in memory.runs.items() if memo.counts is not None}

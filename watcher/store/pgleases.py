@@ -47,8 +47,9 @@ async def hold(
             " ON CONFLICT (job_id) DO UPDATE SET holder = '', expires_ms = 0, resting = true",
             (sorted(rested),),
         )
-    await conn.execute(
-        "DELETE FROM job_leases WHERE holder = %s AND NOT resting AND NOT (job_id = ANY(%s))", (holder, wanted)
+    await conn.execute(  # NOT IN a subquery: a hashed anti-join, not a scan of the array per row (10,000 jobs)
+        "DELETE FROM job_leases WHERE holder = %s AND NOT resting AND job_id NOT IN (SELECT unnest(%s::text[]))",
+        (holder, wanted),
     )
     cursor = await conn.execute(
         "WITH added AS (INSERT INTO job_leases (job_id, holder, epoch, expires_ms)"
