@@ -269,3 +269,25 @@ async def test_a_replica_rereads_the_rule_state_only_after_another_changed_it(
     clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
     (digest,) = (await t2.flush_due(clock.now_ms())).notifications
     assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)  # nothing lost
+
+
+async def test_a_job_taken_over_is_compared_by_its_hash_and_its_first_unchanged_poll_written(
+    replicas: list[PostgresStore], clock: ManualClock
+) -> None:
+    r1, r2, _ = replicas
+    snapshot = _timeline()[0]
+    job_id = snapshot.job.id
+    await r1.hold([job_id], clock.now_ms())
+    await JobTracker(r1).observe(dataclasses.replace(snapshot, fingerprint="bytes-hash"))
+    clock.advance(TTL_MS)
+    tracker = JobTracker(r2)
+    for job in (await r2.hold([job_id], clock.now_ms())).acquired:
+        tracker.forget(job)
+    memory = await tracker.taken_over_memory(job_id)  # what r1 committed: its fingerprint tells unchanged bytes
+    assert memory is not None and memory.fingerprint == "bytes-hash" and memory == await r2.load_memory(job_id)
+    await tracker.observe_unchanged(job_id, clock.now_ms())
+    stored = await r2.load_memory(job_id)
+    assert stored is not None and stored.last_seen_ms == clock.now_ms()  # the new holder's first poll
+    await tracker.observe_unchanged(job_id, clock.now_ms() + 1000)
+    assert await r2.load_memory(job_id) == stored  # later unchanged polls write nothing
+    assert await JobTracker(r2).taken_over_memory(job_id) is None  # not taken over: nothing to load

@@ -313,7 +313,7 @@ class PollCycle:
     async def _fetch(self, job_id: str) -> Snapshot | None:
         """Fetch a job and its followed runs' scenario runs as bytes; None when they hash as last time."""
         body = await self.client.get_job_raw(job_id)
-        memory = self.tracker.memory(job_id)
+        memory = self.tracker.memory(job_id) or await self.tracker.taken_over_memory(job_id)
         pages: dict[str, list[bytes]] = {}
         fingerprint = None
         if memory is not None:

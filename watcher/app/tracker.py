@@ -123,12 +123,24 @@ class JobTracker:
         return observation
 
     async def observe_unchanged(self, job_id: str, at_ms: int) -> None:
-        """A poll whose bytes hashed as last time's: no parse, no diff; written only if bookkeeping changed."""
+        """A poll whose bytes hashed as last time's: no parse, no diff; written only if bookkeeping changed (or
+        the job was just taken over: its new holder's first poll is on record)."""
         memory = self._memories[job_id]
         updated = unchanged(memory, at_ms)
-        if _material(updated) != _material(memory):
+        if job_id in self._taken_over or _material(updated) != _material(memory):
             await self._commit(updated, Observation(), None)
+            self._taken_over.discard(job_id)
         self._remember(updated)
+
+    async def taken_over_memory(self, job_id: str) -> JobMemory | None:
+        """The memory of a job just taken over from another replica, as that replica last committed it (cached
+        from now on), so that its first poll here can tell unchanged bytes by their hash; None otherwise."""
+        if job_id not in self._taken_over or job_id in self._memories:
+            return self._memories.get(job_id)
+        memory = await self.store.load_memory(job_id)
+        if memory is not None:
+            self._remember(memory)
+        return self._memories.get(job_id)
 
     async def record(self, events: Sequence[Event], memory: JobMemory | None, now_ms: int) -> Observation:
         """Route and record events that time revealed (a stall, a vanishing, an API outage), with the memory
