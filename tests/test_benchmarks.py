@@ -89,6 +89,10 @@ async def test_control_endpoints_move_the_clock_add_workloads_and_count(sim_url:
         assert stats["requests"] == 1 and stats["response_bytes"] > 0
         logged = await (await http.get(f"{sim_url}/_sim/requests?last=5")).json()
         assert logged["requests"] == ["GET /v1/benchmark_jobs?limit=10"]
+        since = await (await http.get(f"{sim_url}/_sim/requests?since=0")).json()
+        assert since == {"requests": ["GET /v1/benchmark_jobs?limit=10"], "first": 0, "next": 1}
+        assert (await (await http.get(f"{sim_url}/_sim/requests?since=1")).json())["requests"] == []
+        assert (await http.get(f"{sim_url}/_sim/requests?since=-1")).status == 400
         before = await (await http.get(f"{sim_url}/_sim/progress")).json()
         moved = await (await http.post(f"{sim_url}/_sim/clock", json={"advance_ms": 3_600_000})).json()
         assert moved["now_ms"] == clock["now_ms"] + 3_600_000
