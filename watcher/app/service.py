@@ -198,7 +198,9 @@ class Service:
             started = time.monotonic()
             try:
                 await self.tracker.refresh_silences()
-            except Exception:  # the silences read last time stay in force
+            except StoreError as exc:  # the database is away (told once by the cycle): the last ones stay in force
+                log.warning("reading the runtime silences failed (%s); the previous ones stay", exc)
+            except Exception:  # not the store: a bug, whose traceback is worth its lines
                 log.warning("reading the runtime silences failed; the previous ones stay", exc_info=True)
             report = await self.cycle.run(spread_s=self._interval_s() * self.config.watch.spread)
             elapsed_s = time.monotonic() - started
