@@ -4,23 +4,32 @@ with SKIP LOCKED and a claim lease, the rule-timer claim, LISTEN/NOTIFY wake-ups
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from aiohttp.test_utils import TestServer
 
 from rules.engine import Router
 from tests.conftest import Backend
+from tests.running import write_config
 from tests.test_delivery import Cli, _notes
 from tests.test_store import _timeline
 from watcher.app.config import load_config
+from watcher.app.service import Service
 from watcher.app.tracker import JobTracker
 from watcher.core.clock import ManualClock
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus
 from watcher.diff.jobs import diff
+from watcher.simulator import Simulator, create_app
 from watcher.store.errors import LeaseLostError, StoreError
+from watcher.store.pgschema import LEASE_LOCK_KEY
 from watcher.store.postgres import PostgresStore
 
 TTL_MS = 5_000
@@ -246,3 +255,47 @@ async def test_a_replica_paused_inside_the_rule_state_lock_loses_it_after_one_tt
     finally:
         await paused.close()
         await other.close()
+
+
+async def test_a_stop_waits_for_a_heartbeat_under_way_instead_of_cancelling_it(
+    postgres_database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = Backend("postgres", tmp_path, postgres_database).location()
+    sim = Simulator(clock=ManualClock(), api_key="sim-key")
+    sim_server = TestServer(create_app(sim))
+    await sim_server.start_server()
+    config = write_config(tmp_path, str(sim_server.make_url("")).rstrip("/"), "http://127.0.0.1:9/hook")
+    config.write_text(
+        config.read_text().replace("state: {path: ./state.db}", f"state: {{url: '{url}', lease_ttl: 5s}}")
+    )
+    service = Service(load_config(config), clock=ManualClock())
+    stop = asyncio.Event()
+    caplog.set_level(logging.INFO, logger="benchwatch")
+    running = asyncio.create_task(service.run(stop))
+    try:
+        async with asyncio.timeout(10):  # the first cycle (which renews the leases too) has ended
+            while not (await service.readiness())[0]:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as blocker, blocker.transaction():
+            await blocker.execute("SELECT pg_advisory_xact_lock(%s)", (LEASE_LOCK_KEY,))
+            async with asyncio.timeout(10):  # until the next heartbeat waits for the lease lock: then stop
+                while not await _waiting_for_advisory_lock(blocker):  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            stop.set()
+            async with asyncio.timeout(10):  # the stop is under way, the heartbeat still waiting
+                while not any(r.getMessage().startswith("stopping") for r in caplog.records):  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+        # the lock is free: the heartbeat ends, then the stop
+        assert await asyncio.wait_for(running, timeout=20) == 0
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(running, timeout=20)
+        await sim_server.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], caplog.text
+
+
+async def _waiting_for_advisory_lock(conn: psycopg.AsyncConnection[Any]) -> bool:
+    cursor = await conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    row = await cursor.fetchone()
+    return row is not None and int(row[0]) > 0
