@@ -31,7 +31,8 @@ def _env(**extra: str) -> dict[str, str]:
 @pytest.mark.parametrize(
     "command",
     [[], ["run"], ["simulate"], ["demo"], ["jobs"], ["job"], ["wait"], ["replay"], ["record"], ["check"], ["schema"],
-     ["deliveries"], ["deliveries", "list"], ["deliveries", "retry"], ["deliveries", "flush"], ["test-notify"],
+     ["deliveries"], ["deliveries", "list"], ["deliveries", "show"], ["deliveries", "retry"], ["deliveries", "flush"],
+     ["test-notify"],
      ["silences"], ["silences", "add"], ["silences", "list"], ["silences", "expire"]],
 )  # fmt: skip
 def test_help_of_every_command(command: list[str]) -> None:

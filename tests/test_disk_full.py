@@ -13,7 +13,7 @@ import pytest
 from notifiers.protocol import NotifierContext
 from notifiers.webhook import WebhookConfig, WebhookNotifier
 from notifiers.worker import DeliveryPolicy, DeliveryWorker
-from tests.conftest import FakeSleep
+from tests.conftest import FakeSleep, ThrowawayPostgres
 from tests.fakes.webhook import WebhookReceiver
 from watcher.api.client import RequestLimits, RetryPolicy, RunloopClient
 from watcher.api.health import ApiHealth
@@ -30,6 +30,7 @@ from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus
 from watcher.core.storehealth import StoreHealth
 from watcher.simulator import SimJobSpec, Simulator
 from watcher.store.errors import StoreWriteError
+from watcher.store.postgres import PostgresStore
 from watcher.store.sqlite import SQLiteStore
 
 UNLIMITED_PAGES = 1_000_000
@@ -156,3 +157,35 @@ async def test_the_service_is_not_ready_while_its_store_cannot_write(tmp_path: P
     service.store_health.failed(service.clock.now_ms(), "state.db: cannot write: database or disk is full")
     response = await client.get("/readyz")
     assert response.status == 503 and "disk is full" in await response.text()
+
+
+async def test_a_cycle_probing_a_database_that_is_away_holds_its_polls_without_a_traceback(
+    sim: Simulator,
+    *,
+    sim_url: str,
+    throwaway_postgres: ThrowawayPostgres,
+    clock: ManualClock,
+    fake_sleep: FakeSleep,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plan = sim.add_job(SimJobSpec(name="nightly"))
+    health = StoreHealth()
+    limits, retry = RequestLimits(max_per_s=None), RetryPolicy(max_attempts=1)
+    async with (
+        PostgresStore(throwaway_postgres.url, connect_timeout_s=1) as store,
+        RunloopClient(base_url=sim_url, sleep=fake_sleep, clock=clock, limits=limits, retry=retry) as client,
+    ):
+        cycle = PollCycle(
+            watch=WatchSection.model_validate({"jobs": [plan.job_id]}), client=client, tracker=JobTracker(store),
+            clock=clock, health=ApiHealth(300_000), on_notifications=lambda: None, sleep=fake_sleep,
+            store_health=health,
+        )  # fmt: skip
+        throwaway_postgres.stop()
+        health.failed(clock.now_ms(), "the delivery worker could not record")  # as the service's worker tells it
+        report = await cycle.run()  # the probe write meets no server: the cycle holds, it does not raise
+        assert report.polled == 0 and not health.writable
+        assert not [r for r in caplog.records if r.exc_info]  # no tracebacks
+        throwaway_postgres.start()
+        clock.advance(5_000)
+        report = await cycle.run()
+    assert health.writable and [e.job_name for e in report.events] == ["nightly"]

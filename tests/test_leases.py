@@ -4,25 +4,34 @@ with SKIP LOCKED and a claim lease, the rule-timer claim, LISTEN/NOTIFY wake-ups
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import json
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from aiohttp.test_utils import TestServer
 
 from rules.engine import Router
 from tests.conftest import Backend
-from tests.test_delivery import _notes
+from tests.running import write_config
+from tests.test_delivery import Cli, _notes
 from tests.test_store import _timeline
 from watcher.app.config import load_config
+from watcher.app.service import Service
 from watcher.app.tracker import JobTracker
 from watcher.core.clock import ManualClock
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus, StateRow
 from watcher.diff.jobs import diff
+from watcher.simulator import Simulator, create_app
 from watcher.store.errors import LeaseLostError, StoreError
+from watcher.store.pgschema import LEASE_LOCK_KEY
 from watcher.store.postgres import PostgresStore
 
 TTL_MS = 5_000
@@ -132,6 +141,66 @@ async def test_a_notification_is_claimed_by_one_replica_and_a_dead_claim_is_take
     taken = [item.notification.id for item in await r3.due_notifications(clock.now_ms(), exclude=own)]
     assert sorted(taken) == sorted(set(ids) - {sent.notification.id} - set(own))
     assert await r1.outbox_claims() == 0 and await r3.outbox_claims() == 5
+
+
+async def test_taking_over_a_dead_replicas_claim_records_an_interrupted_attempt_naming_it(
+    replicas: list[PostgresStore], clock: ManualClock
+) -> None:
+    r1, r2, _ = replicas
+    await r1.commit(notifications=_notes("hook", 3, clock))
+    dead, mine, never = "nt_hook_000", "nt_hook_001", "nt_hook_002"
+    assert [item.attempts for item in await r1.due_notifications(clock.now_ms(), limit=1)] == [0]  # r1 claims 000
+    assert [item.notification.id for item in await r2.due_notifications(clock.now_ms(), limit=1)] == [mine]
+    claimed_ms = clock.now_ms()
+    clock.advance(TTL_MS // 2)
+    await r2.hold([], clock.now_ms())  # r2's heartbeat renews its claim; r1 (killed) renews nothing
+    clock.advance(TTL_MS // 2)
+    (taken,) = await r2.due_notifications(clock.now_ms(), limit=1, exclude=[mine])  # r1's claim expired: first due
+    assert taken.notification.id == dead and taken.attempts == 1  # the interrupted try counts
+    (interrupted,) = await r2.deliveries(dead)
+    assert interrupted == DeliveryAttempt(
+        dead, "hook", 1, claimed_ms, clock.now_ms(), DeliveryOutcome.INTERRUPTED, "claim_expired",
+        "claim of replica r1 expired; its send may have arrived",
+    )  # fmt: skip
+    assert (taken.last_reason, taken.last_error) == (interrupted.reason, interrupted.error)
+    clock.advance(TTL_MS)  # r2's own claims expire too (it stalled): taking them back is no takeover
+    assert {item.notification.id for item in await r2.due_notifications(clock.now_ms())} == {dead, mine, never}
+    assert [len(await r2.deliveries(i)) for i in (dead, mine, never)] == [1, 0, 0]
+    sent = DeliveryAttempt(dead, "hook", 2, clock.now_ms(), clock.now_ms(), DeliveryOutcome.SENT, None, None)
+    await r2.record_delivery(sent, status=OutboxStatus.SENT, next_attempt_ms=0)  # the worker numbers it attempts + 1
+    assert [(a.attempt, a.outcome) for a in await r1.deliveries(dead)] == [(1, "interrupted"), (2, "sent")]
+
+
+async def test_deliveries_show_tells_an_interrupted_attempt_in_text_and_json(
+    replicas: list[PostgresStore], clock: ManualClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    r1, r2, _ = replicas
+    await r1.commit(notifications=_notes("hook", 1, clock))
+    await r1.due_notifications(clock.now_ms())
+    clock.advance(TTL_MS)
+    (taken,) = await r2.due_notifications(clock.now_ms())
+    sent = DeliveryAttempt(
+        taken.notification.id, "hook", 2, clock.now_ms(), clock.now_ms() + 300, DeliveryOutcome.SENT, None, None
+    )
+    await r2.record_delivery(sent, status=OutboxStatus.SENT, next_attempt_ms=0)
+    cli, url = Cli(capsys), r1._url
+
+    shown = await cli("deliveries", "show", "nt_hook", "--state", url)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith("nt_hook_000  sent    hook") and "attempts=2" in lines[0]
+    assert lines[1].endswith("5.0s  interrupted  claim_expired: claim of replica r1 expired; its send may have arrived")
+    assert lines[2].endswith("0.3s  sent") and lines[2].lstrip().startswith("#2")
+    assert lines[3] == "(1 interrupted: the receiver may have had it 2 times, under this one id)"
+    as_json = json.loads((await cli("deliveries", "show", "nt_hook_000", "--state", url, "--json")).stdout)
+    assert [(a["attempt"], a["outcome"], a["reason"]) for a in as_json["log"]] == [
+        (1, "interrupted", "claim_expired"), (2, "sent", None)
+    ]  # fmt: skip
+    assert as_json["log"][0]["error"] == "claim of replica r1 expired; its send may have arrived"
+    missing = await cli("deliveries", "show", "nt_nope", "--state", url)
+    assert (
+        missing.returncode == 2 and "no notification 'nt_nope'" in missing.stderr and "Traceback" not in missing.stderr
+    )
 
 
 async def test_rule_timers_are_flushed_by_one_replica(replicas: list[PostgresStore], clock: ManualClock) -> None:
@@ -291,3 +360,47 @@ async def test_a_job_taken_over_is_compared_by_its_hash_and_its_first_unchanged_
     await tracker.observe_unchanged(job_id, clock.now_ms() + 1000)
     assert await r2.load_memory(job_id) == stored  # later unchanged polls write nothing
     assert await JobTracker(r2).taken_over_memory(job_id) is None  # not taken over: nothing to load
+
+
+async def test_a_stop_waits_for_a_heartbeat_under_way_instead_of_cancelling_it(
+    postgres_database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = Backend("postgres", tmp_path, postgres_database).location()
+    sim = Simulator(clock=ManualClock(), api_key="sim-key")
+    sim_server = TestServer(create_app(sim))
+    await sim_server.start_server()
+    config = write_config(tmp_path, str(sim_server.make_url("")).rstrip("/"), "http://127.0.0.1:9/hook")
+    config.write_text(
+        config.read_text().replace("state: {path: ./state.db}", f"state: {{url: '{url}', lease_ttl: 5s}}")
+    )
+    service = Service(load_config(config), clock=ManualClock())
+    stop = asyncio.Event()
+    caplog.set_level(logging.INFO, logger="benchwatch")
+    running = asyncio.create_task(service.run(stop))
+    try:
+        async with asyncio.timeout(10):  # the first cycle (which renews the leases too) has ended
+            while not (await service.readiness())[0]:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as blocker, blocker.transaction():
+            await blocker.execute("SELECT pg_advisory_xact_lock(%s)", (LEASE_LOCK_KEY,))
+            async with asyncio.timeout(10):  # until the next heartbeat waits for the lease lock: then stop
+                while not await _waiting_for_advisory_lock(blocker):  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            stop.set()
+            async with asyncio.timeout(10):  # the stop is under way, the heartbeat still waiting
+                while not any(r.getMessage().startswith("stopping") for r in caplog.records):  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+        # the lock is free: the heartbeat ends, then the stop
+        assert await asyncio.wait_for(running, timeout=20) == 0
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(running, timeout=20)
+        await sim_server.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], caplog.text
+
+
+async def _waiting_for_advisory_lock(conn: psycopg.AsyncConnection[Any]) -> bool:
+    cursor = await conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    row = await cursor.fetchone()
+    return row is not None and int(row[0]) > 0

@@ -129,6 +129,7 @@ class World:
         self.clock, self.sim, self.receiver = clock, sim, receiver
         self.config = Path()
         self.cycles = 0  # list requests seen: each poll cycle of the watcher starts with one (discovery)
+        self.step_ms = STEP_MS  # simulated time per cycle
         self._cycle_started = asyncio.Event()
 
     @web.middleware
@@ -147,7 +148,7 @@ class World:
             if self.cycles == seen:
                 await self._cycle_started.wait()
             seen = self.cycles
-            self.clock.advance(STEP_MS)
+            self.clock.advance(self.step_ms)
 
     async def until_all_told(self, deadline_s: float = 90.0) -> Counter[Key]:
         """Wait until the jobs have ended and every notification they call for has arrived."""

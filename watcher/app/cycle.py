@@ -149,14 +149,14 @@ class PollCycle:
         probe = [StateRow("benchwatch", "write_probe", "x" * PROBE_BYTES), StateRow("benchwatch", "write_probe", None)]
         try:
             await self.tracker.store.commit(state_rows=probe)
-        except StoreWriteError as exc:
+        except StoreError as exc:  # cannot write, or (PostgreSQL) the database is away: the next cycle probes again
             self._store_failed(exc)
             return False
         down_ms = self.store_health.succeeded(self.clock.now_ms())
         log.warning("the state store writes again after %.0fs; polling resumes", (down_ms or 0) / 1000)
         return True
 
-    def _store_failed(self, exc: StoreWriteError) -> None:
+    def _store_failed(self, exc: StoreError) -> None:
         if self.store_health.failed(self.clock.now_ms(), str(exc)):
             log.error("the state store cannot write (%s): polls are held until it can (logged once a minute)", exc)
 

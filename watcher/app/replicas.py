@@ -86,8 +86,3 @@ class LeaseGate:
     def polled_elsewhere(self, job_id: str) -> bool:
         """Whether discovery found the job before and another replica polls it: it is not new here."""
         return job_id in self._elsewhere
-
-    async def stopped(self) -> None:
-        """Wait for a heartbeat under way to end (stopping: the store closes next)."""
-        async with self._beat:
-            return

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 import aiohttp
@@ -71,6 +71,7 @@ class Service:
         self._store = open_store(loaded.state_location(), exclusive=True, lease_ttl_ms=self.config.state.lease_ttl_ms)
         self.gate: LeaseGate | None = None  # replicas (PostgreSQL): which jobs this one polls
         self._cycle_lock = asyncio.Lock()
+        self._step_locks: list[asyncio.Lock] = []  # one per scheduled side step (timers, heartbeat): see `_whole`
         self._last_cycle_end_ms: int | None = None
         self._cycles = 0
         self._reloading: asyncio.Task[list[str]] | None = None
@@ -173,10 +174,12 @@ class Service:
             misfire_grace_time=max(1, int(interval_s)),
             next_run_time=datetime.now(UTC),
         )
-        scheduler.add_job(self.flush_timers, "interval", seconds=1, id=TIMER_JOB, max_instances=1, coalesce=True)
+        flush = self._whole(self.flush_timers)
+        scheduler.add_job(flush, "interval", seconds=1, id=TIMER_JOB, max_instances=1, coalesce=True)
         if self.gate is not None:  # leases renewed three times per TTL, whatever the poll interval
             heartbeat_s = self.config.state.lease_ttl_ms / 3000
-            scheduler.add_job(self.gate.heartbeat, "interval", seconds=heartbeat_s, id=HEARTBEAT_JOB, coalesce=True)
+            heartbeat = self._whole(self.gate.heartbeat)
+            scheduler.add_job(heartbeat, "interval", seconds=heartbeat_s, id=HEARTBEAT_JOB, coalesce=True)
         scheduler.add_listener(_log_scheduler_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
         scheduler.start()
         return scheduler
@@ -192,13 +195,27 @@ class Service:
             self.status.port,
         )
 
+    def _whole(self, step: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+        """`step` as a scheduler job that a stop waits for instead of cancelling it mid-transaction (APScheduler's
+        shutdown cancels running jobs, and each such cancel was logged as a failure, with a traceback)."""
+        lock = asyncio.Lock()
+        self._step_locks.append(lock)
+
+        async def run() -> None:
+            async with lock:
+                await step()
+
+        return run
+
     async def poll_once(self) -> CycleReport:
         """One poll cycle (the scheduler's interval job); cycles never overlap."""
         async with self._cycle_lock:
             started = time.monotonic()
             try:
                 await self.tracker.refresh_silences()
-            except Exception:  # the silences read last time stay in force
+            except StoreError as exc:  # the database is away (told once by the cycle): the last ones stay in force
+                log.warning("reading the runtime silences failed (%s); the previous ones stay", exc)
+            except Exception:  # not the store: a bug, whose traceback is worth its lines
                 log.warning("reading the runtime silences failed; the previous ones stay", exc_info=True)
             report = await self.cycle.run(spread_s=self._interval_s() * self.config.watch.spread)
             elapsed_s = time.monotonic() - started
@@ -347,14 +364,11 @@ class Service:
         together (not one after the other: the process exits within STOP_GRACE_S and a second); then the endpoint."""
         log.info("stopping: no new poll cycles or sends; finishing what is under way (at most %.0fs)", STOP_GRACE_S)
         scheduler.pause()
-        if self.gate is not None:  # a heartbeat under way ends before the store closes (not cancelled mid-query)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(STOP_GRACE_S):
-                    await self.gate.stopped()
         worker_stopped = asyncio.create_task(self.worker.stop(grace_s=STOP_GRACE_S), name="stop deliveries")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_GRACE_S):
-                await self._cycle_lock.acquire()
+                for lock in [self._cycle_lock, *self._step_locks]:
+                    await lock.acquire()
         scheduler.shutdown(wait=False)
         await worker_stopped
         worker_task.cancel()

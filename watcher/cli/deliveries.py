@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from watcher.app.delivery import build_notifiers, build_worker
 from watcher.app.sample import sample_notification
 from watcher.cli.errors import UsageError
 from watcher.core.clock import SystemClock
-from watcher.core.records import OutboxItem
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem
 from watcher.store import open_store
 from watcher.store.location import is_postgres_url, redact_url
 
@@ -56,6 +57,60 @@ async def list_deliveries(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{counts.get(name, 0)} {name}" for name in ("pending", "sent", "dead"))
     print(f"({len(items)} shown; {summary})")
     return 0
+
+
+async def show_delivery(args: argparse.Namespace) -> int:
+    """`benchwatch deliveries show ID`: one notification and every attempt at sending it, oldest first."""
+    path = _state_path(args)
+    if isinstance(path, Path) and not path.exists():
+        raise UsageError(f"{path}: no state database yet")
+    async with open_store(path) as store:
+        item = await store.outbox_item(args.id)
+        if item is None:
+            raise UsageError(f"no notification {args.id!r} in {redact_url(str(path))} (or the prefix is ambiguous)")
+        attempts = await store.deliveries(item.notification.id)
+    if args.json:
+        print(json.dumps(_item_json(item, attempts), indent=2))
+        return 0
+    print(_line(item))
+    for attempt in attempts:
+        print(_attempt_line(attempt))
+    interrupted = sum(1 for attempt in attempts if attempt.outcome == DeliveryOutcome.INTERRUPTED)
+    if interrupted:
+        print(f"({interrupted} interrupted: the receiver may have had it {interrupted + 1} times, under this one id)")
+    return 0
+
+
+def _attempt_line(attempt: DeliveryAttempt) -> str:
+    took_s = (attempt.finished_ms - attempt.started_ms) / 1000
+    why = f"  {attempt.reason}: {attempt.error}" if attempt.error else (f"  {attempt.reason}" if attempt.reason else "")
+    return f"  #{attempt.attempt:<3} {_when(attempt.started_ms)}  {took_s:>7.1f}s  {attempt.outcome:<11}{why}".rstrip()
+
+
+def _item_json(item: OutboxItem, attempts: list[DeliveryAttempt]) -> dict[str, object]:
+    notification = item.notification
+    return {
+        "id": notification.id,
+        "notifier": notification.notifier,
+        "rule": notification.rule,
+        "status": item.status.value,
+        "attempts": item.attempts,
+        "created_ms": notification.created_ms,
+        "done_ms": item.done_ms,
+        "last_reason": item.last_reason,
+        "last_error": item.last_error,
+        "log": [
+            {
+                "attempt": attempt.attempt,
+                "started_ms": attempt.started_ms,
+                "finished_ms": attempt.finished_ms,
+                "outcome": attempt.outcome.value,
+                "reason": attempt.reason,
+                "error": attempt.error,
+            }
+            for attempt in attempts
+        ],
+    }
 
 
 async def retry_delivery(args: argparse.Namespace) -> int:

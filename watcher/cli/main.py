@@ -272,7 +272,7 @@ def _add_state_options(p: argparse.ArgumentParser) -> None:
 def _add_deliveries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "deliveries",
-        help="look into the outbox: pending, sent and dead-lettered notifications; resend one",
+        help="look into the outbox: pending, sent and dead-lettered notifications, their attempts; resend one",
         description="Inspect the notification outbox of a state database, and send dead letters again.",
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -285,6 +285,11 @@ def _add_deliveries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--limit", type=_non_negative_int, default=100, help="at most this many (default: %(default)s)"
     )
     listing.set_defaults(handler="watcher.cli.deliveries:list_deliveries")
+    show = actions.add_parser("show", help="one notification and its attempt log (interrupted sends included)")
+    _add_state_options(show)
+    show.add_argument("id", metavar="ID", help="the notification id (nt_...), or a unique prefix of it")
+    show.add_argument("--json", action="store_true", help="one JSON object, its attempts under `log`")
+    show.set_defaults(handler="watcher.cli.deliveries:show_delivery")
     retry = actions.add_parser("retry", help="make a notification pending again (a running watcher sends it)")
     _add_state_options(retry)
     retry.add_argument("id", metavar="ID", help="the notification id (nt_...), or a unique prefix of it")

@@ -22,6 +22,9 @@ class DeliveryOutcome(StrEnum):
     SENT = "sent"
     RETRY = "retry"
     DEAD = "dead"
+    # Recorded by the replica that took over a claim that had expired (its holder died or stalled mid-send): that
+    # send may have arrived, so the notification may arrive twice.
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import Any, Final
 
 import psycopg
@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from watcher.core.events import Event, event_from_json, event_to_json
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
-from watcher.core.records import DeliveryAttempt, OutboxItem, OutboxStatus, StateRow
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus, StateRow
 from watcher.store.errors import LeaseLostError, StoreError, StoreWriteError
 from watcher.store.location import redact_url
 from watcher.store.pgleases import RULE_TIMERS, check_epoch, release_all, renew_outbox_claims
@@ -48,6 +48,10 @@ LISTEN_RETRY_S: Final = 1.0
 # database (a hot standby, `default_transaction_read_only`). Store health holds polls and sends until a probe write
 # succeeds. Other resource errors (out of memory, too many connections, a configured limit) stay `StoreError`.
 CANNOT_WRITE: Final = (psycopg.errors.DiskFull, psycopg.errors.IoError, psycopg.errors.ReadOnlySqlTransaction)
+INTERRUPTED_REASON: Final = "claim_expired"  # the reason of an `interrupted` attempt
+# SQL over `due` (the row as it was) in due_notifications: another replica's claim, expired, is being taken over.
+_TAKEN_OVER: Final = "(was_claimed_by IS NOT NULL AND was_claimed_by <> %(me)s)"
+_INTERRUPTED_TEXT: Final = "'claim of replica ' || was_claimed_by || ' expired; its send may have arrived'"
 
 
 def default_holder() -> str:
@@ -200,7 +204,7 @@ class PostgresStore:
             raise StoreError(f"{self.path}: {_one_line(exc)}") from None
         self.reachable = True
 
-    async def _select(self, query: str, params: Sequence[object] = ()) -> list[Any]:
+    async def _select(self, query: str, params: Sequence[object] | Mapping[str, object] = ()) -> list[Any]:
         async with self._connection() as conn:
             cursor = await conn.execute(query.encode(), params)
             return await cursor.fetchall()
@@ -327,14 +331,33 @@ class PostgresStore:
     ) -> list[OutboxItem]:
         """Pending notifications whose next attempt is due, the longest-waiting first, but for `exclude` — each
         claimed for this replica (`FOR UPDATE SKIP LOCKED`, a claim lease of `lease_ttl_ms`): another replica's
-        live claim is skipped, an expired one (its replica died) taken over."""
+        live claim is skipped, an expired one (its replica died) taken over. Taking over another replica's
+        expired claim records, in the same statement, an `interrupted` attempt naming that replica (its send may
+        have arrived) and counts it in `attempts`, so the next real attempt has the next number."""
         items = await self._outbox_query(
-            "UPDATE outbox SET claimed_by = %s, claim_expires_ms = %s WHERE id IN ("
-            " SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_ms <= %s AND NOT (id = ANY(%s))"
-            " AND (claimed_by IS NULL OR claimed_by = %s OR claim_expires_ms <= %s)"
-            ' ORDER BY next_attempt_ms, created_ms, id COLLATE "C" LIMIT %s FOR UPDATE SKIP LOCKED)'
-            f" RETURNING {OUTBOX_COLUMNS}",
-            [self.holder, now_ms + self.lease_ttl_ms, now_ms, list(exclude), self.holder, now_ms, limit],
+            "WITH due AS (SELECT id, claimed_by AS was_claimed_by, claim_expires_ms AS was_expires_ms FROM outbox"
+            " WHERE status = 'pending' AND next_attempt_ms <= %(now)s AND NOT (id = ANY(%(exclude)s))"
+            " AND (claimed_by IS NULL OR claimed_by = %(me)s OR claim_expires_ms <= %(now)s)"
+            ' ORDER BY next_attempt_ms, created_ms, id COLLATE "C" LIMIT %(limit)s FOR UPDATE SKIP LOCKED),'
+            " claimed AS (UPDATE outbox SET claimed_by = %(me)s, claim_expires_ms = %(now)s + %(ttl)s,"
+            f" attempts = attempts + CASE WHEN {_TAKEN_OVER} THEN 1 ELSE 0 END,"
+            f" last_reason = CASE WHEN {_TAKEN_OVER} THEN %(reason)s ELSE last_reason END,"
+            f" last_error = CASE WHEN {_TAKEN_OVER} THEN {_INTERRUPTED_TEXT} ELSE last_error END"
+            " FROM due WHERE outbox.id = due.id"
+            f" RETURNING outbox.*, due.was_claimed_by, due.was_expires_ms),"
+            " interrupted AS (INSERT INTO deliveries (notification_id, notifier, attempt, started_ms, finished_ms,"
+            " outcome, reason, error) SELECT id, notifier, attempts, greatest(0, was_expires_ms - %(ttl)s), %(now)s,"
+            f" %(outcome)s, %(reason)s, {_INTERRUPTED_TEXT} FROM claimed WHERE {_TAKEN_OVER})"
+            f" SELECT {OUTBOX_COLUMNS} FROM claimed",
+            {
+                "me": self.holder,
+                "now": now_ms,
+                "ttl": self.lease_ttl_ms,
+                "exclude": list(exclude),
+                "limit": limit,
+                "outcome": DeliveryOutcome.INTERRUPTED.value,
+                "reason": INTERRUPTED_REASON,
+            },
         )
         return sorted(items, key=_due_order)
 
@@ -452,7 +475,7 @@ class PostgresStore:
         rows = await self._select("SELECT status, count(*) FROM outbox GROUP BY status")
         return {str(row[0]): int(row[1]) for row in rows}
 
-    async def _outbox_query(self, query: str, params: list[object]) -> list[OutboxItem]:
+    async def _outbox_query(self, query: str, params: Sequence[object] | Mapping[str, object]) -> list[OutboxItem]:
         rows = await self._select(query, params)
         return [read_outbox_item(row) for row in rows]
 
