@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import signal
 import sys
@@ -133,6 +132,7 @@ class Bench:
         self.advance_ms = workload.advance_ms
         self.tolerance = 1.0 if workload.title.startswith("quick") else 0.35  # tiny: polling at all is enough
         self.rest_rate: int | None = None  # requests per sample when first settled
+        self._terminal: set[str] | None = None
 
     def config(self, state: str, name: str) -> Path:
         """A config file for `state` (a YAML flow mapping)."""
@@ -162,24 +162,50 @@ class Bench:
         self.replicas = []
 
     async def settle(self) -> None:
-        """Wait until the replicas poll at rest: two samples in a row with about the same requests and no
-        notification arriving (the first pass's backlog sent) — and, after the first settling, at least half the
-        request rate it ended at (replicas still loading thousands of memories make a trickle that is no rest)."""
+        """Wait until the replicas poll at rest: two samples in a row with about the same requests, no
+        notification arriving (the first pass's backlog sent) and no terminal job polled (each has come to rest:
+        after the first pass, every terminal job is polled once more to confirm it) — and, after the first
+        settling, at least half the request rate it ended at."""
         deadline = time.monotonic() + SETTLE_DEADLINE_S
-        counts = [(await self._requests(), await self.receiver.count())]
+        terminal = await self.terminal_jobs()
+        served = (await self.sim.stats())["requests"]
+        samples: list[tuple[int, int, int]] = []  # requests, notifications, GETs of terminal jobs
+        arrived = await self.receiver.count()
         while time.monotonic() < deadline:
             await asyncio.sleep(SETTLE_SAMPLE_S)
             self._check_alive()
-            counts.append((await self._requests(), await self.receiver.count()))
-            deltas = [b[0] - a[0] for a, b in itertools.pairwise(counts)][-2:]
-            arriving = [b[1] - a[1] for a, b in itertools.pairwise(counts)][-2:]
-            progress(f"settling: requests per {SETTLE_SAMPLE_S:g} s {deltas}, notifications {arriving}")
+            lines, now_served = await self.sim.requests_since(served)
+            now_arrived = await self.receiver.count()
+            samples.append((now_served - served, now_arrived - arrived, len(polled_jobs(lines) & terminal)))
+            served, arrived = now_served, now_arrived
+            last = samples[-2:]
+            progress(f"settling: requests, notifications, terminal polls per {SETTLE_SAMPLE_S:g} s {last}")
             floor = max(1, self.rest_rate // 2) if self.rest_rate is not None else 1
-            steady = len(deltas) == 2 and abs(deltas[0] - deltas[1]) <= self.tolerance * max(deltas)
-            if steady and min(deltas) >= floor and not any(arriving):
-                self.rest_rate = self.rest_rate or min(deltas)
+            if len(last) < 2 or any(notes or polls for _, notes, polls in last):
+                continue
+            (before, _, _), (after, _, _) = last
+            if min(before, after) >= floor and abs(before - after) <= self.tolerance * max(before, after):
+                self.rest_rate = self.rest_rate or min(before, after)
                 return
         raise RuntimeError(f"the replicas did not settle within {SETTLE_DEADLINE_S:g}s")
+
+    async def terminal_jobs(self) -> set[str]:
+        """The ids of the workload's terminal jobs (they never change in the simulator: asked once)."""
+        if self._terminal is None:
+            self._terminal = set()
+            headers = {"Authorization": f"Bearer {API_KEY}"}
+            after = None
+            while True:
+                params = {"limit": "1000", **({"starting_after": after} if after else {})}
+                url = f"{self.sim.base_url}{JOB_PATH.rstrip('/')}"
+                async with self.sim.session.get(url, params=params, headers=headers) as response:
+                    page = await response.json()
+                jobs = page.get("jobs") or []
+                self._terminal |= {job["id"] for job in jobs if job.get("state") in JobState.TERMINAL}
+                if not page.get("has_more") or not jobs:
+                    return self._terminal
+                after = jobs[-1]["id"]
+        return self._terminal
 
     def _check_alive(self) -> None:
         for child in self.replicas:

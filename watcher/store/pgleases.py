@@ -99,12 +99,15 @@ async def _pairs(conn: Conn, query: str, params: tuple[object, ...]) -> dict[str
 
 
 async def check_epoch(conn: Conn, holder: str, job_id: str, epoch: int | None) -> bool:
-    """Inside a commit: whether this replica still holds the job's lease at `epoch` (the row stays share-locked
-    to the commit's end, so no takeover can slip in between)."""
+    """Inside a commit: whether this replica still holds the job's lease at `epoch`. The row stays locked FOR KEY
+    SHARE to the commit's end: a takeover, which locks the rows it takes FOR UPDATE (SKIP LOCKED), cannot slip in
+    between — while the holder's own renewal (a plain UPDATE of non-key columns) does not wait for its commits, so a
+    heartbeat never queues behind a poll's commit."""
     if epoch is None:
         return False
     cursor = await conn.execute(
-        "SELECT 1 FROM job_leases WHERE job_id = %s AND holder = %s AND epoch = %s FOR SHARE", (job_id, holder, epoch)
+        "SELECT 1 FROM job_leases WHERE job_id = %s AND holder = %s AND epoch = %s FOR KEY SHARE",
+        (job_id, holder, epoch),
     )
     return await cursor.fetchone() is not None
 
