@@ -62,3 +62,9 @@ def print_figures(figures: dict[str, Any]) -> None:
             f" orjson.loads {window['orjson_loads_s']:.4f} s → {ratio_text} (target ≤ 0.3×):"
             f" {verdict(targets[f'{backend}_unchanged_vs_orjson'])}"
         )
+        receive = window.get("receive_vs_orjson")
+        if receive is not None:
+            print(
+                f"  {'':<19}  floor: receiving the same responses with aiohttp alone {window['receive_s']:.4f} s"
+                f" = {receive:.2f}× orjson.loads"
+            )
