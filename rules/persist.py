@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from typing import Final, Protocol
+from collections.abc import Sequence
+from typing import Any, Final, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,10 +29,13 @@ SENDS: Final = "rules.sent"
 INCIDENTS: Final = "rules.incident"
 INHIBITORS: Final = "rules.inhibitor"
 ONCE: Final = "rules.once"
-# Replicas: a counter moved on by every commit that changes the rule state (under the rule-state lock), so a
-# replica re-reads the whole state only when another one changed it since its own last read or write.
+# Replicas: a counter moved on by every commit that changes the rule state (under the rule-state lock), and a log of
+# what each version changed, so a replica brings its copy up to date with the rows the others changed since its
+# last read or write — not by reading every group, send and incident again (tens of thousands with many jobs).
 VERSION: Final = "rules.version"
 VERSION_KEY: Final = "version"
+LOG: Final = "rules.log"
+LOG_KEPT: Final = 1000  # versions of log kept; a replica further behind reads the whole state again
 _SEP: Final = "\x1f"
 
 
@@ -95,17 +99,45 @@ def _inhibitor(body: str) -> Inhibitor:
 async def load_rule_state(store: StateRows) -> RuleState:
     """The rule state as the store last committed it."""
     state = RuleState()
-    for row in await store.load_state_rows(GROUPS):
-        body = _GroupBody.model_validate_json(row.body or "{}")
-        state.groups[_pair(row.key)] = Group(
-            body.rule, body.key, body.opened_ms, body.due_ms, list(body.events), body.summary
-        )
-    for row in await store.load_state_rows(SENDS):
-        state.last_sent[_pair(row.key)] = int(json.loads(row.body or "0"))
-    for row in await store.load_state_rows(INCIDENTS):
-        state.incidents[_pair(row.key)] = int(json.loads(row.body or "0"))
-    for row in await store.load_state_rows(INHIBITORS):
-        state.inhibitors[_pair(row.key)] = _inhibitor(row.body or '{"sent_ms": 0, "incidents": []}')
-    for row in await store.load_state_rows(ONCE):
-        state.once[_pair(row.key)] = int(json.loads(row.body or "0"))
+    for namespace in (GROUPS, SENDS, INCIDENTS, INHIBITORS, ONCE):
+        for row in await store.load_state_rows(namespace):
+            apply_row(state, row)
     return state
+
+
+def apply_row(state: RuleState, row: StateRow) -> None:
+    """One stored row into `state`, as the store holds it now (a None body: the row was deleted). Not recorded as
+    a change of this replica's: another one committed it."""
+    pair = _pair(row.key)
+    tables: dict[str, dict[tuple[str, str], Any]] = {
+        GROUPS: state.groups,
+        SENDS: state.last_sent,
+        INCIDENTS: state.incidents,
+        INHIBITORS: state.inhibitors,
+        ONCE: state.once,
+    }
+    table = tables[row.namespace]
+    if row.body is None:
+        table.pop(pair, None)
+    elif row.namespace == GROUPS:
+        body = _GroupBody.model_validate_json(row.body)
+        table[pair] = Group(body.rule, body.key, body.opened_ms, body.due_ms, list(body.events), body.summary)
+    elif row.namespace == INHIBITORS:
+        table[pair] = _inhibitor(row.body)
+    else:
+        table[pair] = int(json.loads(row.body))
+
+
+def log_key(version: int) -> str:
+    """The key of a version's entry in the rule-state log (ordered as text)."""
+    return f"{version:016d}"
+
+
+def log_row(version: int, rows: Sequence[StateRow]) -> StateRow:
+    """The log entry of `version`: the rule-state rows its commit wrote."""
+    return StateRow(LOG, log_key(version), json.dumps([[row.namespace, row.key, row.body] for row in rows]))
+
+
+def logged_rows(body: str) -> list[StateRow]:
+    """The rows a log entry records."""
+    return [StateRow(str(namespace), str(key), body) for namespace, key, body in json.loads(body)]

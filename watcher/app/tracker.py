@@ -12,7 +12,18 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from rules.engine import Router, RuleState, RuleStateChanges
-from rules.persist import VERSION, VERSION_KEY, load_rule_state, rows_for
+from rules.persist import (
+    LOG,
+    LOG_KEPT,
+    VERSION,
+    VERSION_KEY,
+    apply_row,
+    load_rule_state,
+    log_key,
+    log_row,
+    logged_rows,
+    rows_for,
+)
 from rules.silences import load_runtime_silences
 from watcher.app.comparer import JobComparer
 from watcher.core.events import Event
@@ -73,8 +84,8 @@ class JobTracker:
         self._taken_over: set[str] = set()  # jobs taken over from another replica, not yet polled here
         self._seen: dict[str, dict[str, frozenset[int]]] = {}  # job id → run id → latest attempts last diffed
         self._rule_state: RuleState | None = None
-        self._rule_version: str | None = None  # replicas: the version of the rule state in `_rule_state`
-        self._section_version: str | None = None  # replicas, inside the rule-state lock: the version in the store
+        self._rule_version: int | None = None  # replicas: the version of the rule state in `_rule_state`
+        self._section_version: int | None = None  # replicas, inside the rule-state lock: the version in the store
         self._summaries: OrderedDict[str, JobSummary] = OrderedDict()  # least recently changed first
         self._warned: set[str] = set()
 
@@ -261,14 +272,30 @@ class JobTracker:
             yield
             return
         async with self.store.rules_section():
-            version = await self.store.get_state(VERSION, VERSION_KEY) or "0"
-            if version != self._rule_version:  # another replica changed it: read it afresh
-                self._rule_state = None
+            version = int(await self.store.get_state(VERSION, VERSION_KEY) or "0")
+            await self._catch_up(version)
             self._rule_version = self._section_version = version
             try:
                 yield
             finally:
                 self._section_version = None
+
+    async def _catch_up(self, version: int) -> None:
+        """Bring the cached rule state to the store's `version` (inside the rule-state lock): the rows the other
+        replicas changed meanwhile, from the log; or, too far behind or with nothing cached, the whole state."""
+        known, state = self._rule_version, self._rule_state
+        if state is None or known is None or version == known:
+            if known != version:
+                self._rule_state = None  # read whole by `_state`, at this version
+            return
+        if 0 < version - known <= LOG_KEPT:
+            entries = [await self.store.get_state(LOG, log_key(v)) for v in range(known + 1, version + 1)]
+            if all(entry is not None for entry in entries):
+                for entry in entries:
+                    for row in logged_rows(entry or "[]"):
+                        apply_row(state, row)
+                return
+        self._rule_state = None
 
     def forget(self, job_id: str) -> None:
         """Drop what is cached of a job (another replica polled it meanwhile): its next poll reads the store, and
@@ -312,8 +339,9 @@ class JobTracker:
         rows = rows_for(changes) if changes is not None else []
         version = self._section_version
         if version is not None and rows:  # inside the rule-state lock: nobody else moves the version meanwhile
-            version = str(int(version) + 1)
-            rows.append(StateRow(VERSION, VERSION_KEY, version))
+            version += 1
+            log = [log_row(version, rows), StateRow(LOG, log_key(version - LOG_KEPT), None)]
+            rows = [*rows, StateRow(VERSION, VERSION_KEY, str(version)), *log]
         try:
             await self.store.commit(
                 memory=memory,
@@ -326,7 +354,7 @@ class JobTracker:
             self._rule_version = None
             raise
         if version is not None:
-            self._rule_version = version
+            self._rule_version = self._section_version = version
 
     def _summary(self, snapshot: Snapshot, memory: JobMemory) -> JobSummary:
         run_counts = {run_id: memo.counts for run_id, memo in memory.runs.items() if memo.counts is not None}
