@@ -161,3 +161,45 @@ def _received(receiver: WebhookReceiver) -> Counter[Key]:
 
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*pool.*:RuntimeWarning")
+
+
+async def test_jobs_taken_over_are_polled_at_the_cycles_start_not_in_a_spread_slot(
+    aiohttp_server: ServerFactory, postgres_database: str, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    sim = Simulator(seed=5, clock=clock, api_key="e2e-key")
+    for index in range(6):
+        sim.add_job(SPECS[0].model_copy(update={"name": f"e2e-{index}"}))
+    api = str((await aiohttp_server(create_app(sim))).make_url("")).rstrip("/")
+    config = _config(tmp_path, "http://127.0.0.1:9/hook")
+    url = f"postgresql://postgres@127.0.0.1:5432/{postgres_database}"
+    async with aiohttp.ClientSession() as session:
+        dead, alive = [await Replica(name, url, api, config, clock).start(session) for name in ("dead", "alive")]
+        for _ in range(3):
+            clock.advance(1000)
+            for replica in (dead, alive):
+                await replica.cycle.run()
+        orphans = dead.gate.held
+        assert orphans and alive.gate.held and not orphans & alive.gate.held  # three jobs each
+        await dead.stop(crash=True)
+        clock.advance(TTL_MS)
+        polled_before_first_slot: set[str] = set()
+
+        def polled() -> set[str]:
+            return {line.rsplit("/", 1)[1] for line in sim.request_log if "/benchmark_jobs/" in line}
+
+        async def sleep(seconds: float) -> None:  # the spread's first wait: the jobs taken over are polled meanwhile
+            if not polled_before_first_slot:
+                deadline = asyncio.get_running_loop().time() + 10
+                while not orphans <= polled() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)  # their GETs cross a real socket: no event to wait on
+                polled_before_first_slot.update(polled() or {"nothing"})
+            clock.advance(int(seconds * 1000))
+
+        alive.cycle._sleep = sleep
+        sim.request_log.clear()
+        await alive.cycle.run(spread_s=30)
+        assert orphans <= alive.gate.held  # all taken over by the one replica alive
+        assert orphans <= polled_before_first_slot  # taken over: polled at once, ahead of the spread
+        assert len(alive.gate.held - orphans) >= 2  # its own jobs keep their slots (so the spread did wait)
+        await alive.stop()

@@ -127,12 +127,18 @@ class PollCycle:
             return report  # nothing could be recorded: poll nothing, so nothing is polled twice or told late
         discovered = await self._discover(report)
         targets = [job_id for job_id in self.targets() if job_id not in discovered]
+        fresh: list[str] = []
         if self.gate is not None:  # also the jobs of a replica that died: this one holds them now
             targets = sorted(await self.gate.admit(targets) - discovered)
+            # Taken over: they have waited a lease TTL already, so they are polled at once, not in a slot later.
+            fresh = sorted(self.gate.take_fresh() & set(targets))
+            targets = [job_id for job_id in targets if job_id not in fresh]
+        first = [asyncio.create_task(self._poll(job_id, None, report), name=f"poll {job_id}") for job_id in fresh]
         if spread_s > 0 and len(targets) > 1:
             await self._poll_spread(targets, started_ms, spread_s, report)
         else:
             await asyncio.gather(*(self._poll(job_id, None, report) for job_id in targets))
+        await asyncio.gather(*first)
         try:
             await self._timed(report)
         except StoreWriteError as exc:

@@ -34,6 +34,7 @@ class LeaseGate:
         self._wanted: set[str] = set()
         self._elsewhere: set[str] = set()  # new jobs that discovery found and another replica polls
         self._rest_unmarked: set[str] = set()  # held jobs that came to rest, not yet marked (the store was away)
+        self._fresh: set[str] = set()  # jobs taken over since the last cycle took them: polled first, not spread
         self._beat = asyncio.Lock()
 
     async def admit(self, job_ids: Collection[str], *, new: Collection[str] = ()) -> frozenset[str]:
@@ -74,10 +75,16 @@ class LeaseGate:
         for job_id in holding.acquired:
             self.tracker.forget(job_id)
             self._elsewhere.discard(job_id)
+        self._fresh = (self._fresh | holding.acquired) & holding.held
         if holding.acquired:
             log.info("took over %d jobs: %s", len(holding.acquired), ", ".join(sorted(holding.acquired)[:10]))
         self.held = holding.held
         return self.held
+
+    def take_fresh(self) -> set[str]:
+        """The jobs taken over since the last call (a dead replica's: they have waited a lease TTL already)."""
+        fresh, self._fresh = self._fresh, set()
+        return fresh
 
     def holds(self, job_id: str) -> bool:
         """Whether this replica polls the job now."""
