@@ -23,7 +23,7 @@ from tests.conftest import Backend
 from tests.running import write_config
 from tests.test_delivery import Cli, _notes
 from tests.test_store import _timeline
-from watcher.app.config import load_config
+from watcher.app.config import Config, load_config
 from watcher.app.service import Service
 from watcher.app.tracker import JobTracker
 from watcher.core.clock import ManualClock
@@ -234,12 +234,7 @@ async def test_a_commit_with_notifications_wakes_every_replicas_worker(
 async def test_two_replicas_routing_into_one_group_at_once_keep_both_events(
     replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
 ) -> None:
-    path = tmp_path / "benchwatch.yaml"
-    path.write_text(
-        "notifiers: {screen: {type: console}}\n"
-        "rules: [{name: digest, on: job.discovered, notify: screen, group_by: [], group_wait: 1m}]\n"
-    )
-    config = load_config(path, {}).config
+    config = _digest(tmp_path, "job.discovered", "1m")
     r1, r2, _ = replicas
     firsts = {snapshot.job.id: snapshot for snapshot in reversed(_timeline())}  # each job's first snapshot
     (job_a, snap_a), (job_b, snap_b) = sorted(firsts.items())
@@ -308,12 +303,7 @@ async def test_the_first_poll_of_a_job_taken_over_is_written_even_if_nothing_cha
 async def test_replicas_read_the_rule_state_once_then_follow_each_others_changes_from_the_log(
     replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
 ) -> None:
-    path = tmp_path / "benchwatch.yaml"
-    path.write_text(
-        "notifiers: {screen: {type: console}}\n"
-        "rules: [{name: digest, on: '*', notify: screen, group_by: [], group_wait: 1h}]\n"
-    )
-    config = load_config(path, {}).config
+    config = _digest(tmp_path, "'*'", "1h")
     r1, r2, _ = replicas
     timeline = _timeline()
     job_a, job_b = sorted({snapshot.job.id for snapshot in timeline})
@@ -404,3 +394,13 @@ async def _waiting_for_advisory_lock(conn: psycopg.AsyncConnection[Any]) -> bool
     cursor = await conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
     row = await cursor.fetchone()
     return row is not None and int(row[0]) > 0
+
+
+def _digest(folder: Path, on: str, wait: str) -> Config:
+    """A config with one rule that gathers every `on` event of every job into one group for `wait`."""
+    path = folder / "benchwatch.yaml"
+    path.write_text(
+        "notifiers: {screen: {type: console}}\n"
+        f"rules: [{{name: digest, on: {on}, notify: screen, group_by: [], group_wait: {wait}}}]\n"
+    )
+    return load_config(path, {}).config
