@@ -203,3 +203,33 @@ async def test_jobs_taken_over_are_polled_at_the_cycles_start_not_in_a_spread_sl
         assert orphans <= polled_before_first_slot  # taken over: polled at once, ahead of the spread
         assert len(alive.gate.held - orphans) >= 2  # its own jobs keep their slots (so the spread did wait)
         await alive.stop()
+
+
+async def test_a_heartbeat_that_takes_jobs_over_polls_them_without_waiting_for_a_cycle(
+    aiohttp_server: ServerFactory, postgres_database: str, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    sim = Simulator(seed=6, clock=clock, api_key="e2e-key")
+    for index in range(4):
+        sim.add_job(SPECS[0].model_copy(update={"name": f"e2e-{index}"}))
+    api = str((await aiohttp_server(create_app(sim))).make_url("")).rstrip("/")
+    config = _config(tmp_path, "http://127.0.0.1:9/hook")
+    url = f"postgresql://postgres@127.0.0.1:5432/{postgres_database}"
+    async with aiohttp.ClientSession() as session:
+        dead, alive = [await Replica(name, url, api, config, clock).start(session) for name in ("dead", "alive")]
+        for _ in range(3):
+            clock.advance(1000)
+            for replica in (dead, alive):
+                await replica.cycle.run()
+        orphans = dead.gate.held
+        await dead.stop(crash=True)
+        clock.advance(TTL_MS)
+        assert (await alive.cycle.poll_taken_over()).polled == 0  # nothing taken over yet
+        await alive.gate.heartbeat()  # the scheduler's heartbeat between two cycles
+        assert orphans and alive.gate.has_fresh()
+        sim.request_log.clear()
+        report = await alive.cycle.poll_taken_over()
+        polled = {line.rsplit("/", 1)[1] for line in sim.request_log if "/benchmark_jobs/" in line}
+        assert report.polled == len(orphans) and polled == orphans  # the orphans alone, at once
+        assert not alive.gate.has_fresh()  # the next cycle polls them in their slots, as its own
+        await alive.stop()

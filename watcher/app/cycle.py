@@ -145,6 +145,14 @@ class PollCycle:
             self._store_failed(exc)
         return report
 
+    async def poll_taken_over(self) -> CycleReport:
+        """Replicas, between cycles: poll the jobs the heartbeat has just taken over from a dead replica."""
+        report = CycleReport()
+        if self.gate is not None and self.store_health.writable:
+            fresh = sorted(self.gate.take_fresh() & self.gate.held)
+            await asyncio.gather(*(self._poll(job_id, None, report) for job_id in fresh))
+        return report
+
     async def _store_writable(self) -> bool:
         """While the store cannot write, each cycle only tries one probe write; True once it can write again.
 

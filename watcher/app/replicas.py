@@ -81,6 +81,10 @@ class LeaseGate:
         self.held = holding.held
         return self.held
 
+    def has_fresh(self) -> bool:
+        """Whether jobs were taken over that no cycle has taken yet."""
+        return bool(self._fresh)
+
     def take_fresh(self) -> set[str]:
         """The jobs taken over since the last call (a dead replica's: they have waited a lease TTL already)."""
         fresh, self._fresh = self._fresh, set()

@@ -178,7 +178,7 @@ class Service:
         scheduler.add_job(flush, "interval", seconds=1, id=TIMER_JOB, max_instances=1, coalesce=True)
         if self.gate is not None:  # leases renewed three times per TTL, whatever the poll interval
             heartbeat_s = self.config.state.lease_ttl_ms / 3000
-            heartbeat = self._whole(self.gate.heartbeat)
+            heartbeat = self._whole(self.heartbeat)
             scheduler.add_job(heartbeat, "interval", seconds=heartbeat_s, id=HEARTBEAT_JOB, coalesce=True)
         scheduler.add_listener(_log_scheduler_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
         scheduler.start()
@@ -228,8 +228,9 @@ class Service:
             )  # fmt: skip
             return report
 
-    def _count(self, report: CycleReport, elapsed_s: float) -> None:
-        self.metrics.poll_cycle(elapsed_s)
+    def _count(self, report: CycleReport, elapsed_s: float | None) -> None:
+        if elapsed_s is not None:  # None: polls between cycles (jobs taken over), no cycle
+            self.metrics.poll_cycle(elapsed_s)
         self.metrics.events(event.kind for event in report.events)
         for error in report.api_errors:
             self.metrics.api_error(error.reason, error.status)
@@ -238,6 +239,17 @@ class Service:
         if report.polled and not report.failed and self._last_cycle_end_ms is not None:
             self.metrics.last_successful_poll(self._last_cycle_end_ms / 1000)
         self.metrics.api_reachable(self.health.reachable)
+
+    async def heartbeat(self) -> None:
+        """Replicas: renew the leases (the scheduler's TTL / 3 job); jobs it takes over from a dead replica are
+        polled at once — they have waited a lease TTL already — unless a cycle is under way (it takes them)."""
+        if self.gate is None:
+            return
+        await self.gate.heartbeat()
+        if self.gate.has_fresh() and not self._cycle_lock.locked():
+            async with self._cycle_lock:
+                report = await self.cycle.poll_taken_over()
+            self._count(report, None)
 
     async def flush_timers(self) -> None:
         """Close rule group windows that are due (the scheduler's 1-second job); replicas: only the one holding
