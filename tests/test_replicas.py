@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -163,16 +164,19 @@ def _received(receiver: WebhookReceiver) -> Counter[Key]:
 pytestmark = pytest.mark.filterwarnings("ignore:.*pool.*:RuntimeWarning")
 
 
-async def test_jobs_taken_over_are_polled_at_the_cycles_start_not_in_a_spread_slot(
-    aiohttp_server: ServerFactory, postgres_database: str, tmp_path: Path
-) -> None:
+@contextlib.asynccontextmanager
+async def _one_of_two_died(
+    aiohttp_server: ServerFactory, database: str, tmp_path: Path, *, seed: int, jobs: int
+) -> AsyncIterator[tuple[Simulator, ManualClock, Replica, frozenset[str]]]:
+    """Two replicas share `jobs` running jobs for three cycles; then one is killed (its leases left to expire) and
+    the lease TTL passes. Yields the simulator, its clock, the replica alive and the jobs the dead one held."""
     clock = ManualClock()
-    sim = Simulator(seed=5, clock=clock, api_key="e2e-key")
-    for index in range(6):
+    sim = Simulator(seed=seed, clock=clock, api_key="e2e-key")
+    for index in range(jobs):
         sim.add_job(SPECS[0].model_copy(update={"name": f"e2e-{index}"}))
     api = str((await aiohttp_server(create_app(sim))).make_url("")).rstrip("/")
     config = _config(tmp_path, "http://127.0.0.1:9/hook")
-    url = f"postgresql://postgres@127.0.0.1:5432/{postgres_database}"
+    url = f"postgresql://postgres@127.0.0.1:5432/{database}"
     async with aiohttp.ClientSession() as session:
         dead, alive = [await Replica(name, url, api, config, clock).start(session) for name in ("dead", "alive")]
         for _ in range(3):
@@ -180,20 +184,33 @@ async def test_jobs_taken_over_are_polled_at_the_cycles_start_not_in_a_spread_sl
             for replica in (dead, alive):
                 await replica.cycle.run()
         orphans = dead.gate.held
-        assert orphans and alive.gate.held and not orphans & alive.gate.held  # three jobs each
+        assert orphans and alive.gate.held and not orphans & alive.gate.held  # shared between the two
         await dead.stop(crash=True)
         clock.advance(TTL_MS)
-        polled_before_first_slot: set[str] = set()
+        try:
+            yield sim, clock, alive, orphans
+        finally:
+            await alive.stop()
 
-        def polled() -> set[str]:
-            return {line.rsplit("/", 1)[1] for line in sim.request_log if "/benchmark_jobs/" in line}
+
+def _polled(sim: Simulator) -> set[str]:
+    """The jobs GET-ed in the simulator's request log."""
+    return {line.rsplit("/", 1)[1] for line in sim.request_log if "/benchmark_jobs/" in line}
+
+
+async def test_jobs_taken_over_are_polled_at_the_cycles_start_not_in_a_spread_slot(
+    aiohttp_server: ServerFactory, postgres_database: str, tmp_path: Path
+) -> None:
+    async with _one_of_two_died(aiohttp_server, postgres_database, tmp_path, seed=5, jobs=6) as world:
+        sim, clock, alive, orphans = world
+        polled_before_first_slot: set[str] = set()
 
         async def sleep(seconds: float) -> None:  # the spread's first wait: the jobs taken over are polled meanwhile
             if not polled_before_first_slot:
                 deadline = asyncio.get_running_loop().time() + 10
-                while not orphans <= polled() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+                while not orphans <= _polled(sim) and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)  # their GETs cross a real socket: no event to wait on
-                polled_before_first_slot.update(polled() or {"nothing"})
+                polled_before_first_slot.update(_polled(sim) or {"nothing"})
             clock.advance(int(seconds * 1000))
 
         alive.cycle._sleep = sleep
@@ -202,34 +219,17 @@ async def test_jobs_taken_over_are_polled_at_the_cycles_start_not_in_a_spread_sl
         assert orphans <= alive.gate.held  # all taken over by the one replica alive
         assert orphans <= polled_before_first_slot  # taken over: polled at once, ahead of the spread
         assert len(alive.gate.held - orphans) >= 2  # its own jobs keep their slots (so the spread did wait)
-        await alive.stop()
 
 
 async def test_a_heartbeat_that_takes_jobs_over_polls_them_without_waiting_for_a_cycle(
     aiohttp_server: ServerFactory, postgres_database: str, tmp_path: Path
 ) -> None:
-    clock = ManualClock()
-    sim = Simulator(seed=6, clock=clock, api_key="e2e-key")
-    for index in range(4):
-        sim.add_job(SPECS[0].model_copy(update={"name": f"e2e-{index}"}))
-    api = str((await aiohttp_server(create_app(sim))).make_url("")).rstrip("/")
-    config = _config(tmp_path, "http://127.0.0.1:9/hook")
-    url = f"postgresql://postgres@127.0.0.1:5432/{postgres_database}"
-    async with aiohttp.ClientSession() as session:
-        dead, alive = [await Replica(name, url, api, config, clock).start(session) for name in ("dead", "alive")]
-        for _ in range(3):
-            clock.advance(1000)
-            for replica in (dead, alive):
-                await replica.cycle.run()
-        orphans = dead.gate.held
-        await dead.stop(crash=True)
-        clock.advance(TTL_MS)
+    async with _one_of_two_died(aiohttp_server, postgres_database, tmp_path, seed=6, jobs=4) as world:
+        sim, _, alive, orphans = world
         assert (await alive.cycle.poll_taken_over()).polled == 0  # nothing taken over yet
         await alive.gate.heartbeat()  # the scheduler's heartbeat between two cycles
-        assert orphans and alive.gate.has_fresh()
+        assert alive.gate.has_fresh()
         sim.request_log.clear()
         report = await alive.cycle.poll_taken_over()
-        polled = {line.rsplit("/", 1)[1] for line in sim.request_log if "/benchmark_jobs/" in line}
-        assert report.polled == len(orphans) and polled == orphans  # the orphans alone, at once
+        assert report.polled == len(orphans) and _polled(sim) == orphans  # the orphans alone, at once
         assert not alive.gate.has_fresh()  # the next cycle polls them in their slots, as its own
-        await alive.stop()
