@@ -35,7 +35,7 @@ ONCE: Final = "rules.once"
 VERSION: Final = "rules.version"
 VERSION_KEY: Final = "version"
 LOG: Final = "rules.log"
-LOG_KEPT: Final = 1000  # versions of log kept; a replica further behind reads the whole state again
+LOG_KEPT: Final = 100  # versions of log kept (one read each to catch up); further behind, the whole state is read
 _SEP: Final = "\x1f"
 
 
