@@ -102,6 +102,23 @@ async def test_other_resource_errors_are_not_write_errors(
     assert not isinstance(raised.value, StoreWriteError)
 
 
+async def test_a_role_without_the_privilege_gets_a_one_line_store_error_not_a_driver_error(
+    store: PostgresStore, postgres_database: str
+) -> None:
+    """A permission mistake (a role without its grants, a file system gone read-only under the data directory) is a
+    store error that says what to fix — polled again next cycle, logged in one line — not a driver exception."""
+    _admin(
+        postgres_database,
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'permission denied for table jobs' USING ERRCODE = 'insufficient_privilege'; END $$",
+        "CREATE TRIGGER refuse BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION refuse()",
+    )
+    with pytest.raises(StoreError, match=r"permission denied for table jobs \(SQLSTATE 42501\): grant") as raised:
+        await store.commit(memory=_memory("bmj_1"))
+    assert not isinstance(raised.value, StoreWriteError) and store.reachable
+    assert "\n" not in str(raised.value)
+
+
 async def test_a_read_only_database_refuses_every_write_of_a_replica_as_a_write_error(
     store: PostgresStore, postgres_database: str
 ) -> None:

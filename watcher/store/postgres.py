@@ -199,6 +199,10 @@ class PostgresStore:
             self.reachable = True
             why = exc.diag.message_primary or _one_line(exc)  # without the CONTEXT lines of where it was raised
             raise StoreWriteError(f"{self.path}: cannot write: {why} (SQLSTATE {exc.sqlstate})") from None
+        except psycopg.errors.InsufficientPrivilege as exc:  # the role may not do this: a grant to fix, one line
+            self.reachable = True
+            why = exc.diag.message_primary or _one_line(exc)
+            raise StoreError(f"{self.path}: {why} (SQLSTATE 42501): grant benchwatch's role its tables") from None
         except psycopg.OperationalError as exc:
             self.reachable = False
             raise StoreError(f"{self.path}: {_one_line(exc)}") from None
