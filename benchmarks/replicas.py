@@ -32,6 +32,7 @@ import psycopg
 from benchmarks import hatable, workloads
 from benchmarks.floor import measure_floor
 from benchmarks.hookrecv import ReceiverClient
+from benchmarks.rig import CONFIG
 from benchmarks.simproc import API_KEY, Child, SimControl, start_child, start_simulator
 from benchmarks.workloads import Workload
 from watcher.core.models import JobState
@@ -47,21 +48,6 @@ SETTLE_SAMPLE_S = 2.0 * POLL_INTERVAL_S  # two cycles a sample: one more or less
 QUICK_ADVANCE_MS = 300_000  # a tiny workload's jobs must outlive the measurement: its own moves are 20 min
 LOG_SIZE = 10_000  # the simulator's request log (watcher/simulator/state.py REQUEST_LOG_SIZE)
 JOB_PATH = "/v1/benchmark_jobs/"
-
-_CONFIG = """\
-runloop: {{base_url: '{base_url}', api_key: '{api_key}'}}
-watch:
-  discover: {{name: '*', created_within: 7d, max_jobs: 20000}}
-  poll_interval: {interval_s}s
-  jitter: 0
-  max_requests_per_s: null
-state: {state}
-http: {{enabled: false}}
-notifiers:
-  hook: {{type: webhook, url: '{hook_url}'}}
-rules:
-  - {{name: everything, on: '*', notify: hook}}
-"""
 
 
 @dataclass(frozen=True)
@@ -138,7 +124,7 @@ class Bench:
         """A config file for `state` (a YAML flow mapping)."""
         path = self.folder / f"{name}.yaml"
         path.write_text(
-            _CONFIG.format(
+            CONFIG.format(
                 base_url=self.sim.base_url,
                 api_key=API_KEY,
                 hook_url=self.receiver.hook_url,

@@ -28,15 +28,16 @@ from watcher.store.sqlite import SQLiteStore
 POLL_INTERVAL_S = 1
 
 # No request pacing (the default, 20 requests/s, would add requests/20 seconds of wall time to every cycle), no
-# jitter (it would add up to 10 % of the interval to the detection latency).
-_CONFIG = """\
+# jitter (it would add up to 10 % of the interval to the detection latency). `state` is a YAML flow mapping: the
+# poll benchmarks keep SQLite in the folder; `ha` gives SQLite or PostgreSQL (benchmarks/replicas.py).
+CONFIG = """\
 runloop: {{base_url: '{base_url}', api_key: '{api_key}'}}
 watch:
   discover: {{name: '*', created_within: 7d, max_jobs: 20000}}
   poll_interval: {interval_s}s
   jitter: 0
   max_requests_per_s: null
-state: {{path: ./state.db}}
+state: {state}
 http: {{enabled: false}}
 notifiers:
   hook: {{type: webhook, url: '{hook_url}'}}
@@ -48,7 +49,9 @@ rules:
 def write_config(folder: Path, base_url: str, hook_url: str) -> LoadedConfig:
     """The benchmark's config file in `folder`, loaded."""
     path = folder / "benchwatch.yaml"
-    text = _CONFIG.format(base_url=base_url, api_key=API_KEY, hook_url=hook_url, interval_s=POLL_INTERVAL_S)
+    text = CONFIG.format(
+        base_url=base_url, api_key=API_KEY, hook_url=hook_url, interval_s=POLL_INTERVAL_S, state="{path: ./state.db}"
+    )
     path.write_text(text)
     return load_config(path, {})
 
