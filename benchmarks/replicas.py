@@ -198,9 +198,6 @@ class Bench:
             if child.process.returncode is not None:
                 raise RuntimeError(f"a replica exited ({child.process.returncode}): {child.stderr_tail()}")
 
-    async def _requests(self) -> int:
-        return int((await self.sim.stats())["requests"])
-
     async def window(self, intervals: int, *, advance: bool, db: Database | None) -> dict[str, Any]:
         """`intervals` poll intervals, the clock moved at each (or still); what every replica spent."""
         pids = [child.process.pid for child in self.replicas]
@@ -220,6 +217,7 @@ class Bench:
             "seconds": round(elapsed_s, 2),
             "cpu_s": [round(s, 3) for s in cpu],
             "requests": stats_after["requests"] - stats_before["requests"],
+            "served_from": stats_before["requests"],
             "bytes": stats_after["response_bytes"] - stats_before["response_bytes"],
             "changed_jobs": len({arrival.job_id for arrival in arrivals}),
             "notifications": len(arrivals),
@@ -248,8 +246,8 @@ async def bench_for(workload: Workload) -> AsyncIterator[Bench]:
 async def unchanged_vs_parse(bench: Bench, windows: Windows, db: Database | None) -> dict[str, Any]:
     """One replica at rest: its whole-process CPU against `orjson.loads` of the bytes it fetched meanwhile."""
     window = await bench.window(windows.unchanged, advance=False, db=db)
-    served = min(window["requests"], LOG_SIZE)
-    floor = await measure_floor(bench.sim.session, bench.sim.base_url, await bench.sim.last_requests(served))
+    lines, _ = await bench.sim.requests_since(window["served_from"])  # the window's own requests, not later ones
+    floor = await measure_floor(bench.sim.session, bench.sim.base_url, lines[: window["requests"]])
     parse_s = floor.parse_s * window["bytes"] / floor.bytes if floor.bytes else 0.0
     # What any poller pays to receive the same responses with aiohttp (the floor's own GETs, scaled the same way):
     # where it alone exceeds the target, no HTTP poller can meet it.
