@@ -21,10 +21,10 @@ from aiohttp import web
 from rules.engine import Router
 from watcher.app.config import load_config
 from watcher.app.delivery import build_worker
-from watcher.app.tracker import JobTracker
 from watcher.core.clock import SystemClock
 from watcher.core.models import BenchmarkJobView
 from watcher.core.snapshot import Snapshot
+from watcher.pipeline.tracker import JobTracker
 from watcher.store.sqlite import SQLiteStore
 
 TARGET_MS = 100.0

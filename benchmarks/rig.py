@@ -20,9 +20,9 @@ from watcher.api.health import ApiHealth
 from watcher.app.config import LoadedConfig, load_config
 from watcher.app.cycle import PollCycle
 from watcher.app.delivery import build_worker
-from watcher.app.tracker import JobTracker
 from watcher.core.clock import SystemClock
 from watcher.diff.summary import dashboard_url_for
+from watcher.pipeline.tracker import JobTracker
 from watcher.store.sqlite import SQLiteStore
 
 POLL_INTERVAL_S = 1

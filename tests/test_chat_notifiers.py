@@ -15,10 +15,10 @@ from notifiers.teams import TeamsConfig, TeamsNotifier
 from tests.fakes.base import Reply
 from tests.fakes.chat import FakeDiscord, FakeTeamsWorkflow, discord_problems, rate_limited
 from watcher.app.config import load_config
-from watcher.app.sample import sample_notification
 from watcher.config.loader import ConfigError
 from watcher.core.notification import Notification
 from watcher.core.summary import AgentSummary
+from watcher.pipeline.sample import sample_notification
 
 NOW_MS = 1_788_228_000_000
 HOSTILE = "nightly **7** @everyone <@123> [click](https://evil.example) {{DATE(2026-01-01T00:00:00Z)}}"

@@ -149,7 +149,7 @@ async def test_demo_runs_to_a_summary() -> None:
 def test_the_demo_hint_is_a_command_that_works(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from watcher.app.demo import next_hint
+    from watcher.cli.demo import next_hint
     from watcher.cli.main import main
 
     root = Path(__file__).parent.parent

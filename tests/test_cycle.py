@@ -18,13 +18,13 @@ from watcher.api.health import ApiHealth
 from watcher.api.poll import fetch_snapshot
 from watcher.app.config import WatchSection
 from watcher.app.cycle import PollCycle
-from watcher.app.tracker import JobTracker
 from watcher.core.clock import ManualClock
 from watcher.core.events import Event
 from watcher.core.models import BenchmarkJobView
 from watcher.core.snapshot import Snapshot
 from watcher.diff.jobs import diff
 from watcher.diff.timers import stall
+from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import Faults, SimAgent, SimJobSpec, Simulator
 from watcher.store.sqlite import SQLiteStore
 

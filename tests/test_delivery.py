@@ -21,10 +21,10 @@ from notifiers.worker import DUE_BATCH, DeliveryPolicy, DeliveryWorker, Outbox
 from tests.conftest import Backend, FakeSleep
 from tests.fakes.base import Reply
 from tests.fakes.webhook import WebhookReceiver
-from watcher.app.sample import sample_notification
 from watcher.cli.main import main
 from watcher.core.clock import ManualClock
 from watcher.core.notification import Notification
+from watcher.pipeline.sample import sample_notification
 from watcher.store.protocol import NamespacedState, Store
 from watcher.store.sqlite import SQLiteStore
 

@@ -19,8 +19,8 @@ from tests.fakes.base import Reply
 from tests.fakes.webhook import WebhookReceiver
 from watcher.app.config import load_config
 from watcher.app.delivery import build_worker
-from watcher.app.sample import sample_notification
 from watcher.core.clock import SystemClock
+from watcher.pipeline.sample import sample_notification
 from watcher.store.sqlite import SQLiteStore
 
 SECRET = "whsec_Y3Jhc2gtdGVzdC1zZWNyZXQtZm9yLWJlbmNod2F0Y2g="

@@ -14,8 +14,8 @@ from notifiers.protocol import NotifierContext
 from notifiers.webhook import WebhookConfig, WebhookNotifier
 from notifiers.worker import DeliveryPolicy, DeliveryWorker
 from tests.fakes.webhook import WebhookReceiver
-from watcher.app.sample import sample_notification
 from watcher.core.clock import ManualClock
+from watcher.pipeline.sample import sample_notification
 from watcher.store.sqlite import SQLiteStore
 
 

@@ -19,19 +19,19 @@ from watcher.api.client import RequestLimits, RetryPolicy, RunloopClient
 from watcher.api.health import ApiHealth
 from watcher.app.config import Config, LoadedConfig, WatchSection
 from watcher.app.cycle import PollCycle
-from watcher.app.sample import sample_notification
 from watcher.app.service import Service
-from watcher.app.status import create_status_app
-from watcher.app.tracker import JobTracker
 from watcher.core.clock import ManualClock
 from watcher.core.events import Counters
 from watcher.core.memory import JobMemory
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus
 from watcher.core.storehealth import StoreHealth
+from watcher.pipeline.sample import sample_notification
+from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import SimJobSpec, Simulator
 from watcher.store.errors import StoreWriteError
 from watcher.store.postgres import PostgresStore
 from watcher.store.sqlite import SQLiteStore
+from watcher.web.status import create_status_app
 
 UNLIMITED_PAGES = 1_000_000
 SECRET = "whsec_" + "c2VjcmV0LWZvci1kZWxpdmVyeS10ZXN0cw=="

@@ -19,7 +19,7 @@ from tests.example_recordings import ALL, RECORDINGS
 from tests.fakes.chat import FakeDiscord, FakeTeamsWorkflow
 from tests.fakes.webhook import WebhookReceiver
 from watcher.app.config import load_config
-from watcher.app.replay import replay
+from watcher.cli.replay import replay
 from watcher.core.clock import ManualClock
 from watcher.core.notification import Notification
 

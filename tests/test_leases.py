@@ -25,10 +25,10 @@ from tests.test_delivery import Cli, _notes
 from tests.test_store import _timeline
 from watcher.app.config import Config, load_config
 from watcher.app.service import Service
-from watcher.app.tracker import JobTracker
 from watcher.core.clock import ManualClock
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus, StateRow
 from watcher.diff.jobs import diff
+from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import Simulator, create_app
 from watcher.store.errors import LeaseLostError, StoreError
 from watcher.store.pgschema import LEASE_LOCK_KEY

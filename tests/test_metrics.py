@@ -6,7 +6,7 @@ from collections import Counter
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from watcher.app.metrics import Metrics
+from watcher.web.metrics import Metrics
 
 
 def _value(metrics: Metrics, name: str, **labels: str) -> float | None:

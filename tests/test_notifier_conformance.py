@@ -25,7 +25,7 @@ from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.slack import FakeSlack
 from tests.fakes.smtp import FakeSmtp, SmtpReply
 from tests.fakes.webhook import WebhookReceiver
-from watcher.app.sample import sample_notification
+from watcher.pipeline.sample import sample_notification
 
 SLACK_TOKEN = "xoxb-CONFORMANCE-SECRET-TOKEN"
 HOOK_SECRET = "whsec_Q09ORk9STUFOQ0UtU0VDUkVULUhPT0s="

@@ -12,12 +12,12 @@ import pytest
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.running_services import database_url
 from watcher.app.replicas import LeaseGate
-from watcher.app.tracker import JobTracker
 from watcher.core.clock import ManualClock
 from watcher.core.events import Counters
 from watcher.core.memory import JobMemory
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus, StateRow
 from watcher.core.storehealth import StoreHealth
+from watcher.pipeline.tracker import JobTracker
 from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.postgres import PostgresStore
 

@@ -18,10 +18,10 @@ import aiohttp
 
 from tests.conftest import FakeSleep, ServerFactory
 from watcher.api.client import RequestLimits, RunloopClient
-from watcher.app.recording import SnapshotRecorder
-from watcher.app.replay import read_snapshots, replay
 from watcher.cli.record import record_jobs
+from watcher.cli.replay import read_snapshots, replay
 from watcher.core.clock import ScaledClock
+from watcher.pipeline.recording import SnapshotRecorder
 from watcher.simulator import SimJobSpec, Simulator, create_app
 
 BENCHWATCH = [sys.executable, "-m", "watcher"]

@@ -17,14 +17,9 @@ from tests.nightlies import BASELINE_RESULTS, CURRENT_RESULTS, HOUR_MS, add_nigh
 from tests.running import write_config
 from watcher.api.client import RequestLimits, RunloopClient
 from watcher.api.poll import fetch_snapshot
-from watcher.app.baseline import BaselineFinder
-from watcher.app.comparer import JobComparer
-from watcher.app.config import BaselineSection, load_config
-from watcher.app.outcomes import OutcomeArchive
-from watcher.app.replay import replay
+from watcher.app.config import load_config
 from watcher.app.service import Service
-from watcher.app.tracker import JobTracker
-from watcher.app.trend_svg import trend_svg
+from watcher.cli.replay import replay
 from watcher.core.clock import ManualClock
 from watcher.core.comparison import AgentOutcomes, JobOutcomes, ScenarioResult
 from watcher.core.eventlines import event_line
@@ -33,8 +28,13 @@ from watcher.diff.compare import FlakyRule, compare_jobs, flaky_scenarios
 from watcher.diff.outcomes import pick_baseline
 from watcher.diff.stats import mcnemar_exact, paired_bootstrap
 from watcher.diff.trend import agent_trend, sparkline
+from watcher.pipeline.archive import OutcomeArchive
+from watcher.pipeline.baseline import BaselineFinder, BaselineSection
+from watcher.pipeline.comparer import JobComparer
+from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import SimAgent, SimJobSpec, Simulator
 from watcher.store.sqlite import SQLiteStore
+from watcher.web.trend_svg import trend_svg
 
 # -- statistics against known values --------------------------------------------------------------------------------
 

@@ -12,8 +12,8 @@ import pytest
 
 from tests.conftest import FIXTURES
 from tests.recording import record, write_lines
-from watcher.app.replay import ReplayInputError, read_snapshots, replay
 from watcher.cli.main import main
+from watcher.cli.replay import ReplayInputError, read_snapshots, replay
 from watcher.core.clock import ManualClock
 from watcher.simulator import Simulator, demo_specs
 

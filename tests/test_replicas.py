@@ -30,8 +30,8 @@ from watcher.app.config import Config, load_config
 from watcher.app.cycle import PollCycle
 from watcher.app.delivery import build_worker
 from watcher.app.replicas import LeaseGate
-from watcher.app.tracker import JobTracker
 from watcher.core.clock import ManualClock
+from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import Simulator, create_app
 from watcher.store.errors import StoreError
 from watcher.store.postgres import PostgresStore

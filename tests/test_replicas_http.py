@@ -18,8 +18,8 @@ from tests.conftest import ServerFactory, ThrowawayPostgres
 from tests.fakes.webhook import WebhookReceiver
 from tests.lifecycle import SECRET
 from tests.running_services import Running, database_url, step, write_config
-from watcher.app.sample import sample_notification
 from watcher.core.clock import ManualClock
+from watcher.pipeline.sample import sample_notification
 from watcher.simulator import SimJobSpec, Simulator
 
 JOBS = 3

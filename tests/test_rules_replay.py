@@ -12,10 +12,10 @@ from typing import Any
 
 from tests.recording import record, to_snapshot, write_lines
 from watcher.app.config import load_config
-from watcher.app.replay import replay
-from watcher.app.tracker import JobTracker
+from watcher.cli.replay import replay
 from watcher.core.clock import ManualClock
 from watcher.core.snapshot import Snapshot
+from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import SimAgent, SimJobSpec, Simulator
 from watcher.store.sqlite import SQLiteStore
 

@@ -13,11 +13,11 @@ import pytest
 from tests.recording import record, to_snapshot
 from watcher.api.decode import decode_page
 from watcher.api.errors import MalformedResponseError, SchemaError
-from watcher.app.tracker import JobTracker
 from watcher.core.clock import ManualClock
 from watcher.core.events import Event
 from watcher.core.scenario_runs import RunScenarios, ScenarioRunStatus
 from watcher.core.snapshot import Snapshot
+from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import SimAgent, SimJobSpec, Simulator
 from watcher.store.sqlite import SQLiteStore
 

@@ -13,11 +13,11 @@ from rules.config import RuleConfig
 from rules.engine import Router, RuleState
 from rules.silences import parse_match_args
 from tests.running import running_service
-from watcher.app.silences import add_silence, request_from_args
-from watcher.app.tracker import JobTracker
 from watcher.cli.main import main
 from watcher.core.clock import ManualClock
 from watcher.core.events import JobStalled
+from watcher.pipeline.silences import add_silence, request_from_args
+from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import SimAgent, SimJobSpec, Simulator
 from watcher.store.sqlite import SQLiteStore
 

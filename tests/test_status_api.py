@@ -16,12 +16,12 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import FIXTURES
-from watcher.app.metrics import Metrics
-from watcher.app.status import create_status_app, start_status_server
 from watcher.core.models import BenchmarkJobView
 from watcher.core.snapshot import Snapshot
 from watcher.diff.jobs import diff
 from watcher.store.sqlite import SQLiteStore
+from watcher.web.metrics import Metrics
+from watcher.web.status import create_status_app, start_status_server
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 OTHER_JOB = "bmj_OTHER0002"

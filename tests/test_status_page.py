@@ -11,9 +11,9 @@ import pytest
 import pytest_asyncio
 
 from tests.running import Running, running_service
-from watcher.app.outcomes import OutcomeArchive
 from watcher.core.clock import ManualClock
 from watcher.core.comparison import AgentOutcomes, JobOutcomes, ScenarioResult
+from watcher.pipeline.archive import OutcomeArchive
 from watcher.simulator import SimAgent, SimJobSpec, Simulator
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'

@@ -17,12 +17,12 @@ import pytest
 
 from tests.conftest import Backend
 from tests.recording import record, to_snapshot
-from watcher.app.tracker import JobTracker
 from watcher.core.clock import ManualClock
 from watcher.core.events import Event
 from watcher.core.records import StateRow
 from watcher.core.snapshot import Snapshot
 from watcher.diff.jobs import diff
+from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import SimJobSpec, Simulator
 from watcher.store import pgschema
 from watcher.store.errors import StoreError

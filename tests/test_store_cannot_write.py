@@ -25,8 +25,8 @@ from tests.lifecycle import SECRET
 from tests.running_services import INTERVAL_MS, Running, database_url, step, write_config
 from tests.test_disk_full import UNLIMITED_PAGES, fill_up
 from tests.test_pg_write_errors import reconnected, set_read_only
-from watcher.app.sample import sample_notification
 from watcher.core.clock import ManualClock
+from watcher.pipeline.sample import sample_notification
 from watcher.simulator import SimJobSpec, Simulator
 from watcher.store.postgres import PostgresStore
 from watcher.store.sqlite import SQLiteStore

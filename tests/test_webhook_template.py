@@ -15,9 +15,9 @@ from tests.conftest import FakeSleep
 from tests.fakes.webhook import WebhookReceiver, verify
 from tests.test_webhook import SECRET, config, notification
 from watcher.app.config import load_config
-from watcher.app.sample import sample_notification
 from watcher.config.loader import ConfigError
 from watcher.core.clock import ManualClock
+from watcher.pipeline.sample import sample_notification
 from watcher.store.sqlite import SQLiteStore
 
 

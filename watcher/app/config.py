@@ -18,6 +18,7 @@ from rules.timeintervals import TimeIntervalConfig
 from watcher.api.client import DEFAULT_BASE_URL
 from watcher.config.fields import DurationMs
 from watcher.config.loader import ConfigError, ConfigProblem, StrictModel, format_path, load_yaml, validate_file
+from watcher.pipeline.baseline import BaselineSection
 from watcher.store.location import is_postgres_url
 
 MIN_TOKEN_CHARS = 16
@@ -104,23 +105,6 @@ class StateSection(StrictModel):
             raise ValueError("give either path (SQLite, one process) or url (PostgreSQL, replicas), not both")
         if self.url is not None and not is_postgres_url(self.url.get_secret_value()):
             raise ValueError("url must start with postgresql:// (for an SQLite file, use path)")
-        return self
-
-
-class BaselineSection(StrictModel):
-    """`baseline:` compare each job that completes with the last earlier completed job of the same benchmark
-    (docs/regressions.md); without this section no comparison is made."""
-
-    name: str | None = Field(None, description="only jobs whose name matches this glob can be a baseline")
-    history: int = Field(10, ge=2, le=200, description="N: how many comparable jobs flakiness looks back over")
-    flaky_flips: int = Field(3, ge=1, le=199, description="k: flips within those N jobs that make a scenario flaky")
-    search_api: bool = Field(True, description="look for a baseline in the job list when the store has none newer")
-    max_scan: int = Field(1000, ge=0, le=100_000, description="page the job list no further than this many jobs")
-
-    @model_validator(mode="after")
-    def _flips_fit(self) -> Self:
-        if self.flaky_flips >= self.history:
-            raise ValueError(f"flaky_flips ({self.flaky_flips}) must be less than history ({self.history})")
         return self
 
 

@@ -19,7 +19,6 @@ from watcher.api.health import ApiHealth
 from watcher.api.poll import runs_to_follow
 from watcher.app.config import WatchSection
 from watcher.app.replicas import LeaseGate
-from watcher.app.tracker import JobTracker, Observation
 from watcher.core.clock import Clock
 from watcher.core.eventlines import event_line
 from watcher.core.events import Event, JobProgress
@@ -30,6 +29,7 @@ from watcher.core.scenario_runs import RunScenarios
 from watcher.core.snapshot import Snapshot
 from watcher.core.storehealth import StoreHealth
 from watcher.diff.timers import stall, vanish
+from watcher.pipeline.tracker import JobTracker, Observation
 from watcher.store.errors import LeaseLostError, StoreError, StoreWriteError
 
 log = logging.getLogger("benchwatch.poll")

@@ -11,9 +11,9 @@ import asyncio
 import logging
 from collections.abc import Collection
 
-from watcher.app.tracker import JobTracker
 from watcher.core.clock import Clock
 from watcher.core.storehealth import StoreHealth
+from watcher.pipeline.tracker import JobTracker
 from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.protocol import Coordination
 

@@ -20,25 +20,26 @@ from rules.engine import Router
 from watcher.api.client import RequestLimits, RunloopClient
 from watcher.api.errors import RunloopApiError
 from watcher.api.health import ApiHealth
-from watcher.app.comparer import job_comparer
-from watcher.app.config import BaselineSection, LoadedConfig, WatchSection
+from watcher.app.config import LoadedConfig, WatchSection
 from watcher.app.cycle import CycleReport, PollCycle
 from watcher.app.delivery import build_notifiers, build_worker, delivery_policies
 from watcher.app.logs import redact_more, secrets_of
-from watcher.app.metrics import Metrics
-from watcher.app.recording import SnapshotRecorder
 from watcher.app.reload import effective, needs_restart, read_again
 from watcher.app.replicas import LeaseGate
-from watcher.app.status import StatusServer, create_status_app, start_status_server
-from watcher.app.tracker import JobTracker
 from watcher.core.clock import Clock, SystemClock
 from watcher.core.ratelimit import Sleep
 from watcher.core.storehealth import StoreHealth
 from watcher.core.summary import JobSummary
 from watcher.diff.summary import dashboard_url_for
+from watcher.pipeline.baseline import BaselineSection
+from watcher.pipeline.comparer import job_comparer
+from watcher.pipeline.recording import SnapshotRecorder
+from watcher.pipeline.tracker import JobTracker
 from watcher.store import open_store
 from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.protocol import Store
+from watcher.web.metrics import Metrics
+from watcher.web.status import StatusServer, create_status_app, start_status_server
 
 log = logging.getLogger("benchwatch.service")
 

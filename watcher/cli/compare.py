@@ -12,14 +12,14 @@ import sys
 from typing import Any, Final
 
 from watcher.api.client import RunloopClient
-from watcher.app.baseline import BaselineFinder, BaselineNotFound, Compared
-from watcher.app.config import BaselineSection, load_config
-from watcher.app.outcomes import OutcomeArchive
+from watcher.app.config import load_config
 from watcher.cli.errors import EXIT_API, EXIT_OK
 from watcher.core.comparison import AgentComparison, JobOutcomes, ScenarioRef
 from watcher.core.models import JobState
 from watcher.diff.summary import dashboard_url_for
 from watcher.diff.trend import TrendPoint, agent_trend, drop_marks, sparkline
+from watcher.pipeline.archive import OutcomeArchive
+from watcher.pipeline.baseline import BaselineFinder, BaselineNotFound, BaselineSection, Compared
 from watcher.store import open_store
 
 DEFAULT_TREND_JOBS: Final = 10

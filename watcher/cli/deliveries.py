@@ -12,10 +12,10 @@ import aiohttp
 from notifiers.protocol import SendError
 from watcher.app.config import load_config
 from watcher.app.delivery import build_notifiers, build_worker
-from watcher.app.sample import sample_notification
 from watcher.cli.errors import UsageError
 from watcher.core.clock import SystemClock
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem
+from watcher.pipeline.sample import sample_notification
 from watcher.store import open_store
 from watcher.store.location import is_postgres_url, redact_url
 

@@ -236,7 +236,7 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="dry run: print the notifications this config would send (JSON lines) instead of the events; "
         "group windows and throttles run on the file's clock; nothing is sent",
     )
-    p.set_defaults(handler="watcher.cli.replay:replay")
+    p.set_defaults(handler="watcher.cli.replay:replay_command")
 
 
 def _add_record(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from watcher.api.client import RunloopClient
 from watcher.api.errors import TransientApiError
 from watcher.api.poll import fetch_snapshot, runs_to_follow
-from watcher.app.recording import SnapshotRecorder
 from watcher.cli.errors import UsageError
 from watcher.cli.retry_status import clear_status
 from watcher.cli.signals import stop_on_signals
@@ -19,6 +18,7 @@ from watcher.cli.wait.defaults import LATE_POLLS
 from watcher.config.durations import parse_duration_ms
 from watcher.core.clock import Clock, SystemClock
 from watcher.core.snapshot import Snapshot
+from watcher.pipeline.recording import SnapshotRecorder
 
 Sleep = Callable[[float], Awaitable[None]]
 

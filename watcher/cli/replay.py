@@ -1,16 +1,160 @@
-"""`benchwatch replay`: recorded snapshots through the real diff (and rules, with --config)."""
+"""`benchwatch replay`: recorded snapshots (JSON lines) in, events (JSON lines) out — the same way every time."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+from typing import Any, TextIO
 
-from watcher.app.config import load_config
-from watcher.app.replay import replay as replay_file
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from rules.engine import Router
+from watcher.app.config import LoadedConfig, load_config
+from watcher.core.models import BenchmarkJobView, ScenarioRunView
+from watcher.core.scenario_runs import from_views
+from watcher.core.snapshot import Snapshot
+from watcher.diff.summary import dashboard_url_for
+from watcher.pipeline.comparer import job_comparer
+from watcher.pipeline.tracker import JobTracker
+from watcher.store import open_store
+from watcher.store.protocol import Store
 
 
-async def replay(args: argparse.Namespace) -> int:
+class ReplayInputError(ValueError):
+    """A line of the replay file is not a snapshot; the message names the file and line."""
+
+
+class _Line(BaseModel):
+    """`{"at_ms": ..., "job": {...}, "scenario_runs": {...}}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at_ms: int | None = None
+    job: BenchmarkJobView
+    scenario_runs: dict[str, tuple[ScenarioRunView, ...]] | None = None
+
+
+def read_snapshots(path: Path) -> list[Snapshot]:
+    """Every snapshot in the file, in file order. Raises `ReplayInputError` naming the file and line.
+
+    The file holds JSON objects one after another: JSON lines (what `benchwatch record`, `run --record` and `job`
+    write), or objects spread over several lines (`benchwatch job --pretty`, a view saved from elsewhere).
+    """
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    decoder = json.JSONDecoder()
+    snapshots: list[Snapshot] = []
+    position = _skip_space(text, 0)
+    while position < len(text):
+        number = text.count("\n", 0, position) + 1
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as exc:
+            raise ReplayInputError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+        previous_ms = snapshots[-1].at_ms if snapshots else None
+        snapshots.append(_snapshot(path, number, value, previous_ms))
+        position = _skip_space(text, position)
+    return snapshots
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position].isspace():
+        position += 1
+    return position
+
+
+def _snapshot(path: Path, number: int, value: Any, previous_ms: int | None) -> Snapshot:
+    if not isinstance(value, dict):
+        raise ReplayInputError(f"{path}:{number}: expected a JSON object, got {type(value).__name__}")
+    try:
+        if "job" in value and "id" not in value:
+            line = _Line.model_validate(value)
+            at_ms = line.at_ms if line.at_ms is not None else seen_at_ms(line.job, previous_ms)
+            return Snapshot(job=line.job, at_ms=at_ms, scenario_runs=from_views(line.scenario_runs or {}))
+        job = BenchmarkJobView.model_validate(value)
+        return Snapshot(job=job, at_ms=seen_at_ms(job, previous_ms))
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in error["loc"]) or "line"
+        raise ReplayInputError(f"{path}:{number}: {where}: {error['msg']}") from None
+
+
+def seen_at_ms(job: BenchmarkJobView, previous_ms: int | None) -> int:
+    """When a job view without `at_ms` was seen, at the earliest: the latest time it mentions itself (its creation,
+    the end of its runs so far) — a real time, the same for the same view — and never before the snapshot before."""
+    mentioned = [job.create_time_ms]
+    for run in job.in_progress_runs or ():
+        if run.start_time_ms is not None:
+            mentioned.append(run.start_time_ms + (run.duration_ms or 0))
+    latest = max(mentioned)
+    return latest if previous_ms is None else max(latest, previous_ms)
+
+
+async def replay(
+    path: Path,
+    out: TextIO,
+    *,
+    state: Path | None = None,
+    config: LoadedConfig | None = None,
+    notes: TextIO | None = None,
+) -> int:
+    """Diff every snapshot of `path` in order and write JSON lines: the events, or with a config the
+    notifications that would be sent (nothing is sent), windows closing on the replay's clock. Returns how many.
+
+    With a config, `notes` (if given) receives a line for each notification not sent: muted by a time interval,
+    inhibited, or already sent once (`once_per`)."""
+    snapshots = read_snapshots(path)
+    count = 0
+    async with open_store(state if state is not None else ":memory:") as store:
+        tracker = _tracker(store, config)
+        for snapshot in snapshots:
+            observation = await tracker.observe(snapshot)
+            lines = observation.events if config is None else observation.notifications
+            for item in lines:
+                out.write(item.model_dump_json() + "\n")
+                count += 1
+            _note(notes, snapshot.at_ms, observation.dropped)
+        if config is not None:
+            count += await _flush_remaining(tracker, out, notes)
+    return count
+
+
+def _note(notes: TextIO | None, at_ms: int, dropped: tuple[str, ...]) -> None:
+    if notes is not None:
+        for line in dropped:
+            notes.write(f"at_ms {at_ms}: not sent: {line}\n")
+
+
+def _tracker(store: Store, config: LoadedConfig | None) -> JobTracker:
+    if config is None:
+        return JobTracker(store)
+    router = Router(
+        config.config.rules,
+        config.config.silences,
+        inhibit=config.config.inhibit,
+        time_intervals=config.config.time_intervals,
+    )
+    dashboard_url = dashboard_url_for(config.config.runloop.resolved_base_url({}))
+    # A dry run asks no API: baselines come from jobs replayed before (and kept in --state).
+    comparer = job_comparer(config.config.baseline, store, None, dashboard_url)
+    return JobTracker(store, router=router, dashboard_url=dashboard_url, comparer=comparer)
+
+
+async def _flush_remaining(tracker: JobTracker, out: TextIO, notes: TextIO | None) -> int:
+    """Windows still open at the end of the file close at their own time."""
+    count = 0
+    while (due_ms := tracker.next_due_ms()) is not None:
+        observation = await tracker.flush_due(due_ms)
+        for notification in observation.notifications:
+            out.write(notification.model_dump_json() + "\n")
+            count += 1
+        _note(notes, due_ms, observation.dropped)
+    return count
+
+
+async def replay_command(args: argparse.Namespace) -> int:
     """`benchwatch replay FILE`: events of recorded snapshots, as JSON lines on stdout."""
     config = load_config(args.config) if args.config is not None else None
-    await replay_file(args.file, sys.stdout, state=args.state, config=config, notes=sys.stderr)
+    await replay(args.file, sys.stdout, state=args.state, config=config, notes=sys.stderr)
     return 0

@@ -11,10 +11,10 @@ import signal
 
 from watcher.app.config import load_config
 from watcher.app.logs import configure_logging, secrets_of
-from watcher.app.recording import SnapshotRecorder, recording_path
 from watcher.app.service import Service
 from watcher.cli.errors import UsageError
 from watcher.cli.signals import stop_on_signals
+from watcher.pipeline.recording import SnapshotRecorder, recording_path
 
 log = logging.getLogger("benchwatch.run")
 

@@ -12,10 +12,10 @@ import time
 
 from rules.silences import RuntimeSilence
 from watcher.app.config import load_config
-from watcher.app.silences import SilenceError, UnknownSilence, add_silence, expire_silence, list_silences
-from watcher.app.silences import request_from_args as silence_request
 from watcher.cli.errors import UsageError
 from watcher.core.clock import SystemClock
+from watcher.pipeline.silences import SilenceError, UnknownSilence, add_silence, expire_silence, list_silences
+from watcher.pipeline.silences import request_from_args as silence_request
 from watcher.store import open_store
 from watcher.store.location import redact_url
 

@@ -19,10 +19,6 @@ from watcher.api.client import RunloopClient
 from watcher.api.errors import NotFoundError, RunloopApiError, TransientApiError
 from watcher.api.health import ApiHealth
 from watcher.api.poll import fetch_snapshot, runs_to_follow
-from watcher.app.baseline import BaselineFinder
-from watcher.app.comparer import JobComparer
-from watcher.app.outcomes import OutcomeArchive
-from watcher.app.tracker import JobTracker
 from watcher.cli.wait.baseline import baseline_misses, baseline_verdicts, regressed_scenarios
 from watcher.cli.wait.defaults import (
     EXIT_JOB_FAILED,
@@ -53,6 +49,10 @@ from watcher.core.snapshot import Snapshot
 from watcher.core.summary import JobSummary
 from watcher.diff.summary import dashboard_url_for, summarize
 from watcher.diff.timers import stall
+from watcher.pipeline.archive import OutcomeArchive
+from watcher.pipeline.baseline import BaselineFinder
+from watcher.pipeline.comparer import JobComparer
+from watcher.pipeline.tracker import JobTracker
 from watcher.store import open_store
 from watcher.store.protocol import Store
 

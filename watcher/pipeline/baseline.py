@@ -11,19 +11,39 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import Self
+
+from pydantic import Field, model_validator
 
 from watcher.api.client import RunloopClient
 from watcher.api.errors import RunloopApiError
-from watcher.app.config import BaselineSection
-from watcher.app.outcomes import OutcomeArchive
+from watcher.config.loader import StrictModel
 from watcher.core.comparison import ComparisonFields, JobOutcomes
 from watcher.core.models import BenchmarkJobView, JobState
 from watcher.diff.compare import FlakyRule, compare_jobs
 from watcher.diff.outcomes import comparable_history, is_candidate, job_outcomes, pick_baseline
+from watcher.pipeline.archive import OutcomeArchive
 
 log = logging.getLogger("benchwatch.baseline")
 
 PAGE_SIZE = 100
+
+
+class BaselineSection(StrictModel):
+    """`baseline:` compare each job that completes with the last earlier completed job of the same benchmark
+    (docs/regressions.md); without this section no comparison is made."""
+
+    name: str | None = Field(None, description="only jobs whose name matches this glob can be a baseline")
+    history: int = Field(10, ge=2, le=200, description="N: how many comparable jobs flakiness looks back over")
+    flaky_flips: int = Field(3, ge=1, le=199, description="k: flips within those N jobs that make a scenario flaky")
+    search_api: bool = Field(True, description="look for a baseline in the job list when the store has none newer")
+    max_scan: int = Field(1000, ge=0, le=100_000, description="page the job list no further than this many jobs")
+
+    @model_validator(mode="after")
+    def _flips_fit(self) -> Self:
+        if self.flaky_flips >= self.history:
+            raise ValueError(f"flaky_flips ({self.flaky_flips}) must be less than history ({self.history})")
+        return self
 
 
 class BaselineNotFound(Exception):

@@ -8,9 +8,9 @@ from typing import Final, Protocol
 from aiohttp import web
 
 from rules.config import SilenceConfig
-from watcher.app.metrics import Metrics
 from watcher.core.summary import JobSummary
 from watcher.store.protocol import Store
+from watcher.web.metrics import Metrics
 
 
 class StatusSource(Protocol):

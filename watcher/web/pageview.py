@@ -14,7 +14,12 @@ from rules.engine import Group
 from rules.match import FieldMatcher
 from rules.persist import load_rule_state
 from rules.silences import RuntimeSilence, load_runtime_silences
-from watcher.app.pagerows import (
+from watcher.core.eventlines import event_line
+from watcher.core.events import ScenarioFailed, ScenarioTimedOut
+from watcher.core.memory import JobMemory
+from watcher.core.summary import MAX_FAILURE_EXAMPLES, AgentSummary, FailureExample, FailureGroup, JobSummary
+from watcher.store.protocol import Store, StoredEvent
+from watcher.web.pagerows import (
     Bar,
     EventRow,
     Filters,
@@ -26,12 +31,7 @@ from watcher.app.pagerows import (
     span,
     when,
 )
-from watcher.app.source import StatusSource
-from watcher.core.eventlines import event_line
-from watcher.core.events import ScenarioFailed, ScenarioTimedOut
-from watcher.core.memory import JobMemory
-from watcher.core.summary import MAX_FAILURE_EXAMPLES, AgentSummary, FailureExample, FailureGroup, JobSummary
-from watcher.store.protocol import Store, StoredEvent
+from watcher.web.source import StatusSource
 
 EVENTS_SHOWN = 50
 RUNNING_SHOWN = 200  # by name; a page of thousands of cards helps nobody: the API lists them all

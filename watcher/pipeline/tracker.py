@@ -25,7 +25,6 @@ from rules.persist import (
     rows_for,
 )
 from rules.silences import load_runtime_silences
-from watcher.app.comparer import JobComparer
 from watcher.core.events import Event
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
@@ -34,6 +33,7 @@ from watcher.core.snapshot import Snapshot
 from watcher.core.summary import JobSummary
 from watcher.diff.jobs import DiffResult, diff, unchanged
 from watcher.diff.summary import summarize
+from watcher.pipeline.comparer import JobComparer
 from watcher.store.protocol import Store
 
 log = logging.getLogger("benchwatch.tracker")

@@ -8,11 +8,11 @@ from typing import Final
 
 from markupsafe import Markup
 
-from watcher.app.outcomes import OutcomeArchive
-from watcher.app.pagerows import BenchmarkTrends, TrendChart
-from watcher.app.source import StatusSource
-from watcher.app.trend_svg import trend_svg
 from watcher.diff.trend import TrendPoint
+from watcher.pipeline.archive import OutcomeArchive
+from watcher.web.pagerows import BenchmarkTrends, TrendChart
+from watcher.web.source import StatusSource
+from watcher.web.trend_svg import trend_svg
 
 BENCHMARKS_SHOWN: Final = 10  # the most recently run: each costs a read of its kept outcomes
 

@@ -11,15 +11,14 @@ import logging
 
 from watcher.api.client import RunloopClient
 from watcher.api.errors import RunloopApiError
-from watcher.app.baseline import BaselineFinder, BaselineNotFound
-from watcher.app.config import BaselineSection
-from watcher.app.outcomes import OutcomeArchive
 from watcher.core.events import JobCompared, event_id
 from watcher.core.memory import JobMemory
 from watcher.core.models import BenchmarkJobView, JobState
 from watcher.core.records import StateRow
 from watcher.core.snapshot import Snapshot
 from watcher.diff.outcomes import job_outcomes
+from watcher.pipeline.archive import OutcomeArchive
+from watcher.pipeline.baseline import BaselineFinder, BaselineNotFound, BaselineSection
 from watcher.store.protocol import Store
 
 log = logging.getLogger("benchwatch.baseline")

@@ -1,5 +1,5 @@
 """The status HTTP API: liveness, readiness, Prometheus metrics, read-only views of jobs and recorded events, the
-status page (`watcher.app.page`) and the token-guarded actions (`watcher.app.actions`).
+status page (`watcher.web.page`) and the token-guarded actions (`watcher.web.actions`).
 
 Every API response is JSON (except /metrics and the page), errors included: a bad query is a 400 saying which
 parameter, an unknown path a 404, and an unexpected failure a 500 without a traceback (it is logged instead).
@@ -15,10 +15,10 @@ from typing import Any, Final
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from watcher.app.actions import add_action_routes
-from watcher.app.page import add_page_routes, security_headers
-from watcher.app.source import SOURCE, StatusSource
 from watcher.core.memory import JobMemory
+from watcher.web.actions import add_action_routes
+from watcher.web.page import add_page_routes, security_headers
+from watcher.web.source import SOURCE, StatusSource
 
 log = logging.getLogger("benchwatch.status")
 

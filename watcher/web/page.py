@@ -13,11 +13,11 @@ from typing import Final
 import jinja2
 from aiohttp import web
 
-from watcher.app.pagerows import Filters, PageView
-from watcher.app.pagetrends import build_trends
-from watcher.app.pageview import build_view
-from watcher.app.source import SOURCE
 from watcher.core.events import EVENT_KINDS
+from watcher.web.pagerows import Filters, PageView
+from watcher.web.pagetrends import build_trends
+from watcher.web.pageview import build_view
+from watcher.web.source import SOURCE
 
 SECTIONS: Final = ("jobs", "events", "notifications", "silences")  # refreshed by the script through /api/page
 # Trends change only when a job completes, and reading them reads every kept outcome of ten benchmarks: the page
@@ -42,7 +42,7 @@ ENV: Final = web.AppKey("page_templates", jinja2.Environment)
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("watcher.app", "templates"),
+        loader=jinja2.PackageLoader("watcher.web", "templates"),
         autoescape=True,  # everything from the API is escaped, in text and in attributes
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -97,7 +97,7 @@ async def _sections(request: web.Request) -> web.Response:
 
 @functools.cache
 def _static_body(name: str) -> bytes:
-    return importlib.resources.files("watcher.app").joinpath("static", name).read_bytes()
+    return importlib.resources.files("watcher.web").joinpath("static", name).read_bytes()
 
 
 async def _static(request: web.Request) -> web.Response:

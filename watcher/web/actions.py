@@ -16,10 +16,10 @@ from typing import Any
 from aiohttp import web
 
 from rules.silences import RuntimeSilence
-from watcher.app.silences import SilenceError, UnknownSilence, add_silence, expire_silence, list_silences
-from watcher.app.silences import request_from_json as silence_request
-from watcher.app.source import SOURCE
 from watcher.core.records import OutboxStatus
+from watcher.pipeline.silences import SilenceError, UnknownSilence, add_silence, expire_silence, list_silences
+from watcher.pipeline.silences import request_from_json as silence_request
+from watcher.web.source import SOURCE
 
 log = logging.getLogger("benchwatch.status")
 
