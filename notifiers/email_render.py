@@ -83,7 +83,7 @@ def render_html(notification: Notification) -> str:
 
 def agent_cells(agent: AgentSummary) -> tuple[str, ...]:
     """One row of the per-agent table, as unescaped one-line cells in `AGENT_COLUMNS` order."""
-    score = "-" if agent.average_score is None else f"{agent.average_score:.3f}"
+    score = "-" if agent.score is None else f"{agent.score:.3f}"
     return (
         _cell(agent.agent_name or agent.benchmark_run_id),
         _cell(agent.model_name or "-"),

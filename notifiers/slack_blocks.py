@@ -193,7 +193,7 @@ def _agent_line(agent: AgentSummary) -> str:
     name = _linked(agent.url, agent.agent_name or agent.benchmark_run_id, 60)
     running = " _(running)_" if not agent.finished else ""
     model = _one_line(agent.model_name, 200) if agent.model_name else "model n/a"
-    score = "n/a" if agent.average_score is None else f"{agent.average_score:.3f}"
+    score = "n/a" if agent.score is None else f"{agent.score:.3f}"
     counts = f"{agent.n_completed} completed / {agent.n_failed} failed / {agent.n_timeout} timed out"
     return f"• *{name}*{running} · {model} · score *{score}* · {counts} · {duration_text(agent.duration_ms)}"
 

@@ -140,7 +140,7 @@ def _agents(summary: JobSummary) -> list[dict[str, Any]]:
 
 
 def _fact(agent: AgentSummary) -> dict[str, str]:
-    score = "n/a" if agent.average_score is None else f"{agent.average_score:.3f}"
+    score = "n/a" if agent.score is None else f"{agent.score:.3f}"
     running = " (running)" if not agent.finished else ""
     value = (
         f"score {score}{running} · {agent.n_completed} completed / {agent.n_failed} failed / "

@@ -92,17 +92,21 @@ def template_context(
     }
 
 
+LATE_NOTE = " (told late: it happened before benchwatch first saw the job)"
+
+
 def default_title(events: Sequence[Event], summary: JobSummary | None) -> str:
     """A one-line title fitting the events: the single event's line, or a count of what happened."""
     if not events:
         return "benchwatch"
     job_name = events[0].job_name
+    late = LATE_NOTE if all(event.late for event in events) else ""
     if len(events) == 1:
-        return _with_scores(event_line(events[0]), events[0], summary)
+        return _with_scores(event_line(events[0]), events[0], summary) + late
     kinds = {event.kind for event in events}
     if len(kinds) == 1:
-        return f"{job_name}: {len(events)} {_KIND_PHRASES.get(events[0].kind, events[0].kind)}"
-    return f"{job_name}: {len(events)} events"
+        return f"{job_name}: {len(events)} {_KIND_PHRASES.get(events[0].kind, events[0].kind)}{late}"
+    return f"{job_name}: {len(events)} events{late}"
 
 
 def _with_scores(line: str, event: Event, summary: JobSummary | None) -> str:

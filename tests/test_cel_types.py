@@ -39,7 +39,7 @@ def test_well_typed_expressions_pass(source: str, kinds: list[str]) -> None:
             ["scenario.failed"],
             "event.failure_reason has no field 'exeption_type' (did you mean 'exception_type'?)",
         ),
-        ("event.outcomes.exists(o, o.score < 0.5)", ["job.finished"], "o has no field 'score'"),
+        ("event.outcomes.exists(o, o.scor < 0.5)", ["job.finished"], "o has no field 'scor' (did you mean 'score'?)"),
         ("evnt.state == 'failed'", ["job.finished"], "unknown name 'evnt' (did you mean 'event'?)"),
         (
             "job.agents[0].averge_score > 0.5",

@@ -114,7 +114,7 @@ def test_secret_urls_never_appear_in_destinations_or_config_errors(tmp_path: Pat
 
 def test_agent_rows_are_escaped_everywhere() -> None:
     row = AgentSummary(
-        benchmark_run_id="bmr_1", agent_name="a_b*c", model_name=None, finished=True, average_score=0.5,
+        benchmark_run_id="bmr_1", agent_name="a_b*c", model_name=None, finished=True, score=0.5, average_score=0.5,
         n_completed=1, n_failed=0, n_timeout=0, duration_ms=1000, url="https://x",
     )  # fmt: skip
     base = sample_notification("chat", NOW_MS)

@@ -103,7 +103,7 @@ async def test_jobs_json_is_one_object_per_job_per_line(
     assert rows[0]["state"] == "running" and 0 < rows[0]["n_done"] < rows[0]["n_expected"] == 24
     assert rows[1] | {"create_time_ms": 0, "failure_reason": None} == {
         "id": world["failed"], "name": "setup-broken", "state": "failed", "n_done": 0, "n_expected": 24,
-        "create_time_ms": 0, "failure_reason": None,
+        "create_time_ms": 0, "failure_reason": None, "scores": {},
     }  # fmt: skip
 
 

@@ -42,6 +42,7 @@ def agent(n: int) -> AgentSummary:
         agent_name=f"agent-{n}",
         model_name="m",
         finished=True,
+        score=0.5 + n / 100,
         average_score=0.5 + n / 100,
         n_completed=8,
         n_failed=2,

@@ -57,6 +57,7 @@ def finished_run(n: int, score: float | None, job: str = "bmj_1") -> RunFinished
         benchmark_run_id=f"bmr_{n}",
         agent_name="codex",
         model_name="gpt-5",
+        score=score,
         average_score=score,
         n_completed=8,
         n_failed=2,

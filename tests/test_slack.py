@@ -59,6 +59,7 @@ def agent(name: str, *, score: float | None = 0.8125, finished: bool = True, ind
         agent_name=name,
         model_name="claude-sonnet-4",
         finished=finished,
+        score=score,
         average_score=score,
         n_completed=40,
         n_failed=2,
@@ -102,7 +103,7 @@ def summary(
         state=state,
         failure_reason=None,
         failure_rate=round(8 / n_done, 6),
-        scores={row.agent_name or "": row.average_score for row in rows if row.average_score is not None},
+        scores={row.agent_name or "": row.score for row in rows if row.score is not None},
         min_score=0.8125,
         agents=rows,
         failures=failures

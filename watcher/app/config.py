@@ -43,6 +43,17 @@ class DiscoverSection(StrictModel):
     max_jobs: int = Field(5000, ge=1, le=100_000, description="page the list no further than this many jobs")
 
 
+class CatchUpSection(StrictModel):
+    """`watch.catch_up:` how far back a job new to the watcher may have been created to be told in full (late)."""
+
+    max_age_ms: DurationMs = Field(
+        24 * 3_600_000,
+        alias="max_age",
+        ge=0,
+        description="a job created longer ago than this when first seen is a starting point; 0 turns catch-up off",
+    )
+
+
 class WatchSection(StrictModel):
     """`watch:` which jobs, how often, and what counts as stalled."""
 
@@ -56,6 +67,7 @@ class WatchSection(StrictModel):
     api_unreachable_after_ms: DurationMs = Field(5 * 60_000, alias="api_unreachable_after", ge=1000)
     jitter: float = Field(0.1, ge=0, le=0.5, description="each cycle starts up to this share of the interval late")
     spread: float = Field(0.7, ge=0, le=0.9, description="a cycle's polls start evenly over this share of the interval")
+    catch_up: CatchUpSection = Field(default_factory=CatchUpSection)
 
     @model_validator(mode="after")
     def _spread_fits(self) -> Self:

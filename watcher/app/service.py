@@ -32,6 +32,7 @@ from watcher.core.storehealth import StoreHealth
 from watcher.core.summary import JobSummary
 from watcher.diff.summary import dashboard_url_for
 from watcher.pipeline.baseline import BaselineSection
+from watcher.pipeline.catchup import CatchUp
 from watcher.pipeline.comparer import job_comparer
 from watcher.pipeline.recording import SnapshotRecorder
 from watcher.pipeline.tracker import JobTracker
@@ -111,6 +112,8 @@ class Service:
             async with aiohttp.ClientSession() as session:
                 self._wire(session)
                 await self.tracker.load_memories()
+                if self.tracker.catch_up is not None:
+                    await self.tracker.catch_up.start(self._store, self.clock.now_ms())
                 self.metrics.config_loaded(True, time.time())
                 try:
                     await self._start_status()
@@ -140,7 +143,12 @@ class Service:
         comparer = job_comparer(self.config.baseline, self._store, self.client, dashboard_url)
         shared = self._store.shared
         self.tracker = JobTracker(
-            self._store, router=router, dashboard_url=dashboard_url, comparer=comparer, shared_rules=shared
+            self._store,
+            router=router,
+            dashboard_url=dashboard_url,
+            comparer=comparer,
+            shared_rules=shared,
+            catch_up=CatchUp(self.config.watch.catch_up.max_age_ms),
         )
         self._session = session
         self.worker = build_worker(self.config, self._store, session, self.clock, self.store_health)
@@ -366,6 +374,8 @@ class Service:
             self.cycle.use_watch(new.watch)
             self.tracker.comparer = job_comparer(new.baseline, self._store, self.client, self.tracker.dashboard_url)
             self.health.unreachable_after_ms = new.watch.api_unreachable_after_ms
+            if self.tracker.catch_up is not None:
+                self.tracker.catch_up.max_age_ms = new.watch.catch_up.max_age_ms
             self.loaded, self.config = LoadedConfig(new, result.loaded.path), new
         self.metrics.config_loaded(True, time.time())
         log.info("reloaded %s: %d rules, %d notifiers, %d silences", self.loaded.path, len(new.rules),

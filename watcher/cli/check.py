@@ -7,6 +7,7 @@ import sys
 
 from rules.describe import describe_inhibit, describe_rule, describe_silence, describe_time_interval
 from watcher.app.config import Config, load_config
+from watcher.config.durations import format_duration_ms
 from watcher.core.events import events_json_schema
 
 
@@ -21,6 +22,7 @@ async def check(args: argparse.Namespace) -> int:
         )
         return 0
     print(f"{args.config}: OK")
+    print(_catch_up_line(config))
     print(f"notifiers ({len(config.notifiers)}):")
     for name, notifier in config.notifiers.items():
         print(f"  {name} ({notifier.type}): {notifier.destination()}")
@@ -61,6 +63,18 @@ def _baseline_note(config: Config) -> None:
         )
     elif any(rule.catches("job.compared") for rule in config.rules):
         print("note: rules on job.compared never fire without a baseline: section")
+
+
+def _catch_up_line(config: Config) -> str:
+    """What `watch.catch_up` means for a job the watcher meets late."""
+    max_age_ms = config.watch.catch_up.max_age_ms
+    if max_age_ms == 0:
+        return "catch-up: off: a job first seen after it moved on is a starting point; what it did before is not told"
+    return (
+        f"catch-up: a job first seen after it moved on (created while the watcher was down, or between two passes) "
+        f"is told in full, late, if it was created within {format_duration_ms(max_age_ms)} and after this state "
+        "store's first pass; older ones are a starting point"
+    )
 
 
 async def schema(args: argparse.Namespace) -> int:

@@ -57,7 +57,7 @@ rules:
     severity: info
   - name: weak-run
     on: run.finished
-    where: {{average_score: {{lt: 0.7}}}}
+    where: {{score: {{lt: 0.7}}}}
     notify: screen
     severity: warning
   - name: failure-burst

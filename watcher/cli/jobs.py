@@ -18,6 +18,7 @@ from watcher.cli.progress import n_done
 from watcher.cli.retry_status import clear_status
 from watcher.core.clock import SystemClock
 from watcher.core.models import BenchmarkJobView
+from watcher.core.score import outcome_score
 
 HEADER = f"{'ID':<26}  {'STATE':<12} {'CREATED (UTC)':<17}  {'DONE':>9}  NAME"
 _GLOB_CHARS = frozenset("*?[")
@@ -36,6 +37,16 @@ class JobRow:
         """Scenarios the job will run in all (0 when its spec is unknown)."""
         return self.job.job_spec.n_expected if self.job.job_spec else 0
 
+    @property
+    def scores(self) -> dict[str, float | None]:
+        """benchwatch's score of each finished run (watcher/core/score.py), by agent name (run id without one)."""
+        job = self.job
+        n_scenarios = len(job.job_spec.scenario_ids) if job.job_spec is not None else None
+        return {
+            outcome.agent_name or outcome.benchmark_run_id: outcome_score(outcome, n_scenarios)
+            for outcome in job.benchmark_outcomes or ()
+        }
+
     def as_json(self) -> str:
         """One line of `--json`."""
         job = self.job
@@ -48,6 +59,7 @@ class JobRow:
                 "n_expected": self.n_expected,
                 "create_time_ms": job.create_time_ms,
                 "failure_reason": job.failure_reason,
+                "scores": self.scores,
             },
             ensure_ascii=False,
         )

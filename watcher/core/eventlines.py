@@ -64,7 +64,7 @@ def _describe_change(event: Event) -> str | None:
             return f"run started: {event.agent_name or '?'} ({event.model_name or 'model n/a'})"
         case RunFinished():
             return (
-                f"run finished: {event.agent_name or '?'} score {_score(event.average_score)}, {event.n_completed} "
+                f"run finished: {event.agent_name or '?'} score {_score(event.score)}, {event.n_completed} "
                 f"completed, {event.n_failed} failed, {event.n_timeout} timed out"
             )
         case ScenarioRecovered():

@@ -28,6 +28,11 @@ class EventBase(BaseModel):
     job_id: str
     job_name: str
     at_ms: int = Field(description="observation time of the snapshot that revealed the event (ms since epoch)")
+    late: bool = Field(
+        False,
+        description="told when the watcher first saw a job that had already moved on (it was created while the "
+        "watcher was down, or between two discovery passes): the fact happened before at_ms",
+    )
 
 
 class Counters(BaseModel):
@@ -51,7 +56,14 @@ class RunResult(BaseModel):
     benchmark_run_id: str
     agent_name: str | None
     model_name: str | None
-    average_score: float | None
+    score: float | None = Field(
+        None,
+        description="benchwatch's score: the mean over every scenario of the job spec, a failed, timed-out or "
+        "canceled one (or one that never ran) counting 0 (docs/events.md, 'The score')",
+    )
+    average_score: float | None = Field(
+        description="the API's average_score: the mean over completed scenarios only — not the run's score"
+    )
     n_completed: int
     n_failed: int
     n_timeout: int
@@ -139,7 +151,8 @@ class ScenarioRecovered(ScenarioFields, EventBase):
 
 
 class ScoreChanged(EventBase):
-    """A finished run's `average_score` changed from one number to another."""
+    """A finished run's score (benchwatch's, `run.finished.score`) changed from one number to another (outcomes that
+    land or change after the run finished)."""
 
     kind: Literal["score.changed"] = "score.changed"
     benchmark_run_id: str

@@ -15,7 +15,8 @@ class RunMemo(BaseModel):
     agent_name: str | None = None
     model_name: str | None = None
     finished: bool = False
-    average_score: float | None = None
+    average_score: float | None = None  # the API's: the mean over completed scenarios only
+    score: float | None = None  # benchwatch's (watcher/core/score.py): what `score.changed` follows
     # counters (completed, failed, timeout, canceled) from the last scenario runs seen while in progress
     counts: tuple[int, int, int, int] | None = None
 

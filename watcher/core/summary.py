@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from watcher.core.events import Counters
 
@@ -20,7 +20,12 @@ class AgentSummary(BaseModel):
     agent_name: str | None
     model_name: str | None
     finished: bool
-    average_score: float | None
+    score: float | None = Field(
+        None,
+        description="benchwatch's score (docs/events.md, 'The score'): failed, timed-out and canceled scenarios "
+        "count 0; a finished run counts every scenario of the spec",
+    )
+    average_score: float | None = Field(description="the API's average over completed scenarios only")
     n_completed: int
     n_failed: int
     n_timeout: int
@@ -59,7 +64,7 @@ class JobSummary(Counters):
     state: str
     failure_reason: str | None
     failure_rate: float | None
-    scores: dict[str, float]
+    scores: dict[str, float]  # agent → benchwatch's score (not the API's average of completed scenarios)
     min_score: float | None
     agents: tuple[AgentSummary, ...]
     failures: tuple[FailureGroup, ...]

@@ -41,6 +41,7 @@ from watcher.core.models import (
     ScenarioState,
 )
 from watcher.core.scenario_runs import RunScenarios, ScenarioRunStatus
+from watcher.core.score import outcome_score
 from watcher.core.snapshot import Snapshot
 
 _BAD_STATES: Final = frozenset({ScenarioState.FAILED, ScenarioState.TIMEOUT, ScenarioState.CANCELED})
@@ -79,10 +80,11 @@ class _Observed:
     score: float | None
 
 
-def diff(memory: JobMemory | None, snapshot: Snapshot) -> DiffResult:
-    """Compare a snapshot with what we knew; the first snapshot of a job yields `job.discovered` only."""
+def diff(memory: JobMemory | None, snapshot: Snapshot, *, catch_up: bool = False) -> DiffResult:
+    """Compare a snapshot with what we knew. The first snapshot of a job yields `job.discovered` only (a starting
+    point), or with `catch_up` also everything it shows had happened since the job was created (`catch_up_diff`)."""
     if memory is None:
-        return _discover(snapshot)
+        return catch_up_diff(snapshot) if catch_up else _discover(snapshot)
     if snapshot.fingerprint is not None and snapshot.fingerprint == memory.fingerprint:
         return DiffResult((), unchanged(memory, snapshot.at_ms))
     return _Differ(memory, snapshot).run()
@@ -116,7 +118,7 @@ def _discover(snapshot: Snapshot) -> DiffResult:
         state=job.state,
         finished=job.is_terminal,
         counters=counters,
-        runs=_mark_finished(runs, outcomes),
+        runs=_mark_finished(runs, outcomes, _n_scenarios_of(job)),
         unresolved=unresolved,
         first_seen_ms=snapshot.at_ms,
         last_seen_ms=snapshot.at_ms,
@@ -124,6 +126,45 @@ def _discover(snapshot: Snapshot) -> DiffResult:
         fingerprint=snapshot.fingerprint,
     )
     return DiffResult((event,), memory, tuple(warnings))
+
+
+def catch_up_diff(snapshot: Snapshot) -> DiffResult:
+    """The first snapshot of a job that moved on before the watcher saw it: `job.discovered`, then every event a
+    watcher that had watched the job from its creation would have told and the snapshot can show (runs started,
+    each failed, timed-out or canceled scenario, runs finished, progress, the state it reached, `job.finished`) —
+    all `late`.
+
+    It is the diff of the snapshot against the memory of a job just created: no runs, nothing done, in the state
+    the job is in now (or, for a job that ended, the state before its end: running if any run shows, else queued).
+    That memory's last change is the job's creation, so every id is derived from the snapshot alone, and a replica
+    or a restart that catches up on the same snapshot gives the same ids, which the store keeps once."""
+    discovered = _discover(snapshot)
+    job = snapshot.job
+    created = JobMemory(
+        job_id=job.id,
+        job_name=job.name,
+        state=_state_before(job),
+        finished=False,
+        counters=Counters(n_expected=job.job_spec.n_expected if job.job_spec is not None else None),
+        runs={},
+        unresolved={},
+        first_seen_ms=snapshot.at_ms,
+        last_seen_ms=job.create_time_ms,
+        last_change_ms=job.create_time_ms,
+    )
+    caught_up = _Differ(created, snapshot).run()
+    events = tuple(event.model_copy(update={"late": True}) for event in (*discovered.events, *caught_up.events))
+    memory = caught_up.memory.model_copy(
+        update={"first_seen_ms": snapshot.at_ms, "last_change_ms": snapshot.at_ms, "fingerprint": snapshot.fingerprint}
+    )
+    return DiffResult(events, memory, (*discovered.warnings, *caught_up.warnings))
+
+
+def _state_before(job: BenchmarkJobView) -> str:
+    """The state a job caught up on is diffed from: its own while it has not ended, else the one its end left."""
+    if not job.is_terminal:
+        return job.state
+    return JobState.RUNNING if job.benchmark_outcomes or job.in_progress_runs else JobState.QUEUED
 
 
 class _Differ:
@@ -153,7 +194,7 @@ class _Differ:
                 "state": self.job.state if not self.memory.finished else self.memory.state,
                 "finished": finished,
                 "counters": counters,
-                "runs": _mark_finished(runs, self.outcomes),
+                "runs": _mark_finished(runs, self.outcomes, self._n_scenarios),
                 "unresolved": _apply_observed(self.memory.unresolved, observed),
                 "last_seen_ms": self.snapshot.at_ms,
                 "last_change_ms": self.snapshot.at_ms if self.events else self.memory.last_change_ms,
@@ -216,13 +257,18 @@ class _Differ:
         for run_id, outcome in sorted(self.outcomes.items()):
             if self.memory.runs.get(run_id, RunMemo()).finished:
                 continue
-            result = _run_result(outcome, runs[run_id])
+            result = _run_result(outcome, runs[run_id], self._n_scenarios)
             self.events.append(RunFinished(**self._envelope("run.finished", run_id), **dict(result)))
+
+    @property
+    def _n_scenarios(self) -> int | None:
+        """Scenarios each run of the job's spec has: a finished run's score counts every one of them."""
+        return _n_scenarios_of(self.job)
 
     def _score_changed(self, runs: Mapping[str, RunMemo]) -> None:
         for run_id, outcome in sorted(self.outcomes.items()):
             before = self.memory.runs.get(run_id, RunMemo())
-            old, new = before.average_score, outcome.average_score
+            old, new = before.score, outcome_score(outcome, self._n_scenarios)
             if not before.finished or old is None or new is None or abs(new - old) <= _SCORE_EPSILON:
                 continue
             self.events.append(
@@ -255,7 +301,9 @@ class _Differ:
             return False
         if now in JobState.TERMINAL:
             outcomes = tuple(
-                _run_result(outcome, RunMemo(agent_name=outcome.agent_name, model_name=outcome.model_name))
+                _run_result(
+                    outcome, RunMemo(agent_name=outcome.agent_name, model_name=outcome.model_name), self._n_scenarios
+                )
                 for _, outcome in sorted(self.outcomes.items())
             )
             self.events.append(
@@ -483,20 +531,31 @@ def _apply_observed(
     return {run_id: states for run_id, states in result.items() if states}
 
 
-def _mark_finished(runs: Mapping[str, RunMemo], outcomes: Mapping[str, BenchmarkOutcome]) -> dict[str, RunMemo]:
+def _mark_finished(
+    runs: Mapping[str, RunMemo], outcomes: Mapping[str, BenchmarkOutcome], n_scenarios: int | None
+) -> dict[str, RunMemo]:
     marked = dict(runs)
     for run_id, outcome in outcomes.items():
-        marked[run_id] = marked[run_id].model_copy(
-            update={"finished": True, "average_score": outcome.average_score, "counts": None}
-        )
+        update = {
+            "finished": True,
+            "average_score": outcome.average_score,
+            "score": outcome_score(outcome, n_scenarios),
+            "counts": None,
+        }
+        marked[run_id] = marked[run_id].model_copy(update=update)
     return marked
 
 
-def _run_result(outcome: BenchmarkOutcome, memo: RunMemo) -> RunResult:
+def _n_scenarios_of(job: BenchmarkJobView) -> int | None:
+    return len(job.job_spec.scenario_ids) if job.job_spec is not None else None
+
+
+def _run_result(outcome: BenchmarkOutcome, memo: RunMemo, n_scenarios: int | None) -> RunResult:
     return RunResult(
         benchmark_run_id=outcome.benchmark_run_id,
         agent_name=outcome.agent_name or memo.agent_name,
         model_name=outcome.model_name or memo.model_name,
+        score=outcome_score(outcome, n_scenarios),
         average_score=outcome.average_score,
         n_completed=outcome.n_completed,
         n_failed=outcome.n_failed,

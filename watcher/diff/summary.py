@@ -8,6 +8,8 @@ from collections.abc import Mapping
 
 from watcher.core.events import Counters
 from watcher.core.models import BenchmarkJobSource, BenchmarkJobView, BenchmarkOutcome, ScenarioState
+from watcher.core.scenario_runs import RunScenarios
+from watcher.core.score import outcome_score, running_score
 from watcher.core.summary import MAX_FAILURE_EXAMPLES, AgentSummary, FailureExample, FailureGroup, JobSummary
 
 
@@ -17,13 +19,18 @@ def dashboard_url_for(api_base_url: str) -> str:
 
 
 def summarize(
-    job: BenchmarkJobView, counters: Counters, run_counts: Mapping[str, tuple[int, int, int, int]], dashboard_url: str
+    job: BenchmarkJobView,
+    counters: Counters,
+    run_counts: Mapping[str, tuple[int, int, int, int]],
+    dashboard_url: str,
+    run_scores: Mapping[str, float | None] | None = None,
 ) -> JobSummary:
-    """Summarise a job from its view and the diff's counters (`run_counts`: in-progress runs' counts)."""
+    """Summarise a job from its view and the diff's counters (`run_counts`: in-progress runs' counts;
+    `run_scores`: their scores so far, from the scenario runs fetched with the snapshot — see `running_scores`)."""
     benchmark_id = job.job_source.benchmark_id if isinstance(job.job_source, BenchmarkJobSource) else "single"
     run_base = f"{dashboard_url}/benchmarks/custom/{_segment(benchmark_id)}/runs"
-    agents = _agents(job, run_counts, run_base)
-    scores = {a.agent_name or a.benchmark_run_id: a.average_score for a in agents if a.average_score is not None}
+    agents = _agents(job, run_counts, run_scores or {}, run_base)
+    scores = {a.agent_name or a.benchmark_run_id: a.score for a in agents if a.score is not None}
     bad = counters.n_failed + counters.n_timeout
     return JobSummary(
         **dict(counters),
@@ -45,10 +52,22 @@ def _segment(identifier: str) -> str:
     return urllib.parse.quote(identifier, safe="")
 
 
+def running_scores(scenario_runs: Mapping[str, RunScenarios]) -> dict[str, float | None]:
+    """Each followed run's score so far (watcher/core/score.py), from its scenarios' latest attempts."""
+    return {
+        run_id: running_score((status.outcome_state, status.score) for status in runs.latest)
+        for run_id, runs in scenario_runs.items()
+    }
+
+
 def _agents(
-    job: BenchmarkJobView, run_counts: Mapping[str, tuple[int, int, int, int]], run_base: str
+    job: BenchmarkJobView,
+    run_counts: Mapping[str, tuple[int, int, int, int]],
+    run_scores: Mapping[str, float | None],
+    run_base: str,
 ) -> tuple[AgentSummary, ...]:
     rows: dict[str, AgentSummary] = {}
+    n_scenarios = len(job.job_spec.scenario_ids) if job.job_spec is not None else None
     for outcome in job.benchmark_outcomes or ():
         rows.setdefault(
             outcome.benchmark_run_id,
@@ -57,6 +76,7 @@ def _agents(
                 agent_name=outcome.agent_name,
                 model_name=outcome.model_name,
                 finished=True,
+                score=outcome_score(outcome, n_scenarios),
                 average_score=outcome.average_score,
                 n_completed=outcome.n_completed,
                 n_failed=outcome.n_failed,
@@ -74,6 +94,7 @@ def _agents(
             agent_name=run.agent_name,
             model_name=run.model_name,
             finished=False,
+            score=run_scores.get(run.benchmark_run_id),
             average_score=None,
             n_completed=completed,
             n_failed=failed,

@@ -36,9 +36,11 @@ class JobComparer:
         self.baseline_job_id = baseline_job_id
 
     async def after_poll(
-        self, snapshot: Snapshot, before: JobMemory | None, after: JobMemory
+        self, snapshot: Snapshot, before: JobMemory | None, after: JobMemory, *, late: bool = False
     ) -> tuple[tuple[JobCompared, ...], list[StateRow]]:
-        """The event (if this poll is the one to compare on) and the state rows that keep the job's outcomes."""
+        """The event (if this poll is the one to compare on) and the state rows that keep the job's outcomes. A job
+        caught up on (`late`: it completed before the watcher first saw it) is compared as a live watcher would
+        have compared it, and its event is `late` too."""
         job = snapshot.job
         if job.state != JobState.COMPLETED or not after.finished or not _is_the_poll(job, before):
             return (), []
@@ -46,7 +48,7 @@ class JobComparer:
             return (), []  # compared (or kept) already
         current = job_outcomes(job)
         rows = self.finder.archive.rows(current)
-        if before is None and not self.on_discovery:
+        if before is None and not (self.on_discovery or late):
             return (), rows
         try:
             baseline = await self.finder.outcomes(self.baseline_job_id) if self.baseline_job_id else None
@@ -62,6 +64,7 @@ class JobComparer:
             job_id=job.id,
             job_name=job.name,
             at_ms=snapshot.at_ms,
+            late=late,
             **dict(compared.comparison),
         )
         return (event,), rows

@@ -32,7 +32,8 @@ from watcher.core.records import StateRow
 from watcher.core.snapshot import Snapshot
 from watcher.core.summary import JobSummary
 from watcher.diff.jobs import DiffResult, diff, unchanged
-from watcher.diff.summary import summarize
+from watcher.diff.summary import running_scores, summarize
+from watcher.pipeline.catchup import CatchUp
 from watcher.pipeline.comparer import JobComparer
 from watcher.store.protocol import Store
 
@@ -72,11 +73,13 @@ class JobTracker:
         dashboard_url: str = DEFAULT_DASHBOARD_URL,
         comparer: JobComparer | None = None,
         shared_rules: bool = False,
+        catch_up: CatchUp | None = None,
     ) -> None:
         self.store = store
         self.router = router
         self.dashboard_url = dashboard_url
         self.comparer = comparer  # compares a job that completes with its baseline (`baseline:`)
+        self.catch_up = catch_up  # which jobs new to the watcher are told in full (the service's; None: none)
         # Replicas share the rule state in the store: read it afresh before routing or flushing, never cached.
         self.shared_rules = shared_rules
         self._memories: dict[str, JobMemory] = {}  # jobs still polled
@@ -95,10 +98,13 @@ class JobTracker:
         memory = self._memories.get(job_id)
         if memory is None:
             memory = await self.store.load_memory(job_id)
-        result = diff(memory, snapshot)
+        late = memory is None and self.catch_up is not None and self.catch_up.applies(snapshot.job, snapshot.at_ms)
+        result = diff(memory, snapshot, catch_up=late)
         for warning in result.warnings:
             self._warn_once(warning)
-        compared, kept = await self.comparer.after_poll(snapshot, memory, result.memory) if self.comparer else ((), [])
+        compared, kept = (
+            await self.comparer.after_poll(snapshot, memory, result.memory, late=late) if self.comparer else ((), [])
+        )
         events = (*result.events, *compared)
         async with self._rules_exclusive(bool(events)):
             observation = await self._route_and_commit(snapshot, memory, result, events, kept)
@@ -358,7 +364,8 @@ class JobTracker:
 
     def _summary(self, snapshot: Snapshot, memory: JobMemory) -> JobSummary:
         run_counts = {run_id: memo.counts for run_id, memo in memory.runs.items() if memo.counts is not None}
-        return summarize(snapshot.job, memory.counters, run_counts, self.dashboard_url)
+        run_scores = running_scores(snapshot.scenario_runs)
+        return summarize(snapshot.job, memory.counters, run_counts, self.dashboard_url, run_scores)
 
 
 def _material(memory: JobMemory) -> JobMemory:

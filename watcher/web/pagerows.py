@@ -63,7 +63,7 @@ class JobRow:
     quiet_for: str
     bars: tuple[Bar, ...]
     pass_rate: float | None
-    average_score: float | None
+    score: float | None  # the mean of its agents' scores (benchwatch's score, not the API's average of completed)
     failures: tuple[FailureGroup, ...]
     stalled: bool
     vanished: bool

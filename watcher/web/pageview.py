@@ -88,7 +88,7 @@ def _job_row(memory: JobMemory, summary: JobSummary | None, now_ms: int, dashboa
         quiet_for=span(now_ms - memory.last_change_ms),
         bars=bars,
         pass_rate=counters.n_completed / counters.n_done if counters.n_done else None,
-        average_score=sum(scores) / len(scores) if scores else None,
+        score=sum(scores) / len(scores) if scores else None,
         failures=summary.failures if summary is not None else (),
         stalled=memory.stalled,
         vanished=memory.vanished,
@@ -144,7 +144,7 @@ def _agent_bar(agent: AgentSummary, expected: int | None) -> Bar:
         agent.n_timeout,
         0,
         expected,
-        score=agent.average_score,
+        score=agent.score,
         url=agent.url,
         finished=agent.finished,
     )

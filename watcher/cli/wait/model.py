@@ -61,13 +61,13 @@ class Thresholds(BaseModel):
             ThresholdMiss(
                 threshold="min_score",
                 subject=agent.agent_name or agent.benchmark_run_id,
-                value=agent.average_score,
+                value=agent.score,
                 limit=limit,
-                message=f"{agent.agent_name or agent.benchmark_run_id} average score "
-                f"{_score(agent.average_score)} < min-score {limit:g}",
+                message=f"{agent.agent_name or agent.benchmark_run_id} score {_score(agent.score)} "
+                f"< min-score {limit:g}",
             )
             for agent in summary.agents
-            if agent.average_score is None or agent.average_score < limit
+            if agent.score is None or agent.score < limit
         ]
 
     def _rate_misses(self, summary: JobSummary) -> list[ThresholdMiss]:
@@ -153,7 +153,7 @@ class AgentProgress:
     expected: int | None
     n_failed: int
     n_timeout: int
-    average_score: float | None  # the outcome's once finished; else the mean of the scores seen so far
+    score: float | None  # benchwatch's score (watcher/core/score.py): of the outcome once finished, else so far
     finished: bool
     duration_ms: int | None
     n_passed: int = 0  # completed with score 1.0 (rl-cli's "passed"; a JUnit testcase that passes)

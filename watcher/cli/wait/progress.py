@@ -3,7 +3,7 @@ functions of a snapshot and the job's memory."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from watcher.cli.progress import done_by_run
 from watcher.cli.wait.junit import PASSING_SCORE
@@ -13,6 +13,7 @@ from watcher.core.models import BenchmarkJobView, ScenarioOutcome, ScenarioState
 from watcher.core.scenario_runs import RunScenarios, ScenarioRunStatus
 from watcher.core.snapshot import Snapshot
 from watcher.core.summary import JobSummary
+from watcher.diff.summary import running_scores
 
 
 def build_progress(
@@ -30,9 +31,7 @@ def build_progress(
             expected=expected,
             n_failed=agent.n_failed,
             n_timeout=agent.n_timeout,
-            average_score=agent.average_score
-            if agent.finished
-            else _score_so_far(runs.listed if (runs := snapshot.scenario_runs.get(agent.benchmark_run_id)) else ()),
+            score=agent.score if agent.finished else running_scores(snapshot.scenario_runs).get(agent.benchmark_run_id),
             finished=agent.finished,
             duration_ms=agent.duration_ms,
             n_passed=passed.get(agent.benchmark_run_id, 0),
@@ -99,12 +98,3 @@ def _passes(state: str | None, score: float | None) -> bool:
 def _done_by_run(job: BenchmarkJobView, memory: JobMemory) -> dict[str, int]:
     """Scenarios in a final state per run (`done_by_run`, the count `benchwatch jobs` shows too)."""
     return done_by_run(job, {run_id: memo.counts for run_id, memo in memory.runs.items() if memo.counts is not None})
-
-
-def _score_so_far(views: Sequence[ScenarioRunStatus]) -> float | None:
-    """Mean score of the scenarios scored so far (the latest scored attempt of each)."""
-    latest: dict[str, float] = {}
-    for view in sorted(views, key=lambda v: (v.start_time_ms or 0, v.id)):
-        if view.score is not None:
-            latest[view.scenario_id] = view.score
-    return round(sum(latest.values()) / len(latest), 4) if latest else None

@@ -295,7 +295,7 @@ def live_table(progress: WaitProgress) -> Table:
     """The live view: one row, with its bar, per agent."""
     title = f"{progress.job_name} · {progress.state} · waiting {_duration(progress.elapsed_ms)}"
     table = Table(title=Text(title), box=box.SIMPLE, title_justify="left")
-    for column in ("agent", "model", "progress", "done", "failures", "avg score", "pass rate", "elapsed"):
+    for column in ("agent", "model", "progress", "done", "failures", "score", "pass rate", "elapsed"):
         table.add_column(column, justify="left" if column in ("agent", "model", "progress") else "right")
     for agent in progress.agents:
         expected = "?" if agent.expected is None else str(agent.expected)
@@ -306,7 +306,7 @@ def live_table(progress: WaitProgress) -> Table:
             ProgressBar(total=agent.expected or None, completed=agent.done, width=BAR_WIDTH),
             Text(f"{agent.done}/{expected}"),
             Text(str(failures), style="red" if failures else ""),
-            Text(_score(agent.average_score)),
+            Text(_score(agent.score)),
             Text(_pass_rate(agent)),
             Text(_duration(agent.duration_ms)),
         )
@@ -332,7 +332,7 @@ def final_report(result: WaitResult) -> RenderableType:
 
 
 def agents_table(summary: JobSummary, passed: Mapping[str, int]) -> Table:
-    """One row per agent: model, average score, pass rate, passed / score < 1 / failed / timed out, duration.
+    """One row per agent: model, score, pass rate, passed / score < 1 / failed / timed out, duration.
 
     Passed, score < 1 and failed split the scenarios as the JUnit file does (a pass, a `score` failure, a failure).
     """
@@ -340,14 +340,14 @@ def agents_table(summary: JobSummary, passed: Mapping[str, int]) -> Table:
     if summary.failure_reason:
         title += f" — {summary.failure_reason}"
     table = Table(title=Text(title), box=box.SIMPLE, title_justify="left")
-    columns = ("agent", "model", "avg score", "pass rate", "passed", "score < 1", "failed", "timed out", "duration")
+    columns = ("agent", "model", "score", "pass rate", "passed", "score < 1", "failed", "timed out", "duration")
     for column in columns:
         table.add_column(column, justify="left" if column in ("agent", "model") else "right")
     for agent in wait_agents(summary, passed):
         table.add_row(
             Text(agent.agent_name or agent.benchmark_run_id),
             Text(agent.model_name or "—"),
-            Text(_score(agent.average_score)),
+            Text(_score(agent.score)),
             Text("—" if agent.pass_rate is None else f"{agent.pass_rate:.0%}"),
             Text(str(agent.n_passed)),
             Text(str(max(0, agent.n_completed - agent.n_passed))),
