@@ -217,9 +217,19 @@ class World:
         await _until(known, 30)
         self.clock.release()
 
-    def config(self, state_path: str = "./state.db", send_timeout: str = "2s", *, slack: bool = False) -> Path:
-        """The watcher's config file (`slack`: finished jobs also go to the Slack fake)."""
-        path = self.folder / "benchwatch.yaml"
+    def config(
+        self,
+        state_path: str = "./state.db",
+        send_timeout: str = "2s",
+        *,
+        slack: bool = False,
+        state_url: str | None = None,
+        name: str = "benchwatch.yaml",
+    ) -> Path:
+        """The watcher's config file (`slack`: finished jobs also go to the Slack fake; `state_url`: replicas on
+        that PostgreSQL database instead of the SQLite file)."""
+        path = self.folder / name
+        state = f"url: '{state_url}'" if state_url else f"path: '{state_path}'"
         slack_url = self.hook_url.removesuffix("/hook") + "/slack"
         extra = (
             f"  slack: {{type: slack, webhook_url: '{slack_url}'}}\n" if slack else "",
@@ -229,7 +239,7 @@ class World:
             f"runloop: {{base_url: '{self.api_url}', api_key: {API_KEY}}}\n"
             "watch: {discover: {name: 'chaos-*'}, poll_interval: 1s, scenario_runs: true, stall_after: 1h,"
             " api_unreachable_after: 1h}\n"
-            f"state: {{path: '{state_path}'}}\nhttp: {{enabled: false}}\n"
+            f"state: {{{state}}}\nhttp: {{enabled: false}}\n"
             f"notifiers:\n  hook: {{type: webhook, url: '{self.hook_url}', concurrency: 2, timeout: {send_timeout}}}\n"
             f"{extra[0]}rules:\n{extra[1]}"
             "  - {name: finished, on: job.finished, notify: hook}\n"
@@ -286,9 +296,10 @@ async def make_world(seed: int, speed: float) -> World:
     return world
 
 
-async def start_watcher(world: World) -> asyncio.subprocess.Process:
-    """`benchwatch run` on the world's config, its stderr kept for the traceback count."""
-    config = world.folder / "benchwatch.yaml"
+async def start_watcher(world: World, config_name: str = "benchwatch.yaml") -> asyncio.subprocess.Process:
+    """`benchwatch run` on the world's config (`config_name` in its folder), its stderr kept for the traceback
+    count."""
+    config = world.folder / config_name
     if not config.exists():
         world.config()
     return await asyncio.create_subprocess_exec(
@@ -682,6 +693,99 @@ async def row_config_fuzz(count: int) -> Row:
 # -- the table -----------------------------------------------------------------------------------------------------
 
 
+async def _passes(world: World, count: int, deadline_s: float = 30) -> None:
+    """Wait until the watcher has started `count` more discovery passes (each begins with a list request)."""
+    served_at = world.sim.requests_served
+
+    def passes() -> int:
+        new = world.sim.requests_served - served_at
+        recent = list(world.sim.request_log)[-new:] if new > 0 else []
+        return sum(1 for line in recent if line.startswith("GET /v1/benchmark_jobs?"))
+
+    await _until(lambda: passes() >= count, deadline_s)
+
+
+async def row_stopped_while_jobs_end(seed: int) -> Row:
+    """The watcher is stopped while one job fails in setup and another completes with failures (and a third runs
+    to its end): after the restart every failure is told exactly once (catch-up); then a fresh store on the same
+    API tells none of the old jobs."""
+    world = await make_world(seed, 60)
+    try:
+        process = await start_watcher(world)
+        await _passes(world, 2)  # a fresh store: its first pass is the starting point, its watermark set
+        await finish(process, world)
+        world.clock.release()  # simulated time runs ahead of the watcher's: the jobs are created after its first pass
+        await _until(lambda: world.sim.clock.now_ms() > SystemClock().now_ms() + 1000, 10)
+        await world.add_jobs()
+        await _until(world.finished, 60)  # every job ends while no watcher runs
+        process = await start_watcher(world)
+        await settle(world, 40)
+        await finish(process, world)
+        row = tally(Row("stopped while jobs end (catch-up)"), world)
+        told = len(world.receiver.payloads)
+        world.config(state_path="./fresh.db", name="fresh.yaml")
+        fresh = await start_watcher(world, "fresh.yaml")
+        await _passes(world, 3)
+        await finish(fresh, world)
+        row.spurious += len(world.receiver.payloads) - told
+        row.tracebacks = sum(log.count("Traceback (most recent call last)") for log in world.logs)
+        row.note = f"then a fresh store on the same API: {len(world.receiver.payloads) - told} notifications"
+        return row
+    finally:
+        await world.close()
+
+
+async def row_replica_killed_while_a_job_ends(seed: int) -> Row:
+    """Two replicas on one PostgreSQL database; the one holding the jobs is `kill -9`ed as the first job ends and
+    restarted a moment later: every failure is told, once (the in-flight window aside)."""
+    world = await make_world(seed, 20)
+    database = f"bw_chaos_{random.Random(seed).getrandbits(48):012x}"
+    try:
+        url = _create_database(database)
+    except Exception as exc:  # no PostgreSQL here: the row says so instead of failing the matrix
+        await world.close()
+        return Row("replica killed while a job ends", note=f"skipped: no PostgreSQL ({type(exc).__name__})")
+    try:
+        world.config(state_url=url, name="a.yaml")
+        world.config(state_url=url, name="b.yaml")
+        replicas = [await start_watcher(world, "a.yaml"), await start_watcher(world, "b.yaml")]
+        await world.add_jobs()
+        await world.release()
+        first_end = min(plan.end_ms or 0 for plan in world.sim.jobs())
+        await _until(lambda: world.sim.clock.now_ms() >= first_end, 60)
+        await finish(replicas[0], world, kill=True)
+        world.injected += 1
+        await _passes(world, 1)
+        replicas[0] = await start_watcher(world, "a.yaml")
+        await settle(world, 60)
+        for process in replicas:
+            await finish(process, world)
+        row = tally(Row("replica killed while a job ends"), world)
+        row.note = "duplicates allowed: sends in flight at the kill"
+        return row
+    finally:
+        await world.close()
+        _drop_database(database)
+
+
+_POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _create_database(name: str) -> str:
+    import psycopg  # only this row needs it
+
+    with psycopg.connect(_POSTGRES_ADMIN, autocommit=True, connect_timeout=3) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"'.encode())
+    return _POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _drop_database(name: str) -> None:
+    import psycopg
+
+    with contextlib.suppress(psycopg.Error), psycopg.connect(_POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
 def matrix(quick: bool) -> list[Callable[[], Awaitable[Row]]]:
     """The rows to run: all of them, or (quick) a few that fit in the test suite."""
     if quick:
@@ -696,6 +800,8 @@ def matrix(quick: bool) -> list[Callable[[], Awaitable[Row]]]:
         lambda: row_receiver_4xx(11),
         lambda: row_kill_loop(6, 3),
         lambda: row_sigterm_loop(7, 2),
+        lambda: row_stopped_while_jobs_end(13),
+        lambda: row_replica_killed_while_a_job_ends(14),
         lambda: row_disk_full(8),
         lambda: row_corrupt_state(9),
         lambda: row_read_only_state(12),
