@@ -20,8 +20,8 @@ def summarize(
     job: BenchmarkJobView, counters: Counters, run_counts: Mapping[str, tuple[int, int, int, int]], dashboard_url: str
 ) -> JobSummary:
     """Summarise a job from its view and the diff's counters (`run_counts`: in-progress runs' counts)."""
-    benchmark_id = job.job_source.benchmark_id if isinstance(job.job_source, BenchmarkJobSource) else "single"
-    run_base = f"{dashboard_url}/benchmarks/custom/{_segment(benchmark_id)}/runs"
+    source = job.job_source if isinstance(job.job_source, BenchmarkJobSource) else None
+    run_base = f"{dashboard_url}/benchmarks/custom/{_segment(source.benchmark_id if source else 'single')}/runs"
     agents = _agents(job, run_counts, run_base)
     scores = {a.agent_name or a.benchmark_run_id: a.average_score for a in agents if a.average_score is not None}
     bad = counters.n_failed + counters.n_timeout
@@ -37,6 +37,8 @@ def summarize(
         agents=agents,
         failures=_failure_groups(job.benchmark_outcomes or (), dashboard_url),
         dashboard_url=dashboard_url,
+        benchmark_id=source.benchmark_id if source else None,
+        benchmark_name=source.benchmark_name if source else None,
     )
 
 
