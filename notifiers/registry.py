@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from notifiers.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
 from notifiers.console import ConsoleConfig, ConsoleNotifier
 from notifiers.discord import DiscordConfig, DiscordNotifier
 from notifiers.email import EmailConfig, EmailNotifier
@@ -19,7 +20,14 @@ from notifiers.worker import DeliveryPolicy
 from watcher.core.clock import Clock
 
 NotifierConfig = Annotated[
-    ConsoleConfig | SlackConfig | EmailConfig | WebhookConfig | PagerDutyConfig | TeamsConfig | DiscordConfig,
+    ConsoleConfig
+    | SlackConfig
+    | EmailConfig
+    | WebhookConfig
+    | PagerDutyConfig
+    | TeamsConfig
+    | DiscordConfig
+    | AlertmanagerConfig,
     Field(discriminator="type"),
 ]
 """A notifier's settings, chosen by its `type`."""
@@ -32,6 +40,7 @@ _BUILDERS: dict[type[Any], Callable[[str, Any, NotifierContext, Clock], Notifier
     PagerDutyConfig: lambda name, config, context, clock: PagerDutyNotifier(name, config, context, clock=clock),
     TeamsConfig: lambda name, config, context, clock: TeamsNotifier(name, config, context, clock=clock),
     DiscordConfig: lambda name, config, context, clock: DiscordNotifier(name, config, context, clock=clock),
+    AlertmanagerConfig: lambda name, config, context, clock: AlertmanagerNotifier(name, config, context, clock=clock),
 }
 
 

@@ -15,6 +15,7 @@ import aiohttp
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from notifiers.refresh import Refresher
 from rules.config import SilenceConfig
 from rules.engine import Router
 from watcher.api.client import RequestLimits, RunloopClient
@@ -45,6 +46,7 @@ log = logging.getLogger("benchwatch.service")
 POLL_JOB = "poll-cycle"
 TIMER_JOB = "rule-timers"
 HEARTBEAT_JOB = "lease-heartbeat"
+REFRESH_JOB = "notifier-refresh"
 STOP_GRACE_S = 10.0
 
 
@@ -143,6 +145,7 @@ class Service:
         )
         self._session = session
         self.worker = build_worker(self.config, self._store, session, self.clock, self.store_health)
+        self.refresher = Refresher(self.clock)
         self.gate = LeaseGate(self._store, self.tracker, self.clock, self.store_health) if shared else None
         self.cycle = PollCycle(
             watch=self.config.watch,
@@ -176,6 +179,8 @@ class Service:
         )
         flush = self._whole(self.flush_timers)
         scheduler.add_job(flush, "interval", seconds=1, id=TIMER_JOB, max_instances=1, coalesce=True)
+        refresh = self._whole(self.refresh_notifiers)
+        scheduler.add_job(refresh, "interval", seconds=1, id=REFRESH_JOB, max_instances=1, coalesce=True)
         if self.gate is not None:  # leases renewed three times per TTL, whatever the poll interval
             heartbeat_s = self.config.state.lease_ttl_ms / 3000
             heartbeat = self._whole(self.heartbeat)
@@ -272,6 +277,11 @@ class Service:
             return
         if observation.notifications:
             self.worker.wake()
+
+    async def refresh_notifiers(self) -> int:
+        """Re-send what notifiers keep open whose interval has passed (Alertmanager's alerts; the scheduler's
+        1-second job); returns how many were re-sent. Every replica does it: re-posting an alert is idempotent."""
+        return await self.refresher.refresh_due(self.worker.notifiers)
 
     async def drain(self) -> int:
         """Send everything due now and wait for the sends to end (tests; `run` has the worker running instead)."""
