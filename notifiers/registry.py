@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from notifiers.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
+from notifiers.apprise import AppriseConfig, AppriseNotifier
 from notifiers.console import ConsoleConfig, ConsoleNotifier
 from notifiers.discord import DiscordConfig, DiscordNotifier
 from notifiers.email import EmailConfig, EmailNotifier
@@ -27,7 +28,8 @@ NotifierConfig = Annotated[
     | PagerDutyConfig
     | TeamsConfig
     | DiscordConfig
-    | AlertmanagerConfig,
+    | AlertmanagerConfig
+    | AppriseConfig,
     Field(discriminator="type"),
 ]
 """A notifier's settings, chosen by its `type`."""
@@ -41,6 +43,7 @@ _BUILDERS: dict[type[Any], Callable[[str, Any, NotifierContext, Clock], Notifier
     TeamsConfig: lambda name, config, context, clock: TeamsNotifier(name, config, context, clock=clock),
     DiscordConfig: lambda name, config, context, clock: DiscordNotifier(name, config, context, clock=clock),
     AlertmanagerConfig: lambda name, config, context, clock: AlertmanagerNotifier(name, config, context, clock=clock),
+    AppriseConfig: lambda name, config, context, clock: AppriseNotifier(name, config, context, clock=clock),
 }
 
 
