@@ -185,9 +185,15 @@ class Service:
             heartbeat_s = self.config.state.lease_ttl_ms / 3000
             heartbeat = self._whole(self.heartbeat)
             scheduler.add_job(heartbeat, "interval", seconds=heartbeat_s, id=HEARTBEAT_JOB, coalesce=True)
-        scheduler.add_listener(_log_scheduler_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+        scheduler.add_listener(self.scheduler_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
         scheduler.start()
         return scheduler
+
+    def scheduler_event(self, event: JobExecutionEvent) -> None:
+        """APScheduler's news of a run skipped, missed or failed: logged; a poll cycle skipped is also counted."""
+        if event.code == EVENT_JOB_MAX_INSTANCES and event.job_id == POLL_JOB:
+            self.metrics.cycle_skipped()
+        _log_scheduler_event(event)
 
     async def _start_status(self) -> None:
         settings = self.config.http
@@ -301,7 +307,10 @@ class Service:
         return True, f"last poll cycle finished {age_s:.0f}s ago"
 
     async def refresh_metrics(self) -> None:
-        """Gauges read from the store and the worker, before a scrape."""
+        """Gauges read from the store and the worker, before a scrape (readiness first: it needs no store read)."""
+        ready, _ = await self.readiness()
+        self.metrics.readiness(ready, self.store_health.writable and self._store.reachable)
+        self.metrics.poll_interval(self._interval_s())
         counts = await self._store.outbox_counts()
         self.metrics.outbox(counts)
         self.metrics.sync_deliveries(self.worker.stats)
