@@ -56,13 +56,25 @@ class StateRows(Protocol):
         """Store a value durably."""
         ...
 
+    async def rows(self) -> dict[str, str]:
+        """Every stored key and its value."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Forget a key (nothing happens if it is not stored)."""
+        ...
+
 
 @dataclass(frozen=True)
 class NotifierContext:
-    """What a notifier may use: the process's shared HTTP session and its own durable state."""
+    """What a notifier may use: the process's shared HTTP session, its own durable state, the status page's address
+    (`status_url`, for links back) and which rules' incidents a resolution closes (`incident_rules`: the rules that
+    some rule `resolves:`) — an incident of any other rule never ends by itself."""
 
     session: aiohttp.ClientSession
     state: StateRows
+    status_url: str = ""
+    incident_rules: frozenset[str] = frozenset()
 
 
 class Notifier(Protocol):

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from notifiers.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
+from notifiers.apprise import AppriseConfig, AppriseNotifier
 from notifiers.console import ConsoleConfig, ConsoleNotifier
 from notifiers.discord import DiscordConfig, DiscordNotifier
 from notifiers.email import EmailConfig, EmailNotifier
@@ -19,7 +21,15 @@ from notifiers.worker import DeliveryPolicy
 from watcher.core.clock import Clock
 
 NotifierConfig = Annotated[
-    ConsoleConfig | SlackConfig | EmailConfig | WebhookConfig | PagerDutyConfig | TeamsConfig | DiscordConfig,
+    ConsoleConfig
+    | SlackConfig
+    | EmailConfig
+    | WebhookConfig
+    | PagerDutyConfig
+    | TeamsConfig
+    | DiscordConfig
+    | AlertmanagerConfig
+    | AppriseConfig,
     Field(discriminator="type"),
 ]
 """A notifier's settings, chosen by its `type`."""
@@ -32,6 +42,8 @@ _BUILDERS: dict[type[Any], Callable[[str, Any, NotifierContext, Clock], Notifier
     PagerDutyConfig: lambda name, config, context, clock: PagerDutyNotifier(name, config, context, clock=clock),
     TeamsConfig: lambda name, config, context, clock: TeamsNotifier(name, config, context, clock=clock),
     DiscordConfig: lambda name, config, context, clock: DiscordNotifier(name, config, context, clock=clock),
+    AlertmanagerConfig: lambda name, config, context, clock: AlertmanagerNotifier(name, config, context, clock=clock),
+    AppriseConfig: lambda name, config, context, clock: AppriseNotifier(name, config, context, clock=clock),
 }
 
 

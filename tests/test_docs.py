@@ -31,6 +31,7 @@ DOC_ENV = {
     "SMTP_PASSWORD": "pw",
     "RESULTS_WEBHOOK_SECRET": "whsec_ZG9jcw==",
     "PGPASSWORD": "pg-doc",
+    "MATTERMOST_APPRISE_URL": "mmosts://chat.example.com/abcdefghijklmnop",
 }
 SECRET_FILE = re.compile(r"(\w+_file): (\S+)")
 

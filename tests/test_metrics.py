@@ -128,3 +128,15 @@ def test_each_instance_has_its_own_registry() -> None:
     first.watched(7)
 
     assert _value(second, "benchwatch_watched_jobs") == 0
+
+
+def test_readiness_interval_and_skipped_cycles() -> None:
+    metrics = Metrics()
+    metrics.readiness(ready=False, store_writable=True)
+    metrics.poll_interval(30.0)
+    metrics.cycle_skipped()
+    metrics.cycle_skipped()
+
+    assert _value(metrics, "benchwatch_ready") == 0 and _value(metrics, "benchwatch_store_writable") == 1
+    assert _value(metrics, "benchwatch_poll_interval_seconds") == 30.0
+    assert _value(metrics, "benchwatch_poll_cycles_skipped_total") == 2

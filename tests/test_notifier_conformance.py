@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from notifiers.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
 from notifiers.discord import DiscordConfig, DiscordNotifier
 from notifiers.email import EmailConfig, EmailNotifier
 from notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
@@ -33,8 +34,10 @@ ROUTING_KEY = "R0UTING-CONFORMANCE-SECRET"
 SMTP_PASSWORD = "smtp-CONFORMANCE-SECRET"
 DISCORD_TOKEN = "D1SC0RD-CONFORMANCE-SECRET"
 TEAMS_SIG = "T3AMS-CONFORMANCE-SIG"
+ALERTMANAGER_TOKEN = "AL3RTMANAG3R-CONFORMANCE-TOKEN"
 SECRETS = (
-    SLACK_TOKEN, HOOK_SECRET, ROUTING_KEY, SMTP_PASSWORD, "T0SECRET/B0SECRET/W3BH00KSECRET", DISCORD_TOKEN, TEAMS_SIG
+    SLACK_TOKEN, HOOK_SECRET, ROUTING_KEY, SMTP_PASSWORD, "T0SECRET/B0SECRET/W3BH00KSECRET", DISCORD_TOKEN, TEAMS_SIG,
+    ALERTMANAGER_TOKEN,
 )  # fmt: skip
 TIMEOUT_S = 0.3
 
@@ -87,6 +90,14 @@ def _teams(server: TestServer, context: NotifierContext) -> Notifier:
     return TeamsNotifier("teams", config, context)
 
 
+def _alertmanager(server: TestServer, context: NotifierContext) -> Notifier:
+    url = str(server.make_url("/"))
+    config = AlertmanagerConfig.model_validate(
+        {"type": "alertmanager", "url": url, "bearer_token": ALERTMANAGER_TOKEN, "timeout": "300ms"}
+    )
+    return AlertmanagerNotifier("alertmanager", config, context)
+
+
 HTTP_KINDS = [
     Kind("slack-token", lambda: FakeSlack(token=SLACK_TOKEN), _slack_token),
     Kind("slack-webhook", FakeSlack, _slack_webhook),
@@ -94,6 +105,7 @@ HTTP_KINDS = [
     Kind("pagerduty", FakePagerDuty, _pagerduty),
     Kind("discord", FakeDiscord, _discord),
     Kind("teams", FakeTeamsWorkflow, _teams),
+    Kind("alertmanager", FakeServer, _alertmanager),
 ]
 # status → (retryable, reason); 410 is its own case: the notifier is gone
 EXPECTED = {

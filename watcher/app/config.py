@@ -6,6 +6,8 @@ This is wiring: it knows the rules' and the notifiers' config models, as only th
 from __future__ import annotations
 
 import os
+import socket
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Self
@@ -86,6 +88,24 @@ class HttpSection(StrictModel):
     port: int = Field(9108, ge=0, le=65535)
     # Actions (silences, retries, reload) need `Authorization: Bearer <token>`; without a token they are refused.
     token: SecretStr | None = None
+    external_url: str | None = Field(None, description="where people reach the status page (behind a proxy)")
+
+    @field_validator("external_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urllib.parse.urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    def status_url(self) -> str:
+        """The status page's address for links back to it: `external_url`, else http://host:port/ — the machine's
+        name when `host` listens on every address (as Prometheus derives its external URL)."""
+        if self.external_url is not None:
+            return self.external_url.rstrip("/") + "/"
+        host = socket.gethostname() if self.host in ("", "0.0.0.0", "::") else self.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
 
     @field_validator("token")
     @classmethod

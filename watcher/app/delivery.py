@@ -16,11 +16,19 @@ from watcher.store.protocol import NamespacedState, Store
 def build_notifiers(config: Config, store: Store, session: aiohttp.ClientSession, clock: Clock) -> dict[str, Notifier]:
     """Every configured notifier, each with its own durable state namespace."""
     return {
-        name: build_notifier(
-            name, settings, NotifierContext(session, NamespacedState(store, f"notifier.{name}")), clock
-        )
+        name: build_notifier(name, settings, notifier_context(config, store, session, name), clock)
         for name, settings in config.notifiers.items()
     }
+
+
+def notifier_context(config: Config, store: Store, session: aiohttp.ClientSession, name: str) -> NotifierContext:
+    """What the notifier `name` may use: the session, its state rows, the status page and the rules resolved."""
+    return NotifierContext(
+        session,
+        NamespacedState(store, f"notifier.{name}"),
+        status_url=config.http.status_url(),
+        incident_rules=frozenset(rule.resolves for rule in config.rules if rule.resolves is not None),
+    )
 
 
 def build_worker(

@@ -15,6 +15,7 @@ import aiohttp
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from notifiers.refresh import Refresher
 from rules.config import SilenceConfig
 from rules.engine import Router
 from watcher.api.client import RequestLimits, RunloopClient
@@ -47,6 +48,7 @@ log = logging.getLogger("benchwatch.service")
 POLL_JOB = "poll-cycle"
 TIMER_JOB = "rule-timers"
 HEARTBEAT_JOB = "lease-heartbeat"
+REFRESH_JOB = "notifier-refresh"
 STOP_GRACE_S = 10.0
 
 
@@ -152,6 +154,7 @@ class Service:
         )
         self._session = session
         self.worker = build_worker(self.config, self._store, session, self.clock, self.store_health)
+        self.refresher = Refresher(self.clock)
         self.gate = LeaseGate(self._store, self.tracker, self.clock, self.store_health) if shared else None
         self.cycle = PollCycle(
             watch=self.config.watch,
@@ -185,13 +188,21 @@ class Service:
         )
         flush = self._whole(self.flush_timers)
         scheduler.add_job(flush, "interval", seconds=1, id=TIMER_JOB, max_instances=1, coalesce=True)
+        refresh = self._whole(self.refresh_notifiers)
+        scheduler.add_job(refresh, "interval", seconds=1, id=REFRESH_JOB, max_instances=1, coalesce=True)
         if self.gate is not None:  # leases renewed three times per TTL, whatever the poll interval
             heartbeat_s = self.config.state.lease_ttl_ms / 3000
             heartbeat = self._whole(self.heartbeat)
             scheduler.add_job(heartbeat, "interval", seconds=heartbeat_s, id=HEARTBEAT_JOB, coalesce=True)
-        scheduler.add_listener(_log_scheduler_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+        scheduler.add_listener(self.scheduler_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
         scheduler.start()
         return scheduler
+
+    def scheduler_event(self, event: JobExecutionEvent) -> None:
+        """APScheduler's news of a run skipped, missed or failed: logged; a poll cycle skipped is also counted."""
+        if event.code == EVENT_JOB_MAX_INSTANCES and event.job_id == POLL_JOB:
+            self.metrics.cycle_skipped()
+        _log_scheduler_event(event)
 
     async def _start_status(self) -> None:
         settings = self.config.http
@@ -282,6 +293,11 @@ class Service:
         if observation.notifications:
             self.worker.wake()
 
+    async def refresh_notifiers(self) -> int:
+        """Re-send what notifiers keep open whose interval has passed (Alertmanager's alerts; the scheduler's
+        1-second job); returns how many were re-sent. Every replica does it: re-posting an alert is idempotent."""
+        return await self.refresher.refresh_due(self.worker.notifiers)
+
     async def drain(self) -> int:
         """Send everything due now and wait for the sends to end (tests; `run` has the worker running instead)."""
         return await self.worker.drain()
@@ -300,7 +316,10 @@ class Service:
         return True, f"last poll cycle finished {age_s:.0f}s ago"
 
     async def refresh_metrics(self) -> None:
-        """Gauges read from the store and the worker, before a scrape."""
+        """Gauges read from the store and the worker, before a scrape (readiness first: it needs no store read)."""
+        ready, _ = await self.readiness()
+        self.metrics.readiness(ready, self.store_health.writable and self._store.reachable)
+        self.metrics.poll_interval(self._interval_s())
         counts = await self._store.outbox_counts()
         self.metrics.outbox(counts)
         self.metrics.sync_deliveries(self.worker.stats)

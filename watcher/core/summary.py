@@ -69,3 +69,5 @@ class JobSummary(Counters):
     agents: tuple[AgentSummary, ...]
     failures: tuple[FailureGroup, ...]
     dashboard_url: str
+    benchmark_id: str | None = None  # the benchmark the job runs; None for a job of explicit scenarios
+    benchmark_name: str | None = None

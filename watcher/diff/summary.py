@@ -27,8 +27,8 @@ def summarize(
 ) -> JobSummary:
     """Summarise a job from its view and the diff's counters (`run_counts`: in-progress runs' counts;
     `run_scores`: their scores so far, from the scenario runs fetched with the snapshot — see `running_scores`)."""
-    benchmark_id = job.job_source.benchmark_id if isinstance(job.job_source, BenchmarkJobSource) else "single"
-    run_base = f"{dashboard_url}/benchmarks/custom/{_segment(benchmark_id)}/runs"
+    source = job.job_source if isinstance(job.job_source, BenchmarkJobSource) else None
+    run_base = f"{dashboard_url}/benchmarks/custom/{_segment(source.benchmark_id if source else 'single')}/runs"
     agents = _agents(job, run_counts, run_scores or {}, run_base)
     scores = {a.agent_name or a.benchmark_run_id: a.score for a in agents if a.score is not None}
     bad = counters.n_failed + counters.n_timeout
@@ -44,6 +44,8 @@ def summarize(
         agents=agents,
         failures=_failure_groups(job.benchmark_outcomes or (), dashboard_url),
         dashboard_url=dashboard_url,
+        benchmark_id=source.benchmark_id if source else None,
+        benchmark_name=source.benchmark_name if source else None,
     )
 
 

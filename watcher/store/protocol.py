@@ -185,3 +185,11 @@ class NamespacedState:
     async def put(self, key: str, value: str) -> None:
         """Store a value durably."""
         await self._store.put_state(self._namespace, key, value)
+
+    async def rows(self) -> dict[str, str]:
+        """Every key of the namespace and its value."""
+        return {row.key: row.body for row in await self._store.load_state_rows(self._namespace) if row.body is not None}
+
+    async def delete(self, key: str) -> None:
+        """Delete one row (a no-op when there is none)."""
+        await self._store.commit(state_rows=[StateRow(self._namespace, key, None)])

@@ -96,6 +96,22 @@ class Metrics:
         self._reachable = Gauge(
             "benchwatch_api_reachable", "1 when the last poll reached the Runloop API, else 0.", registry=self.registry
         )
+        self._ready = Gauge(
+            "benchwatch_ready", "1 when /readyz answers 200 (at the last scrape), else 0.", registry=self.registry
+        )
+        self._store_writable = Gauge(
+            "benchwatch_store_writable",
+            "1 when the state store takes writes, 0 from a failed write until one succeeds.",
+            registry=self.registry,
+        )
+        self._interval = Gauge(
+            "benchwatch_poll_interval_seconds", "The configured poll interval.", registry=self.registry
+        )
+        self._skipped = Counter(
+            "benchwatch_poll_cycles_skipped_total",
+            "Poll cycles not started because the previous one was still running (a cycle overran its interval).",
+            registry=self.registry,
+        )
         self._delivered: dict[DeliveryKey, int] = {}
         # Both outcomes exist from the start, so a rate of errors is 0 rather than absent before the first one.
         for outcome in ("ok", "error"):
@@ -157,6 +173,19 @@ class Metrics:
     def api_reachable(self, ok: bool) -> None:
         """Whether the last attempt reached the Runloop API."""
         self._reachable.set(1 if ok else 0)
+
+    def readiness(self, ready: bool, store_writable: bool) -> None:
+        """What /readyz would answer now, and whether the store takes writes."""
+        self._ready.set(1 if ready else 0)
+        self._store_writable.set(1 if store_writable else 0)
+
+    def poll_interval(self, seconds: float) -> None:
+        """The poll interval in force."""
+        self._interval.set(seconds)
+
+    def cycle_skipped(self) -> None:
+        """A poll cycle was due while the previous one still ran, and was skipped."""
+        self._skipped.inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type, for a /metrics response."""
