@@ -8,7 +8,14 @@ from collections.abc import Mapping
 
 from watcher.core.events import Counters
 from watcher.core.models import BenchmarkJobSource, BenchmarkJobView, BenchmarkOutcome, ScenarioState
-from watcher.core.summary import MAX_FAILURE_EXAMPLES, AgentSummary, FailureExample, FailureGroup, JobSummary
+from watcher.core.summary import (
+    MAX_EXAMPLE_MESSAGE_CHARS,
+    MAX_FAILURE_EXAMPLES,
+    AgentSummary,
+    FailureExample,
+    FailureGroup,
+    JobSummary,
+)
 
 
 def dashboard_url_for(api_base_url: str) -> str:
@@ -38,6 +45,12 @@ def summarize(
         failures=_failure_groups(job.benchmark_outcomes or (), dashboard_url),
         dashboard_url=dashboard_url,
     )
+
+
+def _example_message(message: str) -> str:
+    """An example's message, cut: a summary travels with every notification (a webhook's body, a rule's stored
+    group), and 25 exception types × 5 examples of a 10 kB message would make each of them over a megabyte."""
+    return message if len(message) <= MAX_EXAMPLE_MESSAGE_CHARS else message[: MAX_EXAMPLE_MESSAGE_CHARS - 1] + "…"
 
 
 def _segment(identifier: str) -> str:
@@ -101,7 +114,7 @@ def _failure_groups(outcomes: tuple[BenchmarkOutcome, ...], dashboard_url: str) 
                 FailureExample(
                     scenario_name=scenario.scenario_name or scenario.scenario_definition_id,
                     agent_name=outcome.agent_name,
-                    message=reason.exception_message if reason else "",
+                    message=_example_message(reason.exception_message) if reason else "",
                     url=url,
                 )
             )
