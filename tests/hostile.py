@@ -53,7 +53,7 @@ def message(seed: int) -> str:
     return (line * (MESSAGE_CHARS // len(line) + 1))[:MESSAGE_CHARS]
 
 
-def _agent(index: int) -> str:
+def agent_name(index: int) -> str:
     return f"agent-{index:02d} {HOSTILE}"
 
 
@@ -89,7 +89,7 @@ def _outcome(run: int, *, baseline: bool) -> dict[str, Any]:
     states = [s["state"] for s in scenarios]
     return {
         "benchmark_run_id": f"bmr_{'B' if baseline else 'H'}{run:02d}",
-        "agent_name": _agent(run),
+        "agent_name": agent_name(run),
         "model_name": f"model {HOSTILE}",
         "n_completed": states.count("COMPLETED"),
         "n_failed": states.count("FAILED"),
@@ -105,7 +105,7 @@ def _in_progress(run: int) -> dict[str, Any]:
         "benchmark_run_id": f"bmr_H{run:02d}",
         "state": "running",
         "start_time_ms": T0_MS,
-        "agent_config": {"type": "job_agent", "name": _agent(run), "model_name": f"model {HOSTILE}"},
+        "agent_config": {"type": "job_agent", "name": agent_name(run), "model_name": f"model {HOSTILE}"},
     }
 
 
@@ -120,7 +120,7 @@ def job_view(state: str, *, outcomes: bool = False, running: bool = False, basel
         "job_source": {"type": "benchmark", "benchmark_id": f"bm {HOSTILE}"},
         "job_spec": {
             "scenario_ids": [f"scn_{i:04d}" for i in range(N_FAILING // N_AGENTS + N_PASSING_PER_AGENT)],
-            "agent_configs": [{"type": "job_agent", "name": _agent(run)} for run in range(N_AGENTS)],
+            "agent_configs": [{"type": "job_agent", "name": agent_name(run)} for run in range(N_AGENTS)],
         },
         "benchmark_outcomes": [_outcome(run, baseline=baseline) for run in range(N_AGENTS)] if outcomes else [],
         "in_progress_runs": [_in_progress(run) for run in range(N_AGENTS)] if running else [],
