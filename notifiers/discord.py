@@ -6,13 +6,15 @@ Discord's limits are kept after escaping: title 256, description 4096, 25 fields
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 from pydantic import Field
 
 from notifiers.base import SecretWebhookConfig
 from notifiers.compared import agent_headline, compared_events, markdown_links, scenario_lists
-from notifiers.escape import discord_markdown, fitted
+from notifiers.escape import discord_markdown, fitted, fitted_lines
 from notifiers.http import encode_json, post_classified, rfc3339
 from notifiers.protocol import NotifierContext
 from notifiers.slack_blocks import duration_text
@@ -85,41 +87,41 @@ def embed(notification: Notification) -> dict[str, Any]:
     resolved = notification.action == "resolve"
     title = ("Resolved: " if resolved else "") + " ".join(notification.title.split())
     result: dict[str, Any] = {
-        "title": fitted(title, TITLE_MAX_CHARS, discord_markdown),
-        "description": fitted(notification.text, DESCRIPTION_MAX_CHARS, discord_markdown),
+        "title": fitted(title, TITLE_MAX_CHARS, discord_markdown) if title else "benchwatch",
+        "description": fitted_lines(notification.text, DESCRIPTION_MAX_CHARS, discord_markdown),
         "color": COLOURS["resolved" if resolved else notification.severity],
         "timestamp": rfc3339(notification.created_ms),
     }
     summary = notification.summary
-    footer = f"{notification.severity} · rule {notification.rule}"
+    footer = f"{notification.severity} · rule {' '.join(notification.rule.split())}"
+    fields = _comparison_fields(notification)
+    unshown: Counter[str] = Counter()
     if summary is not None:
         result["url"] = summary.dashboard_url
-        result["fields"] = [_agent_field(agent) for agent in summary.agents[:MAX_AGENT_FIELDS]][:MAX_FIELDS]
-        footer += f" · job {summary.job_id} · {summary.state}"
-    compared = _comparison_fields(notification)
-    if compared:
-        result["fields"] = (compared + result.get("fields", []))[:MAX_FIELDS]
+        agents = summary.agents
+        fields += [(_agent_field(agent), "agents") for agent in agents[:MAX_AGENT_FIELDS]]
+        unshown["agents"] = max(0, len(agents) - MAX_AGENT_FIELDS)
+        footer += f" · job {summary.job_id} · {' '.join(summary.state.split())}"
     result["footer"] = {"text": fitted(footer, FOOTER_MAX_CHARS, discord_markdown)}
-    return _within_total(result)
+    return _within_total(result, fields, +unshown)
 
 
-def _comparison_fields(notification: Notification) -> list[dict[str, Any]]:
+def _comparison_fields(notification: Notification) -> list[tuple[dict[str, Any], str]]:
     """Per agent of each `job.compared`: the change vs the baseline, then the regressed and fixed scenarios linked."""
     fields = []
     for event in compared_events(notification):
-        for agent in event.agents[:MAX_AGENT_FIELDS]:
-            lines = [fitted(agent_headline(agent), 400, discord_markdown)]
+        for agent in event.agents:
+            lines = [fitted(" ".join(agent_headline(agent).split()), 400, discord_markdown)]
             budget = (FIELD_VALUE_MAX_CHARS - len(lines[0])) // 2 - 30  # two lists, each with its label
             for label, refs in scenario_lists(agent)[:2]:  # regressed and fixed: the rest is in the event
                 lines.append(f"{label} ({len(refs)}): {markdown_links(refs, discord_markdown, budget)}")
-            name = f"vs baseline {event.baseline_job_name}: {agent.agent_name}"
-            fields.append(
-                {
-                    "name": fitted(name, FIELD_NAME_MAX_CHARS, discord_markdown),
-                    "value": "\n".join(lines)[:FIELD_VALUE_MAX_CHARS],
-                    "inline": False,
-                }
-            )
+            name = " ".join(f"vs baseline {event.baseline_job_name}: {agent.agent_name}".split())
+            field = {
+                "name": fitted(name, FIELD_NAME_MAX_CHARS, discord_markdown),
+                "value": "\n".join(lines)[:FIELD_VALUE_MAX_CHARS],
+                "inline": False,
+            }
+            fields.append((field, "comparisons"))
     return fields
 
 
@@ -141,16 +143,45 @@ def _agent_field(agent: AgentSummary) -> dict[str, Any]:
 def embed_chars(result: dict[str, Any]) -> int:
     """The characters Discord counts against the 6000 of a message: title, description, fields, footer."""
     fields = sum(len(field["name"]) + len(field["value"]) for field in result.get("fields", []))
-    return len(result["title"]) + len(result["description"]) + fields + len(result["footer"]["text"])
+    description = result.get("description", "")
+    return len(result["title"]) + len(description) + fields + len(result["footer"]["text"])
 
 
-def _within_total(result: dict[str, Any]) -> dict[str, Any]:
-    """Fields go first, then the description shrinks, until the embed fits in 6000 characters."""
-    while embed_chars(result) > EMBEDS_MAX_CHARS and result.get("fields"):
-        result["fields"] = result["fields"][:-1]
+def _within_total(
+    result: dict[str, Any], fields: list[tuple[dict[str, Any], str]], unshown: Counter[str]
+) -> dict[str, Any]:
+    """The fields that fit in 25 and in 6000 characters, in order; what is left out (and `unshown`) is counted in a
+    last `… and N more` field. Then, if need be, the description is cut; an empty one is left out."""
+    room = EMBEDS_MAX_CHARS - embed_chars(result)
+    kept: list[dict[str, Any]] = []
+    left_out = Counter(unshown)
+    for index, (field, _) in enumerate(fields):
+        after = left_out + Counter(noun for _, noun in fields[index + 1 :])
+        tail = _size(_more_field(after)) if after else 0
+        if len(kept) + (2 if after else 1) > MAX_FIELDS or _size(field) + tail > room:
+            left_out += Counter(noun for _, noun in fields[index:])
+            break
+        kept.append(field)
+        room -= _size(field)
+    if left_out and _size(_more_field(left_out)) <= room:
+        kept.append(_more_field(left_out))
+    if kept:
+        result["fields"] = kept
     excess = embed_chars(result) - EMBEDS_MAX_CHARS
     if excess > 0:
         description = result["description"]
         cut = description[: max(0, len(description) - excess - 1)]
         result["description"] = cut.rstrip("\\") + "…"
+    if not result["description"]:
+        del result["description"]
     return result
+
+
+def _size(field: dict[str, Any]) -> int:
+    return len(field["name"]) + len(field["value"])
+
+
+def _more_field(left_out: Mapping[str, int]) -> dict[str, Any]:
+    """`… and 3 more comparisons, 10 more agents`: what the embed had no room for (the webhook's events hold it)."""
+    counted = ", ".join(f"{count} more {noun}" for noun, count in left_out.items())
+    return {"name": "…", "value": f"and {counted}", "inline": False}

@@ -59,16 +59,37 @@ def adaptive_card_text(text: str) -> str:
 
 
 def fitted(text: str, max_chars: int, escape: Callable[[str], str]) -> str:
-    """`text` escaped and cut to `max_chars` (ending in …), never inside an escape sequence."""
+    """`text` escaped and cut to `max_chars` (ending in …), never inside an escape sequence.
+
+    The longest prefix of `text` whose escaping fits is escaped whole — not character by character, which would
+    miss what depends on context (a `-` starting a line, `{{`)."""
     escaped = escape(text)
     if len(escaped) <= max_chars:
         return escaped
-    pieces: list[str] = []
-    size = 0
-    for char in text:
-        piece = escape(char)
-        if size + len(piece) > max_chars - 1:
-            break
-        pieces.append(piece)
-        size += len(piece)
-    return "".join(pieces) + "…"
+    fits, too_long = 0, len(text)  # escaping never shortens, so the fitting prefixes are those up to some length
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if len(escape(text[:middle])) <= max_chars - 1:
+            fits = middle
+        else:
+            too_long = middle
+    return escape(text[:fits]) + "…"
+
+
+def fitted_lines(text: str, max_chars: int, escape: Callable[[str], str], *, separator: str = "\n") -> str:
+    """`text` escaped line by line within `max_chars`: whole lines while they fit, then `… and N more lines`, so a
+    reader knows what is missing. A first line longer than everything is cut (ending in …); blank lines go."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    kept: list[str] = []
+    for index, line in enumerate(lines):
+        rest = len(lines) - index - 1
+        tail = f"{separator}… and {rest} more lines" if rest else ""
+        used = len(separator.join(kept)) + (len(separator) if kept else 0)
+        escaped = escape(line)
+        if used + len(escaped) + len(tail) <= max_chars:
+            kept.append(escaped)
+        elif not kept:
+            kept.append(fitted(line, max(max_chars - len(tail), 1), escape))
+        else:
+            return separator.join([*kept, f"… and {rest + 1} more lines"])
+    return separator.join(kept)

@@ -113,7 +113,9 @@ def _linked(url: str | None, label: str, max_label_chars: int) -> str:
 
 
 def _header(text: str) -> Block:
-    return {"type": "header", "text": {"type": "plain_text", "text": escaped_within(text, HEADER_MAX_CHARS)}}
+    # Slack refuses an empty header: a job without a name, a title template that rendered nothing
+    shown = escaped_within(text, HEADER_MAX_CHARS) if text.strip() else "benchwatch"
+    return {"type": "header", "text": {"type": "plain_text", "text": shown}}
 
 
 def _context(mrkdwn: str) -> Block:

@@ -6,11 +6,12 @@ Office 365 connectors are retired; a Workflows "post to a channel when a webhook
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from notifiers.base import SecretWebhookConfig
 from notifiers.compared import agent_headline, compared_events, markdown_links, scenario_lists
-from notifiers.escape import adaptive_card_text, fitted
+from notifiers.escape import adaptive_card_text, fitted, fitted_lines
 from notifiers.http import encode_json, post_classified
 from notifiers.protocol import NotifierContext
 from notifiers.slack_blocks import duration_text
@@ -21,7 +22,8 @@ from watcher.core.summary import AgentSummary, JobSummary
 ADAPTIVE_CARD: Final = "application/vnd.microsoft.card.adaptive"
 CARD_VERSION: Final = "1.4"
 TITLE_MAX_CHARS: Final = 300
-TEXT_MAX_CHARS: Final = 8000  # Teams refuses messages over about 28 KB; this keeps a card well below
+TEXT_MAX_CHARS: Final = 8000
+MESSAGE_MAX_BYTES: Final = 27_000  # Teams refuses a message over 28 KB (the request body, as UTF-8 JSON)
 MAX_FACTS: Final = 20
 FACT_MAX_CHARS: Final = 300
 _COLOURS: Final = {"info": "Accent", "warning": "Warning", "critical": "Attention", "resolved": "Good"}
@@ -74,9 +76,36 @@ def message(notification: Notification) -> dict[str, Any]:
 
 
 def card(notification: Notification) -> dict[str, Any]:
-    """The Adaptive Card: a coloured title, a status line, the text, the agents as facts, a dashboard button."""
+    """The Adaptive Card: a coloured title, a status line, the text, the agents as facts, a dashboard button —
+    within Teams' message size: fewer comparisons, agents and lines (each counted as "… and N more") until it fits."""
+    for shown in _SHRINKING:
+        content = _card(notification, shown)
+        if len(encode_json(_wrapped(content))) <= MESSAGE_MAX_BYTES:
+            break
+    return content
+
+
+@dataclass(frozen=True, slots=True)
+class _Shown:
+    """How much of a notification a card shows: agents compared, agents as facts, characters of text."""
+
+    compared: int
+    facts: int
+    text_chars: int
+
+
+_SHRINKING: Final = (
+    _Shown(MAX_FACTS, MAX_FACTS, TEXT_MAX_CHARS),
+    _Shown(5, MAX_FACTS, TEXT_MAX_CHARS),
+    _Shown(2, 10, 4000),
+    _Shown(1, 5, 2000),
+    _Shown(0, 3, 1000),
+)
+
+
+def _card(notification: Notification, shown: _Shown) -> dict[str, Any]:
     resolved = notification.action == "resolve"
-    title = ("Resolved: " if resolved else "") + " ".join(notification.title.split())
+    title = ("Resolved: " if resolved else "") + _one_line(notification.title)
     body: list[dict[str, Any]] = [
         {
             "type": "TextBlock",
@@ -89,9 +118,9 @@ def card(notification: Notification) -> dict[str, Any]:
         {"type": "TextBlock", "text": _status(notification), "isSubtle": True, "spacing": "None", "wrap": True},
     ]
     if notification.text.strip():
-        text = fitted(notification.text, TEXT_MAX_CHARS, adaptive_card_text)
-        body.append({"type": "TextBlock", "text": text.replace("\n", "\n\n"), "wrap": True})
-    body.extend(_comparison_blocks(notification))
+        text = fitted_lines(notification.text, shown.text_chars, adaptive_card_text, separator="\n\n")
+        body.append({"type": "TextBlock", "text": text, "wrap": True})
+    body.extend(_comparison_blocks(notification, shown.compared))
     content: dict[str, Any] = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
@@ -100,24 +129,31 @@ def card(notification: Notification) -> dict[str, Any]:
         "body": body,
     }
     if notification.summary is not None:
-        body.extend(_agents(notification.summary))
+        body.extend(_agents(notification.summary, shown.facts))
         content["actions"] = [
             {"type": "Action.OpenUrl", "title": "Runloop dashboard", "url": notification.summary.dashboard_url}
         ]
     return content
 
 
-def _comparison_blocks(notification: Notification) -> list[dict[str, Any]]:
+def _wrapped(content: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "message", "attachments": [{"contentType": ADAPTIVE_CARD, "contentUrl": None, "content": content}]}
+
+
+def _comparison_blocks(notification: Notification, max_agents: int) -> list[dict[str, Any]]:
     """ "vs baseline": per agent the change, then its regressed, fixed and flaky scenarios, linked to their runs."""
     blocks: list[dict[str, Any]] = []
     for event in compared_events(notification):
-        heading = "**vs baseline** " + fitted(event.baseline_job_name, FACT_MAX_CHARS, adaptive_card_text)
-        blocks.append({"type": "TextBlock", "text": heading, "wrap": True, "separator": True})
-        for agent in event.agents[:MAX_FACTS]:
-            lines = [fitted(agent_headline(agent), TITLE_MAX_CHARS, adaptive_card_text)]
+        name = fitted(_one_line(event.baseline_job_name), FACT_MAX_CHARS, adaptive_card_text)
+        blocks.append({"type": "TextBlock", "text": f"**vs baseline** {name}", "wrap": True, "separator": True})
+        for agent in event.agents[:max_agents]:
+            lines = [fitted(_one_line(agent_headline(agent)), TITLE_MAX_CHARS, adaptive_card_text)]
             for label, refs in scenario_lists(agent):
                 lines.append(f"{label} ({len(refs)}): {markdown_links(refs, adaptive_card_text, 1500)}")
             blocks.append({"type": "TextBlock", "text": "\n\n".join(lines), "wrap": True})
+        if len(event.agents) > max_agents:
+            more = f"… and {len(event.agents) - max_agents} more agents compared"
+            blocks.append({"type": "TextBlock", "text": more, "wrap": True, "isSubtle": True})
     return blocks
 
 
@@ -127,15 +163,15 @@ def _status(notification: Notification) -> str:
     if summary is not None:
         expected = "?" if summary.n_expected is None else str(summary.n_expected)
         parts += [summary.state, f"{summary.n_done}/{expected} done", f"{summary.n_failed} failed"]
-    return fitted(" · ".join(parts), TITLE_MAX_CHARS, adaptive_card_text)
+    return fitted(_one_line(" · ".join(parts)), TITLE_MAX_CHARS, adaptive_card_text)
 
 
-def _agents(summary: JobSummary) -> list[dict[str, Any]]:
+def _agents(summary: JobSummary, max_facts: int) -> list[dict[str, Any]]:
     if not summary.agents:
         return []
-    facts = [_fact(agent) for agent in summary.agents[:MAX_FACTS]]
-    if len(summary.agents) > MAX_FACTS:
-        facts.append({"title": "…", "value": f"and {len(summary.agents) - MAX_FACTS} more agents"})
+    facts = [_fact(agent) for agent in summary.agents[:max_facts]]
+    if len(summary.agents) > max_facts:
+        facts.append({"title": "…", "value": f"and {len(summary.agents) - max_facts} more agents"})
     return [{"type": "FactSet", "facts": facts}]
 
 
@@ -147,6 +183,11 @@ def _fact(agent: AgentSummary) -> dict[str, str]:
         f"{agent.n_timeout} timed out · {duration_text(agent.duration_ms)}"
     )
     return {
-        "title": fitted(agent.agent_name or agent.benchmark_run_id, FACT_MAX_CHARS, adaptive_card_text),
+        "title": fitted(_one_line(agent.agent_name or agent.benchmark_run_id), FACT_MAX_CHARS, adaptive_card_text),
         "value": fitted(value, FACT_MAX_CHARS, adaptive_card_text),
     }
+
+
+def _one_line(text: str) -> str:
+    """API text for a title, a status or a fact: whitespace collapsed (a line break in a name would start a block)."""
+    return " ".join(text.split())

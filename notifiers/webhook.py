@@ -200,7 +200,7 @@ def cloudevent(notification: Notification, data: dict[str, Any]) -> dict[str, An
         "time": rfc3339(notification.created_ms),
         "datacontenttype": "application/json",
     }
-    if notification.job_id is not None:
+    if notification.job_id:  # the spec forbids an empty subject: watcher.* events are about no job
         event["subject"] = notification.job_id
     event["data"] = data
     return event

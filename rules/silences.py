@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol
 
 from pydantic import ConfigDict, Field
@@ -56,6 +57,10 @@ class RuntimeSilence(StrictModel):
         if now_ms < self.starts_ms:
             return "pending"
         return "active" if now_ms < self.ends_ms else "expired"
+
+    def ends_text(self) -> str:
+        """When it ends, as an ISO time in UTC (`2026-12-01T08:00:00Z`): for logs a person reads."""
+        return datetime.fromtimestamp(self.ends_ms / 1000, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
     def matchers_text(self) -> str:
         """The matchers as `KEY=VALUE` words, the way the CLI takes them."""

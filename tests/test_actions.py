@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +67,16 @@ async def test_every_action_without_the_right_token_is_a_401_and_changes_nothing
     assert running.service.metrics.render()[0].count(b"benchwatch_config_last_reload_successful 1.0") == 1
 
 
-async def test_a_silence_is_added_listed_and_expired_over_http(running: Running) -> None:
+async def test_a_silence_is_added_listed_and_expired_over_http(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="benchwatch")
     body = {"matchers": ["job_name=nightly*", "agent_name=a"], "for": "2h", "comment": "flaky <infra>"}
     status, added = await _call("POST", running.url + "/api/silences", json=body, headers=AUTH)
     assert status == 201
+    ends = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(added["ends_ms"] / 1000))
+    logged = f"silence {added['id']} added over HTTP: job_name=nightly* agent_name=a until {ends}"
+    assert logged in [record.getMessage() for record in caplog.records]
     assert added["match"] == {"job_name": "nightly*", "agent_name": "a"}
     assert added["state"] == "active" and added["comment"] == "flaky <infra>"
     assert added["ends_ms"] - added["starts_ms"] == 2 * 3_600_000
@@ -133,3 +141,16 @@ async def test_only_a_dead_letter_can_be_retried(running: Running) -> None:
     status, answer = await _call("POST", f"{running.url}/api/deliveries/{notification_id}/retry", headers=AUTH)
     assert status == 409 and "only a dead letter" in answer["error"]
     assert (await _call("POST", f"{running.url}/api/deliveries/nt_nope/retry", headers=AUTH))[0] == 404
+
+
+async def test_readyz_holds_for_three_intervals_and_30_s_after_a_cycle_as_documented(running: Running) -> None:
+    hour_s = 3600  # the poll interval of tests/running.py's config
+    status, ready = await _call("GET", running.url + "/readyz")
+    assert (status, ready["ready"]) == (200, True)
+    running.clock.advance((3 * hour_s + 30) * 1000)
+    assert (await _call("GET", running.url + "/readyz"))[0] == 200
+    running.clock.advance(1000)
+    status, late = await _call("GET", running.url + "/readyz")
+    assert (status, late) == (503, {"ready": False, "reason": f"the last poll cycle finished {3 * hour_s + 31}s ago"})
+    doc = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
+    assert "finished within the last three poll intervals plus 30 s" in doc

@@ -3,13 +3,14 @@ Retry-After honoured through the delivery worker's classified errors."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from notifiers.discord import COLOURS, EMBEDS_MAX_CHARS, DiscordConfig, DiscordNotifier, embed, embed_chars
-from notifiers.escape import adaptive_card_text, discord_markdown
+from notifiers.escape import adaptive_card_text, discord_markdown, fitted, fitted_lines
 from notifiers.protocol import NotifierContext, PermanentSendError, RetryableSendError
 from notifiers.teams import TeamsConfig, TeamsNotifier
 from tests.fakes.base import Reply
@@ -121,3 +122,23 @@ def test_agent_rows_are_escaped_everywhere() -> None:
     assert base.summary is not None
     summary = base.summary.model_copy(update={"agents": (row,)})
     assert embed(base.model_copy(update={"summary": summary}))["fields"][0]["name"] == "a\\_b\\*c"
+
+
+def test_a_cut_text_is_escaped_as_a_whole_not_character_by_character() -> None:
+    text = "{{DATE(x)}}\n- item\n# heading " + "y" * 400
+    for escape in (adaptive_card_text, discord_markdown):
+        cut = fitted(text, 60, escape)
+        assert len(cut) <= 60 and cut.endswith("…") and cut[:-1] == escape(text)[: len(cut) - 1]
+    assert "{{" not in fitted(text, 60, adaptive_card_text) and "\\- item" in fitted(text, 60, adaptive_card_text)
+
+
+def test_lines_that_do_not_fit_are_counted() -> None:
+    lines = "\n".join(f"- line {i} *" for i in range(100))
+    kept = fitted_lines(lines, 200, discord_markdown)
+    assert len(kept) <= 200 and kept.startswith("\\- line 0 \\*\n")
+    assert re.search(r"\n… and (\d+) more lines$", kept)
+    shown = kept.count("\\- line")
+    assert kept.endswith(f"… and {100 - shown} more lines")
+    assert fitted_lines("x" * 500 + "\nsecond", 100, discord_markdown) == "x" * 80 + "…\nsecond"  # in the tail's room
+    assert fitted_lines("x" * 500 + "\n" + "y" * 50, 100, discord_markdown) == "x" * 80 + "…\n… and 1 more lines"
+    assert fitted_lines("a\n\n b \n", 100, discord_markdown) == "a\n b "

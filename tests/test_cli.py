@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -11,10 +12,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+from watcher.cli.errors import EXIT_READER_GONE
 from watcher.core.clock import ManualClock
 from watcher.simulator import SimJobSpec, Simulator, create_app
 
@@ -167,3 +170,37 @@ def test_the_demo_hint_is_a_command_that_works(
     monkeypatch.setenv("RUNLOOP_API_KEY", "any")
     assert main(["check", "examples/pagerduty-on-failure.yaml"]) == 0
     assert capsys.readouterr().out.startswith("examples/pagerduty-on-failure.yaml: OK")
+
+
+async def _run_into_a_closed_pipe(*args: str, env: dict[str, str], cwd: Path | None = None) -> tuple[int, str]:
+    """Run benchwatch with stdout a pipe nobody reads any more, as after `| head -1` has its line."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *BENCHWATCH, *args, env=env, cwd=cwd, stdout=write_end, stderr=asyncio.subprocess.PIPE
+        )
+    finally:
+        os.close(write_end)
+    _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, err.decode()
+
+
+async def test_every_command_that_prints_exits_quietly_when_its_reader_has_gone(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    sim = Simulator(clock=clock)
+    plans = [sim.add_job(SimJobSpec(name=f"job-{index}", n_scenarios=2)) for index in range(3)]
+    clock.advance(24 * 3_600_000)
+    server = await aiohttp_server(create_app(sim))
+    env = _env(RUNLOOP_BASE_URL=str(server.make_url("")).rstrip("/"), RUNLOOP_API_KEY="any")
+    (tmp_path / "views.jsonl").write_text("".join(json.dumps(sim.job_view(plan.job_id)) + "\n" for plan in plans))
+    # One per kind of command: printing at once, after requests, in a polling loop, from a file. The handling is
+    # main()'s, so it holds for the others too.
+    commands = [["schema"], ["jobs"], ["wait", plans[0].job_id, "--json"], ["replay", "views.jsonl"]]
+    ended = await asyncio.gather(*(_run_into_a_closed_pipe(*command, env=env, cwd=tmp_path) for command in commands))
+    assert dict(zip(map(" ".join, commands), ended, strict=True)) == {
+        " ".join(command): (EXIT_READER_GONE, "") for command in commands
+    }

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import FakeSleep
 from watcher.api.client import RequestLimits, RunloopClient
+from watcher.cli.errors import UsageError
 from watcher.cli.jobs import HEADER, list_jobs, show_job
 from watcher.cli.main import build_parser
 from watcher.cli.wait.loop import run_wait
@@ -117,3 +118,17 @@ async def test_job_prints_one_compact_line(
     args = build_parser().parse_args(["job", world["done"], "--base-url", sim_url, "--pretty"])
     assert await show_job(args) == 0
     assert capsys.readouterr().out.startswith('{\n  "id": ')
+
+
+async def test_an_unknown_state_is_refused_with_the_known_ones(
+    sim: Simulator, sim_url: str, world: dict[str, str]
+) -> None:
+    asked = len(sim.request_log)
+    args = build_parser().parse_args(["jobs", "--base-url", sim_url, "--state", "running,Runing", "--state", "done"])
+    with pytest.raises(UsageError) as refused:  # main() prints it as `benchwatch: error: …` and exits 2
+        await list_jobs(args)
+    assert str(refused.value) == (
+        "--state: no such job state 'done', 'runing'; the states are initializing, queued, running, completed, "
+        "failed, cancelled, timeout"
+    )
+    assert len(sim.request_log) == asked  # refused before asking the API

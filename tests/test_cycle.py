@@ -256,6 +256,25 @@ async def test_a_job_answering_404_twice_vanishes(tmp_path: Path, rig_factory: A
     assert rig.requests_for("bmj_gone") == polls and rig.kinds() == ["job.vanished"]
 
 
+async def test_a_404_is_warned_once_then_at_the_vanishing_never_every_cycle(
+    tmp_path: Path, rig_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = await rig_factory(jobs=["bmj_gone", "bmj_never"])
+    job = BenchmarkJobView.model_validate({"id": "bmj_gone", "name": "gone", "state": "running", "create_time_ms": 0})
+    first = diff(None, Snapshot(job=job, at_ms=rig.clock.now_ms()))
+    await rig.tracker.store.commit(memory=first.memory, events=first.events)
+    await rig.tracker.load_memories()
+    for _ in range(6):
+        await rig.run(MINUTE)
+    warned = [r.getMessage() for r in caplog.records if r.name == "benchwatch.poll" and r.levelno == logging.WARNING]
+    assert sorted(warned) == [
+        "configured job bmj_never does not exist (404); check watch.jobs (still asked each cycle)",
+        "job bmj_gone (gone) answered 404 again: vanished, no longer polled",
+        "job bmj_gone (gone) answered 404; if it does again, it has vanished",
+    ]
+    assert rig.requests_for("bmj_never") == 6 and rig.kinds() == ["job.vanished"]
+
+
 async def test_the_watcher_says_when_it_is_blind_and_when_it_sees_again(sim: Simulator, rig_factory: Any) -> None:
     plan = sim.add_job(SimJobSpec(name="j"))
     rig = await rig_factory(jobs=[plan.job_id], api_unreachable_after="5m")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -11,13 +12,16 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pytest
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import BaseModel, Field, SecretStr
 
 from watcher.app.logs import configure_logging, secrets_of
+from watcher.app.service import _log_scheduler_event
 
 TOKEN = "xoxb-123-secret-token"
 PASSWORD = 'pa"ss\\word'  # JSON escapes both characters: redaction must still find it
-LIBRARY_LOGGERS = ("aiohttp.access", "slack_sdk", "apscheduler.executors.default")
+LIBRARY_LOGGERS = ("aiohttp.access", "slack_sdk", "apscheduler.executors.default", "apscheduler.scheduler")
 
 
 @pytest.fixture(autouse=True)
@@ -183,3 +187,28 @@ def test_secrets_of_feeds_the_redaction() -> None:
     logging.getLogger("benchwatch.client").info("using %s", config.api_key.get_secret_value())
 
     assert stream.getvalue().endswith("benchwatch.client: using ***\n")
+
+
+async def test_a_skipped_cycle_is_logged_once_in_the_service_s_words() -> None:
+    stream = io.StringIO()
+    configure_logging(fmt="text", level=logging.INFO, secrets=[], stream=stream)
+    scheduler = AsyncIOScheduler()
+    scheduler.add_listener(_log_scheduler_event, EVENT_JOB_MAX_INSTANCES)
+    running, release, skipped = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    scheduler.add_listener(lambda _: skipped.set(), EVENT_JOB_MAX_INSTANCES)
+
+    async def slow_cycle() -> None:
+        running.set()
+        await release.wait()
+
+    scheduler.add_job(slow_cycle, "interval", hours=1, id="poll", max_instances=1, next_run_time=datetime.now(UTC))
+    scheduler.start()
+    try:
+        await running.wait()
+        scheduler.modify_job("poll", next_run_time=datetime.now(UTC))  # due again while the first still runs
+        await skipped.wait()
+    finally:
+        release.set()
+        scheduler.shutdown(wait=False)
+    lines = [line for line in stream.getvalue().splitlines() if "skipped" in line]
+    assert len(lines) == 1 and "poll: the previous run is still going; this run was skipped" in lines[0]

@@ -1,11 +1,20 @@
-"""Metrics: each method moves its series, deliveries sync by difference, and the exposition parses."""
+"""Metrics: each method moves its series, deliveries sync by difference, and the exposition parses — and passes
+`promtool check metrics` as a running service serves it."""
 
 from __future__ import annotations
 
+import asyncio
+from asyncio.subprocess import PIPE, STDOUT
 from collections import Counter
+from pathlib import Path
 
+import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.fakes.base import Reply
+from tests.running import running_service
+from watcher.core.clock import ManualClock
+from watcher.simulator import SimJobSpec, Simulator
 from watcher.web.metrics import Metrics
 
 
@@ -140,3 +149,28 @@ def test_readiness_interval_and_skipped_cycles() -> None:
     assert _value(metrics, "benchwatch_ready") == 0 and _value(metrics, "benchwatch_store_writable") == 1
     assert _value(metrics, "benchwatch_poll_interval_seconds") == 30.0
     assert _value(metrics, "benchwatch_poll_cycles_skipped_total") == 2
+
+
+async def test_the_running_service_s_metrics_pass_promtool(session: aiohttp.ClientSession, tmp_path: Path) -> None:
+    clock = ManualClock()
+    sim = Simulator(seed=5, clock=clock)
+    sim.add_job(SimJobSpec(name="nightly", n_scenarios=6, fail_rate=0.3, timeout_rate=0.2, init_s=0, queue_s=0))
+    async with running_service(tmp_path, sim, clock) as running:
+        running.hook.then(Reply(503), Reply(400))  # a retry and a dead letter: every delivery series appears
+        for _ in range(4):
+            await running.poll(advance_ms=600_000)
+        await running.service.worker.drain()
+        running.service.metrics.api_error("server_error", 503)  # as a failed poll counts it (retries take seconds)
+        async with session.get(running.url + "/metrics") as response:
+            body = await response.read()
+    assert b'benchwatch_api_errors_total{reason="server_error",status="503"}' in body and b'outcome="dead"' in body
+    assert await _promtool_findings(body) == ""
+    assert await _promtool_findings(b"# HELP bw_ms x\n# TYPE bw_ms counter\nbw_ms 1\n")  # it does find things
+
+
+async def _promtool_findings(body: bytes) -> str:
+    promtool = await asyncio.create_subprocess_exec(
+        "promtool", "check", "metrics", stdin=PIPE, stdout=PIPE, stderr=STDOUT
+    )
+    said, _ = await asyncio.wait_for(promtool.communicate(body), timeout=30)
+    return f"exit {promtool.returncode}: {said.decode()}" if promtool.returncode or said else ""

@@ -20,8 +20,10 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from lxml import etree
 from rich.console import Console
 
+from tests import hostile
 from tests.conftest import FakeSleep, ServerFactory
 from watcher.api.client import RequestLimits, RetryPolicy, RunloopClient
 from watcher.cli.errors import UsageError
@@ -552,6 +554,50 @@ def test_junit_escapes_markup_and_drops_control_characters() -> None:
     assert failure.text == "assert a < b && \"c\" > 'd'\ufffd[31m\ufffd"
     assert root.find("testsuite/testcase") is not None
     assert root.findall("testsuite")[0].get("name") == "agent <&>"
+
+
+JUNIT_SCHEMA = etree.XMLSchema(etree.parse(Path(__file__).parent / "fixtures" / "junit.xsd"))
+
+
+def _valid_junit(path: Path) -> etree._Element:
+    """The report, parsed by lxml and valid against the CI servers' JUnit schema (tests/fixtures/junit.xsd)."""
+    document = etree.parse(path)
+    assert JUNIT_SCHEMA.validate(document), [str(error) for error in JUNIT_SCHEMA.error_log][:5]
+    return document.getroot()
+
+
+async def test_junit_of_a_hostile_huge_job_is_valid_for_ci_servers(
+    sim: Simulator, sim_url: str, fake_sleep: FakeSleep, tmp_path: Path
+) -> None:
+    plan = sim.add_job(_spec())
+    sim.tamper(plan.job_id, {key: value for key, value in hostile.job_view("completed", outcomes=True).items()
+                             if key != "id"})  # fmt: skip
+    report = tmp_path / "report.xml"
+    result = await _wait(
+        sim_url, fake_sleep, _json_view()[0], job_id=plan.job_id, junit_path=report,
+        thresholds=Thresholds(min_score=0.9),
+    )  # fmt: skip
+    assert result.exit_code == EXIT_THRESHOLD_MISSED
+    root = _valid_junit(report)
+    suites = root.findall("testsuite")
+    assert len(suites) == hostile.N_AGENTS + 1 and suites[0].get("name", "").startswith("agent-00 <!channel>")
+    failures = root.findall("testsuite/testcase/failure")
+    assert sum(1 for f in failures if len(f.get("message", "")) == hostile.MESSAGE_CHARS) >= 380
+    assert all("\x00" not in (f.text or "") for f in failures)  # the NUL of the hostile text cannot be in XML
+    assert int(root.get("tests", "0")) == sum(int(suite.get("tests", "0")) for suite in suites)
+
+
+async def test_junit_files_of_every_ending_are_valid_for_ci_servers(
+    sim: Simulator, sim_url: str, fake_sleep: FakeSleep, tmp_path: Path
+) -> None:
+    mixed = sim.add_job(
+        _spec(n_scenarios=12, fail_rate=0.25, timeout_rate=0.15, cancel_rate=0.1, scenario_timeout_s=200)
+    )
+    failed = sim.add_job(_spec(name="setup-failed", outcome="failed", end_after_s=60))
+    for index, target in enumerate([{"job_id": mixed.job_id}, {"job_id": failed.job_id}, {"name": "ghost"}]):
+        report = tmp_path / f"report-{index}.xml"
+        await _wait(sim_url, fake_sleep, _json_view()[0], junit_path=report, **target)
+        _valid_junit(report)
 
 
 # -- the real process ---------------------------------------------------------------------------------------

@@ -81,9 +81,9 @@ class FakeServer:
             return web.json_response(body, status=reply.status, headers=reply.headers)
         return web.Response(status=reply.status, text="" if body is None else str(body), headers=reply.headers)
 
-    def app(self) -> web.Application:
-        """An aiohttp application routing every path to `handle`."""
-        application = web.Application()
+    def app(self, *, client_max_size: int = 1024**2) -> web.Application:
+        """An aiohttp application routing every path to `handle`, taking bodies up to `client_max_size` bytes."""
+        application = web.Application(client_max_size=client_max_size)
         application.router.add_route("*", "/{tail:.*}", self.handle)
         return application
 

@@ -355,16 +355,22 @@ class PollCycle:
         return pages
 
     async def _maybe_vanished(self, job_id: str, exc: NotFoundError, report: CycleReport) -> None:
+        """A 404: warned once when it starts (a configured job that never existed: once it is sure), and once more
+        when the job is taken as vanished — never at every cycle."""
         count = self._not_found.get(job_id, 0) + 1
         self._not_found[job_id] = count
         memory = self.tracker.memory(job_id)
-        if count < NOT_FOUND_LIMIT or memory is None:
-            if memory is None and count >= NOT_FOUND_LIMIT:
-                log.warning("configured job %s does not exist (404); check watch.jobs", job_id)
+        if memory is None:
+            if count == NOT_FOUND_LIMIT:
+                log.warning("configured job %s does not exist (404); check watch.jobs (still asked each cycle)", job_id)
+            return
+        if count < NOT_FOUND_LIMIT:
+            log.warning("job %s (%s) answered 404; if it does again, it has vanished", job_id, memory.job_name)
             return
         result = vanish(memory, self.clock.now_ms())
         if result is not None:
             event, updated = result
+            log.warning("job %s (%s) answered 404 again: vanished, no longer polled", job_id, memory.job_name)
             try:
                 self._told(await self.tracker.record([event], updated, event.at_ms), report)
             except StoreWriteError as write_error:  # told on a later poll, once the store writes again

@@ -150,7 +150,24 @@ def _quiet_libraries(level: int) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # NOTSET when debugging, so that a later call at DEBUG undoes an earlier call's WARNING.
     for name in QUIET_UNLESS_DEBUG:
-        logging.getLogger(name).setLevel(logging.WARNING if level > logging.DEBUG else logging.NOTSET)
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING if level > logging.DEBUG else logging.NOTSET)
+        if not any(isinstance(existing, _SaidByTheService) for existing in logger.filters):
+            logger.addFilter(_SaidByTheService())
+
+
+class _SaidByTheService(logging.Filter):
+    """Drops APScheduler's warnings of a skipped or missed run: the service logs each itself, in its own words
+    (`poll: the previous run is still going; this run was skipped`), so the reader is told once."""
+
+    _SAID: Final = (
+        'Execution of job "%s" skipped: maximum number of running instances',
+        'Run time of job "%s" was missed by',
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for the two warnings the service says itself."""
+        return not (isinstance(record.msg, str) and record.msg.startswith(self._SAID))
 
 
 def secrets_of(config: object) -> list[str]:

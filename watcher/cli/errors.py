@@ -7,6 +7,7 @@ from typing import Final
 EXIT_OK: Final = 0
 EXIT_USAGE: Final = 2
 EXIT_API: Final = 4
+EXIT_READER_GONE: Final = 141  # 128 + SIGPIPE: what a shell shows for `git log | head -1`'s git
 
 
 class UsageError(Exception):

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from notifiers.escape import plain_text
 from watcher.api.client import RunloopClient
 from watcher.api.poll import fetch_snapshot
+from watcher.cli.errors import UsageError
 from watcher.cli.progress import n_done
 from watcher.cli.retry_status import clear_status
 from watcher.core.clock import SystemClock
-from watcher.core.models import BenchmarkJobView
+from watcher.core.models import BenchmarkJobView, JobState
 from watcher.core.score import outcome_score
 
 HEADER = f"{'ID':<26}  {'STATE':<12} {'CREATED (UTC)':<17}  {'DONE':>9}  NAME"
@@ -126,8 +127,14 @@ async def _matching(
 
 
 def _states(raw: list[str] | None) -> frozenset[str]:
-    """`--state running --state queued` or `--state running,queued`."""
-    return frozenset(part.strip().lower() for value in raw or () for part in value.split(",") if part.strip())
+    """`--state running --state queued` or `--state running,queued`; a state the API does not have is refused (a
+    typo would otherwise read as "no jobs match")."""
+    states = frozenset(part.strip().lower() for value in raw or () for part in value.split(",") if part.strip())
+    unknown = sorted(states - set(JobState.ALL))
+    if unknown:
+        names = ", ".join(repr(state) for state in unknown)
+        raise UsageError(f"--state: no such job state {names}; the states are {', '.join(JobState.ALL)}")
+    return states
 
 
 async def show_job(args: argparse.Namespace) -> int:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from watcher.cli.errors import EXIT_API, EXIT_USAGE
+from watcher.cli.errors import EXIT_API, EXIT_READER_GONE, EXIT_USAGE
 from watcher.cli.wait import defaults as wait
 
 # Each command's module is imported only when that command runs: `benchwatch --help` and argument errors need
@@ -381,7 +382,10 @@ def resolve_handler(target: str) -> Handler:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `benchwatch` script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except BrokenPipeError:  # `benchwatch --help | head -1`
+        return _reader_gone()
     # imported after parsing: `--help` and argument errors never pay for them
     import asyncio
 
@@ -390,11 +394,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "configures_logging", False):
         configure_cli_logging(verbose=args.verbose)
     try:
-        return asyncio.run(resolve_handler(args.handler)(args))
+        code = asyncio.run(resolve_handler(args.handler)(args))
+        sys.stdout.flush()  # what is still buffered meets a reader that left here, not at the interpreter's exit
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError as exc:
+        return _reader_gone() if _stdout_closed() else _exit_code(exc)
     except Exception as exc:  # sorted by `_exit_code`, which re-raises what it does not know
         return _exit_code(exc)
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (`| head -1` read its line and exited): poll says POLLERR.
+    A broken pipe elsewhere (a socket) is an error like any other."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)
+        return any(mask & select.POLLERR for _, mask in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real file (tests' StringIO), or no poll on this platform
+        return False
+
+
+def _reader_gone() -> int:
+    """Exit quietly, as `git log | head -1` does: nothing on stderr, and the status of a process ended by SIGPIPE.
+    Stdout points at /dev/null from here, so the interpreter's last flush has nowhere to fail."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_READER_GONE
 
 
 def _exit_code(exc: Exception) -> int:

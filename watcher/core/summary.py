@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from watcher.core.events import Counters
 
 MAX_FAILURE_EXAMPLES: Final = 5
+MAX_EXAMPLE_MESSAGE_CHARS: Final = 1000  # an example's exception message, as kept in a summary
 
 
 class AgentSummary(BaseModel):

@@ -10,7 +10,14 @@ from watcher.core.events import Counters
 from watcher.core.models import BenchmarkJobSource, BenchmarkJobView, BenchmarkOutcome, ScenarioState
 from watcher.core.scenario_runs import RunScenarios
 from watcher.core.score import outcome_score, running_score
-from watcher.core.summary import MAX_FAILURE_EXAMPLES, AgentSummary, FailureExample, FailureGroup, JobSummary
+from watcher.core.summary import (
+    MAX_EXAMPLE_MESSAGE_CHARS,
+    MAX_FAILURE_EXAMPLES,
+    AgentSummary,
+    FailureExample,
+    FailureGroup,
+    JobSummary,
+)
 
 
 def dashboard_url_for(api_base_url: str) -> str:
@@ -47,6 +54,12 @@ def summarize(
         benchmark_id=source.benchmark_id if source else None,
         benchmark_name=source.benchmark_name if source else None,
     )
+
+
+def _example_message(message: str) -> str:
+    """An example's message, cut: a summary travels with every notification (a webhook's body, a rule's stored
+    group), and 25 exception types × 5 examples of a 10 kB message would make each of them over a megabyte."""
+    return message if len(message) <= MAX_EXAMPLE_MESSAGE_CHARS else message[: MAX_EXAMPLE_MESSAGE_CHARS - 1] + "…"
 
 
 def _segment(identifier: str) -> str:
@@ -124,7 +137,7 @@ def _failure_groups(outcomes: tuple[BenchmarkOutcome, ...], dashboard_url: str) 
                 FailureExample(
                     scenario_name=scenario.scenario_name or scenario.scenario_definition_id,
                     agent_name=outcome.agent_name,
-                    message=reason.exception_message if reason else "",
+                    message=_example_message(reason.exception_message) if reason else "",
                     url=url,
                 )
             )

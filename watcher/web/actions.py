@@ -88,7 +88,7 @@ async def _add_silence(request: web.Request) -> web.Response:
         silence = await add_silence(source.store, silence_request(data, now_ms=now_ms), now_ms)
     except SilenceError as exc:
         return _error(400, str(exc))
-    log.info("silence %s added over HTTP: %s until %d", silence.id, silence.matchers_text(), silence.ends_ms)
+    log.info("silence %s added over HTTP: %s until %s", silence.id, silence.matchers_text(), silence.ends_text())
     return web.json_response(silence_json(silence, now_ms), status=201)
 
 
