@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from notifiers.console import ConsoleConfig, ConsoleNotifier
-from notifiers.protocol import NotifierContext
+from notifiers.protocol import NotifierContext, RetryableSendError
 from notifiers.webhook import WebhookConfig, WebhookNotifier
 from notifiers.worker import DUE_BATCH, DeliveryPolicy, DeliveryWorker, Outbox
 from tests.conftest import Backend, FakeSleep
@@ -23,6 +23,7 @@ from tests.fakes.base import Reply
 from tests.fakes.webhook import WebhookReceiver
 from watcher.cli.main import main
 from watcher.core.clock import ManualClock
+from watcher.core.failures import Reason
 from watcher.core.notification import Notification
 from watcher.pipeline.sample import sample_notification
 from watcher.store.protocol import NamespacedState, Store
@@ -208,6 +209,58 @@ async def test_the_running_worker_outlives_a_store_that_fails_and_sends_once_it_
         await running
     finally:
         await store.close()
+
+
+class BuggyNotifier:
+    """A notifier with a bug for some notifications: `raises` maps a notification id to what its send raises."""
+
+    def __init__(self, name: str, raises: dict[str, Exception]) -> None:
+        self.name = name
+        self.raises = raises
+        self.calls: list[str] = []
+
+    async def send(self, notification: Notification) -> None:
+        self.calls.append(notification.id)
+        raise self.raises[notification.id]
+
+
+async def test_a_bug_in_one_delivery_dead_letters_it_alone_and_the_others_flow(
+    *,
+    aiohttp_server: Any,
+    store: Store,
+    context: NotifierContext,
+    clock: ManualClock,
+    fake_sleep: FakeSleep,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    receiver, server = await _receiver(aiohttp_server)
+    bug, unwritable = _notes("buggy", 2, clock)
+    buggy = BuggyNotifier(
+        "buggy",
+        {
+            bug.id: KeyError("agent"),  # a notifier's bug: not a classified send error
+            # A retryable failure whose record cannot be written: its error text does not encode (a lone
+            # surrogate, as undecodable bytes give) — a bug in one record, not a store that cannot write.
+            unwritable.id: RetryableSendError("HTTP 502: \udcff\udcfe", reason=Reason.SERVER_ERROR),
+        },
+    )
+    worker = _worker(store, {"buggy": buggy, "hook": _hook("hook", server, context, clock)}, clock, fake_sleep)
+    await store.commit(notifications=[bug, unwritable])
+    await worker.drain()
+    await store.commit(notifications=_notes("hook", 3, clock))  # sent after the bugs: nothing holds them back
+    assert await worker.drain() == 3
+    assert sorted(d.webhook_id for d in receiver.deliveries) == ["nt_hook_000", "nt_hook_001", "nt_hook_002"]
+    assert worker.health.writable and worker.unrecorded == 0
+    dead = {item.notification.id: item for item in await store.outbox_items(status="dead")}
+    assert sorted(dead) == sorted([bug.id, unwritable.id])
+    assert {item.last_reason for item in dead.values()} == {"internal_error"}
+    assert dead[bug.id].last_error == "internal error sending it through notifier 'buggy': KeyError: 'agent'"
+    assert "recording its retry attempt: UnicodeEncodeError" in (dead[unwritable.id].last_error or "")
+    assert worker.stats[("buggy", "dead", "internal_error")] == 2  # the metrics' label
+    clock.advance(3_600_000)
+    assert await worker.drain() == 0 and buggy.calls == [bug.id, unwritable.id]  # dead letters: not tried again
+    told = [r for r in caplog.records if r.name == "benchwatch.delivery" and r.exc_info is not None]
+    assert [getattr(r, "notification_id", None) for r in told] == [bug.id, unwritable.id]  # once each, traceback
 
 
 async def test_the_rate_limit_spaces_sends(
