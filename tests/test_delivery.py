@@ -21,8 +21,10 @@ from notifiers.worker import DUE_BATCH, DeliveryPolicy, DeliveryWorker, Outbox
 from tests.conftest import Backend, FakeSleep
 from tests.fakes.base import Reply
 from tests.fakes.webhook import WebhookReceiver
+from watcher.app.config import load_config
+from watcher.app.service import Service
 from watcher.cli.main import main
-from watcher.core.clock import ManualClock
+from watcher.core.clock import ManualClock, SystemClock
 from watcher.core.failures import Reason
 from watcher.core.notification import Notification
 from watcher.pipeline.sample import sample_notification
@@ -356,3 +358,37 @@ async def test_delivery_log_lines_name_the_job(
     delivered = [record for record in caplog.records if record.getMessage().startswith("delivered ")]
     assert notes[0].job_id and [getattr(record, "job_id", None) for record in delivered] == [notes[0].job_id] * 2
     assert {getattr(record, "notification_id", None) for record in delivered} == {note.id for note in notes}
+
+
+async def test_a_retry_from_the_cli_leaves_a_running_watcher_within_a_second(
+    aiohttp_server: Any, backend: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`benchwatch deliveries retry` writes the store from another connection; the running watcher, idle with
+    nothing due for a minute, hears of it (SQLite: `PRAGMA data_version`; PostgreSQL: NOTIFY) and sends at once."""
+    receiver, server = await _receiver(aiohttp_server)
+    receiver.then(Reply(400))  # the first send is refused: a dead letter
+    location = backend.location()
+    state = f"url: '{location}'" if backend.kind == "postgres" else f"path: '{location}'"
+    config = tmp_path / "benchwatch.yaml"
+    config.write_text(
+        f"watch: {{jobs: []}}\nstate: {{{state}}}\nhttp: {{port: 0}}\n"
+        f"notifiers:\n  hook: {{type: webhook, url: '{server.make_url('/hook')}', secret: '{SECRET}'}}\n"
+    )
+    (note,) = _notes("hook", 1, ManualClock(SystemClock().now_ms()))
+    async with backend.store() as store:
+        await store.commit(notifications=[note])
+    service = Service(load_config(config))
+    stop = asyncio.Event()
+    running = asyncio.create_task(service.run(stop))
+    try:
+        await receiver.wait_for(1)
+        async with asyncio.timeout(10):  # recorded dead: the worker is idle, nothing due for its 60-s wait
+            while (await service.store.outbox_counts()).get("dead") != 1:  # noqa: ASYNC110 - a condition with a deadline
+                await asyncio.sleep(0.01)
+        retried = await Cli(capsys)("deliveries", "retry", note.id, "--config", str(config))
+        assert retried.returncode == 0, retried.stderr
+        await receiver.wait_for(2, timeout_s=1.0)
+    finally:
+        stop.set()
+        await running
+    assert [d.webhook_id for d in receiver.deliveries] == [note.id, note.id]
