@@ -228,3 +228,13 @@ async def test_a_runs_tampered_scenario_runs_are_served_until_cleared(
         assert (await http.put(f"{sim_url}/_sim/runs/{run_id}/tamper", json="x")).status == 400
         await http.put(f"{sim_url}/_sim/runs/{run_id}/tamper", json={})
         assert None not in {run["scenario_id"] for run in (await (await http.get(url)).json())["runs"]}
+
+
+async def test_a_removed_job_vanishes_from_the_api(sim: Simulator, sim_url: str) -> None:
+    plan = sim.add_job(SimJobSpec(name="doomed"))
+    async with aiohttp.ClientSession() as http:
+        assert (await http.delete(f"{sim_url}/_sim/jobs/{plan.job_id}")).status == 200
+        assert (await http.get(f"{sim_url}/v1/benchmark_jobs/{plan.job_id}")).status == 404
+        assert (await (await http.get(f"{sim_url}/v1/benchmark_jobs")).json())["jobs"] == []
+        assert (await http.delete(f"{sim_url}/_sim/jobs/{plan.job_id}")).status == 404
+    sim.add_job(SimJobSpec(name="doomed"))  # its name is free again

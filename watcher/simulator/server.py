@@ -122,6 +122,14 @@ class SimulatorRoutes:
             raise _error(404, "benchmark job not found") from None
         return _json({"tampered": sorted(fields)})
 
+    async def handle_remove_job(self, request: web.Request) -> web.Response:
+        """`DELETE /_sim/jobs/{id}`: the job vanishes (its GET answers 404 from now on)."""
+        try:
+            self.sim.remove_job(request.match_info["id"])
+        except KeyError:
+            raise _error(404, "benchmark job not found") from None
+        return _json({"removed": request.match_info["id"]})
+
     async def handle_tamper_run(self, request: web.Request) -> web.Response:
         """`PUT /_sim/runs/{id}/tamper`: serve these fields over each of the run's scenario runs (`{}`: the truth)."""
         fields = await _tamper_body(request)
@@ -239,6 +247,7 @@ def create_app(sim: Simulator) -> web.Application:
     app.router.add_post("/_sim/workload", routes.handle_add_workload)
     app.router.add_put("/_sim/jobs/{id}/tamper", routes.handle_tamper)
     app.router.add_put("/_sim/runs/{id}/tamper", routes.handle_tamper_run)
+    app.router.add_delete("/_sim/jobs/{id}", routes.handle_remove_job)
     app.router.add_get("/_sim/clock", routes.handle_get_clock)
     app.router.add_post("/_sim/clock", routes.handle_advance_clock)
     app.router.add_get("/_sim/stats", routes.handle_stats)

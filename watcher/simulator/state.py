@@ -110,6 +110,17 @@ class Simulator:
             self._tampered.pop(job_id, None)
         self._generation += 1
 
+    def remove_job(self, job_id: str) -> None:
+        """The job vanishes: from now on its GET (and its runs') answers 404 and the list leaves it out. KeyError
+        when unknown."""
+        plan = self._jobs.pop(job_id)
+        self._names.discard(plan.name)
+        for run in plan.runs:
+            self._runs.pop(run.run_id, None)
+            self._tampered_runs.pop(run.run_id, None)
+        self._tampered.pop(job_id, None)
+        self._generation += 1
+
     def tamper_run(self, run_id: str, fields: dict[str, Any]) -> None:
         """Serve `fields` over each scenario run of one benchmark run on its scenario-run pages (a malformed page: a
         null `scenario_id`, a wrong type); nested objects are merged, `{}` serves the truth again. KeyError when
