@@ -64,6 +64,11 @@ class Outbox(Protocol):
         ...
 
 
+class _SetApart(Exception):
+    """Raised past the caller of `_finish` once the notification was dead-lettered as `internal_error`: what the
+    caller meant to do next (log a retry, say it was delivered) no longer holds."""
+
+
 @dataclass(frozen=True)
 class _Held:
     """An attempt made whose record the store could not write yet."""
@@ -281,6 +286,8 @@ class DeliveryWorker:
     async def _deliver(self, item: OutboxItem) -> None:
         try:
             await self._deliver_one(item)
+        except _SetApart:
+            return
         except Exception as exc:  # a bug while delivering this one notification: it alone is dead-lettered
             await self._internal_error(item, exc, "delivering it")
 
@@ -402,7 +409,7 @@ class DeliveryWorker:
             if reason == Reason.INTERNAL_ERROR:
                 raise  # the dead letter itself: `_internal_error` sets the notification apart
             await self._internal_error(item, exc, f"recording its {outcome} attempt", started_ms=started_ms)
-            return
+            raise _SetApart from exc
         self._count(attempt)
 
     async def _internal_error(

@@ -263,6 +263,8 @@ async def test_a_bug_in_one_delivery_dead_letters_it_alone_and_the_others_flow(
     assert await worker.drain() == 0 and buggy.calls == [bug.id, unwritable.id]  # dead letters: not tried again
     told = [r for r in caplog.records if r.name == "benchwatch.delivery" and r.exc_info is not None]
     assert [getattr(r, "notification_id", None) for r in told] == [bug.id, unwritable.id]  # once each, traceback
+    retry_lines = [r for r in caplog.records if r.getMessage().startswith(f"delivery of {unwritable.id}")]
+    assert retry_lines == []  # never said to be retried: it is a dead letter
 
 
 async def test_the_rate_limit_spaces_sends(
