@@ -183,19 +183,25 @@ class Router:
                     self._collect(state, rule, subject, now_ms)
                 if not rule.continue_:
                     break
-        out.extend(self.flush_due(state, now_ms, problems, dropped))
+        out.extend(self._flush_groups(state, now_ms, problems, dropped))
         return Routed(tuple(out), silenced, tuple(problems), tuple(dropped))
 
     def flush_due(
         self, state: RuleState, now_ms: int, problems: list[str] | None = None, dropped: list[str] | None = None
     ) -> list[Notification]:
-        """Notifications of every group whose window has closed by `now_ms`, oldest window first; at one time,
-        groups that can inhibit others go first. `dropped` receives a line per group muted, inhibited or
-        already sent once."""
+        """The timers due by `now_ms`: incidents whose `resolve_after` has passed close, and the notifications of
+        every group whose window has closed, oldest window first; at one time, groups that can inhibit others go
+        first. `dropped` receives a line per group muted, inhibited or already sent once."""
         problems = problems if problems is not None else []
         dropped = dropped if dropped is not None else []
-        out: list[Notification] = []
         self._close_over(state, now_ms)
+        return self._flush_groups(state, now_ms, problems, dropped)
+
+    def _flush_groups(
+        self, state: RuleState, now_ms: int, problems: list[str], dropped: list[str]
+    ) -> list[Notification]:
+        # Also at the end of every routing; the incidents' timers only when timers are due (there may be thousands).
+        out: list[Notification] = []
         for group in self._due(state, now_ms):
             state.drop_group((group.rule, group.key))
             rule = self._by_name.get(group.rule)
@@ -245,20 +251,22 @@ class Router:
         )
 
     def _close_over(self, state: RuleState, now_ms: int) -> None:
-        """Close the incidents whose `resolve_after` has passed. One of a rule nothing resolves that waits for
-        nothing (recorded before incidents closed by themselves, or while a `resolves:` named its rule) is given
-        its rule's `resolve_after` from when it opened."""
+        """Close the incidents whose `resolve_after` has passed — unless a `resolves:` now names their rule (a
+        reload, or one recorded before incidents closed by themselves): that one waits for its resolution. One of
+        a rule nothing resolves that waits for nothing (its rule was resolvable when it opened) gets the rule's
+        `resolve_after` from when it opened."""
         for incident, opened in list(state.incidents.items()):
             rule = self._by_name.get(incident[0])
-            if opened.jobs or opened.closes_ms is not None or rule is None or rule.name in self._resolvable:
-                if opened.over_at(now_ms):
-                    state.close_incident(incident)
+            if rule is not None and rule.name in self._resolvable:
+                if opened.jobs or opened.closes_ms is not None:
+                    state.keep_incident(incident, OpenIncident(opened.opened_ms))
                 continue
-            timed = OpenIncident(opened.opened_ms, (), opened.opened_ms + rule.resolve_after_ms)
+            timed = opened
+            if rule is not None and not opened.jobs and opened.closes_ms is None:
+                timed = OpenIncident(opened.opened_ms, (), opened.opened_ms + rule.resolve_after_ms)
+                state.keep_incident(incident, timed)
             if timed.over_at(now_ms):
                 state.close_incident(incident)
-            else:
-                state.keep_incident(incident, timed)
 
     def _job_ended(self, state: RuleState, job_id: str, now_ms: int) -> None:
         """A job ended: the incidents of rules nothing resolves stop waiting for it (closing when it was their

@@ -9,6 +9,7 @@ from typing import Any, Final, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from rules.config import DEFAULT_RESOLVE_AFTER_MS
 from rules.engine import Group, RuleState, RuleStateChanges
 from rules.incidents import OpenIncident
 from rules.inhibit import Inhibitor
@@ -96,8 +97,9 @@ def _incident_body(opened: OpenIncident) -> str:
 
 def _incident(body: str) -> OpenIncident:
     data = json.loads(body)
-    if isinstance(data, int):  # written before incidents closed by themselves: the time it opened
-        return OpenIncident(data)
+    if isinstance(data, int):  # written before incidents closed by themselves: the time it opened. It closes
+        # `resolve_after` later (the default), unless a `resolves:` names its rule (then `Router.flush_due` keeps it).
+        return OpenIncident(data, (), data + DEFAULT_RESOLVE_AFTER_MS)
     closes_ms = data.get("closes_ms")
     jobs = tuple(str(job) for job in data.get("jobs", ()))
     return OpenIncident(int(data["opened_ms"]), jobs, None if closes_ms is None else int(closes_ms))

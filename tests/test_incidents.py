@@ -9,7 +9,7 @@ import pytest
 
 from rules.engine import RuleState
 from rules.incidents import OpenIncident
-from rules.persist import INCIDENTS, load_rule_state, rows_for
+from rules.persist import INCIDENTS, apply_row, load_rule_state, rows_for
 from tests.running import running_service
 from tests.test_rules import MINUTE, T0, config, envelope, failed, job_finished, route, router, summary
 from watcher.config.loader import ConfigError
@@ -136,7 +136,7 @@ async def test_incidents_and_ended_jobs_live_in_the_store_and_legacy_incidents_g
         assert loaded.incidents == {
             ("failures", "failures:bmj_2"): OpenIncident(T0, ("bmj_2",)),
             ("api-down", "api-down:"): OpenIncident(T0, (), T0 + HOUR),
-            ("finished", "finished:bmj_9"): OpenIncident(1_788_220_000_000),
+            ("finished", "finished:bmj_9"): OpenIncident(1_788_220_000_000, (), 1_788_220_000_000 + HOUR),
         }
         assert loaded.groups[("digest", "bmj_1")].ended_jobs == ("bmj_1",)
         sent = r.flush_due(loaded, T0 + 10 * MINUTE)
@@ -145,9 +145,21 @@ async def test_incidents_and_ended_jobs_live_in_the_store_and_legacy_incidents_g
             ("api-down", "api-down:"),  # 50 minutes to go
             ("digest", "digest:bmj_2"),  # bmj_2 still runs
             ("failures", "failures:bmj_2"),
-        ]  # and the legacy one, of a rule nothing resolves, got resolve_after from when it opened: over
+        ]  # and the legacy one, given resolve_after from when it opened: over
         await store.commit(state_rows=rows_for(loaded.take_changes()))
         assert sorted((await load_rule_state(store)).incidents) == sorted(loaded.incidents)
+
+
+def test_a_legacy_incident_of_a_rule_something_resolves_waits_for_its_resolution(tmp_path: Path) -> None:
+    r = router(tmp_path, "- {name: page, on: scenario.failed, notify: a}\n"
+                         "- {name: calm, on: job.finished, resolves: page, notify: a}\n")  # fmt: skip
+    state = RuleState()
+    apply_row(state, StateRow(INCIDENTS, "page\x1fpage:bmj_1", str(T0)))  # as written before this change
+    assert r.next_due_ms(state) == T0 + HOUR  # the timers look at it once
+    r.flush_due(state, T0 + HOUR)
+    assert state.incidents == {("page", "page:bmj_1"): OpenIncident(T0)} and r.next_due_ms(state) is None
+    (resolution,) = route(r, state, [job_finished(1, "completed")], T0 + 2 * HOUR)
+    assert resolution.action == "resolve" and state.incidents == {}
 
 
 async def test_the_service_closes_an_incident_about_no_job_after_resolve_after(tmp_path: Path) -> None:
