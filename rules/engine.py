@@ -280,7 +280,9 @@ class Router:
             else:
                 state.close_incident(incident)
         for group in list(state.groups.values()):
-            if job_id not in group.ended_jobs and any(event.job_id == job_id for event in group.events):
+            if group.rule in self._resolvable or job_id in group.ended_jobs:
+                continue  # a resolvable rule's incident waits for its resolution, whatever its jobs do
+            if any(event.job_id == job_id for event in group.events):
                 group.ended_jobs = tuple(sorted({*group.ended_jobs, job_id}))
                 state.put_group(group)
 
