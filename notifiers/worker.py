@@ -6,6 +6,10 @@ records every attempt. A notification stays pending until a successful send is r
 again (at least once; its id is the idempotency key receivers dedupe on), and only a send that was in flight at the
 crash can arrive twice. Backoff delays come from tenacity's exponential-with-jitter strategy, or the server's
 Retry-After; past the notifier's `max_age` a notification is dead-lettered, kept and visible, sendable on demand.
+
+Only a `StoreError` means the store cannot write (then nothing new is sent until it can). Any other exception while
+sending or recording one notification is a bug of ours: it is logged with its traceback, that notification alone is
+dead-lettered with reason `internal_error`, and every other one keeps flowing.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from watcher.core.failures import Reason
 from watcher.core.notification import Notification
 from watcher.core.ratelimit import RateLimiter, Sleep
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus
-from watcher.core.storehealth import StoreHealth
+from watcher.core.storehealth import StoreError, StoreHealth
 
 log = logging.getLogger("benchwatch.delivery")
 
@@ -58,6 +62,11 @@ class Outbox(Protocol):
     async def record_delivery(self, attempt: DeliveryAttempt, *, status: OutboxStatus, next_attempt_ms: int) -> None:
         """Record an attempt and the notification's new status atomically."""
         ...
+
+
+class _SetApart(Exception):
+    """Raised past the caller of `_finish` once the notification was dead-lettered as `internal_error`: what the
+    caller meant to do next (log a retry, say it was delivered) no longer holds."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,9 @@ class DeliveryWorker:
         # Attempts made but not recorded (the store could not write). While any is held nothing new is claimed: a
         # send whose "sent" is not recorded would go out again after a restart, so its record comes first.
         self._unrecorded: dict[str, _Held] = {}
+        # Notifications hit by a bug that could not even be dead-lettered: left pending, never taken again here.
+        self._quarantined: dict[str, str] = {}
+        self._read_bug: str | None = None  # the last unexpected error reading the outbox (logged once)
 
     def use_notifiers(self, notifiers: Mapping[str, Notifier], policies: Mapping[str, DeliveryPolicy]) -> None:
         """Deliver through these notifiers from the next send on (a config reload); sends in flight finish with
@@ -143,7 +155,8 @@ class DeliveryWorker:
         if self._stopping or not await self.record_held():
             return 0
         started = 0
-        due = await self.store.due_notifications(self.clock.now_ms(), limit=DUE_BATCH, exclude=tuple(self._in_flight))
+        exclude = (*self._in_flight, *self._quarantined)
+        due = await self.store.due_notifications(self.clock.now_ms(), limit=DUE_BATCH, exclude=exclude)
         self._backlog = len(due) >= DUE_BATCH
         for item in due:
             notification_id = item.notification.id
@@ -186,9 +199,14 @@ class DeliveryWorker:
                     await self._pause(RECORD_RETRY_S)
                     continue
                 await self._wait_for_work()
-            except Exception as exc:  # the store cannot even be read: the worker waits, it does not die
+            except StoreError as exc:  # the store cannot even be read: the worker waits, it does not die
                 self._read_failed = True
                 self._store_failed(f"reading the outbox: {exc}")
+                await self._pause(RECORD_RETRY_S)
+            except Exception as exc:  # not the store: a bug, told once with its traceback; the worker goes on
+                if repr(exc) != self._read_bug:
+                    self._read_bug = repr(exc)
+                    log.exception("looking for due notifications failed unexpectedly (not the store)")
                 await self._pause(RECORD_RETRY_S)
 
     async def stop(self, grace_s: float = 10.0) -> None:
@@ -224,9 +242,14 @@ class DeliveryWorker:
         for notification_id, held in list(self._unrecorded.items()):
             try:
                 await self.store.record_delivery(held.attempt, status=held.status, next_attempt_ms=held.next_attempt_ms)
-            except Exception as exc:
+            except StoreError as exc:
                 self._store_failed(str(exc))
                 return False
+            except Exception:  # this record, not the store: it alone is set apart
+                log.exception("recording the held attempt of %s failed unexpectedly (not the store)", notification_id)
+                self._quarantined[notification_id] = "its held record failed unexpectedly"
+                del self._unrecorded[notification_id]
+                continue
             del self._unrecorded[notification_id]
             self._count(held.attempt)
         self._store_recovered()
@@ -261,6 +284,14 @@ class DeliveryWorker:
         return self.policies.get(notifier, DeliveryPolicy())
 
     async def _deliver(self, item: OutboxItem) -> None:
+        try:
+            await self._deliver_one(item)
+        except _SetApart:
+            return
+        except Exception as exc:  # a bug while delivering this one notification: it alone is dead-lettered
+            await self._internal_error(item, exc, "delivering it")
+
+    async def _deliver_one(self, item: OutboxItem) -> None:
         notification = item.notification
         name = notification.notifier
         notifier = self.notifiers.get(name)
@@ -285,10 +316,12 @@ class DeliveryWorker:
             except SendError as exc:
                 await self._failed(item, exc, started_ms)
                 return
-            except Exception as exc:  # a notifier bug must not kill the worker: treat it as retryable
-                log.exception("notifier %s raised an unclassified error", name)
-                error = RetryableSendError(f"unexpected {type(exc).__name__} in notifier", reason=Reason.SERVER_ERROR)
+            except StoreError as exc:  # the notifier's own state (thread ids) could not be read or written: try again
+                error = RetryableSendError(f"the state store failed: {exc}", reason=Reason.SERVER_ERROR)
                 await self._failed(item, error, started_ms)
+                return
+            except Exception as exc:  # a notifier bug: this notification is dead-lettered, the others go on
+                await self._internal_error(item, exc, f"sending it through notifier {name!r}", started_ms=started_ms)
                 return
             # Recorded while the slot is held: sends not yet recorded (those a crash would repeat) stay within
             # the notifier's concurrency.
@@ -368,11 +401,36 @@ class DeliveryWorker:
         )
         try:
             await self.store.record_delivery(attempt, status=status, next_attempt_ms=next_attempt_ms)
-        except Exception as exc:  # the store cannot write: hold the record, never send this again meanwhile
+        except StoreError as exc:  # the store cannot write: hold the record, never send this again meanwhile
             self._unrecorded[attempt.notification_id] = _Held(attempt, status, next_attempt_ms)
             self._store_failed(str(exc))
             return
+        except Exception as exc:  # this record, not the store (its error text will not encode, a bug): set apart
+            if reason == Reason.INTERNAL_ERROR:
+                raise  # the dead letter itself: `_internal_error` sets the notification apart
+            await self._internal_error(item, exc, f"recording its {outcome} attempt", started_ms=started_ms)
+            raise _SetApart from exc
         self._count(attempt)
+
+    async def _internal_error(
+        self, item: OutboxItem, exc: Exception, doing: str, *, started_ms: int | None = None
+    ) -> None:
+        """A bug while delivering one notification: logged with its traceback, the notification dead-lettered
+        (`internal_error`); if even that cannot be recorded, it stays pending and this worker never takes it again."""
+        notification = item.notification
+        log.error(
+            "%s failed unexpectedly for %s (a bug, not the store): dead-lettered as internal_error; the others go on",
+            doing, notification.id, exc_info=exc, extra=_about(notification),
+        )  # fmt: skip
+        error = f"internal error {doing}: {type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+        try:
+            await self._finish(item, OutboxStatus.DEAD, Reason.INTERNAL_ERROR, error, started_ms=started_ms)
+        except Exception:
+            self._quarantined[notification.id] = error
+            log.exception(
+                "dead-lettering %s failed too: it stays pending and is not taken again until benchwatch restarts",
+                notification.id,
+            )
 
     def _count(self, attempt: DeliveryAttempt) -> None:
         self.stats[(attempt.notifier, attempt.outcome, attempt.reason or "ok")] += 1

@@ -34,6 +34,7 @@ from watcher.core.events import EVENT_KINDS
 Severity = Literal["info", "warning", "critical"]
 
 DEFAULT_DEDUP_KEY = "{{ rule }}:{{ job_id }}"
+DEFAULT_RESOLVE_AFTER_MS = 3_600_000  # an incident about no job, of a rule nothing resolves, closes after this
 
 
 def _matchers(value: Any) -> tuple[dict[str, FieldMatcher], list[tuple[str, Any, str]]]:
@@ -122,6 +123,7 @@ class RuleConfig(StrictModel):
     continue_: bool = Field(True, alias="continue")
     dedup_key: TemplateField = Field(default_factory=lambda: compile_template(DEFAULT_DEDUP_KEY))
     resolves: str | None = None
+    resolve_after_ms: DurationMs = Field(DEFAULT_RESOLVE_AFTER_MS, alias="resolve_after", gt=0)
     title: TemplateField | None = None
     text: TemplateField | None = None
     mute_time_intervals: tuple[str, ...] = ()
@@ -236,6 +238,7 @@ def cross_check_rules(data: Any) -> list[tuple[Loc, str]]:
             seen.add(name)
         problems.extend(_check_names(("rules", index, "notify"), rule.get("notify"), "notifier", notifier_names))
         problems.extend(_check_resolves(index, rule.get("resolves"), name, set(names)))
+        problems.extend(_check_resolve_after(index, rule, named))
         for key in ("mute_time_intervals", "active_time_intervals"):
             problems.extend(_check_names(("rules", index, key), rule.get(key), "time interval", intervals))
     return problems + _check_inhibit_rules(data.get("inhibit"), set(names))
@@ -301,6 +304,26 @@ def _check_resolves(index: int, target: Any, name: Any, names: set[str]) -> list
     if target not in names:
         return [(("rules", index, "resolves"), _unknown("rule", target, names))]
     return []
+
+
+def _check_resolve_after(
+    index: int, rule: Mapping[str, Any], named: list[tuple[int, Mapping[str, Any]]]
+) -> list[tuple[Loc, str]]:
+    """`resolve_after` closes the incidents of a rule nothing resolves: on a rule some `resolves:` names, the
+    resolution closes them, and the setting would silently mean nothing."""
+    name = rule.get("name")
+    if "resolve_after" not in rule or not isinstance(name, str):
+        return []
+    closers = [str(other.get("name")) for _, other in named if other.get("resolves") == name]
+    if not closers:
+        return []
+    return [
+        (
+            ("rules", index, "resolve_after"),
+            f"rule {name!r} is resolved by {', '.join(map(repr, closers))}: its incidents close with the resolution, "
+            "not after resolve_after (keep one of the two)",
+        )
+    ]
 
 
 def _unknown(what: str, name: str, known: set[str]) -> str:

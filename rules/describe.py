@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any, Final
 
-from rules.config import InhibitConfig, RuleConfig, SilenceConfig
+from rules.config import DEFAULT_RESOLVE_AFTER_MS, InhibitConfig, RuleConfig, SilenceConfig
 from rules.match import FieldMatcher
 from rules.timeintervals import TimeIntervalConfig, TimePeriod
 from watcher.config.durations import format_duration_ms
@@ -35,6 +35,8 @@ def describe_rule(rule: RuleConfig) -> str:
         parts.append(f"; {grouping}")
     if rule.once_per is not None:
         parts.append(f"; once per {rule.once_per.source}")
+    if rule.resolve_after_ms != DEFAULT_RESOLVE_AFTER_MS:
+        parts.append(f"; incidents about no job close after {format_duration_ms(rule.resolve_after_ms)}")
     if rule.mute_time_intervals:
         parts.append(f"; muted during {', '.join(rule.mute_time_intervals)}")
     if rule.active_time_intervals:

@@ -1,7 +1,8 @@
 """Routing: events meet the rules in order → silences, grouping, throttling → `Notification` values.
 
 Synchronous and pure given its state: the `RuleState` (open group windows, last send per group, open incidents)
-is passed in, changed in place, and its changes are taken out for the store to commit with the poll.
+is passed in, changed in place, and its changes are taken out for the store to commit with the poll. Incidents of
+rules nothing resolves close by themselves (`rules.incidents`): when their jobs end, or after `resolve_after`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from rules.config import InhibitConfig, RuleConfig, SilenceConfig
 from rules.expr import ExpressionError
 from rules.gates import Gates, Outgoing, events_of
+from rules.incidents import Incident, OpenIncident, ended_job, next_closing_ms, opened_by
 from rules.inhibit import Inhibitor, InhibitorKey
 from rules.match import MISSING, resolve
 from rules.silences import RuntimeSilence
@@ -35,6 +37,7 @@ class Group:
     due_ms: int
     events: list[Event]
     summary: JobSummary | None
+    ended_jobs: tuple[str, ...] = ()  # jobs of its events that ended while it waited (see rules.incidents)
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class RuleStateChanges:
 
     groups: tuple[tuple[GroupId, Group | None], ...] = ()
     last_sent: tuple[tuple[GroupId, int], ...] = ()
-    incidents: tuple[tuple[tuple[str, str], int | None], ...] = ()
+    incidents: tuple[tuple[Incident, OpenIncident | None], ...] = ()
     inhibitors: tuple[tuple[InhibitorKey, Inhibitor | None], ...] = ()
     once: tuple[tuple[tuple[str, str], int], ...] = ()
 
@@ -58,12 +61,12 @@ class RuleState:
 
     groups: dict[GroupId, Group] = field(default_factory=dict)
     last_sent: dict[GroupId, int] = field(default_factory=dict)
-    incidents: dict[tuple[str, str], int] = field(default_factory=dict)
+    incidents: dict[Incident, OpenIncident] = field(default_factory=dict)
     inhibitors: dict[InhibitorKey, Inhibitor] = field(default_factory=dict)
     once: dict[tuple[str, str], int] = field(default_factory=dict)
     _touched_groups: set[GroupId] = field(default_factory=set)
     _touched_sends: set[GroupId] = field(default_factory=set)
-    _touched_incidents: set[tuple[str, str]] = field(default_factory=set)
+    _touched_incidents: set[Incident] = field(default_factory=set)
     _touched_inhibitors: set[InhibitorKey] = field(default_factory=set)
     _touched_once: set[tuple[str, str]] = field(default_factory=set)
 
@@ -82,12 +85,18 @@ class RuleState:
         self.last_sent[group_id] = at_ms
         self._touched_sends.add(group_id)
 
-    def open_incident(self, incident: tuple[str, str], at_ms: int) -> None:
-        """Remember an incident a rule opened (for `resolves`)."""
-        self.incidents.setdefault(incident, at_ms)
+    def open_incident(self, incident: Incident, opened: OpenIncident) -> None:
+        """Remember an incident a rule opened (for `resolves`, and the page); one open already is merged into."""
+        earlier = self.incidents.get(incident)
+        self.incidents[incident] = opened if earlier is None else earlier.merged(opened)
         self._touched_incidents.add(incident)
 
-    def close_incident(self, incident: tuple[str, str]) -> bool:
+    def keep_incident(self, incident: Incident, kept: OpenIncident) -> None:
+        """Replace what is remembered of an open incident (one of its jobs ended)."""
+        self.incidents[incident] = kept
+        self._touched_incidents.add(incident)
+
+    def close_incident(self, incident: Incident) -> bool:
         """Forget an incident; returns whether it was open."""
         was_open = self.incidents.pop(incident, None) is not None
         self._touched_incidents.add(incident)
@@ -148,6 +157,7 @@ class Router:
         self.silences = tuple(silences)
         self.runtime_silences: tuple[RuntimeSilence, ...] = ()
         self._by_name = {rule.name: rule for rule in self.rules}
+        self._resolvable = frozenset(rule.resolves for rule in self.rules if rule.resolves)
         self.gates = Gates(self.rules, inhibit, time_intervals)
 
     def route(self, state: RuleState, events: Sequence[Event], summary: JobSummary | None, now_ms: int) -> Routed:
@@ -158,6 +168,8 @@ class Router:
         dropped: list[str] = []
         silenced = 0
         for event in events:
+            if (ended := ended_job(event)) is not None:  # silenced or not, the job has ended
+                self._job_ended(state, ended, now_ms)
             subject = _Subject(event, event.model_dump(mode="json"), summary, summary_data)
             if self._silenced(subject, now_ms):
                 silenced += 1
@@ -171,17 +183,24 @@ class Router:
                     self._collect(state, rule, subject, now_ms)
                 if not rule.continue_:
                     break
-        out.extend(self.flush_due(state, now_ms, problems, dropped))
+        out.extend(self._flush_groups(state, now_ms, problems, dropped))
         return Routed(tuple(out), silenced, tuple(problems), tuple(dropped))
 
     def flush_due(
         self, state: RuleState, now_ms: int, problems: list[str] | None = None, dropped: list[str] | None = None
     ) -> list[Notification]:
-        """Notifications of every group whose window has closed by `now_ms`, oldest window first; at one time,
-        groups that can inhibit others go first. `dropped` receives a line per group muted, inhibited or
-        already sent once."""
+        """The timers due by `now_ms`: incidents whose `resolve_after` has passed close, and the notifications of
+        every group whose window has closed, oldest window first; at one time, groups that can inhibit others go
+        first. `dropped` receives a line per group muted, inhibited or already sent once."""
         problems = problems if problems is not None else []
         dropped = dropped if dropped is not None else []
+        self._close_over(state, now_ms)
+        return self._flush_groups(state, now_ms, problems, dropped)
+
+    def _flush_groups(
+        self, state: RuleState, now_ms: int, problems: list[str], dropped: list[str]
+    ) -> list[Notification]:
+        # Also at the end of every routing; the incidents' timers only when timers are due (there may be thousands).
         out: list[Notification] = []
         for group in self._due(state, now_ms):
             state.drop_group((group.rule, group.key))
@@ -216,9 +235,56 @@ class Router:
         state.sent((group.rule, group.key), group.due_ms)
         for notification in notifications[:1]:
             incident = (rule.name, notification.dedup_key)
-            state.open_incident(incident, group.due_ms)
+            opened = self._opened(rule, group)
+            if opened is not None:
+                state.open_incident(incident, opened)
             self.gates.sent(state, Outgoing(rule, group.events, group.summary, group.due_ms), incident)
         return notifications
+
+    def _opened(self, rule: RuleConfig, group: Group) -> OpenIncident | None:
+        """What a sent group leaves open: a resolvable rule's incident until its resolution; another rule's while
+        its jobs have not ended (or, about no job, for `resolve_after`) — nothing once they all have."""
+        if rule.name in self._resolvable:
+            return OpenIncident(group.due_ms)
+        return opened_by(
+            group.events, group.summary, group.ended_jobs, at_ms=group.due_ms, resolve_after_ms=rule.resolve_after_ms
+        )
+
+    def _close_over(self, state: RuleState, now_ms: int) -> None:
+        """Close the incidents whose `resolve_after` has passed — unless a `resolves:` now names their rule (a
+        reload, or one recorded before incidents closed by themselves): that one waits for its resolution. One of
+        a rule nothing resolves that waits for nothing (its rule was resolvable when it opened) gets the rule's
+        `resolve_after` from when it opened."""
+        for incident, opened in list(state.incidents.items()):
+            rule = self._by_name.get(incident[0])
+            if rule is not None and rule.name in self._resolvable:
+                if opened.jobs or opened.closes_ms is not None:
+                    state.keep_incident(incident, OpenIncident(opened.opened_ms))
+                continue
+            timed = opened
+            if rule is not None and not opened.jobs and opened.closes_ms is None:
+                timed = OpenIncident(opened.opened_ms, (), opened.opened_ms + rule.resolve_after_ms)
+                state.keep_incident(incident, timed)
+            if timed.over_at(now_ms):
+                state.close_incident(incident)
+
+    def _job_ended(self, state: RuleState, job_id: str, now_ms: int) -> None:
+        """A job ended: the incidents of rules nothing resolves stop waiting for it (closing when it was their
+        last), and the groups still holding its events remember it for when they are sent."""
+        for incident, opened in list(state.incidents.items()):
+            if incident[0] in self._resolvable or job_id not in opened.jobs:
+                continue
+            rest = opened.without(job_id)
+            if rest.jobs or (rest.closes_ms is not None and rest.closes_ms > now_ms):
+                state.keep_incident(incident, rest)
+            else:
+                state.close_incident(incident)
+        for group in list(state.groups.values()):
+            if group.rule in self._resolvable or job_id in group.ended_jobs:
+                continue  # a resolvable rule's incident waits for its resolution, whatever its jobs do
+            if any(event.job_id == job_id for event in group.events):
+                group.ended_jobs = tuple(sorted({*group.ended_jobs, job_id}))
+                state.put_group(group)
 
     def muted(self, rule: RuleConfig, at_ms: int) -> str | None:
         """Why the rule sends nothing at `at_ms`, or None (see `Gates.muted`)."""
@@ -226,8 +292,10 @@ class Router:
 
     @staticmethod
     def next_due_ms(state: RuleState) -> int | None:
-        """When the next group window closes, if any is open."""
-        return min((group.due_ms for group in state.groups.values()), default=None)
+        """When the next group window closes or an incident's `resolve_after` passes, if any: the next flush."""
+        times = [group.due_ms for group in state.groups.values()]
+        closing = next_closing_ms(state.incidents.values())
+        return min([*times, closing] if closing is not None else times, default=None)
 
     def use_runtime_silences(self, silences: Sequence[RuntimeSilence]) -> None:
         """Apply these runtime silences (from the store) beside the config's, from the next events routed on."""

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rules.config import InhibitConfig, RuleConfig
-from rules.inhibit import Incident, Inhibitions, Inhibitor, InhibitorKey, seen
+from rules.incidents import Incident, OpenIncident
+from rules.inhibit import Inhibitions, Inhibitor, InhibitorKey, seen
 from rules.templates import TemplateError, template_context
 from rules.timeintervals import TimeIntervalConfig
 from watcher.core.events import Event
@@ -21,7 +22,7 @@ from watcher.core.summary import JobSummary
 class GateState(Protocol):
     """The parts of the rule state the gates read and change."""
 
-    incidents: dict[tuple[str, str], int]
+    incidents: dict[tuple[str, str], OpenIncident]
     inhibitors: dict[InhibitorKey, Inhibitor]
     once: dict[tuple[str, str], int]
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rules.config import InhibitConfig
+from rules.incidents import Incident
 from rules.match import MISSING, FieldMatcher, resolve
-
-Incident = tuple[str, str]  # (rule name, dedup key)
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ class Inhibitions:
         self,
         subject: Seen,
         inhibitors: Mapping[InhibitorKey, Inhibitor],
-        open_incidents: Mapping[Incident, int],
+        open_incidents: Mapping[Incident, object],
         now_ms: int,
     ) -> str | None:
         """The label of an entry that drops this event now, if any; an event never inhibits itself."""
@@ -88,7 +87,7 @@ class Inhibitions:
                 return label
         return None
 
-    def holds(self, label: str, inhibitor: Inhibitor, open_incidents: Mapping[Incident, int], now_ms: int) -> bool:
+    def holds(self, label: str, inhibitor: Inhibitor, open_incidents: Mapping[Incident, object], now_ms: int) -> bool:
         """Whether an inhibitor is still in force: within `for` of its last send, or one of its incidents open.
 
         Only incidents of rules that some `resolves:` rule closes count: the others never close, and would

@@ -9,7 +9,9 @@ from typing import Any, Final, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from rules.config import DEFAULT_RESOLVE_AFTER_MS
 from rules.engine import Group, RuleState, RuleStateChanges
+from rules.incidents import OpenIncident
 from rules.inhibit import Inhibitor
 from watcher.core.events import Event
 from watcher.core.records import StateRow
@@ -48,6 +50,7 @@ class _GroupBody(BaseModel):
     due_ms: int
     events: list[Event]
     summary: JobSummary | None
+    ended_jobs: tuple[str, ...] = ()
 
 
 def _key(pair: tuple[str, str]) -> str:
@@ -72,12 +75,13 @@ def rows_for(changes: RuleStateChanges) -> list[StateRow]:
                 due_ms=group.due_ms,
                 events=group.events,
                 summary=group.summary,
+                ended_jobs=group.ended_jobs,
             ).model_dump_json()
         rows.append(StateRow(GROUPS, _key(group_id), body))
     rows.extend(StateRow(SENDS, _key(group_id), json.dumps(at_ms)) for group_id, at_ms in changes.last_sent)
     rows.extend(
-        StateRow(INCIDENTS, _key(incident), None if at_ms is None else json.dumps(at_ms))
-        for incident, at_ms in changes.incidents
+        StateRow(INCIDENTS, _key(incident), None if opened is None else _incident_body(opened))
+        for incident, opened in changes.incidents
     )
     rows.extend(
         StateRow(INHIBITORS, _key(key), None if inhibitor is None else _inhibitor_body(inhibitor))
@@ -85,6 +89,20 @@ def rows_for(changes: RuleStateChanges) -> list[StateRow]:
     )
     rows.extend(StateRow(ONCE, _key(key), json.dumps(at_ms)) for key, at_ms in changes.once)
     return rows
+
+
+def _incident_body(opened: OpenIncident) -> str:
+    return json.dumps({"opened_ms": opened.opened_ms, "jobs": list(opened.jobs), "closes_ms": opened.closes_ms})
+
+
+def _incident(body: str) -> OpenIncident:
+    data = json.loads(body)
+    if isinstance(data, int):  # written before incidents closed by themselves: the time it opened. It closes
+        # `resolve_after` later (the default), unless a `resolves:` names its rule (then `Router.flush_due` keeps it).
+        return OpenIncident(data, (), data + DEFAULT_RESOLVE_AFTER_MS)
+    closes_ms = data.get("closes_ms")
+    jobs = tuple(str(job) for job in data.get("jobs", ()))
+    return OpenIncident(int(data["opened_ms"]), jobs, None if closes_ms is None else int(closes_ms))
 
 
 def _inhibitor_body(inhibitor: Inhibitor) -> str:
@@ -121,9 +139,13 @@ def apply_row(state: RuleState, row: StateRow) -> None:
         table.pop(pair, None)
     elif row.namespace == GROUPS:
         body = _GroupBody.model_validate_json(row.body)
-        table[pair] = Group(body.rule, body.key, body.opened_ms, body.due_ms, list(body.events), body.summary)
+        table[pair] = Group(
+            body.rule, body.key, body.opened_ms, body.due_ms, list(body.events), body.summary, body.ended_jobs
+        )
     elif row.namespace == INHIBITORS:
         table[pair] = _inhibitor(row.body)
+    elif row.namespace == INCIDENTS:
+        table[pair] = _incident(row.body)
     else:
         table[pair] = int(json.loads(row.body))
 

@@ -14,7 +14,7 @@ from watcher.cli.compare import compare_command
 from watcher.cli.errors import EXIT_API, EXIT_OK
 from watcher.cli.main import build_parser
 from watcher.core.clock import ManualClock
-from watcher.simulator import Simulator
+from watcher.simulator import SimAgent, Simulator
 
 
 async def _run(url: str, *args: str) -> int:
@@ -87,6 +87,25 @@ async def test_exit_4_without_a_baseline_and_not_found_raises_the_api_error(
     assert "has no baseline" in capsys.readouterr().err
     with pytest.raises(NotFoundError):  # main() turns it into one line and exit 4 (tests/test_cli.py)
         await _run(sim_url, "bmj_nope")
+
+
+async def test_two_jobs_sharing_no_scenario_or_no_agent_exit_4_with_one_line(
+    sim: Simulator, sim_url: str, clock: ManualClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = _nightlies(sim, clock)
+    claude = [SimAgent(name="claude-code", model_name="claude-sonnet-4-6")]
+    other = add_nightly(sim, clock, "other", {}, days_ago=0.5, scenario_ids=["x_00", "x_01"], agents=claude)
+    stranger = add_nightly(sim, clock, "stranger", {}, days_ago=0.4, agents=[SimAgent(name="aider")])
+    capsys.readouterr()
+    assert await _run(sim_url, other.job_id, ids["nightly-41"], "--json") == EXIT_API
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        "benchwatch: cannot compare other with nightly-41: they share no scenario (2 vs 12 scenarios, none in common)\n"
+    )
+    assert await _run(sim_url, stranger.job_id, ids["nightly-41"]) == EXIT_API
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert "cannot compare stranger with nightly-41: no agent (name and model) ran in both (aider vs" in err
 
 
 async def test_check_warns_when_rules_wait_for_comparisons_nothing_makes(

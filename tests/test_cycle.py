@@ -241,6 +241,41 @@ async def test_a_malformed_watched_job_is_reported_once_and_is_not_an_outage(
     assert sum(bad.job_id in r.getMessage() and "malformed" in r.getMessage() for r in caplog.records) == 1
 
 
+async def test_a_malformed_scenario_run_page_costs_only_that_runs_scenario_events_of_that_poll(
+    sim: Simulator, rig_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = SimJobSpec(
+        name="two-agents", n_scenarios=12, concurrency=2, fail_rate=0.5, timeout_rate=0.0,
+        scenario_duration_s=(60.0, 90.0), agents=[SimAgent(name="good"), SimAgent(name="bad")],
+    )  # fmt: skip
+    plan = sim.add_job(spec)
+    good_run, bad_run = (run.run_id for run in plan.runs)
+    sim.tamper_run(bad_run, {"scenario_id": None})  # valid JSON, but no scenario run without a scenario id
+    rig = await rig_factory(jobs=[plan.job_id])
+    failed = 0
+    for _ in range(5):  # five minutes of the runs, with scenarios failing on both
+        report = await rig.cycle.run()
+        rig.events.extend(report.events)
+        failed += report.failed
+        rig.clock.advance(MINUTE)
+    scenario_runs = {getattr(e, "benchmark_run_id", None) for e in rig.events if e.kind.startswith("scenario.")}
+    assert failed == 0 and scenario_runs == {good_run}  # the job's polls succeed; the bad run's scenarios wait
+    assert {"job.discovered", "job.state_changed", "job.progress"} <= set(rig.kinds())
+    told = [r.getMessage() for r in caplog.records if bad_run in r.getMessage()]
+    assert len(told) == 1 and "malformed" in told[0] and plan.job_id in told[0]  # once, not every poll
+    assert "job.finished" not in rig.kinds()  # mid-run: the bad run's failures so far are unread
+    waited = await fetch_snapshot(rig.cycle.client, plan.job_id, rig.clock, scenario_runs=True)  # `wait`'s poll
+    assert set(waited.scenario_runs) == {good_run}
+    sim.tamper_run(bad_run, {})  # reads again: its failures so far are told at the next poll
+    await rig.run(MINUTE)
+    late = [e.id for e in rig.events if e.kind == "scenario.failed" and getattr(e, "benchmark_run_id", None) == bad_run]
+    assert late and len(late) == len(set(late))  # each once
+    assert plan.end_ms is not None
+    rig.clock.set(plan.end_ms)
+    await rig.run(MINUTE)
+    assert "job.finished" in rig.kinds()
+
+
 async def test_a_job_answering_404_twice_vanishes(tmp_path: Path, rig_factory: Any) -> None:
     rig = await rig_factory(jobs=["bmj_gone"])
     job = BenchmarkJobView.model_validate({"id": "bmj_gone", "name": "gone", "state": "running", "create_time_ms": 0})

@@ -15,14 +15,17 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from notifiers.console import ConsoleConfig, ConsoleNotifier
-from notifiers.protocol import NotifierContext
+from notifiers.protocol import NotifierContext, RetryableSendError
 from notifiers.webhook import WebhookConfig, WebhookNotifier
 from notifiers.worker import DUE_BATCH, DeliveryPolicy, DeliveryWorker, Outbox
 from tests.conftest import Backend, FakeSleep
 from tests.fakes.base import Reply
 from tests.fakes.webhook import WebhookReceiver
+from watcher.app.config import load_config
+from watcher.app.service import Service
 from watcher.cli.main import main
-from watcher.core.clock import ManualClock
+from watcher.core.clock import ManualClock, SystemClock
+from watcher.core.failures import Reason
 from watcher.core.notification import Notification
 from watcher.pipeline.sample import sample_notification
 from watcher.store.protocol import NamespacedState, Store
@@ -210,6 +213,60 @@ async def test_the_running_worker_outlives_a_store_that_fails_and_sends_once_it_
         await store.close()
 
 
+class BuggyNotifier:
+    """A notifier with a bug for some notifications: `raises` maps a notification id to what its send raises."""
+
+    def __init__(self, name: str, raises: dict[str, Exception]) -> None:
+        self.name = name
+        self.raises = raises
+        self.calls: list[str] = []
+
+    async def send(self, notification: Notification) -> None:
+        self.calls.append(notification.id)
+        raise self.raises[notification.id]
+
+
+async def test_a_bug_in_one_delivery_dead_letters_it_alone_and_the_others_flow(
+    *,
+    aiohttp_server: Any,
+    store: Store,
+    context: NotifierContext,
+    clock: ManualClock,
+    fake_sleep: FakeSleep,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    receiver, server = await _receiver(aiohttp_server)
+    bug, unwritable = _notes("buggy", 2, clock)
+    buggy = BuggyNotifier(
+        "buggy",
+        {
+            bug.id: KeyError("agent"),  # a notifier's bug: not a classified send error
+            # A retryable failure whose record cannot be written: its error text does not encode (a lone
+            # surrogate, as undecodable bytes give) — a bug in one record, not a store that cannot write.
+            unwritable.id: RetryableSendError("HTTP 502: \udcff\udcfe", reason=Reason.SERVER_ERROR),
+        },
+    )
+    worker = _worker(store, {"buggy": buggy, "hook": _hook("hook", server, context, clock)}, clock, fake_sleep)
+    await store.commit(notifications=[bug, unwritable])
+    await worker.drain()
+    await store.commit(notifications=_notes("hook", 3, clock))  # sent after the bugs: nothing holds them back
+    assert await worker.drain() == 3
+    assert sorted(d.webhook_id for d in receiver.deliveries) == ["nt_hook_000", "nt_hook_001", "nt_hook_002"]
+    assert worker.health.writable and worker.unrecorded == 0
+    dead = {item.notification.id: item for item in await store.outbox_items(status="dead")}
+    assert sorted(dead) == sorted([bug.id, unwritable.id])
+    assert {item.last_reason for item in dead.values()} == {"internal_error"}
+    assert dead[bug.id].last_error == "internal error sending it through notifier 'buggy': KeyError: 'agent'"
+    assert "recording its retry attempt: UnicodeEncodeError" in (dead[unwritable.id].last_error or "")
+    assert worker.stats[("buggy", "dead", "internal_error")] == 2  # the metrics' label
+    clock.advance(3_600_000)
+    assert await worker.drain() == 0 and buggy.calls == [bug.id, unwritable.id]  # dead letters: not tried again
+    told = [r for r in caplog.records if r.name == "benchwatch.delivery" and r.exc_info is not None]
+    assert [getattr(r, "notification_id", None) for r in told] == [bug.id, unwritable.id]  # once each, traceback
+    retry_lines = [r for r in caplog.records if r.getMessage().startswith(f"delivery of {unwritable.id}")]
+    assert retry_lines == []  # never said to be retried: it is a dead letter
+
+
 async def test_the_rate_limit_spaces_sends(
     aiohttp_server: Any, store: Store, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
 ) -> None:
@@ -303,3 +360,37 @@ async def test_delivery_log_lines_name_the_job(
     delivered = [record for record in caplog.records if record.getMessage().startswith("delivered ")]
     assert notes[0].job_id and [getattr(record, "job_id", None) for record in delivered] == [notes[0].job_id] * 2
     assert {getattr(record, "notification_id", None) for record in delivered} == {note.id for note in notes}
+
+
+async def test_a_retry_from_the_cli_leaves_a_running_watcher_within_a_second(
+    aiohttp_server: Any, backend: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`benchwatch deliveries retry` writes the store from another connection; the running watcher, idle with
+    nothing due for a minute, hears of it (SQLite: `PRAGMA data_version`; PostgreSQL: NOTIFY) and sends at once."""
+    receiver, server = await _receiver(aiohttp_server)
+    receiver.then(Reply(400))  # the first send is refused: a dead letter
+    location = backend.location()
+    state = f"url: '{location}'" if backend.kind == "postgres" else f"path: '{location}'"
+    config = tmp_path / "benchwatch.yaml"
+    config.write_text(
+        f"watch: {{jobs: []}}\nstate: {{{state}}}\nhttp: {{port: 0}}\n"
+        f"notifiers:\n  hook: {{type: webhook, url: '{server.make_url('/hook')}', secret: '{SECRET}'}}\n"
+    )
+    (note,) = _notes("hook", 1, ManualClock(SystemClock().now_ms()))
+    async with backend.store() as store:
+        await store.commit(notifications=[note])
+    service = Service(load_config(config))
+    stop = asyncio.Event()
+    running = asyncio.create_task(service.run(stop))
+    try:
+        await receiver.wait_for(1)
+        async with asyncio.timeout(10):  # recorded dead: the worker is idle, nothing due for its 60-s wait
+            while (await service.store.outbox_counts()).get("dead") != 1:  # noqa: ASYNC110 - a condition with a deadline
+                await asyncio.sleep(0.01)
+        retried = await Cli(capsys)("deliveries", "retry", note.id, "--config", str(config))
+        assert retried.returncode == 0, retried.stderr
+        await receiver.wait_for(2, timeout_s=1.0)
+    finally:
+        stop.set()
+        await running
+    assert [d.webhook_id for d in receiver.deliveries] == [note.id, note.id]

@@ -24,7 +24,7 @@ from watcher.core.clock import ManualClock
 from watcher.core.comparison import AgentOutcomes, JobOutcomes, ScenarioResult
 from watcher.core.eventlines import event_line
 from watcher.core.events import Event, JobCompared, event_from_json, event_to_json
-from watcher.diff.compare import FlakyRule, compare_jobs, flaky_scenarios
+from watcher.diff.compare import FlakyRule, NotComparable, compare_jobs, flaky_scenarios
 from watcher.diff.outcomes import pick_baseline
 from watcher.diff.stats import mcnemar_exact, paired_bootstrap
 from watcher.diff.trend import agent_trend, sparkline
@@ -116,6 +116,24 @@ def test_compare_lists_regressions_fixes_new_and_missing_with_links() -> None:
     assert (agent.n_paired, agent.baseline_score, agent.score, agent.delta) == (4, 0.5, 0.5, 0.0)
     assert agent.p_value == 1.0 and not agent.significant
     assert compare_jobs(current, baseline, dashboard_url="https://platform.example") == comparison  # pure
+
+
+def test_no_comparison_is_made_over_0_paired_scenarios() -> None:
+    baseline = _job("j1", 1, {"a": 1.0, "b": 1.0}, name="nightly-41")
+    with pytest.raises(NotComparable, match=r"^cannot compare other with nightly-41: they share no scenario \(2 vs 2"):
+        compare_jobs(_job("j2", 2, {"x": 1.0, "y": 0.0}, name="other"), baseline)
+    stranger = _job("j3", 3, {"a": 1.0, "b": 0.0}, name="stranger")
+    stranger = stranger.model_copy(update={"agents": (stranger.agents[0].model_copy(update={"agent_name": "codex"}),)})
+    with pytest.raises(NotComparable, match=r"no agent \(name and model\) ran in both \(codex/m vs claude-code/m\)"):
+        compare_jobs(stranger, baseline)
+    # Two agents: the one sharing no scenario is not compared, the other is.
+    mixed = _job("j4", 4, {"a": 0.0, "b": 1.0})
+    elsewhere = stranger.agents[0].model_copy(update={"scenarios": _job("j", 0, {"z": 1.0}).agents[0].scenarios})
+    both = baseline.model_copy(update={"agents": (*baseline.agents, elsewhere)})
+    disjoint = elsewhere.model_copy(update={"scenarios": _job("j", 0, {"w": 1.0}).agents[0].scenarios})
+    comparison = compare_jobs(mixed.model_copy(update={"agents": (*mixed.agents, disjoint)}), both)
+    assert [a.agent_name for a in comparison.agents] == ["claude-code"] and comparison.agents[0].n_paired == 2
+    assert comparison.unpaired_agents == ("codex/m (no scenario in common)",)
 
 
 def test_a_large_drop_is_significant_and_a_small_one_is_not() -> None:
@@ -218,6 +236,21 @@ async def test_a_completing_nightly_is_compared_with_the_last_one(
         assert (await archive.load(current.job_id)) is not None
         assert (await archive.load(baseline.job_id)) is not None
         assert (await archive.load("bmj_unknown")) is None
+
+
+async def test_a_nightly_sharing_no_scenario_with_its_baseline_is_not_compared_and_why_is_logged(
+    sim: Simulator, sim_url: str, clock: ManualClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    add_nightly(sim, clock, "nightly-41", BASELINE_RESULTS, days_ago=1)
+    agents = [SimAgent(name="claude-code", model_name="claude-sonnet-4-6")]
+    current = add_nightly(sim, clock, "nightly-42", {}, days_ago=0, scenario_ids=["new_00", "new_01"], agents=agents)
+    async with SQLiteStore(tmp_path / "state.db") as store, _client(sim_url, clock) as client:
+        comparer = JobComparer(BaselineFinder(OutcomeArchive(store), client, BaselineSection()))
+        events = await _poll_until_compared(JobTracker(store, comparer=comparer), client, clock, current.job_id)
+    assert "job.finished" in [e.kind for e in events] and "job.compared" not in [e.kind for e in events]
+    why = [r.getMessage() for r in caplog.records if "not compared" in r.getMessage()]
+    assert why == [f"job {current.job_id} not compared with its baseline: cannot compare nightly-42 with nightly-41: "
+                   "they share no scenario (2 vs 12 scenarios, none in common)"]  # fmt: skip
 
 
 async def test_a_nightly_seen_finished_is_kept_not_compared_and_serves_as_baseline(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from rules.engine import Router, RuleState
+from rules.incidents import OpenIncident
 from watcher.app.config import Config, load_config
 from watcher.core.events import Counters, Event, JobFinished, JobProgress, RunFinished, ScenarioFailed
 from watcher.core.models import FailureReason
@@ -245,7 +246,7 @@ def test_a_resolution_before_the_window_closes_cancels_the_trigger(tmp_path: Pat
     r = router(tmp_path, PAGING.replace("severity: critical", "severity: critical\n  group_wait: 5m"))
     state = RuleState()
     assert route(r, state, [failed(1)], T0) == []
-    state.open_incident(("page", "burst:bmj_1"), T0 - MINUTE)  # an earlier page for the same job is open
+    state.open_incident(("page", "burst:bmj_1"), OpenIncident(T0 - MINUTE))  # an earlier page for the job is open
     (resolution,) = route(r, state, [job_finished(2, "completed")], T0 + MINUTE)
     assert resolution.action == "resolve"
     assert r.flush_due(state, T0 + 10 * MINUTE) == []

@@ -210,3 +210,31 @@ async def test_tampered_fields_are_served_over_the_truth_until_cleared(sim: Simu
         assert (await http.put(f"{sim_url}/_sim/jobs/{plan.job_id}/tamper", json=[1])).status == 400
         await http.put(f"{sim_url}/_sim/jobs/{plan.job_id}/tamper", json={})
         assert (await (await http.get(url)).json())["name"] == "honest"
+
+
+async def test_a_runs_tampered_scenario_runs_are_served_until_cleared(
+    sim: Simulator, sim_url: str, clock: ManualClock
+) -> None:
+    plan = sim.add_job(SimJobSpec(name="runs", n_scenarios=3))
+    clock.advance(5 * 60_000)
+    run_id = plan.runs[0].run_id
+    url = f"{sim_url}/v1/benchmark_runs/{run_id}/scenario_runs"
+    async with aiohttp.ClientSession() as http:
+        put = await http.put(f"{sim_url}/_sim/runs/{run_id}/tamper", json={"scenario_id": None})
+        assert put.status == 200 and await put.json() == {"tampered": ["scenario_id"]}
+        runs = (await (await http.get(url)).json())["runs"]
+        assert runs and {run["scenario_id"] for run in runs} == {None}
+        assert (await http.put(f"{sim_url}/_sim/runs/bmr_nope/tamper", json={})).status == 404
+        assert (await http.put(f"{sim_url}/_sim/runs/{run_id}/tamper", json="x")).status == 400
+        await http.put(f"{sim_url}/_sim/runs/{run_id}/tamper", json={})
+        assert None not in {run["scenario_id"] for run in (await (await http.get(url)).json())["runs"]}
+
+
+async def test_a_removed_job_vanishes_from_the_api(sim: Simulator, sim_url: str) -> None:
+    plan = sim.add_job(SimJobSpec(name="doomed"))
+    async with aiohttp.ClientSession() as http:
+        assert (await http.delete(f"{sim_url}/_sim/jobs/{plan.job_id}")).status == 200
+        assert (await http.get(f"{sim_url}/v1/benchmark_jobs/{plan.job_id}")).status == 404
+        assert (await (await http.get(f"{sim_url}/v1/benchmark_jobs")).json())["jobs"] == []
+        assert (await http.delete(f"{sim_url}/_sim/jobs/{plan.job_id}")).status == 404
+    sim.add_job(SimJobSpec(name="doomed"))  # its name is free again

@@ -23,6 +23,7 @@ SPECS = [
                concurrency=2, scenario_duration_s=(60, 300)),
     SimJobSpec(name="quick", n_scenarios=2, agents=AGENTS[:1], init_s=0, queue_s=0, scenario_duration_s=(30, 60)),
 ]  # fmt: skip
+DOOMED = SimJobSpec(name="doomed", n_scenarios=4, agents=AGENTS[:1], init_s=0, queue_s=0, fail_rate=0.0)
 
 
 # One watcher for the whole module: every test here only reads.
@@ -35,9 +36,11 @@ async def running(tmp_path_factory: pytest.TempPathFactory) -> Any:
     sim = Simulator(seed=11, clock=clock)
     for spec in SPECS:
         sim.add_job(spec)
+    sim.add_job(DOOMED, create_ms=clock.now_ms() - 1)  # the oldest: sim.jobs()[2]
     async with running_service(tmp_path_factory.mktemp("page"), sim, clock) as started:
+        sim.remove_job(sim.jobs()[2].job_id)  # seen once; from now on it answers 404
         await started.poll(advance_ms=240_000)
-        await started.poll(advance_ms=900_000)  # `quick` finishes
+        await started.poll(advance_ms=900_000)  # `quick` finishes; `doomed` vanishes (404 twice)
         await started.poll(advance_ms=1_000)  # and rests
         await _keep_nightlies(started)
         yield started
@@ -97,7 +100,7 @@ async def test_the_page_lists_running_jobs_above_finished_ones_with_a_bar_per_ag
     running_at, finished_at = html.index('data-job-id="' + running.sim.jobs()[0].job_id), html.index(">Finished<")
     assert running_at < finished_at < html.index('data-job-id="' + running.sim.jobs()[1].job_id)
     bars = [attrs for tag, attrs in _tags(html) if tag == "svg" and "bar" in (attrs.get("class") or "")]
-    assert len(bars) == 3  # two agents of the running job, one of the finished one
+    assert len(bars) == 4  # two agents of the running job, one of the vanished one, one of the finished one
     assert all(re.fullmatch(r".+: \d+ of \d+ done, \d+ failed, \d+ timed out", b["aria-label"] or "") for b in bars)
     assert "pass rate" in html and "dashboard" in html and "Failures by type" in html
 
@@ -158,3 +161,28 @@ async def test_trends_chart_each_agent_with_its_drop_marked_and_escaped(running:
     assert section.count('class="drop"') == 1 and "dropped in nightly-3" in section
     assert "<script>" not in section and "evil&#34;&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in section
     assert "benchmark:bmd_trend" in section and "last 10 jobs at most" in section  # no baseline: the default N
+
+
+async def test_a_vanished_job_leaves_running_for_a_section_of_its_own_saying_when(running: Running) -> None:
+    _, html = await _get(running.url + "/")
+
+    jobs = html[html.index('<section id="jobs"') : html.index('<section id="trends"')]
+    memories = await running.service.store.load_memories()
+    (gone_id,) = [memory.job_id for memory in memories.values() if memory.vanished]
+    nightly = running.sim.jobs()[0].job_id
+    order = [jobs.index('data-job-id="' + nightly), jobs.index(">Vanished<"), jobs.index('data-job-id="' + gone_id),
+             jobs.index(">Finished<")]  # fmt: skip
+    assert order == sorted(order) and "1 running, 1 vanished, 1 finished shown" in jobs
+    card = jobs[order[2] : order[3]]
+    assert re.search(r"vanished 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC: the API answers 404 \(last seen running\)", card)
+
+
+async def test_open_incidents_are_only_what_still_needs_someone(running: Running) -> None:
+    _, html = await _get(running.url + "/")
+
+    section = html[html.index("<h3>Open incidents</h3>") : html.index("<h3>Recently sent</h3>")]
+    nightly = running.sim.jobs()[0]
+    items = re.findall(r"<li>(.*?)</li>", section, re.S)
+    # `quick` finished and `doomed` vanished, each after its notice was sent: theirs are over
+    assert len(items) == 1 and f"progress:{nightly.job_id}" in items[0]
+    assert "(until nightly-&lt;script&gt;" in items[0] and "ends)" in items[0]

@@ -33,6 +33,12 @@ SPECS = [
                scenario_duration_s=(30, 60)),
 ]  # fmt: skip
 MOVE_MS = 150_000
+POSITIONS = """id => {
+  const kids = [...document.querySelector('#jobs').children];
+  const finished = [...document.querySelectorAll('#jobs h3.subhead')].find(h => h.textContent === 'Finished');
+  return [document.querySelector('#vanished-heading'), document.querySelector(`article[data-job-id='${id}']`),
+          finished].map(el => kids.indexOf(el));
+}"""
 TIMEOUT_MS = 5_000
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -101,6 +107,28 @@ async def test_the_page_lists_the_jobs_and_a_bar_moves_when_the_simulator_s_cloc
 
     static = await _open(browser, running.url + "/", java_script_enabled=False)
     assert sorted(await static.locator("article.job h3 > a").all_inner_texts()) == sorted(names)
+
+
+async def test_open_incidents_end_with_their_jobs_and_a_vanished_job_moves_to_its_own_section(
+    browser: Browser, running: Running
+) -> None:
+    smoke, quiet = _job_id(running, "smoke"), _job_id(running, "quiet-please")
+    await running.poll(advance_ms=MOVE_MS)
+    await running.poll(advance_ms=MOVE_MS)  # `smoke` has finished, its notices sent
+    page = await _open(browser, running.url + "/?refresh=0.2")
+    incidents = await page.locator("ul.incidents li").all_inner_texts()
+    assert [text for text in incidents if smoke in text] == []
+    assert any(quiet in text and "until quiet-please ends" in text for text in incidents)
+
+    running.sim.remove_job(quiet)
+    await running.poll(advance_ms=MOVE_MS)
+    await running.poll(advance_ms=MOVE_MS)  # 404 twice: vanished
+    card = page.locator(f'#vanished-heading ~ article[data-job-id="{quiet}"]')
+    await card.wait_for()  # no reload: the page fetches it out of "running"
+    assert "the API answers 404 (last seen running)" in await card.inner_text()
+    await page.locator("ul.incidents li", has_text=quiet).wait_for(state="detached")
+    order = await page.evaluate(POSITIONS, quiet)  # running jobs, then the vanished, then the finished
+    assert -1 not in order and order == sorted(order)
 
 
 async def test_keyboard_only_a_silence_added_on_the_page_stops_the_next_notification_for_its_job(

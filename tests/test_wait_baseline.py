@@ -20,7 +20,7 @@ from watcher.cli.wait.loop import run_wait
 from watcher.cli.wait.model import BaselineBounds, WaitOptions, WaitResult, options_from_args
 from watcher.cli.wait.views import JsonView
 from watcher.core.clock import ManualClock
-from watcher.simulator import Simulator
+from watcher.simulator import SimAgent, Simulator
 
 
 async def _wait(url: str, sleep: FakeSleep, job_id: str, **bounds: Any) -> tuple[WaitResult, str, str]:
@@ -85,6 +85,22 @@ async def test_an_unknown_baseline_job_exits_4_at_once(sim: Simulator, sim_url: 
     job = sim.add_job()
     result, _, _ = await _wait(sim_url, fake_sleep, job.job_id, baseline="bmj_nope")
     assert result.exit_code == EXIT_UNKNOWN and fake_sleep.delays == []
+
+
+async def test_a_baseline_sharing_no_scenario_judges_nothing(
+    sim: Simulator, sim_url: str, clock: ManualClock, fake_sleep: FakeSleep
+) -> None:
+    """Never a verdict over 0 paired scenarios: the baseline named exits 4 saying why; `previous` only warns."""
+    before = add_nightly(sim, clock, "nightly-41", BASELINE_RESULTS, days_ago=1)
+    claude = [SimAgent(name="claude-code", model_name="claude-sonnet-4-6")]
+    job = add_nightly(sim, clock, "nightly-42", {}, days_ago=0, scenario_ids=["new_00"], agents=claude)
+    result, out, _ = await _wait(sim_url, fake_sleep, job.job_id, baseline=before.job_id, max_regressions=0)
+    why = "cannot compare nightly-42 with nightly-41: they share no scenario (1 vs 12 scenarios, none in common)"
+    assert (result.exit_code, result.reason, result.comparison) == (EXIT_UNKNOWN, why, None)
+    assert '"job.compared"' not in out
+    result, _, err = await _wait(sim_url, fake_sleep, job.job_id, baseline="previous", max_regressions=0)
+    assert result.exit_code == EXIT_OK and result.comparison is None
+    assert f"not compared with its baseline: {why}" in err
 
 
 def test_bounds_need_a_baseline() -> None:

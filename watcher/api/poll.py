@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Final
+
 from watcher.api.client import RunloopClient, parse_body
 from watcher.api.decode import decode_pages
+from watcher.api.errors import MalformedResponseError, SchemaError
 from watcher.core.clock import Clock
 from watcher.core.models import BenchmarkJobView
 from watcher.core.scenario_runs import RunScenarios
 from watcher.core.snapshot import Snapshot
+
+log = logging.getLogger("benchwatch.poll")
+
+# What a followed run's scenario-run pages can be that costs only that run's scenario events of one poll: not JSON,
+# or JSON of the wrong shape (a null `scenario_id`). The job's own events (state, progress, finished) still flow.
+MALFORMED_PAGES: Final = (SchemaError, MalformedResponseError)
 
 
 def runs_to_follow(job: BenchmarkJobView) -> list[str]:
@@ -34,5 +44,8 @@ async def fetch_snapshot(
     runs: dict[str, RunScenarios] = {}
     if scenario_runs and not job.is_terminal:
         for run_id in runs_to_follow(job):
-            runs[run_id] = RunScenarios.build(decode_pages(run_id, await client.scenario_runs_raw(run_id)))
+            try:
+                runs[run_id] = RunScenarios.build(decode_pages(run_id, await client.scenario_runs_raw(run_id)))
+            except MALFORMED_PAGES as exc:  # this run's scenario events wait for a poll that reads; the job's go on
+                log.warning("skipped the scenario runs of run %s this poll: %s", run_id, exc)
     return Snapshot(job=job, at_ms=clock.now_ms(), scenario_runs=runs)

@@ -14,9 +14,9 @@ import xxhash
 
 from watcher.api.client import RunloopClient, parse_body
 from watcher.api.decode import decode_pages
-from watcher.api.errors import NotFoundError, RunloopApiError, SchemaError
+from watcher.api.errors import MalformedResponseError, NotFoundError, RunloopApiError, SchemaError
 from watcher.api.health import ApiHealth
-from watcher.api.poll import runs_to_follow
+from watcher.api.poll import MALFORMED_PAGES, runs_to_follow
 from watcher.app.config import WatchSection
 from watcher.app.replicas import LeaseGate
 from watcher.core.clock import Clock
@@ -63,14 +63,6 @@ def _fingerprint(job_body: bytes, pages: dict[str, list[bytes]]) -> str:
     return digest.hexdigest()
 
 
-def _scenario_runs(pages: dict[str, list[bytes]], previous: Mapping[str, frozenset[int]]) -> dict[str, RunScenarios]:
-    """Decode each run's pages and compare its latest attempts with the previous poll's."""
-    return {
-        run_id: RunScenarios.build(decode_pages(run_id, bodies), previous.get(run_id))
-        for run_id, bodies in pages.items()
-    }
-
-
 class PollCycle:
     """Polls every watched job once; `on_notifications` is called as soon as a commit put some in the outbox."""
 
@@ -104,6 +96,7 @@ class PollCycle:
         self.store_health = store_health or StoreHealth()
         self._seeing: set[str] = set()  # jobs whose last poll in this process succeeded
         self._malformed: set[str] = set()  # jobs whose data was reported malformed (once, until it is fine again)
+        self._malformed_runs: set[str] = set()  # the same for followed runs' scenario-run pages
 
     def use_watch(self, watch: WatchSection) -> None:
         """Watch what `watch` says from the next cycle on (a reload); a changed discovery pattern reads the list
@@ -321,38 +314,83 @@ class PollCycle:
 
     async def _snapshot_of(self, job: BenchmarkJobView) -> Snapshot:
         """A snapshot of a job already parsed (from a list page): fetch its scenario runs."""
-        pages = await self._pages(job, {})
-        return Snapshot(job=job, at_ms=self.clock.now_ms(), scenario_runs=_scenario_runs(pages, {}))
+        pages = await self._pages(job, {}, set())
+        return Snapshot(job=job, at_ms=self.clock.now_ms(), scenario_runs=self._scenario_runs(job.id, pages, {}))
 
     async def _fetch(self, job_id: str) -> Snapshot | None:
         """Fetch a job and its followed runs' scenario runs as bytes; None when they hash as last time."""
         body = await self.client.get_job_raw(job_id)
         memory = self.tracker.memory(job_id) or await self.tracker.taken_over_memory(job_id)
         pages: dict[str, list[bytes]] = {}
+        malformed: set[str] = set()  # runs whose pages could not be read this poll: fetched once, not again
         fingerprint = None
         if memory is not None:
             if self.watch.scenario_runs and not memory.finished:
                 for run_id in sorted(r for r, memo in memory.runs.items() if not memo.finished):
-                    pages[run_id] = await self.client.scenario_runs_raw(run_id)
+                    found = await self._run_pages(job_id, run_id, malformed)
+                    if found is not None:
+                        pages[run_id] = found
             fingerprint = _fingerprint(body, pages)
             if memory.fingerprint == fingerprint:
                 return None
         job = parse_body(f"/v1/benchmark_jobs/{job_id}", body, BenchmarkJobView)
-        followed = await self._pages(job, pages)
+        followed = await self._pages(job, pages, malformed)
         if fingerprint is None or followed.keys() != pages.keys():  # hash the bytes again only if the runs differ
             fingerprint = _fingerprint(body, followed)
         at_ms = self.clock.now_ms()
-        scenario_runs = _scenario_runs(followed, self.tracker.seen_scenarios(job_id))
+        scenario_runs = self._scenario_runs(job_id, followed, self.tracker.seen_scenarios(job_id))
         return Snapshot(job=job, at_ms=at_ms, scenario_runs=scenario_runs, fingerprint=fingerprint)
 
-    async def _pages(self, job: BenchmarkJobView, fetched: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
-        """Scenario-run pages of exactly the runs to follow now, reusing those fetched already."""
+    async def _pages(
+        self, job: BenchmarkJobView, fetched: dict[str, list[bytes]], malformed: set[str]
+    ) -> dict[str, list[bytes]]:
+        """Scenario-run pages of exactly the runs to follow now, reusing those fetched already (and leaving out the
+        runs whose pages are malformed)."""
         if not self.watch.scenario_runs or job.is_terminal:
             return {}
         pages = {}
         for run_id in runs_to_follow(job):
-            pages[run_id] = fetched[run_id] if run_id in fetched else await self.client.scenario_runs_raw(run_id)
+            if run_id in malformed:
+                continue
+            found = fetched[run_id] if run_id in fetched else await self._run_pages(job.id, run_id, malformed)
+            if found is not None:
+                pages[run_id] = found
         return pages
+
+    async def _run_pages(self, job_id: str, run_id: str, malformed: set[str]) -> list[bytes] | None:
+        """A followed run's scenario-run pages; None when one is malformed (read to find the next page's cursor):
+        that run's scenario events sit this poll out, the job's own events do not."""
+        try:
+            return await self.client.scenario_runs_raw(run_id)
+        except MALFORMED_PAGES as exc:
+            malformed.add(run_id)
+            self._report_malformed_run(job_id, run_id, exc)
+            return None
+
+    def _scenario_runs(
+        self, job_id: str, pages: Mapping[str, list[bytes]], previous: Mapping[str, frozenset[int]]
+    ) -> dict[str, RunScenarios]:
+        """Decode each run's pages and compare its latest attempts with the previous poll's. A run whose pages are
+        malformed is left out of the snapshot: no scenario event of it this poll (its counts stay as last read),
+        told once until it reads again; the job's own events still flow."""
+        runs = {}
+        for run_id, bodies in pages.items():
+            try:
+                statuses = decode_pages(run_id, bodies)
+            except MALFORMED_PAGES as exc:
+                self._report_malformed_run(job_id, run_id, exc)
+                continue
+            self._malformed_runs.discard(run_id)
+            runs[run_id] = RunScenarios.build(statuses, previous.get(run_id))
+        return runs
+
+    def _report_malformed_run(self, job_id: str, run_id: str, exc: SchemaError | MalformedResponseError) -> None:
+        if run_id not in self._malformed_runs:
+            self._malformed_runs.add(run_id)
+            log.warning(
+                "the scenario runs of run %s (job %s) are malformed; its scenario events wait until they read "
+                "again, the job's own go on: %s", run_id, job_id, exc,
+            )  # fmt: skip
 
     async def _maybe_vanished(self, job_id: str, exc: NotFoundError, report: CycleReport) -> None:
         """A 404: warned once when it starts (a configured job that never existed: once it is sure), and once more

@@ -89,7 +89,8 @@ class Service:
         """Run until `stop` is set, APScheduler driving the steps; returns the exit code."""
         async with self.started():
             worker_task = asyncio.create_task(self.worker.run(), name="delivery worker")
-            # Another replica's commit wakes this worker too (LISTEN/NOTIFY); with SQLite this returns at once.
+            # Another replica's or process's commit wakes this worker too (PostgreSQL: LISTEN/NOTIFY; SQLite: its
+            # data_version, so `benchwatch deliveries retry` goes out at once).
             listener = asyncio.create_task(self._store.listen(self.worker.wake), name="outbox listener")
             scheduler = self._start_scheduler()
             watching = _watching(self.config.watch, len(self.cycle.targets()))

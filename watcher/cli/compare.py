@@ -1,6 +1,7 @@
 """`benchwatch compare JOB [BASELINE_JOB]`: a finished job against its baseline, per agent, with the trend.
 
-Exit 0 when it compared; 4 when a job is not found or has no baseline (docs/regressions.md).
+Exit 0 when it compared; 4 when a job is not found, has no baseline, or shares no agent or scenario with it
+(docs/regressions.md).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from watcher.app.config import load_config
 from watcher.cli.errors import EXIT_API, EXIT_OK
 from watcher.core.comparison import AgentComparison, JobOutcomes, ScenarioRef
 from watcher.core.models import JobState
+from watcher.diff.compare import NotComparable
 from watcher.diff.summary import dashboard_url_for
 from watcher.diff.trend import TrendPoint, agent_trend, drop_marks, sparkline
 from watcher.pipeline.archive import OutcomeArchive
@@ -40,8 +42,8 @@ async def compare_command(args: argparse.Namespace) -> int:
         try:
             baseline = await finder.outcomes(args.baseline_job_id) if args.baseline_job_id is not None else None
             compared = await finder.compare(current, baseline)
-        except BaselineNotFound as exc:
-            print(f"benchwatch: {exc}", file=sys.stderr)
+        except (BaselineNotFound, NotComparable) as exc:
+            print(f"benchwatch: {_clean(str(exc))}", file=sys.stderr)
             return EXIT_API
         history = history[-(jobs_back - 1) :] if jobs_back > 1 else []
     trend_jobs = [*history, compared.current]
@@ -119,9 +121,7 @@ def comparison_text(compared: Compared, trend_jobs: list[JobOutcomes]) -> str:
         lines.append("")
         lines.extend(_agent_block(agent, agent_trend(trend_jobs, (agent.agent_name, agent.model_name))))
     if comparison.unpaired_agents:
-        lines += ["", "in only one of the two jobs: " + ", ".join(map(_clean, comparison.unpaired_agents))]
-    if not comparison.agents:
-        lines += ["", "no agent (name and model) ran in both jobs"]
+        lines += ["", "not compared: " + ", ".join(map(_clean, comparison.unpaired_agents))]
     return "\n".join(lines)
 
 

@@ -117,4 +117,7 @@ class ComparisonFields(BaseModel):
     n_regressions: int
     n_fixes: int
     agents: tuple[AgentComparison, ...]
-    unpaired_agents: tuple[str, ...] = Field(description="agents (name/model) found in only one of the two jobs")
+    unpaired_agents: tuple[str, ...] = Field(
+        description="agents (name/model) not compared: in only one of the two jobs, or sharing no scenario with its "
+        "counterpart ('(no scenario in common)' after its name)"
+    )

@@ -20,6 +20,7 @@ class Reason(StrEnum):
     CONNECTION = "connection"
     BAD_RESPONSE = "bad_response"
     CONFLICT = "conflict"
+    INTERNAL_ERROR = "internal_error"  # a bug of ours while sending or recording one notification: dead-lettered
 
 
 class StatusClass(NamedTuple):

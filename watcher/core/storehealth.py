@@ -1,4 +1,5 @@
-"""Whether the state store can write: shared by the poll cycle, the delivery worker and the readiness check.
+"""Whether the state store can write: shared by the poll cycle, the delivery worker and the readiness check; and
+the errors by which a store says it cannot (`watcher.store.errors` re-exports them beside the backends).
 
 Pure bookkeeping, no I/O: callers report each write that failed or succeeded, and are told when a failure is worth a
 log line (the first, then at most one per `log_every_ms`) and when the store has come back.
@@ -9,6 +10,16 @@ from __future__ import annotations
 from typing import Final
 
 LOG_EVERY_MS: Final = 60_000
+
+
+class StoreError(Exception):
+    """The database cannot be used (newer schema, not a benchwatch database, unreadable, away)."""
+
+
+class StoreWriteError(StoreError):
+    """A write failed and nothing of it was recorded: a full disk, a read-only or damaged file or database (on
+    PostgreSQL: SQLSTATE 53100, 58030, 25006). Usually passing: the caller keeps what it meant to write and tries
+    again. A lost connection is a plain `StoreError` (the store is unreachable)."""
 
 
 class StoreHealth:

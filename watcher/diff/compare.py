@@ -30,6 +30,11 @@ DEFAULT_FLAKY_MIN_FLIPS: Final = 3
 _DIGITS: Final = 6
 
 
+class NotComparable(ValueError):
+    """Two jobs with no agent (name and model) in common, or whose common agents share no scenario: a comparison
+    over 0 paired scenarios would say nothing, so none is made."""
+
+
 @dataclass(frozen=True, slots=True)
 class FlakyRule:
     """A scenario is flaky when its pass/fail flipped at least `min_flips` times over the last `window` jobs."""
@@ -58,7 +63,10 @@ def compare_jobs(
     flaky: FlakyRule = FlakyRule(),
     dashboard_url: str = "",
 ) -> ComparisonFields:
-    """Compare `current` with `baseline`; `history` holds earlier comparable jobs (any order) for flakiness."""
+    """Compare `current` with `baseline`; `history` holds earlier comparable jobs (any order) for flakiness.
+
+    An agent of both jobs that shares no scenario with its counterpart is listed as unpaired; NotComparable when no
+    agent is left to compare (no result is ever made over 0 paired scenarios)."""
     jobs = sorted({j.job_id: j for j in (*history, baseline, current)}.values(), key=_order)
     agents = []
     unpaired = []
@@ -66,10 +74,14 @@ def compare_jobs(
         before = baseline.agent(agent.key)
         if before is None:
             unpaired.append(_agent_label(agent))
-            continue
-        flaky_ids = flaky_scenarios(jobs, agent.key, flaky)
-        agents.append(compare_agent(before, agent, flaky_ids, dashboard_url))
+        elif not _scenario_ids(before) & _scenario_ids(agent):
+            unpaired.append(f"{_agent_label(agent)} (no scenario in common)")
+        else:
+            flaky_ids = flaky_scenarios(jobs, agent.key, flaky)
+            agents.append(compare_agent(before, agent, flaky_ids, dashboard_url))
     unpaired.extend(_agent_label(a) for a in baseline.agents if current.agent(a.key) is None)
+    if not agents:
+        raise NotComparable(_why_not(current, baseline))
     return ComparisonFields(
         baseline_job_id=baseline.job_id,
         baseline_job_name=baseline.job_name,
@@ -172,6 +184,22 @@ def _ref(scenario: ScenarioResult, dashboard_url: str) -> ScenarioRef:
         scenario_name=scenario.scenario_name or scenario.scenario_definition_id,
         url=scenario_url(dashboard_url, scenario),
     )
+
+
+def _why_not(current: JobOutcomes, baseline: JobOutcomes) -> str:
+    """One line: why the two jobs cannot be compared."""
+    names = f"cannot compare {current.job_name} with {baseline.job_name}"
+    if not any(baseline.agent(agent.key) is not None for agent in current.agents):
+        ran = ", ".join(map(_agent_label, current.agents)) or "none"
+        ran_before = ", ".join(map(_agent_label, baseline.agents)) or "none"
+        return f"{names}: no agent (name and model) ran in both ({ran} vs {ran_before})"
+    now = {i for agent in current.agents for i in _scenario_ids(agent)}
+    before = {i for agent in baseline.agents for i in _scenario_ids(agent)}
+    return f"{names}: they share no scenario ({len(now)} vs {len(before)} scenarios, none in common)"
+
+
+def _scenario_ids(agent: AgentOutcomes) -> set[str]:
+    return {s.scenario_definition_id for s in agent.scenarios}
 
 
 def _agent_label(agent: AgentOutcomes) -> str:

@@ -16,6 +16,7 @@ from watcher.core.memory import JobMemory
 from watcher.core.models import BenchmarkJobView, JobState
 from watcher.core.records import StateRow
 from watcher.core.snapshot import Snapshot
+from watcher.diff.compare import NotComparable
 from watcher.diff.outcomes import job_outcomes
 from watcher.pipeline.archive import OutcomeArchive
 from watcher.pipeline.baseline import BaselineFinder, BaselineNotFound, BaselineSection
@@ -34,6 +35,7 @@ class JobComparer:
         self.finder = finder
         self.on_discovery = on_discovery
         self.baseline_job_id = baseline_job_id
+        self.not_comparable: NotComparable | None = None  # why the last job was not compared with its baseline
 
     async def after_poll(
         self, snapshot: Snapshot, before: JobMemory | None, after: JobMemory, *, late: bool = False
@@ -55,6 +57,10 @@ class JobComparer:
             compared = await self.finder.compare(current, baseline)
         except BaselineNotFound as exc:
             log.info("%s", exc)
+            return (), rows
+        except NotComparable as exc:  # no event over 0 paired scenarios
+            self.not_comparable = exc
+            log.warning("job %s not compared with its baseline: %s", job.id, exc)
             return (), rows
         except RunloopApiError as exc:
             log.warning("comparing job %s with its baseline failed: %s", job.id, exc)

@@ -115,16 +115,28 @@ class SimulatorRoutes:
 
     async def handle_tamper(self, request: web.Request) -> web.Response:
         """`PUT /_sim/jobs/{id}/tamper`: serve these fields over the job's true view (`{}`: the truth again)."""
-        try:
-            fields = json.loads(await request.read())
-        except ValueError:
-            raise _error(400, "tamper body must be a JSON object") from None
-        if not isinstance(fields, dict):
-            raise _error(400, "tamper body must be a JSON object")
+        fields = await _tamper_body(request)
         try:
             self.sim.tamper(request.match_info["id"], fields)
         except KeyError:
             raise _error(404, "benchmark job not found") from None
+        return _json({"tampered": sorted(fields)})
+
+    async def handle_remove_job(self, request: web.Request) -> web.Response:
+        """`DELETE /_sim/jobs/{id}`: the job vanishes (its GET answers 404 from now on)."""
+        try:
+            self.sim.remove_job(request.match_info["id"])
+        except KeyError:
+            raise _error(404, "benchmark job not found") from None
+        return _json({"removed": request.match_info["id"]})
+
+    async def handle_tamper_run(self, request: web.Request) -> web.Response:
+        """`PUT /_sim/runs/{id}/tamper`: serve these fields over each of the run's scenario runs (`{}`: the truth)."""
+        fields = await _tamper_body(request)
+        try:
+            self.sim.tamper_run(request.match_info["id"], fields)
+        except KeyError:
+            raise _error(404, "benchmark run not found") from None
         return _json({"tampered": sorted(fields)})
 
     async def handle_get_clock(self, request: web.Request) -> web.Response:
@@ -234,6 +246,8 @@ def create_app(sim: Simulator) -> web.Application:
     app.router.add_post("/_sim/jobs", routes.handle_add_sim_job)
     app.router.add_post("/_sim/workload", routes.handle_add_workload)
     app.router.add_put("/_sim/jobs/{id}/tamper", routes.handle_tamper)
+    app.router.add_put("/_sim/runs/{id}/tamper", routes.handle_tamper_run)
+    app.router.add_delete("/_sim/jobs/{id}", routes.handle_remove_job)
     app.router.add_get("/_sim/clock", routes.handle_get_clock)
     app.router.add_post("/_sim/clock", routes.handle_advance_clock)
     app.router.add_get("/_sim/stats", routes.handle_stats)
@@ -331,6 +345,16 @@ _ERROR_CLASSES: dict[int, type[web.HTTPException]] = {
         web.HTTPTooManyRequests, web.HTTPInternalServerError, web.HTTPServiceUnavailable,
     )
 }  # fmt: skip
+
+
+async def _tamper_body(request: web.Request) -> dict[str, Any]:
+    try:
+        fields = json.loads(await request.read())
+    except ValueError:
+        raise _error(400, "tamper body must be a JSON object") from None
+    if not isinstance(fields, dict):
+        raise _error(400, "tamper body must be a JSON object")
+    return fields
 
 
 def _error(status: int, message: str, *, headers: dict[str, str] | None = None) -> web.HTTPException:

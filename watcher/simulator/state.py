@@ -73,6 +73,7 @@ class Simulator:
         self._bodies: dict[str, bytes] = {}
         self._scenario_views: dict[str, list[dict[str, Any]]] = {}
         self._tampered: dict[str, dict[str, Any]] = {}  # job id → fields served over the truth (hostile data)
+        self._tampered_runs: dict[str, dict[str, Any]] = {}  # run id → fields served over each of its scenario runs
 
     def __repr__(self) -> str:
         key = "<set>" if self.api_key else None
@@ -107,6 +108,29 @@ class Simulator:
             self._tampered[job_id] = fields
         else:
             self._tampered.pop(job_id, None)
+        self._generation += 1
+
+    def remove_job(self, job_id: str) -> None:
+        """The job vanishes: from now on its GET (and its runs') answers 404 and the list leaves it out. KeyError
+        when unknown."""
+        plan = self._jobs.pop(job_id)
+        self._names.discard(plan.name)
+        for run in plan.runs:
+            self._runs.pop(run.run_id, None)
+            self._tampered_runs.pop(run.run_id, None)
+        self._tampered.pop(job_id, None)
+        self._generation += 1
+
+    def tamper_run(self, run_id: str, fields: dict[str, Any]) -> None:
+        """Serve `fields` over each scenario run of one benchmark run on its scenario-run pages (a malformed page: a
+        null `scenario_id`, a wrong type); nested objects are merged, `{}` serves the truth again. KeyError when
+        unknown."""
+        if run_id not in self._runs:
+            raise KeyError(run_id)
+        if fields:
+            self._tampered_runs[run_id] = fields
+        else:
+            self._tampered_runs.pop(run_id, None)
         self._generation += 1
 
     def served_view(self, plan: JobPlan, now_ms: int) -> dict[str, Any]:
@@ -149,12 +173,14 @@ class Simulator:
         return found
 
     def scenario_run_views(self, plan: JobPlan, run: RunPlan) -> list[dict[str, Any]]:
-        """`scenario_run_views` now, computed once per clock reading and set of jobs."""
+        """`scenario_run_views` now (with any tampered fields over each), computed once per clock reading and set
+        of jobs."""
         self._fresh_cache()
         views = self._scenario_views.get(run.run_id)
         if views is None:
             views = self._scenario_views[run.run_id] = scenario_run_views(plan, run, self.clock.now_ms())
-        return views
+        fields = self._tampered_runs.get(run.run_id)
+        return views if fields is None else [_merged(view, fields) for view in views]
 
     def progress(self) -> dict[str, Any]:
         """How far every job has come now (terminal jobs, finished runs and scenario runs)."""

@@ -61,8 +61,8 @@ class Coordination(Protocol):
         ...
 
     async def listen(self, wake: Callable[[], None]) -> None:
-        """Call `wake` whenever any replica commits notifications, until cancelled (returns at once if there
-        are no other replicas to hear from)."""
+        """Call `wake` whenever another replica or process commits notifications or sends one again (`benchwatch
+        deliveries retry`), until cancelled (returns at once if nobody else can write the store)."""
         ...
 
 

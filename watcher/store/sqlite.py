@@ -89,6 +89,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
+# How often a running watcher asks SQLite whether another process (the CLI: `deliveries retry`, `silences add`)
+# committed to its file: one `PRAGMA data_version` on the connection's thread, microseconds each.
+LISTEN_INTERVAL_S: Final = 0.2
 
 
 P = ParamSpec("P")
@@ -190,6 +193,9 @@ class SQLiteStore:
 
     # -- on the connection's thread ---------------------------------------------------------------
 
+    def _data_version(self) -> int:
+        return int(self._conn().execute("PRAGMA data_version").fetchone()[0])
+
     def _max_page_count(self, max_pages: int) -> int:
         return int(self._conn().execute(f"PRAGMA max_page_count = {int(max_pages)}").fetchone()[0])
 
@@ -278,7 +284,22 @@ class SQLiteStore:
         return 0
 
     async def listen(self, wake: Callable[[], None]) -> None:
-        """Nothing to listen to: this process's own commits wake its worker directly."""
+        """Call `wake` whenever another process commits to this file (`benchwatch deliveries retry` while the
+        watcher runs), until cancelled: `PRAGMA data_version` moves only for other connections' commits — this
+        process's own wake its worker directly — and is asked every LISTEN_INTERVAL_S. `wake` is also called after
+        the first reading, for what was committed before it."""
+        if self.path == ":memory:":  # no other process can open it
+            return
+        seen: int | None = None
+        while True:
+            try:
+                version = await self._run(self._data_version)
+            except (StoreError, sqlite3.Error):  # closing, or the file is away: the next reading tells
+                version = None
+            if version is not None and version != seen:
+                seen = version
+                wake()
+            await asyncio.sleep(LISTEN_INTERVAL_S)
 
     # -- the Store interface ----------------------------------------------------------------------
 

@@ -69,6 +69,7 @@ class JobRow:
     vanished: bool
     dashboard_url: str
     last_change_ms: int
+    vanished_at: str = ""  # when the watcher found it gone (the poll that told job.vanished)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +109,13 @@ class GroupRow:
 
 @dataclass(frozen=True, slots=True)
 class IncidentRow:
-    """An incident a rule opened and no resolution closed yet."""
+    """An incident a rule opened that still needs someone: no resolution closed it, its jobs have not all ended,
+    or its `resolve_after` has not passed."""
 
     rule: str
     key: str
     opened: str
+    until: str  # what closes it: `until nightly-7 ends`, `closes 2026-…`, `until resolved`
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,7 @@ class PageView:
 
     now: str
     running: list[JobRow] = field(default_factory=list)
+    vanished: list[JobRow] = field(default_factory=list)
     finished: list[JobRow] = field(default_factory=list)
     not_shown: int = 0
     events: list[EventRow] = field(default_factory=list)

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from rules.config import SilenceConfig
 from rules.engine import Group
+from rules.incidents import Incident, OpenIncident
 from rules.match import FieldMatcher
 from rules.persist import load_rule_state
 from rules.silences import RuntimeSilence, load_runtime_silences
@@ -35,6 +36,7 @@ from watcher.web.source import StatusSource
 
 EVENTS_SHOWN = 50
 RUNNING_SHOWN = 200  # by name; a page of thousands of cards helps nobody: the API lists them all
+VANISHED_SHOWN = 50  # the most recently vanished
 FINISHED_SHOWN = 50  # the most recently changed
 OUTBOX_SHOWN = 20
 FAILURE_EVENTS_READ = 200  # per kind and job, for a job whose summary has no failure groups (still running)
@@ -46,22 +48,33 @@ async def build_view(source: StatusSource, filters: Filters, silence_prefill: st
     store = source.store
     view = PageView(now=when(now_ms), filters=filters, silence_prefill=silence_prefill)
     memories = await store.load_memories()
-    live = sorted((m for m in memories.values() if not m.finished), key=lambda m: (m.job_name, m.job_id))
+    live = sorted((m for m in memories.values() if not m.finished and not m.vanished), key=_by_name)
+    # A vanished job is no longer polled: it leaves "running" for a section of its own, the latest first.
+    gone = sorted((m for m in memories.values() if m.vanished and not m.finished), key=_by_vanishing)
     done = sorted((m for m in memories.values() if m.finished), key=lambda m: (-m.last_change_ms, m.job_id))
-    shown = live[:RUNNING_SHOWN] + done[:FINISHED_SHOWN]
+    shown = live[:RUNNING_SHOWN] + gone[:VANISHED_SHOWN] + done[:FINISHED_SHOWN]
     view.not_shown = len(memories) - len(shown)
     summaries, dashboard_url = source.summaries(), source.dashboard_url()
     rows = [await _with_failures(_job_row(m, summaries.get(m.job_id), now_ms, dashboard_url), store) for m in shown]
-    view.running = [row for row in rows if not row.finished]
+    view.running = [row for row in rows if not row.finished and not row.vanished]
+    view.vanished = [row for row in rows if row.vanished and not row.finished]
     view.finished = [row for row in rows if row.finished]
     view.job_names = sorted(((row.job_id, row.name) for row in rows), key=lambda pair: (pair[1], pair[0]))
     stored = await store.events(
         job_id=filters.job_id or None, kind=filters.kind or None, limit=EVENTS_SHOWN, newest_first=True
     )
     view.events = [_event_row(item, memories) for item in stored]
-    await _notifications(view, source)
+    await _notifications(view, source, memories)
     view.silences = _silence_rows(await load_runtime_silences(store), source.config_silences(), now_ms)
     return view
+
+
+def _by_name(memory: JobMemory) -> tuple[str, str]:
+    return (memory.job_name, memory.job_id)
+
+
+def _by_vanishing(memory: JobMemory) -> tuple[int, str]:
+    return (-memory.last_seen_ms, memory.job_id)  # the poll that found it gone is the last one it had
 
 
 def _job_row(memory: JobMemory, summary: JobSummary | None, now_ms: int, dashboard_url: str) -> JobRow:
@@ -92,6 +105,7 @@ def _job_row(memory: JobMemory, summary: JobSummary | None, now_ms: int, dashboa
         failures=summary.failures if summary is not None else (),
         stalled=memory.stalled,
         vanished=memory.vanished,
+        vanished_at=when(memory.last_seen_ms) if memory.vanished else "",
         dashboard_url=summary.dashboard_url if summary is not None else dashboard_url,
         last_change_ms=memory.last_change_ms,
     )
@@ -163,7 +177,7 @@ def _event_row(item: StoredEvent, memories: Mapping[str, JobMemory]) -> EventRow
     )
 
 
-async def _notifications(view: PageView, source: StatusSource) -> None:
+async def _notifications(view: PageView, source: StatusSource, memories: Mapping[str, JobMemory]) -> None:
     store = source.store
     view.counts = await store.outbox_counts()
     view.pending = await store.outbox_items(status="pending", limit=OUTBOX_SHOWN)
@@ -171,7 +185,24 @@ async def _notifications(view: PageView, source: StatusSource) -> None:
     view.dead = await store.outbox_items(status="dead", limit=OUTBOX_SHOWN, newest_first=True)
     state = await load_rule_state(store)
     view.groups = [_group_row(group) for group in sorted(state.groups.values(), key=lambda g: g.due_ms)]
-    view.incidents = [IncidentRow(rule, key, when(at_ms)) for (rule, key), at_ms in sorted(state.incidents.items())]
+    now_ms = source.now_ms()
+    view.incidents = [
+        _incident_row(incident, opened, memories)
+        for incident, opened in sorted(state.incidents.items())
+        if not opened.over_at(now_ms)  # its resolve_after has passed: closed at the next flush of the timers
+    ]
+
+
+def _incident_row(incident: Incident, opened: OpenIncident, memories: Mapping[str, JobMemory]) -> IncidentRow:
+    if opened.jobs:
+        names = ", ".join(memories[job].job_name if job in memories else job for job in opened.jobs)
+        until = f"until {names} {'ends' if len(opened.jobs) == 1 else 'end'}"
+    elif opened.closes_ms is not None:
+        until = f"closes {when(opened.closes_ms)}"
+    else:
+        until = "until resolved"
+    rule, key = incident
+    return IncidentRow(rule, key, when(opened.opened_ms), until)
 
 
 def _group_row(group: Group) -> GroupRow:

@@ -84,6 +84,7 @@ class Waiter:
         self._started_ms = 0
         self._last: tuple[BenchmarkJobView, JobSummary] | None = None
         self._compared: JobCompared | None = None
+        self._job_comparer: JobComparer | None = None
         self._passed: dict[str, int] = {}
         self._first = first  # the first request, made before this module was imported (first.py)
 
@@ -151,7 +152,8 @@ class Waiter:
         if bounds.baseline is None:
             return None
         finder = BaselineFinder(OutcomeArchive(store), self.client, dashboard_url=self.dashboard_url)
-        return JobComparer(finder, on_discovery=True, baseline_job_id=bounds.explicit_job_id)
+        self._job_comparer = JobComparer(finder, on_discovery=True, baseline_job_id=bounds.explicit_job_id)
+        return self._job_comparer
 
     async def _observe(self, tracker: JobTracker, snapshot: Snapshot) -> JobMemory:
         observation = await tracker.observe(snapshot)
@@ -204,6 +206,9 @@ class Waiter:
         if job.state != JobState.COMPLETED:
             detail = f": {job.failure_reason}" if job.failure_reason else ""
             return self._result(EXIT_JOB_FAILED, f"the job ended {job.state}{detail}")
+        incomparable = self._job_comparer.not_comparable if self._job_comparer is not None else None
+        if incomparable is not None and self.options.baseline.explicit_job_id is not None:
+            return self._result(EXIT_UNKNOWN, str(incomparable))  # the baseline named cannot judge this job
         misses = (*self.options.thresholds.misses(summary), *self._baseline_misses())
         if misses:
             reason = "the job completed but missed a threshold: " + "; ".join(miss.message for miss in misses)
@@ -217,7 +222,11 @@ class Waiter:
         if bounds.baseline is None:
             return ()
         if self._compared is None:
-            self.view.warning("no baseline to compare with (no earlier completed job of this benchmark)")
+            incomparable = self._job_comparer.not_comparable if self._job_comparer is not None else None
+            if incomparable is not None:
+                self.view.warning(f"not compared with its baseline: {incomparable}")
+            else:
+                self.view.warning("no baseline to compare with (no earlier completed job of this benchmark)")
             return ()
         return baseline_misses(bounds, self._compared)
 
