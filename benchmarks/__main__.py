@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks import chaos, notify_latency, poll_cost, replicas, startup
+from benchmarks import chaos, notify_latency, poll_cost, replicas, startup, unchanged
 
 BENCHMARKS = {
     "notify-latency": notify_latency.run,
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "poll-many": poll_cost.run_many,
     "poll-large": poll_cost.run_large,
     "startup": startup.run,
+    "unchanged": unchanged.run,
 }
 # Run only when named: the fault matrix is a reliability check, not a speed figure (its quick form is a test);
 # `ha` needs the local PostgreSQL server.

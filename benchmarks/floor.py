@@ -1,6 +1,8 @@
 """The floor: the same responses the watcher received in a cycle, fetched again with a plain aiohttp GET (the
-simulator serves identical bytes while its clock stands still), then parsed with orjson and hashed with BLAKE2b —
-only the parse and the hash are timed, plus the CPU of receiving them."""
+simulator serves identical bytes while its clock stands still), then parsed with orjson and hashed with BLAKE2b and
+with xxh3 (the watcher's own hash) — only the parse and the hashes are timed, plus the CPU of receiving them. A bare
+client that GETs each response and hashes it with xxh3 costs `recv_cpu_s + xxh3_s`: the floor of an unchanged
+poll."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import orjson
+import xxhash
 
 from benchmarks.simproc import API_KEY
 
@@ -23,6 +26,7 @@ class FloorSample:
     recv_cpu_s: float = 0.0
     parse_s: float = 0.0
     hash_s: float = 0.0
+    xxh3_s: float = 0.0
     scenario_records: int = 0
     job_records: int = 0
 
@@ -40,12 +44,15 @@ async def measure_floor(session: aiohttp.ClientSession, base_url: str, requests:
         parsed = orjson.loads(body)
         hashing = time.process_time()
         hashlib.blake2b(body, digest_size=16).digest()
+        xxh3 = time.process_time()
+        xxhash.xxh3_128(body).digest()
         done = time.process_time()
         floor.requests += 1
         floor.bytes += len(body)
         floor.recv_cpu_s += parsing - started
         floor.parse_s += hashing - parsing
-        floor.hash_s += done - hashing
+        floor.hash_s += xxh3 - hashing
+        floor.xxh3_s += done - xxh3
         _count_records(floor, parsed)
     return floor
 

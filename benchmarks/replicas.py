@@ -63,7 +63,7 @@ def progress(message: str) -> None:
     print(f"[ha {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_s(pid: int) -> float:
     """utime + stime of a process, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -203,12 +203,12 @@ class Bench:
         pids = [child.process.pid for child in self.replicas]
         xacts_before = await db.transactions() if db is not None else 0
         stats_before, arrivals_before = await self.sim.stats(), await self.receiver.count()
-        cpu_before, started = [_cpu_s(pid) for pid in pids], time.monotonic()
+        cpu_before, started = [cpu_s(pid) for pid in pids], time.monotonic()
         for _ in range(intervals):
             if advance:
                 await self.sim.advance(self.advance_ms)
             await asyncio.sleep(POLL_INTERVAL_S)
-        cpu = [_cpu_s(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
+        cpu = [cpu_s(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
         elapsed_s, stats_after = time.monotonic() - started, await self.sim.stats()
         await asyncio.sleep(POLL_INTERVAL_S)  # the last move's polls and notifications
         arrivals = await self.receiver.arrivals(arrivals_before)
