@@ -17,7 +17,7 @@ from watcher.api.client import RequestLimits, RetryPolicy, RunloopClient
 from watcher.api.health import ApiHealth
 from watcher.api.poll import fetch_snapshot
 from watcher.app.config import WatchSection
-from watcher.app.cycle import PollCycle
+from watcher.app.cycle import SLOT_JOBS, PollCycle
 from watcher.core.clock import ManualClock
 from watcher.core.events import Event
 from watcher.core.models import BenchmarkJobView
@@ -58,7 +58,7 @@ async def rig_factory(
     stores: list[SQLiteStore] = []
     clients: list[RunloopClient] = []
 
-    async def make(cycle_sleep: Any = None, **watch: Any) -> Rig:
+    async def make(cycle_sleep: Any = None, slot_jobs: int = SLOT_JOBS, **watch: Any) -> Rig:
         store = SQLiteStore(tmp_path / f"state-{len(stores)}.db")
         await store.open()
         stores.append(store)
@@ -73,7 +73,7 @@ async def rig_factory(
         health = ApiHealth(settings.api_unreachable_after_ms)
         cycle = PollCycle(
             watch=settings, client=client, tracker=tracker, clock=clock, health=health, on_notifications=lambda: None,
-            sleep=cycle_sleep or fake_sleep,
+            sleep=cycle_sleep or fake_sleep, slot_jobs=slot_jobs,
         )  # fmt: skip
         return Rig(sim, clock, cycle, tracker)
 
@@ -331,9 +331,18 @@ async def test_the_watcher_says_when_it_is_blind_and_when_it_sees_again(sim: Sim
     assert recovered.down_for_ms >= 5 * MINUTE  # type: ignore[union-attr]
 
 
-async def test_spread_polls_start_evenly_over_the_cycle_each_job_at_the_same_offset_every_cycle(
-    sim: Simulator, clock: ManualClock, rig_factory: Any
+@pytest.mark.parametrize(
+    "slots",
+    [
+        (1, [0, 500, 1000, 1500], [500, 500, 500]),  # one job a slot: each at its own offset
+        (2, [0, 0, 1000, 1000], [1000]),  # slots of two: the event loop wakes twice a cycle, not four times
+        (4, [0, 0, 0, 0], []),  # no more jobs than a slot holds: all at once
+    ],
+)
+async def test_spread_polls_start_in_slots_evenly_over_the_cycle_each_job_at_the_same_offset_every_cycle(
+    sim: Simulator, clock: ManualClock, rig_factory: Any, slots: tuple[int, list[int], list[int]]
 ) -> None:
+    slot_jobs, offsets, sleeps = slots  # jobs a slot, each job's offset from the cycle's start, the waits
     plans = [sim.add_job(SimJobSpec(name=f"spread-{i}", n_scenarios=3)) for i in range(4)]
     slept: list[int] = []
 
@@ -346,16 +355,18 @@ async def test_spread_polls_start_evenly_over_the_cycle_each_job_at_the_same_off
         slept.append(round(seconds * 1000))
         clock.advance(slept[-1])
 
-    rig = await rig_factory(cycle_sleep=sleep, jobs=[plan.job_id for plan in plans], scenario_runs=False)
+    rig = await rig_factory(
+        cycle_sleep=sleep, slot_jobs=slot_jobs, jobs=[plan.job_id for plan in plans], scenario_runs=False
+    )
     order = sorted(plan.job_id for plan in plans)
     polled_at: list[list[int]] = []
     for _ in range(2):
         started_ms = clock.now_ms()
         await rig.cycle.run(spread_s=2.0)
         polled_at.append([rig.tracker.memory(job_id).last_seen_ms - started_ms for job_id in order])  # type: ignore[union-attr]
-        clock.advance(1000)  # the rest of a 3-s interval
-    assert polled_at == [[0, 500, 1000, 1500], [0, 500, 1000, 1500]]
-    assert slept == [500, 500, 500] * 2
+        clock.advance(3000 - sum(sleeps))  # the rest of a 3-s interval
+    assert polled_at == [offsets, offsets]
+    assert slept == sleeps * 2
     assert all(rig.requests_for(job_id) == 2 for job_id in order)  # once per cycle each
 
 

@@ -214,6 +214,7 @@ async def test_jobs_taken_over_are_polled_at_the_cycles_start_not_in_a_spread_sl
             clock.advance(int(seconds * 1000))
 
         alive.cycle._sleep = sleep
+        alive.cycle.slot_jobs = 1  # a slot per job: its own jobs wait for theirs, after the jobs taken over
         sim.request_log.clear()
         await alive.cycle.run(spread_s=30)
         assert orphans <= alive.gate.held  # all taken over by the one replica alive

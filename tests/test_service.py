@@ -189,7 +189,7 @@ async def test_a_stop_lets_the_cycle_and_the_sends_in_flight_finish_then_closes_
         stop.set()
         await world.sleep(seconds)
 
-    service = Service(loaded, clock=world.clock, sleep=stop_mid_cycle)
+    service = Service(loaded, clock=world.clock, sleep=stop_mid_cycle, slot_jobs=1)  # a wait between its two jobs
     caplog.set_level(logging.INFO, logger="benchwatch")
     assert await asyncio.wait_for(service.run(stop), timeout=30) == 0
     lines = [record.getMessage() for record in caplog.records if record.name.startswith("benchwatch")]

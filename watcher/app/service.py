@@ -22,7 +22,7 @@ from watcher.api.client import RequestLimits, RunloopClient
 from watcher.api.errors import RunloopApiError
 from watcher.api.health import ApiHealth
 from watcher.app.config import LoadedConfig, WatchSection
-from watcher.app.cycle import CycleReport, PollCycle
+from watcher.app.cycle import SLOT_JOBS, CycleReport, PollCycle
 from watcher.app.delivery import build_notifiers, build_worker, delivery_policies
 from watcher.app.logs import redact_more, secrets_of
 from watcher.app.reload import effective, needs_restart, read_again
@@ -62,8 +62,10 @@ class Service:
         clock: Clock | None = None,
         recorder: SnapshotRecorder | None = None,
         sleep: Sleep = asyncio.sleep,
+        slot_jobs: int = SLOT_JOBS,
     ) -> None:
         self.loaded = loaded
+        self._slot_jobs = slot_jobs  # jobs whose polls start together in a cycle's spread (tests: one)
         self.recorder = recorder  # `run --record`: every changed snapshot polled, as a replay line
         self.config = loaded.config
         self.clock = clock or SystemClock()
@@ -168,6 +170,7 @@ class Service:
             gate=self.gate,
             store_health=self.store_health,
             sleep=self._sleep,
+            slot_jobs=self._slot_jobs,
         )
 
     def _interval_s(self) -> float:
