@@ -90,7 +90,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 # How often a running watcher asks SQLite whether another process (the CLI: `deliveries retry`, `silences add`)
-# committed to its file: one `PRAGMA data_version` on the connection's thread, microseconds each.
+# committed to its file: one `PRAGMA data_version` on the event loop's thread, microseconds each (`listen`).
 LISTEN_INTERVAL_S: Final = 0.2
 
 
@@ -287,19 +287,26 @@ class SQLiteStore:
         """Call `wake` whenever another process commits to this file (`benchwatch deliveries retry` while the
         watcher runs), until cancelled: `PRAGMA data_version` moves only for other connections' commits — this
         process's own wake its worker directly — and is asked every LISTEN_INTERVAL_S. `wake` is also called after
-        the first reading, for what was committed before it."""
+        the first reading, for what was committed before it.
+
+        Asking the store's own connection takes a round trip to its thread (two wake-ups of the process); a
+        sentinel connection on the event loop's thread asks first, in microseconds, whether anyone — this process
+        included — committed since the last look, and only then is the store's connection asked whose it was."""
         if self.path == ":memory:":  # no other process can open it
             return
         seen: int | None = None
-        while True:
-            try:
-                version = await self._run(self._data_version)
-            except (StoreError, sqlite3.Error):  # closing, or the file is away: the next reading tells
-                version = None
-            if version is not None and version != seen:
-                seen = version
-                wake()
-            await asyncio.sleep(LISTEN_INTERVAL_S)
+        with contextlib.closing(_Sentinel(self.path)) as sentinel:
+            while True:
+                if sentinel.moved():
+                    try:
+                        version = await self._run(self._data_version)
+                    except (StoreError, sqlite3.Error):  # closing, or the file is away: the next reading tells
+                        version = None
+                        sentinel.forget()
+                    if version is not None and version != seen:
+                        seen = version
+                        wake()
+                await asyncio.sleep(LISTEN_INTERVAL_S)
 
     # -- the Store interface ----------------------------------------------------------------------
 
@@ -528,6 +535,40 @@ class _Transaction:
     def _rollback(self) -> None:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
+
+
+class _Sentinel:
+    """A read-only connection on the event loop's thread that tells whether any connection committed to the file
+    since it last looked (its `PRAGMA data_version` moves for every commit but its own, and it makes none)."""
+
+    def __init__(self, path: str) -> None:
+        self._db: sqlite3.Connection | None = None
+        self._last: int | None = None
+        with contextlib.suppress(sqlite3.Error):
+            db = sqlite3.connect(path, isolation_level=None)
+            db.execute("PRAGMA query_only = 1")
+            db.execute("PRAGMA busy_timeout = 0")  # never wait on the loop's thread: a busy file counts as moved
+            self._db = db
+
+    def moved(self) -> bool:
+        """True when a commit may have happened since the last call (always, when the file cannot be asked)."""
+        version = None
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        moved = version is None or version != self._last
+        self._last = version
+        return moved
+
+    def forget(self) -> None:
+        """Make the next `moved()` true (the store could not be asked: ask again next time)."""
+        self._last = None
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
 @dataclass(frozen=True, slots=True)
