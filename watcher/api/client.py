@@ -141,6 +141,7 @@ class RunloopClient:
         self._session = session
         self._owns_session = session is None
         self.timeouts = timeouts
+        self._timeout = timeouts.as_aiohttp()  # built once: a request only reads it
         self.retry = retry
         self._sleep = sleep
         self._clock = clock or SystemClock()
@@ -323,7 +324,7 @@ class RunloopClient:
             headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
         try:
             async with session.get(
-                self.base_url + path, params=params, headers=headers, timeout=self.timeouts.as_aiohttp()
+                self.base_url + path, params=params, headers=headers, timeout=self._timeout
             ) as response:
                 body = await response.read()
                 status, response_headers = response.status, response.headers
