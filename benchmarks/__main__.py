@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks import chaos, notify_latency, poll_cost, replicas, startup, unchanged
+from benchmarks import chaos, delivery, notify_latency, poll_cost, replicas, startup, unchanged
 
 BENCHMARKS = {
     "notify-latency": notify_latency.run,
@@ -23,8 +23,8 @@ BENCHMARKS = {
     "unchanged": unchanged.run,
 }
 # Run only when named: the fault matrix is a reliability check, not a speed figure (its quick form is a test);
-# `ha` needs the local PostgreSQL server.
-ON_DEMAND = {"chaos": chaos.run, "ha": replicas.run}
+# `ha` and `delivery` need the local PostgreSQL server.
+ON_DEMAND = {"chaos": chaos.run, "delivery": delivery.run, "ha": replicas.run}
 
 
 def main(argv: list[str] | None = None) -> int:
