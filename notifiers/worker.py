@@ -323,9 +323,11 @@ class DeliveryWorker:
             except Exception as exc:  # a notifier bug: this notification is dead-lettered, the others go on
                 await self._internal_error(item, exc, f"sending it through notifier {name!r}", started_ms=started_ms)
                 return
-            # Recorded while the slot is held: sends not yet recorded (those a crash would repeat) stay within
-            # the notifier's concurrency.
-            await self._finish(item, OutboxStatus.SENT, None, None, started_ms=started_ms)
+        # Recorded once the slot is free: the record joins those of the sends that finished meanwhile in one
+        # commit (the store's group commit), instead of one commit per send within the notifier's concurrency.
+        # A crash may then repeat the sends of one commit's time, not only those in flight; each stays claimed
+        # until recorded (PostgreSQL), so the replica that takes it over records it as interrupted.
+        await self._finish(item, OutboxStatus.SENT, None, None, started_ms=started_ms)
         log.info("delivered %s to %s (rule %s)", notification.id, name, notification.rule, extra=_about(notification))
 
     async def _failed(self, item: OutboxItem, exc: SendError, started_ms: int) -> None:

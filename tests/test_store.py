@@ -9,8 +9,9 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -19,9 +20,10 @@ from tests.conftest import Backend
 from tests.recording import record, to_snapshot
 from watcher.core.clock import ManualClock
 from watcher.core.events import Event
-from watcher.core.records import StateRow
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus, StateRow
 from watcher.core.snapshot import Snapshot
 from watcher.diff.jobs import diff
+from watcher.pipeline.sample import sample_notification
 from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import SimJobSpec, Simulator
 from watcher.store import pgschema
@@ -203,6 +205,38 @@ async def test_writes_queued_together_share_a_commit_and_a_failing_one_fails_alo
     alone = ["begin", "event:0", "state:0", "before_commit", "after_commit"]
     together = ["begin", "event:0", "state:0", "event:0", "state:0", "before_commit", "after_commit"]
     assert steps == alone + together
+
+
+async def test_attempts_recorded_together_share_a_transaction_and_a_failing_one_fails_alone(
+    postgres_database: str,
+) -> None:
+    # PostgreSQL's group commit (SQLite's writes share a transaction through its thread: the test above).
+    steps: list[str] = []
+    url = f"postgresql://postgres@127.0.0.1:5432/{postgres_database}"
+    async with PostgresStore(url, step_hook=steps.append) as store:
+        notes = [sample_notification("hook", 1_000).model_copy(update={"id": f"nt_{n}"}) for n in range(5)]
+        await store.commit(notifications=notes)
+        steps.clear()
+
+        def record(note_id: str, error: str | None = None) -> Coroutine[Any, Any, None]:
+            attempt = DeliveryAttempt(
+                notification_id=note_id, notifier="hook", attempt=1, started_ms=1_000, finished_ms=1_001,
+                outcome=DeliveryOutcome.SENT if error is None else DeliveryOutcome.RETRY, reason=None, error=error,
+            )  # fmt: skip
+            status = OutboxStatus.SENT if error is None else OutboxStatus.PENDING
+            return store.record_delivery(attempt, status=status, next_attempt_ms=0)
+
+        await asyncio.gather(record("nt_0"), record("nt_1"))
+        assert steps == ["delivery:attempt"]  # recorded at the same moment: one transaction for both
+        # A record the database cannot take (its text does not encode) fails alone; the others of its batch land.
+        outcomes = await asyncio.gather(
+            record("nt_2"), record("nt_3", error="HTTP 502: \udcff"), record("nt_4"), return_exceptions=True
+        )
+        assert outcomes[0] is None and outcomes[2] is None and isinstance(outcomes[1], UnicodeEncodeError)
+        sent = {item.notification.id for item in await store.outbox_items(status="sent")}
+        assert sent == {"nt_0", "nt_1", "nt_2", "nt_4"}
+        assert [attempt.attempt for attempt in await store.deliveries("nt_4")] == [1]
+        assert await store.deliveries("nt_3") == []
 
 
 async def test_a_newer_schema_is_refused(backend: Backend) -> None:
