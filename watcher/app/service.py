@@ -140,7 +140,13 @@ class Service:
         comparer = job_comparer(self.config.baseline, self._store, self.client, dashboard_url)
         shared = self._store.shared
         self.tracker = JobTracker(
-            self._store, router=router, dashboard_url=dashboard_url, comparer=comparer, shared_rules=shared
+            self._store,
+            router=router,
+            dashboard_url=dashboard_url,
+            comparer=comparer,
+            shared_rules=shared,
+            failure_classes=self.config.failure_classes.table(),
+            infra_alert_ratio=self.config.watch.infra_alert_ratio,
         )
         self._session = session
         self.worker = build_worker(self.config, self._store, session, self.clock, self.store_health)
@@ -365,6 +371,8 @@ class Service:
             )
             self.cycle.use_watch(new.watch)
             self.tracker.comparer = job_comparer(new.baseline, self._store, self.client, self.tracker.dashboard_url)
+            self.tracker.failure_classes = new.failure_classes.table()
+            self.tracker.infra_alert_ratio = new.watch.infra_alert_ratio
             self.health.unreachable_after_ms = new.watch.api_unreachable_after_ms
             self.loaded, self.config = LoadedConfig(new, result.loaded.path), new
         self.metrics.config_loaded(True, time.time())

@@ -8,6 +8,7 @@ from watcher.core.events import (
     JobCompared,
     JobDiscovered,
     JobFinished,
+    JobInfraDegraded,
     JobProgress,
     JobStalled,
     JobStateChanged,
@@ -75,7 +76,8 @@ def _describe_change(event: Event) -> str | None:
         case JobProgress():
             return _counters(event)
         case ScenarioFailed() | ScenarioTimedOut() | ScenarioCanceled():
-            return f"{event.kind.split('.', 1)[1].replace('_', ' ')}: {_scenario(event)}"
+            where = " in setup" if event.failure_class == "setup" else ""  # the platform's failure, not the agent's
+            return f"{event.kind.split('.', 1)[1].replace('_', ' ')}{where}: {_scenario(event)}"
     return None
 
 
@@ -87,11 +89,23 @@ def _describe_timed(event: Event) -> str | None:
             return f"stalled: no change for {_minutes(event.stalled_for_ms)} ({event.n_done}/{expected} done)"
         case JobVanished():
             return f"vanished: the API answers 404 (last seen {event.last_state})"
+        case JobInfraDegraded():
+            return infra_line(event)
         case WatcherApiUnreachable():
             return f"the Runloop API is unreachable ({event.failures} failed calls): {event.last_error}"
         case WatcherApiRecovered():
             return f"the Runloop API answers again after {_minutes(event.down_for_ms)}"
     return None
+
+
+def infra_line(event: JobInfraDegraded) -> str:
+    """`infra degraded: 7 of 20 finished scenarios failed in setup (35% > 20%): DevboxSetupError ×7`."""
+    types = ", ".join(f"{item.exception_type} ×{item.count}" for item in event.exception_types[:3])
+    more = f" and {len(event.exception_types) - 3} more types" if len(event.exception_types) > 3 else ""
+    return (
+        f"infra degraded: {event.n_setup} of {event.n_done} finished scenarios failed in setup "
+        f"({event.setup_ratio:.0%} > {event.infra_alert_ratio:.0%}): {types}{more}"
+    )
 
 
 def compared_line(event: JobCompared) -> str:

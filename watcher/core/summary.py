@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from watcher.core.events import Counters
+from watcher.core.failureclass import FailureClass, FailureCounts
 
 MAX_FAILURE_EXAMPLES: Final = 5
 
@@ -40,11 +41,12 @@ class FailureExample(BaseModel):
 
 
 class FailureGroup(BaseModel):
-    """Failed and timed-out scenarios of one exception type."""
+    """Failed and timed-out scenarios of one exception type (and failure class)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     exception_type: str
+    failure_class: FailureClass = "agent"
     count: int
     examples: tuple[FailureExample, ...]
 
@@ -63,4 +65,8 @@ class JobSummary(Counters):
     min_score: float | None
     agents: tuple[AgentSummary, ...]
     failures: tuple[FailureGroup, ...]
+    failures_by_class: FailureCounts = Field(
+        default_factory=FailureCounts,
+        description="failed and timed-out scenarios by class: setup (before the agent ran), timeout, agent",
+    )
     dashboard_url: str

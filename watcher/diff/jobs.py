@@ -31,6 +31,7 @@ from watcher.core.events import (
     ScoreChanged,
     event_id,
 )
+from watcher.core.failureclass import DEFAULT_FAILURE_CLASSES, FailureClasses
 from watcher.core.memory import JobMemory, RunMemo
 from watcher.core.models import (
     BenchmarkJobView,
@@ -79,13 +80,14 @@ class _Observed:
     score: float | None
 
 
-def diff(memory: JobMemory | None, snapshot: Snapshot) -> DiffResult:
-    """Compare a snapshot with what we knew; the first snapshot of a job yields `job.discovered` only."""
+def diff(memory: JobMemory | None, snapshot: Snapshot, classes: FailureClasses = DEFAULT_FAILURE_CLASSES) -> DiffResult:
+    """Compare a snapshot with what we knew; the first snapshot of a job yields `job.discovered` only. `classes`
+    says which failure class a failed, timed-out or canceled scenario's event carries."""
     if memory is None:
         return _discover(snapshot)
     if snapshot.fingerprint is not None and snapshot.fingerprint == memory.fingerprint:
         return DiffResult((), unchanged(memory, snapshot.at_ms))
-    return _Differ(memory, snapshot).run()
+    return _Differ(memory, snapshot, classes).run()
 
 
 def unchanged(memory: JobMemory, at_ms: int) -> JobMemory:
@@ -129,9 +131,10 @@ def _discover(snapshot: Snapshot) -> DiffResult:
 class _Differ:
     """One diff of a known job: builds the events in their fixed order."""
 
-    def __init__(self, memory: JobMemory, snapshot: Snapshot) -> None:
+    def __init__(self, memory: JobMemory, snapshot: Snapshot, classes: FailureClasses) -> None:
         self.memory = memory
         self.snapshot = snapshot
+        self.classes = classes
         self.job = snapshot.job
         self.outcomes, self.warnings = _outcomes_by_run(self.job)
         self.events: list[Event] = []
@@ -199,7 +202,7 @@ class _Differ:
                 # event does not depend on which poll saw it first. The reason is in the run's outcome.
                 seen = replace(seen, failure_reason=None)
             previous = self.memory.unresolved.get(seen.run_id, {}).get(seen.definition_id)
-            event = _scenario_event(seen, previous, runs[seen.run_id].agent_name, self._scenario_envelope)
+            event = _scenario_event(seen, previous, runs[seen.run_id].agent_name, self._scenario_envelope, self.classes)
             if event is not None:
                 self.events.append(event)
 
@@ -282,7 +285,11 @@ _SCENARIO_EVENT_CLASSES: Final[dict[str, tuple[str, _ScenarioEndClass]]] = {
 
 
 def _scenario_event(
-    seen: _Observed, previous: str | None, agent_name: str | None, envelope: Callable[[str, str], _Envelope]
+    seen: _Observed,
+    previous: str | None,
+    agent_name: str | None,
+    envelope: Callable[[str, str], _Envelope],
+    classes: FailureClasses,
 ) -> Event | None:
     """The event a scenario's new status means, given its last unresolved final state."""
     failed = seen.state in _BAD_STATES and seen.state != previous
@@ -297,6 +304,10 @@ def _scenario_event(
         scenario_name=seen.name,
         scenario_run_id=seen.scenario_run_id,
         failure_reason=seen.failure_reason,
+        # From what the event itself says (a followed run's carries no reason), so the same facts give the same class.
+        failure_class=classes.classify(
+            seen.state or "", seen.scenario_run_id, seen.failure_reason.exception_type if seen.failure_reason else None
+        ),
         duration_ms=seen.duration_ms,
     )
     if failed and seen.state is not None:

@@ -26,11 +26,13 @@ from rules.persist import (
 )
 from rules.silences import load_runtime_silences
 from watcher.core.events import Event
+from watcher.core.failureclass import DEFAULT_FAILURE_CLASSES, FailureClasses
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
 from watcher.core.records import StateRow
 from watcher.core.snapshot import Snapshot
 from watcher.core.summary import JobSummary
+from watcher.diff.infra import DEFAULT_INFRA_ALERT_RATIO, infra_degraded
 from watcher.diff.jobs import DiffResult, diff, unchanged
 from watcher.diff.summary import summarize
 from watcher.pipeline.comparer import JobComparer
@@ -72,10 +74,14 @@ class JobTracker:
         dashboard_url: str = DEFAULT_DASHBOARD_URL,
         comparer: JobComparer | None = None,
         shared_rules: bool = False,
+        failure_classes: FailureClasses = DEFAULT_FAILURE_CLASSES,
+        infra_alert_ratio: float | None = DEFAULT_INFRA_ALERT_RATIO,
     ) -> None:
         self.store = store
         self.router = router
         self.dashboard_url = dashboard_url
+        self.failure_classes = failure_classes  # setup, timeout or agent: `failure_classes:`
+        self.infra_alert_ratio = infra_alert_ratio  # job.infra_degraded over this share of setup failures
         self.comparer = comparer  # compares a job that completes with its baseline (`baseline:`)
         # Replicas share the rule state in the store: read it afresh before routing or flushing, never cached.
         self.shared_rules = shared_rules
@@ -95,11 +101,12 @@ class JobTracker:
         memory = self._memories.get(job_id)
         if memory is None:
             memory = await self.store.load_memory(job_id)
-        result = diff(memory, snapshot)
+        result = diff(memory, snapshot, self.failure_classes)
         for warning in result.warnings:
             self._warn_once(warning)
+        degraded = infra_degraded(memory, snapshot, self.failure_classes, self.infra_alert_ratio)
         compared, kept = await self.comparer.after_poll(snapshot, memory, result.memory) if self.comparer else ((), [])
-        events = (*result.events, *compared)
+        events = (*result.events, *((degraded,) if degraded is not None else ()), *compared)
         async with self._rules_exclusive(bool(events)):
             observation = await self._route_and_commit(snapshot, memory, result, events, kept)
         self._remember(result.memory)
@@ -358,7 +365,7 @@ class JobTracker:
 
     def _summary(self, snapshot: Snapshot, memory: JobMemory) -> JobSummary:
         run_counts = {run_id: memo.counts for run_id, memo in memory.runs.items() if memo.counts is not None}
-        return summarize(snapshot.job, memory.counters, run_counts, self.dashboard_url)
+        return summarize(snapshot.job, memory.counters, run_counts, self.dashboard_url, self.failure_classes)
 
 
 def _material(memory: JobMemory) -> JobMemory:
