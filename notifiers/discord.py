@@ -96,6 +96,8 @@ def embed(notification: Notification) -> dict[str, Any]:
         result["url"] = summary.dashboard_url
         result["fields"] = [_agent_field(agent) for agent in summary.agents[:MAX_AGENT_FIELDS]][:MAX_FIELDS]
         footer += f" · job {summary.job_id} · {summary.state}"
+        if summary.failures_by_class.total:
+            footer += f" · failures: {summary.failures_by_class.text()}"
     compared = _comparison_fields(notification)
     if compared:
         result["fields"] = (compared + result.get("fields", []))[:MAX_FIELDS]

@@ -3,9 +3,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+from notifiers.console import text_lines
+from notifiers.discord import embed
+from notifiers.email_render import render_html, render_text
+from notifiers.pagerduty import custom_details
+from notifiers.slack_blocks import message_blocks
+from notifiers.teams import card
+from notifiers.webhook import notification_json
 from watcher.api.client import RequestLimits, RunloopClient
 from watcher.api.poll import fetch_snapshot
 from watcher.app.config import load_config
@@ -15,8 +23,10 @@ from watcher.core.events import Counters, Event, JobInfraDegraded, ScenarioFaile
 from watcher.core.failureclass import DEFAULT_FAILURE_CLASSES, FailureClasses, FailureCounts
 from watcher.core.models import BenchmarkJobView
 from watcher.core.snapshot import Snapshot
+from watcher.core.summary import FailureGroup
 from watcher.diff.jobs import diff
 from watcher.diff.summary import summarize
+from watcher.pipeline.sample import sample_notification
 from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import SimAgent, SimJobSpec, Simulator
 from watcher.store.sqlite import SQLiteStore
@@ -196,3 +206,28 @@ async def test_under_the_limit_nothing_is_told(
         tracker = JobTracker(store, failure_classes=MY_CLASSES, infra_alert_ratio=0.5)
         events, _ = await _poll_to_rest(tracker, client, clock, plan.job_id, scenario_runs=False)
     assert not any(isinstance(e, JobInfraDegraded) for e in events)  # 40 % is not over 50 %
+
+
+# -- every notifier shows the classes --------------------------------------------------------------------------------
+
+
+def test_every_notifier_shows_the_failures_by_class() -> None:
+    base = sample_notification("any", 1_788_228_000_000)
+    assert base.summary is not None
+    group = FailureGroup(exception_type="DevboxSetupError", failure_class="setup", count=3, examples=())
+    summary = base.summary.model_copy(
+        update={"failures": (group,), "failures_by_class": FailureCounts(setup=3, agent=5)}
+    )
+    notification = base.model_copy(update={"summary": summary})
+    slack = json.dumps(message_blocks(notification), ensure_ascii=False)
+    assert "*Failures* by exception type (1): 3 setup, 5 agent" in slack
+    assert "*DevboxSetupError* × 3 (setup)" in slack
+    assert "Failures by type: 3 setup, 5 agent\nDevboxSetupError (3, setup)" in render_text(notification)
+    assert "Failures by type: 3 setup, 5 agent</h3>" in render_html(notification)
+    details = custom_details(notification)
+    assert details["failures_by_class"] == {"setup": 3, "timeout": 0, "agent": 5}
+    assert details["top_failures"][0]["failure_class"] == "setup"
+    assert "3 setup, 5 agent" in json.dumps(card(notification))
+    assert embed(notification)["footer"]["text"].endswith("· failures: 3 setup, 5 agent")
+    assert text_lines("console", notification)[-1] == "    failures: 3 setup, 5 agent"
+    assert notification_json(notification)["summary"]["failures_by_class"] == {"setup": 3, "timeout": 0, "agent": 5}
