@@ -31,6 +31,7 @@ from watcher.core.ratelimit import Sleep
 from watcher.core.storehealth import StoreHealth
 from watcher.core.summary import JobSummary
 from watcher.diff.summary import dashboard_url_for
+from watcher.diff.trend import DEFAULT_TREND_JOBS
 from watcher.pipeline.baseline import BaselineSection
 from watcher.pipeline.comparer import job_comparer
 from watcher.pipeline.recording import SnapshotRecorder
@@ -137,7 +138,8 @@ class Service:
             time_intervals=self.config.time_intervals,
         )
         dashboard_url = dashboard_url_for(base_url)
-        comparer = job_comparer(self.config.baseline, self._store, self.client, dashboard_url)
+        classes = self.config.failure_classes.table()
+        comparer = job_comparer(self.config.baseline, self._store, self.client, dashboard_url, classes)
         shared = self._store.shared
         self.tracker = JobTracker(
             self._store,
@@ -145,7 +147,7 @@ class Service:
             dashboard_url=dashboard_url,
             comparer=comparer,
             shared_rules=shared,
-            failure_classes=self.config.failure_classes.table(),
+            failure_classes=classes,
             infra_alert_ratio=self.config.watch.infra_alert_ratio,
         )
         self._session = session
@@ -332,9 +334,9 @@ class Service:
         return dashboard_url_for(self.client.base_url)
 
     def trend_jobs(self) -> int:
-        """The status page's trend window: `baseline.history` (its default without a `baseline:` section)."""
+        """The status page's trend window: 10 jobs, or `baseline.history` when that looks further back."""
         baseline = self.config.baseline if self.config.baseline is not None else BaselineSection()
-        return baseline.history
+        return max(DEFAULT_TREND_JOBS, baseline.history)
 
     def reload_soon(self) -> None:
         """Reload in the background (SIGHUP); a reload already under way is not started twice."""
@@ -370,8 +372,10 @@ class Service:
                 build_notifiers(new, self._store, self._session, self.clock), delivery_policies(new)
             )
             self.cycle.use_watch(new.watch)
-            self.tracker.comparer = job_comparer(new.baseline, self._store, self.client, self.tracker.dashboard_url)
-            self.tracker.failure_classes = new.failure_classes.table()
+            classes = new.failure_classes.table()
+            dashboard_url = self.tracker.dashboard_url
+            self.tracker.comparer = job_comparer(new.baseline, self._store, self.client, dashboard_url, classes)
+            self.tracker.failure_classes = classes
             self.tracker.infra_alert_ratio = new.watch.infra_alert_ratio
             self.health.unreachable_after_ms = new.watch.api_unreachable_after_ms
             self.loaded, self.config = LoadedConfig(new, result.loaded.path), new

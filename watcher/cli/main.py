@@ -212,9 +212,26 @@ def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _add_api_options(p)
     p.add_argument("job_id", metavar="JOB", help="the job's id (bmj_...)")
     p.add_argument("baseline_job_id", metavar="BASELINE_JOB", nargs="?", help="compare with this job instead")
-    p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    p.add_argument(
+        "--format",
+        choices=["text", "json", "markdown"],
+        default="text",
+        help="a table per agent, one JSON object, or markdown for a pull request comment (default: %(default)s)",
+    )
+    p.add_argument("--json", action="store_true", help="the same as --format json")
     p.add_argument(
         "--history", type=_non_negative_int, metavar="N", help="with --json: each agent's score over the last N jobs"
+    )
+    p.add_argument(
+        "--count-setup-failures",
+        action="store_true",
+        help="count scenarios that failed in setup as the agent's (by default they are listed apart)",
+    )
+    p.add_argument(
+        "--min-effect",
+        type=_effect,
+        metavar="X",
+        help="the drop in pass rate (0 < X < 1) to warn about when too few scenarios could show it (default: 0.05)",
     )
     _add_state_options(p)
     p.set_defaults(handler="watcher.cli.compare:compare_command")
@@ -369,6 +386,13 @@ def _share(raw: str) -> float:
     value = float(raw)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {raw}")
+    return value
+
+
+def _effect(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (a 5-point drop is 0.05), got {raw}")
     return value
 
 

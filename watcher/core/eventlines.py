@@ -113,13 +113,21 @@ def compared_line(event: JobCompared) -> str:
     agents = "; ".join(_agent_change(a) for a in event.agents) or "no agent in common"
     return (
         f"vs {event.baseline_job_name}: {agents}, {_plural(event.n_regressions, 'regression')}, "
-        f"{_plural(event.n_fixes, 'fix')}"
+        f"{_plural(event.n_fixes, 'fix')}{_power_note(event.agents)}"
     )
 
 
 def _agent_change(agent: AgentComparison) -> str:
     significant = ", significant" if agent.significant else ""
     return f"{agent.agent_name} {agent.baseline_score:.2f} → {agent.score:.2f} ({_signed(agent.delta)}{significant})"
+
+
+def _power_note(agents: tuple[AgentComparison, ...]) -> str:
+    """`; too few scenarios to detect a 5-point drop (claude-code, codex)`: the warnings' first clause, once."""
+    warned = [a for a in agents if a.power_warning]
+    if not warned or warned[0].power_warning is None:
+        return ""
+    return f"; {warned[0].power_warning.partition(':')[0]} ({', '.join(a.agent_name for a in warned)})"
 
 
 def _signed(delta: float) -> str:
