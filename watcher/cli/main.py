@@ -181,6 +181,13 @@ def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--json", action="store_true", help="events as JSON lines, then one JSON summary line")
     p.add_argument("--junit", type=Path, metavar="PATH", help="also write the scenario outcomes as JUnit XML")
+    p.add_argument(
+        "--summary-markdown",
+        type=Path,
+        metavar="FILE",
+        help="also write the summary (and the comparison) as markdown; with $GITHUB_STEP_SUMMARY set, it is "
+        "appended there too",
+    )
     _add_wait_baseline(p)
     p.set_defaults(handler="watcher.cli.wait.command:wait_command")
 
