@@ -21,6 +21,7 @@ from watcher.config.loader import ConfigError, ConfigProblem, StrictModel, forma
 from watcher.core.failureclass import FAILURE_CLASS_NAMES, FailureClasses
 from watcher.diff.infra import DEFAULT_INFRA_ALERT_RATIO
 from watcher.pipeline.baseline import BaselineSection
+from watcher.pipeline.digest import DigestConfig, cross_check_digests
 from watcher.store.location import is_postgres_url
 
 MIN_TOKEN_CHARS = 16
@@ -156,6 +157,7 @@ class Config(StrictModel):
     time_intervals: tuple[TimeIntervalConfig, ...] = ()
     baseline: BaselineSection | None = None
     failure_classes: FailureClassesSection = Field(default_factory=FailureClassesSection)
+    digests: tuple[DigestConfig, ...] = ()
 
 
 class LoadedConfig:
@@ -182,7 +184,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> LoadedC
     loaded = load_yaml(path, os.environ if environ is None else environ, collect=True)
     cross_problems = [
         ConfigProblem(str(path), loaded.line_of(loc), format_path(loc), message)
-        for loc, message in cross_check_rules(loaded.data)
+        for loc, message in [*cross_check_rules(loaded.data), *cross_check_digests(loaded.data)]
     ]
     try:
         config = validate_file(Config, loaded)

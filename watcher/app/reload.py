@@ -2,8 +2,8 @@
 
 A config that fails to load is refused — every problem logged at file:line — and the running one stays. A valid
 one takes effect from the next poll: rules, silences, notifiers, watched jobs, the token, the baseline section, the
-failure classes. What the process bound at start (the state database, the status server's address, the API's
-address and key) needs a restart; a reload that changes it says so in the log and applies the rest.
+failure classes, the digests. What the process bound at start (the state database, the status server's address,
+the API's address and key) needs a restart; a reload that changes it says so in the log and applies the rest.
 """
 
 from __future__ import annotations

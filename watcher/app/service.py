@@ -34,6 +34,7 @@ from watcher.diff.summary import dashboard_url_for
 from watcher.diff.trend import DEFAULT_TREND_JOBS
 from watcher.pipeline.baseline import BaselineSection
 from watcher.pipeline.comparer import job_comparer
+from watcher.pipeline.digest import DigestScheduler, digest_scheduler
 from watcher.pipeline.recording import SnapshotRecorder
 from watcher.pipeline.tracker import JobTracker
 from watcher.store import open_store
@@ -45,6 +46,7 @@ from watcher.web.status import StatusServer, create_status_app, start_status_ser
 log = logging.getLogger("benchwatch.service")
 
 POLL_JOB = "poll-cycle"
+DIGEST_JOB = "digests"
 TIMER_JOB = "rule-timers"
 HEARTBEAT_JOB = "lease-heartbeat"
 STOP_GRACE_S = 10.0
@@ -72,6 +74,7 @@ class Service:
         self.status: StatusServer | None = None
         self._store = open_store(loaded.state_location(), exclusive=True, lease_ttl_ms=self.config.state.lease_ttl_ms)
         self.gate: LeaseGate | None = None  # replicas (PostgreSQL): which jobs this one polls
+        self.digests: DigestScheduler | None = None  # `digests:`, built with the client
         self._cycle_lock = asyncio.Lock()
         self._step_locks: list[asyncio.Lock] = []  # one per scheduled side step (timers, heartbeat): see `_whole`
         self._last_cycle_end_ms: int | None = None
@@ -153,6 +156,7 @@ class Service:
         self._session = session
         self.worker = build_worker(self.config, self._store, session, self.clock, self.store_health)
         self.gate = LeaseGate(self._store, self.tracker, self.clock, self.store_health) if shared else None
+        self.digests = digest_scheduler(self.config.digests, self._store, self.client, classes)
         self.cycle = PollCycle(
             watch=self.config.watch,
             client=self.client,
@@ -185,6 +189,11 @@ class Service:
         )
         flush = self._whole(self.flush_timers)
         scheduler.add_job(flush, "interval", seconds=1, id=TIMER_JOB, max_instances=1, coalesce=True)
+        # Digests are due at a minute of the day: a look every 30 s is on time (always scheduled: a reload may add one).
+        digests = self._whole(self.send_digests)
+        scheduler.add_job(
+            digests, "interval", seconds=30, id=DIGEST_JOB, coalesce=True, next_run_time=datetime.now(UTC)
+        )
         if self.gate is not None:  # leases renewed three times per TTL, whatever the poll interval
             heartbeat_s = self.config.state.lease_ttl_ms / 3000
             heartbeat = self._whole(self.heartbeat)
@@ -282,6 +291,23 @@ class Service:
         if observation.notifications:
             self.worker.wake()
 
+    async def send_digests(self) -> int:
+        """Send the digests that are due (the scheduler's 30-second job; at start, the ones due while down);
+        replicas: only the one holding the timer claim. Returns how many notifications were queued."""
+        now_ms = self.clock.now_ms()
+        if self.digests is None or not self.store_health.writable:
+            return 0
+        try:
+            if self._store.shared and not await self._store.claim_timers(now_ms):
+                return 0
+            queued = await self.digests.run_due(now_ms)
+        except StoreError as exc:  # the database is away: the digests are still due when it returns
+            log.warning("sending digests failed: %s", exc)
+            return 0
+        if queued:
+            self.worker.wake()
+        return queued
+
     async def drain(self) -> int:
         """Send everything due now and wait for the sends to end (tests; `run` has the worker running instead)."""
         return await self.worker.drain()
@@ -376,6 +402,7 @@ class Service:
             dashboard_url = self.tracker.dashboard_url
             self.tracker.comparer = job_comparer(new.baseline, self._store, self.client, dashboard_url, classes)
             self.tracker.failure_classes = classes
+            self.digests = digest_scheduler(new.digests, self._store, self.client, classes)
             self.tracker.infra_alert_ratio = new.watch.infra_alert_ratio
             self.health.unreachable_after_ms = new.watch.api_unreachable_after_ms
             self.loaded, self.config = LoadedConfig(new, result.loaded.path), new

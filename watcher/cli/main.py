@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job(sub)
     _add_wait(sub)
     _add_compare(sub)
+    _add_digest(sub)
     _add_replay(sub)
     _add_record(sub)
     _add_check(sub)
@@ -242,6 +243,20 @@ def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     _add_state_options(p)
     p.set_defaults(handler="watcher.cli.compare:compare_command")
+
+
+def _add_digest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "digest",
+        help="print a digest now (the jobs that finished, scores, regressions, infra failures), without sending it",
+        description="Print each digest of the config's `digests:` (or the one named) over the last --since, as it "
+        "would be sent, without sending it or moving its schedule. With no digest configured, one over every job "
+        "that finished. See docs/digests.md.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="the config file (its state and digests)")
+    p.add_argument("--since", default="24h", help="the period, ending now (default: %(default)s)")
+    p.add_argument("--name", help="only the digest of this name")
+    p.set_defaults(handler="watcher.cli.digest:digest_command")
 
 
 def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
