@@ -19,7 +19,7 @@ from tests.nightlies import BASELINE_RESULTS, CURRENT_RESULTS, add_nightly
 from watcher.app.config import load_config
 from watcher.app.service import Service
 from watcher.cli.digest import digest_command
-from watcher.cli.main import build_parser
+from watcher.cli.main import build_parser, main
 from watcher.core.clock import ManualClock
 from watcher.core.comparison import AgentOutcomes, JobOutcomes, ScenarioResult
 from watcher.core.events import JobFinished, RunResult
@@ -206,3 +206,21 @@ async def test_the_digest_command_prints_without_sending(
     assert await digest_command(args) == 0
     out = capsys.readouterr().out
     assert out.startswith("Digest daily: 0 jobs finished (") and "No job finished between" in out
+
+
+def test_check_says_what_the_digests_and_the_failure_classes_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "benchwatch.yaml"
+    path.write_text(
+        "watch: {jobs: [bmj_1], infra_alert_ratio: 0.3}\nnotifiers:\n  hook: {type: console}\n"
+        "failure_classes: {setup: [MyEnvError]}\n"
+        "digests:\n  - {name: daily, at: '09:00', time_zone: Europe/Paris, match: {job_name: 'nightly-*'},\n"
+        "     notify: hook}\n"
+    )
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "digests (1):\n  daily: every 1d at 09:00 Europe/Paris, job_name=nightly-* → hook\n" in out
+    assert "failure classes, besides the built-in table: setup: MyEnvError\n" in out
+    assert "job.infra_degraded: past 30% of scenarios failed in setup\n" in out
+    assert "notifiers no rule uses" not in out  # the digest uses it
