@@ -102,6 +102,8 @@ def embed(notification: Notification) -> dict[str, Any]:
         fields += [(_agent_field(agent), "agents") for agent in agents[:MAX_AGENT_FIELDS]]
         unshown["agents"] = max(0, len(agents) - MAX_AGENT_FIELDS)
         footer += f" · job {summary.job_id} · {' '.join(summary.state.split())}"
+        if summary.failures_by_class.total:
+            footer += f" · failures: {summary.failures_by_class.text()}"
     result["footer"] = {"text": fitted(footer, FOOTER_MAX_CHARS, discord_markdown)}
     return _within_total(result, fields, +unshown)
 

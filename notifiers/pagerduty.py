@@ -164,6 +164,7 @@ def _job_details(summary: JobSummary) -> dict[str, Any]:
         "failure_rate": summary.failure_rate,
         "scores": summary.scores,
         "min_score": summary.min_score,
+        "failures_by_class": summary.failures_by_class.model_dump(),
         "top_failures": [_failure_group(group) for group in summary.failures[:MAX_FAILURE_GROUPS]],
         "dashboard_url": summary.dashboard_url,
     }
@@ -178,7 +179,12 @@ def _failure_group(group: FailureGroup) -> dict[str, Any]:
         }
         for example in group.examples
     ]
-    return {"exception_type": group.exception_type, "count": group.count, "examples": examples}
+    return {
+        "exception_type": group.exception_type,
+        "failure_class": group.failure_class,
+        "count": group.count,
+        "examples": examples,
+    }
 
 
 def _job_name(notification: Notification) -> str | None:

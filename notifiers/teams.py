@@ -163,6 +163,8 @@ def _status(notification: Notification) -> str:
     if summary is not None:
         expected = "?" if summary.n_expected is None else str(summary.n_expected)
         parts += [summary.state, f"{summary.n_done}/{expected} done", f"{summary.n_failed} failed"]
+        if summary.failures_by_class.total:
+            parts.append(summary.failures_by_class.text())
     return fitted(_one_line(" · ".join(parts)), TITLE_MAX_CHARS, adaptive_card_text)
 
 

@@ -20,8 +20,10 @@ def _cast() -> list[SimJobSpec]:
         SimJobSpec(  # a benchmark source, and chosen results (regression tests use these)
             name="nightly",
             benchmark_id="bm_1",
-            scenario_ids=["scn_a", "scn_b", "scn_c"],
-            agents=[SimAgent(name="a", results={"scn_a": 1.0, "scn_b": "failed", "scn_c": "timeout"})],
+            scenario_ids=["scn_a", "scn_b", "scn_c", "scn_d"],
+            agents=[
+                SimAgent(name="a", results={"scn_a": 1.0, "scn_b": "failed", "scn_c": "timeout", "scn_d": "setup"})
+            ],
         ),
     ]
 

@@ -32,9 +32,11 @@ from watcher.core.ratelimit import Sleep
 from watcher.core.storehealth import StoreHealth
 from watcher.core.summary import JobSummary
 from watcher.diff.summary import dashboard_url_for
+from watcher.diff.trend import DEFAULT_TREND_JOBS
 from watcher.pipeline.baseline import BaselineSection
 from watcher.pipeline.catchup import CatchUp
 from watcher.pipeline.comparer import job_comparer
+from watcher.pipeline.digest import DigestScheduler, digest_scheduler
 from watcher.pipeline.recording import SnapshotRecorder
 from watcher.pipeline.tracker import JobTracker
 from watcher.store import open_store
@@ -46,6 +48,7 @@ from watcher.web.status import StatusServer, create_status_app, start_status_ser
 log = logging.getLogger("benchwatch.service")
 
 POLL_JOB = "poll-cycle"
+DIGEST_JOB = "digests"
 TIMER_JOB = "rule-timers"
 HEARTBEAT_JOB = "lease-heartbeat"
 REFRESH_JOB = "notifier-refresh"
@@ -74,6 +77,7 @@ class Service:
         self.status: StatusServer | None = None
         self._store = open_store(loaded.state_location(), exclusive=True, lease_ttl_ms=self.config.state.lease_ttl_ms)
         self.gate: LeaseGate | None = None  # replicas (PostgreSQL): which jobs this one polls
+        self.digests: DigestScheduler | None = None  # `digests:`, built with the client
         self._cycle_lock = asyncio.Lock()
         self._step_locks: list[asyncio.Lock] = []  # one per scheduled side step (timers, heartbeat): see `_whole`
         self._last_cycle_end_ms: int | None = None
@@ -143,7 +147,8 @@ class Service:
             time_intervals=self.config.time_intervals,
         )
         dashboard_url = dashboard_url_for(base_url)
-        comparer = job_comparer(self.config.baseline, self._store, self.client, dashboard_url)
+        classes = self.config.failure_classes.table()
+        comparer = job_comparer(self.config.baseline, self._store, self.client, dashboard_url, classes)
         shared = self._store.shared
         self.tracker = JobTracker(
             self._store,
@@ -152,11 +157,14 @@ class Service:
             comparer=comparer,
             shared_rules=shared,
             catch_up=CatchUp(self.config.watch.catch_up.max_age_ms),
+            failure_classes=classes,
+            infra_alert_ratio=self.config.watch.infra_alert_ratio,
         )
         self._session = session
         self.worker = build_worker(self.config, self._store, session, self.clock, self.store_health)
         self.refresher = Refresher(self.clock)
         self.gate = LeaseGate(self._store, self.tracker, self.clock, self.store_health) if shared else None
+        self.digests = digest_scheduler(self.config.digests, self._store, self.client, classes)
         self.cycle = PollCycle(
             watch=self.config.watch,
             client=self.client,
@@ -191,6 +199,11 @@ class Service:
         scheduler.add_job(flush, "interval", seconds=1, id=TIMER_JOB, max_instances=1, coalesce=True)
         refresh = self._whole(self.refresh_notifiers)
         scheduler.add_job(refresh, "interval", seconds=1, id=REFRESH_JOB, max_instances=1, coalesce=True)
+        # Digests are due at a minute of the day: a look every 30 s is on time (always scheduled: a reload may add one).
+        digests = self._whole(self.send_digests)
+        scheduler.add_job(
+            digests, "interval", seconds=30, id=DIGEST_JOB, coalesce=True, next_run_time=datetime.now(UTC)
+        )
         if self.gate is not None:  # leases renewed three times per TTL, whatever the poll interval
             heartbeat_s = self.config.state.lease_ttl_ms / 3000
             heartbeat = self._whole(self.heartbeat)
@@ -299,6 +312,23 @@ class Service:
         1-second job); returns how many were re-sent. Every replica does it: re-posting an alert is idempotent."""
         return await self.refresher.refresh_due(self.worker.notifiers)
 
+    async def send_digests(self) -> int:
+        """Send the digests that are due (the scheduler's 30-second job; at start, the ones due while down);
+        replicas: only the one holding the timer claim. Returns how many notifications were queued."""
+        now_ms = self.clock.now_ms()
+        if self.digests is None or not self.store_health.writable:
+            return 0
+        try:
+            if self._store.shared and not await self._store.claim_timers(now_ms):
+                return 0
+            queued = await self.digests.run_due(now_ms)
+        except StoreError as exc:  # the database is away: the digests are still due when it returns
+            log.warning("sending digests failed: %s", exc)
+            return 0
+        if queued:
+            self.worker.wake()
+        return queued
+
     async def drain(self) -> int:
         """Send everything due now and wait for the sends to end (tests; `run` has the worker running instead)."""
         return await self.worker.drain()
@@ -354,9 +384,9 @@ class Service:
         return dashboard_url_for(self.client.base_url)
 
     def trend_jobs(self) -> int:
-        """The status page's trend window: `baseline.history` (its default without a `baseline:` section)."""
+        """The status page's trend window: 10 jobs, or `baseline.history` when that looks further back."""
         baseline = self.config.baseline if self.config.baseline is not None else BaselineSection()
-        return baseline.history
+        return max(DEFAULT_TREND_JOBS, baseline.history)
 
     def reload_soon(self) -> None:
         """Reload in the background (SIGHUP); a reload already under way is not started twice."""
@@ -392,7 +422,12 @@ class Service:
                 build_notifiers(new, self._store, self._session, self.clock), delivery_policies(new)
             )
             self.cycle.use_watch(new.watch)
-            self.tracker.comparer = job_comparer(new.baseline, self._store, self.client, self.tracker.dashboard_url)
+            classes = new.failure_classes.table()
+            dashboard_url = self.tracker.dashboard_url
+            self.tracker.comparer = job_comparer(new.baseline, self._store, self.client, dashboard_url, classes)
+            self.tracker.failure_classes = classes
+            self.digests = digest_scheduler(new.digests, self._store, self.client, classes)
+            self.tracker.infra_alert_ratio = new.watch.infra_alert_ratio
             self.health.unreachable_after_ms = new.watch.api_unreachable_after_ms
             if self.tracker.catch_up is not None:
                 self.tracker.catch_up.max_age_ms = new.watch.catch_up.max_age_ms

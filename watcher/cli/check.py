@@ -9,6 +9,8 @@ from rules.describe import describe_inhibit, describe_rule, describe_silence, de
 from watcher.app.config import Config, load_config
 from watcher.config.durations import format_duration_ms
 from watcher.core.events import events_json_schema
+from watcher.core.failureclass import FAILURE_CLASS_NAMES
+from watcher.pipeline.digest import DigestConfig
 
 
 async def check(args: argparse.Namespace) -> int:
@@ -35,7 +37,10 @@ async def check(args: argparse.Namespace) -> int:
             print(f"  {describe_silence(silence)}")
     _section("inhibit", [describe_inhibit(entry) for entry in config.inhibit])
     _section("time intervals", [describe_time_interval(interval) for interval in config.time_intervals])
-    unused = sorted(set(config.notifiers) - {name for rule in config.rules for name in rule.notify})
+    _section("digests", [_describe_digest(digest) for digest in config.digests])
+    _failure_classes_note(config)
+    used = {name for rule in config.rules for name in rule.notify} | {n for d in config.digests for n in d.notify}
+    unused = sorted(set(config.notifiers) - used)
     if unused:
         print(f"note: notifiers no rule uses: {', '.join(unused)}")
     _baseline_note(config)
@@ -50,6 +55,25 @@ def _section(title: str, lines: list[str]) -> None:
         print(f"{title} ({len(lines)}):")
         for line in lines:
             print(f"  {line}")
+
+
+def _describe_digest(digest: DigestConfig) -> str:
+    """`daily: every 1d at 09:00 Europe/Paris, jobs matching job_name=nightly-* → research-slack`."""
+    matching = ", ".join(f"{path}={matcher.raw}" for path, matcher in digest.match.items()) or "every job"
+    every = format_duration_ms(digest.every_ms)
+    return f"{digest.name}: every {every} at {digest.at} {digest.time_zone}, {matching} → {', '.join(digest.notify)}"
+
+
+def _failure_classes_note(config: Config) -> None:
+    """Say which exception types the config adds to (or moves within) the built-in table of failure classes, and
+    when `job.infra_degraded` is told — when the config says anything of them."""
+    section = config.failure_classes
+    added = [f"{name}: {', '.join(getattr(section, name))}" for name in FAILURE_CLASS_NAMES if getattr(section, name)]
+    if added:
+        print(f"failure classes, besides the built-in table: {'; '.join(added)}")
+    if added or "infra_alert_ratio" in config.watch.model_fields_set:
+        ratio = config.watch.infra_alert_ratio
+        print(f"job.infra_degraded: {'never' if ratio is None else f'past {ratio:.0%} of scenarios failed in setup'}")
 
 
 def _baseline_note(config: Config) -> None:

@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job(sub)
     _add_wait(sub)
     _add_compare(sub)
+    _add_digest(sub)
     _add_replay(sub)
     _add_record(sub)
     _add_check(sub)
@@ -182,6 +183,13 @@ def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--json", action="store_true", help="events as JSON lines, then one JSON summary line")
     p.add_argument("--junit", type=Path, metavar="PATH", help="also write the scenario outcomes as JUnit XML")
+    p.add_argument(
+        "--summary-markdown",
+        type=Path,
+        metavar="FILE",
+        help="also write the summary (and the comparison) as markdown; with $GITHUB_STEP_SUMMARY set, it is "
+        "appended there too",
+    )
     _add_wait_baseline(p)
     p.set_defaults(handler="watcher.cli.wait.command:wait_command")
 
@@ -213,12 +221,43 @@ def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _add_api_options(p)
     p.add_argument("job_id", metavar="JOB", help="the job's id (bmj_...)")
     p.add_argument("baseline_job_id", metavar="BASELINE_JOB", nargs="?", help="compare with this job instead")
-    p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    p.add_argument(
+        "--format",
+        choices=["text", "json", "markdown"],
+        default="text",
+        help="a table per agent, one JSON object, or markdown for a pull request comment (default: %(default)s)",
+    )
+    p.add_argument("--json", action="store_true", help="the same as --format json")
     p.add_argument(
         "--history", type=_non_negative_int, metavar="N", help="with --json: each agent's score over the last N jobs"
     )
+    p.add_argument(
+        "--count-setup-failures",
+        action="store_true",
+        help="count scenarios that failed in setup as the agent's (by default they are listed apart)",
+    )
+    p.add_argument(
+        "--min-effect",
+        type=_effect,
+        metavar="X",
+        help="the drop in pass rate (0 < X < 1) to warn about when too few scenarios could show it (default: 0.05)",
+    )
     _add_state_options(p)
     p.set_defaults(handler="watcher.cli.compare:compare_command")
+
+
+def _add_digest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "digest",
+        help="print a digest now (the jobs that finished, scores, regressions, infra failures), without sending it",
+        description="Print each digest of the config's `digests:` (or the one named) over the last --since, as it "
+        "would be sent, without sending it or moving its schedule. With no digest configured, one over every job "
+        "that finished. See docs/digests.md.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="the config file (its state and digests)")
+    p.add_argument("--since", default="24h", help="the period, ending now (default: %(default)s)")
+    p.add_argument("--name", help="only the digest of this name")
+    p.set_defaults(handler="watcher.cli.digest:digest_command")
 
 
 def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -370,6 +409,13 @@ def _share(raw: str) -> float:
     value = float(raw)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {raw}")
+    return value
+
+
+def _effect(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (a 5-point drop is 0.05), got {raw}")
     return value
 
 

@@ -137,8 +137,16 @@ def _tracker(store: Store, config: LoadedConfig | None) -> JobTracker:
     )
     dashboard_url = dashboard_url_for(config.config.runloop.resolved_base_url({}))
     # A dry run asks no API: baselines come from jobs replayed before (and kept in --state).
-    comparer = job_comparer(config.config.baseline, store, None, dashboard_url)
-    return JobTracker(store, router=router, dashboard_url=dashboard_url, comparer=comparer)
+    classes = config.config.failure_classes.table()
+    comparer = job_comparer(config.config.baseline, store, None, dashboard_url, classes)
+    return JobTracker(
+        store,
+        router=router,
+        dashboard_url=dashboard_url,
+        comparer=comparer,
+        failure_classes=classes,
+        infra_alert_ratio=config.config.watch.infra_alert_ratio,
+    )
 
 
 async def _flush_remaining(tracker: JobTracker, out: TextIO, notes: TextIO | None) -> int:

@@ -26,12 +26,14 @@ from rules.persist import (
 )
 from rules.silences import load_runtime_silences
 from watcher.core.events import Event
+from watcher.core.failureclass import DEFAULT_FAILURE_CLASSES, FailureClasses
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
 from watcher.core.records import StateRow
 from watcher.core.snapshot import Snapshot
 from watcher.core.summary import JobSummary
-from watcher.diff.jobs import DiffResult, diff, unchanged
+from watcher.diff.infra import DEFAULT_INFRA_ALERT_RATIO, infra_degraded
+from watcher.diff.jobs import DiffResult, created_memory, diff, unchanged
 from watcher.diff.summary import running_scores, summarize
 from watcher.pipeline.catchup import CatchUp
 from watcher.pipeline.comparer import JobComparer
@@ -74,10 +76,14 @@ class JobTracker:
         comparer: JobComparer | None = None,
         shared_rules: bool = False,
         catch_up: CatchUp | None = None,
+        failure_classes: FailureClasses = DEFAULT_FAILURE_CLASSES,
+        infra_alert_ratio: float | None = DEFAULT_INFRA_ALERT_RATIO,
     ) -> None:
         self.store = store
         self.router = router
         self.dashboard_url = dashboard_url
+        self.failure_classes = failure_classes  # setup, timeout or agent: `failure_classes:`
+        self.infra_alert_ratio = infra_alert_ratio  # job.infra_degraded over this share of setup failures
         self.comparer = comparer  # compares a job that completes with its baseline (`baseline:`)
         self.catch_up = catch_up  # which jobs new to the watcher are told in full (the service's; None: none)
         # Replicas share the rule state in the store: read it afresh before routing or flushing, never cached.
@@ -99,13 +105,18 @@ class JobTracker:
         if memory is None:
             memory = await self.store.load_memory(job_id)
         late = memory is None and self.catch_up is not None and self.catch_up.applies(snapshot.job, snapshot.at_ms)
-        result = diff(memory, snapshot, catch_up=late)
+        result = diff(memory, snapshot, self.failure_classes, catch_up=late)
         for warning in result.warnings:
             self._warn_once(warning)
+        degraded = infra_degraded(
+            created_memory(snapshot) if late else memory, snapshot, self.failure_classes, self.infra_alert_ratio
+        )
+        if degraded is not None and late:
+            degraded = degraded.model_copy(update={"late": True})
         compared, kept = (
             await self.comparer.after_poll(snapshot, memory, result.memory, late=late) if self.comparer else ((), [])
         )
-        events = (*result.events, *compared)
+        events = (*result.events, *((degraded,) if degraded is not None else ()), *compared)
         async with self._rules_exclusive(bool(events)):
             observation = await self._route_and_commit(snapshot, memory, result, events, kept)
         self._remember(result.memory)
@@ -365,7 +376,9 @@ class JobTracker:
     def _summary(self, snapshot: Snapshot, memory: JobMemory) -> JobSummary:
         run_counts = {run_id: memo.counts for run_id, memo in memory.runs.items() if memo.counts is not None}
         run_scores = running_scores(snapshot.scenario_runs)
-        return summarize(snapshot.job, memory.counters, run_counts, self.dashboard_url, run_scores)
+        return summarize(
+            snapshot.job, memory.counters, run_counts, self.dashboard_url, run_scores, classes=self.failure_classes
+        )
 
 
 def _material(memory: JobMemory) -> JobMemory:

@@ -17,6 +17,7 @@ from rules.persist import load_rule_state
 from rules.silences import RuntimeSilence, load_runtime_silences
 from watcher.core.eventlines import event_line
 from watcher.core.events import ScenarioFailed, ScenarioTimedOut
+from watcher.core.failureclass import FailureClass
 from watcher.core.memory import JobMemory
 from watcher.core.summary import MAX_FAILURE_EXAMPLES, AgentSummary, FailureExample, FailureGroup, JobSummary
 from watcher.store.protocol import Store, StoredEvent
@@ -116,7 +117,7 @@ async def _with_failures(row: JobRow, store: Store) -> JobRow:
     a restart) they are grouped from the recorded scenario.failed and scenario.timed_out events."""
     if row.failures or not any(bar.failed or bar.timed_out for bar in row.bars):
         return row
-    examples: dict[str, list[FailureExample]] = {}
+    examples: dict[tuple[str, FailureClass], list[FailureExample]] = {}
     for kind in ("scenario.failed", "scenario.timed_out"):
         for item in await store.events(job_id=row.job_id, kind=kind, limit=FAILURE_EVENTS_READ, newest_first=True):
             event = item.event
@@ -124,7 +125,7 @@ async def _with_failures(row: JobRow, store: Store) -> JobRow:
                 continue
             reason = event.failure_reason
             exception_type = reason.exception_type if reason is not None else kind.removeprefix("scenario.")
-            examples.setdefault(exception_type, []).append(
+            examples.setdefault((exception_type, event.failure_class or "agent"), []).append(
                 FailureExample(
                     scenario_name=event.scenario_name or event.scenario_definition_id,
                     agent_name=event.agent_name,
@@ -134,8 +135,13 @@ async def _with_failures(row: JobRow, store: Store) -> JobRow:
             )
     groups = sorted(examples.items(), key=lambda item: (-len(item[1]), item[0]))
     failures = tuple(
-        FailureGroup(exception_type=kind, count=len(found), examples=tuple(found[:MAX_FAILURE_EXAMPLES]))
-        for kind, found in groups
+        FailureGroup(
+            exception_type=kind,
+            failure_class=failure_class,
+            count=len(found),
+            examples=tuple(found[:MAX_FAILURE_EXAMPLES]),
+        )
+        for (kind, failure_class), found in groups
     )
     return dataclasses.replace(row, failures=failures)
 

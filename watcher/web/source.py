@@ -63,7 +63,7 @@ class StatusSource(Protocol):
         ...
 
     def trend_jobs(self) -> int:
-        """How many comparable jobs a trend chart covers: the config's `baseline.history`, else its default."""
+        """How many comparable jobs a trend chart covers: 10, or the config's `baseline.history` when larger."""
         ...
 
 

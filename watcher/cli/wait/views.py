@@ -23,7 +23,8 @@ from watcher.cli.wait.defaults import EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE
 from watcher.cli.wait.model import AgentProgress, RunningScenario, ThresholdMiss, WaitProgress, WaitResult, WaitView
 from watcher.config.durations import format_duration_ms
 from watcher.core.eventlines import event_line
-from watcher.core.events import Counters, Event, JobProgress, WatcherApiUnreachable
+from watcher.core.events import Counters, Event, JobCompared, JobProgress, WatcherApiUnreachable
+from watcher.core.failureclass import FailureCounts
 from watcher.core.summary import AgentSummary, FailureGroup, JobSummary
 
 PLAIN_WIDTH = 120
@@ -77,6 +78,7 @@ class SummaryLine(BaseModel):
     pass_rate: float | None
     failure_rate: float | None
     failures: tuple[FailureGroup, ...]
+    failures_by_class: FailureCounts | None
     thresholds: ThresholdReport
     failure_reason: str | None
     counts: Counters | None
@@ -98,6 +100,7 @@ def summary_line(result: WaitResult) -> str:
         pass_rate=_job_pass_rate(agents),
         failure_rate=summary.failure_rate if summary else None,
         failures=summary.failures if summary else (),
+        failures_by_class=summary.failures_by_class if summary else None,
         thresholds=ThresholdReport(
             min_score=result.thresholds.min_score,
             max_failure_rate=result.thresholds.max_failure_rate,
@@ -324,8 +327,10 @@ def final_report(result: WaitResult) -> RenderableType:
     if result.summary is not None:
         parts.append(agents_table(result.summary, result.passed))
         parts.append(Text(PASSED_NOTE, style="dim"))
-        parts.extend(_failure_lines(result.summary.failures))
+        parts.extend(_failure_lines(result.summary.failures, result.summary.failures_by_class.text()))
         parts.extend(_link_lines(result.summary))
+    if result.comparison is not None:
+        parts.extend(_power_lines(result.comparison))
     style = "green" if result.exit_code == EXIT_OK else "red"
     parts.append(Text(f"exit {result.exit_code}: {result.reason}", style=style))
     return Group(*parts)
@@ -358,12 +363,12 @@ def agents_table(summary: JobSummary, passed: Mapping[str, int]) -> Table:
     return table
 
 
-def _failure_lines(groups: Sequence[FailureGroup]) -> list[Text]:
+def _failure_lines(groups: Sequence[FailureGroup], by_class: str) -> list[Text]:
     if not groups:
         return []
-    lines = [Text("failures by type:", style="bold")]
+    lines = [Text(f"failures by type: {by_class}" if by_class else "failures by type:", style="bold")]
     for group in groups:
-        lines.append(Text(f"  {group.exception_type} ×{group.count}", style="red"))
+        lines.append(Text(f"  {group.exception_type} ×{group.count} ({group.failure_class})", style="red"))
         for example in group.examples:
             lines.append(Text(f"    {example.scenario_name} ({example.agent_name or '?'}): {example.message}"))
             if example.url:
@@ -371,6 +376,15 @@ def _failure_lines(groups: Sequence[FailureGroup]) -> list[Text]:
         if group.count > len(group.examples):
             lines.append(Text(f"    … and {group.count - len(group.examples)} more", style="dim"))
     return lines
+
+
+def _power_lines(comparison: JobCompared) -> list[Text]:
+    """Each agent whose comparison could not have seen a `min_effect` drop, in words."""
+    return [
+        Text(f"vs {comparison.baseline_job_name}: {agent.agent_name}: {agent.power_warning}", style="yellow")
+        for agent in comparison.agents
+        if agent.power_warning
+    ]
 
 
 def _link_lines(summary: JobSummary) -> list[Text]:
