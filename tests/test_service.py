@@ -24,7 +24,7 @@ from tests.lifecycle import SECRET, add_jobs, all_finished, difference, expected
 from watcher.app.config import LoadedConfig, load_config
 from watcher.app.service import Service
 from watcher.core.clock import ManualClock
-from watcher.simulator import Faults, Simulator, create_app
+from watcher.simulator import Faults, RawJson, Simulator, create_app
 from watcher.store.sqlite import SQLiteStore
 
 INTERVAL_MS = 10_000
@@ -218,3 +218,23 @@ def _last_listing(request_log: list[str]) -> int:
 def _bound_port(lines: list[str]) -> int:
     line = next(line for line in lines if line.startswith("status endpoint on"))
     return int(line.split("http://", 1)[1].split(" ", 1)[0].rsplit(":", 1)[1])
+
+
+async def test_a_score_of_1e400_is_unknown_and_delivery_goes_on(world: World) -> None:
+    """`average_score: 1e400` overflows to infinity; stored, that was JSON `null` where a number must be, and
+    reading the outbox back failed: every delivery stopped for good. Non-finite numbers are unknown (None)."""
+    service = world.service(world.loaded())
+    async with service.started():
+        await world.step(service)  # the jobs known, still initializing
+        world.clock.advance(3_600_000)  # both ended meanwhile; their outcomes come with an overflowing score
+        for plan in world.sim.jobs():
+            outcomes = world.sim.job_view(plan.job_id)["benchmark_outcomes"] or []
+            hostile = [{**outcome, "average_score": RawJson(b"1e400")} for outcome in outcomes]
+            world.sim.tamper(plan.job_id, {"benchmark_outcomes": hostile})
+        await world.until_all_told(service)
+        assert (await service.readiness())[0]
+        pending = await service.store.outbox_counts()
+    runs = [d.payload for d in unique(world.receiver) if d.payload["rule"] == "runs"]
+    assert runs and all(event["average_score"] is None for payload in runs for event in payload["events"])
+    assert all(payload["summary"]["scores"] == {} for payload in runs)
+    assert set(pending) == {"sent"}

@@ -210,3 +210,14 @@ async def test_tampered_fields_are_served_over_the_truth_until_cleared(sim: Simu
         assert (await http.put(f"{sim_url}/_sim/jobs/{plan.job_id}/tamper", json=[1])).status == 400
         await http.put(f"{sim_url}/_sim/jobs/{plan.job_id}/tamper", json={})
         assert (await (await http.get(url)).json())["name"] == "honest"
+
+
+async def test_raw_bytes_are_served_where_a_tampered_value_goes(sim: Simulator, sim_url: str) -> None:
+    plan = sim.add_job(SimJobSpec(name="raw"))
+    fields = {"average": {"$raw": "1e400"}, "notes": {"$raw_base64": "ImNhZuki"}}
+    async with aiohttp.ClientSession() as http:
+        put = await http.put(f"{sim_url}/_sim/jobs/{plan.job_id}/tamper", json=fields)
+        assert put.status == 200
+        body = await (await http.get(f"{sim_url}/v1/benchmark_jobs/{plan.job_id}")).read()
+        listed = await (await http.get(f"{sim_url}/v1/benchmark_jobs")).read()
+    assert b'"average":1e400,"notes":"caf\xe9"' in body and b'"average":1e400,"notes":"caf\xe9"' in listed

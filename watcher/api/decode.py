@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -26,10 +28,46 @@ def decode_page(path: str, body: bytes) -> ScenarioRunPage:
     """Decode a scenario-run page; MalformedResponseError when it is not JSON, SchemaError when not a page."""
     try:
         return _PAGE.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return _decode_leniently(path, body)  # the slow path, only for a page the fast decoder refused
+
+
+def _decode_leniently(path: str, body: bytes) -> ScenarioRunPage:
+    """A page the fast decoder refused, read again as the job views are: a number too large for a float (`1e400`)
+    or `NaN` / `Infinity` reads as unknown (None). Bytes that are not JSON at all may be a mangled answer
+    (MalformedResponseError: retried); JSON that no retry will fix — invalid UTF-8, a lone surrogate, nesting too
+    deep — is that run's SchemaError, which costs its job's poll only."""
+    try:
+        data = json.loads(body)
+    except UnicodeDecodeError:
+        raise SchemaError(f"GET {path}: response is not valid UTF-8", status=200) from None
+    except RecursionError:
+        raise SchemaError(f"GET {path}: response is nested too deep", status=200) from None
+    except ValueError:
+        raise MalformedResponseError(f"GET {path}: response is not valid JSON", status=200) from None
+    try:
+        return msgspec.convert(finite_or_none(data), ScenarioRunPage, strict=False)
     except msgspec.ValidationError as exc:
         raise SchemaError(f"GET {path}: unexpected response shape: {exc}", status=200) from None
-    except msgspec.DecodeError:
-        raise MalformedResponseError(f"GET {path}: response is not valid JSON", status=200) from None
+    except UnicodeEncodeError:  # a lone surrogate (`\ud83d`), which no store or terminal can hold
+        raise SchemaError(f"GET {path}: response holds an invalid unicode escape", status=200) from None
+    except RecursionError:
+        raise SchemaError(f"GET {path}: response is nested too deep", status=200) from None
+
+
+def finite_or_none(value: Any) -> Any:
+    """`value` (parsed JSON) with every non-finite number read as unknown (None), and every string checked to be
+    encodable (UnicodeEncodeError for a lone surrogate)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        value.encode()
+        return value
+    if isinstance(value, list):
+        return [finite_or_none(item) for item in value]
+    if isinstance(value, dict):
+        return {finite_or_none(key): finite_or_none(item) for key, item in value.items()}
+    return value
 
 
 def decode_pages(run_id: str, bodies: Sequence[bytes]) -> tuple[ScenarioRunStatus, ...]:

@@ -7,9 +7,11 @@ failing. Only what a watcher cannot do without (ids, names, states) is required.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
+from pydantic_core import PydanticUseDefault
 
 
 class JobState:
@@ -60,6 +62,23 @@ class ScenarioRunState:
     ALL: Final = (RUNNING, SCORING, SCORED, COMPLETED, CANCELED, TIMEOUT, FAILED)
 
 
+def _absent_unless_finite(value: Any) -> Any:
+    """A non-finite number (`1e400` overflows to infinity; `NaN`, `Infinity`) reads as absent: the field's default,
+    None for an optional one. Infinity would be stored as JSON `null` and fail to read back."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticUseDefault
+    return value
+
+
+_FINITE = BeforeValidator(_absent_unless_finite)
+Number = Annotated[float | None, _FINITE]
+"""An optional number from the API; a non-finite one is unknown (None)."""
+Count = Annotated[int, _FINITE]
+"""A counter from the API (default 0); a non-finite one reads as absent."""
+OptionalInt = Annotated[int | None, _FINITE]
+"""An optional integer from the API (durations, times); a non-finite one is unknown (None)."""
+
+
 class ApiModel(BaseModel):
     """Base of every API model: immutable, keeps unknown fields, ignores nothing it was given."""
 
@@ -80,8 +99,8 @@ class ScenarioOutcome(ApiModel):
     scenario_name: str = ""
     state: str
     scenario_run_id: str | None = None
-    score: float | None = None
-    duration_ms: int | None = None
+    score: Number = None
+    duration_ms: OptionalInt = None
     failure_reason: FailureReason | None = None
 
 
@@ -91,11 +110,11 @@ class BenchmarkOutcome(ApiModel):
     benchmark_run_id: str
     agent_name: str
     model_name: str | None = None
-    n_completed: int = 0
-    n_failed: int = 0
-    n_timeout: int = 0
-    average_score: float | None = None
-    duration_ms: int | None = None
+    n_completed: Count = 0
+    n_failed: Count = 0
+    n_timeout: Count = 0
+    average_score: Number = None
+    duration_ms: OptionalInt = None
     scenario_outcomes: tuple[ScenarioOutcome, ...] | None = None
 
 
@@ -113,7 +132,7 @@ class JobAgentConfig(ApiModel):
     name: str
     agent_id: str | None = None
     model_name: str | None = None
-    timeout_seconds: float | None = None
+    timeout_seconds: Number = None
     # `kwargs` on the wire; renamed here because pydantic's generated __init__ takes **kwargs
     agent_kwargs: dict[str, Any] | None = Field(None, alias="kwargs")
     agent_environment: AgentEnvironment | None = None
@@ -150,8 +169,8 @@ class InProgressRun(ApiModel):
 
     benchmark_run_id: str
     state: str
-    start_time_ms: int | None = None
-    duration_ms: int | None = None
+    start_time_ms: OptionalInt = None
+    duration_ms: OptionalInt = None
     agent_config: RunAgentConfig | None = None
 
     @property
@@ -210,9 +229,9 @@ JobSource = Annotated[
 class OrchestratorConfig(ApiModel):
     """How the orchestrator runs a job's scenarios."""
 
-    n_concurrent_trials: int | None = None
-    n_attempts: int | None = None
-    timeout_multiplier: float | None = None
+    n_concurrent_trials: OptionalInt = None
+    n_attempts: OptionalInt = None
+    timeout_multiplier: Number = None
     quiet: bool | None = None
 
 
@@ -253,7 +272,7 @@ class BenchmarkJobListView(ApiModel):
 
     jobs: tuple[BenchmarkJobView, ...] = ()
     has_more: bool = False
-    total_count: int | None = None
+    total_count: OptionalInt = None
 
 
 class BenchmarkRunView(ApiModel):
@@ -261,11 +280,11 @@ class BenchmarkRunView(ApiModel):
 
     id: str
     state: str
-    start_time_ms: int | None = None
+    start_time_ms: OptionalInt = None
     benchmark_id: str | None = None
     name: str | None = None
-    duration_ms: int | None = None
-    score: float | None = None
+    duration_ms: OptionalInt = None
+    score: Number = None
     metadata: dict[str, str] | None = None
     purpose: str | None = None
 
@@ -273,7 +292,7 @@ class BenchmarkRunView(ApiModel):
 class ScoringFunctionResult(ApiModel):
     """Result of one scoring function of a scenario run."""
 
-    score: float | None = None
+    score: Number = None
     scoring_function_name: str | None = None
     output: str | None = None
     state: str | None = None
@@ -282,7 +301,7 @@ class ScoringFunctionResult(ApiModel):
 class ScoringContractResult(ApiModel):
     """Total score of a scenario run."""
 
-    score: float | None = None
+    score: Number = None
     scoring_function_results: tuple[ScoringFunctionResult, ...] | None = None
 
 
@@ -295,8 +314,8 @@ class ScenarioRunView(ApiModel):
     name: str | None = None
     devbox_id: str | None = None
     benchmark_run_id: str | None = None
-    start_time_ms: int | None = None
-    duration_ms: int | None = None
+    start_time_ms: OptionalInt = None
+    duration_ms: OptionalInt = None
     scoring_contract_result: ScoringContractResult | None = None
     metadata: dict[str, str] | None = None
     purpose: str | None = None
@@ -312,4 +331,4 @@ class ScenarioRunListView(ApiModel):
 
     runs: tuple[ScenarioRunView, ...] = ()
     has_more: bool = False
-    total_count: int | None = None
+    total_count: OptionalInt = None
