@@ -25,7 +25,7 @@ from watcher.core.models import BenchmarkJobView
 from watcher.core.snapshot import Snapshot
 from watcher.diff.jobs import diff
 from watcher.diff.timers import stall
-from watcher.simulator import Faults, SimAgent, SimJobSpec, Simulator
+from watcher.simulator import Faults, RawJson, SimAgent, SimJobSpec, Simulator
 from watcher.store.sqlite import SQLiteStore
 
 MINUTE = 60_000
@@ -239,6 +239,43 @@ async def test_a_malformed_watched_job_is_reported_once_and_is_not_an_outage(
     assert [e.job_name for e in rig.events if e.kind == "job.discovered"] == ["fine"]
     assert "watcher.api_unreachable" not in rig.kinds()
     assert sum(bad.job_id in r.getMessage() and "malformed" in r.getMessage() for r in caplog.records) == 1
+
+
+UNREADABLE = {
+    "invalid UTF-8": {"notes": RawJson(b'"caf\xe9"')},
+    "a lone surrogate": {"notes": "\ud83d"},
+    "bad bytes in a field never read": {"job_spec": {"extra": RawJson(b'"\xff\xfe"')}},
+    "an unknown field nested 1,000 deep": {"notes": RawJson(b"[" * 1000 + b"]" * 1000)},
+}
+
+
+@pytest.mark.parametrize("fields", UNREADABLE.values(), ids=UNREADABLE.keys())
+async def test_one_job_of_unreadable_bytes_costs_that_job_only(
+    sim: Simulator, rig_factory: Any, caplog: pytest.LogCaptureFixture, fields: dict[str, Any]
+) -> None:
+    """Bytes no JSON reader takes, in one job, made the whole list page fail every cycle (every job unseen) and
+    its own GET an API failure retried six times. Now the page is read item by item, and the GET is that job's
+    malformed data: reported once, not retried, not an outage."""
+    good = [sim.add_job(SimJobSpec(name=f"nightly-{i}")) for i in range(3)]
+    bad = sim.add_job(SimJobSpec(name="nightly-bad"))  # the newest: first on the list
+    sim.tamper(bad.job_id, fields)
+    rig = await rig_factory(discover={"name": "nightly-*"}, api_unreachable_after="1m")
+    for _ in range(3):
+        await rig.run(MINUTE)
+    assert {e.job_id for e in rig.events if e.kind == "job.discovered"} == {plan.job_id for plan in good}
+    skipped = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(skipped) == 1 and bad.job_id in skipped[0]
+    caplog.clear()
+    watched = await rig_factory(jobs=[bad.job_id, good[0].job_id], api_unreachable_after="1m")
+    requests = len(sim.request_log)
+    for _ in range(3):
+        await watched.run(MINUTE)
+    assert [e.job_name for e in watched.events if e.kind == "job.discovered"] == ["nightly-0"]
+    assert "watcher.api_unreachable" not in watched.kinds()
+    assert sum(bad.job_id in line for line in list(sim.request_log)[requests:]) == 3  # once a cycle: no retries
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum(bad.job_id in line and "malformed" in line for line in messages) == 1
+    assert not [r for r in caplog.records if r.exc_info]
 
 
 async def test_a_job_answering_404_twice_vanishes(tmp_path: Path, rig_factory: Any) -> None:

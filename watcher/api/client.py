@@ -396,9 +396,22 @@ def parse_body(path: str, body: bytes, model: type[ModelT]) -> ModelT:
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         if first["type"] == "json_invalid":
-            raise MalformedResponseError(f"GET {path}: response is not valid JSON", status=200) from None
+            raise json_error(path, first["msg"]) from None
         where = ".".join(str(part) for part in first["loc"]) or "body"
         raise SchemaError(f"GET {path}: unexpected response shape at {where}: {first['msg']}", status=200) from None
+
+
+# What pydantic's JSON reader says of bytes no retry will fix: invalid UTF-8, a lone surrogate escape, nesting past
+# its limit (200). A truncated or mangled answer says "EOF while parsing …" or "expected value" instead.
+_UNREADABLE = ("unicode", "surrogate", "hex escape", "recursion limit")
+
+
+def json_error(path: str, problem: str) -> RunloopApiError:
+    """The error for a body that is not valid JSON: a mangled answer may read on a retry (MalformedResponseError);
+    bytes no retry will fix are the data's fault (SchemaError: that job's poll, reported once, not retried)."""
+    if any(word in problem for word in _UNREADABLE):
+        return SchemaError(f"GET {path}: response cannot be read: {problem.removeprefix('Invalid JSON: ')}", status=200)
+    return MalformedResponseError(f"GET {path}: response is not valid JSON", status=200)
 
 
 def _raw(path: str, body: bytes) -> bytes:
