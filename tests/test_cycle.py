@@ -278,6 +278,29 @@ async def test_one_job_of_unreadable_bytes_costs_that_job_only(
     assert not [r for r in caplog.records if r.exc_info]
 
 
+async def test_a_slow_job_holds_neither_the_cycle_nor_the_other_jobs_and_its_poll_has_a_deadline(
+    sim: Simulator, rig_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job GET trickling at 20 bytes/s held a cycle — every job's next poll — for each of its retries' 30 s. Now
+    a cycle waits for its polls only so long; a slow poll goes on alone, and `watch.poll_timeout` ends it."""
+    slow, fast = sim.add_job(SimJobSpec(name="slow")), sim.add_job(SimJobSpec(name="fast"))
+    rig = await rig_factory(jobs=[slow.job_id, fast.job_id], poll_timeout="1s")
+    await rig.run()  # both known
+    sim.slow(slow.job_id, 20)
+    started = time.monotonic()
+    first = await asyncio.wait_for(rig.cycle.run(wait_s=0.2), timeout=5)
+    second = await asyncio.wait_for(rig.cycle.run(wait_s=0.2), timeout=5)
+    assert time.monotonic() - started < 0.9  # neither cycle waited for the slow job
+    assert (first.polled, second.polled) == (1, 1)  # the fast job, each cycle; the slow one is still being read
+    assert rig.requests_for(slow.job_id) == 2  # the first poll's GET only: never two polls of a job at once
+    await rig.cycle.settle(5)  # waits for the slow poll: it ends at its deadline, not after the GET's 30 s
+    assert not rig.cycle.polls_running() and time.monotonic() - started < 2
+    third = await rig.cycle.run(wait_s=0.2)
+    assert third.failed == 1 and third.api_errors[0].reason == "timeout"  # the slow poll, counted once it ended
+    assert any("no answer within 1s (watch.poll_timeout)" in r.getMessage() for r in caplog.records)
+    await rig.cycle.settle(0)  # the third cycle's poll of the slow job: cancelled, as a stop does
+
+
 async def test_a_job_answering_404_twice_vanishes(tmp_path: Path, rig_factory: Any) -> None:
     rig = await rig_factory(jobs=["bmj_gone"])
     job = BenchmarkJobView.model_validate({"id": "bmj_gone", "name": "gone", "state": "running", "create_time_ms": 0})

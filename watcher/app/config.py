@@ -53,6 +53,9 @@ class WatchSection(StrictModel):
     max_concurrent_requests: int = Field(8, ge=1, le=256)
     max_requests_per_s: float | None = Field(20.0, gt=0)
     api_unreachable_after_ms: DurationMs = Field(5 * 60_000, alias="api_unreachable_after", ge=1000)
+    poll_timeout_ms: DurationMs = Field(
+        60_000, alias="poll_timeout", ge=1000, description="one job's poll, retries included, is given up after this"
+    )
     jitter: float = Field(0.1, ge=0, le=0.5, description="each cycle starts up to this share of the interval late")
     spread: float = Field(0.7, ge=0, le=0.9, description="a cycle's polls start evenly over this share of the interval")
 

@@ -115,6 +115,7 @@ class Service:
                     await self._start_status()
                     yield self
                 finally:
+                    await self.cycle.settle(0)  # a poll still running past its cycle: cancelled, nothing recorded
                     await self._close_endpoints()
         finally:
             await self._store.close()
@@ -217,7 +218,10 @@ class Service:
                 log.warning("reading the runtime silences failed (%s); the previous ones stay", exc)
             except Exception:  # not the store: a bug, whose traceback is worth its lines
                 log.warning("reading the runtime silences failed; the previous ones stay", exc_info=True)
-            report = await self.cycle.run(spread_s=self._interval_s() * self.config.watch.spread)
+            # A cycle waits for its polls one interval at most: a slow job's poll goes on alone, and the next
+            # cycle polls every other job on time (watch.poll_timeout bounds the slow one).
+            interval_s = self._interval_s()
+            report = await self.cycle.run(spread_s=interval_s * self.config.watch.spread, wait_s=interval_s)
             elapsed_s = time.monotonic() - started
             self._cycles += 1
             self._last_cycle_end_ms = self.clock.now_ms()
@@ -377,10 +381,12 @@ class Service:
         log.info("stopping: no new poll cycles or sends; finishing what is under way (at most %.0fs)", STOP_GRACE_S)
         scheduler.pause()
         worker_stopped = asyncio.create_task(self.worker.stop(grace_s=STOP_GRACE_S), name="stop deliveries")
+        grace_ends = time.monotonic() + STOP_GRACE_S
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_GRACE_S):
                 for lock in [self._cycle_lock, *self._step_locks]:
                     await lock.acquire()
+        await self.cycle.settle(max(grace_ends - time.monotonic(), 0))  # polls that outlived their cycle
         scheduler.shutdown(wait=False)
         await worker_stopped
         worker_task.cancel()
