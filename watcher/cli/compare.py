@@ -18,6 +18,7 @@ from watcher.app.outcomes import OutcomeArchive
 from watcher.cli.errors import EXIT_API, EXIT_OK
 from watcher.core.comparison import AgentComparison, JobOutcomes, ScenarioRef
 from watcher.core.models import JobState
+from watcher.core.printable import printable
 from watcher.diff.summary import dashboard_url_for
 from watcher.diff.trend import TrendPoint, agent_trend, drop_marks, sparkline
 from watcher.store import open_store
@@ -170,4 +171,4 @@ def _signed(value: float) -> str:
 
 def _clean(text: str) -> str:
     """API text on one terminal line: control characters (escape sequences, breaks) become spaces."""
-    return "".join(ch if ch.isprintable() else " " for ch in text)
+    return printable(text)

@@ -423,9 +423,10 @@ def _exit_code(exc: Exception) -> int:
 
 def _fail(message: str, code: int) -> int:
     from watcher.cli.retry_status import clear_status
+    from watcher.core.printable import printable
 
     clear_status()  # the error replaces the retries' status line: said once
-    print(f"benchwatch: error: {message}", file=sys.stderr)
+    print(f"benchwatch: error: {printable(message)}", file=sys.stderr)
     return code
 
 

@@ -16,6 +16,7 @@ from watcher.app.silences import SilenceError, UnknownSilence, add_silence, expi
 from watcher.app.silences import request_from_args as silence_request
 from watcher.cli.errors import UsageError
 from watcher.core.clock import SystemClock
+from watcher.core.printable import printable
 from watcher.store import open_store
 from watcher.store.location import redact_url
 
@@ -26,7 +27,7 @@ def _when(ms: int) -> str:
 
 def _line(silence: RuntimeSilence, now_ms: int) -> str:
     comment = f"  # {silence.comment}" if silence.comment else ""
-    return (
+    return printable(
         f"{silence.id}  {silence.state_at(now_ms):<7} {_when(silence.starts_ms)} → {_when(silence.ends_ms)}  "
         f"{silence.matchers_text()}{comment}"
     )
