@@ -137,3 +137,16 @@ def test_a_hundred_mutated_configs_load_or_fail_with_a_config_error(tmp_path: Pa
     assert report.crashes == []
     assert report.total == 100 and report.accepted > 5 and report.rejected > 50
     assert time.monotonic() - started < 10
+
+
+def test_check_never_prints_a_file_read_for_a_key_that_is_not_a_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`when_file: /proc/self/environ` was read into `when`, and the expression's error printed it: every variable."""
+    monkeypatch.setenv("BENCHWATCH_CANARY", "hunter2-canary")
+    path = tmp_path / "benchwatch.yaml"
+    path.write_text(BASE + "    when_file: /proc/self/environ\n")
+    assert main(["check", str(path)]) == 2
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert "when_file: only a secret key can be read from a file" in output and "hunter2-canary" not in output
