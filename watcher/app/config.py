@@ -18,7 +18,7 @@ from rules.timeintervals import TimeIntervalConfig
 from watcher.api.client import DEFAULT_BASE_URL
 from watcher.config.fields import DurationMs
 from watcher.config.loader import ConfigError, ConfigProblem, StrictModel, format_path, load_yaml, validate_file
-from watcher.store.location import is_postgres_url
+from watcher.store.location import is_postgres_url, redact_url, url_problem
 
 MIN_TOKEN_CHARS = 16
 
@@ -107,6 +107,8 @@ class StateSection(StrictModel):
             raise ValueError("give either path (SQLite, one process) or url (PostgreSQL, replicas), not both")
         if self.url is not None and not is_postgres_url(self.url.get_secret_value()):
             raise ValueError("url must start with postgresql:// (for an SQLite file, use path)")
+        if self.url is not None and (problem := url_problem(self.url.get_secret_value())) is not None:
+            raise ValueError(f"url {redact_url(self.url.get_secret_value())} is not usable: {problem}")
         return self
 
 

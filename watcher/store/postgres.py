@@ -24,7 +24,7 @@ from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus, StateRow
 from watcher.store.errors import LeaseLostError, StoreError, StoreWriteError
-from watcher.store.location import redact_url
+from watcher.store.location import redact_url, url_problem
 from watcher.store.pgleases import RULE_TIMERS, check_epoch, release_all, renew_outbox_claims
 from watcher.store.pgleases import claim as claim_lease
 from watcher.store.pgleases import hold as hold_leases
@@ -78,6 +78,8 @@ class PostgresStore:
     ) -> None:
         self._url = url
         self.path = redact_url(url)  # what messages name the store by
+        if (problem := url_problem(url)) is not None:  # libpq's own message would quote the password
+            raise StoreError(f"{self.path}: cannot use as a benchwatch database: {problem}")
         self.holder = holder or default_holder()
         self.shared = True
         self.lease_ttl_ms = lease_ttl_ms
