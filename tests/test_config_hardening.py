@@ -150,3 +150,10 @@ def test_check_never_prints_a_file_read_for_a_key_that_is_not_a_secret(
     captured = capsys.readouterr()
     output = captured.out + captured.err
     assert "when_file: only a secret key can be read from a file" in output and "hunter2-canary" not in output
+
+
+@pytest.mark.parametrize("job_id", ['""', "' '", "' bmj_1'"])
+def test_an_empty_or_padded_job_id_is_a_config_error(tmp_path: Path, job_id: str) -> None:
+    """`watch.jobs: [""]` passed `check`, then every cycle failed with a traceback."""
+    problems = _problems(tmp_path, f"watch:\n  jobs: [{job_id}]\n")
+    assert len(problems) == 1 and problems[0].startswith("benchwatch.yaml:2: watch.jobs[0]: String should")

@@ -301,6 +301,21 @@ async def test_a_slow_job_holds_neither_the_cycle_nor_the_other_jobs_and_its_pol
     await rig.cycle.settle(0)  # the third cycle's poll of the slow job: cancelled, as a stop does
 
 
+@pytest.mark.parametrize("hostile_id", ["..", "."])
+async def test_a_job_whose_id_is_a_dot_segment_is_polled_by_that_id(
+    sim: Simulator, rig_factory: Any, hostile_id: str
+) -> None:
+    """GET /v1/benchmark_jobs/.. is GET /v1/ once a URL resolves it: a 404 every poll, the job reported vanished."""
+    plan = sim.add_job(SimJobSpec(name="nightly-dots"))
+    sim.tamper(plan.job_id, {"id": hostile_id})
+    rig = await rig_factory(discover={"name": "nightly-*"})
+    for _ in range(4):
+        await rig.run(MINUTE)
+    assert rig.kinds().count("job.discovered") == 1 and "job.vanished" not in rig.kinds()
+    assert rig.tracker.memory(hostile_id) is not None
+    assert rig.requests_for("/v1/benchmark_jobs/" + hostile_id.replace(".", "%2E")) == 3  # its own GETs, answered
+
+
 async def test_a_job_answering_404_twice_vanishes(tmp_path: Path, rig_factory: Any) -> None:
     rig = await rig_factory(jobs=["bmj_gone"])
     job = BenchmarkJobView.model_validate({"id": "bmj_gone", "name": "gone", "state": "running", "create_time_ms": 0})

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
+from yarl import URL
 
 from watcher.api.errors import (
     AuthError,
@@ -322,9 +323,9 @@ class RunloopClient:
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
         try:
-            async with session.get(
-                self.base_url + path, params=params, headers=headers, timeout=self.timeouts.as_aiohttp()
-            ) as response:
+            # encoded=True: the path is quoted already, and yarl would otherwise decode %2E and drop the dot segments
+            url = URL(self.base_url + path, encoded=True)
+            async with session.get(url, params=params, headers=headers, timeout=self.timeouts.as_aiohttp()) as response:
                 body = await response.read()
                 status, response_headers = response.status, response.headers
         except TimeoutError as exc:
@@ -433,10 +434,12 @@ def _params(**values: Any) -> dict[str, str]:
 
 
 def _path_part(identifier: str) -> str:
-    """An id quoted for use as one path segment."""
+    """An id quoted for use as one path segment; `.` and `..` too, which a URL would otherwise resolve as the
+    folder itself or its parent (GET /v1/benchmark_jobs/.. is GET /v1/: a 404, and the job reported vanished)."""
     if not identifier:
         raise ValueError("an empty id cannot name a job or run")
-    return urllib.parse.quote(identifier, safe="")
+    quoted = urllib.parse.quote(identifier, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
 def _log_retry(path: str, state: RetryCallState, max_attempts: int) -> None:

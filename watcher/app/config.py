@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, StringConstraints, field_validator, model_validator
 
 from notifiers.registry import NotifierConfig
 from rules.config import InhibitConfig, RuleConfig, SilenceConfig, cross_check_rules
@@ -21,6 +21,8 @@ from watcher.config.loader import ConfigError, ConfigProblem, StrictModel, forma
 from watcher.store.location import is_postgres_url, redact_url, url_problem
 
 MIN_TOKEN_CHARS = 16
+# A job id to poll: not empty, no surrounding spaces (`""` passed `check`, then failed every cycle with a traceback)
+JobId = Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=r"^\S(.*\S)?$")]
 
 
 class RunloopSection(StrictModel):
@@ -45,7 +47,7 @@ class DiscoverSection(StrictModel):
 class WatchSection(StrictModel):
     """`watch:` which jobs, how often, and what counts as stalled."""
 
-    jobs: tuple[str, ...] = ()
+    jobs: tuple[JobId, ...] = ()
     discover: DiscoverSection | None = None
     poll_interval_ms: DurationMs = Field(30_000, alias="poll_interval", ge=1000)
     scenario_runs: bool = True

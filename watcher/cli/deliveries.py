@@ -16,7 +16,7 @@ from watcher.app.sample import sample_notification
 from watcher.cli.errors import UsageError
 from watcher.core.clock import SystemClock
 from watcher.core.printable import printable
-from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus
 from watcher.store import open_store
 from watcher.store.location import is_postgres_url, redact_url
 
@@ -123,6 +123,8 @@ async def retry_delivery(args: argparse.Namespace) -> int:
         item = await store.outbox_item(args.id)
         if item is None:
             raise UsageError(f"no notification {args.id!r} in {redact_url(str(path))} (or the prefix is ambiguous)")
+        if item.status == OutboxStatus.SENT and not args.force:  # its receiver has it: again only when asked
+            raise UsageError(f"{item.notification.id} was sent already; --force sends it again")
         await store.requeue(item.notification.id, clock.now_ms())
         print(f"{item.notification.id}: pending again (was {item.status})")
         if not args.send:

@@ -294,6 +294,7 @@ def _add_deliveries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_state_options(retry)
     retry.add_argument("id", metavar="ID", help="the notification id (nt_...), or a unique prefix of it")
     retry.add_argument("--send", action="store_true", help="also send it now from here (needs --config)")
+    retry.add_argument("--force", action="store_true", help="also a notification already sent: it is sent again")
     retry.set_defaults(handler="watcher.cli.deliveries:retry_delivery")
     flush = actions.add_parser("flush", help="send everything due in the outbox now, then exit")
     flush.add_argument("--config", type=Path, required=True, help="the config file (notifiers and state)")
@@ -358,10 +359,16 @@ def _at_least_one(raw: str) -> float:
     return value
 
 
+MAX_COUNT = 1_000_000_000  # a count past this is a typo; 10**23 overflowed SQLite's integers (a traceback)
+
+
 def _non_negative_int(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {raw}")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if not 0 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_COUNT}, got {raw}")
     return value
 
 
