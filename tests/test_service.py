@@ -238,3 +238,28 @@ async def test_a_score_of_1e400_is_unknown_and_delivery_goes_on(world: World) ->
     assert runs and all(event["average_score"] is None for payload in runs for event in payload["events"])
     assert all(payload["summary"]["scores"] == {} for payload in runs)
     assert set(pending) == {"sent"}
+
+
+async def test_a_stop_whose_grace_ends_mid_poll_says_so_in_one_line_without_a_traceback(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM while a cycle waits on a slow poll: at the end of the grace APScheduler cancelled the cycle, and
+    logged the CancelledError as the job's failure, with a traceback."""
+    loaded = world.loaded()
+    async with world.service(loaded).started() as before:
+        await before.poll_once()  # the jobs known: the next start GETs each one
+    slow = world.sim.jobs()[0]
+    world.sim.slow(slow.job_id, 20)
+    stop = asyncio.Event()
+    service = Service(loaded, clock=world.clock, sleep=world.sleep, stop_grace_s=0.2)
+    caplog.set_level(logging.INFO)
+    running = asyncio.create_task(service.run(stop))
+    deadline = asyncio.get_running_loop().time() + 10
+    while not any(slow.job_id in line for line in world.sim.request_log):  # the slow GET has started
+        assert asyncio.get_running_loop().time() < deadline, "the slow job was never polled"
+        await asyncio.sleep(0.01)
+    stop.set()
+    assert await asyncio.wait_for(running, timeout=5) == 0
+    await asyncio.sleep(0)  # the cancelled cycle ends
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
+    assert any("was cut off" in r.getMessage() for r in caplog.records)
