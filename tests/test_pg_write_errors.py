@@ -154,3 +154,26 @@ async def test_a_read_only_database_refuses_every_write_of_a_replica_as_a_write_
     await store.commit(state_rows=probe)
     assert await store.get_state("benchwatch", "write_probe") is None  # the probe leaves nothing behind
     assert await gate.heartbeat() == {"bmj_1"}
+
+
+async def test_a_role_granted_only_its_tables_rows_starts_on_a_current_schema(
+    store: PostgresStore, postgres_database: str
+) -> None:
+    """The open's migration check ran `CREATE TABLE IF NOT EXISTS` even on a current schema, which needs CREATE on
+    the schema: a role with the least privilege — its tables' rows — could not start."""
+    role = f"bw_rows_{postgres_database[-12:]}"
+    _admin(
+        postgres_database,
+        f"CREATE ROLE {role} LOGIN",
+        f"REVOKE CREATE ON SCHEMA public FROM {role}, PUBLIC",
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+        f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    )
+    try:
+        url = database_url(postgres_database).replace("postgres@", f"{role}@", 1)
+        async with PostgresStore(url, connect_timeout_s=2) as least:
+            await least.commit(memory=_memory("bmj_1"))
+            assert list(await least.load_memories()) == ["bmj_1"]
+    finally:
+        _admin(postgres_database, f"DROP OWNED BY {role}", f"DROP ROLE {role}")

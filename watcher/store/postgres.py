@@ -165,6 +165,8 @@ class PostgresStore:
         return self._pool
 
     async def _migrate(self) -> None:
+        if await self._schema_version() == SCHEMA_VERSION:
+            return  # current: no DDL, no lock — a role granted only its tables' rows can start (CREATE needs more)
         async with self._pool_or_fail().connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
             await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -181,6 +183,15 @@ class PostgresStore:
             if version != SCHEMA_VERSION:
                 await conn.execute("DELETE FROM schema_version")
                 await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+
+    async def _schema_version(self) -> int | None:
+        """The schema's version when its table exists, read without any DDL; None when there is none yet."""
+        async with self._pool_or_fail().connection() as conn:
+            found = await (await conn.execute("SELECT to_regclass('schema_version') IS NOT NULL")).fetchone()
+            if not found or not found[0]:
+                return None
+            row = await (await conn.execute("SELECT max(version) FROM schema_version")).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
