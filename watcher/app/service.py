@@ -69,7 +69,13 @@ class Service:
         self.health = ApiHealth(self.config.watch.api_unreachable_after_ms)
         self.store_health = StoreHealth()  # one view of the store's writes: polls, sends and /readyz share it
         self.status: StatusServer | None = None
-        self._store = open_store(loaded.state_location(), exclusive=True, lease_ttl_ms=self.config.state.lease_ttl_ms)
+        # Replicas time leases and claims by the database's clock; a clock injected here (tests) times them too.
+        self._store = open_store(
+            loaded.state_location(),
+            exclusive=True,
+            lease_ttl_ms=self.config.state.lease_ttl_ms,
+            caller_clock=clock is not None,
+        )
         self.gate: LeaseGate | None = None  # replicas (PostgreSQL): which jobs this one polls
         self._cycle_lock = asyncio.Lock()
         self._step_locks: list[asyncio.Lock] = []  # one per scheduled side step (timers, heartbeat): see `_whole`
