@@ -455,3 +455,17 @@ def _digest(folder: Path, on: str, wait: str) -> Config:
         f"rules: [{{name: digest, on: {on}, notify: screen, group_by: [], group_wait: {wait}}}]\n"
     )
     return load_config(path, {}).config
+
+
+async def test_while_no_notify_can_come_the_worker_is_woken_every_second() -> None:
+    """The server refusing the listener's connection (too many clients): the worker idled up to a minute with the
+    other replicas' notifications due. Each failed attempt wakes it instead."""
+    store = PostgresStore("postgresql://bw@127.0.0.1:1/db", connect_timeout_s=1)  # nothing listens there
+    woken = asyncio.Event()
+    listening = asyncio.create_task(store.listen(woken.set))
+    try:
+        await asyncio.wait_for(woken.wait(), timeout=5)
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening

@@ -11,6 +11,10 @@ import pytest
 
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.running_services import database_url
+from watcher.api.client import RequestLimits, RunloopClient
+from watcher.api.health import ApiHealth
+from watcher.app.config import WatchSection
+from watcher.app.cycle import PollCycle
 from watcher.app.replicas import LeaseGate
 from watcher.app.tracker import JobTracker
 from watcher.core.clock import ManualClock
@@ -18,6 +22,7 @@ from watcher.core.events import Counters
 from watcher.core.memory import JobMemory
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus, StateRow
 from watcher.core.storehealth import StoreHealth
+from watcher.simulator import SimJobSpec, Simulator
 from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.postgres import PostgresStore
 
@@ -177,3 +182,27 @@ async def test_a_role_granted_only_its_tables_rows_starts_on_a_current_schema(
             assert list(await least.load_memories()) == ["bmj_1"]
     finally:
         _admin(postgres_database, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+
+
+async def test_polls_that_cannot_be_recorded_are_said_once_not_once_per_job_and_cycle(
+    store: PostgresStore, postgres_database: str, sim: Simulator, sim_url: str, caplog: pytest.LogCaptureFixture
+) -> None:  # fmt: skip
+    """Connections starved (SQLSTATE 53300, as with max_connections 7 for 3 replicas): a warning per job per cycle.
+    Now one, and one more when polls record again."""
+    jobs = [sim.add_job(SimJobSpec(name=f"j{i}")).job_id for i in range(3)]
+    watch = WatchSection.model_validate({"jobs": jobs})
+    async with RunloopClient(base_url=sim_url, api_key="k", limits=RequestLimits(max_per_s=None)) as client:
+        cycle = PollCycle(watch=watch, client=client, tracker=JobTracker(store), clock=sim.clock,
+                          health=ApiHealth(60_000), on_notifications=lambda: None)  # fmt: skip
+        _admin(
+            postgres_database,
+            "CREATE FUNCTION starve() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'too many clients' USING ERRCODE = 'too_many_connections'; END $$",
+            "CREATE TRIGGER starve BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION starve()",
+        )
+        for _ in range(2):
+            assert (await cycle.run()).failed == 3
+        _admin(postgres_database, "DROP TRIGGER starve ON jobs")
+        assert (await cycle.run()).failed == 0
+    said = [r.getMessage() for r in caplog.records if r.name == "benchwatch.poll"]
+    assert [line.split(" (")[0] for line in said] == ["recording polls fails", "recording polls works again"]

@@ -120,6 +120,7 @@ class PollCycle:
         self._late: list[CycleReport] = []
         self._outlived: set[asyncio.Task[CycleReport]] = set()
         self._wait_until: float | None = None  # the loop time past which a cycle no longer waits for its polls
+        self._recording_failed = False  # a poll could not be recorded (the store away): said once until one is
 
     def use_watch(self, watch: WatchSection) -> None:
         """Watch what `watch` says from the next cycle on (a reload); a changed discovery pattern reads the list
@@ -323,10 +324,11 @@ class PollCycle:
             report.polled += 1
             if snapshot is None:
                 await self.tracker.observe_unchanged(job_id, self.clock.now_ms())
-                return
-            if self._on_snapshot is not None:
-                self._on_snapshot(snapshot)
-            self._told(await self.tracker.observe(snapshot), report)
+            else:
+                if self._on_snapshot is not None:
+                    self._on_snapshot(snapshot)
+                self._told(await self.tracker.observe(snapshot), report)
+            self._recorded()
         except NotFoundError as exc:
             self._api_succeeded(report)  # the API answered: it is the job that is gone
             await self._maybe_vanished(job_id, exc, report)
@@ -362,9 +364,16 @@ class PollCycle:
         elif isinstance(exc, StoreWriteError):  # the store cannot write: held until it can (store health)
             self._not_seen(job_id, report)
             self._store_failed(exc)
-        else:  # the database is away
+        else:  # the database is away, or its connections are all taken: said once, not once per job and cycle
             report.failed += 1
-            log.warning("recording the poll of %s failed: %s", job_id, exc)
+            if not self._recording_failed:
+                log.warning("recording polls fails (%s); each is polled again next cycle (said once)", exc)
+            self._recording_failed = True
+
+    def _recorded(self) -> None:
+        if self._recording_failed:
+            self._recording_failed = False
+            log.warning("recording polls works again")
 
     def _seen_again(self, job_id: str) -> None:
         """A successful poll: the time since the last one counts as quiet only if no poll failed in between (and
@@ -443,6 +452,8 @@ class PollCycle:
         for memory in self.tracker.live():
             if self.gate is not None and not self.gate.holds(memory.job_id):
                 continue  # another replica's job: its holder watches the clock for it
+            if memory.job_id in self._running:
+                continue  # its poll, still running, commits the job's memory: one writer at a time
             result = stall(memory, now_ms, self.watch.stall_after_ms)
             if result is not None:
                 event, updated = result

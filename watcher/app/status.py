@@ -19,6 +19,7 @@ from watcher.app.actions import add_action_routes
 from watcher.app.page import add_page_routes, security_headers
 from watcher.app.source import SOURCE, StatusSource
 from watcher.core.memory import JobMemory
+from watcher.store.errors import StoreError
 
 log = logging.getLogger("benchwatch.status")
 
@@ -29,6 +30,8 @@ MAX_LINE_BYTES: Final = 8190  # request line and each header
 MAX_BODY_BYTES: Final = 64 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Set while scrapes find the store failing: the failure is logged once, then again only after it answered.
+_METRICS_STORE_FAILING: Final = web.AppKey("metrics_store_failing", set[bool])
 
 
 class QueryError(ValueError):
@@ -51,6 +54,7 @@ def create_status_app(source: StatusSource) -> web.Application:
     """The status API's aiohttp application, reading from `source`."""
     app = web.Application(middlewares=[security_headers, _bounded_body, _json_errors], client_max_size=MAX_BODY_BYTES)
     app[SOURCE] = source
+    app[_METRICS_STORE_FAILING] = set()
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -148,10 +152,17 @@ async def _readyz(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     source = request.app[SOURCE]
+    failing = request.app[_METRICS_STORE_FAILING]
     try:
         await source.refresh_metrics()
+    except StoreError as exc:  # the store away or starved: said once until it answers, not a traceback a scrape
+        if not failing:
+            log.warning("refreshing metrics before a scrape failed (%s); the store's gauges stay as they were", exc)
+        failing.add(True)
     except Exception:  # stale gauges beat a failed scrape: the counters are still right
         log.warning("refreshing metrics before a scrape failed", exc_info=True)
+    else:
+        failing.clear()
     body, content_type = source.metrics.render()
     return web.Response(body=body, headers={"Content-Type": content_type})
 

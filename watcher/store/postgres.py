@@ -445,7 +445,9 @@ class PostgresStore:
 
     async def listen(self, wake: Callable[[], None]) -> None:
         """Call `wake` whenever any replica commits notifications (LISTEN/NOTIFY), until cancelled. A lost
-        connection is retried every second; `wake` is called after each reconnect, for what was missed."""
+        connection is retried every second; `wake` is called after each reconnect, for what was missed, and after
+        each failed attempt: while no NOTIFY can come (the server refuses a connection: too many clients), the
+        worker looks every second instead of idling up to a minute with the others' notifications due."""
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
@@ -458,6 +460,7 @@ class PostgresStore:
                         wake()
             except psycopg.Error as exc:
                 log.debug("outbox listener: %s; reconnecting", _one_line(exc))
+                wake()
             await asyncio.sleep(LISTEN_RETRY_S)
 
     async def record_delivery(self, attempt: DeliveryAttempt, *, status: OutboxStatus, next_attempt_ms: int) -> None:
