@@ -334,7 +334,10 @@ async def _trickled(request: web.Request, body: bytes, bytes_per_s: float) -> we
     await response.prepare(request)
     chunk = max(1, int(bytes_per_s / 10))
     for start in range(0, len(body), chunk):
-        await response.write(body[start : start + chunk])
+        try:
+            await response.write(body[start : start + chunk])
+        except ConnectionResetError:  # the client gave up waiting (its deadline): nothing more to send
+            return response
         await asyncio.sleep(chunk / bytes_per_s)
     return response
 
