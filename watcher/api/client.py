@@ -392,8 +392,10 @@ def parse_body(path: str, body: bytes, model: type[ModelT]) -> ModelT:
     """Parse a response body into `model`; typed errors: MalformedResponseError (not JSON), SchemaError."""
     from pydantic import ValidationError
 
+    from watcher.api.decode import validate_finite
+
     try:
-        return model.model_validate_json(body)
+        return validate_finite(model, body)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         if first["type"] == "json_invalid":

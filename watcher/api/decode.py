@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
 
 from watcher.api.errors import MalformedResponseError, SchemaError
 from watcher.core.scenario_runs import ScenarioRunStatus
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+ModelT = TypeVar("ModelT", bound="BaseModel")
 
 
 class ScenarioRunPage(msgspec.Struct, frozen=True):
@@ -46,7 +51,7 @@ def _decode_leniently(path: str, body: bytes) -> ScenarioRunPage:
     except ValueError:
         raise MalformedResponseError(f"GET {path}: response is not valid JSON", status=200) from None
     try:
-        return msgspec.convert(finite_or_none(data), ScenarioRunPage, strict=False)
+        return msgspec.convert(without_non_finite(data), ScenarioRunPage, strict=False)
     except msgspec.ValidationError as exc:
         raise SchemaError(f"GET {path}: unexpected response shape: {exc}", status=200) from None
     except UnicodeEncodeError:  # a lone surrogate (`\ud83d`), which no store or terminal can hold
@@ -55,19 +60,37 @@ def _decode_leniently(path: str, body: bytes) -> ScenarioRunPage:
         raise SchemaError(f"GET {path}: response is nested too deep", status=200) from None
 
 
-def finite_or_none(value: Any) -> Any:
-    """`value` (parsed JSON) with every non-finite number read as unknown (None), and every string checked to be
-    encodable (UnicodeEncodeError for a lone surrogate)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
+def without_non_finite(value: Any) -> Any:
+    """`value` (parsed JSON) with every non-finite number read as absent — left out of its object (the field's
+    default then: None, or a counter's 0), None in an array — and every string checked to be encodable
+    (UnicodeEncodeError for a lone surrogate)."""
     if isinstance(value, str):
         value.encode()
         return value
     if isinstance(value, list):
-        return [finite_or_none(item) for item in value]
+        return [None if _non_finite(item) else without_non_finite(item) for item in value]
     if isinstance(value, dict):
-        return {finite_or_none(key): finite_or_none(item) for key, item in value.items()}
+        return {key: without_non_finite(item) for key, item in value.items() if not _non_finite(item)}
     return value
+
+
+def _non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def validate_finite(model: type[ModelT], data: bytes | dict[str, Any]) -> ModelT:
+    """`model` from JSON bytes or parsed JSON, a non-finite number read as absent (see `ApiModel`): the usual
+    answer is validated once; one holding `1e400` or `NaN` is read again without them. ValidationError as
+    pydantic raises it for anything else."""
+    from pydantic import ValidationError  # here: decoding scenario pages (msgspec) must not load pydantic
+
+    try:
+        return model.model_validate_json(data) if isinstance(data, bytes) else model.model_validate(data)
+    except ValidationError as exc:
+        if not any(error["type"] == "finite_number" for error in exc.errors(include_url=False)):
+            raise
+    parsed = json.loads(data) if isinstance(data, bytes) else data
+    return model.model_validate(without_non_finite(parsed))
 
 
 def decode_pages(run_id: str, bodies: Sequence[bytes]) -> tuple[ScenarioRunStatus, ...]:

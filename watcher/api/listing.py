@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from watcher.api.decode import validate_finite
 from watcher.api.errors import MalformedResponseError, SchemaError
 from watcher.api.rejects import RejectedJob
 from watcher.core.models import ApiModel, BenchmarkJobView
@@ -64,7 +65,7 @@ def decode_job_list(path: str, body: bytes) -> JobListPage:
     rejected: list[RejectedJob] = []
     for index, item in enumerate(raw.jobs):
         try:
-            jobs.append(BenchmarkJobView.model_validate(item))
+            jobs.append(validate_finite(BenchmarkJobView, item))
         except ValidationError as exc:
             rejected.append(RejectedJob(_item_id(item), index, _first_problem(exc)))
     ids = [_item_id(item) for item in raw.jobs]
@@ -86,7 +87,7 @@ def _item_by_item(path: str, body: bytes, problem: str) -> JobListPage:
     rejected: list[RejectedJob] = []
     for index, item in enumerate(items):
         try:
-            jobs.append(BenchmarkJobView.model_validate_json(item.body))
+            jobs.append(validate_finite(BenchmarkJobView, item.body))
         except ValidationError as exc:
             rejected.append(RejectedJob(item.job_id, index, _first_problem(exc)))
     last_id = next((item.job_id for item in reversed(items) if item.job_id is not None), None)

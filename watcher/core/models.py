@@ -7,11 +7,9 @@ failing. Only what a watcher cannot do without (ids, names, states) is required.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
-from pydantic_core import PydanticUseDefault
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 
 class JobState:
@@ -62,27 +60,15 @@ class ScenarioRunState:
     ALL: Final = (RUNNING, SCORING, SCORED, COMPLETED, CANCELED, TIMEOUT, FAILED)
 
 
-def _absent_unless_finite(value: Any) -> Any:
-    """A non-finite number (`1e400` overflows to infinity; `NaN`, `Infinity`) reads as absent: the field's default,
-    None for an optional one. Infinity would be stored as JSON `null` and fail to read back."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise PydanticUseDefault
-    return value
-
-
-_FINITE = BeforeValidator(_absent_unless_finite)
-Number = Annotated[float | None, _FINITE]
-"""An optional number from the API; a non-finite one is unknown (None)."""
-Count = Annotated[int, _FINITE]
-"""A counter from the API (default 0); a non-finite one reads as absent."""
-OptionalInt = Annotated[int | None, _FINITE]
-"""An optional integer from the API (durations, times); a non-finite one is unknown (None)."""
-
-
 class ApiModel(BaseModel):
-    """Base of every API model: immutable, keeps unknown fields, ignores nothing it was given."""
+    """Base of every API model: immutable, keeps unknown fields, ignores nothing it was given. A number that is not
+    finite (`1e400` overflows to infinity; `NaN`) is refused here, in the parser's own code at no cost to the usual
+    answer; the readers (`watcher.api.decode.validate_finite`) then read it again as absent — None, or a counter's
+    default — so it never reaches the store, where infinity would be written as `null` and not read back."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, validate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        extra="allow", frozen=True, validate_by_name=True, serialize_by_alias=True, allow_inf_nan=False
+    )
 
 
 class FailureReason(ApiModel):
@@ -99,8 +85,8 @@ class ScenarioOutcome(ApiModel):
     scenario_name: str = ""
     state: str
     scenario_run_id: str | None = None
-    score: Number = None
-    duration_ms: OptionalInt = None
+    score: float | None = None
+    duration_ms: int | None = None
     failure_reason: FailureReason | None = None
 
 
@@ -110,11 +96,11 @@ class BenchmarkOutcome(ApiModel):
     benchmark_run_id: str
     agent_name: str
     model_name: str | None = None
-    n_completed: Count = 0
-    n_failed: Count = 0
-    n_timeout: Count = 0
-    average_score: Number = None
-    duration_ms: OptionalInt = None
+    n_completed: int = 0
+    n_failed: int = 0
+    n_timeout: int = 0
+    average_score: float | None = None
+    duration_ms: int | None = None
     scenario_outcomes: tuple[ScenarioOutcome, ...] | None = None
 
 
@@ -132,7 +118,7 @@ class JobAgentConfig(ApiModel):
     name: str
     agent_id: str | None = None
     model_name: str | None = None
-    timeout_seconds: Number = None
+    timeout_seconds: float | None = None
     # `kwargs` on the wire; renamed here because pydantic's generated __init__ takes **kwargs
     agent_kwargs: dict[str, Any] | None = Field(None, alias="kwargs")
     agent_environment: AgentEnvironment | None = None
@@ -169,8 +155,8 @@ class InProgressRun(ApiModel):
 
     benchmark_run_id: str
     state: str
-    start_time_ms: OptionalInt = None
-    duration_ms: OptionalInt = None
+    start_time_ms: int | None = None
+    duration_ms: int | None = None
     agent_config: RunAgentConfig | None = None
 
     @property
@@ -229,9 +215,9 @@ JobSource = Annotated[
 class OrchestratorConfig(ApiModel):
     """How the orchestrator runs a job's scenarios."""
 
-    n_concurrent_trials: OptionalInt = None
-    n_attempts: OptionalInt = None
-    timeout_multiplier: Number = None
+    n_concurrent_trials: int | None = None
+    n_attempts: int | None = None
+    timeout_multiplier: float | None = None
     quiet: bool | None = None
 
 
@@ -272,7 +258,7 @@ class BenchmarkJobListView(ApiModel):
 
     jobs: tuple[BenchmarkJobView, ...] = ()
     has_more: bool = False
-    total_count: OptionalInt = None
+    total_count: int | None = None
 
 
 class BenchmarkRunView(ApiModel):
@@ -280,11 +266,11 @@ class BenchmarkRunView(ApiModel):
 
     id: str
     state: str
-    start_time_ms: OptionalInt = None
+    start_time_ms: int | None = None
     benchmark_id: str | None = None
     name: str | None = None
-    duration_ms: OptionalInt = None
-    score: Number = None
+    duration_ms: int | None = None
+    score: float | None = None
     metadata: dict[str, str] | None = None
     purpose: str | None = None
 
@@ -292,7 +278,7 @@ class BenchmarkRunView(ApiModel):
 class ScoringFunctionResult(ApiModel):
     """Result of one scoring function of a scenario run."""
 
-    score: Number = None
+    score: float | None = None
     scoring_function_name: str | None = None
     output: str | None = None
     state: str | None = None
@@ -301,7 +287,7 @@ class ScoringFunctionResult(ApiModel):
 class ScoringContractResult(ApiModel):
     """Total score of a scenario run."""
 
-    score: Number = None
+    score: float | None = None
     scoring_function_results: tuple[ScoringFunctionResult, ...] | None = None
 
 
@@ -314,8 +300,8 @@ class ScenarioRunView(ApiModel):
     name: str | None = None
     devbox_id: str | None = None
     benchmark_run_id: str | None = None
-    start_time_ms: OptionalInt = None
-    duration_ms: OptionalInt = None
+    start_time_ms: int | None = None
+    duration_ms: int | None = None
     scoring_contract_result: ScoringContractResult | None = None
     metadata: dict[str, str] | None = None
     purpose: str | None = None
@@ -331,4 +317,4 @@ class ScenarioRunListView(ApiModel):
 
     runs: tuple[ScenarioRunView, ...] = ()
     has_more: bool = False
-    total_count: OptionalInt = None
+    total_count: int | None = None
