@@ -191,7 +191,8 @@ def _job_json(memory: JobMemory, holder: str | None) -> dict[str, Any]:
 
 async def _events(request: web.Request) -> web.Response:
     query = request.query
-    since = _int_param(query.get("since"), "since", default=0, minimum=0)
+    # bounded: past a 64-bit integer the store's driver raised OverflowError, a 500 with a traceback
+    since = _int_param(query.get("since"), "since", default=0, minimum=0, maximum=2**63 - 1)
     limit = _int_param(query.get("limit"), "limit", default=DEFAULT_EVENTS_LIMIT, minimum=1, maximum=MAX_EVENTS_LIMIT)
     job_id = query.get("job_id") or None
     stored = await request.app[SOURCE].store.events(job_id=job_id, since_seq=since, limit=limit)
