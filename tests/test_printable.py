@@ -71,3 +71,18 @@ def test_silences_list_shows_a_hostile_comment_inert(tmp_path: Path, capsys: pyt
     assert main(["silences", "list", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "owned" in out and _clean(out)
+
+
+def test_check_shows_hostile_config_strings_inert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "benchwatch.yaml"
+    config.write_text(
+        "notifiers: {ops: {type: console}}\n"
+        'rules: [{name: r, on: job.finished, notify: ops, where: {job_name: "evil\\e[2J\\x9b31m"}}]\n'
+        'silences: [{match: {job_name: x}, comment: "owned\\e]0;title\\a"}]\n'
+    )
+    assert main(["check", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "owned" in out and "evil" in out and _clean(out) and "\x1b" not in out
+    config.write_text('watch: {jobs: ["\\e[2J"], poll_interval: "\\e]0;x\\a"}\n')
+    assert main(["check", str(config)]) == 2
+    assert _clean(capsys.readouterr().err)

@@ -8,6 +8,7 @@ import sys
 from rules.describe import describe_inhibit, describe_rule, describe_silence, describe_time_interval
 from watcher.app.config import Config, load_config
 from watcher.core.events import events_json_schema
+from watcher.core.printable import printable
 
 
 async def check(args: argparse.Namespace) -> int:
@@ -23,14 +24,14 @@ async def check(args: argparse.Namespace) -> int:
     print(f"{args.config}: OK")
     print(f"notifiers ({len(config.notifiers)}):")
     for name, notifier in config.notifiers.items():
-        print(f"  {name} ({notifier.type}): {notifier.destination()}")
+        print(printable(f"  {name} ({notifier.type}): {notifier.destination()}"))
     print(f"rules ({len(config.rules)}):")
     for rule in config.rules:
-        print(f"  {describe_rule(rule)}")
+        print(printable(f"  {describe_rule(rule)}"))
     if config.silences:
         print(f"silences ({len(config.silences)}):")
         for silence in config.silences:
-            print(f"  {describe_silence(silence)}")
+            print(printable(f"  {describe_silence(silence)}"))
     _section("inhibit", [describe_inhibit(entry) for entry in config.inhibit])
     _section("time intervals", [describe_time_interval(interval) for interval in config.time_intervals])
     unused = sorted(set(config.notifiers) - {name for rule in config.rules for name in rule.notify})
@@ -47,7 +48,7 @@ def _section(title: str, lines: list[str]) -> None:
     if lines:
         print(f"{title} ({len(lines)}):")
         for line in lines:
-            print(f"  {line}")
+            print(printable(f"  {line}"))
 
 
 def _baseline_note(config: Config) -> None:

@@ -419,8 +419,10 @@ def _exit_code(exc: Exception) -> int:
     if isinstance(exc, UsageError | ValueError | StoreError):
         return _fail(str(exc), EXIT_USAGE)
     if isinstance(exc, ConfigError):
+        from watcher.core.printable import printable
+
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            print(printable(str(problem)), file=sys.stderr)
         return EXIT_USAGE
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
