@@ -22,7 +22,7 @@ from watcher.core.events import Counters
 from watcher.core.memory import JobMemory
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus, StateRow
 from watcher.core.storehealth import StoreHealth
-from watcher.simulator import SimJobSpec, Simulator
+from watcher.simulator import SimAgent, SimJobSpec, Simulator
 from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.postgres import PostgresStore
 
@@ -206,3 +206,33 @@ async def test_polls_that_cannot_be_recorded_are_said_once_not_once_per_job_and_
         assert (await cycle.run()).failed == 0
     said = [r.getMessage() for r in caplog.records if r.name == "benchwatch.poll"]
     assert [line.split(" (")[0] for line in said] == ["recording polls fails", "recording polls works again"]
+
+
+async def test_a_first_sighting_that_could_not_be_recorded_is_told_with_what_followed_it(
+    store: PostgresStore, postgres_database: str, sim: Simulator, sim_url: str
+) -> None:
+    """Starved of connections, a job's first poll was not recorded; the next one diffed from nothing again and took
+    the scenarios failed meanwhile for the state the job was found in: scenario.failed never told, while the
+    memory marked them failed. The first sighting is kept, and recorded with what followed it."""
+    spec = SimJobSpec(name="j", n_scenarios=3, agents=[SimAgent(name="a")], fail_rate=1.0, timeout_rate=0.0,
+                      init_s=1, queue_s=1, scenario_duration_s=(60, 60), concurrency=3)  # fmt: skip
+    job_id = sim.add_job(spec).job_id
+    watch = WatchSection.model_validate({"jobs": [job_id]})
+    async with RunloopClient(base_url=sim_url, api_key="k", limits=RequestLimits(max_per_s=None)) as client:
+        cycle = PollCycle(watch=watch, client=client, tracker=JobTracker(store), clock=sim.clock,
+                          health=ApiHealth(60_000), on_notifications=lambda: None)  # fmt: skip
+        _admin(
+            postgres_database,
+            "CREATE FUNCTION starve() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'too many clients' USING ERRCODE = 'too_many_connections'; END $$",
+            "CREATE TRIGGER starve BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION starve()",
+        )
+        assert (await cycle.run()).failed == 1  # found initializing; nothing recorded
+        assert isinstance(sim.clock, ManualClock)
+        sim.clock.advance(10 * 60_000)  # meanwhile every scenario failed
+        assert (await cycle.run()).failed == 1
+        _admin(postgres_database, "DROP TRIGGER starve ON jobs")
+        told = [event.kind for event in (await cycle.run()).events]
+    assert told[0] == "job.discovered" and told.count("scenario.failed") == 3, told
+    stored = [stored.event.kind for stored in await store.events(job_id=job_id)]
+    assert stored.count("scenario.failed") == 3
