@@ -99,7 +99,9 @@ class JobTracker:
         memory = self._memories.get(job_id)
         if memory is None:
             memory = await self.store.load_memory(job_id)
-        first = self._unrecorded_first.pop(job_id, None) if memory is None else None
+        first = self._unrecorded_first.pop(job_id, None)
+        if memory is not None:  # recorded meanwhile (by another replica): the store's memory is the truth
+            first = None
         result = diff(first[0] if first else None, snapshot) if memory is None else diff(memory, snapshot)
         for warning in result.warnings:
             self._warn_once(warning)
