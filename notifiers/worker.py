@@ -313,6 +313,9 @@ class DeliveryWorker:
             started_ms = self.clock.now_ms()
             try:
                 await notifier.send(notification)
+            except asyncio.CancelledError:  # a stop past its grace: the send may have arrived, and says so
+                await self._interrupted(item, started_ms)
+                raise
             except SendError as exc:
                 await self._failed(item, exc, started_ms)
                 return
@@ -431,6 +434,26 @@ class DeliveryWorker:
                 "dead-lettering %s failed too: it stays pending and is not taken again until benchwatch restarts",
                 notification.id,
             )
+
+    async def _interrupted(self, item: OutboxItem, started_ms: int) -> None:
+        """Record a send cut off by a stop as `interrupted` (the notification stays pending): without it the attempt
+        log showed none (`attempts=0`), though the receiver may have had it. Not counted in the metrics, as the
+        takeovers' `interrupted` attempts are not."""
+        now_ms = self.clock.now_ms()
+        attempt = DeliveryAttempt(
+            notification_id=item.notification.id,
+            notifier=item.notification.notifier,
+            attempt=item.attempts + 1,
+            started_ms=started_ms,
+            finished_ms=now_ms,
+            outcome=DeliveryOutcome.INTERRUPTED,
+            reason="stopped",
+            error="the watcher stopped with this send in flight; it may have arrived",
+        )
+        try:
+            await self.store.record_delivery(attempt, status=OutboxStatus.PENDING, next_attempt_ms=now_ms)
+        except Exception as exc:  # the store cannot write: the send stays pending unrecorded, as before
+            log.warning("recording the interrupted send of %s failed: %s", item.notification.id, exc)
 
     def _count(self, attempt: DeliveryAttempt) -> None:
         self.stats[(attempt.notifier, attempt.outcome, attempt.reason or "ok")] += 1

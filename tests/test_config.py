@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import FIXTURES
 from watcher.app.config import load_config
+from watcher.cli.main import main
 from watcher.config.loader import ConfigError
 from watcher.store import open_store
 
@@ -80,6 +81,27 @@ def test_a_state_url_is_postgres_and_its_password_stays_secret(tmp_path: Path) -
     assert repr(open_store(loaded.state_location())) == "PostgresStore('postgresql://bw:***@db:5432/benchwatch')"
     path.write_text("runloop: {}\n")
     assert load_config(path, {}).state_location() == tmp_path / "benchwatch.db"
+
+
+MALFORMED_URLS = {
+    "postgresql://bw:pa%_hunter2@db/benchwatch": "invalid percent-encoding",
+    "postgresql://bw:hunter2@[::1/benchwatch": "between two brackets",
+}
+
+
+@pytest.mark.parametrize(("url", "problem"), MALFORMED_URLS.items())
+def test_a_malformed_state_url_is_refused_without_its_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, problem: str
+) -> None:
+    """libpq's message quotes the part it cannot parse (here, the password); `check` accepted both URLs."""
+    path = tmp_path / "benchwatch.yaml"
+    path.write_text(f"watch: {{jobs: [bmj_a]}}\nstate:\n  url: '{url}'\n")
+    assert main(["check", str(path)]) == 2
+    assert main(["deliveries", "list", "--state", url]) == 2
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert output.count(problem) == 2 and "hunter2" not in output, output
+    assert len(output.strip().splitlines()) == 2  # one line each
 
 
 SECRETS = {

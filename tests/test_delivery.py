@@ -330,6 +330,22 @@ async def test_deliveries_cli_lists_dead_letters_and_sends_them_again(
     assert [d.webhook_id for d in receiver.deliveries].count("nt_hook_000") == 2
     missing = await cli("deliveries", "retry", "nt_nope", "--state", str(tmp_path / "state.db"))
     assert missing.returncode == 2 and "no notification 'nt_nope'" in missing.stderr
+    sent = await cli("deliveries", "retry", "nt_hook_001", "--state", str(tmp_path / "state.db"))
+    assert sent.returncode == 2 and "nt_hook_001 was sent already; --force sends it again" in sent.stderr
+    forced = await cli("deliveries", "retry", "nt_hook_001", "--force", "--send", "--config", str(config))
+    assert forced.returncode == 0 and [d.webhook_id for d in receiver.deliveries].count("nt_hook_001") == 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as usage:  # argparse's own exit: 10**23 overflowed SQLite's integers before
+        main(["deliveries", "list", "--limit", str(10**23), "--state", str(tmp_path / "state.db")])
+    assert usage.value.code == 2 and "--limit: must be between 0 and 1000000000" in capsys.readouterr().err
+
+
+async def test_a_prefix_is_text_not_a_pattern(store: Store, clock: ManualClock) -> None:
+    """SQLite's LIKE read `%` and `_` in a prefix as wildcards: `nt_%%%%` found any notification."""
+    await store.commit(notifications=_notes("hook", 1, clock))
+    assert (await store.outbox_item("nt_hook")) is not None  # a real prefix
+    for pattern in ("nt_%%%%", "nt_hook_%%", "n__hook_0", "%%%%%%"):
+        assert await store.outbox_item(pattern) is None, pattern
 
 
 async def test_test_notify_reports_success_and_the_exact_error(

@@ -41,7 +41,10 @@ JOBS = ["bmj_a", "bmj_b", "bmj_c", "bmj_d", "bmj_e"]
 @pytest.fixture
 async def replicas(postgres_database: str, tmp_path: Path) -> AsyncIterator[list[PostgresStore]]:
     backend = Backend("postgres", tmp_path, postgres_database)
-    stores = [PostgresStore(backend.location(), holder=name, lease_ttl_ms=TTL_MS) for name in ("r1", "r2", "r3")]
+    stores = [
+        PostgresStore(backend.location(), holder=name, lease_ttl_ms=TTL_MS, caller_clock=True)
+        for name in ("r1", "r2", "r3")
+    ]  # the test's clock times the leases and claims: it moves past a TTL at once
     for store in stores:
         await store.open()
     yield stores
@@ -126,8 +129,9 @@ async def test_a_notification_is_claimed_by_one_replica_and_a_dead_claim_is_take
     ids = [item.notification.id for items in got for item in items]
     assert sorted(ids) == [f"nt_hook_{i:03d}" for i in range(6)]  # every one claimed, none twice
     assert len(ids) == 6
-    sent = (got[0] or got[1])[0]  # r3 claimed at most 3: r1 and r2 the rest
-    await r1.record_delivery(
+    sender = r1 if got[0] else replicas[1]  # r3 claimed at most 3: r1 and r2 the rest
+    sent = (got[0] or got[1])[0]
+    await sender.record_delivery(
         DeliveryAttempt(
             sent.notification.id, "hook", 1, clock.now_ms(), clock.now_ms(), DeliveryOutcome.SENT, None, None
         ),
@@ -169,6 +173,53 @@ async def test_taking_over_a_dead_replicas_claim_records_an_interrupted_attempt_
     sent = DeliveryAttempt(dead, "hook", 2, clock.now_ms(), clock.now_ms(), DeliveryOutcome.SENT, None, None)
     await r2.record_delivery(sent, status=OutboxStatus.SENT, next_attempt_ms=0)  # the worker numbers it attempts + 1
     assert [(a.attempt, a.outcome) for a in await r1.deliveries(dead)] == [(1, "interrupted"), (2, "sent")]
+
+
+async def test_a_replica_that_lost_its_claim_mid_send_records_nothing_over_the_takeover(
+    replicas: list[PostgresStore], clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """r1 pauses with a send in flight; r2 takes the claim over (an `interrupted` attempt naming r1) and sends. r1
+    wakes, its send times out: its `retry` was written over r2's `sent`, and the notification went out again."""
+    r1, r2, _ = replicas
+    await r1.commit(notifications=_notes("hook", 1, clock))
+    (claimed,) = await r1.due_notifications(clock.now_ms())
+    clock.advance(TTL_MS)
+    (taken,) = await r2.due_notifications(clock.now_ms())
+    sent = DeliveryAttempt(taken.notification.id, "hook", 2, clock.now_ms(), clock.now_ms(), DeliveryOutcome.SENT,
+                           None, None)  # fmt: skip
+    await r2.record_delivery(sent, status=OutboxStatus.SENT, next_attempt_ms=0)
+    late = DeliveryAttempt(claimed.notification.id, "hook", 1, 0, clock.now_ms(), DeliveryOutcome.RETRY, "timeout",
+                           "timed out")  # fmt: skip
+    await r1.record_delivery(late, status=OutboxStatus.PENDING, next_attempt_ms=clock.now_ms())
+    item = await r1.outbox_item(claimed.notification.id)
+    assert item is not None and (item.status, item.attempts) == ("sent", 2)  # nothing due again: sent once more, never
+    assert [(a.attempt, a.outcome) for a in await r1.deliveries(claimed.notification.id)] == [
+        (1, "interrupted"), (2, "sent")
+    ]  # fmt: skip
+    assert await r1.due_notifications(clock.now_ms()) == []
+    assert any("claim was taken over while its send was in flight" in r.getMessage() for r in caplog.records)
+
+
+async def test_leases_and_claims_follow_the_databases_clock_not_a_skewed_replicas(
+    postgres_database: str, tmp_path: Path, clock: ManualClock
+) -> None:
+    """A replica whose clock runs 90 s ahead saw the others' leases and claims expire early and took them: 24–54 %
+    of the notifications went out twice. On the database's clock (the default) it sees them live."""
+    url = Backend("postgres", tmp_path, postgres_database).location()
+    honest, skewed = PostgresStore(url, holder="honest"), PostgresStore(url, holder="skewed")
+    await honest.open()
+    await skewed.open()
+    try:
+        now_ms, ahead_ms = clock.now_ms(), clock.now_ms() + 90_000
+        assert (await honest.hold(JOBS, now_ms)).held == frozenset(JOBS)
+        assert (await skewed.hold(JOBS, ahead_ms)).held == frozenset()  # they are held: it waits for its share
+        await honest.commit(notifications=_notes("hook", 2, clock))
+        claimed = await honest.due_notifications(now_ms)
+        assert len(claimed) == 2 and await skewed.due_notifications(ahead_ms) == []  # claims live: nothing twice
+        assert await honest.claim_timers(now_ms) and not await skewed.claim_timers(ahead_ms)
+    finally:
+        await honest.close()
+        await skewed.close()
 
 
 async def test_deliveries_show_tells_an_interrupted_attempt_in_text_and_json(
@@ -404,3 +455,17 @@ def _digest(folder: Path, on: str, wait: str) -> Config:
         f"rules: [{{name: digest, on: {on}, notify: screen, group_by: [], group_wait: {wait}}}]\n"
     )
     return load_config(path, {}).config
+
+
+async def test_while_no_notify_can_come_the_worker_is_woken_every_second() -> None:
+    """The server refusing the listener's connection (too many clients): the worker idled up to a minute with the
+    other replicas' notifications due. Each failed attempt wakes it instead."""
+    store = PostgresStore("postgresql://bw@127.0.0.1:1/db", connect_timeout_s=1)  # nothing listens there
+    woken = asyncio.Event()
+    listening = asyncio.create_task(store.listen(woken.set))
+    try:
+        await asyncio.wait_for(woken.wait(), timeout=5)
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening

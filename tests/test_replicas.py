@@ -61,7 +61,9 @@ class Replica:
         self.name, self.url, self.api, self.config, self.clock = name, url, api, config, clock
 
     async def start(self, session: aiohttp.ClientSession) -> Replica:
-        self.store = PostgresStore(self.url, holder=self.name, lease_ttl_ms=TTL_MS, connect_timeout_s=1)
+        self.store = PostgresStore(
+            self.url, holder=self.name, lease_ttl_ms=TTL_MS, connect_timeout_s=1, caller_clock=True
+        )
         await self.store.open()
         self.client = RunloopClient(
             base_url=self.api, api_key="e2e-key", clock=self.clock, sleep=FakeSleep(ManualClock()),

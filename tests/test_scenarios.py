@@ -70,6 +70,27 @@ def test_a_body_that_is_not_json_is_a_malformed_response() -> None:
         decode_page(PATH, b'{"runs": [{"id": "scr_1", "sce')
 
 
+def test_a_non_finite_number_on_a_page_is_unknown_not_a_failed_page() -> None:
+    """msgspec refuses `1e400` ("number out of range") and `NaN`: the page was refused whole, every poll."""
+    for number in (b"1e400", b"-1e400", b"NaN", b"Infinity"):
+        body = b'{"runs": [{"id": "scr_1", "scenario_id": "scn_a", "state": "scored", "duration_ms": %s,' % number
+        page = decode_page(PATH, body + b' "scoring_contract_result": {"score": %s}}]}' % number)
+        assert page.runs[0].score is None and page.runs[0].duration_ms is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b'"caf\xe9"', b'"\\ud83d"', b"[" * 1000 + b"]" * 1000],
+    ids=["invalid UTF-8", "a lone surrogate", "nested 1,000 deep"],
+)
+def test_unreadable_bytes_on_a_page_are_a_schema_error_not_a_retry_or_a_traceback(value: bytes) -> None:
+    body = b'{"runs": [{"id": "scr_1", "scenario_id": "scn_a", "state": "running", "name": %s}]}' % value
+    # nested 1,000 deep: "nested too deep", or — where the stack allows the lenient reader that far — a name that
+    # is no string; either way that run's SchemaError, never a retried MalformedResponseError or a RecursionError
+    with pytest.raises(SchemaError, match="GET /v1/benchmark_runs/bmr_1/scenario_runs: "):
+        decode_page(PATH, body)
+
+
 def test_the_latest_attempt_of_each_scenario_counts_by_start_time_then_id() -> None:
     runs = RunScenarios.build(
         _statuses(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,17 @@ async def test_the_watcher_applies_a_new_silence_from_the_next_poll(tmp_path: Pa
 
     told = {event["job_name"] for d in running.hook.deliveries[before:] for event in d.payload["events"]}
     assert told == {"keep-telling"}
+
+
+def test_a_catastrophic_pattern_matches_a_hostile_name_in_linear_time(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With Python's `re`, `re:(a+)+$` against 40 a's and a `!` took minutes, the event loop frozen all along."""
+    matcher = parse_match_args(["job_name=re:(a+)+$"])["job_name"]
+    hostile = "a" * 40 + "!"
+    started = time.monotonic()
+    assert not matcher.test(hostile) and matcher.test("a" * 40)
+    assert time.monotonic() - started < 0.5
+    code, _, err = _cli(capsys, "silences", "add", "--config", str(config), "--match", r"job_name=re:(a)\1",
+                        "--for", "1h")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and "invalid regular expression '(a)\\\\1': invalid escape" in err

@@ -258,3 +258,14 @@ async def test_a_removed_job_vanishes_from_the_api(sim: Simulator, sim_url: str)
         assert (await (await http.get(f"{sim_url}/v1/benchmark_jobs")).json())["jobs"] == []
         assert (await http.delete(f"{sim_url}/_sim/jobs/{plan.job_id}")).status == 404
     sim.add_job(SimJobSpec(name="doomed"))  # its name is free again
+
+
+async def test_raw_bytes_are_served_where_a_tampered_value_goes(sim: Simulator, sim_url: str) -> None:
+    plan = sim.add_job(SimJobSpec(name="raw"))
+    fields = {"average": {"$raw": "1e400"}, "notes": {"$raw_base64": "ImNhZuki"}}
+    async with aiohttp.ClientSession() as http:
+        put = await http.put(f"{sim_url}/_sim/jobs/{plan.job_id}/tamper", json=fields)
+        assert put.status == 200
+        body = await (await http.get(f"{sim_url}/v1/benchmark_jobs/{plan.job_id}")).read()
+        listed = await (await http.get(f"{sim_url}/v1/benchmark_jobs")).read()
+    assert b'"average":1e400,"notes":"caf\xe9"' in body and b'"average":1e400,"notes":"caf\xe9"' in listed

@@ -10,9 +10,9 @@ import socket
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, StringConstraints, field_validator, model_validator
 
 from notifiers.registry import NotifierConfig
 from rules.config import InhibitConfig, RuleConfig, SilenceConfig, cross_check_rules
@@ -24,9 +24,11 @@ from watcher.core.failureclass import FAILURE_CLASS_NAMES, FailureClasses
 from watcher.diff.infra import DEFAULT_INFRA_ALERT_RATIO
 from watcher.pipeline.baseline import BaselineSection
 from watcher.pipeline.digest import DigestConfig, cross_check_digests
-from watcher.store.location import is_postgres_url
+from watcher.store.location import is_postgres_url, redact_url, url_problem
 
 MIN_TOKEN_CHARS = 16
+# A job id to poll: not empty, no surrounding spaces (`""` passed `check`, then failed every cycle with a traceback)
+JobId = Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=r"^\S(.*\S)?$")]
 
 
 class RunloopSection(StrictModel):
@@ -62,7 +64,7 @@ class CatchUpSection(StrictModel):
 class WatchSection(StrictModel):
     """`watch:` which jobs, how often, and what counts as stalled."""
 
-    jobs: tuple[str, ...] = ()
+    jobs: tuple[JobId, ...] = ()
     discover: DiscoverSection | None = None
     poll_interval_ms: DurationMs = Field(30_000, alias="poll_interval", ge=1000)
     scenario_runs: bool = True
@@ -76,6 +78,9 @@ class WatchSection(StrictModel):
         lt=1,
         description="job.infra_degraded when more than this share of a job's finished scenarios failed in setup; "
         "null: never",
+    )
+    poll_timeout_ms: DurationMs = Field(
+        60_000, alias="poll_timeout", ge=1000, description="one job's poll, retries included, is given up after this"
     )
     jitter: float = Field(0.1, ge=0, le=0.5, description="each cycle starts up to this share of the interval late")
     spread: float = Field(0.7, ge=0, le=0.9, description="a cycle's polls start evenly over this share of the interval")
@@ -172,6 +177,8 @@ class StateSection(StrictModel):
             raise ValueError("give either path (SQLite, one process) or url (PostgreSQL, replicas), not both")
         if self.url is not None and not is_postgres_url(self.url.get_secret_value()):
             raise ValueError("url must start with postgresql:// (for an SQLite file, use path)")
+        if self.url is not None and (problem := url_problem(self.url.get_secret_value())) is not None:
+            raise ValueError(f"url {redact_url(self.url.get_secret_value())} is not usable: {problem}")
         return self
 
 

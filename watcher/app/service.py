@@ -65,6 +65,7 @@ class Service:
         clock: Clock | None = None,
         recorder: SnapshotRecorder | None = None,
         sleep: Sleep = asyncio.sleep,
+        stop_grace_s: float = STOP_GRACE_S,
     ) -> None:
         self.loaded = loaded
         self.recorder = recorder  # `run --record`: every changed snapshot polled, as a replay line
@@ -75,7 +76,13 @@ class Service:
         self.health = ApiHealth(self.config.watch.api_unreachable_after_ms)
         self.store_health = StoreHealth()  # one view of the store's writes: polls, sends and /readyz share it
         self.status: StatusServer | None = None
-        self._store = open_store(loaded.state_location(), exclusive=True, lease_ttl_ms=self.config.state.lease_ttl_ms)
+        # Replicas time leases and claims by the database's clock; a clock injected here (tests) times them too.
+        self._store = open_store(
+            loaded.state_location(),
+            exclusive=True,
+            lease_ttl_ms=self.config.state.lease_ttl_ms,
+            caller_clock=clock is not None,
+        )
         self.gate: LeaseGate | None = None  # replicas (PostgreSQL): which jobs this one polls
         self.digests: DigestScheduler | None = None  # `digests:`, built with the client
         self._cycle_lock = asyncio.Lock()
@@ -83,6 +90,8 @@ class Service:
         self._last_cycle_end_ms: int | None = None
         self._cycles = 0
         self._reloading: asyncio.Task[list[str]] | None = None
+        self.stop_grace_s = stop_grace_s  # how long a stop waits for the cycle and the sends under way
+        self._stopping = False
 
     @property
     def store(self) -> Store:
@@ -126,6 +135,7 @@ class Service:
                     await self._start_status()
                     yield self
                 finally:
+                    await self.cycle.settle(0)  # a poll still running past its cycle: cancelled, nothing recorded
                     await self._close_endpoints()
         finally:
             await self._store.close()
@@ -185,7 +195,7 @@ class Service:
         scheduler = AsyncIOScheduler(timezone=UTC)
         interval_s = self._interval_s()
         scheduler.add_job(
-            self.poll_once,
+            self._cut_at_stop(self.poll_once, "the poll cycle"),
             "interval",
             seconds=interval_s,
             jitter=interval_s * self.config.watch.jitter or None,
@@ -195,7 +205,7 @@ class Service:
             misfire_grace_time=max(1, int(interval_s)),
             next_run_time=datetime.now(UTC),
         )
-        flush = self._whole(self.flush_timers)
+        flush = self._cut_at_stop(self._whole(self.flush_timers), "flushing rule timers")
         scheduler.add_job(flush, "interval", seconds=1, id=TIMER_JOB, max_instances=1, coalesce=True)
         refresh = self._whole(self.refresh_notifiers)
         scheduler.add_job(refresh, "interval", seconds=1, id=REFRESH_JOB, max_instances=1, coalesce=True)
@@ -206,7 +216,7 @@ class Service:
         )
         if self.gate is not None:  # leases renewed three times per TTL, whatever the poll interval
             heartbeat_s = self.config.state.lease_ttl_ms / 3000
-            heartbeat = self._whole(self.heartbeat)
+            heartbeat = self._cut_at_stop(self._whole(self.heartbeat), "the lease heartbeat")
             scheduler.add_job(heartbeat, "interval", seconds=heartbeat_s, id=HEARTBEAT_JOB, coalesce=True)
         scheduler.add_listener(self.scheduler_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
         scheduler.start()
@@ -241,6 +251,25 @@ class Service:
 
         return run
 
+    def _cut_at_stop(self, step: Callable[[], Awaitable[object]], what: str) -> Callable[[], Awaitable[None]]:
+        """`step` as a scheduler job that, cancelled by a stop at the end of its grace, says so in one line.
+        APScheduler logs a cancelled job as a failure, with a CancelledError traceback."""
+
+        async def run() -> None:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise
+                log.warning(
+                    "%s was still under way at the end of the stop's grace (%.0fs) and was cut off; what it had not "
+                    "committed is done again at the next start",
+                    what,
+                    self.stop_grace_s,
+                )
+
+        return run
+
     async def poll_once(self) -> CycleReport:
         """One poll cycle (the scheduler's interval job); cycles never overlap."""
         async with self._cycle_lock:
@@ -251,7 +280,10 @@ class Service:
                 log.warning("reading the runtime silences failed (%s); the previous ones stay", exc)
             except Exception:  # not the store: a bug, whose traceback is worth its lines
                 log.warning("reading the runtime silences failed; the previous ones stay", exc_info=True)
-            report = await self.cycle.run(spread_s=self._interval_s() * self.config.watch.spread)
+            # A cycle waits for its polls one interval at most: a slow job's poll goes on alone, and the next
+            # cycle polls every other job on time (watch.poll_timeout bounds the slow one).
+            interval_s = self._interval_s()
+            report = await self.cycle.run(spread_s=interval_s * self.config.watch.spread, wait_s=interval_s)
             elapsed_s = time.monotonic() - started
             self._cycles += 1
             self._last_cycle_end_ms = self.clock.now_ms()
@@ -440,13 +472,17 @@ class Service:
     async def _shutdown(self, scheduler: AsyncIOScheduler, worker_task: asyncio.Task[None]) -> None:
         """Claim nothing new — no poll cycle, no send — and give the running cycle and the sends in flight one grace
         together (not one after the other: the process exits within STOP_GRACE_S and a second); then the endpoint."""
-        log.info("stopping: no new poll cycles or sends; finishing what is under way (at most %.0fs)", STOP_GRACE_S)
+        grace_s = self.stop_grace_s
+        log.info("stopping: no new poll cycles or sends; finishing what is under way (at most %.0fs)", grace_s)
+        self._stopping = True
         scheduler.pause()
-        worker_stopped = asyncio.create_task(self.worker.stop(grace_s=STOP_GRACE_S), name="stop deliveries")
+        worker_stopped = asyncio.create_task(self.worker.stop(grace_s=grace_s), name="stop deliveries")
+        grace_ends = time.monotonic() + grace_s
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(STOP_GRACE_S):
+            async with asyncio.timeout(grace_s):
                 for lock in [self._cycle_lock, *self._step_locks]:
                     await lock.acquire()
+        await self.cycle.settle(max(grace_ends - time.monotonic(), 0))  # polls that outlived their cycle
         scheduler.shutdown(wait=False)
         await worker_stopped
         worker_task.cancel()

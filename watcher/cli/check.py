@@ -10,6 +10,7 @@ from watcher.app.config import Config, load_config
 from watcher.config.durations import format_duration_ms
 from watcher.core.events import events_json_schema
 from watcher.core.failureclass import FAILURE_CLASS_NAMES
+from watcher.core.printable import printable
 from watcher.pipeline.digest import DigestConfig
 
 
@@ -27,14 +28,14 @@ async def check(args: argparse.Namespace) -> int:
     print(_catch_up_line(config))
     print(f"notifiers ({len(config.notifiers)}):")
     for name, notifier in config.notifiers.items():
-        print(f"  {name} ({notifier.type}): {notifier.destination()}")
+        print(printable(f"  {name} ({notifier.type}): {notifier.destination()}"))
     print(f"rules ({len(config.rules)}):")
     for rule in config.rules:
-        print(f"  {describe_rule(rule)}")
+        print(printable(f"  {describe_rule(rule)}"))
     if config.silences:
         print(f"silences ({len(config.silences)}):")
         for silence in config.silences:
-            print(f"  {describe_silence(silence)}")
+            print(printable(f"  {describe_silence(silence)}"))
     _section("inhibit", [describe_inhibit(entry) for entry in config.inhibit])
     _section("time intervals", [describe_time_interval(interval) for interval in config.time_intervals])
     _section("digests", [_describe_digest(digest) for digest in config.digests])
@@ -54,7 +55,7 @@ def _section(title: str, lines: list[str]) -> None:
     if lines:
         print(f"{title} ({len(lines)}):")
         for line in lines:
-            print(f"  {line}")
+            print(printable(f"  {line}"))
 
 
 def _describe_digest(digest: DigestConfig) -> str:

@@ -19,6 +19,7 @@ from watcher.cli.markdown import comparison_markdown
 from watcher.core.comparison import AgentComparison, JobOutcomes, RegressionRef, ScenarioRef
 from watcher.core.failureclass import DEFAULT_FAILURE_CLASSES, FailureClasses
 from watcher.core.models import JobState
+from watcher.core.printable import printable
 from watcher.diff.compare import NotComparable, scenario_results
 from watcher.diff.summary import dashboard_url_for
 from watcher.diff.trend import DEFAULT_TREND_JOBS, TrendPoint, agent_trend, drop_marks, sparkline
@@ -247,4 +248,4 @@ def _signed(value: float) -> str:
 
 def _clean(text: str) -> str:
     """API text on one terminal line: control characters (escape sequences, breaks) become spaces."""
-    return "".join(ch if ch.isprintable() else " " for ch in text)
+    return printable(text)

@@ -14,7 +14,8 @@ from watcher.app.config import load_config
 from watcher.app.delivery import build_notifiers, build_worker
 from watcher.cli.errors import UsageError
 from watcher.core.clock import SystemClock
-from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem
+from watcher.core.printable import printable
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus
 from watcher.pipeline.sample import sample_notification
 from watcher.store import open_store
 from watcher.store.location import is_postgres_url, redact_url
@@ -37,7 +38,7 @@ def _when(ms: int | None) -> str:
 def _line(item: OutboxItem) -> str:
     notification = item.notification
     error = f"  {item.last_reason}: {item.last_error}" if item.last_error else ""
-    return (
+    return printable(
         f"{notification.id}  {item.status:<7} {notification.notifier:<16} {notification.rule:<20} "
         f"attempts={item.attempts:<3} created={_when(notification.created_ms)}{error}"
     )
@@ -84,7 +85,8 @@ async def show_delivery(args: argparse.Namespace) -> int:
 def _attempt_line(attempt: DeliveryAttempt) -> str:
     took_s = (attempt.finished_ms - attempt.started_ms) / 1000
     why = f"  {attempt.reason}: {attempt.error}" if attempt.error else (f"  {attempt.reason}" if attempt.reason else "")
-    return f"  #{attempt.attempt:<3} {_when(attempt.started_ms)}  {took_s:>7.1f}s  {attempt.outcome:<11}{why}".rstrip()
+    line = f"  #{attempt.attempt:<3} {_when(attempt.started_ms)}  {took_s:>7.1f}s  {attempt.outcome:<11}{why}"
+    return printable(line.rstrip())
 
 
 def _item_json(item: OutboxItem, attempts: list[DeliveryAttempt]) -> dict[str, object]:
@@ -121,6 +123,8 @@ async def retry_delivery(args: argparse.Namespace) -> int:
         item = await store.outbox_item(args.id)
         if item is None:
             raise UsageError(f"no notification {args.id!r} in {redact_url(str(path))} (or the prefix is ambiguous)")
+        if item.status == OutboxStatus.SENT and not args.force:  # its receiver has it: again only when asked
+            raise UsageError(f"{item.notification.id} was sent already; --force sends it again")
         await store.requeue(item.notification.id, clock.now_ms())
         print(f"{item.notification.id}: pending again (was {item.status})")
         if not args.send:

@@ -334,6 +334,7 @@ def _add_deliveries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_state_options(retry)
     retry.add_argument("id", metavar="ID", help="the notification id (nt_...), or a unique prefix of it")
     retry.add_argument("--send", action="store_true", help="also send it now from here (needs --config)")
+    retry.add_argument("--force", action="store_true", help="also a notification already sent: it is sent again")
     retry.set_defaults(handler="watcher.cli.deliveries:retry_delivery")
     flush = actions.add_parser("flush", help="send everything due in the outbox now, then exit")
     flush.add_argument("--config", type=Path, required=True, help="the config file (notifiers and state)")
@@ -398,10 +399,16 @@ def _at_least_one(raw: str) -> float:
     return value
 
 
+MAX_COUNT = 1_000_000_000  # a count past this is a typo; 10**23 overflowed SQLite's integers (a traceback)
+
+
 def _non_negative_int(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {raw}")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if not 0 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_COUNT}, got {raw}")
     return value
 
 
@@ -490,8 +497,10 @@ def _exit_code(exc: Exception) -> int:
     if isinstance(exc, UsageError | ValueError | StoreError):
         return _fail(str(exc), EXIT_USAGE)
     if isinstance(exc, ConfigError):
+        from watcher.core.printable import printable
+
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            print(printable(str(problem)), file=sys.stderr)
         return EXIT_USAGE
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
@@ -501,9 +510,10 @@ def _exit_code(exc: Exception) -> int:
 
 def _fail(message: str, code: int) -> int:
     from watcher.cli.retry_status import clear_status
+    from watcher.core.printable import printable
 
     clear_status()  # the error replaces the retries' status line: said once
-    print(f"benchwatch: error: {message}", file=sys.stderr)
+    print(f"benchwatch: error: {printable(message)}", file=sys.stderr)
     return code
 
 

@@ -14,6 +14,7 @@ from rules.silences import RuntimeSilence
 from watcher.app.config import load_config
 from watcher.cli.errors import UsageError
 from watcher.core.clock import SystemClock
+from watcher.core.printable import printable
 from watcher.pipeline.silences import SilenceError, UnknownSilence, add_silence, expire_silence, list_silences
 from watcher.pipeline.silences import request_from_args as silence_request
 from watcher.store import open_store
@@ -26,7 +27,7 @@ def _when(ms: int) -> str:
 
 def _line(silence: RuntimeSilence, now_ms: int) -> str:
     comment = f"  # {silence.comment}" if silence.comment else ""
-    return (
+    return printable(
         f"{silence.id}  {silence.state_at(now_ms):<7} {_when(silence.starts_ms)} → {_when(silence.ends_ms)}  "
         f"{silence.matchers_text()}{comment}"
     )

@@ -24,6 +24,7 @@ from watcher.core.events import (
     WatcherApiRecovered,
     WatcherApiUnreachable,
 )
+from watcher.core.printable import printable
 
 
 def _score(value: float | None) -> str:
@@ -148,7 +149,4 @@ def _minutes(ms: int) -> str:
 def event_line(event: Event) -> str:
     """`<job name>: <what happened>` (`benchwatch:` for watcher events), one line, control characters removed."""
     separator = " " if isinstance(event, JobCompared) else ": "  # "nightly-42 vs nightly-41: …"
-    text = f"{event.job_name or 'benchwatch'}{separator}{_describe(event)}"
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else " " for ch in text)
+    return printable(f"{event.job_name or 'benchwatch'}{separator}{_describe(event)}")

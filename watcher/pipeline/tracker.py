@@ -91,6 +91,10 @@ class JobTracker:
         self._memories: dict[str, JobMemory] = {}  # jobs still polled
         self._resting: set[str] = set()  # jobs no longer polled: their memories are in the store only
         self._taken_over: set[str] = set()  # jobs taken over from another replica, not yet polled here
+        # A job's first sighting whose commit failed: its memory and events, for the next poll to diff from and
+        # record with its own. Diffed from nothing again, that poll would take the failures since for the state
+        # the job was found in — told never (issue 29: scenario.failed lost while the store was starved).
+        self._unrecorded_first: dict[str, tuple[JobMemory, tuple[Event, ...]]] = {}
         self._seen: dict[str, dict[str, frozenset[int]]] = {}  # job id → run id → latest attempts last diffed
         self._rule_state: RuleState | None = None
         self._rule_version: int | None = None  # replicas: the version of the rule state in `_rule_state`
@@ -104,21 +108,31 @@ class JobTracker:
         memory = self._memories.get(job_id)
         if memory is None:
             memory = await self.store.load_memory(job_id)
-        late = memory is None and self.catch_up is not None and self.catch_up.applies(snapshot.job, snapshot.at_ms)
-        result = diff(memory, snapshot, self.failure_classes, catch_up=late)
+        first = self._unrecorded_first.pop(job_id, None)
+        if memory is not None:  # recorded meanwhile (by another replica): the store's memory is the truth
+            first = None
+        basis = first[0] if first else memory  # a first sighting not recorded yet is diffed on from, not again
+        late = basis is None and self.catch_up is not None and self.catch_up.applies(snapshot.job, snapshot.at_ms)
+        result = diff(basis, snapshot, self.failure_classes, catch_up=late)
         for warning in result.warnings:
             self._warn_once(warning)
         degraded = infra_degraded(
-            created_memory(snapshot) if late else memory, snapshot, self.failure_classes, self.infra_alert_ratio
+            created_memory(snapshot) if late else basis, snapshot, self.failure_classes, self.infra_alert_ratio
         )
         if degraded is not None and late:
             degraded = degraded.model_copy(update={"late": True})
+        told = (*(first[1] if first else ()), *result.events, *((degraded,) if degraded is not None else ()))
         compared, kept = (
-            await self.comparer.after_poll(snapshot, memory, result.memory, late=late) if self.comparer else ((), [])
+            await self.comparer.after_poll(snapshot, basis, result.memory, late=late) if self.comparer else ((), [])
         )
-        events = (*result.events, *((degraded,) if degraded is not None else ()), *compared)
-        async with self._rules_exclusive(bool(events)):
-            observation = await self._route_and_commit(snapshot, memory, result, events, kept)
+        events = (*told, *compared)
+        try:
+            async with self._rules_exclusive(bool(events)):
+                observation = await self._route_and_commit(snapshot, memory, result, events, kept)
+        except BaseException:
+            if memory is None:  # nothing of the job recorded yet: what was seen so far waits for the next poll
+                self._unrecorded_first[job_id] = (result.memory, told)
+            raise
         self._remember(result.memory)
         if snapshot.scenario_runs and not result.memory.finished:
             self._seen[job_id] = {run_id: runs.seen for run_id, runs in snapshot.scenario_runs.items()}
@@ -318,6 +332,7 @@ class JobTracker:
         """Drop what is cached of a job (another replica polled it meanwhile): its next poll reads the store, and
         writes the memory back even if nothing changed — the store then shows the job's new holder at work."""
         self._taken_over.add(job_id)
+        self._unrecorded_first.pop(job_id, None)  # its holder now diffs from what the store holds
         self._memories.pop(job_id, None)
         self._resting.discard(job_id)
         self._seen.pop(job_id, None)

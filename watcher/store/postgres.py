@@ -24,8 +24,8 @@ from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus, StateRow
 from watcher.store.errors import LeaseLostError, StoreError, StoreWriteError
-from watcher.store.location import redact_url
-from watcher.store.pgleases import RULE_TIMERS, check_epoch, release_all, renew_outbox_claims
+from watcher.store.location import redact_url, url_problem
+from watcher.store.pgleases import NOW, RULE_TIMERS, check_epoch, release_all, renew_outbox_claims
 from watcher.store.pgleases import claim as claim_lease
 from watcher.store.pgleases import hold as hold_leases
 from watcher.store.pgschema import (
@@ -75,12 +75,18 @@ class PostgresStore:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         holder: str | None = None,
         lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
+        caller_clock: bool = False,
     ) -> None:
         self._url = url
         self.path = redact_url(url)  # what messages name the store by
+        if (problem := url_problem(url)) is not None:  # libpq's own message would quote the password
+            raise StoreError(f"{self.path}: cannot use as a benchwatch database: {problem}")
         self.holder = holder or default_holder()
         self.shared = True
         self.lease_ttl_ms = lease_ttl_ms
+        # Leases and claims are timed by the database's clock, one for every replica (see pgleases); a test that
+        # moves a manual clock times them by the `now_ms` it passes instead.
+        self.caller_clock = caller_clock
         self.reachable = True  # false from a failed round trip to the next good one: /readyz answers 503
         self._step_hook = step_hook
         self._pool_size = pool_size
@@ -163,6 +169,8 @@ class PostgresStore:
         return self._pool
 
     async def _migrate(self) -> None:
+        if await self._schema_version() == SCHEMA_VERSION:
+            return  # current: no DDL, no lock — a role granted only its tables' rows can start (CREATE needs more)
         async with self._pool_or_fail().connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
             await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -179,6 +187,15 @@ class PostgresStore:
             if version != SCHEMA_VERSION:
                 await conn.execute("DELETE FROM schema_version")
                 await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+
+    async def _schema_version(self) -> int | None:
+        """The schema's version when its table exists, read without any DDL; None when there is none yet."""
+        async with self._pool_or_fail().connection() as conn:
+            found = await (await conn.execute("SELECT to_regclass('schema_version') IS NOT NULL")).fetchone()
+            if not found or not found[0]:
+                return None
+            row = await (await conn.execute("SELECT max(version) FROM schema_version")).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -340,22 +357,23 @@ class PostgresStore:
         have arrived) and counts it in `attempts`, so the next real attempt has the next number."""
         items = await self._outbox_query(
             "WITH due AS (SELECT id, claimed_by AS was_claimed_by, claim_expires_ms AS was_expires_ms FROM outbox"
-            " WHERE status = 'pending' AND next_attempt_ms <= %(now)s AND NOT (id = ANY(%(exclude)s))"
-            " AND (claimed_by IS NULL OR claimed_by = %(me)s OR claim_expires_ms <= %(now)s)"
+            " WHERE status = 'pending' AND next_attempt_ms <= %(due)s AND NOT (id = ANY(%(exclude)s))"
+            f" AND (claimed_by IS NULL OR claimed_by = %(me)s OR claim_expires_ms <= {NOW})"
             ' ORDER BY next_attempt_ms, created_ms, id COLLATE "C" LIMIT %(limit)s FOR UPDATE SKIP LOCKED),'
-            " claimed AS (UPDATE outbox SET claimed_by = %(me)s, claim_expires_ms = %(now)s + %(ttl)s,"
+            f" claimed AS (UPDATE outbox SET claimed_by = %(me)s, claim_expires_ms = {NOW} + %(ttl)s,"
             f" attempts = attempts + CASE WHEN {_TAKEN_OVER} THEN 1 ELSE 0 END,"
             f" last_reason = CASE WHEN {_TAKEN_OVER} THEN %(reason)s ELSE last_reason END,"
             f" last_error = CASE WHEN {_TAKEN_OVER} THEN {_INTERRUPTED_TEXT} ELSE last_error END"
             " FROM due WHERE outbox.id = due.id"
             f" RETURNING outbox.*, due.was_claimed_by, due.was_expires_ms),"
             " interrupted AS (INSERT INTO deliveries (notification_id, notifier, attempt, started_ms, finished_ms,"
-            " outcome, reason, error) SELECT id, notifier, attempts, greatest(0, was_expires_ms - %(ttl)s), %(now)s,"
+            " outcome, reason, error) SELECT id, notifier, attempts, greatest(0, was_expires_ms - %(ttl)s), %(due)s,"
             f" %(outcome)s, %(reason)s, {_INTERRUPTED_TEXT} FROM claimed WHERE {_TAKEN_OVER})"
             f" SELECT {OUTBOX_COLUMNS} FROM claimed",
             {
                 "me": self.holder,
-                "now": now_ms,
+                "due": now_ms,  # retries are scheduled by the worker's clock
+                "now": self._lease_now(now_ms),
                 "ttl": self.lease_ttl_ms,
                 "exclude": list(exclude),
                 "limit": limit,
@@ -385,8 +403,9 @@ class PostgresStore:
         share of free or expired ones, let go of the rest; returns what it holds, what it has just taken over,
         and which of `job_ids` another replica saw come to rest."""
         async with self._connection() as conn, conn.transaction():
-            held, resting = await hold_leases(conn, self.holder, job_ids, now_ms, self.lease_ttl_ms, rested=rested)
-            await renew_outbox_claims(conn, self.holder, now_ms, self.lease_ttl_ms)
+            now = self._lease_now(now_ms)
+            held, resting = await hold_leases(conn, self.holder, job_ids, now, self.lease_ttl_ms, rested=rested)
+            await renew_outbox_claims(conn, self.holder, now, self.lease_ttl_ms)
         before = self._epochs or {}
         self._epochs = held
         acquired = frozenset(job_id for job_id, epoch in held.items() if before.get(job_id) != epoch)
@@ -395,7 +414,12 @@ class PostgresStore:
     async def claim_timers(self, now_ms: int) -> bool:
         """Whether this replica flushes the rule timers now (the claim taken or renewed)."""
         async with self._connection() as conn:
-            return await claim_lease(conn, RULE_TIMERS, self.holder, now_ms, self.lease_ttl_ms)
+            return await claim_lease(conn, RULE_TIMERS, self.holder, self._lease_now(now_ms), self.lease_ttl_ms)
+
+    def _lease_now(self, now_ms: int) -> int | None:
+        """The time a lease or claim is compared with: the caller's with `caller_clock`, else None — the
+        database's clock (`pgleases.NOW`)."""
+        return now_ms if self.caller_clock else None
 
     async def lease_holders(self) -> dict[str, str]:
         """Which replica holds each job, as last written."""
@@ -421,7 +445,9 @@ class PostgresStore:
 
     async def listen(self, wake: Callable[[], None]) -> None:
         """Call `wake` whenever any replica commits notifications (LISTEN/NOTIFY), until cancelled. A lost
-        connection is retried every second; `wake` is called after each reconnect, for what was missed."""
+        connection is retried every second; `wake` is called after each reconnect, for what was missed, and after
+        each failed attempt: while no NOTIFY can come (the server refuses a connection: too many clients), the
+        worker looks every second instead of idling up to a minute with the others' notifications due."""
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
@@ -434,16 +460,19 @@ class PostgresStore:
                         wake()
             except psycopg.Error as exc:
                 log.debug("outbox listener: %s; reconnecting", _one_line(exc))
+                wake()
             await asyncio.sleep(LISTEN_RETRY_S)
 
     async def record_delivery(self, attempt: DeliveryAttempt, *, status: OutboxStatus, next_attempt_ms: int) -> None:
-        """Record one delivery attempt and the notification's new status, in one transaction."""
+        """Record one delivery attempt and the notification's new status, in one transaction — only while this
+        replica's claim on it holds (fencing, as for polls): a replica paused with a send in flight, whose claim
+        another replica took over (recording that send as `interrupted`, naming this one) and maybe sent, records
+        nothing. Its `retry` written over the other's `sent` would send the notification again."""
         async with self._connection() as conn, conn.transaction():
-            await _insert_attempt(conn, attempt)
-            self._step("delivery:attempt")
-            await conn.execute(
+            cursor = await conn.execute(
                 "UPDATE outbox SET status = %s, attempts = %s, next_attempt_ms = %s, last_reason = %s,"
-                " last_error = %s, done_ms = %s, claimed_by = NULL, claim_expires_ms = 0 WHERE id = %s",
+                " last_error = %s, done_ms = %s, claimed_by = NULL, claim_expires_ms = 0"
+                " WHERE id = %s AND status = 'pending' AND claimed_by = %s",
                 (
                     status.value,
                     attempt.attempt,
@@ -452,8 +481,19 @@ class PostgresStore:
                     attempt.error,
                     attempt.finished_ms if status != OutboxStatus.PENDING else None,
                     attempt.notification_id,
+                    self.holder,
                 ),
             )
+            if cursor.rowcount == 0:
+                log.warning(
+                    "%s: this replica's claim was taken over while its send was in flight (recorded there as "
+                    "interrupted); its outcome here (%s) is not recorded",
+                    attempt.notification_id,
+                    attempt.outcome.value,
+                )
+                return
+            await _insert_attempt(conn, attempt)
+            self._step("delivery:attempt")
 
     async def requeue(self, notification_id: str, now_ms: int) -> bool:
         """Send a dead-lettered (or sent) notification again: back to pending, due now."""

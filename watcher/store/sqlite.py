@@ -401,8 +401,10 @@ class SQLiteStore:
     async def outbox_item(self, notification_id: str) -> OutboxItem | None:
         """One outbox entry by notification id (a unique prefix of at least 6 characters also finds it)."""
         items = await self._outbox_query(
-            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ? OR (length(?) >= 6 AND id LIKE ? || '%') LIMIT 2",
-            [notification_id, notification_id, notification_id],
+            # a prefix compared as text, not a LIKE pattern: `%` and `_` in it are no wildcards
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?1 OR (length(?1) >= 6 AND substr(id, 1, length(?1)) = ?1)"
+            " LIMIT 2",
+            [notification_id],
         )
         return items[0] if len(items) == 1 else None
 
