@@ -402,8 +402,8 @@ def test_only_a_secret_key_is_read_from_a_file(tmp_path: Path) -> None:
     """`when_file: /proc/self/environ` used to be read into `when`, whose error quoted it: every variable."""
     (tmp_path / "environ").write_text("AWS_SECRET_ACCESS_KEY=hunter2\n")
     assert problems(tmp_path, "rules:\n  - when_file: environ\n") == [
-        "benchwatch.yaml:2: rules[0]: when_file: only a secret key can be read from a file (api_key, bearer_token, ca, password, "
-        "routing_key, secret, token, url, webhook_url)"
+        "benchwatch.yaml:2: rules[0]: when_file: only a secret key can be read from a file (api_key, bearer_token, ca, "
+        "password, routing_key, secret, token, url, webhook_url)"
     ]
 
 
