@@ -315,7 +315,7 @@ class Service:
 
     def summaries(self) -> Mapping[str, JobSummary]:
         """The jobs' latest summaries (for the status page)."""
-        return self.tracker.summaries()
+        return self.tracker.summaries
 
     def config_silences(self) -> Sequence[SilenceConfig]:
         """The config file's silences in force."""
