@@ -286,13 +286,15 @@ async def test_the_page_s_benchmarks_are_the_most_recently_run_first_and_bounded
         assert await archive.recent_benchmarks(2) == ["b:a", "b:b"]
 
 
-def test_the_status_page_s_trend_window_is_baseline_history(tmp_path: Path) -> None:
-    nowhere = "http://127.0.0.1:9"  # the Service is built, never run: nothing is asked of these
+async def test_the_status_page_s_trend_window_is_baseline_history(tmp_path: Path) -> None:
+    nowhere = "http://127.0.0.1:9"  # the Service is started, never run: nothing is asked of these
     bare = write_config(tmp_path, nowhere, nowhere)
-    assert Service(load_config(bare)).trend_jobs() == 10  # BaselineSection's default
+    async with Service(load_config(bare)).started() as service:
+        assert service.trend_jobs() == 10  # BaselineSection's default
     (tmp_path / "more").mkdir()
     configured = write_config(tmp_path / "more", nowhere, nowhere, rules="baseline: {history: 4, flaky_flips: 2}\n")
-    assert Service(load_config(configured)).trend_jobs() == 4
+    async with Service(load_config(configured)).started() as service:
+        assert service.trend_jobs() == 4
 
 
 async def test_a_dry_run_replay_compares_with_jobs_replayed_before(

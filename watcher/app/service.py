@@ -7,9 +7,9 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC
+from pathlib import Path
 
 import aiohttp
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
@@ -20,12 +20,13 @@ from rules.engine import Router
 from watcher.api.client import RequestLimits, RunloopClient
 from watcher.api.errors import RunloopApiError
 from watcher.api.health import ApiHealth
-from watcher.app.config import LoadedConfig, WatchSection
+from watcher.app.config import Config, LoadedConfig, WatchSection
 from watcher.app.cycle import CycleReport, PollCycle
 from watcher.app.delivery import build_notifiers, build_worker, delivery_policies
 from watcher.app.logs import redact_more, secrets_of
 from watcher.app.reload import effective, needs_restart, read_again
 from watcher.app.replicas import LeaseGate
+from watcher.app.steps import Step
 from watcher.core.clock import Clock, SystemClock
 from watcher.core.ratelimit import Sleep
 from watcher.core.storehealth import StoreHealth
@@ -34,6 +35,7 @@ from watcher.diff.summary import dashboard_url_for
 from watcher.pipeline.baseline import BaselineSection
 from watcher.pipeline.comparer import job_comparer
 from watcher.pipeline.recording import SnapshotRecorder
+from watcher.pipeline.summaries import RecentSummaries
 from watcher.pipeline.tracker import JobTracker
 from watcher.store import open_store
 from watcher.store.errors import StoreError, StoreWriteError
@@ -43,6 +45,7 @@ from watcher.web.status import StatusServer, create_status_app, start_status_ser
 
 log = logging.getLogger("benchwatch.service")
 
+FIRST_POLL_JOB = "first-poll-cycle"
 POLL_JOB = "poll-cycle"
 TIMER_JOB = "rule-timers"
 HEARTBEAT_JOB = "lease-heartbeat"
@@ -50,7 +53,8 @@ STOP_GRACE_S = 10.0
 
 
 class Service:
-    """The watcher as a process: open everything, run until told to stop, close everything in order."""
+    """The watcher as a process: everything is built here, opened by `started`, driven by `run` until told to stop,
+    and closed in order. Build it inside the event loop (its HTTP session belongs to the running loop)."""
 
     def __init__(
         self,
@@ -61,21 +65,70 @@ class Service:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.loaded = loaded
-        self.recorder = recorder  # `run --record`: every changed snapshot polled, as a replay line
         self.config = loaded.config
+        self.recorder = recorder  # `run --record`: every changed snapshot polled, as a replay line
         self.clock = clock or SystemClock()
         self._sleep = sleep  # the poll spread's and the client's retries' waits: tests move a manual clock instead
         self.metrics = Metrics()
         self.health = ApiHealth(self.config.watch.api_unreachable_after_ms)
         self.store_health = StoreHealth()  # one view of the store's writes: polls, sends and /readyz share it
-        self.status: StatusServer | None = None
+        self.status: StatusServer | None = None  # listening while started
         self._store = open_store(loaded.state_location(), exclusive=True, lease_ttl_ms=self.config.state.lease_ttl_ms)
-        self.gate: LeaseGate | None = None  # replicas (PostgreSQL): which jobs this one polls
-        self._cycle_lock = asyncio.Lock()
-        self._step_locks: list[asyncio.Lock] = []  # one per scheduled side step (timers, heartbeat): see `_whole`
+        self._session = aiohttp.ClientSession()  # the client's and the notifiers', closed last but for the store
+        self.client = self._client()
+        self._summaries = RecentSummaries()
+        self.tracker = self._tracker()
+        self.worker = build_worker(self.config, self._store, self._session, self.clock, self.store_health)
+        # replicas (PostgreSQL): which jobs this one polls
+        self.gate = LeaseGate(self._store, self.tracker, self.clock, self.store_health) if self._store.shared else None
+        self.cycle = self._cycle()
+        self._polls = Step("poll cycle", self._poll_cycle)
+        self._timers = Step("rule timers", self._flush_timers)
+        self._beats = Step("lease heartbeat", self._heartbeat)
+        self._open = False
         self._last_cycle_end_ms: int | None = None
         self._cycles = 0
         self._reloading: asyncio.Task[list[str]] | None = None
+
+    def _client(self) -> RunloopClient:
+        return RunloopClient(
+            base_url=self.config.runloop.resolved_base_url(os.environ),
+            api_key=self.config.runloop.api_key,
+            session=self._session,
+            limits=RequestLimits(self.config.watch.max_concurrent_requests, self.config.watch.max_requests_per_s),
+            sleep=self._sleep,
+            clock=self.clock,
+        )
+
+    def _tracker(self) -> JobTracker:
+        dashboard_url = dashboard_url_for(self.client.base_url)
+        return JobTracker(
+            self._store,
+            router=_router(self.config),
+            dashboard_url=dashboard_url,
+            comparer=job_comparer(self.config.baseline, self._store, self.client, dashboard_url),
+            shared_rules=self._store.shared,
+            summaries=self._summaries,
+        )
+
+    def _cycle(self) -> PollCycle:
+        return PollCycle(
+            watch=self.config.watch,
+            client=self.client,
+            tracker=self.tracker,
+            clock=self.clock,
+            health=self.health,
+            on_notifications=self.worker.wake,
+            on_snapshot=self.recorder.write if self.recorder is not None else None,
+            gate=self.gate,
+            store_health=self.store_health,
+            sleep=self._sleep,
+        )
+
+    @property
+    def is_open(self) -> bool:
+        """Whether `started` has opened everything (and not closed it yet)."""
+        return self._open
 
     @property
     def store(self) -> Store:
@@ -83,7 +136,7 @@ class Service:
         return self._store
 
     async def run(self, stop: asyncio.Event) -> int:
-        """Run until `stop` is set, APScheduler driving the steps; returns the exit code."""
+        """Run until `stop` is set, APScheduler calling the steps; returns the exit code."""
         async with self.started():
             worker_task = asyncio.create_task(self.worker.run(), name="delivery worker")
             # Another replica's commit wakes this worker too (LISTEN/NOTIFY); with SQLite this returns at once.
@@ -103,84 +156,44 @@ class Service:
 
     @contextlib.asynccontextmanager
     async def started(self) -> AsyncIterator[Service]:
-        """Everything open — store, HTTP session, client, tracker, worker, status endpoint — but nothing scheduled:
-        the steps (`poll_once`, `flush_timers`, `drain`) run when called. `run` calls them from APScheduler; tests
-        call them on a manual clock. On exit the endpoint, the client and the store close, in that order."""
+        """The store open, the memories loaded, the status endpoint listening — but nothing scheduled: the steps
+        (`poll_once`, `flush_timers`, `drain`) run when called. `run` has APScheduler call them; tests call them on
+        a manual clock. On exit the endpoint, the client, the HTTP session and the store close, in that order."""
         await self._store.open()
         try:
-            async with aiohttp.ClientSession() as session:
-                self._wire(session)
-                await self.tracker.load_memories()
-                self.metrics.config_loaded(True, time.time())
-                try:
-                    await self._start_status()
-                    yield self
-                finally:
-                    await self._close_endpoints()
+            await self.tracker.load_memories()
+            self.metrics.config_loaded(True, self.clock.now_ms() / 1000)
+            await self._start_status()
+            self._open = True
+            yield self
         finally:
+            self._open = False
+            await self._close_endpoints()
             await self._store.close()
-
-    def _wire(self, session: aiohttp.ClientSession) -> None:
-        base_url = self.config.runloop.resolved_base_url(os.environ)
-        self.client = RunloopClient(
-            base_url=base_url,
-            api_key=self.config.runloop.api_key,
-            session=session,
-            limits=RequestLimits(self.config.watch.max_concurrent_requests, self.config.watch.max_requests_per_s),
-            sleep=self._sleep,
-            clock=self.clock,
-        )
-        router = Router(
-            self.config.rules,
-            self.config.silences,
-            inhibit=self.config.inhibit,
-            time_intervals=self.config.time_intervals,
-        )
-        dashboard_url = dashboard_url_for(base_url)
-        comparer = job_comparer(self.config.baseline, self._store, self.client, dashboard_url)
-        shared = self._store.shared
-        self.tracker = JobTracker(
-            self._store, router=router, dashboard_url=dashboard_url, comparer=comparer, shared_rules=shared
-        )
-        self._session = session
-        self.worker = build_worker(self.config, self._store, session, self.clock, self.store_health)
-        self.gate = LeaseGate(self._store, self.tracker, self.clock, self.store_health) if shared else None
-        self.cycle = PollCycle(
-            watch=self.config.watch,
-            client=self.client,
-            tracker=self.tracker,
-            clock=self.clock,
-            health=self.health,
-            on_notifications=self.worker.wake,
-            on_snapshot=self.recorder.write if self.recorder is not None else None,
-            gate=self.gate,
-            store_health=self.store_health,
-            sleep=self._sleep,
-        )
 
     def _interval_s(self) -> float:
         return self.config.watch.poll_interval_ms / 1000
 
     def _start_scheduler(self) -> AsyncIOScheduler:
+        """APScheduler calls the steps on their intervals (the first cycle at once); a step still running when its
+        next run comes is not started twice (`max_instances`), and runs missed meanwhile collapse into one."""
         scheduler = AsyncIOScheduler(timezone=UTC)
         interval_s = self._interval_s()
+        scheduler.add_job(self.poll_once, id=FIRST_POLL_JOB)  # no trigger: once, now (the scheduler's own now)
         scheduler.add_job(
             self.poll_once,
             "interval",
             seconds=interval_s,
             jitter=interval_s * self.config.watch.jitter or None,
             id=POLL_JOB,
-            max_instances=1,  # a slow cycle is never started twice at once
-            coalesce=True,  # runs missed meanwhile collapse into one
+            max_instances=1,
+            coalesce=True,
             misfire_grace_time=max(1, int(interval_s)),
-            next_run_time=datetime.now(UTC),
         )
-        flush = self._whole(self.flush_timers)
-        scheduler.add_job(flush, "interval", seconds=1, id=TIMER_JOB, max_instances=1, coalesce=True)
+        scheduler.add_job(self.flush_timers, "interval", seconds=1, id=TIMER_JOB, max_instances=1, coalesce=True)
         if self.gate is not None:  # leases renewed three times per TTL, whatever the poll interval
             heartbeat_s = self.config.state.lease_ttl_ms / 3000
-            heartbeat = self._whole(self.heartbeat)
-            scheduler.add_job(heartbeat, "interval", seconds=heartbeat_s, id=HEARTBEAT_JOB, coalesce=True)
+            scheduler.add_job(self.heartbeat, "interval", seconds=heartbeat_s, id=HEARTBEAT_JOB, coalesce=True)
         scheduler.add_listener(_log_scheduler_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
         scheduler.start()
         return scheduler
@@ -196,38 +209,29 @@ class Service:
             self.status.port,
         )
 
-    def _whole(self, step: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
-        """`step` as a scheduler job that a stop waits for instead of cancelling it mid-transaction (APScheduler's
-        shutdown cancels running jobs, and each such cancel was logged as a failure, with a traceback)."""
-        lock = asyncio.Lock()
-        self._step_locks.append(lock)
-
-        async def run() -> None:
-            async with lock:
-                await step()
-
-        return run
-
     async def poll_once(self) -> CycleReport:
-        """One poll cycle (the scheduler's interval job); cycles never overlap."""
-        async with self._cycle_lock:
-            started = time.monotonic()
-            try:
-                await self.tracker.refresh_silences()
-            except StoreError as exc:  # the database is away (told once by the cycle): the last ones stay in force
-                log.warning("reading the runtime silences failed (%s); the previous ones stay", exc)
-            except Exception:  # not the store: a bug, whose traceback is worth its lines
-                log.warning("reading the runtime silences failed; the previous ones stay", exc_info=True)
-            report = await self.cycle.run(spread_s=self._interval_s() * self.config.watch.spread)
-            elapsed_s = time.monotonic() - started
-            self._cycles += 1
-            self._last_cycle_end_ms = self.clock.now_ms()
-            self._count(report, elapsed_s)
-            log.debug(
-                "cycle %d: %d polled, %d failed, %d events, %d notifications in %.2fs",
-                self._cycles, report.polled, report.failed, len(report.events), report.notifications, elapsed_s,
-            )  # fmt: skip
-            return report
+        """One poll cycle (the scheduler's interval job); cycles never overlap, and one under way at a stop ends."""
+        report = await self._polls()
+        return report if report is not None else CycleReport()
+
+    async def _poll_cycle(self) -> CycleReport:
+        started_ms = self.clock.now_ms()
+        try:
+            await self.tracker.refresh_silences()
+        except StoreError as exc:  # the database is away (told once by the cycle): the last ones stay in force
+            log.warning("reading the runtime silences failed (%s); the previous ones stay", exc)
+        except Exception:  # not the store: a bug, whose traceback is worth its lines
+            log.warning("reading the runtime silences failed; the previous ones stay", exc_info=True)
+        report = await self.cycle.run(spread_s=self._interval_s() * self.config.watch.spread)
+        self._cycles += 1
+        self._last_cycle_end_ms = self.clock.now_ms()
+        elapsed_s = max(0, self._last_cycle_end_ms - started_ms) / 1000
+        self._count(report, elapsed_s)
+        log.debug(
+            "cycle %d: %d polled, %d failed, %d events, %d notifications in %.2fs",
+            self._cycles, report.polled, report.failed, len(report.events), report.notifications, elapsed_s,
+        )  # fmt: skip
+        return report
 
     def _count(self, report: CycleReport, elapsed_s: float | None) -> None:
         if elapsed_s is not None:  # None: polls between cycles (jobs taken over), no cycle
@@ -242,19 +246,27 @@ class Service:
         self.metrics.api_reachable(self.health.reachable)
 
     async def heartbeat(self) -> None:
-        """Replicas: renew the leases (the scheduler's TTL / 3 job); jobs it takes over from a dead replica are
-        polled at once — they have waited a lease TTL already — unless a cycle is under way (it takes them)."""
+        """Replicas: renew the leases (the scheduler's TTL / 3 job)."""
+        await self._beats()
+
+    async def _heartbeat(self) -> None:
+        """Jobs taken over from a dead replica are polled at once — they have waited a lease TTL already — unless a
+        cycle is under way (it takes them)."""
         if self.gate is None:
             return
         await self.gate.heartbeat()
-        if self.gate.has_fresh() and not self._cycle_lock.locked():
-            async with self._cycle_lock:
-                report = await self.cycle.poll_taken_over()
-            self._count(report, None)
+        if self.gate.has_fresh() and not self._polls.busy:
+            async with self._polls.exclusive() as open_:
+                report = await self.cycle.poll_taken_over() if open_ else None
+            if report is not None:
+                self._count(report, None)
 
     async def flush_timers(self) -> None:
-        """Close rule group windows that are due (the scheduler's 1-second job); replicas: only the one holding
-        the timer claim flushes, from the rule state in the store."""
+        """Close rule group windows that are due (the scheduler's 1-second job)."""
+        await self._timers()
+
+    async def _flush_timers(self) -> None:
+        """Replicas: only the one holding the timer claim flushes, from the rule state in the store."""
         now_ms = self.clock.now_ms()
         if not self.store_health.writable:
             return
@@ -315,7 +327,7 @@ class Service:
 
     def summaries(self) -> Mapping[str, JobSummary]:
         """The jobs' latest summaries (for the status page)."""
-        return self.tracker.summaries
+        return self._summaries
 
     def config_silences(self) -> Sequence[SilenceConfig]:
         """The config file's silences in force."""
@@ -340,60 +352,65 @@ class Service:
             return await self.reload()
         except Exception:  # a signal handler's task: nobody else would see the error
             log.exception("reload failed; the running config stays")
-            self.metrics.config_loaded(False, time.time())
+            self.metrics.config_loaded(False, self.clock.now_ms() / 1000)
             return ["reload failed unexpectedly (see the log)"]
 
     async def reload(self) -> list[str]:
         """Read the config again; a valid one applies from the next poll, an invalid one is refused (its
         problems returned and logged) and the running one stays."""
-        if not hasattr(self, "cycle"):  # SIGHUP before `run` built the poll cycle
-            log.warning("reload asked while the watcher is starting; ignored (ask again once it runs)")
-            return ["the watcher is still starting; try again in a moment"]
+        if not self._open:  # SIGHUP before the store opened, or during the stop
+            log.warning("reload asked while the watcher is starting or stopping; ignored")
+            return ["the watcher is starting or stopping; try again once it runs"]
         result = read_again(self.loaded.path)
         if result.loaded is None:
-            self.metrics.config_loaded(False, time.time())
+            self.metrics.config_loaded(False, self.clock.now_ms() / 1000)
             return list(result.problems)
         redact_more(secrets_of(result.loaded.config))
         for setting in needs_restart(self.config, result.loaded.config):
             log.warning("reload: %s changed; that takes a restart (the old value stays until then)", setting)
         new = effective(self.config, result.loaded.config)
-        async with self._cycle_lock:  # a cycle sees the old config or the new one, never half of each
-            router = Router(new.rules, new.silences, inhibit=new.inhibit, time_intervals=new.time_intervals)
-            await self.tracker.use_router(router)
-            self.worker.use_notifiers(
-                build_notifiers(new, self._store, self._session, self.clock), delivery_policies(new)
-            )
-            self.cycle.use_watch(new.watch)
-            self.tracker.comparer = job_comparer(new.baseline, self._store, self.client, self.tracker.dashboard_url)
-            self.health.unreachable_after_ms = new.watch.api_unreachable_after_ms
-            self.loaded, self.config = LoadedConfig(new, result.loaded.path), new
-        self.metrics.config_loaded(True, time.time())
+        async with self._polls.exclusive() as open_:  # a cycle sees the old config or the new one, never half of each
+            if not open_:
+                return ["the watcher is stopping"]
+            await self._apply(new, result.loaded.path)
+        self.metrics.config_loaded(True, self.clock.now_ms() / 1000)
         log.info("reloaded %s: %d rules, %d notifiers, %d silences", self.loaded.path, len(new.rules),
                  len(new.notifiers), len(new.silences))  # fmt: skip
         return []
 
+    async def _apply(self, new: Config, path: Path) -> None:
+        """Swap in what a reloaded config changes (between two cycles)."""
+        await self.tracker.use_router(_router(new))
+        self.worker.use_notifiers(build_notifiers(new, self._store, self._session, self.clock), delivery_policies(new))
+        self.cycle.use_watch(new.watch)
+        self.tracker.comparer = job_comparer(new.baseline, self._store, self.client, self.tracker.dashboard_url)
+        self.health.unreachable_after_ms = new.watch.api_unreachable_after_ms
+        self.loaded, self.config = LoadedConfig(new, path), new
+
     async def _shutdown(self, scheduler: AsyncIOScheduler, worker_task: asyncio.Task[None]) -> None:
-        """Claim nothing new — no poll cycle, no send — and give the running cycle and the sends in flight one grace
+        """Claim nothing new — no poll cycle, no send — and give the running steps and the sends in flight one grace
         together (not one after the other: the process exits within STOP_GRACE_S and a second); then the endpoint."""
         log.info("stopping: no new poll cycles or sends; finishing what is under way (at most %.0fs)", STOP_GRACE_S)
         scheduler.pause()
-        worker_stopped = asyncio.create_task(self.worker.stop(grace_s=STOP_GRACE_S), name="stop deliveries")
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(STOP_GRACE_S):
-                for lock in [self._cycle_lock, *self._step_locks]:
-                    await lock.acquire()
+        steps = (self._polls, self._timers, self._beats)
+        await asyncio.gather(self.worker.stop(grace_s=STOP_GRACE_S), *(step.stop(STOP_GRACE_S) for step in steps))
         scheduler.shutdown(wait=False)
-        await worker_stopped
         worker_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker_task
 
     async def _close_endpoints(self) -> None:
-        """Last the status endpoint and the client."""
+        """The status endpoint, the client and the HTTP session, in that order."""
         if self.status is not None:
             await self.status.close()
             self.status = None
         await self.client.close()
+        await self._session.close()
+
+
+def _router(config: Config) -> Router:
+    """The rules of a config, as a router."""
+    return Router(config.rules, config.silences, inhibit=config.inhibit, time_intervals=config.time_intervals)
 
 
 def _log_scheduler_event(event: JobExecutionEvent) -> None:
