@@ -63,6 +63,7 @@ class Service:
         clock: Clock | None = None,
         recorder: SnapshotRecorder | None = None,
         sleep: Sleep = asyncio.sleep,
+        state: str | Path | None = None,
     ) -> None:
         self.loaded = loaded
         self.config = loaded.config
@@ -73,7 +74,8 @@ class Service:
         self.health = ApiHealth(self.config.watch.api_unreachable_after_ms)
         self.store_health = StoreHealth()  # one view of the store's writes: polls, sends and /readyz share it
         self.status: StatusServer | None = None  # listening while started
-        self._store = open_store(loaded.state_location(), exclusive=True, lease_ttl_ms=self.config.state.lease_ttl_ms)
+        location = state if state is not None else loaded.state_location()  # `run --state` over the config's
+        self._store = open_store(location, exclusive=True, lease_ttl_ms=self.config.state.lease_ttl_ms)
         self._session = aiohttp.ClientSession()  # the client's and the notifiers', closed last but for the store
         self.client = self._client()
         self._summaries = RecentSummaries()
@@ -158,18 +160,21 @@ class Service:
     async def started(self) -> AsyncIterator[Service]:
         """The store open, the memories loaded, the status endpoint listening — but nothing scheduled: the steps
         (`poll_once`, `flush_timers`, `drain`) run when called. `run` has APScheduler call them; tests call them on
-        a manual clock. On exit the endpoint, the client, the HTTP session and the store close, in that order."""
-        await self._store.open()
-        try:
+        a manual clock. On exit (or a failure to open) the endpoint, the client, the store and the HTTP session
+        close, in that order."""
+        async with contextlib.AsyncExitStack() as opened:
+            opened.push_async_callback(self._session.close)
+            await self._store.open()
+            opened.push_async_callback(self._store.close)
             await self.tracker.load_memories()
             self.metrics.config_loaded(True, self.clock.now_ms() / 1000)
+            opened.push_async_callback(self._close_endpoints)
             await self._start_status()
             self._open = True
-            yield self
-        finally:
-            self._open = False
-            await self._close_endpoints()
-            await self._store.close()
+            try:
+                yield self
+            finally:
+                self._open = False
 
     def _interval_s(self) -> float:
         return self.config.watch.poll_interval_ms / 1000
@@ -400,12 +405,11 @@ class Service:
             await worker_task
 
     async def _close_endpoints(self) -> None:
-        """The status endpoint, the client and the HTTP session, in that order."""
+        """The status endpoint, then the client."""
         if self.status is not None:
             await self.status.close()
             self.status = None
         await self.client.close()
-        await self._session.close()
 
 
 def _router(config: Config) -> Router:

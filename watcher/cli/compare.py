@@ -9,11 +9,13 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, Final
 
 from watcher.api.client import RunloopClient
 from watcher.app.config import load_config
 from watcher.cli.errors import EXIT_API, EXIT_OK
+from watcher.cli.state import given_state, state_location
 from watcher.core.comparison import AgentComparison, JobOutcomes, ScenarioRef
 from watcher.core.models import JobState
 from watcher.diff.summary import dashboard_url_for
@@ -59,15 +61,15 @@ async def _current(finder: BaselineFinder, job_id: str) -> JobOutcomes:
     return current
 
 
-def _settings(args: argparse.Namespace) -> tuple[BaselineSection, str, str | None]:
-    """The `baseline:` settings, the state database and the API address, from --config / --state / --base-url."""
+def _settings(args: argparse.Namespace) -> tuple[BaselineSection, str | Path, str | None]:
+    """The `baseline:` settings, the state (path or url) and the API address, from --config / --state / --base-url;
+    without either of the first two, the state is in memory."""
     if args.config is None:
-        return BaselineSection(), str(args.state) if args.state is not None else ":memory:", args.base_url
+        return BaselineSection(), given_state(args) or ":memory:", args.base_url
     loaded = load_config(args.config)
     config = loaded.config
-    state = str(args.state) if args.state is not None else str(loaded.state_path())
     base_url = args.base_url or config.runloop.resolved_base_url(os.environ)
-    return config.baseline or BaselineSection(), state, base_url
+    return config.baseline or BaselineSection(), state_location(args, loaded), base_url
 
 
 def comparison_json(compared: Compared, trend_jobs: list[JobOutcomes] | None) -> dict[str, Any]:

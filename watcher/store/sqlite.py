@@ -138,7 +138,10 @@ class SQLiteStore:
         if self._thread is not None:
             return
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"{self.path}: cannot create its folder: {exc.strerror or exc}") from None
         if self._lock is not None:
             self._lock.acquire()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="benchwatch-sqlite")
