@@ -230,6 +230,14 @@ def test_usage_errors_of_every_kind_exit_2_in_one_line(tmp_path: Path, capsys: p
         assert message in err and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
 
 
+@pytest.mark.parametrize("argv", [["job", ""], ["wait", " "], ["compare", "bmj_1", ""], ["record", "", "--out", "x"]])
+def test_an_empty_job_id_is_an_argument_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "a job id cannot be empty" in err and "Traceback" not in err
+
+
 def test_check_and_test_notify_take_the_config_either_way(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "benchwatch.yaml"
     config.write_text("state: {path: ./state.db}\nnotifiers: {screen: {type: console}}\n")

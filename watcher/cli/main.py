@@ -143,7 +143,7 @@ def _add_job(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _add_api_options(p)
     p.add_argument("--pretty", action="store_true", help="indent the JSON for reading")
-    p.add_argument("job_id", metavar="JOB_ID", help="the job's id (bmj_...)")
+    p.add_argument("job_id", metavar="JOB_ID", type=_job_id, help="the job's id (bmj_...)")
     p.set_defaults(handler="watcher.cli.jobs:show_job")
 
 
@@ -160,7 +160,7 @@ def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _add_api_options(p)
     target = p.add_mutually_exclusive_group()
-    target.add_argument("job_id", metavar="JOB_ID", nargs="?", help="the job's id (bmj_...)")
+    target.add_argument("job_id", metavar="JOB_ID", nargs="?", type=_job_id, help="the job's id (bmj_...)")
     target.add_argument("--name", help="find the job by its exact name instead")
     target.add_argument("--latest", action="store_true", help="the newest running job")
     p.add_argument("--interval", default=wait.DEFAULT_INTERVAL, help="time between polls (default: %(default)s)")
@@ -214,8 +214,10 @@ def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "baseline. See docs/regressions.md.",
     )
     _add_api_options(p)
-    p.add_argument("job_id", metavar="JOB", help="the job's id (bmj_...)")
-    p.add_argument("baseline_job_id", metavar="BASELINE_JOB", nargs="?", help="compare with this job instead")
+    p.add_argument("job_id", metavar="JOB", type=_job_id, help="the job's id (bmj_...)")
+    p.add_argument(
+        "baseline_job_id", metavar="BASELINE_JOB", nargs="?", type=_job_id, help="compare with this job instead"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     p.add_argument(
         "--history", type=_non_negative_int, metavar="N", help="with --json: each agent's score over the last N jobs"
@@ -253,7 +255,7 @@ def _add_record(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "every job has finished or Ctrl-C / SIGTERM; `benchwatch replay FILE` reads it. See docs/events.md.",
     )
     _add_api_options(p)
-    p.add_argument("job_ids", metavar="JOB_ID", nargs="+", help="the jobs to record (bmj_...)")
+    p.add_argument("job_ids", metavar="JOB_ID", nargs="+", type=_job_id, help="the jobs to record (bmj_...)")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="the file to write (replaced)")
     p.add_argument("--interval", default="10s", help="time between polls (default: %(default)s)")
     p.set_defaults(handler="watcher.cli.record:record")
@@ -356,6 +358,12 @@ def _add_test_notify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("notifier", metavar="NOTIFIER", help="the notifier's name in the config")
     p.add_argument("--state", help=f"{STATE_HELP}, instead of the config's (notifiers keep some state: threads)")
     p.set_defaults(handler="watcher.cli.deliveries:test_notify")
+
+
+def _job_id(raw: str) -> str:
+    if not raw.strip():
+        raise argparse.ArgumentTypeError("a job id cannot be empty")
+    return raw
 
 
 def _positive_float(raw: str) -> float:
