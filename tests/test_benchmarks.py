@@ -31,6 +31,7 @@ TARGETS = (
 )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_quick_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     result = subprocess.run(
@@ -63,6 +64,7 @@ def test_quick_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
     assert many["unchanged"]["terminal_cpu_tolerance_s"] >= 0.001 and "garbage collector" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_gc_timer_counts_collections_and_the_noise_bound_follows_the_spread() -> None:
     with GcTimer() as timer:
         for _ in range(20):

@@ -41,6 +41,7 @@ def _env(**extra: str) -> dict[str, str]:
      ["test-notify"],
      ["silences"], ["silences", "add"], ["silences", "list"], ["silences", "expire"]],
 )  # fmt: skip
+@pytest.mark.slow
 def test_help_of_every_command(command: list[str]) -> None:
     result = subprocess.run([*BENCHWATCH, *command, "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
@@ -62,6 +63,7 @@ async def _run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.slow
 async def test_api_errors_are_one_readable_line(aiohttp_server: object) -> None:
     sim = Simulator(clock=ManualClock(), api_key="right-key")
     plan = sim.add_job(SimJobSpec(name="nightly"))
@@ -102,6 +104,7 @@ async def _wait_until_serving(url: str, deadline_s: float) -> None:
             await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 async def test_simulate_runs_as_a_process_and_stops_cleanly_on_sigterm() -> None:
     port = _free_port()
     process = await asyncio.create_subprocess_exec(
@@ -123,6 +126,7 @@ async def test_simulate_runs_as_a_process_and_stops_cleanly_on_sigterm() -> None
     assert f"http://127.0.0.1:{port}" in out.decode()
 
 
+@pytest.mark.slow
 async def test_simulate_reports_a_busy_port_in_one_line() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -131,6 +135,7 @@ async def test_simulate_reports_a_busy_port_in_one_line() -> None:
     assert code == 2 and "Traceback" not in err and err.count("\n") == 1 and "address" in err.lower()
 
 
+@pytest.mark.slow
 async def test_demo_runs_to_a_summary() -> None:
     code, out, err = await _run("demo", "--speed", "600", "--interval", "1", "--max-seconds", "60", env=_env())
     assert code == 0, err
@@ -251,6 +256,7 @@ def test_check_and_test_notify_take_the_config_either_way(tmp_path: Path, capsys
     assert (tmp_path / "state.db").exists() and (tmp_path / "other.db").exists()  # the config's, then --state
 
 
+@pytest.mark.slow
 def test_silences_and_deliveries_take_the_state_as_a_path_or_a_url(
     postgres_database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -265,6 +271,7 @@ def test_silences_and_deliveries_take_the_state_as_a_path_or_a_url(
         assert "(0 shown; 0 pending, 0 sent, 0 dead)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 async def test_run_takes_the_state_over_the_config_s(tmp_path: Path) -> None:
     config = tmp_path / "benchwatch.yaml"
     config.write_text("runloop: {base_url: 'http://127.0.0.1:9', api_key: k}\nwatch: {jobs: [bmj_1]}\n")

@@ -175,6 +175,7 @@ async def test_a_slow_notifier_never_holds_back_another(
     await worker.stop(grace_s=0.1)
 
 
+@pytest.mark.slow
 async def test_the_running_worker_reads_on_past_one_batch_of_due_notifications(
     aiohttp_server: Any, store: Store, context: NotifierContext, clock: ManualClock
 ) -> None:
@@ -234,6 +235,7 @@ async def test_the_running_worker_outlives_a_store_that_fails_and_sends_once_it_
         await store.close()
 
 
+@pytest.mark.slow
 async def test_the_rate_limit_spaces_sends(
     aiohttp_server: Any, store: Store, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
 ) -> None:

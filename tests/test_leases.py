@@ -39,6 +39,9 @@ TTL_MS = 5_000
 JOBS = ["bmj_a", "bmj_b", "bmj_c", "bmj_d", "bmj_e"]
 
 
+pytestmark = pytest.mark.slow  # replicas on PostgreSQL: databases made and dropped per test
+
+
 @pytest.fixture
 async def replicas(postgres_database: str, tmp_path: Path) -> AsyncIterator[list[PostgresStore]]:
     backend = Backend("postgres", tmp_path, postgres_database)

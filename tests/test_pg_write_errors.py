@@ -21,6 +21,8 @@ from watcher.pipeline.tracker import JobTracker
 from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.postgres import PostgresStore
 
+pytestmark = pytest.mark.slow  # replicas on PostgreSQL: databases made and dropped per test
+
 
 def _memory(job_id: str) -> JobMemory:
     return JobMemory(

@@ -60,6 +60,7 @@ def test_bootstrap_is_deterministic_and_degenerate_inputs_are_exact() -> None:
     assert paired_bootstrap([], []) == (0.0, 0.0)
 
 
+@pytest.mark.slow
 def test_bootstrap_interval_covers_the_true_change_at_close_to_its_nominal_rate() -> None:
     # 200 seeded benchmarks of 30 scenarios; each scenario passes with its own chance p, 0.1 less after the change:
     # the true change of the mean score is -0.1. A 95 % interval should cover it about 95 % of the time.

@@ -143,6 +143,7 @@ async def _run_with_interruption(backend: Backend, name: str, timeline: list[Sna
     return steps
 
 
+@pytest.mark.slow
 async def test_an_interruption_at_any_step_loses_nothing_and_repeats_nothing(backend: Backend) -> None:
     timeline = _timeline()
     async with backend.store("clean") as store:
@@ -260,6 +261,7 @@ async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
         await SQLiteStore(path).open()
 
 
+@pytest.mark.slow
 async def test_a_second_process_on_one_sqlite_file_is_refused_at_once_but_read_commands_open_it(
     tmp_path: Path,
 ) -> None:
