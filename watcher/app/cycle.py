@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -250,10 +249,11 @@ class PollCycle:
             await self._timed_poll(job_id, listed, report)
 
     async def _timed_poll(self, job_id: str, listed: BenchmarkJobView | None, report: CycleReport) -> None:
-        started = time.monotonic()
+        started_ms = self.clock.now_ms()
         failed_before = report.failed
         await self._poll_job(job_id, listed, report)
-        report.poll_durations.append((time.monotonic() - started, report.failed == failed_before))
+        elapsed_s = max(0, self.clock.now_ms() - started_ms) / 1000
+        report.poll_durations.append((elapsed_s, report.failed == failed_before))
 
     async def _poll_job(self, job_id: str, listed: BenchmarkJobView | None, report: CycleReport) -> None:
         try:
