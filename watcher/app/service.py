@@ -184,7 +184,9 @@ class Service:
         next run comes is not started twice (`max_instances`), and runs missed meanwhile collapse into one."""
         scheduler = AsyncIOScheduler(timezone=UTC)
         interval_s = self._interval_s()
-        scheduler.add_job(self.poll_once, id=FIRST_POLL_JOB)  # no trigger: once, now (the scheduler's own now)
+        # No trigger: once, at the scheduler's own now (its clock is real time, whatever clock the steps read); never
+        # skipped as missed, however late the loop gets to it.
+        scheduler.add_job(self.poll_once, id=FIRST_POLL_JOB, misfire_grace_time=None)
         scheduler.add_job(
             self.poll_once,
             "interval",
