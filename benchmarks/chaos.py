@@ -31,13 +31,12 @@ from aiohttp.typedefs import Handler
 
 from benchmarks.configfuzz import fuzz
 from benchmarks.simproc import free_port
+from benchmarks.told import Key, expected_keys, keys_of
 from watcher.core.clock import SystemClock
 from watcher.simulator import Faults, RawJson, SimAgent, SimJobSpec, Simulator, create_app
 
 API_KEY = "chaos-key"
-_TERMINAL = frozenset({"completed", "failed", "cancelled", "timeout"})
 GRACE_S = 10.0  # the watcher's stop grace (watcher.app.service.STOP_GRACE_S)
-Key = tuple[str, str, str, str]
 _WORLD_KEY: web.AppKey[list[Any]] = web.AppKey("chaos_world", list)
 AGENTS = [SimAgent(name="alpha", pass_rate=0.7), SimAgent(name="beta", pass_rate=0.5)]
 
@@ -174,25 +173,11 @@ class World:
 
     def expected(self) -> Counter[Key]:
         """One notification per finished job, finished run, failed or timed-out scenario (by final outcomes)."""
-        keys: Counter[Key] = Counter()
-        for plan in self.sim.jobs():
-            if plan.job_id in self.malformed:
-                continue
-            view = self.sim.job_view(plan.job_id)  # as served: hostile fields (an odd name) included
-            name = view["name"]
-            if view["state"] in _TERMINAL:
-                keys[("finished", name, view["state"], "")] += 1
-            for outcome in view["benchmark_outcomes"] or []:
-                keys[("runs", name, outcome["agent_name"], "")] += 1
-                for scenario in outcome["scenario_outcomes"]:
-                    kind = {"FAILED": "scenario.failed", "TIMEOUT": "scenario.timed_out"}.get(scenario["state"])
-                    if kind:
-                        keys[("failures", name, kind, scenario["scenario_definition_id"])] += 1
-        return keys
+        return expected_keys(self.sim, skip=self.malformed)
 
     def refused(self) -> Counter[Key]:
         """What the receiver refused with a 4xx: dead-lettered, not to arrive."""
-        return Counter(key for payload in self.receiver.rejected for key in _keys(payload))
+        return Counter(key for payload in self.receiver.rejected for key in keys_of(payload))
 
     def received(self) -> tuple[Counter[Key], int]:
         """What arrived (each notification id counted once), and how many arrivals repeated an id."""
@@ -202,7 +187,7 @@ class World:
             if payload["id"] in seen:
                 continue
             seen.add(payload["id"])
-            keys.update(_keys(payload))
+            keys.update(keys_of(payload))
         return keys, len(self.receiver.payloads) - len(seen)
 
     async def add_jobs(self) -> None:
@@ -261,18 +246,6 @@ class World:
         for runner in self.runners:
             await runner.cleanup()
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _keys(payload: dict[str, Any]) -> list[Key]:
-    rule, keys = payload["rule"], []
-    for event in payload["events"]:
-        if rule == "finished":
-            keys.append((rule, event["job_name"], event["state"], ""))
-        elif rule == "runs":
-            keys.append((rule, event["job_name"], event["agent_name"], ""))
-        else:
-            keys.append((rule, event["job_name"], event["kind"], event["scenario_definition_id"]))
-    return keys
 
 
 async def _serve(app: web.Application, world_runners: list[web.AppRunner]) -> str:

@@ -4,8 +4,9 @@ Every notification reaches the outbox in the same transaction as the events that
 worker takes due ones, sends each through its notifier under that notifier's concurrency and rate limits, and
 records every attempt. A notification stays pending until a successful send is recorded: after a crash it goes out
 again (at least once; its id is the idempotency key receivers dedupe on), and only a send that was in flight at the
-crash can arrive twice. Backoff delays come from tenacity's exponential-with-jitter strategy, or the server's
-Retry-After; past the notifier's `max_age` a notification is dead-lettered, kept and visible, sendable on demand.
+crash can arrive twice. Backoff delays are exponential with full jitter (drawn from the worker's own random
+generator, seeded in tests), or the server's Retry-After; past the notifier's `max_age` a notification is
+dead-lettered, kept and visible, sendable on demand.
 
 Only a `StoreError` means the store cannot write (then nothing new is sent until it can). Any other exception while
 sending or recording one notification is a bug of ours: it is logged with its traceback, that notification alone is
@@ -24,8 +25,6 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from tenacity import RetryCallState, wait_random_exponential
-
 from notifiers.protocol import Notifier, NotifierGoneError, RetryableSendError, SendError
 from watcher.core.clock import Clock
 from watcher.core.failures import Reason
@@ -37,6 +36,7 @@ from watcher.core.storehealth import StoreError, StoreHealth
 log = logging.getLogger("benchwatch.delivery")
 
 _MAX_ERROR_CHARS = 500
+_MAX_DOUBLINGS = 64  # past this many the cap has long been reached: no float overflow however many attempts
 DUE_BATCH = 200  # due notifications read per dispatch
 RECORD_RETRY_S = 1.0  # while the store cannot write: how often the held records are tried again
 _OUTCOME_OF: Final = {
@@ -371,14 +371,16 @@ class DeliveryWorker:
         )  # fmt: skip
 
     def _delay_s(self, item: OutboxItem, exc: SendError) -> float:
-        policy = self._policy(item.notification.notifier)
         retry_after = getattr(exc, "retry_after_s", None)
         if retry_after is not None:
             return max(0.0, float(retry_after))
-        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = item.attempts + 1
-        backoff = wait_random_exponential(multiplier=policy.initial_backoff_s, max=policy.max_backoff_s)
-        return float(backoff(state))
+        return self._backoff_s(self._policy(item.notification.notifier), item.attempts + 1)
+
+    def _backoff_s(self, policy: DeliveryPolicy, attempt: int) -> float:
+        """Full jitter: anywhere from 0 to `initial_backoff_s` × 2^(attempt − 1), capped at `max_backoff_s` — so
+        notifications failing together do not come back together."""
+        ceiling_s = min(policy.max_backoff_s, policy.initial_backoff_s * 2.0 ** min(attempt - 1, _MAX_DOUBLINGS))
+        return self._rng.uniform(0.0, ceiling_s)
 
     async def _finish(
         self,

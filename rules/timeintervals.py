@@ -53,22 +53,36 @@ class TimeRange(StrictModel):
 
 
 def _number(text: str, names: Sequence[str], lowest: int, highest: int) -> int:
+    """One end of a range: a name of `names` (numbered from `lowest`), or a number from `lowest` to `highest`
+    (0 excluded when negatives count from the end). Weekdays are names only, as in Alertmanager: is 0 Sunday or
+    Monday? Nobody should have to guess."""
     word = text.strip().lower()
     if word in names:
         return names.index(word) + (lowest if lowest > 0 else 0)
-    try:
-        # Weekdays are names only, as in Alertmanager: is 0 Sunday or Monday? Nobody should have to guess.
-        value = int(word) if names is not WEEKDAYS else int("not a number")
-    except ValueError:
-        known = f"a name ({names[0]} … {names[-1]})" if names else ""
-        known += "" if names is WEEKDAYS else (" or " if names else "")
-        close = difflib.get_close_matches(word, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        number = "" if names is WEEKDAYS else "a number"
-        raise ValueError(f"expected {known}{number}, got {text!r}{hint}") from None
+    value = None if names is WEEKDAYS else _integer(word)
+    if value is None:
+        raise ValueError(_not_understood(text, word, names))
     if not lowest <= value <= highest or (value == 0 and lowest < 0):
         raise ValueError(f"{value} is out of range ({lowest} to {highest})")
     return value
+
+
+def _integer(word: str) -> int | None:
+    """`word` as an integer (as `int` reads it), or None."""
+    try:
+        return int(word)
+    except ValueError:
+        return None
+
+
+def _not_understood(text: str, word: str, names: Sequence[str]) -> str:
+    """What a range's end should have been, with the closest name when there is one."""
+    choices = [f"a name ({names[0]} … {names[-1]})"] if names else []
+    if names is not WEEKDAYS:
+        choices.append("a number")
+    close = difflib.get_close_matches(word, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"expected {' or '.join(choices)}, got {text!r}{hint}"
 
 
 def _spans(value: Any, names: Sequence[str], lowest: int, highest: int, *, ordered: bool = True) -> tuple[Span, ...]:

@@ -101,6 +101,7 @@ async def test_a_silence_is_added_listed_and_expired_over_http(
         ({"matchers": ["job_name=x"], "for": "1h", "by": "me"}, "unknown field 'by'"),
     ],
 )
+@pytest.mark.slow
 async def test_a_bad_silence_is_a_400_saying_why(running: Running, body: Any, message: str) -> None:
     status, answer = await _call("POST", running.url + "/api/silences", json=body, headers=AUTH)
 

@@ -112,6 +112,7 @@ SECRETS = {
 
 
 @pytest.mark.parametrize("example", sorted((Path(__file__).parent.parent / "examples").glob("*.yaml")))
+@pytest.mark.slow
 def test_check_describes_examples_without_secrets(example: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", **SECRETS}
     result = subprocess.run([*BENCHWATCH, "check", str(example)], capture_output=True, text=True, env=env, check=False)
@@ -121,6 +122,7 @@ def test_check_describes_examples_without_secrets(example: Path) -> None:
         assert secret not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_check_lists_every_error_and_exits_2(tmp_path: Path) -> None:
     bad = FIXTURES / "bad_configs" / "unknown_notifier.yaml"
     result = subprocess.run([*BENCHWATCH, "check", str(bad)], capture_output=True, text=True, check=False)

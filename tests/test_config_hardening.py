@@ -46,6 +46,7 @@ def test_a_duration_that_is_no_duration_is_a_config_error(tmp_path: Path, value:
     assert len(problems) == 1 and problems[0].startswith(f"benchwatch.yaml:2: {message}")
 
 
+@pytest.mark.slow
 def test_deep_nesting_is_a_clear_error(tmp_path: Path) -> None:
     assert _problems(tmp_path, "watch:\n  jobs: " + "[" * 5000 + "]" * 5000 + "\n") == [
         "benchwatch.yaml:2: YAML syntax error: nested deeper than 50 levels"
@@ -128,6 +129,7 @@ def test_check_exits_2_with_file_and_line_for_a_list_where_a_duration_goes(
     assert capsys.readouterr().err.startswith(f"{path}:2: watch.stall_after: expected a duration")
 
 
+@pytest.mark.slow
 def test_a_hundred_mutated_configs_load_or_fail_with_a_config_error(tmp_path: Path) -> None:
     """Seeded mutations of the examples (hostile values, deleted and unknown keys, deep nesting, truncation):
     each is accepted or rejected with a ConfigError — never a traceback."""

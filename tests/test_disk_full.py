@@ -162,6 +162,7 @@ async def test_the_service_is_not_ready_while_its_store_cannot_write(tmp_path: P
     assert response.status == 503 and "disk is full" in await response.text()
 
 
+@pytest.mark.slow
 async def test_a_cycle_probing_a_database_that_is_away_holds_its_polls_without_a_traceback(
     sim: Simulator,
     *,

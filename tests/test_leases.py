@@ -19,6 +19,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from rules.engine import Router
+from rules.persist import LOG, VERSION, VERSION_KEY, load_rule_state
 from tests.conftest import Backend
 from tests.running import write_config
 from tests.test_delivery import Cli, _notes
@@ -36,6 +37,9 @@ from watcher.store.postgres import PostgresStore
 
 TTL_MS = 5_000
 JOBS = ["bmj_a", "bmj_b", "bmj_c", "bmj_d", "bmj_e"]
+
+
+pytestmark = pytest.mark.slow  # replicas on PostgreSQL: databases made and dropped per test
 
 
 @pytest.fixture
@@ -379,6 +383,39 @@ async def test_replicas_read_the_rule_state_once_then_follow_each_others_changes
     clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
     (digest,) = (await t2.flush_due(clock.now_ms())).notifications
     assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)  # nothing lost
+
+
+async def test_a_replica_behind_by_several_versions_catches_up_in_one_query(
+    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
+) -> None:
+    config = _digest(tmp_path, "'*'", "1h")
+    r1, r2, _ = replicas
+    timeline = _timeline()
+    job_a, job_b = sorted({snapshot.job.id for snapshot in timeline})
+    t1 = JobTracker(r1, router=Router(config.rules, config.silences), shared_rules=True)
+    t2 = JobTracker(r2, router=Router(config.rules, config.silences), shared_rules=True)
+    await t1.observe(next(snapshot for snapshot in timeline if snapshot.job.id == job_a))
+    before = int(await r1.get_state(VERSION, VERSION_KEY) or "0")
+    for snapshot in [snapshot for snapshot in timeline if snapshot.job.id == job_b][:20]:
+        await t2.observe(snapshot)  # each poll with events moves the version on and logs its rows
+    behind = int(await r1.get_state(VERSION, VERSION_KEY) or "0") - before
+    assert behind >= 3
+    reads: list[str] = []
+    get_state, load_range = r1.get_state, r1.load_state_range
+
+    async def counted_get(namespace: str, key: str) -> str | None:
+        reads.append(f"get {namespace}")
+        return await get_state(namespace, key)
+
+    async def counted_range(namespace: str, first_key: str, last_key: str) -> list[StateRow]:
+        reads.append(f"range {namespace}")
+        return await load_range(namespace, first_key, last_key)
+
+    r1.get_state = counted_get  # type: ignore[method-assign]  # counts the reads, the store answers
+    r1.load_state_range = counted_range  # type: ignore[method-assign]
+    await t1.flush_due(clock.now_ms())  # nothing due: the turn alone, which brings r1 up to date
+    assert reads == [f"get {VERSION}", f"range {LOG}"]  # the version, then every entry since in one query
+    assert t1.rules.cached == await load_rule_state(r1)
 
 
 async def test_a_job_taken_over_is_compared_by_its_hash_and_its_first_unchanged_poll_written(

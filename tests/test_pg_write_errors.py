@@ -26,6 +26,8 @@ from watcher.simulator import SimAgent, SimJobSpec, Simulator
 from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.postgres import PostgresStore
 
+pytestmark = pytest.mark.slow  # replicas on PostgreSQL: databases made and dropped per test
+
 
 def _memory(job_id: str) -> JobMemory:
     return JobMemory(

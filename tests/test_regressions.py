@@ -69,6 +69,7 @@ def test_bootstrap_is_deterministic_and_degenerate_inputs_are_exact() -> None:
     assert paired_bootstrap([], []) == (0.0, 0.0)
 
 
+@pytest.mark.slow
 def test_bootstrap_interval_covers_the_true_change_at_close_to_its_nominal_rate() -> None:
     # 200 seeded benchmarks of 30 scenarios; each scenario passes with its own chance p, 0.1 less after the change:
     # the true change of the mean score is -0.1. A 95 % interval should cover it about 95 % of the time.
@@ -437,16 +438,19 @@ async def test_the_page_s_benchmarks_are_the_most_recently_run_first_and_bounded
         assert await archive.recent_benchmarks(2) == ["b:a", "b:b"]
 
 
-def test_the_status_page_s_trend_window_is_ten_jobs_or_baseline_history(tmp_path: Path) -> None:
-    nowhere = "http://127.0.0.1:9"  # the Service is built, never run: nothing is asked of these
+async def test_the_status_page_s_trend_window_is_ten_jobs_or_baseline_history(tmp_path: Path) -> None:
+    nowhere = "http://127.0.0.1:9"  # the Service is started, never run: nothing is asked of these
     bare = write_config(tmp_path, nowhere, nowhere)
-    assert Service(load_config(bare)).trend_jobs() == 10
+    async with Service(load_config(bare)).started() as service:
+        assert service.trend_jobs() == 10
     (tmp_path / "few").mkdir()
     few = write_config(tmp_path / "few", nowhere, nowhere, rules="baseline: {history: 4, flaky_flips: 2}\n")
-    assert Service(load_config(few)).trend_jobs() == 10  # flakiness looks at 4 jobs; the chart still shows 10
+    async with Service(load_config(few)).started() as service:
+        assert service.trend_jobs() == 10  # flakiness looks at 4 jobs; the chart still shows 10
     (tmp_path / "more").mkdir()
     more = write_config(tmp_path / "more", nowhere, nowhere, rules="baseline: {history: 30}\n")
-    assert Service(load_config(more)).trend_jobs() == 30
+    async with Service(load_config(more)).started() as service:
+        assert service.trend_jobs() == 30
 
 
 async def test_a_dry_run_replay_compares_with_jobs_replayed_before(

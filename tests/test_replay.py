@@ -34,6 +34,7 @@ async def _replay(path: Path, state: Path | None = None) -> str:
     return out.getvalue()
 
 
+@pytest.mark.slow
 def test_the_same_file_gives_byte_identical_output(recording: Path) -> None:
     first = subprocess.run([*BENCHWATCH, "replay", str(recording)], capture_output=True, check=True)
     second = subprocess.run([*BENCHWATCH, "replay", str(recording)], capture_output=True, check=True)
@@ -45,6 +46,7 @@ def test_the_same_file_gives_byte_identical_output(recording: Path) -> None:
     }
 
 
+@pytest.mark.slow
 async def test_state_carries_over_between_runs(recording: Path, tmp_path: Path) -> None:
     lines = recording.read_text().splitlines(keepends=True)  # noqa: ASYNC240  # a test's small file
     head, tail = tmp_path / "head.jsonl", tmp_path / "tail.jsonl"
@@ -87,6 +89,7 @@ def test_an_indented_object_that_breaks_is_named_by_its_line(tmp_path: Path) -> 
         ('{"job": {"id": "b", "name": "x", "state": "s", "create_time_ms": 1}, "extra": 1}', "extra: Extra inputs"),
     ],
 )
+@pytest.mark.slow
 def test_a_malformed_line_is_named_and_exits_2(
     tmp_path: Path, recording: Path, line: str, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -102,6 +105,7 @@ def test_a_malformed_line_is_named_and_exits_2(
         read_snapshots(path)
 
 
+@pytest.mark.slow
 def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [*BENCHWATCH, "replay", str(tmp_path / "nope.jsonl")], capture_output=True, text=True, check=False

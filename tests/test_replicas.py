@@ -163,7 +163,7 @@ def _received(receiver: WebhookReceiver) -> Counter[Key]:
     return Counter(key for delivery in _unique(receiver) for key in _keys(delivery.payload))
 
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*pool.*:RuntimeWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*pool.*:RuntimeWarning"), pytest.mark.slow]  # replicas on PostgreSQL
 
 
 @contextlib.asynccontextmanager

@@ -27,6 +27,9 @@ LEASES = "benchwatch_job_leases_held"
 CLAIMS = "benchwatch_outbox_claims"
 
 
+pytestmark = pytest.mark.slow  # replicas on PostgreSQL: databases made and dropped per test
+
+
 class World:
     """The simulator with JOBS running jobs and a webhook receiver; `replicas(url)` starts two services on `url`."""
 

@@ -162,6 +162,7 @@ async def _observe_all(path: Path, snapshots: list[Snapshot], *, incremental: bo
 
 
 @pytest.mark.parametrize(("step_ms", "kinds"), [(40_000, 4), (180_000, 3)])
+@pytest.mark.slow
 async def test_diffing_only_what_changed_tells_what_diffing_everything_tells(
     tmp_path: Path, step_ms: int, kinds: int
 ) -> None:
@@ -173,6 +174,7 @@ async def test_diffing_only_what_changed_tells_what_diffing_everything_tells(
     assert len({event.kind for event in full[0] if event.kind.startswith("scenario.")}) == kinds
 
 
+@pytest.mark.slow
 async def test_most_polls_of_a_known_job_hand_the_diff_few_scenarios(tmp_path: Path) -> None:
     snapshots = _life(60_000)
     async with SQLiteStore(tmp_path / "state.db") as store:
@@ -191,6 +193,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.slow
 async def test_a_poll_whose_commit_failed_is_compared_with_the_last_committed_one(tmp_path: Path) -> None:
     snapshots = _life(180_000)
     failing = {"armed": False}

@@ -35,6 +35,7 @@ async def sdk(sim_url: str) -> AsyncRunloop:
     await client.close()
 
 
+@pytest.mark.slow
 async def test_every_endpoint_parses_across_every_job_life(
     sim: Simulator, clock: ManualClock, sdk: AsyncRunloop
 ) -> None:

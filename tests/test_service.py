@@ -104,6 +104,7 @@ async def test_a_full_lifecycle_yields_the_expected_notifications(world: World) 
     assert {job["job_name"] for job in jobs} == {"e2e-complete", "e2e-setup-fails"}
 
 
+@pytest.mark.slow
 async def test_api_faults_change_nothing_that_arrives(world: World) -> None:
     world.sim.set_faults(
         Faults(rate_429=0.08, rate_500=0.04, rate_503=0.04, rate_truncated=0.04, rate_malformed=0.04, retry_after_s=0.2)
@@ -114,6 +115,7 @@ async def test_api_faults_change_nothing_that_arrives(world: World) -> None:
     assert len(world.receiver.deliveries) == len(unique(world.receiver))
 
 
+@pytest.mark.slow
 async def test_restarts_lose_nothing_and_repeat_nothing(world: World) -> None:
     """Each process stops right after a cycle that put notifications in the outbox, before it sends them; the
     watcher is then down for three intervals while the jobs go on."""

@@ -93,6 +93,7 @@ def _tags(html: str) -> list[tuple[str, dict[str, str | None]]]:
     return parser.tags
 
 
+@pytest.mark.slow
 async def test_the_page_lists_running_jobs_above_finished_ones_with_a_bar_per_agent(running: Running) -> None:
     response, html = await _get(running.url + "/")
 

@@ -41,7 +41,7 @@ POSITIONS = """id => {
 }"""
 TIMEOUT_MS = 5_000
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

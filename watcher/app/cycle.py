@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -302,9 +301,10 @@ class PollCycle:
         # a cycle needs, however many jobs there are.
         report = CycleReport()
         async with self._polling:
-            started = time.monotonic()
+            started_ms = self.clock.now_ms()
             await self._poll_job(job_id, listed, report)
-            report.poll_durations.append((time.monotonic() - started, report.failed == 0))
+            elapsed_s = max(0, self.clock.now_ms() - started_ms) / 1000
+            report.poll_durations.append((elapsed_s, report.failed == 0))
         return report
 
     async def _poll_job(self, job_id: str, listed: BenchmarkJobView | None, report: CycleReport) -> None:

@@ -7,6 +7,7 @@ import sys
 
 from rules.describe import describe_inhibit, describe_rule, describe_silence, describe_time_interval
 from watcher.app.config import Config, load_config
+from watcher.cli.state import config_file
 from watcher.config.durations import format_duration_ms
 from watcher.core.events import events_json_schema
 from watcher.core.failureclass import FAILURE_CLASS_NAMES
@@ -15,16 +16,16 @@ from watcher.pipeline.digest import DigestConfig
 
 
 async def check(args: argparse.Namespace) -> int:
-    """`benchwatch check CONFIG`: validate, then describe notifiers, rules and silences."""
-    loaded = load_config(args.config)
-    config = loaded.config
+    """`benchwatch check CONFIG` (or `--config CONFIG`): validate, then describe notifiers, rules and silences."""
+    path = config_file(args)
+    config = load_config(path).config
     if not config.model_fields_set:
         print(
-            f"{args.config}: valid, but it sets nothing: every setting takes its default — no job is watched, "
+            f"{path}: valid, but it sets nothing: every setting takes its default — no job is watched, "
             "no notifier or rule is defined, so `run` would poll nothing and tell no one"
         )
         return 0
-    print(f"{args.config}: OK")
+    print(f"{path}: OK")
     print(_catch_up_line(config))
     print(f"notifiers ({len(config.notifiers)}):")
     for name, notifier in config.notifiers.items():

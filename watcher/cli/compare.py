@@ -10,12 +10,14 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from watcher.api.client import RunloopClient
 from watcher.app.config import load_config
 from watcher.cli.errors import EXIT_API, EXIT_OK
 from watcher.cli.markdown import comparison_markdown
+from watcher.cli.state import given_state, state_location
 from watcher.core.comparison import AgentComparison, JobOutcomes, RegressionRef, ScenarioRef
 from watcher.core.failureclass import DEFAULT_FAILURE_CLASSES, FailureClasses
 from watcher.core.models import JobState
@@ -65,17 +67,19 @@ async def _current(finder: BaselineFinder, job_id: str) -> JobOutcomes:
     return current
 
 
-def _settings(args: argparse.Namespace) -> tuple[BaselineSection, FailureClasses, str, str | None]:
-    """The `baseline:` settings (with the command line's over them), the failure classes, the state database and
-    the API address, from --config / --state / --base-url."""
+def _settings(args: argparse.Namespace) -> tuple[BaselineSection, FailureClasses, str | Path, str | None]:
+    """The `baseline:` settings (with the command line's over them), the failure classes, the state (path or url)
+    and the API address, from --config / --state / --base-url; without either of the first two, the state is in
+    memory."""
     if args.config is None:
         settings, classes = BaselineSection(), DEFAULT_FAILURE_CLASSES
-        state, base_url = str(args.state) if args.state is not None else ":memory:", args.base_url
+        state: str | Path = given_state(args) or ":memory:"
+        base_url = args.base_url
     else:
         loaded = load_config(args.config)
         config = loaded.config
         settings, classes = config.baseline or BaselineSection(), config.failure_classes.table()
-        state = str(args.state) if args.state is not None else str(loaded.state_path())
+        state = state_location(args, loaded)
         base_url = args.base_url or config.runloop.resolved_base_url(os.environ)
     update: dict[str, object] = {}
     if args.count_setup_failures:

@@ -1,4 +1,5 @@
-"""The `benchwatch` command line. Every error ends as one readable line on stderr and a non-zero exit code."""
+"""The `benchwatch` command line. Every error ends as one readable line on stderr and a non-zero exit code: 2 for a
+usage error, 4 for the API's, 70 for a bug (its traceback with `--debug`) — see `watcher.cli.errors`."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from watcher.cli.errors import EXIT_API, EXIT_READER_GONE, EXIT_USAGE
+from watcher.cli.errors import EXIT_API, EXIT_INTERRUPTED, EXIT_READER_GONE, EXIT_SOFTWARE, EXIT_USAGE
 from watcher.cli.wait import defaults as wait
 
 # Each command's module is imported only when that command runs: `benchwatch --help` and argument errors need
 # argparse alone (aiohttp and pydantic cost most of a second; docs/performance.md, "Start-up").
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+STATE_HELP = "the state (path or url): an SQLite file or a postgresql:// URL"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch Runloop benchmark jobs and tell the right people what changed.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details (never secrets)")
+    parser.add_argument("--debug", action="store_true", help="on an internal error (a bug), print its traceback")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub)
     _add_simulate(sub)
@@ -54,6 +57,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "discovery, stall and outage detection, durable delivery, and a health/metrics endpoint.",
     )
     p.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    p.add_argument("--state", help=f"{STATE_HELP} (default: the config's state:)")
     p.add_argument("--log-format", choices=["text", "json"], default="text", help="log lines (default: %(default)s)")
     p.add_argument(
         "--record", type=Path, metavar="DIR", help="also write each changed snapshot polled, as replay lines"
@@ -141,7 +145,7 @@ def _add_job(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _add_api_options(p)
     p.add_argument("--pretty", action="store_true", help="indent the JSON for reading")
-    p.add_argument("job_id", metavar="JOB_ID", help="the job's id (bmj_...)")
+    p.add_argument("job_id", metavar="JOB_ID", type=_job_id, help="the job's id (bmj_...)")
     p.set_defaults(handler="watcher.cli.jobs:show_job")
 
 
@@ -158,7 +162,7 @@ def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _add_api_options(p)
     target = p.add_mutually_exclusive_group()
-    target.add_argument("job_id", metavar="JOB_ID", nargs="?", help="the job's id (bmj_...)")
+    target.add_argument("job_id", metavar="JOB_ID", nargs="?", type=_job_id, help="the job's id (bmj_...)")
     target.add_argument("--name", help="find the job by its exact name instead")
     target.add_argument("--latest", action="store_true", help="the newest running job")
     p.add_argument("--interval", default=wait.DEFAULT_INTERVAL, help="time between polls (default: %(default)s)")
@@ -219,8 +223,10 @@ def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "baseline. See docs/regressions.md.",
     )
     _add_api_options(p)
-    p.add_argument("job_id", metavar="JOB", help="the job's id (bmj_...)")
-    p.add_argument("baseline_job_id", metavar="BASELINE_JOB", nargs="?", help="compare with this job instead")
+    p.add_argument("job_id", metavar="JOB", type=_job_id, help="the job's id (bmj_...)")
+    p.add_argument(
+        "baseline_job_id", metavar="BASELINE_JOB", nargs="?", type=_job_id, help="compare with this job instead"
+    )
     p.add_argument(
         "--format",
         choices=["text", "json", "markdown"],
@@ -269,7 +275,9 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "interleaved) and print the events as JSON lines. The same file always gives the same output.",
     )
     p.add_argument("file", metavar="FILE", type=Path, help="the recorded snapshots")
-    p.add_argument("--state", type=Path, help="SQLite file to keep the state in (default: in memory)")
+    p.add_argument(
+        "--state", help=f"{STATE_HELP} to keep the replay's state in (default: in memory, never the config's)"
+    )
     p.add_argument(
         "--config",
         type=Path,
@@ -287,7 +295,7 @@ def _add_record(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "every job has finished or Ctrl-C / SIGTERM; `benchwatch replay FILE` reads it. See docs/events.md.",
     )
     _add_api_options(p)
-    p.add_argument("job_ids", metavar="JOB_ID", nargs="+", help="the jobs to record (bmj_...)")
+    p.add_argument("job_ids", metavar="JOB_ID", nargs="+", type=_job_id, help="the jobs to record (bmj_...)")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="the file to write (replaced)")
     p.add_argument("--interval", default="10s", help="time between polls (default: %(default)s)")
     p.set_defaults(handler="watcher.cli.record:record")
@@ -300,13 +308,19 @@ def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Validate a config file: every problem is listed with its file, line and key. On success, "
         "print the notifiers (never their secrets), the rules and what each catches, and the silences.",
     )
-    p.add_argument("config", metavar="CONFIG", type=Path, help="the YAML config file")
+    _add_config_positional(p)
     p.set_defaults(handler="watcher.cli.check:check")
 
 
 def _add_state_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="the config file (its state.path is used)")
-    p.add_argument("--state", help="the state database (an SQLite file or a postgresql:// URL), instead of --config")
+    p.add_argument("--config", type=Path, help="the config file (its state: is used)")
+    p.add_argument("--state", help=f"{STATE_HELP}, instead of the config's")
+
+
+def _add_config_positional(p: argparse.ArgumentParser) -> None:
+    """CONFIG as a positional (as it always was) or as `--config`, like every other command."""
+    p.add_argument("config_file", metavar="CONFIG", type=Path, nargs="?", help="the YAML config file (or --config)")
+    p.add_argument("--config", type=Path, help="the YAML config file")
 
 
 def _add_deliveries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -338,6 +352,7 @@ def _add_deliveries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     retry.set_defaults(handler="watcher.cli.deliveries:retry_delivery")
     flush = actions.add_parser("flush", help="send everything due in the outbox now, then exit")
     flush.add_argument("--config", type=Path, required=True, help="the config file (notifiers and state)")
+    flush.add_argument("--state", help=f"{STATE_HELP}, instead of the config's")
     flush.set_defaults(handler="watcher.cli.deliveries:flush_outbox")
 
 
@@ -350,7 +365,7 @@ def _add_silences(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="silence matching events for a while; prints the new silence's id")
-    add.add_argument("--config", type=Path, required=True, help="the config file (its state.path is used)")
+    _add_state_options(add)
     add.add_argument(
         "--match",
         action="append",
@@ -364,11 +379,11 @@ def _add_silences(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add.add_argument("--comment", default="", help="why (shown on the status page and in the list)")
     add.set_defaults(handler="watcher.cli.silences:add")
     listing = actions.add_parser("list", help="list runtime silences, newest first")
-    listing.add_argument("--config", type=Path, required=True, help="the config file (its state.path is used)")
+    _add_state_options(listing)
     listing.add_argument("--json", action="store_true", help="as a JSON array")
     listing.set_defaults(handler="watcher.cli.silences:list_command")
     expire = actions.add_parser("expire", help="end a silence now")
-    expire.add_argument("--config", type=Path, required=True, help="the config file (its state.path is used)")
+    _add_state_options(expire)
     expire.add_argument("id", metavar="ID", help="the silence's id (sil_...)")
     expire.set_defaults(handler="watcher.cli.silences:expire")
 
@@ -380,9 +395,16 @@ def _add_test_notify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description="Send a sample notification through one configured notifier, now, and report success or the "
         "exact error (classified as retryable or permanent).",
     )
-    p.add_argument("config", metavar="CONFIG", type=Path, help="the YAML config file")
+    _add_config_positional(p)
     p.add_argument("notifier", metavar="NOTIFIER", help="the notifier's name in the config")
+    p.add_argument("--state", help=f"{STATE_HELP}, instead of the config's (notifiers keep some state: threads)")
     p.set_defaults(handler="watcher.cli.deliveries:test_notify")
+
+
+def _job_id(raw: str) -> str:
+    if not raw.strip():
+        raise argparse.ArgumentTypeError("a job id cannot be empty")
+    return raw
 
 
 def _positive_float(raw: str) -> float:
@@ -435,8 +457,9 @@ def resolve_handler(target: str) -> Handler:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `benchwatch` script; returns the exit code."""
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except BrokenPipeError:  # `benchwatch --help | head -1`
         return _reader_gone()
     # imported after parsing: `--help` and argument errors never pay for them
@@ -451,11 +474,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # what is still buffered meets a reader that left here, not at the interpreter's exit
         return code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError as exc:
-        return _reader_gone() if _stdout_closed() else _exit_code(exc)
-    except Exception as exc:  # sorted by `_exit_code`, which re-raises what it does not know
-        return _exit_code(exc)
+        return _reader_gone() if _stdout_closed() else _exit_code(exc, debug=args.debug)
+    except Exception as exc:  # the one boundary: every error a command ends with is told here
+        return _exit_code(exc, debug=args.debug)
 
 
 def _stdout_closed() -> bool:
@@ -482,38 +505,30 @@ def _reader_gone() -> int:
     return EXIT_READER_GONE
 
 
-def _exit_code(exc: Exception) -> int:
-    """One readable line and the exit code for an error a command may end with; anything else is a bug: re-raised.
-
-    The error types are imported here, once one is raised: the config loader's pulls in pydantic, which a command
-    like `wait` loads only after its first request (docs/performance.md, "Start-up")."""
+def _exit_code(exc: Exception, *, debug: bool) -> int:
+    """One readable line (or one per config problem) and the exit code for an error a command ended with."""
     from watcher.api.errors import RunloopApiError
-    from watcher.cli.errors import UsageError
-    from watcher.config.loader import ConfigError
-    from watcher.store.errors import StoreError
+    from watcher.cli.errors import bug_line, one_line, usage_lines
 
     if isinstance(exc, RunloopApiError):
-        return _fail(str(exc), EXIT_API)
-    if isinstance(exc, UsageError | ValueError | StoreError):
-        return _fail(str(exc), EXIT_USAGE)
-    if isinstance(exc, ConfigError):
-        from watcher.core.printable import printable
+        return _fail([f"benchwatch: error: {one_line(exc)}"], EXIT_API)
+    lines = usage_lines(exc)
+    if lines is not None:
+        return _fail(lines, EXIT_USAGE)
+    if debug:
+        import traceback
 
-        for problem in exc.problems:
-            print(printable(str(problem)), file=sys.stderr)
-        return EXIT_USAGE
-    if isinstance(exc, OSError):
-        where = f"{exc.filename}: " if exc.filename else ""
-        return _fail(f"{where}{exc.strerror or exc}", EXIT_USAGE)
-    raise exc
+        traceback.print_exception(exc, file=sys.stderr)
+    return _fail([bug_line(exc)], EXIT_SOFTWARE)
 
 
-def _fail(message: str, code: int) -> int:
+def _fail(lines: list[str], code: int) -> int:
     from watcher.cli.retry_status import clear_status
     from watcher.core.printable import printable
 
     clear_status()  # the error replaces the retries' status line: said once
-    print(f"benchwatch: error: {printable(message)}", file=sys.stderr)
+    for line in lines:
+        print(printable(line), file=sys.stderr)
     return code
 
 

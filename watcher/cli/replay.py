@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rules.engine import Router
 from watcher.app.config import LoadedConfig, load_config
+from watcher.cli.errors import UsageError
+from watcher.cli.state import given_state
 from watcher.core.models import BenchmarkJobView, ScenarioRunView
 from watcher.core.scenario_runs import from_views
 from watcher.core.snapshot import Snapshot
@@ -23,7 +25,7 @@ from watcher.store.protocol import Store
 
 
 class ReplayInputError(ValueError):
-    """A line of the replay file is not a snapshot; the message names the file and line."""
+    """The replay file cannot be read, or a line of it is not a snapshot; the message names the file (and line)."""
 
 
 class _Line(BaseModel):
@@ -42,7 +44,10 @@ def read_snapshots(path: Path) -> list[Snapshot]:
     The file holds JSON objects one after another: JSON lines (what `benchwatch record`, `run --record` and `job`
     write), or objects spread over several lines (`benchwatch job --pretty`, a view saved from elsewhere).
     """
-    text = path.read_bytes().decode("utf-8", errors="replace")
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise ReplayInputError(f"{path}: {exc.strerror or exc}") from None
     decoder = json.JSONDecoder()
     snapshots: list[Snapshot] = []
     position = _skip_space(text, 0)
@@ -95,7 +100,7 @@ async def replay(
     path: Path,
     out: TextIO,
     *,
-    state: Path | None = None,
+    state: str | Path | None = None,
     config: LoadedConfig | None = None,
     notes: TextIO | None = None,
 ) -> int:
@@ -164,5 +169,8 @@ async def _flush_remaining(tracker: JobTracker, out: TextIO, notes: TextIO | Non
 async def replay_command(args: argparse.Namespace) -> int:
     """`benchwatch replay FILE`: events of recorded snapshots, as JSON lines on stdout."""
     config = load_config(args.config) if args.config is not None else None
-    await replay(args.file, sys.stdout, state=args.state, config=config, notes=sys.stderr)
+    try:
+        await replay(args.file, sys.stdout, state=given_state(args), config=config, notes=sys.stderr)
+    except ReplayInputError as exc:
+        raise UsageError(str(exc)) from None
     return 0

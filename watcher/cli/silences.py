@@ -11,8 +11,8 @@ import json
 import time
 
 from rules.silences import RuntimeSilence
-from watcher.app.config import load_config
 from watcher.cli.errors import UsageError
+from watcher.cli.state import state_location
 from watcher.core.clock import SystemClock
 from watcher.core.printable import printable
 from watcher.pipeline.silences import SilenceError, UnknownSilence, add_silence, expire_silence, list_silences
@@ -35,13 +35,12 @@ def _line(silence: RuntimeSilence, now_ms: int) -> str:
 
 async def add(args: argparse.Namespace) -> int:
     """`benchwatch silences add`: store a silence; print its id."""
-    loaded = load_config(args.config)
     now_ms = SystemClock().now_ms()
     try:
         request = silence_request(args.match, now_ms=now_ms, for_=args.for_, until=args.until, comment=args.comment)
     except SilenceError as exc:
         raise UsageError(str(exc)) from None
-    async with open_store(loaded.state_location()) as store:
+    async with open_store(state_location(args)) as store:
         silence = await add_silence(store, request, now_ms)
     print(silence.id)
     return 0
@@ -49,8 +48,7 @@ async def add(args: argparse.Namespace) -> int:
 
 async def list_command(args: argparse.Namespace) -> int:
     """`benchwatch silences list`: every runtime silence, newest first (as JSON with --json)."""
-    loaded = load_config(args.config)
-    async with open_store(loaded.state_location()) as store:
+    async with open_store(state_location(args)) as store:
         silences = await list_silences(store)
     now_ms = SystemClock().now_ms()
     if args.json:
@@ -65,12 +63,12 @@ async def list_command(args: argparse.Namespace) -> int:
 
 async def expire(args: argparse.Namespace) -> int:
     """`benchwatch silences expire ID`: end a silence now."""
-    loaded = load_config(args.config)
+    location = state_location(args)
     now_ms = SystemClock().now_ms()
-    async with open_store(loaded.state_location()) as store:
+    async with open_store(location) as store:
         try:
             silence = await expire_silence(store, args.id, now_ms)
         except UnknownSilence:
-            raise UsageError(f"no silence {args.id!r} in {redact_url(str(loaded.state_location()))}") from None
+            raise UsageError(f"no silence {args.id!r} in {redact_url(str(location))}") from None
     print(f"{silence.id}: expired at {_when(silence.ends_ms)}")
     return 0

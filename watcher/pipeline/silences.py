@@ -7,10 +7,12 @@ anywhere (any replica's API, the CLI on the database) applies everywhere from th
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from rules.config import compile_where
 from rules.match import FieldMatcher
@@ -87,42 +89,59 @@ def request_from_args(
     return SilenceRequest(match, end_of(now_ms, for_=for_, until=until), _comment(comment))
 
 
+class SilenceBody(BaseModel):
+    """The HTTP API's JSON body for a new silence: `matchers` (KEY=VALUE strings, or one string of them) or
+    `match` (an object, as a rule's `where:`), `for` or `until`, and a `comment`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    matchers: list[StrictStr] | StrictStr | None = None
+    match: Any = None
+    for_: StrictStr | None = Field(None, alias="for")
+    until: StrictStr | None = None
+    comment: StrictStr | None = None
+
+
 def request_from_json(data: Any, *, now_ms: int) -> SilenceRequest:
     """A silence request from the HTTP API's JSON body; raises SilenceError."""
-    if not isinstance(data, Mapping):
-        raise SilenceError("expected a JSON object")
-    unknown = sorted(set(data) - {"matchers", "match", "for", "until", "comment"})
+    try:
+        body = SilenceBody.model_validate(data)
+    except ValidationError as exc:
+        raise SilenceError(_body_problem(exc)) from None
+    comment = body.comment or ""
+    for_, until = body.for_ or None, body.until or None  # an empty string: not given
+    if "match" not in body.model_fields_set:
+        words = body.matchers.split() if isinstance(body.matchers, str) else body.matchers
+        if words is None:
+            raise SilenceError(_NOT_MATCHERS)
+        return request_from_args(words, now_ms=now_ms, for_=for_, until=until, comment=comment)
+    if "matchers" in body.model_fields_set:
+        raise SilenceError("give match (an object) or matchers (KEY=VALUE strings), not both")
+    try:
+        match = compile_where(body.match)
+    except ValueError as exc:
+        raise SilenceError(f"match: {exc}") from None
+    if not match:
+        raise SilenceError("match: give at least one matcher")
+    return SilenceRequest(match, end_of(now_ms, for_=for_, until=until), _comment(comment))
+
+
+_NOT_MATCHERS = "matchers: expected KEY=VALUE strings"
+
+
+def _body_problem(exc: ValidationError) -> str:
+    """The first thing wrong with a body, in one line: not an object, an unknown field, a field of the wrong type."""
+    errors = exc.errors()
+    if any(error["type"] == "model_type" for error in errors):
+        return "expected a JSON object"
+    unknown = sorted(str(error["loc"][0]) for error in errors if error["type"] == "extra_forbidden")
     if unknown:
-        raise SilenceError(f"unknown field {unknown[0]!r}")
-    comment = data.get("comment") or ""
-    if not isinstance(comment, str):
-        raise SilenceError("comment: expected a string")
-    for_, until = _optional_text(data, "for"), _optional_text(data, "until")
-    if "match" in data:
-        if "matchers" in data:
-            raise SilenceError("give match (an object) or matchers (KEY=VALUE strings), not both")
-        try:
-            match = compile_where(data["match"])
-        except ValueError as exc:
-            raise SilenceError(f"match: {exc}") from None
-        if not match:
-            raise SilenceError("match: give at least one matcher")
-        return SilenceRequest(match, end_of(now_ms, for_=for_, until=until), _comment(comment))
-    words = data.get("matchers")
-    if isinstance(words, str):
-        words = words.split()
-    if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
-        raise SilenceError("matchers: expected KEY=VALUE strings")
-    return request_from_args(words, now_ms=now_ms, for_=for_, until=until, comment=comment)
-
-
-def _optional_text(data: Mapping[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise SilenceError(f"{key}: expected a string")
-    return value
+        return f"unknown field {unknown[0]!r}"
+    wrong = {str(error["loc"][0]) for error in errors if error["loc"]}
+    for field in ("comment", "for", "until"):
+        if field in wrong:
+            return f"{field}: expected a string"
+    return _NOT_MATCHERS
 
 
 def _comment(text: str) -> str:

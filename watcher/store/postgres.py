@@ -330,6 +330,16 @@ class PostgresStore:
         )
         return [StateRow(namespace, str(row[0]), str(row[1])) for row in rows]
 
+    async def load_state_range(self, namespace: str, first_key: str, last_key: str) -> list[StateRow]:
+        """The state rows of a namespace from `first_key` to `last_key` (both included, bytewise — as SQLite
+        compares them, whatever the database's collation), by key."""
+        rows = await self._select(
+            'SELECT key, body FROM state_rows WHERE namespace = %s AND key COLLATE "C" BETWEEN %s AND %s'
+            ' ORDER BY key COLLATE "C"',
+            (namespace, first_key, last_key),
+        )
+        return [StateRow(namespace, str(row[0]), str(row[1])) for row in rows]
+
     async def outbox_items(
         self, *, status: str | None = None, limit: int = 1000, newest_first: bool = False
     ) -> list[OutboxItem]:

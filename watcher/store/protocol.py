@@ -104,6 +104,11 @@ class Store(Protocol):
         """Every state row of a namespace."""
         ...
 
+    async def load_state_range(self, namespace: str, first_key: str, last_key: str) -> list[StateRow]:
+        """The state rows of a namespace whose keys lie from `first_key` to `last_key` (both included, compared
+        byte by byte as text), by key — one query."""
+        ...
+
     async def get_state(self, namespace: str, key: str) -> str | None:
         """One state row's body, or None."""
         ...

@@ -141,7 +141,10 @@ class SQLiteStore:
         if self._thread is not None:
             return
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"{self.path}: cannot create its folder: {exc.strerror or exc}") from None
         if self._lock is not None:
             self._lock.acquire()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="benchwatch-sqlite")
@@ -382,6 +385,15 @@ class SQLiteStore:
         """Every state row of a namespace, by key."""
         rows = await self._run(
             self._select, "SELECT key, body FROM state_rows WHERE namespace = ? ORDER BY key", (namespace,)
+        )
+        return [StateRow(namespace, str(row[0]), str(row[1])) for row in rows]
+
+    async def load_state_range(self, namespace: str, first_key: str, last_key: str) -> list[StateRow]:
+        """The state rows of a namespace from `first_key` to `last_key` (both included, bytewise), by key."""
+        rows = await self._run(
+            self._select,
+            "SELECT key, body FROM state_rows WHERE namespace = ? AND key BETWEEN ? AND ? ORDER BY key",
+            (namespace, first_key, last_key),
         )
         return [StateRow(namespace, str(row[0]), str(row[1])) for row in rows]
 
