@@ -321,6 +321,7 @@ def _add_silences(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     until.add_argument("--for", dest="for_", metavar="DURATION", help="for this long from now (30m, 2h, 1d)")
     until.add_argument("--until", metavar="TIME", help="until this time, with a zone (2026-12-01T08:00:00Z)")
     add.add_argument("--comment", default="", help="why (shown on the status page and in the list)")
+    add.add_argument("--by", help="who adds it, as `explain` names it (default: your login name)")
     add.set_defaults(handler="watcher.cli.silences:add")
     listing = actions.add_parser("list", help="list runtime silences, newest first")
     listing.add_argument("--config", type=Path, required=True, help="the config file (its state.path is used)")

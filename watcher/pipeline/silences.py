@@ -16,6 +16,7 @@ from rules.config import compile_where
 from rules.match import FieldMatcher
 from rules.silences import (
     MAX_COMMENT_CHARS,
+    MAX_CREATOR_CHARS,
     NAMESPACE,
     RuntimeSilence,
     expired_now,
@@ -28,6 +29,7 @@ from watcher.config.durations import parse_duration_ms
 from watcher.store.protocol import Store
 
 MAX_SILENCE_MS = 366 * 86_400_000  # a year: longer is a config-file silence, reviewed with the rules
+HTTP_CREATOR = "HTTP API"  # who added a silence over HTTP without saying: the token does not name a person
 
 
 class SilenceError(ValueError):
@@ -45,6 +47,7 @@ class SilenceRequest:
     match: dict[str, FieldMatcher]
     ends_ms: int
     comment: str
+    created_by: str = ""
 
 
 def end_of(now_ms: int, *, for_: str | None, until: str | None) -> int:
@@ -77,26 +80,25 @@ def _time_ms(text: str) -> int:
 
 
 def request_from_args(
-    words: Sequence[str], *, now_ms: int, for_: str | None, until: str | None, comment: str
+    words: Sequence[str], *, now_ms: int, for_: str | None, until: str | None, comment: str, created_by: str = ""
 ) -> SilenceRequest:
     """A silence request from the CLI's (or the form's) `KEY=VALUE` words; raises SilenceError."""
     try:
         match = parse_match_args(words)
     except ValueError as exc:
         raise SilenceError(f"match: {exc}") from None
-    return SilenceRequest(match, end_of(now_ms, for_=for_, until=until), _comment(comment))
+    return SilenceRequest(match, end_of(now_ms, for_=for_, until=until), _comment(comment), _creator(created_by))
 
 
 def request_from_json(data: Any, *, now_ms: int) -> SilenceRequest:
     """A silence request from the HTTP API's JSON body; raises SilenceError."""
     if not isinstance(data, Mapping):
         raise SilenceError("expected a JSON object")
-    unknown = sorted(set(data) - {"matchers", "match", "for", "until", "comment"})
+    unknown = sorted(set(data) - {"matchers", "match", "for", "until", "comment", "created_by"})
     if unknown:
         raise SilenceError(f"unknown field {unknown[0]!r}")
-    comment = data.get("comment") or ""
-    if not isinstance(comment, str):
-        raise SilenceError("comment: expected a string")
+    comment = _optional_text(data, "comment") or ""
+    created_by = _optional_text(data, "created_by") or HTTP_CREATOR
     for_, until = _optional_text(data, "for"), _optional_text(data, "until")
     if "match" in data:
         if "matchers" in data:
@@ -107,13 +109,14 @@ def request_from_json(data: Any, *, now_ms: int) -> SilenceRequest:
             raise SilenceError(f"match: {exc}") from None
         if not match:
             raise SilenceError("match: give at least one matcher")
-        return SilenceRequest(match, end_of(now_ms, for_=for_, until=until), _comment(comment))
+        ends_ms = end_of(now_ms, for_=for_, until=until)
+        return SilenceRequest(match, ends_ms, _comment(comment), _creator(created_by))
     words = data.get("matchers")
     if isinstance(words, str):
         words = words.split()
     if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
         raise SilenceError("matchers: expected KEY=VALUE strings")
-    return request_from_args(words, now_ms=now_ms, for_=for_, until=until, comment=comment)
+    return request_from_args(words, now_ms=now_ms, for_=for_, until=until, comment=comment, created_by=created_by)
 
 
 def _optional_text(data: Mapping[str, Any], key: str) -> str | None:
@@ -123,6 +126,13 @@ def _optional_text(data: Mapping[str, Any], key: str) -> str | None:
     if not isinstance(value, str):
         raise SilenceError(f"{key}: expected a string")
     return value
+
+
+def _creator(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) > MAX_CREATOR_CHARS:
+        raise SilenceError(f"created_by: at most {MAX_CREATOR_CHARS} characters")
+    return text
 
 
 def _comment(text: str) -> str:
@@ -141,6 +151,7 @@ async def add_silence(store: Store, request: SilenceRequest, now_ms: int) -> Run
         ends_ms=request.ends_ms,
         created_ms=now_ms,
         comment=request.comment,
+        created_by=request.created_by,
     )
     old = await load_runtime_silences(store)
     await store.commit(state_rows=[silence.row(), *prunable(old, now_ms)])
