@@ -64,3 +64,4 @@ class DeliveryAttempt:
     outcome: DeliveryOutcome
     reason: str | None
     error: str | None
+    http_status: int | None = None  # the receiver's answer when it refused (4xx, 5xx); None when it had none

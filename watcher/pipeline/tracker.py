@@ -25,6 +25,7 @@ from rules.persist import (
     rows_for,
 )
 from rules.silences import load_runtime_silences
+from watcher.core.decisions import Decision
 from watcher.core.events import Event
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
@@ -53,6 +54,7 @@ class Observation:
     problems: tuple[str, ...] = ()
     memory: JobMemory | None = None
     dropped: tuple[str, ...] = ()  # notifications not sent: muted, inhibited, or already sent once
+    decisions: tuple[Decision, ...] = ()  # what routing decided per event × rule: committed with the rest
 
 
 class JobTracker:
@@ -124,7 +126,9 @@ class JobTracker:
             summary = self._summary(snapshot, result.memory)
             self._keep_summary(summary)
             routed = self.router.route(state, events, summary, snapshot.at_ms)
-            observation = Observation(events, routed.notifications, routed.problems, result.memory, routed.dropped)
+            observation = Observation(
+                events, routed.notifications, routed.problems, result.memory, routed.dropped, routed.decisions
+            )
         changes = state.take_changes() if state is not None else None
         job_id = snapshot.job.id
         taken_over = job_id in self._taken_over
@@ -161,7 +165,13 @@ class JobTracker:
             observation = Observation(tuple(events))
             if events and self.router is not None and state is not None:
                 routed = self.router.route(state, events, None, now_ms)
-                observation = Observation(tuple(events), routed.notifications, routed.problems, dropped=routed.dropped)
+                observation = Observation(
+                    tuple(events),
+                    routed.notifications,
+                    routed.problems,
+                    dropped=routed.dropped,
+                    decisions=routed.decisions,
+                )
             changes = state.take_changes() if state is not None else None
             await self._commit(memory, observation, changes)
         if memory is not None:
@@ -256,9 +266,12 @@ class JobTracker:
                 return Observation()
             problems: list[str] = []
             dropped: list[str] = []
-            notifications = tuple(self.router.flush_due(state, now_ms, problems, dropped))
+            decisions: list[Decision] = []
+            notifications = tuple(self.router.flush_due(state, now_ms, problems, dropped, decisions))
             changes = state.take_changes()
-            observation = Observation((), notifications, tuple(problems), dropped=tuple(dropped))
+            observation = Observation(
+                (), notifications, tuple(problems), dropped=tuple(dropped), decisions=tuple(decisions)
+            )
             if notifications or changes:
                 await self._commit(None, observation, changes)
         _log_problems(observation.problems, observation.dropped)
@@ -348,6 +361,7 @@ class JobTracker:
                 events=observation.events,
                 state_rows=[*rows, *kept],
                 notifications=observation.notifications,
+                decisions=observation.decisions,
             )
         except BaseException:
             self._rule_state = None  # what the store holds is the truth: reload it on the next poll

@@ -86,6 +86,18 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE job_leases ADD COLUMN resting BOOLEAN NOT NULL DEFAULT false;
     CREATE INDEX job_leases_live ON job_leases (expires_ms, job_id) WHERE NOT resting
     """,
+    # What routing decided for each event and rule (`watcher.core.decisions`): one row per event and commit; the
+    # HTTP status of each failed delivery attempt (for the delivery log).
+    """
+    CREATE TABLE decisions (
+        seq       BIGSERIAL PRIMARY KEY,
+        event_id  TEXT NOT NULL,
+        at_ms     BIGINT NOT NULL,
+        body      TEXT NOT NULL
+    );
+    CREATE INDEX decisions_by_event ON decisions (event_id, seq);
+    ALTER TABLE deliveries ADD COLUMN http_status INTEGER
+    """,
 )
 # Replicas reallocating leases take this transaction lock, one at a time ("leases").
 LEASE_LOCK_KEY: Final = 0x6C6561736573

@@ -19,6 +19,7 @@ from typing import Any, Final
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from watcher.core.decisions import Decision, decisions_from_body
 from watcher.core.events import Event, event_from_json, event_to_json
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
@@ -37,7 +38,14 @@ from watcher.store.pgschema import (
     statements,
 )
 from watcher.store.protocol import Holding, StoredEvent
-from watcher.store.rows import OUTBOX_COLUMNS, events_query, read_delivery_attempt, read_outbox_item
+from watcher.store.rows import (
+    MIN_PREFIX_CHARS,
+    OUTBOX_COLUMNS,
+    decision_rows,
+    events_query,
+    read_delivery_attempt,
+    read_outbox_item,
+)
 
 log = logging.getLogger("benchwatch.store")
 
@@ -236,6 +244,7 @@ class PostgresStore:
         events: Sequence[Event] = (),
         state_rows: Sequence[StateRow] = (),
         notifications: Sequence[Notification] = (),
+        decisions: Sequence[Decision] = (),
     ) -> int:
         """Record a poll's consequences in one transaction; returns how many events were new. Once this replica
         holds leases, a job's memory is written only under the lease's epoch (`LeaseLostError` otherwise)."""
@@ -245,6 +254,7 @@ class PostgresStore:
                 if memory is not None:
                     await self._fence(conn, memory.job_id)
                 added = await self._record_poll(conn, memory, events, state_rows, notifications)
+                await self._record_decisions(conn, decisions)
                 if notifications:  # delivered at COMMIT: every replica's worker looks at once
                     await conn.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))
                 self._step("before_commit")
@@ -288,6 +298,13 @@ class PostgresStore:
             )
             self._step(f"notification:{index}")
         return added
+
+    async def _record_decisions(self, conn: psycopg.AsyncConnection[Any], decisions: Sequence[Decision]) -> None:
+        rows = decision_rows(decisions)
+        if rows:
+            async with conn.cursor() as cursor:
+                await cursor.executemany("INSERT INTO decisions (event_id, at_ms, body) VALUES (%s, %s, %s)", rows)
+            self._step("decisions")
 
     async def _write_memory(self, conn: psycopg.AsyncConnection[Any], memory: JobMemory) -> None:
         await conn.execute(
@@ -468,7 +485,7 @@ class PostgresStore:
     async def deliveries(self, notification_id: str) -> list[DeliveryAttempt]:
         """Every recorded attempt of one notification, in order."""
         rows = await self._select(
-            "SELECT notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error"
+            "SELECT notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error, http_status"
             " FROM deliveries WHERE notification_id = %s ORDER BY seq",
             (notification_id,),
         )
@@ -500,6 +517,18 @@ class PostgresStore:
         rows = await self._select(query, params)
         return [StoredEvent(int(row[0]), event_from_json(row[1])) for row in rows]
 
+    async def event(self, event_id: str) -> StoredEvent | None:
+        """One recorded event by id (a unique prefix of at least 6 characters also finds it)."""
+        rows = await self._select("SELECT seq, body FROM events WHERE id = %s", (event_id,))
+        if not rows and len(event_id) >= MIN_PREFIX_CHARS:
+            rows = await self._select("SELECT seq, body FROM events WHERE starts_with(id, %s) LIMIT 2", (event_id,))
+        return StoredEvent(int(rows[0][0]), event_from_json(rows[0][1])) if len(rows) == 1 else None
+
+    async def decisions(self, event_id: str) -> list[Decision]:
+        """What routing decided for one event, for each rule, in the order it was decided."""
+        rows = await self._select("SELECT body FROM decisions WHERE event_id = %s ORDER BY seq", (event_id,))
+        return [decision for row in rows for decision in decisions_from_body(event_id, row[0])]
+
 
 async def _write_state_row(conn: psycopg.AsyncConnection[Any], row: StateRow) -> None:
     if row.body is None:
@@ -515,7 +544,7 @@ async def _write_state_row(conn: psycopg.AsyncConnection[Any], row: StateRow) ->
 async def _insert_attempt(conn: psycopg.AsyncConnection[Any], attempt: DeliveryAttempt) -> None:
     await conn.execute(
         "INSERT INTO deliveries (notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason,"
-        " error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        " error, http_status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             attempt.notification_id,
             attempt.notifier,
@@ -525,6 +554,7 @@ async def _insert_attempt(conn: psycopg.AsyncConnection[Any], attempt: DeliveryA
             attempt.outcome.value,
             attempt.reason,
             attempt.error,
+            attempt.http_status,
         ),
     )
 

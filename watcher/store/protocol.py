@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from watcher.core.decisions import Decision
 from watcher.core.events import Event
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
@@ -96,8 +97,10 @@ class Store(Protocol):
         events: Sequence[Event] = (),
         state_rows: Sequence[StateRow] = (),
         notifications: Sequence[Notification] = (),
+        decisions: Sequence[Decision] = (),
     ) -> int:
-        """Record a poll's consequences atomically — memory, events, state rows, outbox; returns new events."""
+        """Record a poll's consequences atomically — memory, events, state rows, outbox, and what routing decided
+        for each event and rule; returns new events."""
         ...
 
     async def load_state_rows(self, namespace: str) -> list[StateRow]:
@@ -159,6 +162,14 @@ class Store(Protocol):
     ) -> list[StoredEvent]:
         """Recorded events in the order they were recorded (or newest first), after `since_seq`, optionally of
         one job and one kind."""
+        ...
+
+    async def event(self, event_id: str) -> StoredEvent | None:
+        """One recorded event by id (or unique prefix)."""
+        ...
+
+    async def decisions(self, event_id: str) -> list[Decision]:
+        """What routing decided for one event, for each rule, in the order it was decided."""
         ...
 
     async def lease_holders(self) -> dict[str, str]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from watcher.core.decisions import Decision, by_event, decisions_body
 from watcher.core.notification import Notification
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus
 
+MIN_PREFIX_CHARS = 6  # an id's prefix this long or longer finds it, when no other id starts the same
 OUTBOX_COLUMNS = "body, status, attempts, next_attempt_ms, last_reason, last_error, done_ms"
 
 
@@ -27,10 +29,18 @@ def read_outbox_item(row: Sequence[Any]) -> OutboxItem:
 
 
 def read_delivery_attempt(row: Sequence[Any]) -> DeliveryAttempt:
-    """A row of the deliveries table (in its column order) as the record."""
-    notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error = row
+    """A row of the deliveries table (in its column order, `http_status` last) as the record."""
+    notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error, http_status = row
     return DeliveryAttempt(
-        notification_id, notifier, attempt, started_ms, finished_ms, DeliveryOutcome(outcome), reason, error
+        notification_id,
+        notifier,
+        attempt,
+        started_ms,
+        finished_ms,
+        DeliveryOutcome(outcome),
+        reason,
+        error,
+        http_status,
     )
 
 
@@ -50,3 +60,8 @@ def events_query(
     query += f" ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT {mark}"
     params.append(limit)
     return query, params
+
+
+def decision_rows(decisions: Sequence[Decision]) -> list[tuple[str, int, str]]:
+    """`(event_id, at_ms, body)` rows of the decisions table: one per event, its decisions in order."""
+    return [(event_id, decided[0].at_ms, decisions_body(decided)) for event_id, decided in by_event(decisions).items()]
