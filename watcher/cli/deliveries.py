@@ -20,7 +20,7 @@ from watcher.store import open_store
 from watcher.store.location import is_postgres_url, redact_url
 
 
-def _state_path(args: argparse.Namespace) -> str | Path:
+def state_path(args: argparse.Namespace) -> str | Path:
     """The SQLite file or the PostgreSQL URL (never printed: it may hold a password)."""
     if args.state is not None:
         state = str(args.state)
@@ -45,7 +45,7 @@ def _line(item: OutboxItem) -> str:
 
 async def list_deliveries(args: argparse.Namespace) -> int:
     """`benchwatch deliveries list`: the outbox, newest last, with each entry's last error."""
-    path = _state_path(args)
+    path = state_path(args)
     if isinstance(path, Path) and not path.exists():
         raise UsageError(f"{path}: no state database yet")
     status = None if args.status == "all" else args.status
@@ -61,7 +61,7 @@ async def list_deliveries(args: argparse.Namespace) -> int:
 
 async def show_delivery(args: argparse.Namespace) -> int:
     """`benchwatch deliveries show ID`: one notification and every attempt at sending it, oldest first."""
-    path = _state_path(args)
+    path = state_path(args)
     if isinstance(path, Path) and not path.exists():
         raise UsageError(f"{path}: no state database yet")
     async with open_store(path) as store:
@@ -115,7 +115,7 @@ def _item_json(item: OutboxItem, attempts: list[DeliveryAttempt]) -> dict[str, o
 
 async def retry_delivery(args: argparse.Namespace) -> int:
     """`benchwatch deliveries retry ID`: back to pending; with --send, send it now through its notifier."""
-    path = _state_path(args)
+    path = state_path(args)
     clock = SystemClock()
     async with open_store(path) as store:
         item = await store.outbox_item(args.id)

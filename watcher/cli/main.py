@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_record(sub)
     _add_check(sub)
     _add_deliveries(sub)
+    _add_explain(sub)
     _add_silences(sub)
     _add_test_notify(sub)
     sub.add_parser(
@@ -236,6 +237,12 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="dry run: print the notifications this config would send (JSON lines) instead of the events; "
         "group windows and throttles run on the file's clock; nothing is sent",
     )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="with --config: instead of the notifications, print for each event what each rule decided, and why",
+    )
+    p.add_argument("--json", action="store_true", help="with --explain: one JSON object per event")
     p.set_defaults(handler="watcher.cli.replay:replay_command")
 
 
@@ -298,6 +305,21 @@ def _add_deliveries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     flush = actions.add_parser("flush", help="send everything due in the outbox now, then exit")
     flush.add_argument("--config", type=Path, required=True, help="the config file (notifiers and state)")
     flush.set_defaults(handler="watcher.cli.deliveries:flush_outbox")
+
+
+def _add_explain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="why was an event told, or not: each rule's decision and its reason, as the watcher recorded it",
+        description="For an event (ev_...) or each event of a notification (nt_...), print what every rule decided "
+        "when it happened and why: not matched (which matcher saw what), silenced (by which silence), held in a "
+        "group window, muted, inhibited (by which incident), once_per, sent (to whom, and the delivery). Read from "
+        "the state database, never re-run with today's config. See docs/rules.md, \"Why wasn't I notified?\".",
+    )
+    _add_state_options(p)
+    p.add_argument("id", metavar="ID", help="an event id (ev_...) or notification id (nt_...), or a unique prefix")
+    p.add_argument("--json", action="store_true", help="a JSON array: each event with its rules' decisions")
+    p.set_defaults(handler="watcher.cli.explain:explain")
 
 
 def _add_silences(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

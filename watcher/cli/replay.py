@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -12,12 +14,16 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rules.engine import Router
 from watcher.app.config import LoadedConfig, load_config
+from watcher.cli.errors import UsageError
+from watcher.core.decisions import Decision
+from watcher.core.events import Event
 from watcher.core.models import BenchmarkJobView, ScenarioRunView
 from watcher.core.scenario_runs import from_views
 from watcher.core.snapshot import Snapshot
 from watcher.diff.summary import dashboard_url_for
 from watcher.pipeline.comparer import job_comparer
-from watcher.pipeline.tracker import JobTracker
+from watcher.pipeline.explain import Explanation, explained_events, explanation_json, explanation_text
+from watcher.pipeline.tracker import JobTracker, Observation
 from watcher.store import open_store
 from watcher.store.protocol import Store
 
@@ -91,6 +97,31 @@ def seen_at_ms(job: BenchmarkJobView, previous_ms: int | None) -> int:
     return latest if previous_ms is None else max(latest, previous_ms)
 
 
+@dataclass(frozen=True)
+class Step:
+    """One moment of a replay: a snapshot observed, or group windows closing at their own time."""
+
+    at_ms: int
+    observation: Observation
+
+
+async def replay_steps(tracker: JobTracker, snapshots: Sequence[Snapshot]) -> AsyncIterator[Step]:
+    """Drive the tracker over the snapshots on their own clock, as a running watcher would live them: windows
+    that close between two snapshots close at their time (the service's timer), before the next snapshot is
+    observed; those still open at the end close at their own time."""
+    for snapshot in snapshots:
+        async for step in _windows_closing(tracker, before_ms=snapshot.at_ms):
+            yield step
+        yield Step(snapshot.at_ms, await tracker.observe(snapshot))
+    async for step in _windows_closing(tracker, before_ms=None):
+        yield step
+
+
+async def _windows_closing(tracker: JobTracker, *, before_ms: int | None) -> AsyncIterator[Step]:
+    while (due_ms := tracker.next_due_ms()) is not None and (before_ms is None or due_ms < before_ms):
+        yield Step(due_ms, await tracker.flush_due(due_ms))
+
+
 async def replay(
     path: Path,
     out: TextIO,
@@ -107,17 +138,29 @@ async def replay(
     snapshots = read_snapshots(path)
     count = 0
     async with open_store(state if state is not None else ":memory:") as store:
-        tracker = _tracker(store, config)
-        for snapshot in snapshots:
-            observation = await tracker.observe(snapshot)
+        async for step in replay_steps(tracker_for(store, config), snapshots):
+            observation = step.observation
             lines = observation.events if config is None else observation.notifications
             for item in lines:
                 out.write(item.model_dump_json() + "\n")
                 count += 1
-            _note(notes, snapshot.at_ms, observation.dropped)
-        if config is not None:
-            count += await _flush_remaining(tracker, out, notes)
+            _note(notes, step.at_ms, observation.dropped)
     return count
+
+
+async def replay_explained(
+    path: Path, config: LoadedConfig, *, state: Path | None = None, notes: TextIO | None = None
+) -> list[Explanation]:
+    """A dry run's decisions: for each event of `path` (in order), what each rule of `config` decided, and why."""
+    snapshots = read_snapshots(path)
+    events: list[Event] = []
+    decisions: list[Decision] = []
+    async with open_store(state if state is not None else ":memory:") as store:
+        async for step in replay_steps(tracker_for(store, config), snapshots):
+            events.extend(step.observation.events)
+            decisions.extend(step.observation.decisions)
+            _note(notes, step.at_ms, step.observation.dropped)
+    return explained_events(events, decisions)
 
 
 def _note(notes: TextIO | None, at_ms: int, dropped: tuple[str, ...]) -> None:
@@ -126,7 +169,8 @@ def _note(notes: TextIO | None, at_ms: int, dropped: tuple[str, ...]) -> None:
             notes.write(f"at_ms {at_ms}: not sent: {line}\n")
 
 
-def _tracker(store: Store, config: LoadedConfig | None) -> JobTracker:
+def tracker_for(store: Store, config: LoadedConfig | None) -> JobTracker:
+    """The tracker a dry run drives: with a config, its rules (and the file's silences) route what it sees."""
     if config is None:
         return JobTracker(store)
     router = Router(
@@ -141,20 +185,19 @@ def _tracker(store: Store, config: LoadedConfig | None) -> JobTracker:
     return JobTracker(store, router=router, dashboard_url=dashboard_url, comparer=comparer)
 
 
-async def _flush_remaining(tracker: JobTracker, out: TextIO, notes: TextIO | None) -> int:
-    """Windows still open at the end of the file close at their own time."""
-    count = 0
-    while (due_ms := tracker.next_due_ms()) is not None:
-        observation = await tracker.flush_due(due_ms)
-        for notification in observation.notifications:
-            out.write(notification.model_dump_json() + "\n")
-            count += 1
-        _note(notes, due_ms, observation.dropped)
-    return count
-
-
 async def replay_command(args: argparse.Namespace) -> int:
     """`benchwatch replay FILE`: events of recorded snapshots, as JSON lines on stdout."""
     config = load_config(args.config) if args.config is not None else None
-    await replay(args.file, sys.stdout, state=args.state, config=config, notes=sys.stderr)
+    if not args.explain:
+        if args.json:
+            raise UsageError("--json goes with --explain (replay's output is JSON lines already)")
+        await replay(args.file, sys.stdout, state=args.state, config=config, notes=sys.stderr)
+        return 0
+    if config is None:
+        raise UsageError("--explain needs --config: the decisions are those of a config's rules")
+    for explained in await replay_explained(args.file, config, state=args.state, notes=sys.stderr):
+        if args.json:
+            print(json.dumps(explanation_json(explained)))
+        else:
+            print("\n".join(explanation_text(explained)))
     return 0

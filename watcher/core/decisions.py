@@ -145,7 +145,8 @@ def _sent(d: Decision) -> str:
 
 def _inhibited(d: Decision) -> str:
     source = f" while {', '.join(d.incidents)} is open" if d.incidents else ""
-    return f"inhibited by {d.by!r}: its source was sent {when(d.since_ms)}{source}"
+    until = f" (in force until {when(d.until_ms)})" if d.until_ms is not None else ""
+    return f"inhibited by {d.by!r}: its source was sent {when(d.since_ms)}{source}{until}"
 
 
 _DESCRIBERS = {
