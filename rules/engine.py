@@ -187,7 +187,10 @@ class Router:
                     self._collect(state, rule, subject, now_ms, trail)
                 if not rule.continue_:
                     for later in self.rules[index + 1 :]:
-                        trail.decide([event], later.name, Verdict.STOPPED, now_ms, by=rule.name)
+                        if later.catches(event.kind):
+                            trail.decide([event], later.name, Verdict.STOPPED, now_ms, by=rule.name)
+                        else:  # it would not have caught the event anyway: say so, not that it was stopped
+                            self._matches(later, subject, now_ms, trail, quiet=True)
                     break
         out.extend(self._flush(state, now_ms, trail))
         return Routed(tuple(out), silenced, tuple(trail.problems), tuple(trail.dropped), tuple(trail.decisions))

@@ -119,11 +119,13 @@ def test_continue_false_stops_the_later_rules(tmp_path: Path) -> None:
         rules:
           - {name: first, on: scenario.failed, notify: a, continue: false}
           - {name: second, on: scenario.failed, notify: b}
+          - {name: third, on: job.finished, notify: b}
         """,
     )
     decisions = decided(r, RuleState(), [failed(1)], T0)
     assert [(d.rule, d.verdict, d.by) for d in decisions if d.verdict != Verdict.SENT] == [
-        ("second", Verdict.STOPPED, "first")
+        ("second", Verdict.STOPPED, "first"),
+        ("third", Verdict.NOT_MATCHED, "on"),  # it would not have caught the event anyway
     ]
 
 

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay(sub)
     _add_record(sub)
     _add_check(sub)
+    _add_test(sub)
     _add_deliveries(sub)
     _add_explain(sub)
     _add_silences(sub)
@@ -269,6 +270,20 @@ def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("config", metavar="CONFIG", type=Path, help="the YAML config file")
     p.set_defaults(handler="watcher.cli.check:check")
+
+
+def _add_test(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "test",
+        help="run rule unit tests: recorded snapshots through a config's rules, checked against what must be sent",
+        description="Run each test of each FILE: its snapshots through its config's rules on the recording's "
+        "clock, as replay does, then its checks (expect: what must be sent; expect_not: what must not, and why). "
+        "Exit 0 when every check holds, 1 when one does not (with what was expected, what was sent and the "
+        'decisions that led there), 2 when a test file cannot be used. See docs/rules.md, "Testing your rules".',
+    )
+    p.add_argument("files", metavar="FILE", type=Path, nargs="+", help="rule test files (YAML)")
+    p.add_argument("--junit", type=Path, metavar="PATH", help="also write the results as JUnit XML")
+    p.set_defaults(handler="watcher.cli.ruletest.command:test_command")
 
 
 def _add_state_options(p: argparse.ArgumentParser) -> None:

@@ -59,7 +59,7 @@ def read_snapshots(path: Path) -> list[Snapshot]:
         except json.JSONDecodeError as exc:
             raise ReplayInputError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
         previous_ms = snapshots[-1].at_ms if snapshots else None
-        snapshots.append(_snapshot(path, number, value, previous_ms))
+        snapshots.append(snapshot_from(value, f"{path}:{number}", previous_ms))
         position = _skip_space(text, position)
     return snapshots
 
@@ -70,9 +70,11 @@ def _skip_space(text: str, position: int) -> int:
     return position
 
 
-def _snapshot(path: Path, number: int, value: Any, previous_ms: int | None) -> Snapshot:
+def snapshot_from(value: Any, where: str, previous_ms: int | None) -> Snapshot:
+    """One snapshot from a parsed object: a replay line or a bare job view (`where` names it in errors, as
+    `FILE:LINE`). Raises `ReplayInputError`."""
     if not isinstance(value, dict):
-        raise ReplayInputError(f"{path}:{number}: expected a JSON object, got {type(value).__name__}")
+        raise ReplayInputError(f"{where}: expected a JSON object, got {type(value).__name__}")
     try:
         if "job" in value and "id" not in value:
             line = _Line.model_validate(value)
@@ -82,8 +84,8 @@ def _snapshot(path: Path, number: int, value: Any, previous_ms: int | None) -> S
         return Snapshot(job=job, at_ms=seen_at_ms(job, previous_ms))
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in error["loc"]) or "line"
-        raise ReplayInputError(f"{path}:{number}: {where}: {error['msg']}") from None
+        field = ".".join(str(part) for part in error["loc"]) or "line"
+        raise ReplayInputError(f"{where}: {field}: {error['msg']}") from None
 
 
 def seen_at_ms(job: BenchmarkJobView, previous_ms: int | None) -> int:
@@ -105,15 +107,21 @@ class Step:
     observation: Observation
 
 
-async def replay_steps(tracker: JobTracker, snapshots: Sequence[Snapshot]) -> AsyncIterator[Step]:
+async def replay_steps(
+    tracker: JobTracker, snapshots: Sequence[Snapshot], *, until_ms: int | None = None
+) -> AsyncIterator[Step]:
     """Drive the tracker over the snapshots on their own clock, as a running watcher would live them: windows
     that close between two snapshots close at their time (the service's timer), before the next snapshot is
-    observed; those still open at the end close at their own time."""
+    observed; those still open at the end close at their own time — or, with `until_ms`, the clock stops there:
+    later snapshots are not seen, and windows open then stay open."""
     for snapshot in snapshots:
+        if until_ms is not None and snapshot.at_ms > until_ms:
+            break
         async for step in _windows_closing(tracker, before_ms=snapshot.at_ms):
             yield step
         yield Step(snapshot.at_ms, await tracker.observe(snapshot))
-    async for step in _windows_closing(tracker, before_ms=None):
+    end_ms = None if until_ms is None else until_ms + 1
+    async for step in _windows_closing(tracker, before_ms=end_ms):
         yield step
 
 
