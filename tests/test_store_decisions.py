@@ -1,6 +1,7 @@
 """Routing's decisions in the store, on both backends: committed with their event in one transaction, read back
-in the order they were taken, and found by an event id's prefix; failed attempts keep their HTTP status; a store
-of the previous schema gains both when it opens."""
+in the order they were taken, and found by an event id's prefix; failed attempts keep their HTTP status; the
+delivery log filters by job, rule, notifier and status; a store of the previous schema gains all this when it
+opens (its notifications' jobs filled in)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rules.engine import Router
+from rules.engine import Router, RuleState
 from tests.conftest import Backend
 from tests.test_rules import MINUTE, T0, config, failed, job_finished
 from tests.test_store import _timeline
@@ -91,18 +92,24 @@ async def test_a_failed_attempt_keeps_its_http_status(backend: Backend, tmp_path
         assert await store.deliveries(notification.id) == [attempt]
 
 
-async def test_a_store_of_the_previous_schema_gains_decisions_and_keeps_its_deliveries(backend: Backend) -> None:
+async def test_a_store_of_the_previous_schema_gains_decisions_and_keeps_its_deliveries(
+    backend: Backend, tmp_path: Path
+) -> None:
     previous = MIGRATIONS[:-1] if backend.kind == "sqlite" else pgschema.MIGRATIONS[:-1]
-    insert = (
+    (old,) = _router(tmp_path).route(RuleState(), [job_finished(1, "failed", job="bmj_old")], None, T0).notifications
+    inserts = [
         "INSERT INTO deliveries (notification_id, notifier, attempt, started_ms, finished_ms, outcome)"
-        " VALUES ('nt_1', 'a', 1, 1, 2, 'sent')"
-    )
+        f" VALUES ('{old.id}', 'a', 1, 1, 2, 'sent')",
+        "INSERT INTO outbox (id, notifier, rule, created_ms, body, status)"
+        f" VALUES ('{old.id}', 'a', 'finished', 1, '{old.model_dump_json()}', 'sent')",
+    ]
     if backend.kind == "sqlite":
         with sqlite3.connect(backend.location()) as db:
             db.executescript(";".join(previous))
             db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
             db.execute("INSERT INTO schema_version VALUES (?)", (len(previous),))
-            db.execute(insert)
+            for insert in inserts:
+                db.execute(insert)
     else:
         with psycopg.connect(backend.location()) as conn:
             for script in previous:
@@ -110,10 +117,37 @@ async def test_a_store_of_the_previous_schema_gains_decisions_and_keeps_its_deli
                     conn.execute(statement.encode())
             conn.execute(b"CREATE TABLE schema_version (version INTEGER NOT NULL)")
             conn.execute(b"INSERT INTO schema_version VALUES (%d)" % len(previous))
-            conn.execute(insert.encode())
+            for insert in inserts:
+                conn.execute(insert.encode())
     async with backend.store() as store:
-        (kept,) = await store.deliveries("nt_1")
-        assert (kept.outcome, kept.http_status) == (DeliveryOutcome.SENT, None)
+        (logged,) = await store.delivery_log(job_id="bmj_old")  # the job filled in from the notification
+        assert logged.item.notification == old
+        assert [(a.outcome, a.http_status) for a in logged.attempts] == [(DeliveryOutcome.SENT, None)]
         result = diff(None, _timeline()[0])
         await store.commit(memory=result.memory, events=result.events)
         assert await store.decisions(result.events[0].id) == []
+
+
+async def test_the_delivery_log_filters_and_brings_each_notifications_attempts(
+    backend: Backend, tmp_path: Path
+) -> None:
+    async with backend.store() as store:
+        tracker = JobTracker(store, router=_router(tmp_path))
+        for n, job in enumerate(["bmj_a", "bmj_b", "bmj_c"]):
+            await tracker.record([job_finished(n, "failed", job=job)], None, T0 + n)
+        newest_first = [item.notification.id for item in await store.outbox_items(newest_first=True)]
+        a, b, c = reversed(newest_first)
+        attempt = DeliveryAttempt(a, "a", 1, T0, T0 + 5, DeliveryOutcome.DEAD, "client_error", "HTTP 400", 400)
+        await store.record_delivery(attempt, status=OutboxStatus.DEAD, next_attempt_ms=0)
+        interrupted = DeliveryAttempt(b, "a", 1, T0, T0, DeliveryOutcome.INTERRUPTED, "claim_expired", "x", None)
+        await store.record_delivery(interrupted, status=OutboxStatus.PENDING, next_attempt_ms=T0)
+
+        every = await store.delivery_log()
+        assert [d.item.notification.id for d in every] == newest_first
+        assert [d.attempts for d in every] == [(), (interrupted,), (attempt,)]
+        assert [d.item.notification.id for d in await store.delivery_log(status="dead")] == [a]
+        assert [d.item.notification.id for d in await store.delivery_log(status="pending")] == [c, b]
+        assert [d.item.notification.id for d in await store.delivery_log(status="interrupted")] == [b]
+        assert [d.interrupted for d in await store.delivery_log(job_id="bmj_b")] == [1]
+        assert len(await store.delivery_log(rule="finished", notifier="a", limit=2)) == 2
+        assert await store.delivery_log(rule="burst") == []

@@ -138,6 +138,7 @@ def explanation_json(explained: Explanation) -> dict[str, Any]:
     """The explanation for tools: the event, each rule's decisions (each with its `text`), the deliveries."""
     return {
         "event": explained.event.model_dump(mode="json"),
+        "line": event_line(explained.event),
         "rules": [
             {"rule": rule, "decisions": [{**d.to_json(), "text": describe(d)} for d in decided]}
             for rule, decided in explained.rules
@@ -153,6 +154,7 @@ def _delivery_json(delivery: Delivery) -> dict[str, Any]:
         "notifier": item.notification.notifier,
         "rule": item.notification.rule,
         "status": item.status.value,
+        "text": delivery_text(delivery),
         "attempts": [attempt_json(attempt) for attempt in delivery.attempts],
     }
 
@@ -166,6 +168,7 @@ def attempt_json(attempt: DeliveryAttempt) -> dict[str, Any]:
         "outcome": attempt.outcome.value,
         "reason": attempt.reason,
         "error": attempt.error,
+        "http_status": attempt.http_status,
     }
 
 

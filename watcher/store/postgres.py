@@ -23,7 +23,7 @@ from watcher.core.decisions import Decision, decisions_from_body
 from watcher.core.events import Event, event_from_json, event_to_json
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
-from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus, StateRow
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, LoggedDelivery, OutboxItem, OutboxStatus, StateRow
 from watcher.store.errors import LeaseLostError, StoreError, StoreWriteError
 from watcher.store.location import redact_url
 from watcher.store.pgleases import RULE_TIMERS, check_epoch, release_all, renew_outbox_claims
@@ -39,10 +39,13 @@ from watcher.store.pgschema import (
 )
 from watcher.store.protocol import Holding, StoredEvent
 from watcher.store.rows import (
+    DELIVERY_COLUMNS,
     MIN_PREFIX_CHARS,
     OUTBOX_COLUMNS,
     decision_rows,
+    delivery_log_query,
     events_query,
+    logged_deliveries,
     read_delivery_attempt,
     read_outbox_item,
 )
@@ -292,9 +295,9 @@ class PostgresStore:
             self._step(f"state:{index}")
         for index, n in enumerate(notifications):
             await conn.execute(
-                "INSERT INTO outbox (id, notifier, rule, created_ms, body) VALUES (%s, %s, %s, %s, %s)"
+                "INSERT INTO outbox (id, notifier, rule, created_ms, body, job_id) VALUES (%s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (id) DO NOTHING",
-                (n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json()),
+                (n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json(), n.job_id),
             )
             self._step(f"notification:{index}")
         return added
@@ -485,11 +488,33 @@ class PostgresStore:
     async def deliveries(self, notification_id: str) -> list[DeliveryAttempt]:
         """Every recorded attempt of one notification, in order."""
         rows = await self._select(
-            "SELECT notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error, http_status"
-            " FROM deliveries WHERE notification_id = %s ORDER BY seq",
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE notification_id = %s ORDER BY seq",
             (notification_id,),
         )
         return [read_delivery_attempt(row) for row in rows]
+
+    async def delivery_log(
+        self,
+        *,
+        job_id: str | None = None,
+        rule: str | None = None,
+        notifier: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[LoggedDelivery]:
+        """Notifications newest first, each with its attempts, optionally of one job, rule, notifier and status
+        (`interrupted`: with an interrupted attempt)."""
+        query, params = delivery_log_query(
+            "%s", job_id=job_id, rule=rule, notifier=notifier, status=status, limit=limit
+        )
+        items = await self._outbox_query(query, params)
+        if not items:
+            return []
+        rows = await self._select(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE notification_id = ANY(%s) ORDER BY seq",
+            ([item.notification.id for item in items],),
+        )
+        return logged_deliveries(items, [read_delivery_attempt(row) for row in rows])
 
     async def outbox_counts(self) -> dict[str, int]:
         """How many notifications are pending, sent and dead."""

@@ -11,7 +11,7 @@ from watcher.core.decisions import Decision
 from watcher.core.events import Event
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
-from watcher.core.records import DeliveryAttempt, OutboxItem, OutboxStatus, StateRow
+from watcher.core.records import DeliveryAttempt, LoggedDelivery, OutboxItem, OutboxStatus, StateRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +149,19 @@ class Store(Protocol):
 
     async def outbox_counts(self) -> dict[str, int]:
         """Notifications per status."""
+        ...
+
+    async def delivery_log(
+        self,
+        *,
+        job_id: str | None = None,
+        rule: str | None = None,
+        notifier: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[LoggedDelivery]:
+        """Notifications newest first, each with its attempts, optionally of one job, rule, notifier and status
+        (pending, sent, dead; or `interrupted`: with an interrupted attempt)."""
         ...
 
     async def events(

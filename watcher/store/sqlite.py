@@ -27,15 +27,18 @@ from watcher.core.decisions import Decision, decisions_from_body
 from watcher.core.events import Event, event_from_json, event_to_json
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
-from watcher.core.records import DeliveryAttempt, OutboxItem, OutboxStatus, StateRow
+from watcher.core.records import DeliveryAttempt, LoggedDelivery, OutboxItem, OutboxStatus, StateRow
 from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.filelock import StateFileLock
 from watcher.store.protocol import Holding, StoredEvent
 from watcher.store.rows import (
+    DELIVERY_COLUMNS,
     MIN_PREFIX_CHARS,
     OUTBOX_COLUMNS,
     decision_rows,
+    delivery_log_query,
     events_query,
+    logged_deliveries,
     read_delivery_attempt,
     read_outbox_item,
 )
@@ -96,7 +99,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX deliveries_by_notification ON deliveries (notification_id, seq);
     """,
     # What routing decided for each event and rule (`watcher.core.decisions`): one row per event and commit; the
-    # HTTP status of each failed delivery attempt (for the delivery log).
+    # HTTP status of each failed delivery attempt and the job of each notification (for the delivery log).
     """
     CREATE TABLE decisions (
         seq         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -106,6 +109,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX decisions_by_event ON decisions (event_id, seq);
     ALTER TABLE deliveries ADD COLUMN http_status INTEGER;
+    ALTER TABLE outbox ADD COLUMN job_id TEXT;
+    UPDATE outbox SET job_id = json_extract(body, '$.events[0].job_id');
+    CREATE INDEX outbox_by_job ON outbox (job_id, created_ms);
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -326,7 +332,7 @@ class SQLiteStore:
             memory=(memory.job_id, memory.model_dump_json(), memory.last_seen_ms) if memory is not None else None,
             events=[(e.id, e.job_id, e.kind, e.at_ms, event_to_json(e)) for e in events],
             state=[(row.namespace, row.key, row.body) for row in state_rows],
-            outbox=[(n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json()) for n in notifications],
+            outbox=[(n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json(), n.job_id) for n in notifications],
             decisions=decision_rows(decisions),
         )
         return await self._write(functools.partial(self._record_poll, rows))
@@ -358,7 +364,7 @@ class SQLiteStore:
             self._step(f"state:{index}")
         for index, outbox_row in enumerate(outbox_rows):
             db.execute(
-                "INSERT OR IGNORE INTO outbox (id, notifier, rule, created_ms, body) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO outbox (id, notifier, rule, created_ms, body, job_id) VALUES (?, ?, ?, ?, ?, ?)",
                 outbox_row,
             )
             self._step(f"notification:{index}")
@@ -473,11 +479,33 @@ class SQLiteStore:
         """Every recorded attempt of one notification, in order."""
         rows = await self._run(
             self._select,
-            "SELECT notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error, http_status"
-            " FROM deliveries WHERE notification_id = ? ORDER BY seq",
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE notification_id = ? ORDER BY seq",
             (notification_id,),
         )
         return [read_delivery_attempt(row) for row in rows]
+
+    async def delivery_log(
+        self,
+        *,
+        job_id: str | None = None,
+        rule: str | None = None,
+        notifier: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[LoggedDelivery]:
+        """Notifications newest first, each with its attempts, optionally of one job, rule, notifier and status
+        (`interrupted`: with an interrupted attempt)."""
+        query, params = delivery_log_query("?", job_id=job_id, rule=rule, notifier=notifier, status=status, limit=limit)
+        items = await self._outbox_query(query, params)
+        if not items:
+            return []
+        rows = await self._run(
+            self._select,
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
+            " WHERE notification_id IN (SELECT value FROM json_each(?)) ORDER BY seq",
+            (json.dumps([item.notification.id for item in items]),),
+        )
+        return logged_deliveries(items, [read_delivery_attempt(row) for row in rows])
 
     async def outbox_counts(self) -> dict[str, int]:
         """How many notifications are pending, sent and dead."""
@@ -552,7 +580,7 @@ class _PollRows:
     memory: tuple[str, str, int] | None
     events: Sequence[tuple[str, str, str, int, str]]
     state: Sequence[tuple[str, str, str | None]]
-    outbox: Sequence[tuple[str, str, str, int, str]]
+    outbox: Sequence[tuple[str, str, str, int, str, str | None]]
     decisions: Sequence[tuple[str, int, str]]
 
 
