@@ -193,7 +193,16 @@ class Router:
                             self._matches(later, subject, now_ms, trail, quiet=True)
                     break
         out.extend(self._flush(state, now_ms, trail))
-        return Routed(tuple(out), silenced, tuple(trail.problems), tuple(trail.dropped), tuple(trail.decisions))
+        return Routed(tuple(out), silenced, tuple(trail.problems), tuple(trail.dropped), self._in_order(trail, events))
+
+    def _in_order(self, trail: Trail, events: Sequence[Event]) -> tuple[Decision, ...]:
+        """The decisions by event, then in the rules' order: a group that left at once is decided when it is
+        flushed, after the rules below it (the sort is stable: one rule's decisions about an event keep theirs)."""
+        position = {event.id: index for index, event in enumerate(events)}
+        order = {rule.name: index for index, rule in enumerate(self.rules)}
+        return tuple(
+            sorted(trail.decisions, key=lambda d: (position.get(d.event_id, -1), order.get(d.rule, len(order))))
+        )
 
     def flush_due(
         self,
