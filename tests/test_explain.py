@@ -29,6 +29,7 @@ inhibit:
   - {name: failed-job-quiets, source: {rule: job-failed}, target: {kind: "scenario.*"}, equal: [job_id], for: 6h}
 """
 EXAMPLES = Path(__file__).parent.parent / "examples"
+DOC = Path(__file__).parent.parent / "docs" / "rules.md"
 ENV = {"RUNLOOP_API_KEY": "k", "SLACK_BOT_TOKEN": "xoxb-test"}
 
 
@@ -149,6 +150,8 @@ async def test_replay_explain_says_why_the_failed_jobs_scenarios_were_not_sent(
     ]
     assert await asyncio.to_thread(main, [*args, "--explain"]) == 0
     text = capsys.readouterr().out
+    shown = DOC.read_text().split("## Why wasn't I notified?")[1].split("```text\n")[1].split("```")[0]
+    assert shown in text  # what docs/rules.md shows is what it prints
     assert "inhibited by 'failed-job-quiets-its-scenarios': its source was sent 2026-09-01 02:11:00Z while " in text
     assert await asyncio.to_thread(main, [*args, "--explain", "--json"]) == 0
     explained = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -14,6 +14,7 @@ from watcher.cli.main import main
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 RECORDING = EXAMPLES / "recordings" / "job-failure.jsonl"
+DOC = Path(__file__).parent.parent / "docs" / "rules.md"
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
@@ -70,6 +71,15 @@ def test_removing_the_inhibition_fails_its_test_with_a_diff(capsys: pytest.Captu
     (suite,) = ET.parse(tmp_path / "rules.xml").getroot()
     failed = [case.get("name") for case in suite if case.find("failure") is not None]
     assert failed == ["a failed nightly pages once and its batched scenario failures stay quiet"]
+
+
+def test_the_docs_show_what_a_failing_test_prints(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = (EXAMPLES / "inhibit-during-job-failure.yaml").read_text()
+    entry = config[config.index("  - name: failed-job-quiets-its-scenarios") : config.index("  - name: blind-watcher")]
+    path = _copy_example(tmp_path, "inhibit-during-job-failure.yaml", (entry, ""))
+    _, out, _ = _run(capsys, path)
+    shown = DOC.read_text().split("Remove the first `inhibit:` entry")[1].split("```text\n")[1].split("```")[0]
+    assert out.replace(str(path), "examples/tests/inhibit-during-job-failure.yaml") == shown
 
 
 def test_a_shorter_window_fails_the_count_and_shows_what_was_sent(
