@@ -207,5 +207,15 @@ def test_decisions_keep_their_evidence_through_the_stores_body() -> None:
         "ev_1", "r", Verdict.INHIBITED, T0, by="x", since_ms=T0 - 1, incidents=("a/b",), sent_to=(("n", "nt_1"),)
     )
     plain = Decision("ev_1", "r", Verdict.NOT_MATCHED, T0, by="where.n", expected={"lt": 0.5}, seen=0.7)
-    assert decisions_from_body("ev_1", decisions_body([decision, plain])) == [decision, plain]
+    later = Decision("ev_1", "r", Verdict.SENT, T0 + 1, sent_to=(("n", "nt_2"),))
+    assert decisions_from_body("ev_1", decisions_body([decision, plain, later])) == [decision, plain, later]
     assert len(decisions_body([plain])) < 110  # compact: defaults are left out
+    elsewhere = [
+        Decision("ev_1", name, Verdict.NOT_MATCHED, T0, by="on", expected=["job.*"], seen="scenario.failed")
+        for name in ("q", "s")
+    ]
+    body = decisions_body([plain, *elsewhere])
+    assert body.endswith(',{"not_listening":["q","s"]}]')  # the time as before; the kinds are the rule's, the event's
+    (_, kept, _) = decisions_from_body("ev_1", body)
+    assert (kept.rule, kept.at_ms, kept.by, kept.expected, kept.seen) == ("q", T0, "on", None, None)
+    assert describe(kept) == "not matched: on: does not catch this kind"

@@ -92,13 +92,36 @@ class Decision:
 
 
 def decisions_body(decisions: Sequence[Decision]) -> str:
-    """One event's decisions of one commit, as the store's row body."""
-    return json.dumps([decision.to_json() for decision in decisions], separators=(",", ":"), default=str)
+    """One event's decisions of one commit, as the store's row body — compactly, since most events meet most rules
+    only to be turned away by `on`: those rules are listed by name alone (`{"not_listening": [...]}`: what `on`
+    wanted is the rule's, what it saw the event's own kind), and a time equal to the one before is left out."""
+    items: list[dict[str, Any]] = []
+    previous_ms = None
+    for decision in decisions:
+        listening = not (decision.verdict == Verdict.NOT_MATCHED and decision.by == "on")
+        if not listening and items and "not_listening" in items[-1] and decision.at_ms == previous_ms:
+            items[-1]["not_listening"].append(decision.rule)
+            continue
+        item = decision.to_json() if listening else {"not_listening": [decision.rule], "at_ms": decision.at_ms}
+        if item["at_ms"] == previous_ms:
+            del item["at_ms"]
+        previous_ms = decision.at_ms
+        items.append(item)
+    return json.dumps(items, separators=(",", ":"), default=str)
 
 
 def decisions_from_body(event_id: str, body: str) -> list[Decision]:
-    """The decisions a row body holds."""
-    return [Decision.from_json(event_id, item) for item in json.loads(body)]
+    """The decisions a row body holds (a missing time is the one before)."""
+    decisions: list[Decision] = []
+    for item in json.loads(body):
+        at_ms = int(item.get("at_ms", decisions[-1].at_ms if decisions else 0))
+        if "not_listening" in item:
+            decisions += [
+                Decision(event_id, str(rule), Verdict.NOT_MATCHED, at_ms, by="on") for rule in item["not_listening"]
+            ]
+        else:
+            decisions.append(Decision.from_json(event_id, {**item, "at_ms": at_ms}))
+    return decisions
 
 
 def by_event(decisions: Sequence[Decision]) -> dict[str, list[Decision]]:
@@ -127,7 +150,8 @@ def describe(decision: Decision) -> str:
 
 def _not_matched(d: Decision) -> str:
     if d.by == "on":
-        return f"not matched: on: {_value(d.expected)} does not catch {d.seen}"
+        wanted = f" {_value(d.expected)}" if d.expected is not None else ""
+        return f"not matched: on:{wanted} does not catch {d.seen or 'this kind'}"
     if d.by == "when":
         return f"not matched: when: {d.expected} is {_value(d.seen)}"
     return f"not matched: {d.by}: {_value(d.expected)} does not hold for {_value(d.seen)}"
