@@ -337,8 +337,9 @@ class DeliveryWorker:
         if isinstance(exc, NotifierGoneError):
             self.disabled[name] = message
             log.error("notifier %s is gone and now disabled: %s", name, message)
+        finish = functools.partial(self._finish, item, started_ms=started_ms, http_status=exc.http_status)
         if not exc.retryable:
-            await self._finish(item, OutboxStatus.DEAD, exc.reason, message, started_ms=started_ms)
+            await finish(OutboxStatus.DEAD, exc.reason, message)
             log.error(
                 "dead-lettered %s to %s: %s (%s)", item.notification.id, name, message, exc.reason,
                 extra=_about(item.notification),
@@ -348,21 +349,13 @@ class DeliveryWorker:
         now_ms = self.clock.now_ms()
         next_ms = now_ms + round(delay_s * 1000)
         if next_ms > item.notification.created_ms + self._policy(name).max_age_ms:
-            await self._finish(
-                item,
-                OutboxStatus.DEAD,
-                exc.reason,
-                f"{message} (gave up after {item.attempts + 1} attempts)",
-                started_ms=started_ms,
-            )
+            await finish(OutboxStatus.DEAD, exc.reason, f"{message} (gave up after {item.attempts + 1} attempts)")
             log.error(
                 "dead-lettered %s to %s after %d attempts: %s", item.notification.id, name, item.attempts + 1, message,
                 extra=_about(item.notification),
             )  # fmt: skip
             return
-        await self._finish(
-            item, OutboxStatus.PENDING, exc.reason, message, started_ms=started_ms, next_attempt_ms=next_ms
-        )
+        await finish(OutboxStatus.PENDING, exc.reason, message, next_attempt_ms=next_ms)
         self._wake.set()  # the next due time moved: the worker's wait must take it into account
         log.warning(
             "delivery of %s to %s failed (%s): %s; attempt %d, next in %.1fs",
@@ -391,6 +384,7 @@ class DeliveryWorker:
         *,
         started_ms: int | None = None,
         next_attempt_ms: int = 0,
+        http_status: int | None = None,
     ) -> None:
         now_ms = self.clock.now_ms()
         outcome = _OUTCOME_OF[status]
@@ -403,6 +397,7 @@ class DeliveryWorker:
             outcome=outcome,
             reason=reason,
             error=error,
+            http_status=http_status,
         )
         try:
             await self.store.record_delivery(attempt, status=status, next_attempt_ms=next_attempt_ms)

@@ -41,6 +41,17 @@ class FieldMatcher:
         return self.test(None if value is MISSING else value)
 
 
+def first_miss(
+    matchers: Mapping[str, FieldMatcher], event: Mapping[str, Any], summary: Mapping[str, Any] | None
+) -> tuple[FieldMatcher, Any] | None:
+    """The first matcher that does not hold and the value it saw (`MISSING` when absent), or None when all hold."""
+    for matcher in matchers.values():
+        value = resolve(matcher.path, event, summary)
+        if not matcher.test(None if value is MISSING else value):
+            return matcher, value
+    return None
+
+
 def resolve(path: str, event: Mapping[str, Any], summary: Mapping[str, Any] | None) -> Any:
     """The value at a dotted path: the event's, else the summary's; `MISSING` when neither has it."""
     head, _, rest = path.partition(".")

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import calendar
 import difflib
+import heapq
 import re
-from collections.abc import Sequence
-from datetime import datetime, tzinfo
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -161,6 +162,24 @@ class TimePeriod(StrictModel):
             return False
         return not self.days_of_month or _day_matches(self.days_of_month, local)
 
+    def boundaries(self, after_ms: int) -> Iterator[int]:
+        """The instants after `after_ms` at which `contains` may change, in order: each local day's start and the
+        starts and ends of its time ranges."""
+        zone = _zone(self.location)
+        day = datetime.fromtimestamp(after_ms / 1000, tz=zone).date()
+        marks = sorted({0, *(t.start_minute for t in self.times), *(t.end_minute for t in self.times)} - {1440})
+        while True:
+            for minute in marks:
+                at_ms = _local_ms(day, minute, zone)
+                if at_ms > after_ms:
+                    yield at_ms
+            day += timedelta(days=1)
+
+
+def _local_ms(day: date, minute: int, zone: tzinfo) -> int:
+    moment = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=zone)
+    return round(moment.timestamp() * 1000)
+
 
 def _within(spans: tuple[Span, ...], value: int) -> bool:
     return not spans or any(begin <= value <= end for begin, end in spans)
@@ -201,3 +220,15 @@ class TimeIntervalConfig(StrictModel):
     def contains(self, at_ms: int) -> bool:
         """Whether the instant falls in any of its ranges."""
         return any(period.contains(at_ms) for period in self.time_intervals)
+
+    def next_change_ms(self, at_ms: int, *, horizon_ms: int = 400 * 86_400_000) -> int | None:
+        """When `contains` next answers otherwise than at `at_ms` (when a mute ends, when an active interval
+        starts), or None if not within `horizon_ms`."""
+        holds = self.contains(at_ms)
+        boundaries = heapq.merge(*(period.boundaries(at_ms) for period in self.time_intervals))
+        for boundary_ms in boundaries:
+            if boundary_ms > at_ms + horizon_ms:
+                return None
+            if self.contains(boundary_ms) != holds:
+                return boundary_ms
+        return None

@@ -80,6 +80,7 @@ async def test_a_silence_is_added_listed_and_expired_over_http(
     assert logged in [record.getMessage() for record in caplog.records]
     assert added["match"] == {"job_name": "nightly*", "agent_name": "a"}
     assert added["state"] == "active" and added["comment"] == "flaky <infra>"
+    assert added["created_by"] == "HTTP API"  # the token names no one; a client may say who: "created_by"
     assert added["ends_ms"] - added["starts_ms"] == 2 * 3_600_000
 
     status, listed = await _call("GET", running.url + "/api/silences")

@@ -123,7 +123,8 @@ async def test_retryable_failures_wait_then_succeed_with_the_same_id(
     (item,) = await store.outbox_items()
     assert (item.status, item.attempts) == ("sent", 3)
     assert {d.webhook_id for d in receiver.deliveries} == {"nt_hook_000"} and len(receiver.deliveries) == 3
-    assert [a.outcome for a in await store.deliveries("nt_hook_000")] == ["retry", "retry", "sent"]
+    attempts = await store.deliveries("nt_hook_000")
+    assert [(a.outcome, a.http_status) for a in attempts] == [("retry", 503), ("retry", 429), ("sent", None)]
 
 
 async def test_permanent_failures_and_old_age_dead_letter(

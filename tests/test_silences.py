@@ -40,19 +40,21 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 
 def test_the_cli_adds_lists_and_expires_a_silence(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _cli(capsys, "silences", "add", "--config", str(config), "--match", "job_name=nightly-*",
-                        "--match", 'score={"lt": 0.5}', "--for", "2h", "--comment", "flaky infra")  # fmt: skip
+                        "--match", 'score={"lt": 0.5}', "--for", "2h", "--comment", "flaky infra",
+                        "--by", "alice")  # fmt: skip
     assert code == 0
     silence_id = out.strip()
     assert re.fullmatch(r"sil_[0-9a-f]{12}", silence_id)
 
     code, out, _ = _cli(capsys, "silences", "list", "--config", str(config))
     assert code == 0
-    assert f"{silence_id}  active" in out and 'job_name=nightly-* score={"lt": 0.5}  # flaky infra' in out
+    assert f"{silence_id}  active" in out and 'job_name=nightly-* score={"lt": 0.5}  # flaky infra (by alice)' in out
 
     assert _cli(capsys, "silences", "expire", "--config", str(config), silence_id)[0] == 0
     code, out, _ = _cli(capsys, "silences", "list", "--config", str(config), "--json")
     [listed] = json.loads(out)
     assert listed["id"] == silence_id and listed["state"] == "expired" and listed["expired_by_hand"] is True
+    assert listed["created_by"] == "alice"  # `explain` names who silenced what
     assert listed["match"] == {"job_name": "nightly-*", "score": {"lt": 0.5}}
 
 

@@ -189,3 +189,37 @@ async def test_keyboard_only_a_dead_letter_is_retried_from_the_page(browser: Bro
         assert await page.evaluate("document.activeElement.id") == "action-status"
 
     assert await page.locator("#token-form").is_hidden()
+
+
+async def test_the_delivery_log_filters_retries_and_explains(browser: Browser, running: Running) -> None:
+    running.hook.then(*[Reply(400, {"error": "no such channel"})] * 3)  # permanent: dead letters at once
+    await running.poll(advance_ms=MOVE_MS)
+    await running.service.worker.drain()
+    dead = sorted(item.notification.id for item in await running.service.store.outbox_items(status="dead"))
+    assert len(dead) == 3
+    page = await _open(browser, running.url + "/?refresh=600&dl_rule=progress&dl_status=dead#deliveries")
+    rows = page.locator('[data-section="deliveries"] li.delivery')
+    assert sorted(await rows.evaluate_all("rows => rows.map(r => r.dataset.id)")) == dead
+    first = rows.first
+    await first.locator("summary").click()
+    cells = await first.locator("table.attempts tbody td").all_inner_texts()
+    assert cells[1:3] == ["dead", "400"] and cells[3].startswith("client_error: ") and "HTTP 400" in cells[3]
+
+    retried = await first.get_attribute("data-id")
+    sent_before = len(running.hook.requests)
+    await first.locator('button[data-action="retry"]').click()
+    await page.locator("#token-input").fill(TOKEN)
+    await page.keyboard.press("Enter")
+    await page.get_by_role("status").filter(has_text="queued again").wait_for()
+    await running.hook.wait_for(sent_before + 1)
+    await page.wait_for_function("() => document.querySelectorAll('li.delivery').length === 2")  # no longer dead
+    assert retried not in await rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
+
+    explained = await rows.first.get_attribute("data-id")
+    await rows.first.get_by_role("link", name="Explain").click()
+    await page.locator("h1", has_text=f"Why? {explained}").wait_for()
+    assert f"sent to hook ({explained})" in await page.locator("dl.decisions").inner_text()
+    assert (
+        f"{explained} → hook (rule progress): dead after 1 attempt: client_error: "
+        in await page.locator("main").inner_text()
+    )

@@ -420,6 +420,14 @@ class Service:
         """The Runloop dashboard of the configured API."""
         return dashboard_url_for(self.client.base_url)
 
+    def rule_names(self) -> Sequence[str]:
+        """The config's rules, in order (the delivery log's filter)."""
+        return [rule.name for rule in self.config.rules]
+
+    def notifier_names(self) -> Sequence[str]:
+        """The config's notifiers (the delivery log's filter)."""
+        return sorted(self.config.notifiers)
+
     def trend_jobs(self) -> int:
         """The status page's trend window: 10 jobs, or `baseline.history` when that looks further back."""
         baseline = self.config.baseline if self.config.baseline is not None else BaselineSection()

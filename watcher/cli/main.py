@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay(sub)
     _add_record(sub)
     _add_check(sub)
+    _add_test(sub)
     _add_deliveries(sub)
+    _add_explain(sub)
     _add_silences(sub)
     _add_test_notify(sub)
     sub.add_parser(
@@ -284,6 +286,12 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="dry run: print the notifications this config would send (JSON lines) instead of the events; "
         "group windows and throttles run on the file's clock; nothing is sent",
     )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="with --config: instead of the notifications, print for each event what each rule decided, and why",
+    )
+    p.add_argument("--json", action="store_true", help="with --explain: one JSON object per event")
     p.set_defaults(handler="watcher.cli.replay:replay_command")
 
 
@@ -310,6 +318,20 @@ def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     _add_config_positional(p)
     p.set_defaults(handler="watcher.cli.check:check")
+
+
+def _add_test(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "test",
+        help="run rule unit tests: recorded snapshots through a config's rules, checked against what must be sent",
+        description="Run each test of each FILE: its snapshots through its config's rules on the recording's "
+        "clock, as replay does, then its checks (expect: what must be sent; expect_not: what must not, and why). "
+        "Exit 0 when every check holds, 1 when one does not (with what was expected, what was sent and the "
+        'decisions that led there), 2 when a test file cannot be used. See docs/rules.md, "Testing your rules".',
+    )
+    p.add_argument("files", metavar="FILE", type=Path, nargs="+", help="rule test files (YAML)")
+    p.add_argument("--junit", type=Path, metavar="PATH", help="also write the results as JUnit XML")
+    p.set_defaults(handler="watcher.cli.ruletest.command:test_command")
 
 
 def _add_state_options(p: argparse.ArgumentParser) -> None:
@@ -356,6 +378,21 @@ def _add_deliveries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     flush.set_defaults(handler="watcher.cli.deliveries:flush_outbox")
 
 
+def _add_explain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="why was an event told, or not: each rule's decision and its reason, as the watcher recorded it",
+        description="For an event (ev_...) or each event of a notification (nt_...), print what every rule decided "
+        "when it happened and why: not matched (which matcher saw what), silenced (by which silence), held in a "
+        "group window, muted, inhibited (by which incident), once_per, sent (to whom, and the delivery). Read from "
+        "the state database, never re-run with today's config. See docs/rules.md, \"Why wasn't I notified?\".",
+    )
+    _add_state_options(p)
+    p.add_argument("id", metavar="ID", help="an event id (ev_...) or notification id (nt_...), or a unique prefix")
+    p.add_argument("--json", action="store_true", help="a JSON array: each event with its rules' decisions")
+    p.set_defaults(handler="watcher.cli.explain:explain")
+
+
 def _add_silences(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "silences",
@@ -377,6 +414,7 @@ def _add_silences(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     until.add_argument("--for", dest="for_", metavar="DURATION", help="for this long from now (30m, 2h, 1d)")
     until.add_argument("--until", metavar="TIME", help="until this time, with a zone (2026-12-01T08:00:00Z)")
     add.add_argument("--comment", default="", help="why (shown on the status page and in the list)")
+    add.add_argument("--by", help="who adds it, as `explain` names it (default: your login name)")
     add.set_defaults(handler="watcher.cli.silences:add")
     listing = actions.add_parser("list", help="list runtime silences, newest first")
     _add_state_options(listing)

@@ -7,6 +7,7 @@ write the database could change it anyway.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import time
 
@@ -27,6 +28,7 @@ def _when(ms: int) -> str:
 
 def _line(silence: RuntimeSilence, now_ms: int) -> str:
     comment = f"  # {silence.comment}" if silence.comment else ""
+    comment += f" (by {silence.created_by})" if silence.created_by else ""
     return printable(
         f"{silence.id}  {silence.state_at(now_ms):<7} {_when(silence.starts_ms)} → {_when(silence.ends_ms)}  "
         f"{silence.matchers_text()}{comment}"
@@ -37,13 +39,25 @@ async def add(args: argparse.Namespace) -> int:
     """`benchwatch silences add`: store a silence; print its id."""
     now_ms = SystemClock().now_ms()
     try:
-        request = silence_request(args.match, now_ms=now_ms, for_=args.for_, until=args.until, comment=args.comment)
+        request = silence_request(
+            args.match, now_ms=now_ms, for_=args.for_, until=args.until, comment=args.comment, created_by=_creator(args)
+        )
     except SilenceError as exc:
         raise UsageError(str(exc)) from None
     async with open_store(state_location(args)) as store:
         silence = await add_silence(store, request, now_ms)
     print(silence.id)
     return 0
+
+
+def _creator(args: argparse.Namespace) -> str:
+    """`--by`, else the login name (none in some containers: then nobody is named)."""
+    if args.by:
+        return str(args.by)
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return ""
 
 
 async def list_command(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from rules.config import compile_where
 from rules.match import FieldMatcher
 from rules.silences import (
     MAX_COMMENT_CHARS,
+    MAX_CREATOR_CHARS,
     NAMESPACE,
     RuntimeSilence,
     expired_now,
@@ -30,6 +31,7 @@ from watcher.config.durations import parse_duration_ms
 from watcher.store.protocol import Store
 
 MAX_SILENCE_MS = 366 * 86_400_000  # a year: longer is a config-file silence, reviewed with the rules
+HTTP_CREATOR = "HTTP API"  # who added a silence over HTTP without saying: the token does not name a person
 
 
 class SilenceError(ValueError):
@@ -47,6 +49,7 @@ class SilenceRequest:
     match: dict[str, FieldMatcher]
     ends_ms: int
     comment: str
+    created_by: str = ""
 
 
 def end_of(now_ms: int, *, for_: str | None, until: str | None) -> int:
@@ -79,19 +82,19 @@ def _time_ms(text: str) -> int:
 
 
 def request_from_args(
-    words: Sequence[str], *, now_ms: int, for_: str | None, until: str | None, comment: str
+    words: Sequence[str], *, now_ms: int, for_: str | None, until: str | None, comment: str, created_by: str = ""
 ) -> SilenceRequest:
     """A silence request from the CLI's (or the form's) `KEY=VALUE` words; raises SilenceError."""
     try:
         match = parse_match_args(words)
     except ValueError as exc:
         raise SilenceError(f"match: {exc}") from None
-    return SilenceRequest(match, end_of(now_ms, for_=for_, until=until), _comment(comment))
+    return SilenceRequest(match, end_of(now_ms, for_=for_, until=until), _comment(comment), _creator(created_by))
 
 
 class SilenceBody(BaseModel):
     """The HTTP API's JSON body for a new silence: `matchers` (KEY=VALUE strings, or one string of them) or
-    `match` (an object, as a rule's `where:`), `for` or `until`, and a `comment`."""
+    `match` (an object, as a rule's `where:`), `for` or `until`, a `comment` and who it is `created_by`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -100,6 +103,7 @@ class SilenceBody(BaseModel):
     for_: StrictStr | None = Field(None, alias="for")
     until: StrictStr | None = None
     comment: StrictStr | None = None
+    created_by: StrictStr | None = None  # who added it (else "HTTP API": the token names no one)
 
 
 def request_from_json(data: Any, *, now_ms: int) -> SilenceRequest:
@@ -109,12 +113,13 @@ def request_from_json(data: Any, *, now_ms: int) -> SilenceRequest:
     except ValidationError as exc:
         raise SilenceError(_body_problem(exc)) from None
     comment = body.comment or ""
+    created_by = body.created_by or HTTP_CREATOR
     for_, until = body.for_ or None, body.until or None  # an empty string: not given
     if "match" not in body.model_fields_set:
         words = body.matchers.split() if isinstance(body.matchers, str) else body.matchers
         if words is None:
             raise SilenceError(_NOT_MATCHERS)
-        return request_from_args(words, now_ms=now_ms, for_=for_, until=until, comment=comment)
+        return request_from_args(words, now_ms=now_ms, for_=for_, until=until, comment=comment, created_by=created_by)
     if "matchers" in body.model_fields_set:
         raise SilenceError("give match (an object) or matchers (KEY=VALUE strings), not both")
     try:
@@ -123,7 +128,7 @@ def request_from_json(data: Any, *, now_ms: int) -> SilenceRequest:
         raise SilenceError(f"match: {exc}") from None
     if not match:
         raise SilenceError("match: give at least one matcher")
-    return SilenceRequest(match, end_of(now_ms, for_=for_, until=until), _comment(comment))
+    return SilenceRequest(match, end_of(now_ms, for_=for_, until=until), _comment(comment), _creator(created_by))
 
 
 _NOT_MATCHERS = "matchers: expected KEY=VALUE strings"
@@ -138,10 +143,17 @@ def _body_problem(exc: ValidationError) -> str:
     if unknown:
         return f"unknown field {unknown[0]!r}"
     wrong = {str(error["loc"][0]) for error in errors if error["loc"]}
-    for field in ("comment", "for", "until"):
+    for field in ("comment", "for", "until", "created_by"):
         if field in wrong:
             return f"{field}: expected a string"
     return _NOT_MATCHERS
+
+
+def _creator(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) > MAX_CREATOR_CHARS:
+        raise SilenceError(f"created_by: at most {MAX_CREATOR_CHARS} characters")
+    return text
 
 
 def _comment(text: str) -> str:
@@ -160,6 +172,7 @@ async def add_silence(store: Store, request: SilenceRequest, now_ms: int) -> Run
         ends_ms=request.ends_ms,
         created_ms=now_ms,
         comment=request.comment,
+        created_by=request.created_by,
     )
     old = await load_runtime_silences(store)
     await store.commit(state_rows=[silence.row(), *prunable(old, now_ms)])

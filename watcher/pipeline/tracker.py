@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from rules.engine import Router, RuleState, RuleStateChanges
 from rules.silences import load_runtime_silences
+from watcher.core.decisions import Decision
 from watcher.core.events import Event
 from watcher.core.failureclass import DEFAULT_FAILURE_CLASSES, FailureClasses
 from watcher.core.memory import JobMemory
@@ -44,6 +45,7 @@ class Observation:
     problems: tuple[str, ...] = ()
     memory: JobMemory | None = None
     dropped: tuple[str, ...] = ()  # notifications not sent: muted, inhibited, or already sent once
+    decisions: tuple[Decision, ...] = ()  # what routing decided per event × rule: committed with the rest
 
 
 class JobTracker:
@@ -143,7 +145,9 @@ class JobTracker:
             summary = self._summary(snapshot, result.memory)
             self.summaries.keep(summary)
             routed = self.router.route(state, events, summary, snapshot.at_ms)
-            observation = Observation(events, routed.notifications, routed.problems, result.memory, routed.dropped)
+            observation = Observation(
+                events, routed.notifications, routed.problems, result.memory, routed.dropped, routed.decisions
+            )
         changes = state.take_changes() if state is not None else None
         job_id = snapshot.job.id
         taken_over = job_id in self._taken_over
@@ -179,7 +183,13 @@ class JobTracker:
             observation = Observation(tuple(events))
             if events and self.router is not None and state is not None:
                 routed = self.router.route(state, events, None, now_ms)
-                observation = Observation(tuple(events), routed.notifications, routed.problems, dropped=routed.dropped)
+                observation = Observation(
+                    tuple(events),
+                    routed.notifications,
+                    routed.problems,
+                    dropped=routed.dropped,
+                    decisions=routed.decisions,
+                )
             changes = state.take_changes() if state is not None else None
             await self._commit(memory, observation, changes)
         if memory is not None:
@@ -253,9 +263,12 @@ class JobTracker:
                 return Observation()
             problems: list[str] = []
             dropped: list[str] = []
-            notifications = tuple(self.router.flush_due(state, now_ms, problems, dropped))
+            decisions: list[Decision] = []
+            notifications = tuple(self.router.flush_due(state, now_ms, problems, dropped, decisions))
             changes = state.take_changes()
-            observation = Observation((), notifications, tuple(problems), dropped=tuple(dropped))
+            observation = Observation(
+                (), notifications, tuple(problems), dropped=tuple(dropped), decisions=tuple(decisions)
+            )
             if notifications or changes:
                 await self._commit(None, observation, changes)
         _log_problems(observation.problems, observation.dropped)
@@ -313,6 +326,7 @@ class JobTracker:
                 events=observation.events,
                 state_rows=[*rows, *kept],
                 notifications=observation.notifications,
+                decisions=observation.decisions,
             )
 
     def _summary(self, snapshot: Snapshot, memory: JobMemory) -> JobSummary:

@@ -19,10 +19,11 @@ from typing import Any, Final
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from watcher.core.decisions import Decision, decisions_from_body
 from watcher.core.events import Event, event_from_json, event_to_json
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
-from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus, StateRow
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, LoggedDelivery, OutboxItem, OutboxStatus, StateRow
 from watcher.store.errors import LeaseLostError, StoreError, StoreWriteError
 from watcher.store.location import redact_url, url_problem
 from watcher.store.pgleases import NOW, RULE_TIMERS, check_epoch, release_all, renew_outbox_claims
@@ -37,7 +38,17 @@ from watcher.store.pgschema import (
     statements,
 )
 from watcher.store.protocol import Holding, StoredEvent
-from watcher.store.rows import OUTBOX_COLUMNS, events_query, read_delivery_attempt, read_outbox_item
+from watcher.store.rows import (
+    DELIVERY_COLUMNS,
+    MIN_PREFIX_CHARS,
+    OUTBOX_COLUMNS,
+    decision_rows,
+    delivery_log_query,
+    events_query,
+    logged_deliveries,
+    read_delivery_attempt,
+    read_outbox_item,
+)
 
 log = logging.getLogger("benchwatch.store")
 
@@ -253,6 +264,7 @@ class PostgresStore:
         events: Sequence[Event] = (),
         state_rows: Sequence[StateRow] = (),
         notifications: Sequence[Notification] = (),
+        decisions: Sequence[Decision] = (),
     ) -> int:
         """Record a poll's consequences in one transaction; returns how many events were new. Once this replica
         holds leases, a job's memory is written only under the lease's epoch (`LeaseLostError` otherwise)."""
@@ -262,6 +274,7 @@ class PostgresStore:
                 if memory is not None:
                     await self._fence(conn, memory.job_id)
                 added = await self._record_poll(conn, memory, events, state_rows, notifications)
+                await self._record_decisions(conn, decisions)
                 if notifications:  # delivered at COMMIT: every replica's worker looks at once
                     await conn.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))
                 self._step("before_commit")
@@ -299,12 +312,19 @@ class PostgresStore:
             self._step(f"state:{index}")
         for index, n in enumerate(notifications):
             await conn.execute(
-                "INSERT INTO outbox (id, notifier, rule, created_ms, body) VALUES (%s, %s, %s, %s, %s)"
+                "INSERT INTO outbox (id, notifier, rule, created_ms, body, job_id) VALUES (%s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (id) DO NOTHING",
-                (n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json()),
+                (n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json(), n.job_id),
             )
             self._step(f"notification:{index}")
         return added
+
+    async def _record_decisions(self, conn: psycopg.AsyncConnection[Any], decisions: Sequence[Decision]) -> None:
+        rows = decision_rows(decisions)
+        if rows:
+            async with conn.cursor() as cursor:
+                await cursor.executemany("INSERT INTO decisions (event_id, at_ms, body) VALUES (%s, %s, %s)", rows)
+            self._step("decisions")
 
     async def _write_memory(self, conn: psycopg.AsyncConnection[Any], memory: JobMemory) -> None:
         await conn.execute(
@@ -518,11 +538,33 @@ class PostgresStore:
     async def deliveries(self, notification_id: str) -> list[DeliveryAttempt]:
         """Every recorded attempt of one notification, in order."""
         rows = await self._select(
-            "SELECT notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error"
-            " FROM deliveries WHERE notification_id = %s ORDER BY seq",
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE notification_id = %s ORDER BY seq",
             (notification_id,),
         )
         return [read_delivery_attempt(row) for row in rows]
+
+    async def delivery_log(
+        self,
+        *,
+        job_id: str | None = None,
+        rule: str | None = None,
+        notifier: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[LoggedDelivery]:
+        """Notifications newest first, each with its attempts, optionally of one job, rule, notifier and status
+        (`interrupted`: with an interrupted attempt)."""
+        query, params = delivery_log_query(
+            "%s", job_id=job_id, rule=rule, notifier=notifier, status=status, limit=limit
+        )
+        items = await self._outbox_query(query, params)
+        if not items:
+            return []
+        rows = await self._select(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE notification_id = ANY(%s) ORDER BY seq",
+            ([item.notification.id for item in items],),
+        )
+        return logged_deliveries(items, [read_delivery_attempt(row) for row in rows])
 
     async def outbox_counts(self) -> dict[str, int]:
         """How many notifications are pending, sent and dead."""
@@ -550,6 +592,18 @@ class PostgresStore:
         rows = await self._select(query, params)
         return [StoredEvent(int(row[0]), event_from_json(row[1])) for row in rows]
 
+    async def event(self, event_id: str) -> StoredEvent | None:
+        """One recorded event by id (a unique prefix of at least 6 characters also finds it)."""
+        rows = await self._select("SELECT seq, body FROM events WHERE id = %s", (event_id,))
+        if not rows and len(event_id) >= MIN_PREFIX_CHARS:
+            rows = await self._select("SELECT seq, body FROM events WHERE starts_with(id, %s) LIMIT 2", (event_id,))
+        return StoredEvent(int(rows[0][0]), event_from_json(rows[0][1])) if len(rows) == 1 else None
+
+    async def decisions(self, event_id: str) -> list[Decision]:
+        """What routing decided for one event, for each rule, in the order it was decided."""
+        rows = await self._select("SELECT body FROM decisions WHERE event_id = %s ORDER BY seq", (event_id,))
+        return [decision for row in rows for decision in decisions_from_body(event_id, row[0])]
+
 
 async def _write_state_row(conn: psycopg.AsyncConnection[Any], row: StateRow) -> None:
     if row.body is None:
@@ -565,7 +619,7 @@ async def _write_state_row(conn: psycopg.AsyncConnection[Any], row: StateRow) ->
 async def _insert_attempt(conn: psycopg.AsyncConnection[Any], attempt: DeliveryAttempt) -> None:
     await conn.execute(
         "INSERT INTO deliveries (notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason,"
-        " error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        " error, http_status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             attempt.notification_id,
             attempt.notifier,
@@ -575,6 +629,7 @@ async def _insert_attempt(conn: psycopg.AsyncConnection[Any], attempt: DeliveryA
             attempt.outcome.value,
             attempt.reason,
             attempt.error,
+            attempt.http_status,
         ),
     )
 
