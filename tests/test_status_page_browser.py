@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.fakes.base import Reply
 from tests.running import TOKEN, Running, running_service
@@ -79,6 +80,20 @@ async def _tab_to(page: Page, selector: str, *, key: str = "Tab", limit: int = 6
     raise AssertionError(f"{selector} never got the focus in {limit} presses of Tab")
 
 
+async def _open_details(page: Page, selector: str) -> None:
+    """Open a `details` by clicking its summary, as a reader does. The page swaps its sections every 0.2 s here: a
+    click whose press and release straddle a swap lands on no element (a person clicks again), so it is repeated
+    until the details is open."""
+    for _ in range(5):
+        await page.locator(selector + " > summary").click()
+        try:
+            await page.locator(selector + "[open]").wait_for(timeout=2000)
+            return
+        except PlaywrightTimeoutError:
+            continue
+    raise AssertionError("the details never opened")
+
+
 def _job_id(running: Running, name: str) -> str:
     return next(plan.job_id for plan in running.sim.jobs() if plan.name == name)
 
@@ -94,8 +109,9 @@ async def test_the_page_lists_the_jobs_and_a_bar_moves_when_the_simulator_s_cloc
 
     bar = page.locator(f'article[data-job-id="{_job_id(running, "quiet-please")}"] svg.bar')
     done_before = int(await bar.get_attribute("data-done") or "0")
-    failures = page.locator(f'article[data-job-id="{_job_id(running, "nightly-regression")}"] details')
-    await failures.locator("summary").click()
+    failures_selector = f'article[data-job-id="{_job_id(running, "nightly-regression")}"] details'
+    failures = page.locator(failures_selector)
+    await _open_details(page, failures_selector)
     await running.poll(advance_ms=MOVE_MS)
     moved = "([id, n]) => Number(document.querySelector(`article[data-job-id='${id}'] svg.bar`).dataset.done) > n"
     await page.wait_for_function(moved, arg=[_job_id(running, "quiet-please"), done_before])  # no reload: it fetches
