@@ -197,6 +197,7 @@ async def _run_into_a_closed_pipe(*args: str, env: dict[str, str], cwd: Path | N
     return process.returncode, err.decode()
 
 
+@pytest.mark.slow
 async def test_every_command_that_prints_exits_quietly_when_its_reader_has_gone(
     aiohttp_server: Any, tmp_path: Path
 ) -> None:

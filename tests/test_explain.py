@@ -33,7 +33,7 @@ DOC = Path(__file__).parent.parent / "docs" / "rules.md"
 ENV = {"RUNLOOP_API_KEY": "k", "SLACK_BOT_TOKEN": "xoxb-test"}
 
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]  # a real service: `make test-fast` skips it
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
