@@ -1,4 +1,7 @@
-"""`python -m benchmarks [NAME ...] [--quick] [--json PATH]`: run benchmarks, print tables, write JSON."""
+"""`python -m benchmarks [NAME ...] [--quick] [--save | --json PATH]`: run benchmarks, print tables, write JSON.
+
+`--save` keeps one file per kind of run — `benchmarks/results-KIND-latest.json`, replaced by the next run of that
+kind; the figures of older runs are in docs/performance.md (and their files in git history)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from benchmarks import chaos, delivery, notify_latency, poll_cost, replicas, startup, unchanged
 
@@ -25,6 +28,8 @@ BENCHMARKS = {
 # Run only when named: the fault matrix is a reliability check, not a speed figure (its quick form is a test);
 # `ha` and `delivery` need the local PostgreSQL server.
 ON_DEMAND = {"chaos": chaos.run, "delivery": delivery.run, "ha": replicas.run}
+POLL_WORKLOADS: Final = ("poll-small", "poll-many", "poll-large")
+RESULTS_FOLDER: Final = Path(__file__).parent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,17 +39,41 @@ def main(argv: list[str] | None = None) -> int:
         "names",
         nargs="*",
         choices=[*BENCHMARKS, *ON_DEMAND, []],
-        help="benchmarks to run (default: all but chaos and ha)",
+        help="benchmarks to run (default: all but chaos, delivery and ha)",
     )
     parser.add_argument("--quick", action="store_true", help="a tiny run: checks the harness, measures little")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    written = parser.add_mutually_exclusive_group()
+    written.add_argument("--json", type=Path, help="also write the results here")
+    written.add_argument(
+        "--save",
+        action="store_true",
+        help="also write the results to benchmarks/results-KIND-latest.json, replacing the last run of that kind",
+    )
     args = parser.parse_args(argv)
+    if args.save and args.quick:
+        parser.error("--save keeps measured figures: a --quick run measures little")
+    names = args.names or list(BENCHMARKS)
+    out = latest_path(args.names) if args.save else args.json
     results: dict[str, Any] = {"machine": _machine(), "quick": args.quick}
-    for name in args.names or list(BENCHMARKS):
+    for name in names:
         results[name] = asyncio.run({**BENCHMARKS, **ON_DEMAND}[name](quick=args.quick))
-        if args.json is not None:  # after each one: a long run that fails later keeps what it measured
-            args.json.write_text(json.dumps(results, indent=2) + "\n")
+        if out is not None:  # after each one: a long run that fails later keeps what it measured
+            out.write_text(json.dumps(results, indent=2) + "\n")
+    if out is not None:
+        print(f"results written to {out}")
     return 0
+
+
+def latest_path(names: list[str]) -> Path:
+    """Where `--save` writes a run of `names`: one file per kind — `poll` for the three poll workloads together,
+    `all` for the default run, else the names without their `poll-` prefix (`many`, `ha`, `startup`, …)."""
+    if not names:
+        kind = "all"
+    elif sorted(names) == sorted(POLL_WORKLOADS):
+        kind = "poll"
+    else:
+        kind = "-".join(name.removeprefix("poll-") for name in names)
+    return RESULTS_FOLDER / f"results-{kind}-latest.json"
 
 
 def _machine() -> dict[str, Any]:

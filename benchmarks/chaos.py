@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -30,13 +31,12 @@ from aiohttp.typedefs import Handler
 
 from benchmarks.configfuzz import fuzz
 from benchmarks.simproc import free_port
+from benchmarks.told import Key, expected_keys, keys_of
 from watcher.core.clock import SystemClock
-from watcher.simulator import Faults, SimAgent, SimJobSpec, Simulator, create_app
+from watcher.simulator import Faults, RawJson, SimAgent, SimJobSpec, Simulator, create_app
 
 API_KEY = "chaos-key"
-_TERMINAL = frozenset({"completed", "failed", "cancelled", "timeout"})
 GRACE_S = 10.0  # the watcher's stop grace (watcher.app.service.STOP_GRACE_S)
-Key = tuple[str, str, str, str]
 _WORLD_KEY: web.AppKey[list[Any]] = web.AppKey("chaos_world", list)
 AGENTS = [SimAgent(name="alpha", pass_rate=0.7), SimAgent(name="beta", pass_rate=0.5)]
 
@@ -158,6 +158,8 @@ class World:
     injected: int = 0  # faults of the row's own (hostile jobs, kills, stops)
     hostile_serving: bool = False  # the simulator's answers rewritten as a hostile API would
     hostile_answers: int = 0
+    overflowing_scores: bool = False  # every average_score served as 1e400 (infinity to a JSON reader)
+    served_ids: dict[str, str] = field(default_factory=dict)  # job id → the id a tampered view gives it
 
     def faults(self) -> int:
         """Faults injected: the row's own, the receiver's, and the API's (its fault rates × requests served)."""
@@ -171,25 +173,11 @@ class World:
 
     def expected(self) -> Counter[Key]:
         """One notification per finished job, finished run, failed or timed-out scenario (by final outcomes)."""
-        keys: Counter[Key] = Counter()
-        for plan in self.sim.jobs():
-            if plan.job_id in self.malformed:
-                continue
-            view = self.sim.job_view(plan.job_id)  # as served: hostile fields (an odd name) included
-            name = view["name"]
-            if view["state"] in _TERMINAL:
-                keys[("finished", name, view["state"], "")] += 1
-            for outcome in view["benchmark_outcomes"] or []:
-                keys[("runs", name, outcome["agent_name"], "")] += 1
-                for scenario in outcome["scenario_outcomes"]:
-                    kind = {"FAILED": "scenario.failed", "TIMEOUT": "scenario.timed_out"}.get(scenario["state"])
-                    if kind:
-                        keys[("failures", name, kind, scenario["scenario_definition_id"])] += 1
-        return keys
+        return expected_keys(self.sim, skip=self.malformed)
 
     def refused(self) -> Counter[Key]:
         """What the receiver refused with a 4xx: dead-lettered, not to arrive."""
-        return Counter(key for payload in self.receiver.rejected for key in _keys(payload))
+        return Counter(key for payload in self.receiver.rejected for key in keys_of(payload))
 
     def received(self) -> tuple[Counter[Key], int]:
         """What arrived (each notification id counted once), and how many arrivals repeated an id."""
@@ -199,7 +187,7 @@ class World:
             if payload["id"] in seen:
                 continue
             seen.add(payload["id"])
-            keys.update(_keys(payload))
+            keys.update(keys_of(payload))
         return keys, len(self.receiver.payloads) - len(seen)
 
     async def add_jobs(self) -> None:
@@ -212,7 +200,11 @@ class World:
 
         def known() -> bool:
             polled = " ".join(line for line in self.sim.request_log if line.startswith("GET /v1/benchmark_jobs/"))
-            return all(plan.job_id in polled for plan in self.sim.jobs() if plan.job_id not in self.malformed)
+            return all(
+                f"/{self.served_ids.get(plan.job_id, plan.job_id).replace('.', '%2E')}" in polled
+                for plan in self.sim.jobs()
+                if plan.job_id not in self.malformed
+            )
 
         await _until(known, 30)
         self.clock.release()
@@ -225,6 +217,7 @@ class World:
         slack: bool = False,
         state_url: str | None = None,
         name: str = "benchwatch.yaml",
+        poll_timeout: str = "1m",
     ) -> Path:
         """The watcher's config file (`slack`: finished jobs also go to the Slack fake; `state_url`: replicas on
         that PostgreSQL database instead of the SQLite file)."""
@@ -238,7 +231,7 @@ class World:
         path.write_text(
             f"runloop: {{base_url: '{self.api_url}', api_key: {API_KEY}}}\n"
             "watch: {discover: {name: 'chaos-*'}, poll_interval: 1s, scenario_runs: true, stall_after: 1h,"
-            " api_unreachable_after: 1h}\n"
+            f" api_unreachable_after: 1h, poll_timeout: {poll_timeout}}}\n"
             f"state: {{{state}}}\nhttp: {{enabled: false}}\n"
             f"notifiers:\n  hook: {{type: webhook, url: '{self.hook_url}', concurrency: 2, timeout: {send_timeout}}}\n"
             f"{extra[0]}rules:\n{extra[1]}"
@@ -253,18 +246,6 @@ class World:
         for runner in self.runners:
             await runner.cleanup()
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _keys(payload: dict[str, Any]) -> list[Key]:
-    rule, keys = payload["rule"], []
-    for event in payload["events"]:
-        if rule == "finished":
-            keys.append((rule, event["job_name"], event["state"], ""))
-        elif rule == "runs":
-            keys.append((rule, event["job_name"], event["agent_name"], ""))
-        else:
-            keys.append((rule, event["job_name"], event["kind"], event["scenario_definition_id"]))
-    return keys
 
 
 async def _serve(app: web.Application, world_runners: list[web.AppRunner]) -> str:
@@ -411,11 +392,43 @@ def _hostile_more(world: World) -> None:
     world.hostile_serving = True
 
 
+def _hostile_bytes(world: World) -> None:
+    """Bytes no JSON reader takes, in three more jobs (invalid UTF-8, a lone surrogate, nesting 1,000 deep): each
+    must cost that job only. A job whose id is `..` (a dot segment to a URL); one whose GET trickles at 20 bytes/s
+    (its polls must hold no other job's, each cut at `poll_timeout`); every average_score served as 1e400."""
+    world.config(poll_timeout="2s")
+    specs: dict[str, dict[str, Any]] = {
+        "chaos-z-utf8": {"notes": RawJson(b'"caf\xe9"')},
+        "chaos-z-surrogate": {"notes": "\ud83d"},
+        "chaos-z-deep": {"notes": RawJson(b"[" * 1000 + b"]" * 1000)},
+        "chaos-z-dots": {"id": ".."},
+        "chaos-z-slow": {},
+    }
+    for name, fields in specs.items():
+        spec = SimJobSpec(name=name, n_scenarios=2, agents=AGENTS[:1], init_s=10, fail_rate=0.5, timeout_rate=0.0)
+        plan = world.sim.add_job(spec)
+        world.sim.tamper(plan.job_id, fields)
+        if name in ("chaos-z-utf8", "chaos-z-surrogate", "chaos-z-deep"):
+            world.malformed.add(plan.job_id)  # rejected, reported once: nothing of it can be told
+        elif name == "chaos-z-dots":
+            world.served_ids[plan.job_id] = ".."
+        else:  # never answers in time: nothing of it is told after its discovery either
+            world.sim.slow(plan.job_id, 20)
+            world.malformed.add(plan.job_id)
+    world.injected += len(specs)
+    world.overflowing_scores = True
+
+
+_AVERAGE_SCORE = re.compile(rb'"average_score":-?[0-9][0-9.eE+-]*')
+
+
 @web.middleware
 async def _hostile_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Rewrites the simulator's job answers as a hostile API would (when the world asks for it)."""
     response = await handler(request)
     world: World | None = request.app[_WORLD_KEY][0] if request.app[_WORLD_KEY] else None
+    if world is not None and world.overflowing_scores:
+        response = _overflowed(world, response)
     served = world is not None and world.hostile_serving and request.path.startswith("/v1/benchmark_jobs")
     if not served or not isinstance(response, web.Response) or response.status != 200 or response.body is None:
         return response
@@ -428,6 +441,15 @@ async def _hostile_middleware(request: web.Request, handler: Handler) -> web.Str
     elif "benchmark_outcomes" in body:
         body = _hostile_job(body, world.hostile_answers)
     return web.json_response(body)
+
+
+def _overflowed(world: World, response: web.StreamResponse) -> web.StreamResponse:
+    """The answer with every average_score 1e400: a valid JSON number, infinity to a JSON reader."""
+    if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
+        return response
+    body, count = _AVERAGE_SCORE.subn(b'"average_score":1e400', response.body)
+    world.injected += count
+    return web.Response(body=body, status=response.status, content_type="application/json") if count else response
 
 
 def _hostile_job(job: dict[str, Any], turn: int) -> dict[str, Any]:
@@ -796,6 +818,7 @@ def matrix(quick: bool) -> list[Callable[[], Awaitable[Row]]]:
         lambda: row_plain(3, "API faults 30%", _api_faults_at(0.3)),
         lambda: row_plain(4, "hostile API data", _hostile),
         lambda: row_hostile_more(10),
+        lambda: row_plain(13, "hostile API data III", _hostile_bytes),
         lambda: row_plain(5, "receiver 429/500/hang", _receiver_faults),
         lambda: row_receiver_4xx(11),
         lambda: row_kill_loop(6, 3),

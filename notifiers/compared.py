@@ -19,21 +19,28 @@ def compared_events(notification: Notification) -> list[JobCompared]:
 
 
 def agent_headline(agent: AgentComparison) -> str:
-    """`claude-code (model) 0.620 → 0.550 (−0.070, significant; 95 % interval −0.10 … −0.03; McNemar p = 0.004)`."""
+    """`claude-code (model) 0.620 → 0.550 (−0.070, significant; 95 % interval −0.10 … −0.03; McNemar p = 0.004)`,
+    with the Holm-adjusted p-value when several agents were compared, and the power warning when there is one."""
     model = f" ({agent.model_name})" if agent.model_name else ""
     verdict = "significant" if agent.significant else "not significant"
+    adjusted = ""
+    if agent.p_adjusted is not None and agent.p_adjusted != agent.p_value:
+        adjusted = f", Holm-adjusted {agent.p_adjusted:.3g}"
+    power = f" — {agent.power_warning}" if agent.power_warning else ""
     return (
         f"{agent.agent_name}{model} {agent.baseline_score:.3f} → {agent.score:.3f} ({_signed(agent.delta)}, {verdict}; "
-        f"95 % interval {_signed(agent.ci_low)} … {_signed(agent.ci_high)}; McNemar p = {agent.p_value:.3g})"
+        f"95 % interval {_signed(agent.ci_low)} … {_signed(agent.ci_high)}; McNemar p = {agent.p_value:.3g}{adjusted})"
+        f"{power}"
     )
 
 
 def scenario_lists(agent: AgentComparison) -> list[tuple[str, Sequence[ScenarioRef]]]:
-    """The non-empty named lists of one agent: regressed, fixed, flaky, new, missing."""
-    lists = [
+    """The non-empty named lists of one agent: regressed, fixed, flaky, failed in setup, new, missing."""
+    lists: list[tuple[str, Sequence[ScenarioRef]]] = [
         ("regressed", agent.regressions),
         ("fixed", agent.fixes),
         ("flaky (not counted)", agent.flaky),
+        ("failed in setup (not counted)", agent.infra),
         ("new", agent.new),
         ("missing", agent.missing),
     ]

@@ -55,4 +55,7 @@ def text_lines(name: str, notification: Notification) -> list[str]:
     lines = [f"{mark} [{name}] {title}"]
     said = [line for line in notification.text.splitlines() if not (line.strip() and plain_text(line.strip()) in title)]
     lines.extend(f"    {plain_text(line)}" for line in said)
+    summary = notification.summary
+    if summary is not None and summary.failures_by_class.total:
+        lines.append(f"    failures: {summary.failures_by_class.text()}")
     return lines

@@ -15,10 +15,9 @@ from pydantic import Field
 from notifiers.base import SecretWebhookConfig
 from notifiers.compared import agent_headline, compared_events, markdown_links, scenario_lists
 from notifiers.escape import discord_markdown, fitted, fitted_lines
-from notifiers.http import encode_json, post_classified, rfc3339
-from notifiers.protocol import NotifierContext
+from notifiers.http import rfc3339
+from notifiers.jsonhook import JsonWebhookNotifier
 from notifiers.slack_blocks import duration_text
-from watcher.core.clock import Clock, SystemClock
 from watcher.core.notification import Notification
 from watcher.core.summary import AgentSummary
 
@@ -47,31 +46,16 @@ class DiscordConfig(SecretWebhookConfig):
         return f"Discord webhook at {self.webhook_host()}"
 
 
-class DiscordNotifier:
-    """Posts each notification as an embed to a Discord channel webhook."""
+class DiscordNotifier(JsonWebhookNotifier[DiscordConfig]):
+    """Posts each notification as an embed to a Discord channel webhook (a 429 carries Retry-After)."""
 
-    def __init__(self, name: str, config: DiscordConfig, context: NotifierContext, clock: Clock | None = None) -> None:
-        self.name = name
-        self._config = config
-        self._session = context.session
-        self._clock = clock or SystemClock()
-        self._what = config.destination()
+    def url(self) -> str:
+        """The channel webhook's URL (a secret)."""
+        return self._config.webhook_url.get_secret_value()
 
-    def __repr__(self) -> str:
-        return f"DiscordNotifier(name={self.name!r}, destination={self._what!r})"
-
-    async def send(self, notification: Notification) -> None:
-        """POST one message; 429s carry Retry-After, statuses are classified the shared way."""
-        body = message(notification, username=self._config.username)
-        await post_classified(
-            self._session,
-            self._config.webhook_url.get_secret_value(),
-            encode_json(body),
-            {"Content-Type": "application/json", "User-Agent": "benchwatch"},
-            timeout_s=self._config.timeout_ms / 1000,
-            what=self._what,
-            clock=self._clock,
-        )
+    def document(self, notification: Notification) -> dict[str, Any]:
+        """One message with one embed."""
+        return message(notification, username=self._config.username)
 
 
 def message(notification: Notification, *, username: str | None = None) -> dict[str, Any]:
@@ -102,6 +86,8 @@ def embed(notification: Notification) -> dict[str, Any]:
         fields += [(_agent_field(agent), "agents") for agent in agents[:MAX_AGENT_FIELDS]]
         unshown["agents"] = max(0, len(agents) - MAX_AGENT_FIELDS)
         footer += f" · job {summary.job_id} · {' '.join(summary.state.split())}"
+        if summary.failures_by_class.total:
+            footer += f" · failures: {summary.failures_by_class.text()}"
     result["footer"] = {"text": fitted(footer, FOOTER_MAX_CHARS, discord_markdown)}
     return _within_total(result, fields, +unshown)
 

@@ -59,7 +59,8 @@ def render_text(notification: Notification) -> str:
         if summary.agents:
             sections.append("Agents\n" + _aligned([AGENT_COLUMNS, *map(agent_cells, summary.agents)]))
         if summary.failures:
-            sections.append("Failures by type\n" + "\n".join(map(_failure_group_text, summary.failures)))
+            heading = f"Failures by type: {summary.failures_by_class.text()}"
+            sections.append(heading + "\n" + "\n".join(map(_failure_group_text, summary.failures)))
         sections.append("Links\n" + "\n".join(f"{label}: {plain_text(url)}" for label, url in links(summary)))
     return "\n\n".join(section for section in sections if section) + "\n"
 
@@ -108,7 +109,8 @@ def _summary_html(summary: JobSummary) -> list[str]:
         parts.append('<h3 style="margin:16px 0 8px">Agents</h3>')
         parts.append(_agents_table(summary.agents))
     if summary.failures:
-        parts.append('<h3 style="margin:16px 0 8px">Failures by type</h3>')
+        by_class = html_text(summary.failures_by_class.text())
+        parts.append(f'<h3 style="margin:16px 0 8px">Failures by type: {by_class}</h3>')
         parts.extend(_failure_group_html(group) for group in summary.failures)
     parts.append(f"<p>{_link_html(summary.dashboard_url, 'Open the dashboard')}</p>")
     return parts
@@ -125,7 +127,7 @@ def _agents_table(agents: tuple[AgentSummary, ...]) -> str:
 
 
 def _failure_group_text(group: FailureGroup) -> str:
-    lines = [f"{_cell(group.exception_type)} ({group.count})"]
+    lines = [f"{_cell(group.exception_type)} ({group.count}, {group.failure_class})"]
     for example in group.examples:
         lines.append(f"  - {_example_line(example)}")
         if example.url:

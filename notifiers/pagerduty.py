@@ -10,9 +10,8 @@ from pydantic import SecretStr
 from notifiers.base import NotifierConfigBase
 from notifiers.compared import MAX_LISTED, agent_headline, compared_events
 from notifiers.escape import plain_text
-from notifiers.http import encode_json, location, post_classified, rfc3339
-from notifiers.protocol import NotifierContext
-from watcher.core.clock import Clock, SystemClock
+from notifiers.http import location, rfc3339
+from notifiers.jsonhook import JsonWebhookNotifier
 from watcher.core.events import Counters, JobCompared
 from watcher.core.notification import Notification
 from watcher.core.summary import FailureGroup, JobSummary
@@ -31,8 +30,13 @@ class PagerDutyConfig(NotifierConfigBase):
         """Where it sends."""
         return f"Events API v2 at {location(self.url)}"
 
+    @property
+    def timeout_ms(self) -> int:
+        """How long one POST may take (not configurable for PagerDuty)."""
+        return DEFAULT_TIMEOUT_MS
 
-DEFAULT_TIMEOUT_S: Final = 10.0
+
+DEFAULT_TIMEOUT_MS: Final = 10_000
 MAX_SUMMARY_CHARS: Final = 1024
 MAX_FIELD_CHARS: Final = 255
 MAX_DEDUP_KEY_CHARS: Final = 255
@@ -41,40 +45,24 @@ MAX_FAILURE_GROUPS: Final = 5
 MAX_MESSAGE_CHARS: Final = 500
 
 
-class PagerDutyNotifier:
-    """Opens a PagerDuty incident per dedup key on `trigger`, and closes it on `resolve`."""
+class PagerDutyNotifier(JsonWebhookNotifier[PagerDutyConfig]):
+    """Opens a PagerDuty incident per dedup key on `trigger`, and closes it on `resolve` (the API answers 202)."""
 
-    def __init__(
-        self,
-        name: str,
-        config: PagerDutyConfig,
-        context: NotifierContext,
-        clock: Clock | None = None,
-        *,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-    ) -> None:
-        self.name = name
-        self._config = config
-        self._session = context.session
-        self._clock = clock or SystemClock()
-        self._timeout_s = timeout_s
-        self._what = f"pagerduty POST {location(config.url)}"
+    def describe(self) -> str:
+        """The Events API's address."""
+        return f"pagerduty POST {location(self._config.url)}"
 
-    def __repr__(self) -> str:
-        return f"PagerDutyNotifier(name={self.name!r}, url={location(self._config.url)!r})"
+    def shown(self) -> str:
+        """The address, without a query string."""
+        return f"url={location(self._config.url)!r}"
 
-    async def send(self, notification: Notification) -> None:
-        """Send one trigger or resolve event; 2xx (the API answers 202) is success."""
-        event = events_api_body(notification, self._config.routing_key.get_secret_value())
-        await post_classified(
-            self._session,
-            self._config.url,
-            encode_json(event),
-            {"Content-Type": "application/json", "User-Agent": "benchwatch"},
-            timeout_s=self._timeout_s,
-            what=self._what,
-            clock=self._clock,
-        )
+    def url(self) -> str:
+        """The Events API (or the configured proxy)."""
+        return self._config.url
+
+    def document(self, notification: Notification) -> dict[str, Any]:
+        """One trigger or resolve event."""
+        return events_api_body(notification, self._config.routing_key.get_secret_value())
 
 
 def events_api_body(notification: Notification, routing_key: str) -> dict[str, Any]:
@@ -164,6 +152,7 @@ def _job_details(summary: JobSummary) -> dict[str, Any]:
         "failure_rate": summary.failure_rate,
         "scores": summary.scores,
         "min_score": summary.min_score,
+        "failures_by_class": summary.failures_by_class.model_dump(),
         "top_failures": [_failure_group(group) for group in summary.failures[:MAX_FAILURE_GROUPS]],
         "dashboard_url": summary.dashboard_url,
     }
@@ -178,7 +167,12 @@ def _failure_group(group: FailureGroup) -> dict[str, Any]:
         }
         for example in group.examples
     ]
-    return {"exception_type": group.exception_type, "count": group.count, "examples": examples}
+    return {
+        "exception_type": group.exception_type,
+        "failure_class": group.failure_class,
+        "count": group.count,
+        "examples": examples,
+    }
 
 
 def _job_name(notification: Notification) -> str | None:

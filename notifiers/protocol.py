@@ -22,9 +22,10 @@ class SendError(Exception):
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, reason: str) -> None:
+    def __init__(self, message: str, *, reason: str, http_status: int | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.http_status = http_status  # the HTTP status the destination answered with, when it answered one
 
 
 class RetryableSendError(SendError):
@@ -32,8 +33,10 @@ class RetryableSendError(SendError):
 
     retryable = True
 
-    def __init__(self, message: str, *, reason: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message, reason=reason)
+    def __init__(
+        self, message: str, *, reason: str, retry_after_s: float | None = None, http_status: int | None = None
+    ) -> None:
+        super().__init__(message, reason=reason, http_status=http_status)
         self.retry_after_s = retry_after_s
 
 
@@ -95,8 +98,9 @@ def error_for_status(status: int, what: str, *, headers: Mapping[str, str], now_
     reason, retryable = classify_status(status)
     message = f"{what}: HTTP {status}"
     if status == 410:
-        return NotifierGoneError(f"{message} (gone: the notifier is disabled)", reason=Reason.CLIENT_ERROR)
+        gone = f"{message} (gone: the notifier is disabled)"
+        return NotifierGoneError(gone, reason=Reason.CLIENT_ERROR, http_status=status)
     if retryable:
         retry_after = parse_retry_after(headers, now_ms)
-        return RetryableSendError(message, reason=reason, retry_after_s=retry_after)
-    return PermanentSendError(message, reason=reason)
+        return RetryableSendError(message, reason=reason, retry_after_s=retry_after, http_status=status)
+    return PermanentSendError(message, reason=reason, http_status=status)

@@ -45,7 +45,7 @@ def message_blocks(notification: Notification) -> list[Block]:
     summary = notification.summary
     if summary is not None:
         blocks += _agent_sections(summary.agents)
-        blocks += _failure_sections(summary.failures)
+        blocks += _failure_sections(summary.failures, summary.failures_by_class.text())
         blocks.append(_context(_links_line(summary, notification.rule)))
     return blocks[:MAX_BLOCKS]
 
@@ -200,17 +200,17 @@ def _agent_line(agent: AgentSummary) -> str:
     return f"• *{name}*{running} · {model} · score *{score}* · {counts} · {duration_text(agent.duration_ms)}"
 
 
-def _failure_sections(failures: Sequence[FailureGroup]) -> list[Block]:
+def _failure_sections(failures: Sequence[FailureGroup], by_class: str) -> list[Block]:
     if not failures:
         return []
     lines = [_failure_line(group) for group in failures]
-    title = f"*Failures* by exception type ({len(failures)})"
+    title = f"*Failures* by exception type ({len(failures)})" + (f": {by_class}" if by_class else "")
     return packed_sections(title, lines, noun="exception types", max_sections=MAX_FAILURE_SECTIONS)
 
 
 def _failure_line(group: FailureGroup) -> str:
     """`• *TimeoutError* × 12 — first message` and, below, up to three example scenarios."""
-    line = f"• *{_one_line(group.exception_type, 300)}* × {group.count}"
+    line = f"• *{_one_line(group.exception_type, 300)}* × {group.count} ({group.failure_class})"
     message = next((example.message for example in group.examples if example.message.strip()), "")
     if message:
         line += f" — {_one_line(message, 600)}"

@@ -12,10 +12,9 @@ from typing import Any, Final, Literal
 from notifiers.base import SecretWebhookConfig
 from notifiers.compared import agent_headline, compared_events, markdown_links, scenario_lists
 from notifiers.escape import adaptive_card_text, fitted, fitted_lines
-from notifiers.http import encode_json, post_classified
-from notifiers.protocol import NotifierContext
+from notifiers.http import encode_json
+from notifiers.jsonhook import JsonWebhookNotifier
 from notifiers.slack_blocks import duration_text
-from watcher.core.clock import Clock, SystemClock
 from watcher.core.notification import Notification
 from watcher.core.summary import AgentSummary, JobSummary
 
@@ -39,30 +38,17 @@ class TeamsConfig(SecretWebhookConfig):
         return f"Teams Workflows webhook at {self.webhook_host()}"
 
 
-class TeamsNotifier:
-    """Posts each notification as an Adaptive Card to a Teams channel through a Workflows webhook."""
+class TeamsNotifier(JsonWebhookNotifier[TeamsConfig]):
+    """Posts each notification as an Adaptive Card to a Teams channel through a Workflows webhook (which answers 202
+    when it accepted it)."""
 
-    def __init__(self, name: str, config: TeamsConfig, context: NotifierContext, clock: Clock | None = None) -> None:
-        self.name = name
-        self._config = config
-        self._session = context.session
-        self._clock = clock or SystemClock()
-        self._what = config.destination()
+    def url(self) -> str:
+        """The flow's webhook URL (signed: a secret)."""
+        return self._config.webhook_url.get_secret_value()
 
-    def __repr__(self) -> str:
-        return f"TeamsNotifier(name={self.name!r}, destination={self._what!r})"
-
-    async def send(self, notification: Notification) -> None:
-        """POST one card; the flow answers 202 when it accepted it."""
-        await post_classified(
-            self._session,
-            self._config.webhook_url.get_secret_value(),
-            encode_json(message(notification)),
-            {"Content-Type": "application/json", "User-Agent": "benchwatch"},
-            timeout_s=self._config.timeout_ms / 1000,
-            what=self._what,
-            clock=self._clock,
-        )
+    def document(self, notification: Notification) -> dict[str, Any]:
+        """A message with the card as its one attachment."""
+        return message(notification)
 
 
 def message(notification: Notification) -> dict[str, Any]:
@@ -163,6 +149,8 @@ def _status(notification: Notification) -> str:
     if summary is not None:
         expected = "?" if summary.n_expected is None else str(summary.n_expected)
         parts += [summary.state, f"{summary.n_done}/{expected} done", f"{summary.n_failed} failed"]
+        if summary.failures_by_class.total:
+            parts.append(summary.failures_by_class.text())
     return fitted(_one_line(" · ".join(parts)), TITLE_MAX_CHARS, adaptive_card_text)
 
 

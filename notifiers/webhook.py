@@ -16,10 +16,9 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 
 from notifiers.base import NotifierConfigBase
 from notifiers.body_template import compile_body, render_body
-from notifiers.http import encode_json, location, post_classified, rfc3339
-from notifiers.protocol import NotifierContext
+from notifiers.http import location, rfc3339
+from notifiers.jsonhook import JsonWebhookNotifier
 from watcher.config.fields import DurationMs
-from watcher.core.clock import Clock, SystemClock
 from watcher.core.notification import Notification
 
 # `type/subtype` and `; name=value` parameters, nothing else: the value becomes a header.
@@ -111,45 +110,41 @@ class WebhookConfig(NotifierConfigBase):
 CLOUDEVENTS_CONTENT_TYPE: Final = "application/cloudevents+json"
 
 
-class WebhookNotifier:
-    """POSTs each notification as JSON or a CloudEvent, signed the Standard Webhooks way when given a secret."""
+class WebhookNotifier(JsonWebhookNotifier[WebhookConfig]):
+    """POSTs each notification as JSON, a CloudEvent or a templated body, signed the Standard Webhooks way when
+    given a secret."""
 
-    def __init__(self, name: str, config: WebhookConfig, context: NotifierContext, clock: Clock | None = None) -> None:
-        self.name = name
-        self._config = config
-        self._session = context.session
-        self._clock = clock or SystemClock()
-        self._what = f"webhook POST {location(config.url)}"
+    def describe(self) -> str:
+        """The URL without its query string (it may hold a token)."""
+        return f"webhook POST {location(self._config.url)}"
 
-    def __repr__(self) -> str:
-        return (
-            f"WebhookNotifier(name={self.name!r}, url={location(self._config.url)!r}, format={self._config.format!r})"
-        )
+    def shown(self) -> str:
+        """The address (without its query string) and the body's format."""
+        return f"url={location(self._config.url)!r}, format={self._config.format!r}"
 
-    async def send(self, notification: Notification) -> None:
-        """POST one notification; the body is serialised once and those exact bytes are signed and sent."""
-        body = self._body(notification)
+    def url(self) -> str:
+        """The configured URL."""
+        return self._config.url
+
+    def document(self, notification: Notification) -> dict[str, Any]:
+        """The notification as JSON, or wrapped as a CloudEvent."""
+        return request_body(notification, "cloudevents" if self._config.format == "cloudevents" else "json")
+
+    def body(self, notification: Notification) -> bytes:
+        """The document, or with `format: template` the rendered `body`."""
+        template = self._config.body_template()
+        if template is None:
+            return super().body(notification)
+        return render_body(template, notification_json(notification), self._config.content_type, self._what)
+
+    def headers(self, notification: Notification, body: bytes) -> CIMultiDict[str]:
+        """The configured headers, then ours (content type, signature), which win over a configured one of the
+        same name: a stray header must not break the signature."""
         headers: CIMultiDict[str] = CIMultiDict(
             (name, value.get_secret_value()) for name, value in self._config.headers.items()
         )
-        # Ours win over configured headers of the same name: a stray header must not break the signature.
         headers.update(self._own_headers(notification.id, body))
-        await post_classified(
-            self._session,
-            self._config.url,
-            body,
-            headers,
-            timeout_s=self._config.timeout_ms / 1000,
-            what=self._what,
-            clock=self._clock,
-        )
-
-    def _body(self, notification: Notification) -> bytes:
-        template = self._config.body_template()
-        if template is None:
-            wrapped = self._config.format == "cloudevents"
-            return encode_json(request_body(notification, "cloudevents" if wrapped else "json"))
-        return render_body(template, notification_json(notification), self._config.content_type, self._what)
+        return headers
 
     def _own_headers(self, message_id: str, body: bytes) -> dict[str, str]:
         content_type = {"cloudevents": CLOUDEVENTS_CONTENT_TYPE, "template": self._config.content_type}.get(

@@ -4,8 +4,9 @@ Every notification reaches the outbox in the same transaction as the events that
 worker takes due ones, sends each through its notifier under that notifier's concurrency and rate limits, and
 records every attempt. A notification stays pending until a successful send is recorded: after a crash it goes out
 again (at least once; its id is the idempotency key receivers dedupe on), and only a send that was in flight at the
-crash can arrive twice. Backoff delays come from tenacity's exponential-with-jitter strategy, or the server's
-Retry-After; past the notifier's `max_age` a notification is dead-lettered, kept and visible, sendable on demand.
+crash can arrive twice. Backoff delays are exponential with full jitter (drawn from the worker's own random
+generator, seeded in tests), or the server's Retry-After; past the notifier's `max_age` a notification is
+dead-lettered, kept and visible, sendable on demand.
 
 Only a `StoreError` means the store cannot write (then nothing new is sent until it can). Any other exception while
 sending or recording one notification is a bug of ours: it is logged with its traceback, that notification alone is
@@ -24,8 +25,6 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from tenacity import RetryCallState, wait_random_exponential
-
 from notifiers.protocol import Notifier, NotifierGoneError, RetryableSendError, SendError
 from watcher.core.clock import Clock
 from watcher.core.failures import Reason
@@ -37,6 +36,7 @@ from watcher.core.storehealth import StoreError, StoreHealth
 log = logging.getLogger("benchwatch.delivery")
 
 _MAX_ERROR_CHARS = 500
+_MAX_DOUBLINGS = 64  # past this many the cap has long been reached: no float overflow however many attempts
 DUE_BATCH = 200  # due notifications read per dispatch
 RECORD_RETRY_S = 1.0  # while the store cannot write: how often the held records are tried again
 _OUTCOME_OF: Final = {
@@ -313,6 +313,9 @@ class DeliveryWorker:
             started_ms = self.clock.now_ms()
             try:
                 await notifier.send(notification)
+            except asyncio.CancelledError:  # a stop past its grace: the send may have arrived, and says so
+                await self._interrupted(item, started_ms)
+                raise
             except SendError as exc:
                 await self._failed(item, exc, started_ms)
                 return
@@ -336,8 +339,9 @@ class DeliveryWorker:
         if isinstance(exc, NotifierGoneError):
             self.disabled[name] = message
             log.error("notifier %s is gone and now disabled: %s", name, message)
+        finish = functools.partial(self._finish, item, started_ms=started_ms, http_status=exc.http_status)
         if not exc.retryable:
-            await self._finish(item, OutboxStatus.DEAD, exc.reason, message, started_ms=started_ms)
+            await finish(OutboxStatus.DEAD, exc.reason, message)
             log.error(
                 "dead-lettered %s to %s: %s (%s)", item.notification.id, name, message, exc.reason,
                 extra=_about(item.notification),
@@ -347,21 +351,13 @@ class DeliveryWorker:
         now_ms = self.clock.now_ms()
         next_ms = now_ms + round(delay_s * 1000)
         if next_ms > item.notification.created_ms + self._policy(name).max_age_ms:
-            await self._finish(
-                item,
-                OutboxStatus.DEAD,
-                exc.reason,
-                f"{message} (gave up after {item.attempts + 1} attempts)",
-                started_ms=started_ms,
-            )
+            await finish(OutboxStatus.DEAD, exc.reason, f"{message} (gave up after {item.attempts + 1} attempts)")
             log.error(
                 "dead-lettered %s to %s after %d attempts: %s", item.notification.id, name, item.attempts + 1, message,
                 extra=_about(item.notification),
             )  # fmt: skip
             return
-        await self._finish(
-            item, OutboxStatus.PENDING, exc.reason, message, started_ms=started_ms, next_attempt_ms=next_ms
-        )
+        await finish(OutboxStatus.PENDING, exc.reason, message, next_attempt_ms=next_ms)
         self._wake.set()  # the next due time moved: the worker's wait must take it into account
         log.warning(
             "delivery of %s to %s failed (%s): %s; attempt %d, next in %.1fs",
@@ -370,14 +366,16 @@ class DeliveryWorker:
         )  # fmt: skip
 
     def _delay_s(self, item: OutboxItem, exc: SendError) -> float:
-        policy = self._policy(item.notification.notifier)
         retry_after = getattr(exc, "retry_after_s", None)
         if retry_after is not None:
             return max(0.0, float(retry_after))
-        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = item.attempts + 1
-        backoff = wait_random_exponential(multiplier=policy.initial_backoff_s, max=policy.max_backoff_s)
-        return float(backoff(state))
+        return self._backoff_s(self._policy(item.notification.notifier), item.attempts + 1)
+
+    def _backoff_s(self, policy: DeliveryPolicy, attempt: int) -> float:
+        """Full jitter: anywhere from 0 to `initial_backoff_s` × 2^(attempt − 1), capped at `max_backoff_s` — so
+        notifications failing together do not come back together."""
+        ceiling_s = min(policy.max_backoff_s, policy.initial_backoff_s * 2.0 ** min(attempt - 1, _MAX_DOUBLINGS))
+        return self._rng.uniform(0.0, ceiling_s)
 
     async def _finish(
         self,
@@ -388,6 +386,7 @@ class DeliveryWorker:
         *,
         started_ms: int | None = None,
         next_attempt_ms: int = 0,
+        http_status: int | None = None,
     ) -> None:
         now_ms = self.clock.now_ms()
         outcome = _OUTCOME_OF[status]
@@ -400,6 +399,7 @@ class DeliveryWorker:
             outcome=outcome,
             reason=reason,
             error=error,
+            http_status=http_status,
         )
         try:
             await self.store.record_delivery(attempt, status=status, next_attempt_ms=next_attempt_ms)
@@ -433,6 +433,26 @@ class DeliveryWorker:
                 "dead-lettering %s failed too: it stays pending and is not taken again until benchwatch restarts",
                 notification.id,
             )
+
+    async def _interrupted(self, item: OutboxItem, started_ms: int) -> None:
+        """Record a send cut off by a stop as `interrupted` (the notification stays pending): without it the attempt
+        log showed none (`attempts=0`), though the receiver may have had it. Not counted in the metrics, as the
+        takeovers' `interrupted` attempts are not."""
+        now_ms = self.clock.now_ms()
+        attempt = DeliveryAttempt(
+            notification_id=item.notification.id,
+            notifier=item.notification.notifier,
+            attempt=item.attempts + 1,
+            started_ms=started_ms,
+            finished_ms=now_ms,
+            outcome=DeliveryOutcome.INTERRUPTED,
+            reason="stopped",
+            error="the watcher stopped with this send in flight; it may have arrived",
+        )
+        try:
+            await self.store.record_delivery(attempt, status=OutboxStatus.PENDING, next_attempt_ms=now_ms)
+        except Exception as exc:  # the store cannot write: the send stays pending unrecorded, as before
+            log.warning("recording the interrupted send of %s failed: %s", item.notification.id, exc)
 
     def _count(self, attempt: DeliveryAttempt) -> None:
         self.stats[(attempt.notifier, attempt.outcome, attempt.reason or "ok")] += 1

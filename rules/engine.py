@@ -7,6 +7,7 @@ rules nothing resolves close by themselves (`rules.incidents`): when their jobs 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +17,12 @@ from rules.expr import ExpressionError
 from rules.gates import Gates, Outgoing, events_of
 from rules.incidents import Incident, OpenIncident, ended_job, next_closing_ms, opened_by
 from rules.inhibit import Inhibitor, InhibitorKey
-from rules.match import MISSING, resolve
+from rules.match import MISSING, first_miss, resolve
 from rules.silences import RuntimeSilence
 from rules.templates import Template, TemplateError, default_text, default_title, template_context
 from rules.timeintervals import TimeIntervalConfig
+from rules.trail import Trail, evidence
+from watcher.core.decisions import Decision, Verdict
 from watcher.core.events import Event
 from watcher.core.notification import Notification, notification_id
 from watcher.core.summary import JobSummary
@@ -133,13 +136,24 @@ class RuleState:
 
 @dataclass(frozen=True)
 class Routed:
-    """What routing some events gave: notifications due now, how many events silences ate, problems, and what
-    was dropped on the way out (muted, inhibited, already sent once) in one line each."""
+    """What routing some events gave: notifications due now, how many events silences ate, problems, what was
+    dropped on the way out (muted, inhibited, already sent once) in one line each, and the decision for each
+    event × rule (`watcher.core.decisions`)."""
 
     notifications: tuple[Notification, ...]
     silenced: int = 0
     problems: tuple[str, ...] = ()
     dropped: tuple[str, ...] = ()
+    decisions: tuple[Decision, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Silence:
+    """The silence that drops an event, as its decisions name it."""
+
+    by: str  # a runtime silence's id, or `silences[N]` for the config file's
+    until_ms: int | None
+    note: str | None
 
 
 class Router:
@@ -164,51 +178,75 @@ class Router:
         """Route a poll's events; returns the notifications due now (immediate ones and closed windows)."""
         summary_data = summary.model_dump(mode="json") if summary is not None else None
         out: list[Notification] = []
-        problems: list[str] = []
-        dropped: list[str] = []
+        trail = Trail()
         silenced = 0
         for event in events:
             if (ended := ended_job(event)) is not None:  # silenced or not, the job has ended
                 self._job_ended(state, ended, now_ms)
             subject = _Subject(event, event.model_dump(mode="json"), summary, summary_data)
-            if self._silenced(subject, now_ms):
-                silenced += 1
-                continue
-            for rule in self.rules:
-                if not self._matches(rule, subject, problems):
+            silence = self._silence(subject, now_ms)
+            silenced += silence is not None
+            for index, rule in enumerate(self.rules):
+                # A silenced event is matched only to say which rules it would have reached: its problems are moot.
+                if not self._matches(rule, subject, now_ms, trail, quiet=silence is not None):
                     continue
-                if rule.resolves is not None:
-                    out.extend(self._resolve(state, rule, subject, now_ms, problems, dropped=dropped))
+                if silence is not None:
+                    evidence = {"by": silence.by, "until_ms": silence.until_ms, "note": silence.note}
+                    trail.decide([event], rule.name, Verdict.SILENCED, now_ms, **evidence)
+                elif rule.resolves is not None:
+                    out.extend(self._resolve(state, rule, subject, now_ms, trail))
                 else:
-                    self._collect(state, rule, subject, now_ms)
+                    self._collect(state, rule, subject, now_ms, trail)
                 if not rule.continue_:
+                    for later in self.rules[index + 1 :]:
+                        if later.catches(event.kind):
+                            trail.decide([event], later.name, Verdict.STOPPED, now_ms, by=rule.name)
+                        else:  # it would not have caught the event anyway: say so, not that it was stopped
+                            self._matches(later, subject, now_ms, trail, quiet=True)
                     break
-        out.extend(self._flush_groups(state, now_ms, problems, dropped))
-        return Routed(tuple(out), silenced, tuple(problems), tuple(dropped))
+        out.extend(self._flush(state, now_ms, trail))
+        return Routed(tuple(out), silenced, tuple(trail.problems), tuple(trail.dropped), self._in_order(trail, events))
+
+    def _in_order(self, trail: Trail, events: Sequence[Event]) -> tuple[Decision, ...]:
+        """The decisions by event, then in the rules' order: a group that left at once is decided when it is
+        flushed, after the rules below it (the sort is stable: one rule's decisions about an event keep theirs)."""
+        position = {event.id: index for index, event in enumerate(events)}
+        order = {rule.name: index for index, rule in enumerate(self.rules)}
+        return tuple(
+            sorted(trail.decisions, key=lambda d: (position.get(d.event_id, -1), order.get(d.rule, len(order))))
+        )
 
     def flush_due(
-        self, state: RuleState, now_ms: int, problems: list[str] | None = None, dropped: list[str] | None = None
+        self,
+        state: RuleState,
+        now_ms: int,
+        problems: list[str] | None = None,
+        dropped: list[str] | None = None,
+        decisions: list[Decision] | None = None,
     ) -> list[Notification]:
         """The timers due by `now_ms`: incidents whose `resolve_after` has passed close, and the notifications of
         every group whose window has closed, oldest window first; at one time, groups that can inhibit others go
-        first. `dropped` receives a line per group muted, inhibited or already sent once."""
-        problems = problems if problems is not None else []
-        dropped = dropped if dropped is not None else []
+        first. `dropped` receives a line per group muted, inhibited or already sent once; `decisions` what became
+        of each event of the groups."""
+        trail = Trail(
+            problems if problems is not None else [],
+            dropped if dropped is not None else [],
+            decisions if decisions is not None else [],
+        )
         self._close_over(state, now_ms)
-        return self._flush_groups(state, now_ms, problems, dropped)
+        return self._flush(state, now_ms, trail)
 
-    def _flush_groups(
-        self, state: RuleState, now_ms: int, problems: list[str], dropped: list[str]
-    ) -> list[Notification]:
+    def _flush(self, state: RuleState, now_ms: int, trail: Trail) -> list[Notification]:
         # Also at the end of every routing; the incidents' timers only when timers are due (there may be thousands).
         out: list[Notification] = []
         for group in self._due(state, now_ms):
             state.drop_group((group.rule, group.key))
             rule = self._by_name.get(group.rule)
             if rule is None:  # the rule was removed from the config while its window was open
-                problems.append(f"dropped a pending group of removed rule {group.rule!r}")
+                trail.problems.append(f"dropped a pending group of removed rule {group.rule!r}")
+                trail.decide(group.events, group.rule, Verdict.DROPPED, group.due_ms, group_key=group.key)
                 continue
-            out.extend(self._send(state, rule, group, problems, dropped))
+            out.extend(self._send(state, rule, group, trail))
         return out
 
     def _due(self, state: RuleState, now_ms: int) -> list[Group]:
@@ -222,16 +260,12 @@ class Router:
         rule = self._by_name.get(group.rule)
         return rule is not None and self.gates.is_source(Outgoing(rule, group.events, group.summary, group.due_ms))
 
-    def _send(
-        self, state: RuleState, rule: RuleConfig, group: Group, problems: list[str], dropped: list[str]
-    ) -> list[Notification]:
+    def _send(self, state: RuleState, rule: RuleConfig, group: Group, trail: Trail) -> list[Notification]:
         """The group's notifications, unless muted, inhibited or already sent once; records what sending does."""
-        group.events = self.gates.admit(
-            state, Outgoing(rule, group.events, group.summary, group.due_ms), problems, dropped
-        )
+        group.events = self.gates.admit(state, Outgoing(rule, group.events, group.summary, group.due_ms), trail)
         if not group.events:
             return []
-        notifications = _render(rule, group, "trigger", problems)
+        notifications = _render(rule, group, "trigger", trail.problems)
         state.sent((group.rule, group.key), group.due_ms)
         for notification in notifications[:1]:
             incident = (rule.name, notification.dedup_key)
@@ -239,6 +273,7 @@ class Router:
             if opened is not None:
                 state.open_incident(incident, opened)
             self.gates.sent(state, Outgoing(rule, group.events, group.summary, group.due_ms), incident)
+        _decide_sent(trail, rule, group, notifications)
         return notifications
 
     def _opened(self, rule: RuleConfig, group: Group) -> OpenIncident | None:
@@ -301,57 +336,86 @@ class Router:
         """Apply these runtime silences (from the store) beside the config's, from the next events routed on."""
         self.runtime_silences = tuple(silences)
 
-    def _silenced(self, subject: _Subject, now_ms: int) -> bool:
-        if any(s.active_at(now_ms) and subject.satisfies(s.match) for s in self.silences):
-            return True
-        return any(s.active_at(now_ms) and subject.satisfies(s.match) for s in self.runtime_silences)
+    def _silence(self, subject: _Subject, now_ms: int) -> _Silence | None:
+        """The first silence in force that matches the event: the file's first, then the runtime ones."""
+        for index, config in enumerate(self.silences):
+            if config.active_at(now_ms) and subject.satisfies(config.match):
+                until_ms = None if config.until is None else round(config.until.timestamp() * 1000)
+                return _Silence(f"silences[{index}]", until_ms, config.comment or None)
+        for runtime in self.runtime_silences:
+            if runtime.active_at(now_ms) and subject.satisfies(runtime.match):
+                note = ": ".join(part for part in (runtime.created_by, runtime.comment) if part)
+                return _Silence(runtime.id, runtime.ends_ms, note or None)
+        return None
 
-    def _matches(self, rule: RuleConfig, subject: _Subject, problems: list[str]) -> bool:
-        if not rule.catches(subject.event.kind) or not subject.satisfies(rule.where):
+    def _matches(self, rule: RuleConfig, subject: _Subject, now_ms: int, trail: Trail, *, quiet: bool) -> bool:
+        """Whether the rule catches the event; if not, the trail says which of `on`, `where`, `when` failed."""
+        event = subject.event
+        missed = functools.partial(trail.decide, [event], rule.name, Verdict.NOT_MATCHED, now_ms)
+        if not rule.catches(event.kind):
+            missed(by="on", expected=list(rule.on), seen=event.kind)
+            return False
+        miss = first_miss(rule.where, subject.event_data, subject.summary_data)
+        if miss is not None:
+            matcher, value = miss
+            seen, note = (None, "the field is missing") if value is MISSING else (evidence(value), None)
+            missed(by=f"where.{matcher.path}", expected=evidence(matcher.raw), seen=seen, note=note)
             return False
         if rule.when is None:
             return True
         try:
-            return rule.when.evaluate(subject.event_data, subject.summary_data)
+            holds = rule.when.evaluate(subject.event_data, subject.summary_data)
         except ExpressionError as exc:
-            problems.append(f"rule {rule.name!r}: when: {exc} (event {subject.event.id} not matched)")
+            if not quiet:
+                trail.problems.append(f"rule {rule.name!r}: when: {exc} (event {event.id} not matched)")
+            missed(by="when", expected=rule.when.source, note=str(exc))
             return False
+        if not holds:
+            missed(by="when", expected=rule.when.source, seen=False)
+        return holds
 
-    def _collect(self, state: RuleState, rule: RuleConfig, subject: _Subject, now_ms: int) -> None:
+    def _collect(self, state: RuleState, rule: RuleConfig, subject: _Subject, now_ms: int, trail: Trail) -> None:
         key = _group_key(rule, subject)
         group = state.groups.get((rule.name, key))
         if group is not None:
             group.events.append(subject.event)
             group.summary = subject.summary
             state.put_group(group)
+        else:
+            due_ms = now_ms + rule.group_wait_ms
+            last_sent = state.last_sent.get((rule.name, key))
+            if rule.repeat_interval_ms and last_sent is not None:
+                due_ms = max(due_ms, last_sent + rule.repeat_interval_ms)
+            group = Group(rule.name, key, now_ms, due_ms, [subject.event], subject.summary)
+            state.put_group(group)
+        if group.due_ms <= now_ms:  # it leaves in this very call: that decision follows
             return
-        due_ms = now_ms + rule.group_wait_ms
-        last_sent = state.last_sent.get((rule.name, key))
-        if rule.repeat_interval_ms and last_sent is not None:
-            due_ms = max(due_ms, last_sent + rule.repeat_interval_ms)
-        state.put_group(Group(rule.name, key, now_ms, due_ms, [subject.event], subject.summary))
+        held = functools.partial(trail.decide, [subject.event], rule.name, until_ms=group.due_ms, group_key=key)
+        if group.due_ms > group.opened_ms + rule.group_wait_ms:  # a repeat interval holds it beyond its window
+            held(Verdict.REPEAT, now_ms, since_ms=state.last_sent.get((rule.name, key)))
+        else:
+            held(Verdict.HELD, now_ms)
 
     def _resolve(
-        self,
-        state: RuleState,
-        rule: RuleConfig,
-        subject: _Subject,
-        now_ms: int,
-        problems: list[str],
-        *,
-        dropped: list[str],
+        self, state: RuleState, rule: RuleConfig, subject: _Subject, now_ms: int, trail: Trail
     ) -> list[Notification]:
         target = self._by_name[rule.resolves or ""]
-        dedup_key = _render_or(target.dedup_key, _context(target, [subject.event], subject.summary), "", problems)
-        _cancel_pending(state, target, dedup_key, problems)
+        event = subject.event
+        context = _context(target, [event], subject.summary)
+        dedup_key = _render_or(target.dedup_key, context, "", trail.problems)
+        _cancel_pending(state, target, dedup_key, resolver=rule.name, now_ms=now_ms, trail=trail)
         if not state.close_incident((target.name, dedup_key)):
+            trail.decide([event], rule.name, Verdict.NOT_OPEN, now_ms, by=target.name, seen=dedup_key)
             return []
-        muted = self.muted(rule, now_ms)
-        if muted is not None:  # the incident is closed all the same: muting drops, it does not delay
-            dropped.append(f"muted rule {rule.name!r}: {events_of([subject.event])} ({muted})")
+        mute = self.gates.mute(rule, now_ms)
+        if mute is not None:  # the incident is closed all the same: muting drops, it does not delay
+            trail.dropped.append(f"muted rule {rule.name!r}: {events_of([event])} ({mute})")
+            trail.decide([event], rule.name, mute.verdict, now_ms, by=mute.intervals, until_ms=mute.until_ms)
             return []
-        resolution = Group(rule.name, dedup_key, now_ms, now_ms, [subject.event], subject.summary)
-        return _render(rule, resolution, "resolve", problems, dedup_key=dedup_key)
+        resolution = Group(rule.name, dedup_key, now_ms, now_ms, [event], subject.summary)
+        notifications = _render(rule, resolution, "resolve", trail.problems, dedup_key=dedup_key)
+        _decide_sent(trail, rule, resolution, notifications)
+        return notifications
 
 
 @dataclass(frozen=True)
@@ -375,7 +439,9 @@ def _group_key(rule: RuleConfig, subject: _Subject) -> str:
     return "\x1f".join(parts)
 
 
-def _cancel_pending(state: RuleState, target: RuleConfig, dedup_key: str, problems: list[str]) -> None:
+def _cancel_pending(
+    state: RuleState, target: RuleConfig, dedup_key: str, *, resolver: str, now_ms: int, trail: Trail
+) -> None:
     """A resolution before the trigger left its window: the trigger's events with that key never go out."""
     for group_id, group in list(state.groups.items()):
         if group.rule != target.name:
@@ -383,13 +449,20 @@ def _cancel_pending(state: RuleState, target: RuleConfig, dedup_key: str, proble
         kept = [
             event
             for event in group.events
-            if _render_or(target.dedup_key, _context(target, [event], group.summary), "", problems) != dedup_key
+            if _render_or(target.dedup_key, _context(target, [event], group.summary), "", trail.problems) != dedup_key
         ]
+        canceled = [event for event in group.events if event not in kept]
+        trail.decide(canceled, target.name, Verdict.CANCELED, now_ms, by=resolver, group_key=group.key)
         if not kept:
             state.drop_group(group_id)
         elif len(kept) != len(group.events):
             group.events = kept
             state.put_group(group)
+
+
+def _decide_sent(trail: Trail, rule: RuleConfig, group: Group, notifications: Sequence[Notification]) -> None:
+    sent_to = tuple((n.notifier, n.id) for n in notifications)
+    trail.decide(group.events, rule.name, Verdict.SENT, group.due_ms, group_key=group.key, sent_to=sent_to)
 
 
 def _context(rule: RuleConfig, events: Sequence[Event], summary: JobSummary | None) -> dict[str, Any]:

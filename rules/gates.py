@@ -15,6 +15,8 @@ from rules.incidents import Incident, OpenIncident
 from rules.inhibit import Inhibitions, Inhibitor, InhibitorKey, seen
 from rules.templates import TemplateError, template_context
 from rules.timeintervals import TimeIntervalConfig
+from rules.trail import Trail
+from watcher.core.decisions import Verdict
 from watcher.core.events import Event
 from watcher.core.summary import JobSummary
 
@@ -50,6 +52,20 @@ class Outgoing:
         return [seen(e.model_dump(mode="json"), summary, self.rule.name, self.rule.severity) for e in self.events]
 
 
+@dataclass(frozen=True)
+class Mute:
+    """Why a rule sends nothing at some moment: in a mute interval, or outside its active ones; and until when."""
+
+    verdict: Verdict  # MUTED or INACTIVE
+    intervals: str  # the mute interval's name, or the active intervals' names
+    until_ms: int | None  # when the mute interval ends, or the next active one starts (None: not within a year)
+
+    def __str__(self) -> str:
+        if self.verdict == Verdict.MUTED:
+            return f"in mute time interval {self.intervals!r}"
+        return f"outside active time intervals {self.intervals}"
+
+
 class Gates:
     """Time intervals, inhibitions and `once_per`, for the rules of one config."""
 
@@ -64,32 +80,42 @@ class Gates:
 
     def muted(self, rule: RuleConfig, at_ms: int) -> str | None:
         """Why the rule sends nothing at `at_ms` (a mute interval it is in, or outside its active ones), or None."""
+        mute = self.mute(rule, at_ms)
+        return None if mute is None else str(mute)
+
+    def mute(self, rule: RuleConfig, at_ms: int) -> Mute | None:
+        """Why the rule sends nothing at `at_ms`, and until when; None when it may send."""
         for name in rule.mute_time_intervals:
             interval = self.time_intervals.get(name)
             if interval is not None and interval.contains(at_ms):
-                return f"in mute time interval {name!r}"
+                return Mute(Verdict.MUTED, name, interval.next_change_ms(at_ms))
         active = [self.time_intervals[name] for name in rule.active_time_intervals if name in self.time_intervals]
         if active and not any(interval.contains(at_ms) for interval in active):
-            return f"outside active time intervals {', '.join(rule.active_time_intervals)}"
+            starts = [start for interval in active if (start := interval.next_change_ms(at_ms)) is not None]
+            return Mute(Verdict.INACTIVE, ", ".join(rule.active_time_intervals), min(starts, default=None))
         return None
 
     def is_source(self, outgoing: Outgoing) -> bool:
         """Whether sending this group could make an inhibition active (such groups leave first)."""
         return bool(self.inhibitions.entries) and any(map(self.inhibitions.any_source, outgoing.seen()))
 
-    def admit(self, state: GateState, outgoing: Outgoing, problems: list[str], dropped: list[str]) -> list[Event]:
-        """The events that may leave now (none: the group is dropped); `dropped` says why the others may not."""
-        rule = outgoing.rule
+    def admit(self, state: GateState, outgoing: Outgoing, trail: Trail) -> list[Event]:
+        """The events that may leave now (none: the group is dropped); the trail says why the others may not."""
+        rule, at_ms = outgoing.rule, outgoing.at_ms
         about = f"rule {rule.name!r}: {events_of(outgoing.events)}"
-        muted = self.muted(rule, outgoing.at_ms)
-        if muted is not None:
-            dropped.append(f"muted {about} ({muted})")
+        mute = self.mute(rule, at_ms)
+        if mute is not None:
+            trail.dropped.append(f"muted {about} ({mute})")
+            trail.decide(outgoing.events, rule.name, mute.verdict, at_ms, by=mute.intervals, until_ms=mute.until_ms)
             return []
-        events = self._uninhibited(state, outgoing, dropped)
+        events = self._uninhibited(state, outgoing, trail)
         if events and rule.once_per is not None:
-            kept = Outgoing(rule, events, outgoing.summary, outgoing.at_ms)
-            if not _first_time(state, kept, problems):
-                dropped.append(f"once_per {about} (already sent for this value)")
+            kept = Outgoing(rule, events, outgoing.summary, at_ms)
+            value = _sent_before(state, kept, trail.problems)
+            if value is not None:
+                trail.dropped.append(f"once_per {about} (already sent for this value)")
+                since_ms = state.once[(rule.name, value)]
+                trail.decide(events, rule.name, Verdict.ONCE_PER, at_ms, by="once_per", seen=value, since_ms=since_ms)
                 return []
         return events
 
@@ -106,19 +132,34 @@ class Gates:
                 incidents = {inc for inc in (earlier.incidents if earlier else ()) if inc in state.incidents}
                 state.activate(key, Inhibitor(outgoing.at_ms, tuple(sorted(incidents | {incident}))))
 
-    def _uninhibited(self, state: GateState, outgoing: Outgoing, dropped: list[str]) -> list[Event]:
+    def _uninhibited(self, state: GateState, outgoing: Outgoing, trail: Trail) -> list[Event]:
         if not self.inhibitions.entries:
             return list(outgoing.events)
         kept: list[Event] = []
         by: dict[str, list[Event]] = {}
+        at_ms = outgoing.at_ms
         for event, subject in zip(outgoing.events, outgoing.seen(), strict=True):
-            label = self.inhibitions.inhibiting(subject, state.inhibitors, state.incidents, outgoing.at_ms)
-            if label is None:
+            found = self.inhibitions.inhibiting(subject, state.inhibitors, state.incidents, at_ms)
+            if found is None:
                 kept.append(event)
-            else:
-                by.setdefault(label, []).append(event)
+                continue
+            label, inhibitor = found
+            by.setdefault(label, []).append(event)
+            open_incidents = self.inhibitions.open_incidents(inhibitor, state.incidents)
+            incidents = tuple(f"{rule}/{key}" for rule, key in open_incidents)
+            for_ms = self.inhibitions.for_ms(label)
+            trail.decide(
+                [event],
+                outgoing.rule.name,
+                Verdict.INHIBITED,
+                at_ms,
+                by=label,
+                since_ms=inhibitor.sent_ms,
+                until_ms=inhibitor.sent_ms + for_ms if for_ms and not incidents else None,
+                incidents=incidents,
+            )
         for label, events in by.items():
-            dropped.append(f"inhibited rule {outgoing.rule.name!r}: {events_of(events)} (by inhibit {label!r})")
+            trail.dropped.append(f"inhibited rule {outgoing.rule.name!r}: {events_of(events)} (by inhibit {label!r})")
         return kept
 
 
@@ -128,9 +169,9 @@ def events_of(events: Sequence[Event]) -> str:
     return f"{len(events)} event{'s' if len(events) != 1 else ''} of {', '.join(names) or 'no job'}"
 
 
-def _first_time(state: GateState, outgoing: Outgoing, problems: list[str]) -> bool:
-    """Whether the rule has not yet sent for its `once_per` value, which is then remembered; a template that
-    fails to render does not hold the notification back."""
+def _sent_before(state: GateState, outgoing: Outgoing, problems: list[str]) -> str | None:
+    """The rule's `once_per` value if it has already sent for it; else None, and the value is remembered. A
+    template that fails to render does not hold the notification back."""
     rule = outgoing.rule
     context: Mapping[str, Any] = template_context(
         rule=rule.name, severity=rule.severity, events=outgoing.events, summary=outgoing.summary
@@ -139,8 +180,8 @@ def _first_time(state: GateState, outgoing: Outgoing, problems: list[str]) -> bo
         value = rule.once_per.render(context) if rule.once_per is not None else ""
     except TemplateError as exc:
         problems.append(f"rule {rule.name!r}: once_per: {exc}; sent anyway")
-        return True
+        return None
     if (rule.name, value) in state.once:
-        return False
+        return value
     state.remember_once((rule.name, value), outgoing.at_ms)
-    return True
+    return None

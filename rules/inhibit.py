@@ -77,15 +77,25 @@ class Inhibitions:
         inhibitors: Mapping[InhibitorKey, Inhibitor],
         open_incidents: Mapping[Incident, object],
         now_ms: int,
-    ) -> str | None:
-        """The label of an entry that drops this event now, if any; an event never inhibits itself."""
+    ) -> tuple[str, Inhibitor] | None:
+        """The label of an entry that drops this event now and its active source, if any; an event never
+        inhibits itself."""
         for label, entry in zip(self._labels, self.entries, strict=True):
             if not subject.satisfies(entry.target) or subject.satisfies(entry.source):
                 continue
             inhibitor = inhibitors.get((label, subject.values(entry.equal)))
             if inhibitor is not None and self.holds(label, inhibitor, open_incidents, now_ms):
-                return label
+                return label, inhibitor
         return None
+
+    def open_incidents(self, inhibitor: Inhibitor, open_incidents: Mapping[Incident, object]) -> list[Incident]:
+        """The incidents that keep an inhibitor in force (beyond its `for`)."""
+        return [inc for inc in inhibitor.incidents if inc[0] in self._resolvable and inc in open_incidents]
+
+    def for_ms(self, label: str) -> int:
+        """How long an entry's source stays active after it was sent, at least."""
+        entry = self._by_label.get(label)
+        return entry.for_ms if entry is not None else 0
 
     def holds(self, label: str, inhibitor: Inhibitor, open_incidents: Mapping[Incident, object], now_ms: int) -> bool:
         """Whether an inhibitor is still in force: within `for` of its last send, or one of its incidents open.
@@ -98,4 +108,4 @@ class Inhibitions:
             return False
         if now_ms < inhibitor.sent_ms + entry.for_ms:
             return True
-        return any(inc[0] in self._resolvable and inc in open_incidents for inc in inhibitor.incidents)
+        return bool(self.open_incidents(inhibitor, open_incidents))

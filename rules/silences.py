@@ -23,6 +23,7 @@ from watcher.core.records import StateRow
 NAMESPACE: Final = "silences.runtime"
 KEEP_EXPIRED_MS: Final = 7 * 86_400_000
 MAX_COMMENT_CHARS: Final = 500
+MAX_CREATOR_CHARS: Final = 100
 
 SilenceState = Literal["active", "pending", "expired"]
 
@@ -46,6 +47,7 @@ class RuntimeSilence(StrictModel):
     ends_ms: int
     created_ms: int
     comment: str = Field("", max_length=MAX_COMMENT_CHARS)
+    created_by: str = Field("", max_length=MAX_CREATOR_CHARS)  # who added it: a login name, or "HTTP API"
     expired_by_hand: bool = False
 
     def active_at(self, now_ms: int) -> bool:

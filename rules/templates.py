@@ -34,6 +34,7 @@ _KIND_PHRASES: Final = {
     "scenario.recovered": "scenarios recovered",
     "score.changed": "score changes",
     "job.compared": "comparisons with a baseline",
+    "job.infra_degraded": "setup failures over the limit",
     "job.progress": "progress updates",
     "job.stalled": "stalls",
     "job.vanished": "vanished",

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import calendar
 import difflib
+import heapq
 import re
-from collections.abc import Sequence
-from datetime import datetime, tzinfo
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -53,22 +54,36 @@ class TimeRange(StrictModel):
 
 
 def _number(text: str, names: Sequence[str], lowest: int, highest: int) -> int:
+    """One end of a range: a name of `names` (numbered from `lowest`), or a number from `lowest` to `highest`
+    (0 excluded when negatives count from the end). Weekdays are names only, as in Alertmanager: is 0 Sunday or
+    Monday? Nobody should have to guess."""
     word = text.strip().lower()
     if word in names:
         return names.index(word) + (lowest if lowest > 0 else 0)
-    try:
-        # Weekdays are names only, as in Alertmanager: is 0 Sunday or Monday? Nobody should have to guess.
-        value = int(word) if names is not WEEKDAYS else int("not a number")
-    except ValueError:
-        known = f"a name ({names[0]} … {names[-1]})" if names else ""
-        known += "" if names is WEEKDAYS else (" or " if names else "")
-        close = difflib.get_close_matches(word, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        number = "" if names is WEEKDAYS else "a number"
-        raise ValueError(f"expected {known}{number}, got {text!r}{hint}") from None
+    value = None if names is WEEKDAYS else _integer(word)
+    if value is None:
+        raise ValueError(_not_understood(text, word, names))
     if not lowest <= value <= highest or (value == 0 and lowest < 0):
         raise ValueError(f"{value} is out of range ({lowest} to {highest})")
     return value
+
+
+def _integer(word: str) -> int | None:
+    """`word` as an integer (as `int` reads it), or None."""
+    try:
+        return int(word)
+    except ValueError:
+        return None
+
+
+def _not_understood(text: str, word: str, names: Sequence[str]) -> str:
+    """What a range's end should have been, with the closest name when there is one."""
+    choices = [f"a name ({names[0]} … {names[-1]})"] if names else []
+    if names is not WEEKDAYS:
+        choices.append("a number")
+    close = difflib.get_close_matches(word, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"expected {' or '.join(choices)}, got {text!r}{hint}"
 
 
 def _spans(value: Any, names: Sequence[str], lowest: int, highest: int, *, ordered: bool = True) -> tuple[Span, ...]:
@@ -147,6 +162,24 @@ class TimePeriod(StrictModel):
             return False
         return not self.days_of_month or _day_matches(self.days_of_month, local)
 
+    def boundaries(self, after_ms: int) -> Iterator[int]:
+        """The instants after `after_ms` at which `contains` may change, in order: each local day's start and the
+        starts and ends of its time ranges."""
+        zone = _zone(self.location)
+        day = datetime.fromtimestamp(after_ms / 1000, tz=zone).date()
+        marks = sorted({0, *(t.start_minute for t in self.times), *(t.end_minute for t in self.times)} - {1440})
+        while True:
+            for minute in marks:
+                at_ms = _local_ms(day, minute, zone)
+                if at_ms > after_ms:
+                    yield at_ms
+            day += timedelta(days=1)
+
+
+def _local_ms(day: date, minute: int, zone: tzinfo) -> int:
+    moment = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=zone)
+    return round(moment.timestamp() * 1000)
+
 
 def _within(spans: tuple[Span, ...], value: int) -> bool:
     return not spans or any(begin <= value <= end for begin, end in spans)
@@ -187,3 +220,15 @@ class TimeIntervalConfig(StrictModel):
     def contains(self, at_ms: int) -> bool:
         """Whether the instant falls in any of its ranges."""
         return any(period.contains(at_ms) for period in self.time_intervals)
+
+    def next_change_ms(self, at_ms: int, *, horizon_ms: int = 400 * 86_400_000) -> int | None:
+        """When `contains` next answers otherwise than at `at_ms` (when a mute ends, when an active interval
+        starts), or None if not within `horizon_ms`."""
+        holds = self.contains(at_ms)
+        boundaries = heapq.merge(*(period.boundaries(at_ms) for period in self.time_intervals))
+        for boundary_ms in boundaries:
+            if boundary_ms > at_ms + horizon_ms:
+                return None
+            if self.contains(boundary_ms) != holds:
+                return boundary_ms
+        return None

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.recording import record, write_lines
+from tests.nightlies import BASELINE_RESULTS, CURRENT_RESULTS, add_nightly
+from tests.recording import record, snapshot_line, write_lines
 from watcher.core.clock import ManualClock
 from watcher.simulator import SimAgent, SimJobSpec, Simulator
 
@@ -64,7 +65,23 @@ def two_nightlies() -> list[dict[str, object]]:
     return lines
 
 
-ALL = {"job-failure": job_failure, "overnight": overnight, "two-nightlies": two_nightlies}
+def nightly_vs_baseline() -> list[dict[str, object]]:
+    """`nightly-41` finished yesterday (one line, as a watcher started today first sees it), then `nightly-42` of
+    the same benchmark runs and completes: claude-code loses three scenarios it passed the night before."""
+    clock = ManualClock(1_788_228_000_000)
+    sim = Simulator(seed=41, clock=clock)
+    baseline = add_nightly(sim, clock, "nightly-41", BASELINE_RESULTS, days_ago=1)
+    current = add_nightly(sim, clock, "nightly-42", CURRENT_RESULTS, days_ago=0)
+    lines = [snapshot_line(baseline, clock.now_ms())]
+    return lines + record(sim, clock, [current], steps=30, step_ms=60_000)
+
+
+ALL = {
+    "job-failure": job_failure,
+    "overnight": overnight,
+    "two-nightlies": two_nightlies,
+    "nightly-vs-baseline": nightly_vs_baseline,
+}
 
 
 def main() -> None:

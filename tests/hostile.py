@@ -8,6 +8,7 @@ handed. Shared by the conformance tests of Slack, Teams, Discord, CloudEvents, J
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -16,7 +17,7 @@ from typing import Any
 from rules.config import RuleConfig
 from rules.engine import Router, RuleState
 from watcher.api.health import ApiHealth
-from watcher.core.events import EVENT_KINDS, Event, JobCompared, event_id
+from watcher.core.events import EVENT_KINDS, Event, ExceptionCount, JobCompared, JobInfraDegraded, event_id
 from watcher.core.models import BenchmarkJobView
 from watcher.core.notification import Notification
 from watcher.core.snapshot import Snapshot
@@ -162,6 +163,7 @@ def story() -> Story:
     assert memory is not None
     finished = BenchmarkJobView.model_validate(views[-1])
     events.append(_compared(finished, at_ms))
+    events.append(_infra_degraded(finished, at_ms))
     gone = vanish(memory, at_ms + STEP_MS)
     assert gone is not None
     events.append(gone[0])
@@ -191,6 +193,24 @@ def _compared(finished: BenchmarkJobView, at_ms: int) -> JobCompared:
         job_name=finished.name,
         at_ms=at_ms,
         **dict(comparison),
+    )
+
+
+def _infra_degraded(finished: BenchmarkJobView, at_ms: int) -> JobInfraDegraded:
+    """The hostile job's failures told as setup's: its exception types (hostile names) as the platform's."""
+    failures = [s for o in finished.benchmark_outcomes or () for s in o.scenario_outcomes or () if s.failure_reason]
+    types = Counter(s.failure_reason.exception_type for s in failures if s.failure_reason is not None)
+    done = sum(len(o.scenario_outcomes or ()) for o in finished.benchmark_outcomes or ())
+    return JobInfraDegraded(
+        id=event_id(finished.id, "job.infra_degraded", ""),
+        job_id=finished.id,
+        job_name=finished.name,
+        at_ms=at_ms,
+        n_setup=len(failures),
+        n_done=done,
+        setup_ratio=round(len(failures) / done, 6),
+        infra_alert_ratio=0.2,
+        exception_types=tuple(ExceptionCount(exception_type=kind, count=n) for kind, n in types.most_common()),
     )
 
 

@@ -1,12 +1,13 @@
 """What the service tests share: two simulated jobs, the config that watches them, and notifications compared by
-content — expected ones from the simulated jobs' own final outcomes, received ones from the webhook receiver."""
+content — expected ones from the simulated jobs' own final outcomes, received ones from the webhook receiver (both
+counted by `benchmarks/told.py`, as the fault matrix counts them)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
+from benchmarks.told import Key, expected_keys, keys_of
 from tests.fakes.webhook import Delivery, WebhookReceiver
 from watcher.simulator import SimAgent, SimJobSpec, Simulator
 
@@ -24,7 +25,6 @@ RULES = (
     "rules:\n  - {name: finished, on: job.finished, notify: hook}\n  - {name: runs, on: run.finished, notify: hook}\n"
 )
 FAILURES_RULE = "  - {name: failures, on: [scenario.failed, scenario.timed_out], notify: hook, group_by: [event.id]}\n"
-Key = tuple[str, str, str, str]
 
 
 def write_config(folder: Path, api: str, hook: str, *, watch: str = "poll_interval: 1s", rules: str = "") -> Path:
@@ -53,33 +53,7 @@ def all_finished(sim: Simulator) -> bool:
     return all(sim.job_view(plan.job_id)["state"] in ("completed", "failed") for plan in sim.jobs())
 
 
-def expected(sim: Simulator) -> Counter[Key]:
-    """One notification per finished job, per finished run, per failed or timed-out scenario."""
-    keys: Counter[Key] = Counter()
-    for plan in sim.jobs():
-        view = sim.job_view(plan.job_id)
-        keys[("finished", plan.name, view["state"], "")] += 1
-        for outcome in view["benchmark_outcomes"] or []:
-            keys[("runs", plan.name, outcome["agent_name"], "")] += 1
-            for scenario in outcome["scenario_outcomes"]:
-                kind = {"FAILED": "scenario.failed", "TIMEOUT": "scenario.timed_out"}.get(scenario["state"])
-                if kind:
-                    keys[("failures", plan.name, kind, scenario["scenario_definition_id"])] += 1
-    return keys
-
-
-def keys_of(payload: dict[str, Any]) -> list[Key]:
-    """What a notification told: one key per event it carries (any rule other than the first two tells failures)."""
-    rule = payload["rule"]
-    keys = []
-    for event in payload["events"]:
-        if rule == "finished":
-            keys.append((rule, event["job_name"], event["state"], ""))
-        elif rule == "runs":
-            keys.append((rule, event["job_name"], event["agent_name"], ""))
-        else:
-            keys.append(("failures", event["job_name"], event["kind"], event["scenario_definition_id"]))
-    return keys
+expected = expected_keys  # the service tests' name: what the simulated jobs' outcomes call for
 
 
 def unique(receiver: WebhookReceiver) -> list[Delivery]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -79,6 +80,7 @@ async def test_a_silence_is_added_listed_and_expired_over_http(
     assert logged in [record.getMessage() for record in caplog.records]
     assert added["match"] == {"job_name": "nightly*", "agent_name": "a"}
     assert added["state"] == "active" and added["comment"] == "flaky <infra>"
+    assert added["created_by"] == "HTTP API"  # the token names no one; a client may say who: "created_by"
     assert added["ends_ms"] - added["starts_ms"] == 2 * 3_600_000
 
     status, listed = await _call("GET", running.url + "/api/silences")
@@ -100,6 +102,7 @@ async def test_a_silence_is_added_listed_and_expired_over_http(
         ({"matchers": ["job_name=x"], "for": "1h", "by": "me"}, "unknown field 'by'"),
     ],
 )
+@pytest.mark.slow
 async def test_a_bad_silence_is_a_400_saying_why(running: Running, body: Any, message: str) -> None:
     status, answer = await _call("POST", running.url + "/api/silences", json=body, headers=AUTH)
 
@@ -154,3 +157,45 @@ async def test_readyz_holds_for_three_intervals_and_30_s_after_a_cycle_as_docume
     assert (status, late) == (503, {"ready": False, "reason": f"the last poll cycle finished {3 * hour_s + 31}s ago"})
     doc = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
     assert "finished within the last three poll intervals plus 30 s" in doc
+
+
+async def _raw_request(url: str, head: bytes, body: bytes) -> int:
+    """The status of a request sent byte for byte (aiohttp's client would refuse to send such headers)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        status_line = await reader.readline()
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [b"Bearer \xc3\xa9t\xc3\xa9-token-0123456789", b"Bearer \xff\xfe-token-0123456789", b"\xe2\x82\xac"],
+)
+async def test_a_non_ascii_authorization_header_is_a_401_not_a_500(
+    running: Running, caplog: pytest.LogCaptureFixture, authorization: bytes
+) -> None:
+    head = b"POST /api/silences HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: " + authorization + b"\r\n"
+    assert await _raw_request(running.url, head, b'{"matchers": ["job_name=x"], "for": "1h"}') == 401
+    assert not [record for record in caplog.records if record.exc_info or record.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"matchers": ' + b"[" * 5000 + b"]" * 5000 + b', "for": "1h"}',
+        b'{"match": ' + b'{"a": ' * 900 + b"1" + b"}" * 900 + b', "for": "1h"}',
+        b'{"match": {"job_name": ' + b"[" * 900 + b'"x"' + b"]" * 900 + b'}, "for": "1h"}',
+    ],
+    ids=["5,000 deep", "a matcher 900 deep", "a value 900 deep"],
+)
+async def test_a_silence_nested_deep_is_a_400_not_a_500(
+    running: Running, caplog: pytest.LogCaptureFixture, body: bytes
+) -> None:
+    head = b"POST /api/silences HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer " + TOKEN.encode()
+    assert await _raw_request(running.url, head + b"\r\n", body) == 400
+    assert not [record for record in caplog.records if record.exc_info or record.levelno >= logging.ERROR]

@@ -31,6 +31,7 @@ TARGETS = (
 )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_quick_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     result = subprocess.run(
@@ -63,6 +64,7 @@ def test_quick_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
     assert many["unchanged"]["terminal_cpu_tolerance_s"] >= 0.001 and "garbage collector" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_gc_timer_counts_collections_and_the_noise_bound_follows_the_spread() -> None:
     with GcTimer() as timer:
         for _ in range(20):
@@ -146,3 +148,17 @@ def test_the_ha_targets_are_judged_against_fixed_limits_and_a_missing_figure_is_
     window = _ha_figures(sqlite=0, postgres=0, failover_s=1)["replicas_3"]
     assert hatable.per_changed_job(window) == 10.0 and hatable.per_interval(window) == [0.05, 0.025, 0.025]
     assert hatable.per_changed_job({**window, "changed_jobs": 0}) is None
+
+
+def test_save_keeps_one_latest_file_per_kind_of_run() -> None:
+    from benchmarks.__main__ import RESULTS_FOLDER, latest_path, main
+
+    assert latest_path(["poll-large", "poll-many", "poll-small"]) == RESULTS_FOLDER / "results-poll-latest.json"
+    assert latest_path(["poll-many"]) == RESULTS_FOLDER / "results-many-latest.json"
+    assert latest_path(["ha"]) == RESULTS_FOLDER / "results-ha-latest.json"
+    assert latest_path([]) == RESULTS_FOLDER / "results-all-latest.json"
+    kept = sorted(path.name for path in RESULTS_FOLDER.glob("results-*.json"))
+    assert kept and all(name.endswith("-latest.json") for name in kept)  # no file per commit: one per kind
+    with pytest.raises(SystemExit) as refused:  # a tiny run must not replace measured figures
+        main(["poll-many", "--quick", "--save"])
+    assert refused.value.code == 2

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from benchmarks import chaos
 
 
+@pytest.mark.slow
 async def test_the_quick_chaos_matrix_loses_and_repeats_nothing() -> None:
     started = time.monotonic()
     result = await chaos.run(quick=True)

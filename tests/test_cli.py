@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,9 +19,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.conftest import Backend
 from watcher.cli.errors import EXIT_READER_GONE
+from watcher.cli.main import main
 from watcher.core.clock import ManualClock
+from watcher.pipeline.sample import sample_notification
 from watcher.simulator import SimJobSpec, Simulator, create_app
+from watcher.store.sqlite import SQLiteStore
 
 BENCHWATCH = [sys.executable, "-m", "watcher"]
 SECRET = "rl_cli_SECRET_987"
@@ -38,6 +44,7 @@ def _env(**extra: str) -> dict[str, str]:
      ["test-notify"],
      ["silences"], ["silences", "add"], ["silences", "list"], ["silences", "expire"]],
 )  # fmt: skip
+@pytest.mark.slow
 def test_help_of_every_command(command: list[str]) -> None:
     result = subprocess.run([*BENCHWATCH, *command, "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
@@ -59,6 +66,7 @@ async def _run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.slow
 async def test_api_errors_are_one_readable_line(aiohttp_server: object) -> None:
     sim = Simulator(clock=ManualClock(), api_key="right-key")
     plan = sim.add_job(SimJobSpec(name="nightly"))
@@ -99,6 +107,7 @@ async def _wait_until_serving(url: str, deadline_s: float) -> None:
             await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 async def test_simulate_runs_as_a_process_and_stops_cleanly_on_sigterm() -> None:
     port = _free_port()
     process = await asyncio.create_subprocess_exec(
@@ -120,6 +129,7 @@ async def test_simulate_runs_as_a_process_and_stops_cleanly_on_sigterm() -> None
     assert f"http://127.0.0.1:{port}" in out.decode()
 
 
+@pytest.mark.slow
 async def test_simulate_reports_a_busy_port_in_one_line() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -128,6 +138,7 @@ async def test_simulate_reports_a_busy_port_in_one_line() -> None:
     assert code == 2 and "Traceback" not in err and err.count("\n") == 1 and "address" in err.lower()
 
 
+@pytest.mark.slow
 async def test_demo_runs_to_a_summary() -> None:
     code, out, err = await _run("demo", "--speed", "600", "--interval", "1", "--max-seconds", "60", env=_env())
     assert code == 0, err
@@ -153,7 +164,6 @@ def test_the_demo_hint_is_a_command_that_works(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from watcher.cli.demo import next_hint
-    from watcher.cli.main import main
 
     root = Path(__file__).parent.parent
     monkeypatch.chdir(root)
@@ -187,6 +197,7 @@ async def _run_into_a_closed_pipe(*args: str, env: dict[str, str], cwd: Path | N
     return process.returncode, err.decode()
 
 
+@pytest.mark.slow
 async def test_every_command_that_prints_exits_quietly_when_its_reader_has_gone(
     aiohttp_server: Any, tmp_path: Path
 ) -> None:
@@ -204,3 +215,124 @@ async def test_every_command_that_prints_exits_quietly_when_its_reader_has_gone(
     assert dict(zip(map(" ".join, commands), ended, strict=True)) == {
         " ".join(command): (EXIT_READER_GONE, "") for command in commands
     }
+
+
+# -- the one boundary: exit 2 for usage errors, 70 for bugs (the traceback with --debug) ------------------------
+
+
+def _corrupt_state(tmp_path: Path) -> Path:
+    """A state database whose one outbox row is not a notification: reading it is an error nobody planned for."""
+    path = tmp_path / "state.db"
+
+    async def write() -> None:
+        async with SQLiteStore(path) as store:
+            await store.commit(notifications=[sample_notification("hook", ManualClock().now_ms())])
+
+    asyncio.run(write())
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE outbox SET body = '{\"id\": 7}'")
+    return path
+
+
+def test_an_internal_error_is_one_line_and_exit_70(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = _corrupt_state(tmp_path)
+    assert main(["deliveries", "list", "--state", str(state), "--status", "all"]) == 70
+    err = capsys.readouterr().err
+    assert err.startswith("benchwatch: internal error: ValidationError: ") and err.count("\n") == 1
+    assert err.rstrip().endswith("(a bug; run with `--debug` for the traceback)") and "Traceback" not in err
+
+
+def test_debug_prints_the_traceback_of_an_internal_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = _corrupt_state(tmp_path)
+    assert main(["--debug", "deliveries", "list", "--state", str(state), "--status", "all"]) == 70
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "Traceback (most recent call last):" and any("read_outbox_item" in line for line in lines)
+    assert lines[-1].startswith("benchwatch: internal error: ValidationError: ")
+
+
+def test_usage_errors_of_every_kind_exit_2_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "benchwatch.yaml"
+    config.write_text("notifiers: {screen: {type: console}}\n")
+    (tmp_path / "corrupt").mkdir()
+    state = _corrupt_state(tmp_path / "corrupt")
+    cases = [
+        (["check", str(tmp_path / "missing.yaml")], "missing.yaml"),  # a config file that is not there
+        (["check", str(config), "--config", str(config)], "give the config once"),
+        (["check"], "the config file is required: CONFIG or --config CONFIG"),
+        (["test-notify", str(config), "hok"], "no notifier 'hok'"),
+        (["silences", "list"], "give --state STATE (a path or a postgresql:// URL) or --config CONFIG"),
+        (["deliveries", "show", "nt_nope", "--state", str(state)], "no notification 'nt_nope'"),
+        (["deliveries", "list", "--state", str(tmp_path / "none.db")], "none.db: no state database yet"),
+        (["replay", str(tmp_path / "nope.jsonl")], "nope.jsonl: No such file or directory"),
+        (["silences", "list", "--state", str(config / "state.db")], "cannot create its folder"),  # under a file
+        (["record", "bmj_1", "--out", str(tmp_path / "no" / "such" / "folder.jsonl")], "--out: "),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+
+
+@pytest.mark.parametrize("argv", [["job", ""], ["wait", " "], ["compare", "bmj_1", ""], ["record", "", "--out", "x"]])
+def test_an_empty_job_id_is_an_argument_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "a job id cannot be empty" in err and "Traceback" not in err
+
+
+def test_check_and_test_notify_take_the_config_either_way(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "benchwatch.yaml"
+    config.write_text("state: {path: ./state.db}\nnotifiers: {screen: {type: console}}\n")
+    assert main(["check", str(config)]) == 0
+    positional = capsys.readouterr().out
+    assert main(["check", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == positional and positional.startswith(f"{config}: OK")
+    assert main(["test-notify", str(config), "screen"]) == 0
+    assert main(["test-notify", "--config", str(config), "screen", "--state", str(tmp_path / "other.db")]) == 0
+    assert capsys.readouterr().out.count("screen: sent in") == 2
+    assert (tmp_path / "state.db").exists() and (tmp_path / "other.db").exists()  # the config's, then --state
+
+
+@pytest.mark.slow
+def test_silences_and_deliveries_take_the_state_as_a_path_or_a_url(
+    postgres_database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = Backend("postgres", tmp_path, postgres_database).location()
+    for state in (str(tmp_path / "state.db"), url):  # no config at all: --state alone
+        assert main(["silences", "add", "--state", state, "--match", "job_name=x", "--for", "1h"]) == 0
+        silence_id = capsys.readouterr().out.strip()
+        assert main(["silences", "list", "--state", state]) == 0
+        assert silence_id in capsys.readouterr().out
+        assert main(["silences", "expire", "--state", state, silence_id]) == 0
+        assert main(["deliveries", "list", "--state", state]) == 0
+        assert "(0 shown; 0 pending, 0 sent, 0 dead)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+async def test_run_takes_the_state_over_the_config_s(tmp_path: Path) -> None:
+    config = tmp_path / "benchwatch.yaml"
+    config.write_text("runloop: {base_url: 'http://127.0.0.1:9', api_key: k}\nwatch: {jobs: [bmj_1]}\n")
+    elsewhere = tmp_path / "elsewhere.db"
+    async with SQLiteStore(elsewhere, exclusive=True):  # held: the second `run` on it is refused at once
+        code, _, err = await _run("run", "--config", str(config), "--state", str(elsewhere), env=_env())
+    assert code == 2 and err.startswith(f"benchwatch: error: {elsewhere}: another benchwatch process")
+    assert not (tmp_path / "benchwatch.db").exists()  # the config's default state was never opened
+    (tmp_path / "locked.db.lock").mkdir()  # where the lock file should be: it cannot be made
+    code, _, err = await _run("run", "--config", str(config), "--state", str(tmp_path / "locked.db"), env=_env())
+    assert code == 2 and err == f"benchwatch: error: {tmp_path / 'locked.db.lock'}: Is a directory\n"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["run"], ["replay"], ["compare"], ["deliveries", "list"], ["deliveries", "show"], ["deliveries", "retry"],
+     ["deliveries", "flush"], ["silences", "add"], ["silences", "list"], ["silences", "expire"], ["test-notify"]],
+)  # fmt: skip
+def test_every_command_that_reads_the_state_takes_state_and_config(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--state STATE" in text and "state (path or url)" in text and "--config CONFIG" in text

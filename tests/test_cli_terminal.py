@@ -131,6 +131,7 @@ def _spec(name: str, **fields: Any) -> SimJobSpec:
     return SimJobSpec(name=name, **(base | fields))
 
 
+@pytest.mark.slow
 async def test_wait_live_view_retries_in_a_status_line_and_ctrl_c_prints_the_summary(
     aiohttp_server: Any, terminals: list[Terminal]
 ) -> None:
@@ -151,6 +152,7 @@ async def test_wait_live_view_retries_in_a_status_line_and_ctrl_c_prints_the_sum
     assert "WARNING" not in screen and "Traceback" not in screen and "still waiting" not in screen
 
 
+@pytest.mark.slow
 async def test_wait_without_a_job_lists_running_jobs_to_pick_from_and_sigterm_writes_junit(
     aiohttp_server: Any, terminals: list[Terminal], tmp_path: Path
 ) -> None:
@@ -176,6 +178,7 @@ async def test_wait_without_a_job_lists_running_jobs_to_pick_from_and_sigterm_wr
     assert suites.get("name") == "alpha-run"
 
 
+@pytest.mark.slow
 async def test_jobs_retries_leave_one_erased_status_line_at_a_terminal(
     aiohttp_server: Any, terminals: list[Terminal]
 ) -> None:

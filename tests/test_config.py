@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import FIXTURES
 from watcher.app.config import load_config
+from watcher.cli.main import main
 from watcher.config.loader import ConfigError
 from watcher.store import open_store
 
@@ -82,6 +83,27 @@ def test_a_state_url_is_postgres_and_its_password_stays_secret(tmp_path: Path) -
     assert load_config(path, {}).state_location() == tmp_path / "benchwatch.db"
 
 
+MALFORMED_URLS = {
+    "postgresql://bw:pa%_hunter2@db/benchwatch": "invalid percent-encoding",
+    "postgresql://bw:hunter2@[::1/benchwatch": "between two brackets",
+}
+
+
+@pytest.mark.parametrize(("url", "problem"), MALFORMED_URLS.items())
+def test_a_malformed_state_url_is_refused_without_its_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, problem: str
+) -> None:
+    """libpq's message quotes the part it cannot parse (here, the password); `check` accepted both URLs."""
+    path = tmp_path / "benchwatch.yaml"
+    path.write_text(f"watch: {{jobs: [bmj_a]}}\nstate:\n  url: '{url}'\n")
+    assert main(["check", str(path)]) == 2
+    assert main(["deliveries", "list", "--state", url]) == 2
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert output.count(problem) == 2 and "hunter2" not in output, output
+    assert len(output.strip().splitlines()) == 2  # one line each
+
+
 SECRETS = {
     "SLACK_BOT_TOKEN": "xoxb-SECRET-slack-token",
     "RESULTS_WEBHOOK_SECRET": "whsec_U0VDUkVUd2ViaG9va3NlY3JldA==",
@@ -90,6 +112,7 @@ SECRETS = {
 
 
 @pytest.mark.parametrize("example", sorted((Path(__file__).parent.parent / "examples").glob("*.yaml")))
+@pytest.mark.slow
 def test_check_describes_examples_without_secrets(example: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", **SECRETS}
     result = subprocess.run([*BENCHWATCH, "check", str(example)], capture_output=True, text=True, env=env, check=False)
@@ -99,6 +122,7 @@ def test_check_describes_examples_without_secrets(example: Path) -> None:
         assert secret not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_check_lists_every_error_and_exits_2(tmp_path: Path) -> None:
     bad = FIXTURES / "bad_configs" / "unknown_notifier.yaml"
     result = subprocess.run([*BENCHWATCH, "check", str(bad)], capture_output=True, text=True, check=False)

@@ -46,6 +46,7 @@ def test_a_duration_that_is_no_duration_is_a_config_error(tmp_path: Path, value:
     assert len(problems) == 1 and problems[0].startswith(f"benchwatch.yaml:2: {message}")
 
 
+@pytest.mark.slow
 def test_deep_nesting_is_a_clear_error(tmp_path: Path) -> None:
     assert _problems(tmp_path, "watch:\n  jobs: " + "[" * 5000 + "]" * 5000 + "\n") == [
         "benchwatch.yaml:2: YAML syntax error: nested deeper than 50 levels"
@@ -73,8 +74,7 @@ def test_every_problem_of_a_where_block_is_reported_at_its_line(tmp_path: Path) 
     assert _problems(tmp_path, BASE + where) == [
         "benchwatch.yaml:8: rules[0].where.average_score: lt: expected a number, got 'high'",
         "benchwatch.yaml:9: rules[0].where.state: an empty list matches nothing; remove the key or give values",
-        "benchwatch.yaml:10: rules[0].where.job_name: invalid regular expression '(': missing ), unterminated "
-        "subpattern at position 0",
+        "benchwatch.yaml:10: rules[0].where.job_name: invalid regular expression '(': missing ): ( (RE2 syntax)",
     ]
 
 
@@ -129,6 +129,7 @@ def test_check_exits_2_with_file_and_line_for_a_list_where_a_duration_goes(
     assert capsys.readouterr().err.startswith(f"{path}:2: watch.stall_after: expected a duration")
 
 
+@pytest.mark.slow
 def test_a_hundred_mutated_configs_load_or_fail_with_a_config_error(tmp_path: Path) -> None:
     """Seeded mutations of the examples (hostile values, deleted and unknown keys, deep nesting, truncation):
     each is accepted or rejected with a ConfigError — never a traceback."""
@@ -137,3 +138,23 @@ def test_a_hundred_mutated_configs_load_or_fail_with_a_config_error(tmp_path: Pa
     assert report.crashes == []
     assert report.total == 100 and report.accepted > 5 and report.rejected > 50
     assert time.monotonic() - started < 10
+
+
+def test_check_never_prints_a_file_read_for_a_key_that_is_not_a_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`when_file: /proc/self/environ` was read into `when`, and the expression's error printed it: every variable."""
+    monkeypatch.setenv("BENCHWATCH_CANARY", "hunter2-canary")
+    path = tmp_path / "benchwatch.yaml"
+    path.write_text(BASE + "    when_file: /proc/self/environ\n")
+    assert main(["check", str(path)]) == 2
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert "when_file: only a secret key can be read from a file" in output and "hunter2-canary" not in output
+
+
+@pytest.mark.parametrize("job_id", ['""', "' '", "' bmj_1'"])
+def test_an_empty_or_padded_job_id_is_a_config_error(tmp_path: Path, job_id: str) -> None:
+    """`watch.jobs: [""]` passed `check`, then every cycle failed with a traceback."""
+    problems = _problems(tmp_path, f"watch:\n  jobs: [{job_id}]\n")
+    assert len(problems) == 1 and problems[0].startswith("benchwatch.yaml:2: watch.jobs[0]: String should")

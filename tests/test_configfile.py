@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import math
 import textwrap
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
 import pytest
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_core import ErrorDetails
 
 from watcher.config.loader import (
+    SECRET_FILE_KEYS,
     ConfigError,
     ConfigProblem,
     LoadedFile,
@@ -340,8 +343,8 @@ def test_a_file_key_drops_exactly_one_trailing_newline(tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(b"one\n\n")
     (tmp_path / "b").write_bytes(b"two\r\n")
     (tmp_path / "c").write_bytes(b"three")
-    loaded = load(tmp_path, "a_file: a\nb_file: b\nc_file: c\n")
-    assert loaded.data == {"a": "one\n", "b": "two", "c": "three"}
+    loaded = load(tmp_path, "token_file: a\nsecret_file: b\npassword_file: c\n")
+    assert loaded.data == {"token": "one\n", "secret": "two", "password": "three"}
 
 
 def test_a_file_key_path_takes_environment_references(tmp_path: Path) -> None:
@@ -362,10 +365,10 @@ def test_giving_a_key_and_its_file_key_is_a_problem(tmp_path: Path) -> None:
 
 def test_an_unreadable_file_key_is_a_problem(tmp_path: Path) -> None:
     (tmp_path / "folder").mkdir()
-    text = "team:\n  token_file: missing\n  key_file: folder\n"
+    text = "team:\n  token_file: missing\n  secret_file: folder\n"
     assert problems(tmp_path, text) == [
         f"benchwatch.yaml:2: team: cannot read token_file '{tmp_path}/missing': No such file or directory",
-        f"benchwatch.yaml:3: team: cannot read key_file '{tmp_path}/folder': Is a directory",
+        f"benchwatch.yaml:3: team: cannot read secret_file '{tmp_path}/folder': Is a directory",
     ]
 
 
@@ -380,19 +383,60 @@ def test_a_files_content_never_appears_in_messages(tmp_path: Path) -> None:
     (tmp_path / "binary").write_bytes(b"hunter2\xff\xfe")
 
     class Pin(StrictModel):
-        pin: int
+        token: int
 
     with pytest.raises(ConfigError) as caught:
-        validate_file(Pin, load(tmp_path, "pin_file: pin\n"))
+        validate_file(Pin, load(tmp_path, "token_file: pin\n"))
     assert (
         str(caught.value)
-        == f"{tmp_path}/benchwatch.yaml:1: pin: Input should be a valid integer, unable to parse string as an integer"
+        == f"{tmp_path}/benchwatch.yaml:1: token: Input should be a valid integer, unable to parse string as an integer"
     )
     assert caught.value.__cause__ is None
     assert caught.value.__suppress_context__
-    assert problems(tmp_path, "pin_file: binary\n") == [
-        f"benchwatch.yaml:1: cannot read pin_file '{tmp_path}/binary': not UTF-8 text"
+    assert problems(tmp_path, "token_file: binary\n") == [
+        f"benchwatch.yaml:1: cannot read token_file '{tmp_path}/binary': not UTF-8 text"
     ]
+
+
+def test_only_a_secret_key_is_read_from_a_file(tmp_path: Path) -> None:
+    """`when_file: /proc/self/environ` used to be read into `when`, whose error quoted it: every variable."""
+    (tmp_path / "environ").write_text("AWS_SECRET_ACCESS_KEY=hunter2\n")
+    assert problems(tmp_path, "rules:\n  - when_file: environ\n") == [
+        "benchwatch.yaml:2: rules[0]: when_file: only a secret key can be read from a file (api_key, bearer_token, ca, "
+        "password, routing_key, secret, token, url, webhook_url)"
+    ]
+
+
+def test_the_keys_read_from_files_are_the_configs_secrets() -> None:
+    """Every `SecretStr` field of the config may come from a file, and nothing else but `ca` (a PEM bundle)."""
+    from watcher.app.config import Config as AppConfig
+
+    secret_fields: set[str] = set()
+    models: list[type[BaseModel]] = [AppConfig]
+    while models:
+        model = models.pop()
+        for name, info in model.model_fields.items():
+            if SecretStr in _members(info.annotation):  # SecretStr or SecretStr | None; not a dict of them
+                secret_fields.add(info.alias or name)
+            models.extend(
+                arg for arg in _all_types(info.annotation) if isinstance(arg, type) and issubclass(arg, BaseModel)
+            )
+    assert secret_fields | {"ca"} == SECRET_FILE_KEYS
+
+
+def _members(annotation: Any) -> set[Any]:
+    """The types a field may hold directly: the members of a union (through Annotated), or the type itself."""
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return {member for arg in typing.get_args(annotation) for member in _members(arg)}
+    return {annotation}
+
+
+def _all_types(annotation: Any) -> list[Any]:
+    """Every type named anywhere in an annotation (lists, dicts, unions, Annotated)."""
+    args = typing.get_args(annotation)
+    return [annotation] if not args else [found for arg in args for found in _all_types(arg)]
 
 
 # --- reading and syntax -----------------------------------------------------------------------------------------

@@ -158,6 +158,7 @@ async def test_the_cloudevents_sdk_reads_every_request_as_sent(
 # -- events: every one valid against the published JSON Schema ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_event_validates_against_the_published_schema() -> None:
     validator = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     jsonschema.Draft202012Validator.check_schema(SCHEMA)

@@ -25,7 +25,7 @@ from watcher.core.snapshot import Snapshot
 from watcher.diff.jobs import diff
 from watcher.diff.timers import stall
 from watcher.pipeline.tracker import JobTracker
-from watcher.simulator import Faults, SimAgent, SimJobSpec, Simulator
+from watcher.simulator import Faults, RawJson, SimAgent, SimJobSpec, Simulator
 from watcher.store.sqlite import SQLiteStore
 
 MINUTE = 60_000
@@ -274,6 +274,81 @@ async def test_a_malformed_scenario_run_page_costs_only_that_runs_scenario_event
     rig.clock.set(plan.end_ms)
     await rig.run(MINUTE)
     assert "job.finished" in rig.kinds()
+
+
+UNREADABLE = {
+    "invalid UTF-8": {"notes": RawJson(b'"caf\xe9"')},
+    "a lone surrogate": {"notes": "\ud83d"},
+    "bad bytes in a field never read": {"job_spec": {"extra": RawJson(b'"\xff\xfe"')}},
+    "an unknown field nested 1,000 deep": {"notes": RawJson(b"[" * 1000 + b"]" * 1000)},
+}
+
+
+@pytest.mark.parametrize("fields", UNREADABLE.values(), ids=UNREADABLE.keys())
+async def test_one_job_of_unreadable_bytes_costs_that_job_only(
+    sim: Simulator, rig_factory: Any, caplog: pytest.LogCaptureFixture, fields: dict[str, Any]
+) -> None:
+    """Bytes no JSON reader takes, in one job, made the whole list page fail every cycle (every job unseen) and
+    its own GET an API failure retried six times. Now the page is read item by item, and the GET is that job's
+    malformed data: reported once, not retried, not an outage."""
+    good = [sim.add_job(SimJobSpec(name=f"nightly-{i}")) for i in range(3)]
+    bad = sim.add_job(SimJobSpec(name="nightly-bad"))  # the newest: first on the list
+    sim.tamper(bad.job_id, fields)
+    rig = await rig_factory(discover={"name": "nightly-*"}, api_unreachable_after="1m")
+    for _ in range(3):
+        await rig.run(MINUTE)
+    assert {e.job_id for e in rig.events if e.kind == "job.discovered"} == {plan.job_id for plan in good}
+    skipped = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(skipped) == 1 and bad.job_id in skipped[0]
+    caplog.clear()
+    watched = await rig_factory(jobs=[bad.job_id, good[0].job_id], api_unreachable_after="1m")
+    requests = len(sim.request_log)
+    for _ in range(3):
+        await watched.run(MINUTE)
+    assert [e.job_name for e in watched.events if e.kind == "job.discovered"] == ["nightly-0"]
+    assert "watcher.api_unreachable" not in watched.kinds()
+    assert sum(bad.job_id in line for line in list(sim.request_log)[requests:]) == 3  # once a cycle: no retries
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum(bad.job_id in line and "malformed" in line for line in messages) == 1
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_a_slow_job_holds_neither_the_cycle_nor_the_other_jobs_and_its_poll_has_a_deadline(
+    sim: Simulator, rig_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job GET trickling at 20 bytes/s held a cycle — every job's next poll — for each of its retries' 30 s. Now
+    a cycle waits for its polls only so long; a slow poll goes on alone, and `watch.poll_timeout` ends it."""
+    slow, fast = sim.add_job(SimJobSpec(name="slow")), sim.add_job(SimJobSpec(name="fast"))
+    rig = await rig_factory(jobs=[slow.job_id, fast.job_id], poll_timeout="1s")
+    await rig.run()  # both known
+    sim.slow(slow.job_id, 20)
+    started = time.monotonic()
+    first = await asyncio.wait_for(rig.cycle.run(wait_s=0.2), timeout=5)
+    second = await asyncio.wait_for(rig.cycle.run(wait_s=0.2), timeout=5)
+    assert time.monotonic() - started < 0.9  # neither cycle waited for the slow job
+    assert (first.polled, second.polled) == (1, 1)  # the fast job, each cycle; the slow one is still being read
+    assert rig.requests_for(slow.job_id) == 2  # the first poll's GET only: never two polls of a job at once
+    await rig.cycle.settle(5)  # waits for the slow poll: it ends at its deadline, not after the GET's 30 s
+    assert not rig.cycle.polls_running() and time.monotonic() - started < 2
+    third = await rig.cycle.run(wait_s=0.2)
+    assert third.failed == 1 and third.api_errors[0].reason == "timeout"  # the slow poll, counted once it ended
+    assert any("no answer within 1s (watch.poll_timeout)" in r.getMessage() for r in caplog.records)
+    await rig.cycle.settle(0)  # the third cycle's poll of the slow job: cancelled, as a stop does
+
+
+@pytest.mark.parametrize("hostile_id", ["..", "."])
+async def test_a_job_whose_id_is_a_dot_segment_is_polled_by_that_id(
+    sim: Simulator, rig_factory: Any, hostile_id: str
+) -> None:
+    """GET /v1/benchmark_jobs/.. is GET /v1/ once a URL resolves it: a 404 every poll, the job reported vanished."""
+    plan = sim.add_job(SimJobSpec(name="nightly-dots"))
+    sim.tamper(plan.job_id, {"id": hostile_id})
+    rig = await rig_factory(discover={"name": "nightly-*"})
+    for _ in range(4):
+        await rig.run(MINUTE)
+    assert rig.kinds().count("job.discovered") == 1 and "job.vanished" not in rig.kinds()
+    assert rig.tracker.memory(hostile_id) is not None
+    assert rig.requests_for("/v1/benchmark_jobs/" + hostile_id.replace(".", "%2E")) == 3  # its own GETs, answered
 
 
 async def test_a_job_answering_404_twice_vanishes(tmp_path: Path, rig_factory: Any) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import random
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,29 @@ async def test_notifications_go_out_once_and_every_attempt_is_recorded(
     assert (attempt.outcome, attempt.attempt, attempt.reason) == ("sent", 1, None)
 
 
+async def test_backoff_is_full_jitter_under_a_doubling_cap_drawn_from_the_injected_rng(
+    aiohttp_server: Any, tmp_path: Path, context: NotifierContext, clock: ManualClock
+) -> None:
+    receiver, server = await _receiver(aiohttp_server)
+    receiver.then(*[Reply(503)] * 14)
+    policy = DeliveryPolicy(initial_backoff_s=1, max_backoff_s=20)
+    draws = random.Random(3)  # what the worker's generator, seeded alike, must draw: uniform(0, the attempt's cap)
+    expected = [round(draws.uniform(0, min(20, 2 ** (attempt - 1))) * 1000) for attempt in range(1, 8)]
+    for run in ("first", "again"):  # the same seed, the same delays
+        async with SQLiteStore(tmp_path / f"{run}.db") as store:
+            await store.commit(notifications=_notes("hook", 1, clock))
+            notifiers = {"hook": _hook("hook", server, context, clock)}
+            worker = DeliveryWorker(store, notifiers, {"hook": policy}, clock=clock, rng=random.Random(3))
+            delays_ms = []
+            for _ in expected:
+                await worker.drain()
+                (item,) = await store.outbox_items()
+                delays_ms.append(item.next_attempt_ms - clock.now_ms())
+                clock.set(item.next_attempt_ms)
+        assert delays_ms == expected, run
+    assert max(expected) > 4000  # the cap doubled past the first attempts' (with seed 3)
+
+
 async def test_retryable_failures_wait_then_succeed_with_the_same_id(
     aiohttp_server: Any, store: Store, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
 ) -> None:
@@ -99,7 +123,8 @@ async def test_retryable_failures_wait_then_succeed_with_the_same_id(
     (item,) = await store.outbox_items()
     assert (item.status, item.attempts) == ("sent", 3)
     assert {d.webhook_id for d in receiver.deliveries} == {"nt_hook_000"} and len(receiver.deliveries) == 3
-    assert [a.outcome for a in await store.deliveries("nt_hook_000")] == ["retry", "retry", "sent"]
+    attempts = await store.deliveries("nt_hook_000")
+    assert [(a.outcome, a.http_status) for a in attempts] == [("retry", 503), ("retry", 429), ("sent", None)]
 
 
 async def test_permanent_failures_and_old_age_dead_letter(
@@ -154,6 +179,7 @@ async def test_a_slow_notifier_never_holds_back_another(
     await worker.stop(grace_s=0.1)
 
 
+@pytest.mark.slow
 async def test_the_running_worker_reads_on_past_one_batch_of_due_notifications(
     aiohttp_server: Any, store: Store, context: NotifierContext, clock: ManualClock
 ) -> None:
@@ -267,6 +293,7 @@ async def test_a_bug_in_one_delivery_dead_letters_it_alone_and_the_others_flow(
     assert retry_lines == []  # never said to be retried: it is a dead letter
 
 
+@pytest.mark.slow
 async def test_the_rate_limit_spaces_sends(
     aiohttp_server: Any, store: Store, context: NotifierContext, clock: ManualClock, fake_sleep: FakeSleep
 ) -> None:
@@ -330,6 +357,22 @@ async def test_deliveries_cli_lists_dead_letters_and_sends_them_again(
     assert [d.webhook_id for d in receiver.deliveries].count("nt_hook_000") == 2
     missing = await cli("deliveries", "retry", "nt_nope", "--state", str(tmp_path / "state.db"))
     assert missing.returncode == 2 and "no notification 'nt_nope'" in missing.stderr
+    sent = await cli("deliveries", "retry", "nt_hook_001", "--state", str(tmp_path / "state.db"))
+    assert sent.returncode == 2 and "nt_hook_001 was sent already; --force sends it again" in sent.stderr
+    forced = await cli("deliveries", "retry", "nt_hook_001", "--force", "--send", "--config", str(config))
+    assert forced.returncode == 0 and [d.webhook_id for d in receiver.deliveries].count("nt_hook_001") == 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as usage:  # argparse's own exit: 10**23 overflowed SQLite's integers before
+        main(["deliveries", "list", "--limit", str(10**23), "--state", str(tmp_path / "state.db")])
+    assert usage.value.code == 2 and "--limit: must be between 0 and 1000000000" in capsys.readouterr().err
+
+
+async def test_a_prefix_is_text_not_a_pattern(store: Store, clock: ManualClock) -> None:
+    """SQLite's LIKE read `%` and `_` in a prefix as wildcards: `nt_%%%%` found any notification."""
+    await store.commit(notifications=_notes("hook", 1, clock))
+    assert (await store.outbox_item("nt_hook")) is not None  # a real prefix
+    for pattern in ("nt_%%%%", "nt_hook_%%", "n__hook_0", "%%%%%%"):
+        assert await store.outbox_item(pattern) is None, pattern
 
 
 async def test_test_notify_reports_success_and_the_exact_error(

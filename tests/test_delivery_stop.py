@@ -72,5 +72,12 @@ async def test_stop_gives_up_on_a_receiver_that_never_answers_within_the_grace(
     assert time.monotonic() - started < 0.3 + 1.0
     await running
     assert len(receiver.requests) == 2 and await _statuses(store) == ["pending"] * 6  # unfinished: sent again later
+    # The two cut off may have arrived: each says so in its attempt log (it read attempts=0, as if never tried)
+    cut = sorted(r.json()["id"] for r in receiver.requests)
+    for notification_id in cut:
+        item = await store.outbox_item(notification_id)
+        attempts = await store.deliveries(notification_id)
+        assert item is not None and item.attempts == 1 and [a.outcome for a in attempts] == ["interrupted"]
+        assert attempts[0].reason == "stopped" and "may have arrived" in (attempts[0].error or "")
     assert receiver.gate is not None
     receiver.gate.set()

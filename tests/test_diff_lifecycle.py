@@ -56,6 +56,7 @@ def _shuffled(line: dict[str, Any], rng: random.Random) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("step_ms", [20_000, 120_000])
+@pytest.mark.slow
 def test_every_fact_of_a_life_is_told_exactly_once(step_ms: int) -> None:
     sim, lines = _lifetime(step_ms)
     events = _events(lines)
@@ -92,17 +93,20 @@ def test_every_fact_of_a_life_is_told_exactly_once(step_ms: int) -> None:
         )
 
 
+@pytest.mark.slow
 def test_recoveries_happen_in_a_life_with_retries() -> None:
     _, lines = _lifetime(20_000)
     assert any(event.kind == "scenario.recovered" for event in _events(lines))
 
 
+@pytest.mark.slow
 def test_list_order_carries_no_meaning() -> None:
     _, lines = _lifetime(60_000)
     rng = random.Random(5)
     assert _events([_shuffled(line, rng) for line in lines]) == _events(lines)
 
 
+@pytest.mark.slow
 def test_polling_more_often_never_repeats_an_event() -> None:
     _, lines = _lifetime(20_000)
     doubled = [line for line in lines for _ in range(2)]

@@ -22,8 +22,15 @@ def test_python_example_runs(doc: str, index: int, code: str) -> None:
 
 
 YAML_BLOCK = re.compile(r"```yaml\n(.*?)```", re.DOTALL)
+RULE_TESTS = re.compile(r"# Rule tests of .*: benchwatch test (examples/tests/\S+\.yaml)\n")
 YAML_EXAMPLES = [
-    (path.name, index, text) for path in DOCS for index, text in enumerate(YAML_BLOCK.findall(path.read_text()))
+    (path.name, index, text)
+    for path in DOCS
+    for index, text in enumerate(YAML_BLOCK.findall(path.read_text()))
+    if not RULE_TESTS.match(text)
+]
+RULE_TEST_EXAMPLES = [
+    (path.name, text) for path in DOCS for text in YAML_BLOCK.findall(path.read_text()) if RULE_TESTS.match(text)
 ]
 DOC_ENV = {
     "RUNLOOP_API_KEY": "k",
@@ -45,3 +52,12 @@ def test_yaml_example_is_a_valid_config(tmp_path: Path, doc: str, index: int, te
     path = tmp_path / "benchwatch.yaml"
     path.write_text(SECRET_FILE.sub(lambda match: f"{match.group(1)}: {secret}", text))
     load_config(path, DOC_ENV)
+
+
+def test_rule_test_files_in_the_docs_are_the_examples_files() -> None:
+    # `benchwatch test` runs the examples' test files (tests/test_ruletest.py): what the docs show is one of them.
+    assert RULE_TEST_EXAMPLES
+    for doc, text in RULE_TEST_EXAMPLES:
+        match = RULE_TESTS.match(text)
+        assert match is not None
+        assert (DOCS[0].parent.parent / match.group(1)).read_text() == text, doc

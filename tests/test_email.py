@@ -24,6 +24,7 @@ from watcher.app.config import load_config
 from watcher.config.loader import ConfigError
 from watcher.core.clock import ManualClock
 from watcher.core.events import Counters, ScenarioFailed
+from watcher.core.failureclass import FailureCounts
 from watcher.core.models import FailureReason
 from watcher.core.notification import Notification
 from watcher.core.summary import AgentSummary, FailureExample, FailureGroup, JobSummary
@@ -110,6 +111,7 @@ def notification(
                 ),
             ),
         ),
+        failures_by_class=FailureCounts(setup=2, agent=5),
         dashboard_url=DASHBOARD,
     )
     return Notification(
@@ -161,7 +163,10 @@ async def test_text_part_holds_the_aligned_table_failures_and_links(smtp: FakeSm
         "claude-code  claude-sonnet-4-6  finished  0.812  8          2       0        3m 12s",
         "codex        -                  running   -      0          0       0        -",
     ]
-    assert "AgentError (7)\n  - train-tiny-gpt2 (claude-code): exit code 1\n" in text
+    assert (
+        "Failures by type: 2 setup, 5 agent\nAgentError (7, agent)\n  - train-tiny-gpt2 (claude-code): exit code 1\n"
+        in text
+    )
     assert "  … and 6 more" in text
     assert f"Dashboard: {DASHBOARD}\n" in text
     assert f"codex run: {DASHBOARD}/benchmarks/custom/bm_1/runs/bmr_2" in text

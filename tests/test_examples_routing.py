@@ -40,6 +40,7 @@ def test_the_recordings_are_what_the_generator_makes() -> None:
         assert [json.loads(line) for line in lines] == json.loads(json.dumps(make())), name
 
 
+@pytest.mark.slow
 def test_a_failed_job_quiets_its_scenarios_on_the_command_line() -> None:
     command = [
         sys.executable, "-m", "watcher", "replay", str(RECORDINGS / "job-failure.jsonl"),

@@ -262,4 +262,4 @@ async def _check_attempt_log(receiver: WebhookReceiver, url: str, chaos: Chaos) 
     return arrivals.total() - len(arrivals), interrupted.total()
 
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*pool.*:RuntimeWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*pool.*:RuntimeWarning"), pytest.mark.slow]

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("watcher", "rules", "notifiers", "benchmarks")
 
@@ -103,6 +105,7 @@ def test_each_room_imports_only_the_rooms_below_it() -> None:
     assert wrong == []
 
 
+@pytest.mark.slow
 def test_no_import_cycle_even_inside_functions() -> None:
     try:
         tuple(graphlib.TopologicalSorter(_graph()).static_order())

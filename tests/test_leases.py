@@ -19,6 +19,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from rules.engine import Router
+from rules.persist import LOG, VERSION, VERSION_KEY, load_rule_state
 from tests.conftest import Backend
 from tests.running import write_config
 from tests.test_delivery import Cli, _notes
@@ -38,10 +39,16 @@ TTL_MS = 5_000
 JOBS = ["bmj_a", "bmj_b", "bmj_c", "bmj_d", "bmj_e"]
 
 
+pytestmark = pytest.mark.slow  # replicas on PostgreSQL: databases made and dropped per test
+
+
 @pytest.fixture
 async def replicas(postgres_database: str, tmp_path: Path) -> AsyncIterator[list[PostgresStore]]:
     backend = Backend("postgres", tmp_path, postgres_database)
-    stores = [PostgresStore(backend.location(), holder=name, lease_ttl_ms=TTL_MS) for name in ("r1", "r2", "r3")]
+    stores = [
+        PostgresStore(backend.location(), holder=name, lease_ttl_ms=TTL_MS, caller_clock=True)
+        for name in ("r1", "r2", "r3")
+    ]  # the test's clock times the leases and claims: it moves past a TTL at once
     for store in stores:
         await store.open()
     yield stores
@@ -126,8 +133,9 @@ async def test_a_notification_is_claimed_by_one_replica_and_a_dead_claim_is_take
     ids = [item.notification.id for items in got for item in items]
     assert sorted(ids) == [f"nt_hook_{i:03d}" for i in range(6)]  # every one claimed, none twice
     assert len(ids) == 6
-    sent = (got[0] or got[1])[0]  # r3 claimed at most 3: r1 and r2 the rest
-    await r1.record_delivery(
+    sender = r1 if got[0] else replicas[1]  # r3 claimed at most 3: r1 and r2 the rest
+    sent = (got[0] or got[1])[0]
+    await sender.record_delivery(
         DeliveryAttempt(
             sent.notification.id, "hook", 1, clock.now_ms(), clock.now_ms(), DeliveryOutcome.SENT, None, None
         ),
@@ -169,6 +177,53 @@ async def test_taking_over_a_dead_replicas_claim_records_an_interrupted_attempt_
     sent = DeliveryAttempt(dead, "hook", 2, clock.now_ms(), clock.now_ms(), DeliveryOutcome.SENT, None, None)
     await r2.record_delivery(sent, status=OutboxStatus.SENT, next_attempt_ms=0)  # the worker numbers it attempts + 1
     assert [(a.attempt, a.outcome) for a in await r1.deliveries(dead)] == [(1, "interrupted"), (2, "sent")]
+
+
+async def test_a_replica_that_lost_its_claim_mid_send_records_nothing_over_the_takeover(
+    replicas: list[PostgresStore], clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """r1 pauses with a send in flight; r2 takes the claim over (an `interrupted` attempt naming r1) and sends. r1
+    wakes, its send times out: its `retry` was written over r2's `sent`, and the notification went out again."""
+    r1, r2, _ = replicas
+    await r1.commit(notifications=_notes("hook", 1, clock))
+    (claimed,) = await r1.due_notifications(clock.now_ms())
+    clock.advance(TTL_MS)
+    (taken,) = await r2.due_notifications(clock.now_ms())
+    sent = DeliveryAttempt(taken.notification.id, "hook", 2, clock.now_ms(), clock.now_ms(), DeliveryOutcome.SENT,
+                           None, None)  # fmt: skip
+    await r2.record_delivery(sent, status=OutboxStatus.SENT, next_attempt_ms=0)
+    late = DeliveryAttempt(claimed.notification.id, "hook", 1, 0, clock.now_ms(), DeliveryOutcome.RETRY, "timeout",
+                           "timed out")  # fmt: skip
+    await r1.record_delivery(late, status=OutboxStatus.PENDING, next_attempt_ms=clock.now_ms())
+    item = await r1.outbox_item(claimed.notification.id)
+    assert item is not None and (item.status, item.attempts) == ("sent", 2)  # nothing due again: sent once more, never
+    assert [(a.attempt, a.outcome) for a in await r1.deliveries(claimed.notification.id)] == [
+        (1, "interrupted"), (2, "sent")
+    ]  # fmt: skip
+    assert await r1.due_notifications(clock.now_ms()) == []
+    assert any("claim was taken over while its send was in flight" in r.getMessage() for r in caplog.records)
+
+
+async def test_leases_and_claims_follow_the_databases_clock_not_a_skewed_replicas(
+    postgres_database: str, tmp_path: Path, clock: ManualClock
+) -> None:
+    """A replica whose clock runs 90 s ahead saw the others' leases and claims expire early and took them: 24–54 %
+    of the notifications went out twice. On the database's clock (the default) it sees them live."""
+    url = Backend("postgres", tmp_path, postgres_database).location()
+    honest, skewed = PostgresStore(url, holder="honest"), PostgresStore(url, holder="skewed")
+    await honest.open()
+    await skewed.open()
+    try:
+        now_ms, ahead_ms = clock.now_ms(), clock.now_ms() + 90_000
+        assert (await honest.hold(JOBS, now_ms)).held == frozenset(JOBS)
+        assert (await skewed.hold(JOBS, ahead_ms)).held == frozenset()  # they are held: it waits for its share
+        await honest.commit(notifications=_notes("hook", 2, clock))
+        claimed = await honest.due_notifications(now_ms)
+        assert len(claimed) == 2 and await skewed.due_notifications(ahead_ms) == []  # claims live: nothing twice
+        assert await honest.claim_timers(now_ms) and not await skewed.claim_timers(ahead_ms)
+    finally:
+        await honest.close()
+        await skewed.close()
 
 
 async def test_deliveries_show_tells_an_interrupted_attempt_in_text_and_json(
@@ -330,6 +385,39 @@ async def test_replicas_read_the_rule_state_once_then_follow_each_others_changes
     assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)  # nothing lost
 
 
+async def test_a_replica_behind_by_several_versions_catches_up_in_one_query(
+    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
+) -> None:
+    config = _digest(tmp_path, "'*'", "1h")
+    r1, r2, _ = replicas
+    timeline = _timeline()
+    job_a, job_b = sorted({snapshot.job.id for snapshot in timeline})
+    t1 = JobTracker(r1, router=Router(config.rules, config.silences), shared_rules=True)
+    t2 = JobTracker(r2, router=Router(config.rules, config.silences), shared_rules=True)
+    await t1.observe(next(snapshot for snapshot in timeline if snapshot.job.id == job_a))
+    before = int(await r1.get_state(VERSION, VERSION_KEY) or "0")
+    for snapshot in [snapshot for snapshot in timeline if snapshot.job.id == job_b][:20]:
+        await t2.observe(snapshot)  # each poll with events moves the version on and logs its rows
+    behind = int(await r1.get_state(VERSION, VERSION_KEY) or "0") - before
+    assert behind >= 3
+    reads: list[str] = []
+    get_state, load_range = r1.get_state, r1.load_state_range
+
+    async def counted_get(namespace: str, key: str) -> str | None:
+        reads.append(f"get {namespace}")
+        return await get_state(namespace, key)
+
+    async def counted_range(namespace: str, first_key: str, last_key: str) -> list[StateRow]:
+        reads.append(f"range {namespace}")
+        return await load_range(namespace, first_key, last_key)
+
+    r1.get_state = counted_get  # type: ignore[method-assign]  # counts the reads, the store answers
+    r1.load_state_range = counted_range  # type: ignore[method-assign]
+    await t1.flush_due(clock.now_ms())  # nothing due: the turn alone, which brings r1 up to date
+    assert reads == [f"get {VERSION}", f"range {LOG}"]  # the version, then every entry since in one query
+    assert t1.rules.cached == await load_rule_state(r1)
+
+
 async def test_a_job_taken_over_is_compared_by_its_hash_and_its_first_unchanged_poll_written(
     replicas: list[PostgresStore], clock: ManualClock
 ) -> None:
@@ -404,3 +492,17 @@ def _digest(folder: Path, on: str, wait: str) -> Config:
         f"rules: [{{name: digest, on: {on}, notify: screen, group_by: [], group_wait: {wait}}}]\n"
     )
     return load_config(path, {}).config
+
+
+async def test_while_no_notify_can_come_the_worker_is_woken_every_second() -> None:
+    """The server refusing the listener's connection (too many clients): the worker idled up to a minute with the
+    other replicas' notifications due. Each failed attempt wakes it instead."""
+    store = PostgresStore("postgresql://bw@127.0.0.1:1/db", connect_timeout_s=1)  # nothing listens there
+    woken = asyncio.Event()
+    listening = asyncio.create_task(store.listen(woken.set))
+    try:
+        await asyncio.wait_for(woken.wait(), timeout=5)
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening

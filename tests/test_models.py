@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.conftest import FIXTURES
+from watcher.api.errors import SchemaError
 from watcher.core.models import (
     BenchmarkJobSource,
     BenchmarkJobView,
@@ -107,3 +108,25 @@ def test_models_are_immutable() -> None:
     job = BenchmarkJobView.model_validate_json(_minimal())
     with pytest.raises(ValidationError):
         job.state = "completed"  # type: ignore[misc]
+
+
+def test_a_number_that_is_not_finite_reads_as_absent() -> None:
+    """`1e400` overflows to infinity, stored as JSON `null`: it stopped every delivery (issue 29). Read as absent:
+    None for an optional number, a counter's default, None in an array; anything else still a SchemaError."""
+    from watcher.api.client import parse_body
+
+    outcome = (
+        '{"benchmark_run_id": "r", "agent_name": "a", "average_score": %s, "n_completed": %s, "duration_ms": -1e400,'
+        ' "scenario_outcomes": [{"scenario_definition_id": "s", "state": "COMPLETED", "score": NaN}], "extra": [1e400]}'
+    )
+    for number in ("1e400", "-1e400", "NaN", "Infinity"):
+        body = '{"id": "j", "name": "n", "state": "completed", "create_time_ms": 1, "benchmark_outcomes": [%s]}' % (
+            outcome % (number, number)
+        )
+        (read,) = parse_body("/v1/benchmark_jobs/j", body.encode(), BenchmarkJobView).benchmark_outcomes or ()
+        assert (read.average_score, read.n_completed, read.duration_ms) == (None, 0, None)
+        assert read.scenario_outcomes is not None and read.scenario_outcomes[0].score is None
+        assert read.model_extra == {"extra": [None]}
+    with pytest.raises(SchemaError, match="create_time_ms"):
+        parse_body("/v1/benchmark_jobs/j", b'{"id": "j", "name": "n", "state": "s", "create_time_ms": 1e400}',
+                   BenchmarkJobView)  # fmt: skip

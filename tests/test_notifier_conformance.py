@@ -173,6 +173,7 @@ async def test_gone(kind: Kind, aiohttp_server: Any, context: NotifierContext) -
 
 
 @pytest.mark.parametrize("kind", HTTP_KINDS, ids=lambda k: k.name)
+@pytest.mark.slow
 async def test_timeouts_are_respected(kind: Kind, aiohttp_server: Any, context: NotifierContext) -> None:
     fake, notifier = await _serve(kind, aiohttp_server, context)
     fake.then(*[Reply(200, {"ok": True}, delay_s=5)] * 3)

@@ -13,6 +13,7 @@ from notifiers.protocol import NotifierContext, PermanentSendError, RetryableSen
 from tests.fakes.base import Reply
 from tests.fakes.pagerduty import FakePagerDuty
 from watcher.core.events import Counters, ScenarioFailed
+from watcher.core.failureclass import FailureCounts
 from watcher.core.models import FailureReason
 from watcher.core.notification import Notification
 from watcher.core.summary import AgentSummary, FailureExample, FailureGroup, JobSummary
@@ -70,6 +71,7 @@ def summary(agents: int = 2) -> JobSummary:
                 examples=(FailureExample(scenario_name="s1", agent_name="agent-1", message="exit 1", url=None),),
             ),
         ),
+        failures_by_class=FailureCounts(agent=4),
         dashboard_url=DASHBOARD,
     )
 
@@ -145,9 +147,11 @@ async def test_a_trigger_opens_an_incident_with_the_full_payload(
         "n_expected": 24,
     }
     assert (details["failure_rate"], details["scores"]) == (0.2, {"agent-1": 0.51, "agent-2": 0.52})
+    assert details["failures_by_class"] == {"setup": 0, "timeout": 0, "agent": 4}
     assert details["top_failures"] == [
         {
             "exception_type": "AgentError",
+            "failure_class": "agent",
             "count": 4,
             "examples": [{"scenario": "s1", "agent": "agent-1", "message": "exit 1"}],
         }

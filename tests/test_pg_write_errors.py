@@ -11,6 +11,10 @@ import pytest
 
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.running_services import database_url
+from watcher.api.client import RequestLimits, RunloopClient
+from watcher.api.health import ApiHealth
+from watcher.app.config import WatchSection
+from watcher.app.cycle import PollCycle
 from watcher.app.replicas import LeaseGate
 from watcher.core.clock import ManualClock
 from watcher.core.events import Counters
@@ -18,8 +22,11 @@ from watcher.core.memory import JobMemory
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus, StateRow
 from watcher.core.storehealth import StoreHealth
 from watcher.pipeline.tracker import JobTracker
+from watcher.simulator import SimAgent, SimJobSpec, Simulator
 from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.postgres import PostgresStore
+
+pytestmark = pytest.mark.slow  # replicas on PostgreSQL: databases made and dropped per test
 
 
 def _memory(job_id: str) -> JobMemory:
@@ -154,3 +161,80 @@ async def test_a_read_only_database_refuses_every_write_of_a_replica_as_a_write_
     await store.commit(state_rows=probe)
     assert await store.get_state("benchwatch", "write_probe") is None  # the probe leaves nothing behind
     assert await gate.heartbeat() == {"bmj_1"}
+
+
+async def test_a_role_granted_only_its_tables_rows_starts_on_a_current_schema(
+    store: PostgresStore, postgres_database: str
+) -> None:
+    """The open's migration check ran `CREATE TABLE IF NOT EXISTS` even on a current schema, which needs CREATE on
+    the schema: a role with the least privilege — its tables' rows — could not start."""
+    role = f"bw_rows_{postgres_database[-12:]}"
+    _admin(
+        postgres_database,
+        f"CREATE ROLE {role} LOGIN",
+        f"REVOKE CREATE ON SCHEMA public FROM {role}, PUBLIC",
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+        f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    )
+    try:
+        url = database_url(postgres_database).replace("postgres@", f"{role}@", 1)
+        async with PostgresStore(url, connect_timeout_s=2) as least:
+            await least.commit(memory=_memory("bmj_1"))
+            assert list(await least.load_memories()) == ["bmj_1"]
+    finally:
+        _admin(postgres_database, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+
+
+async def test_polls_that_cannot_be_recorded_are_said_once_not_once_per_job_and_cycle(
+    store: PostgresStore, postgres_database: str, sim: Simulator, sim_url: str, caplog: pytest.LogCaptureFixture
+) -> None:  # fmt: skip
+    """Connections starved (SQLSTATE 53300, as with max_connections 7 for 3 replicas): a warning per job per cycle.
+    Now one, and one more when polls record again."""
+    jobs = [sim.add_job(SimJobSpec(name=f"j{i}")).job_id for i in range(3)]
+    watch = WatchSection.model_validate({"jobs": jobs})
+    async with RunloopClient(base_url=sim_url, api_key="k", limits=RequestLimits(max_per_s=None)) as client:
+        cycle = PollCycle(watch=watch, client=client, tracker=JobTracker(store), clock=sim.clock,
+                          health=ApiHealth(60_000), on_notifications=lambda: None)  # fmt: skip
+        _admin(
+            postgres_database,
+            "CREATE FUNCTION starve() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'too many clients' USING ERRCODE = 'too_many_connections'; END $$",
+            "CREATE TRIGGER starve BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION starve()",
+        )
+        for _ in range(2):
+            assert (await cycle.run()).failed == 3
+        _admin(postgres_database, "DROP TRIGGER starve ON jobs")
+        assert (await cycle.run()).failed == 0
+    said = [r.getMessage() for r in caplog.records if r.name == "benchwatch.poll"]
+    assert [line.split(" (")[0] for line in said] == ["recording polls fails", "recording polls works again"]
+
+
+async def test_a_first_sighting_that_could_not_be_recorded_is_told_with_what_followed_it(
+    store: PostgresStore, postgres_database: str, sim: Simulator, sim_url: str
+) -> None:
+    """Starved of connections, a job's first poll was not recorded; the next one diffed from nothing again and took
+    the scenarios failed meanwhile for the state the job was found in: scenario.failed never told, while the
+    memory marked them failed. The first sighting is kept, and recorded with what followed it."""
+    spec = SimJobSpec(name="j", n_scenarios=3, agents=[SimAgent(name="a")], fail_rate=1.0, timeout_rate=0.0,
+                      init_s=1, queue_s=1, scenario_duration_s=(60, 60), concurrency=3)  # fmt: skip
+    job_id = sim.add_job(spec).job_id
+    watch = WatchSection.model_validate({"jobs": [job_id]})
+    async with RunloopClient(base_url=sim_url, api_key="k", limits=RequestLimits(max_per_s=None)) as client:
+        cycle = PollCycle(watch=watch, client=client, tracker=JobTracker(store), clock=sim.clock,
+                          health=ApiHealth(60_000), on_notifications=lambda: None)  # fmt: skip
+        _admin(
+            postgres_database,
+            "CREATE FUNCTION starve() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'too many clients' USING ERRCODE = 'too_many_connections'; END $$",
+            "CREATE TRIGGER starve BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION starve()",
+        )
+        assert (await cycle.run()).failed == 1  # found initializing; nothing recorded
+        assert isinstance(sim.clock, ManualClock)
+        sim.clock.advance(10 * 60_000)  # meanwhile every scenario failed
+        assert (await cycle.run()).failed == 1
+        _admin(postgres_database, "DROP TRIGGER starve ON jobs")
+        told = [event.kind for event in (await cycle.run()).events]
+    assert told[0] == "job.discovered" and told.count("scenario.failed") == 3, told
+    stored = [stored.event.kind for stored in await store.events(job_id=job_id)]
+    assert stored.count("scenario.failed") == 3

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.conftest import FakeSleep, ServerFactory
 from watcher.api.client import RequestLimits, RunloopClient
@@ -88,6 +89,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.mark.slow
 async def test_run_records_what_it_polls_logs_what_a_person_acts_on_and_exports_no_created_series(
     aiohttp_server: ServerFactory, tmp_path: Path
 ) -> None:

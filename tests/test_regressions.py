@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import random
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -24,9 +25,17 @@ from watcher.core.clock import ManualClock
 from watcher.core.comparison import AgentOutcomes, JobOutcomes, ScenarioResult
 from watcher.core.eventlines import event_line
 from watcher.core.events import Event, JobCompared, event_from_json, event_to_json
-from watcher.diff.compare import FlakyRule, NotComparable, compare_jobs, flaky_scenarios
+from watcher.core.failureclass import FailureClasses
+from watcher.diff.compare import CompareRules, FlakyRule, NotComparable, compare_jobs, flaky_scenarios
 from watcher.diff.outcomes import pick_baseline
-from watcher.diff.stats import mcnemar_exact, paired_bootstrap
+from watcher.diff.stats import (
+    connor_sample_size,
+    holm_adjusted,
+    mcnemar_exact,
+    mcnemar_power,
+    mcnemar_sample_size,
+    paired_bootstrap,
+)
 from watcher.diff.trend import agent_trend, sparkline
 from watcher.pipeline.archive import OutcomeArchive
 from watcher.pipeline.baseline import BaselineFinder, BaselineSection
@@ -60,6 +69,7 @@ def test_bootstrap_is_deterministic_and_degenerate_inputs_are_exact() -> None:
     assert paired_bootstrap([], []) == (0.0, 0.0)
 
 
+@pytest.mark.slow
 def test_bootstrap_interval_covers_the_true_change_at_close_to_its_nominal_rate() -> None:
     # 200 seeded benchmarks of 30 scenarios; each scenario passes with its own chance p, 0.1 less after the change:
     # the true change of the mean score is -0.1. A 95 % interval should cover it about 95 % of the time.
@@ -73,6 +83,33 @@ def test_bootstrap_interval_covers_the_true_change_at_close_to_its_nominal_rate(
         low, high = paired_bootstrap(before, after, resamples=500)
         covered += low <= -0.1 <= high
     assert 0.90 <= covered / trials <= 0.99
+
+
+def test_holm_adjusts_as_computed_by_hand() -> None:
+    # sorted 0.01, 0.03, 0.04: × 3, × 2, × 1 = 0.03, 0.06, 0.04 → made monotone: 0.03, 0.06, 0.06
+    assert holm_adjusted([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm_adjusted([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm_adjusted([0.02]) == [0.02]  # one test: nothing to adjust
+    assert holm_adjusted([]) == []
+
+
+def test_mcnemar_power_matches_the_sums_computed_by_hand() -> None:
+    # ψ = δ = 0.3: every flip is a drop (π = 1); the test rejects from 6 flips all down (2/64 < 0.05, 2/32 is not),
+    # so the power is P(Binomial(10, 0.3) >= 6)
+    by_hand = sum(math.comb(10, d) * 0.3**d * 0.7 ** (10 - d) for d in range(6, 11))
+    assert mcnemar_power(10, 0.3, 0.3) == pytest.approx(by_hand, rel=1e-12)
+    # ψ = 0.75, δ = 0.25: a flip is a drop with π = (0.75 + 0.25) / 1.5 = 2/3; with 6, 7 or 8 flips the test
+    # rejects only when all are drops (one rise already gives p >= 2 × 7/64), so the power is
+    # Σ P(d flips) × (2/3)^d over d = 6..8
+    by_hand = sum(math.comb(8, d) * 0.75**d * 0.25 ** (8 - d) * (2 / 3) ** d for d in range(6, 9))
+    assert mcnemar_power(8, 0.25, 0.75) == pytest.approx(by_hand, rel=1e-12)
+    assert mcnemar_power(0, 0.05, 0.1) == 0.0
+    # Connor: (1.959964 × √0.1 + 0.841621 × √0.0975)² / 0.05² = 311.6 → 312; the exact test needs a little more
+    assert connor_sample_size(0.05, 0.1) == 312
+    needed = mcnemar_sample_size(0.05, 0.1)
+    assert needed >= 312 and mcnemar_power(needed, 0.05, 0.1) >= 0.8 > mcnemar_power(312, 0.05, 0.1)
+    # above 1,000 pairs the normal approximation takes over, within 2 points of the exact (more conservative) sum
+    assert mcnemar_power(1001, 0.05, 0.3) == pytest.approx(mcnemar_power(1000, 0.05, 0.3), abs=0.02)
 
 
 # -- the pure comparison ---------------------------------------------------------------------------------------------
@@ -147,16 +184,96 @@ def test_a_large_drop_is_significant_and_a_small_one_is_not() -> None:
 
 
 def test_flaky_scenarios_are_listed_apart_not_as_regressions() -> None:
-    # "x" flips every night; "y" regresses for the first time tonight
+    # "x" flips every night; "y" passed every night before and regresses tonight
     history = [_job(f"j{n}", n, {"x": float(n % 2), "y": 1.0}) for n in range(1, 6)]
     current = _job("j6", 6, {"x": 0.0, "y": 0.0})
     baseline = history[-1]  # x passed (n=5), y passed
-    assert flaky_scenarios([*history, current], ("claude-code", "m"), FlakyRule(10, 3)) == {"x"}
-    agent = compare_jobs(current, baseline, history, flaky=FlakyRule(window=10, min_flips=3)).agents[0]
-    assert [r.scenario_definition_id for r in agent.regressions] == ["y"]
+    assert flaky_scenarios(history, ("claude-code", "m")) == {"x"}
+    agent = compare_jobs(current, baseline, history).agents[0]
+    assert [(r.scenario_definition_id, r.new) for r in agent.regressions] == [("y", True)]
     assert [r.scenario_definition_id for r in agent.flaky] == ["x"]
-    strict = compare_jobs(current, baseline, history, flaky=FlakyRule(window=10, min_flips=6)).agents[0]
-    assert [r.scenario_definition_id for r in strict.regressions] == ["x", "y"]
+    strict = CompareRules(flaky=FlakyRule(window=5, min_flips=5))  # x flipped 4 times over the 5 jobs before
+    regressions = compare_jobs(current, baseline, history, rules=strict).agents[0].regressions
+    assert [(r.scenario_definition_id, r.new) for r in regressions] == [("x", False), ("y", True)]  # x: a relapse
+
+
+def test_setup_failures_are_listed_apart_and_count_only_when_asked() -> None:
+    baseline = _job("j1", 1, {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0, "e": 1.0})
+    current = _job("j2", 2, {"a": "FAILED", "b": "FAILED", "c": "FAILED", "d": 1.0, "e": 1.0})
+    # a: failed before its scenario run existed; b: a setup exception type; c: the agent's own failure
+    agents = current.agents[0].model_copy(
+        update={
+            "scenarios": tuple(
+                s.model_copy(update={"scenario_run_id": None})
+                if s.scenario_definition_id == "a"
+                else s.model_copy(update={"exception_type": "DevboxSetupError"})
+                if s.scenario_definition_id == "b"
+                else s.model_copy(update={"exception_type": "NonZeroAgentExitCodeError"})
+                if s.scenario_definition_id == "c"
+                else s
+                for s in current.agents[0].scenarios
+            )
+        }
+    )
+    current = current.model_copy(update={"agents": (agents,)})
+    comparison = compare_jobs(current, baseline)
+    agent = comparison.agents[0]
+    assert [r.scenario_definition_id for r in agent.regressions] == ["c"]
+    assert [r.scenario_definition_id for r in agent.infra] == ["a", "b"] and comparison.n_infra == 2
+    assert (agent.n_paired, agent.baseline_score, agent.score) == (3, 1.0, 0.666667)  # over a, b left out
+    counted = compare_jobs(current, baseline, rules=CompareRules(count_setup_failures=True)).agents[0]
+    assert [r.scenario_definition_id for r in counted.regressions] == ["a", "b", "c"] and counted.infra == ()
+    mine = CompareRules(classes=FailureClasses.extended({"setup": ["NonZeroAgentExitCodeError"]}))
+    assert [r.scenario_definition_id for r in compare_jobs(current, baseline, rules=mine).agents[0].infra] == [
+        "a",
+        "b",
+        "c",
+    ]
+
+
+def test_several_agents_are_judged_on_holm_adjusted_p_values() -> None:
+    ids = [f"s{i:02d}" for i in range(20)]
+
+    def two_agents(job_id: str, created_ms: int, down: int) -> JobOutcomes:
+        job = _job(job_id, created_ms, {i: (0.0 if n < down else 1.0) for n, i in enumerate(ids)})
+        codex = job.agents[0].model_copy(update={"agent_name": "codex", "benchmark_run_id": f"bmr_{job_id}_x"})
+        return job.model_copy(update={"agents": (job.agents[0], codex)})
+
+    # each agent lost 6 of 20 and gained none: alone, p = 2 / 2^6 = 0.03125 < 0.05 — significant; together the
+    # smaller p-value is doubled (0.0625) and the other may not go below it: neither is significant after Holm
+    comparison = compare_jobs(two_agents("j2", 2, 6), two_agents("j1", 1, 0))
+    assert [(a.p_value, a.p_adjusted, a.significant) for a in comparison.agents] == [
+        (0.03125, 0.0625, False),
+        (0.03125, 0.0625, False),
+    ]
+    alone = compare_jobs(
+        _job("j2", 2, {i: (0.0 if n < 6 else 1.0) for n, i in enumerate(ids)}), _job("j1", 1, dict.fromkeys(ids, 1.0))
+    )
+    assert (alone.agents[0].p_adjusted, alone.agents[0].significant) == (0.03125, True)
+    assert comparison.agents[0].power_warning is not None and comparison.agents[0].power_warning.endswith(
+        ", at α = 0.05 / 2 agents"
+    )
+
+
+def test_too_small_a_sample_says_so_in_words() -> None:
+    few = [f"s{i:02d}" for i in range(12)]
+    agent = compare_jobs(_job("j2", 2, dict.fromkeys(few, 1.0)), _job("j1", 1, dict.fromkeys(few, 1.0))).agents[0]
+    # nothing flipped: the assumed discordance is the drop itself (ψ = 0.05); 12 pairs see under one flip on average
+    needed = mcnemar_sample_size(0.05, 0.05)
+    assert agent.power == pytest.approx(mcnemar_power(12, 0.05, 0.05), abs=1e-4)
+    assert agent.power_warning == (
+        f"too few scenarios to detect a 5-point drop: 12 paired, about {needed} needed for 80% power (now 0%)"
+    )
+    many = [f"s{i:03d}" for i in range(400)]
+    enough = compare_jobs(_job("j2", 2, dict.fromkeys(many, 1.0)), _job("j1", 1, dict.fromkeys(many, 1.0)))
+    assert enough.agents[0].power_warning is None and enough.agents[0].power >= 0.8
+    ten_points = compare_jobs(
+        _job("j2", 2, dict.fromkeys(few, 1.0)),
+        _job("j1", 1, dict.fromkeys(few, 1.0)),
+        rules=CompareRules(min_effect=0.1),
+    )
+    assert ten_points.agents[0].power_warning is not None
+    assert ten_points.agents[0].power_warning.startswith("too few scenarios to detect a 10-point drop")
 
 
 def test_pick_baseline_takes_the_latest_earlier_completed_job_of_the_benchmark_matching_the_glob() -> None:
@@ -228,8 +345,10 @@ async def test_a_completing_nightly_is_compared_with_the_last_one(
         assert (claude.baseline_score, claude.score) == (round(10 / 12, 6), round(8.5 / 12, 6))
         assert codex.delta == 0.0 and not codex.regressions and not codex.significant
         assert event.n_regressions == 3 and event.n_fixes == 1
-        assert event_line(event).startswith("nightly-42 vs nightly-41: claude-code 0.83 → 0.71 (−0.12)")
-        assert event_line(event).endswith("3 regressions, 1 fix")
+        assert event_line(event) == (
+            "nightly-42 vs nightly-41: claude-code 0.83 → 0.71 (−0.12); codex 0.67 → 0.67 (+0.00), 3 regressions, "
+            "1 fix; too few scenarios to detect a 5-point drop (claude-code, codex)"
+        )
         assert event_from_json(event_to_json(event)) == event
         # both jobs' outcomes are kept: a second comparison needs no API call
         archive = OutcomeArchive(store)
@@ -319,13 +438,19 @@ async def test_the_page_s_benchmarks_are_the_most_recently_run_first_and_bounded
         assert await archive.recent_benchmarks(2) == ["b:a", "b:b"]
 
 
-def test_the_status_page_s_trend_window_is_baseline_history(tmp_path: Path) -> None:
-    nowhere = "http://127.0.0.1:9"  # the Service is built, never run: nothing is asked of these
+async def test_the_status_page_s_trend_window_is_ten_jobs_or_baseline_history(tmp_path: Path) -> None:
+    nowhere = "http://127.0.0.1:9"  # the Service is started, never run: nothing is asked of these
     bare = write_config(tmp_path, nowhere, nowhere)
-    assert Service(load_config(bare)).trend_jobs() == 10  # BaselineSection's default
+    async with Service(load_config(bare)).started() as service:
+        assert service.trend_jobs() == 10
+    (tmp_path / "few").mkdir()
+    few = write_config(tmp_path / "few", nowhere, nowhere, rules="baseline: {history: 4, flaky_flips: 2}\n")
+    async with Service(load_config(few)).started() as service:
+        assert service.trend_jobs() == 10  # flakiness looks at 4 jobs; the chart still shows 10
     (tmp_path / "more").mkdir()
-    configured = write_config(tmp_path / "more", nowhere, nowhere, rules="baseline: {history: 4, flaky_flips: 2}\n")
-    assert Service(load_config(configured)).trend_jobs() == 4
+    more = write_config(tmp_path / "more", nowhere, nowhere, rules="baseline: {history: 30}\n")
+    async with Service(load_config(more)).started() as service:
+        assert service.trend_jobs() == 30
 
 
 async def test_a_dry_run_replay_compares_with_jobs_replayed_before(

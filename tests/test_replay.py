@@ -12,10 +12,11 @@ import pytest
 
 from tests.conftest import FIXTURES
 from tests.recording import record, write_lines
+from watcher.app.config import load_config
 from watcher.cli.main import main
 from watcher.cli.replay import ReplayInputError, read_snapshots, replay
 from watcher.core.clock import ManualClock
-from watcher.simulator import Simulator, demo_specs
+from watcher.simulator import SimJobSpec, Simulator, demo_specs
 
 BENCHWATCH = [sys.executable, "-m", "watcher"]
 
@@ -34,6 +35,7 @@ async def _replay(path: Path, state: Path | None = None) -> str:
     return out.getvalue()
 
 
+@pytest.mark.slow
 def test_the_same_file_gives_byte_identical_output(recording: Path) -> None:
     first = subprocess.run([*BENCHWATCH, "replay", str(recording)], capture_output=True, check=True)
     second = subprocess.run([*BENCHWATCH, "replay", str(recording)], capture_output=True, check=True)
@@ -45,6 +47,7 @@ def test_the_same_file_gives_byte_identical_output(recording: Path) -> None:
     }
 
 
+@pytest.mark.slow
 async def test_state_carries_over_between_runs(recording: Path, tmp_path: Path) -> None:
     lines = recording.read_text().splitlines(keepends=True)  # noqa: ASYNC240  # a test's small file
     head, tail = tmp_path / "head.jsonl", tmp_path / "tail.jsonl"
@@ -87,6 +90,7 @@ def test_an_indented_object_that_breaks_is_named_by_its_line(tmp_path: Path) -> 
         ('{"job": {"id": "b", "name": "x", "state": "s", "create_time_ms": 1}, "extra": 1}', "extra: Extra inputs"),
     ],
 )
+@pytest.mark.slow
 def test_a_malformed_line_is_named_and_exits_2(
     tmp_path: Path, recording: Path, line: str, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -102,9 +106,32 @@ def test_a_malformed_line_is_named_and_exits_2(
         read_snapshots(path)
 
 
+@pytest.mark.slow
 def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [*BENCHWATCH, "replay", str(tmp_path / "nope.jsonl")], capture_output=True, text=True, check=False
     )
     assert result.returncode == 2 and "nope.jsonl: No such file or directory" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+async def test_windows_close_at_their_own_time_between_snapshots(tmp_path: Path) -> None:
+    # As a running watcher's timer closes them: a failure seen after a window's end opens a new window; it never
+    # joins the one that should have left already (snapshots here are a minute apart, windows 90 s long).
+    clock = ManualClock()
+    sim = Simulator(seed=4, clock=clock)
+    plan = sim.add_job(SimJobSpec(name="j", n_scenarios=30, fail_rate=0.5, concurrency=10))
+    recording = write_lines(tmp_path / "recording.jsonl", record(sim, clock, [plan], steps=60, step_ms=60_000))
+    config = tmp_path / "benchwatch.yaml"
+    config.write_text(
+        "notifiers: {out: {type: console}}\n"
+        "rules:\n  - {name: burst, on: [scenario.failed, scenario.timed_out], notify: out, group_wait: 90s}\n"
+    )
+    out = io.StringIO()
+    await replay(recording, out, config=load_config(config, {}))
+    sent = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(sent) > 3
+    for notification in sent:
+        first_ms = notification["events"][0]["at_ms"]
+        assert notification["created_ms"] == first_ms + 90_000
+        assert all(event["at_ms"] <= notification["created_ms"] for event in notification["events"])

@@ -61,7 +61,9 @@ class Replica:
         self.name, self.url, self.api, self.config, self.clock = name, url, api, config, clock
 
     async def start(self, session: aiohttp.ClientSession) -> Replica:
-        self.store = PostgresStore(self.url, holder=self.name, lease_ttl_ms=TTL_MS, connect_timeout_s=1)
+        self.store = PostgresStore(
+            self.url, holder=self.name, lease_ttl_ms=TTL_MS, connect_timeout_s=1, caller_clock=True
+        )
         await self.store.open()
         self.client = RunloopClient(
             base_url=self.api, api_key="e2e-key", clock=self.clock, sleep=FakeSleep(ManualClock()),
@@ -161,7 +163,7 @@ def _received(receiver: WebhookReceiver) -> Counter[Key]:
     return Counter(key for delivery in _unique(receiver) for key in _keys(delivery.payload))
 
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*pool.*:RuntimeWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*pool.*:RuntimeWarning"), pytest.mark.slow]  # replicas on PostgreSQL
 
 
 @contextlib.asynccontextmanager

@@ -27,6 +27,9 @@ LEASES = "benchwatch_job_leases_held"
 CLAIMS = "benchwatch_outbox_claims"
 
 
+pytestmark = pytest.mark.slow  # replicas on PostgreSQL: databases made and dropped per test
+
+
 class World:
     """The simulator with JOBS running jobs and a webhook receiver; `replicas(url)` starts two services on `url`."""
 
@@ -99,7 +102,7 @@ async def test_metrics_count_the_sends_a_replica_has_claimed_while_they_are_in_f
 
 
 async def test_readyz_follows_the_database_while_healthz_stays_up(
-    world: World, clock: ManualClock, throwaway_postgres: ThrowawayPostgres
+    world: World, clock: ManualClock, throwaway_postgres: ThrowawayPostgres, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with world.replicas(throwaway_postgres.url) as replicas:
         await step(clock, replicas)
@@ -111,6 +114,11 @@ async def test_readyz_follows_the_database_while_healthz_stays_up(
         for replica in replicas:
             assert await replica.json("/readyz", 503) == {"ready": False, "reason": "the state store is unreachable"}
             assert await replica.json("/healthz") == {"status": "ok"}  # the process answers: no restart wanted
+        caplog.clear()
+        for _ in range(3):  # scrapes while the store is away: served (stale gauges), said once, no traceback
+            assert (await replicas[0].get("/metrics"))[0] == 200
+        said = [r for r in caplog.records if "refreshing metrics" in r.getMessage()]
+        assert len(said) == 1 and said[0].exc_info is None
 
         throwaway_postgres.start()
         await step(clock, replicas)

@@ -161,6 +161,9 @@ def test_time_interval_semantics(spec: str, when: str, inside: bool) -> None:
         ("{'months': ['march:january']}", "the start of a range must not be after its end"),
         ("{'times': [{'start_time': '24:30', 'end_time': '24:00'}]}", "'24:30' is not a time of day"),
         ("{'days_of_month': ['0']}", "0 is out of range (-31 to 31)"),
+        ("{'days_of_month': ['first']}", "expected a number, got 'first'"),
+        ("{'months': ['janury']}", "expected a name (january … december) or a number, got 'janury' (did you mean"),
+        ("{'months': ['13']}", "13 is out of range (1 to 12)"),
         ("{'location': 'Mars/Olympus'}", "unknown time zone 'Mars/Olympus'"),
     ],
 )

@@ -10,6 +10,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.recording import record, to_snapshot, write_lines
 from watcher.app.config import load_config
 from watcher.cli.replay import replay
@@ -38,6 +40,7 @@ async def _dry_run(example: str, recording: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
+@pytest.mark.slow
 async def test_slack_on_completion(tmp_path: Path) -> None:
     recording = _recording(
         tmp_path,
@@ -55,6 +58,7 @@ async def test_slack_on_completion(tmp_path: Path) -> None:
     assert drop["severity"] == "warning" and drop["events"][0]["agent_name"] == "weak-agent"
 
 
+@pytest.mark.slow
 async def test_webhook_integration_batches_failures_per_job(tmp_path: Path) -> None:
     recording = _recording(tmp_path, [SimJobSpec(name="batch", agents=WEAK, n_scenarios=30, fail_rate=0.4)])
     notes = await _dry_run("webhook-integration.yaml", recording)
@@ -70,6 +74,7 @@ async def test_webhook_integration_batches_failures_per_job(tmp_path: Path) -> N
         assert window == 120_000 and all(e["at_ms"] <= n["created_ms"] for e in n["events"])
 
 
+@pytest.mark.slow
 async def test_pagerduty_pages_on_failure_and_resolves_when_it_recovers(tmp_path: Path) -> None:
     recording = _recording(
         tmp_path,
@@ -87,6 +92,7 @@ async def test_pagerduty_pages_on_failure_and_resolves_when_it_recovers(tmp_path
     assert bursty[0][2] == bursty[-1][2] and bursty[0][2].startswith("burst:bmj_")
 
 
+@pytest.mark.slow
 def test_replay_with_a_config_on_the_command_line(tmp_path: Path) -> None:
     recording = _recording(tmp_path, [SimJobSpec(name="nightly-x", agents=WEAK, n_scenarios=10)], hours=2)
     command = [
@@ -104,6 +110,7 @@ def test_replay_with_a_config_on_the_command_line(tmp_path: Path) -> None:
     assert first.stdout == second.stdout and first.stdout.count(b"\n") == 2
 
 
+@pytest.mark.slow
 async def test_group_windows_and_repeat_timers_survive_a_restart(tmp_path: Path) -> None:
     config_path = tmp_path / "benchwatch.yaml"
     config_path.write_text(

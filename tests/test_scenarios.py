@@ -70,6 +70,27 @@ def test_a_body_that_is_not_json_is_a_malformed_response() -> None:
         decode_page(PATH, b'{"runs": [{"id": "scr_1", "sce')
 
 
+def test_a_non_finite_number_on_a_page_is_unknown_not_a_failed_page() -> None:
+    """msgspec refuses `1e400` ("number out of range") and `NaN`: the page was refused whole, every poll."""
+    for number in (b"1e400", b"-1e400", b"NaN", b"Infinity"):
+        body = b'{"runs": [{"id": "scr_1", "scenario_id": "scn_a", "state": "scored", "duration_ms": %s,' % number
+        page = decode_page(PATH, body + b' "scoring_contract_result": {"score": %s}}]}' % number)
+        assert page.runs[0].score is None and page.runs[0].duration_ms is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b'"caf\xe9"', b'"\\ud83d"', b"[" * 1000 + b"]" * 1000],
+    ids=["invalid UTF-8", "a lone surrogate", "nested 1,000 deep"],
+)
+def test_unreadable_bytes_on_a_page_are_a_schema_error_not_a_retry_or_a_traceback(value: bytes) -> None:
+    body = b'{"runs": [{"id": "scr_1", "scenario_id": "scn_a", "state": "running", "name": %s}]}' % value
+    # nested 1,000 deep: "nested too deep", or — where the stack allows the lenient reader that far — a name that
+    # is no string; either way that run's SchemaError, never a retried MalformedResponseError or a RecursionError
+    with pytest.raises(SchemaError, match="GET /v1/benchmark_runs/bmr_1/scenario_runs: "):
+        decode_page(PATH, body)
+
+
 def test_the_latest_attempt_of_each_scenario_counts_by_start_time_then_id() -> None:
     runs = RunScenarios.build(
         _statuses(
@@ -141,6 +162,7 @@ async def _observe_all(path: Path, snapshots: list[Snapshot], *, incremental: bo
 
 
 @pytest.mark.parametrize(("step_ms", "kinds"), [(40_000, 4), (180_000, 3)])
+@pytest.mark.slow
 async def test_diffing_only_what_changed_tells_what_diffing_everything_tells(
     tmp_path: Path, step_ms: int, kinds: int
 ) -> None:
@@ -152,6 +174,7 @@ async def test_diffing_only_what_changed_tells_what_diffing_everything_tells(
     assert len({event.kind for event in full[0] if event.kind.startswith("scenario.")}) == kinds
 
 
+@pytest.mark.slow
 async def test_most_polls_of_a_known_job_hand_the_diff_few_scenarios(tmp_path: Path) -> None:
     snapshots = _life(60_000)
     async with SQLiteStore(tmp_path / "state.db") as store:
@@ -170,6 +193,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.slow
 async def test_a_poll_whose_commit_failed_is_compared_with_the_last_committed_one(tmp_path: Path) -> None:
     snapshots = _life(180_000)
     failing = {"armed": False}

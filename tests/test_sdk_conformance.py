@@ -20,8 +20,10 @@ def _cast() -> list[SimJobSpec]:
         SimJobSpec(  # a benchmark source, and chosen results (regression tests use these)
             name="nightly",
             benchmark_id="bm_1",
-            scenario_ids=["scn_a", "scn_b", "scn_c"],
-            agents=[SimAgent(name="a", results={"scn_a": 1.0, "scn_b": "failed", "scn_c": "timeout"})],
+            scenario_ids=["scn_a", "scn_b", "scn_c", "scn_d"],
+            agents=[
+                SimAgent(name="a", results={"scn_a": 1.0, "scn_b": "failed", "scn_c": "timeout", "scn_d": "setup"})
+            ],
         ),
     ]
 
@@ -33,6 +35,7 @@ async def sdk(sim_url: str) -> AsyncRunloop:
     await client.close()
 
 
+@pytest.mark.slow
 async def test_every_endpoint_parses_across_every_job_life(
     sim: Simulator, clock: ManualClock, sdk: AsyncRunloop
 ) -> None:

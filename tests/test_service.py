@@ -24,7 +24,7 @@ from tests.lifecycle import SECRET, add_jobs, all_finished, difference, expected
 from watcher.app.config import LoadedConfig, load_config
 from watcher.app.service import Service
 from watcher.core.clock import ManualClock
-from watcher.simulator import Faults, Simulator, create_app
+from watcher.simulator import Faults, RawJson, Simulator, create_app
 from watcher.store.sqlite import SQLiteStore
 
 INTERVAL_MS = 10_000
@@ -104,6 +104,7 @@ async def test_a_full_lifecycle_yields_the_expected_notifications(world: World) 
     assert {job["job_name"] for job in jobs} == {"e2e-complete", "e2e-setup-fails"}
 
 
+@pytest.mark.slow
 async def test_api_faults_change_nothing_that_arrives(world: World) -> None:
     world.sim.set_faults(
         Faults(rate_429=0.08, rate_500=0.04, rate_503=0.04, rate_truncated=0.04, rate_malformed=0.04, retry_after_s=0.2)
@@ -114,6 +115,7 @@ async def test_api_faults_change_nothing_that_arrives(world: World) -> None:
     assert len(world.receiver.deliveries) == len(unique(world.receiver))
 
 
+@pytest.mark.slow
 async def test_restarts_lose_nothing_and_repeat_nothing(world: World) -> None:
     """Each process stops right after a cycle that put notifications in the outbox, before it sends them; the
     watcher is then down for three intervals while the jobs go on."""
@@ -218,3 +220,50 @@ def _last_listing(request_log: list[str]) -> int:
 def _bound_port(lines: list[str]) -> int:
     line = next(line for line in lines if line.startswith("status endpoint on"))
     return int(line.split("http://", 1)[1].split(" ", 1)[0].rsplit(":", 1)[1])
+
+
+async def test_a_score_of_1e400_is_unknown_and_delivery_goes_on(world: World) -> None:
+    """`average_score: 1e400` overflows to infinity; stored, that was JSON `null` where a number must be, and
+    reading the outbox back failed: every delivery stopped for good. Non-finite numbers are unknown (None)."""
+    service = world.service(world.loaded())
+    async with service.started():
+        await world.step(service)  # the jobs known, still initializing
+        world.clock.advance(3_600_000)  # both ended meanwhile; their outcomes come with an overflowing score
+        for plan in world.sim.jobs():
+            outcomes = world.sim.job_view(plan.job_id)["benchmark_outcomes"] or []
+            hostile = [{**outcome, "average_score": RawJson(b"1e400")} for outcome in outcomes]
+            world.sim.tamper(plan.job_id, {"benchmark_outcomes": hostile})
+        await world.until_all_told(service)
+        assert (await service.readiness())[0]
+        pending = await service.store.outbox_counts()
+    runs = [d.payload for d in unique(world.receiver) if d.payload["rule"] == "runs"]
+    assert runs and all(event["average_score"] is None for payload in runs for event in payload["events"])
+    # benchwatch's score comes from the scenario outcomes, not the API's average: known, and finite
+    scores = [score for payload in runs for score in payload["summary"]["scores"].values()]
+    assert scores and all(0.0 <= score <= 1.0 for score in scores)
+    assert set(pending) == {"sent"}
+
+
+async def test_a_stop_whose_grace_ends_mid_poll_says_so_in_one_line_without_a_traceback(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM while a cycle waits on a slow poll: at the end of the grace APScheduler cancelled the cycle, and
+    logged the CancelledError as the job's failure, with a traceback."""
+    loaded = world.loaded()
+    async with world.service(loaded).started() as before:
+        await before.poll_once()  # the jobs known: the next start GETs each one
+    slow = world.sim.jobs()[0]
+    world.sim.slow(slow.job_id, 20)
+    stop = asyncio.Event()
+    service = Service(loaded, clock=world.clock, sleep=world.sleep, stop_grace_s=0.2)
+    caplog.set_level(logging.INFO)
+    running = asyncio.create_task(service.run(stop))
+    deadline = asyncio.get_running_loop().time() + 10
+    while not any(slow.job_id in line for line in world.sim.request_log):  # the slow GET has started
+        assert asyncio.get_running_loop().time() < deadline, "the slow job was never polled"
+        await asyncio.sleep(0.01)
+    stop.set()
+    assert await asyncio.wait_for(running, timeout=5) == 0
+    await asyncio.sleep(0)  # the cancelled cycle ends
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
+    assert any("was cut off" in r.getMessage() for r in caplog.records)

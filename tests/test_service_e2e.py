@@ -198,6 +198,7 @@ async def watchers(world: World, tmp_path: Path) -> AsyncIterator[Callable[[], W
             await watcher.kill()
 
 
+@pytest.mark.slow
 async def test_run_watches_a_whole_lifecycle_and_stops_on_sigterm(
     world: World, watchers: Callable[[], Watcher]
 ) -> None:
@@ -215,6 +216,7 @@ async def test_run_watches_a_whole_lifecycle_and_stops_on_sigterm(
     assert log.rstrip().endswith("stopped") and API_KEY not in log
 
 
+@pytest.mark.slow
 async def test_kill_9_and_restart_lose_nothing_and_repeat_only_sends_in_flight(
     world: World, watchers: Callable[[], Watcher]
 ) -> None:
@@ -237,6 +239,7 @@ async def test_kill_9_and_restart_lose_nothing_and_repeat_only_sends_in_flight(
     assert received(world.receiver) == wanted  # and no fact was told twice under two ids
 
 
+@pytest.mark.slow
 async def test_two_replicas_on_postgres_share_the_jobs_and_a_kill_9_loses_nothing(
     world: World, tmp_path: Path, postgres_database: str
 ) -> None:

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
 
 from rules.config import RuleConfig
 from rules.engine import Router, RuleState
-from rules.silences import parse_match_args
+from rules.silences import matcher_json, parse_match_args
 from tests.running import running_service
 from watcher.cli.main import main
 from watcher.core.clock import ManualClock
 from watcher.core.events import JobStalled
-from watcher.pipeline.silences import add_silence, request_from_args
+from watcher.pipeline.silences import SilenceError, add_silence, request_from_args, request_from_json
 from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import SimAgent, SimJobSpec, Simulator
 from watcher.store.sqlite import SQLiteStore
@@ -39,19 +40,21 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 
 def test_the_cli_adds_lists_and_expires_a_silence(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _cli(capsys, "silences", "add", "--config", str(config), "--match", "job_name=nightly-*",
-                        "--match", 'score={"lt": 0.5}', "--for", "2h", "--comment", "flaky infra")  # fmt: skip
+                        "--match", 'score={"lt": 0.5}', "--for", "2h", "--comment", "flaky infra",
+                        "--by", "alice")  # fmt: skip
     assert code == 0
     silence_id = out.strip()
     assert re.fullmatch(r"sil_[0-9a-f]{12}", silence_id)
 
     code, out, _ = _cli(capsys, "silences", "list", "--config", str(config))
     assert code == 0
-    assert f"{silence_id}  active" in out and 'job_name=nightly-* score={"lt": 0.5}  # flaky infra' in out
+    assert f"{silence_id}  active" in out and 'job_name=nightly-* score={"lt": 0.5}  # flaky infra (by alice)' in out
 
     assert _cli(capsys, "silences", "expire", "--config", str(config), silence_id)[0] == 0
     code, out, _ = _cli(capsys, "silences", "list", "--config", str(config), "--json")
     [listed] = json.loads(out)
     assert listed["id"] == silence_id and listed["state"] == "expired" and listed["expired_by_hand"] is True
+    assert listed["created_by"] == "alice"  # `explain` names who silenced what
     assert listed["match"] == {"job_name": "nightly-*", "score": {"lt": 0.5}}
 
 
@@ -141,3 +144,51 @@ async def test_the_watcher_applies_a_new_silence_from_the_next_poll(tmp_path: Pa
 
     told = {event["job_name"] for d in running.hook.deliveries[before:] for event in d.payload["events"]}
     assert told == {"keep-telling"}
+
+
+def test_a_catastrophic_pattern_matches_a_hostile_name_in_linear_time(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With Python's `re`, `re:(a+)+$` against 40 a's and a `!` took minutes, the event loop frozen all along."""
+    matcher = parse_match_args(["job_name=re:(a+)+$"])["job_name"]
+    hostile = "a" * 40 + "!"
+    started = time.monotonic()
+    assert not matcher.test(hostile) and matcher.test("a" * 40)
+    assert time.monotonic() - started < 0.5
+    code, _, err = _cli(capsys, "silences", "add", "--config", str(config), "--match", r"job_name=re:(a)\1",
+                        "--for", "1h")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and "invalid regular expression '(a)\\\\1': invalid escape" in err
+
+
+NOW_MS = 1_788_228_000_000
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([1, 2], "expected a JSON object"),
+        ("job_name=x", "expected a JSON object"),
+        ({"matchers": ["job_name=x"], "for": "1h", "by": "me", "at": 1}, "unknown field 'at'"),
+        ({"matchers": ["job_name=x"], "for": "1h", "comment": 3}, "comment: expected a string"),
+        ({"matchers": ["job_name=x"], "for": 60}, "for: expected a string"),
+        ({"matchers": ["job_name=x"], "until": ["tomorrow"]}, "until: expected a string"),
+        ({"for": "1h"}, "matchers: expected KEY=VALUE strings"),
+        ({"matchers": [1], "for": "1h"}, "matchers: expected KEY=VALUE strings"),
+        ({"matchers": ["a=1"], "match": {"a": 1}, "for": "1h"}, "give match (an object) or matchers"),
+        ({"match": {}, "for": "1h"}, "match: give at least one matcher"),
+        ({"match": {"score": {"lt": "low"}}, "for": "1h"}, "match: "),
+        ({"matchers": "job_name=x", "for": "", "until": ""}, "give exactly one of for"),  # empty: not given
+    ],
+)
+def test_a_json_silence_request_is_refused_in_one_line_saying_why(body: object, message: str) -> None:
+    with pytest.raises(SilenceError) as refused:
+        request_from_json(body, now_ms=NOW_MS)
+    assert str(refused.value).startswith(message) and "\n" not in str(refused.value)
+
+
+def test_a_json_silence_request_takes_matchers_as_a_list_or_one_string_or_match_as_an_object() -> None:
+    as_list = request_from_json({"matchers": ["job_name=x", "attempt=2"], "for": "2h"}, now_ms=NOW_MS)
+    as_text = request_from_json({"matchers": "job_name=x attempt=2", "for": "2h", "comment": None}, now_ms=NOW_MS)
+    as_object = request_from_json({"match": {"job_name": "x", "attempt": 2}, "for": "2h"}, now_ms=NOW_MS)
+    seen = {json.dumps([matcher_json(r.match), r.ends_ms, r.comment]) for r in (as_list, as_text, as_object)}
+    assert seen == {json.dumps([{"job_name": "x", "attempt": 2}, NOW_MS + 2 * HOUR_MS, ""])}

@@ -107,6 +107,26 @@ def test_retries_show_a_failed_then_a_completed_scenario_run(sim: Simulator) -> 
     assert outcome["state"] == "COMPLETED" and outcome["scenario_run_id"] == scenario.attempts[1].scenario_run_id
 
 
+def test_chosen_failures_carry_their_exception_type_and_setup_failures_have_no_scenario_run(sim: Simulator) -> None:
+    results = {"a": "setup", "b": "setup:MyEnvError", "c": "failed:RateLimitError", "d": "timeout", "e": 1.0}
+    plan = sim.add_job(SimJobSpec(scenario_ids=list(results), agents=[SimAgent(name="x", results=results)]))
+    assert plan.end_ms is not None
+    listed_outcomes = job_view(plan, plan.end_ms)["benchmark_outcomes"][0]["scenario_outcomes"]
+    outcomes = {s["scenario_definition_id"]: s for s in listed_outcomes}
+    assert [(o["state"], o["failure_reason"] and o["failure_reason"]["exception_type"]) for o in outcomes.values()] == [
+        ("FAILED", "DevboxSetupError"),
+        ("FAILED", "MyEnvError"),
+        ("FAILED", "RateLimitError"),
+        ("TIMEOUT", "AgentTimeoutError"),
+        ("COMPLETED", None),
+    ]
+    assert [o["scenario_run_id"] is None for o in outcomes.values()] == [True, True, False, False, False]
+    listed = {view["scenario_id"] for view in scenario_run_views(plan, plan.runs[0], plan.end_ms)}
+    assert listed == {"c", "d", "e"}  # the API lists no scenario run for a scenario that failed in setup
+    with pytest.raises(ValueError, match="'crashed' is not a score nor one of failed, timeout, canceled, setup"):
+        SimAgent(name="x", results={"a": "crashed"})
+
+
 def test_a_stalled_job_stays_running_and_stops_changing(sim: Simulator, clock: ManualClock) -> None:
     plan = sim.add_job(SimJobSpec(stall_after_s=120, n_scenarios=30))
     assert plan.end_ms is None and plan.stop_ms is not None
@@ -238,3 +258,14 @@ async def test_a_removed_job_vanishes_from_the_api(sim: Simulator, sim_url: str)
         assert (await (await http.get(f"{sim_url}/v1/benchmark_jobs")).json())["jobs"] == []
         assert (await http.delete(f"{sim_url}/_sim/jobs/{plan.job_id}")).status == 404
     sim.add_job(SimJobSpec(name="doomed"))  # its name is free again
+
+
+async def test_raw_bytes_are_served_where_a_tampered_value_goes(sim: Simulator, sim_url: str) -> None:
+    plan = sim.add_job(SimJobSpec(name="raw"))
+    fields = {"average": {"$raw": "1e400"}, "notes": {"$raw_base64": "ImNhZuki"}}
+    async with aiohttp.ClientSession() as http:
+        put = await http.put(f"{sim_url}/_sim/jobs/{plan.job_id}/tamper", json=fields)
+        assert put.status == 200
+        body = await (await http.get(f"{sim_url}/v1/benchmark_jobs/{plan.job_id}")).read()
+        listed = await (await http.get(f"{sim_url}/v1/benchmark_jobs")).read()
+    assert b'"average":1e400,"notes":"caf\xe9"' in body and b'"average":1e400,"notes":"caf\xe9"' in listed

@@ -38,6 +38,7 @@ from tests.fakes.base import Reply
 from tests.fakes.slack import CHANNEL_ID, WEBHOOK_PATH, FakeSlack
 from watcher.core.clock import ManualClock
 from watcher.core.events import ScenarioFailed
+from watcher.core.failureclass import FailureCounts
 from watcher.core.models import FailureReason
 from watcher.core.notification import Notification
 from watcher.core.summary import AgentSummary, FailureExample, FailureGroup, JobSummary
@@ -109,6 +110,7 @@ def summary(
         failures=failures
         if failures is not None
         else (failure_group("TimeoutError", 5), failure_group("AssertionError", 1)),
+        failures_by_class=FailureCounts(setup=1, agent=5),
         dashboard_url=DASHBOARD,
     )
 
@@ -534,7 +536,8 @@ def test_agent_rows_show_model_score_counts_and_duration() -> None:
 def test_failures_show_counts_and_three_linked_examples() -> None:
     blocks = message_blocks(notification())
     failures = next(b["text"]["text"] for b in blocks if b.get("text", {}).get("text", "").startswith("*Failures*"))
-    assert "*TimeoutError* × 5 — Command exited with status 1" in failures
+    assert failures.startswith("*Failures* by exception type (2): 1 setup, 5 agent\n")
+    assert "*TimeoutError* × 5 (agent) — Command exited with status 1" in failures
     assert failures.count(f"<{DASHBOARD}/scenarios/") == 4  # three of TimeoutError, one of AssertionError
     assert "and 2 more" in failures
 

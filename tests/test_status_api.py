@@ -217,8 +217,10 @@ async def test_events_filter_by_job(client: TestClient[web.Request, web.Applicat
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("since=abc", "since must be an integer at least 0"),
-        ("since=-1", "since must be an integer at least 0"),
+        ("since=abc", "since must be an integer between 0 and 9223372036854775807"),
+        ("since=-1", "since must be an integer between 0 and 9223372036854775807"),
+        ("since=" + "9" * 30, "since must be an integer between 0 and 9223372036854775807"),  # a 500 before
+        ("since=" + "9" * 5000, "since must be an integer between 0 and 9223372036854775807"),
         ("limit=0", "limit must be an integer between 1 and 1000"),
         ("limit=1001", "limit must be an integer between 1 and 1000"),
         ("limit=2.5", "limit must be an integer between 1 and 1000"),

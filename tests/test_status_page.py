@@ -93,6 +93,7 @@ def _tags(html: str) -> list[tuple[str, dict[str, str | None]]]:
     return parser.tags
 
 
+@pytest.mark.slow
 async def test_the_page_lists_running_jobs_above_finished_ones_with_a_bar_per_agent(running: Running) -> None:
     response, html = await _get(running.url + "/")
 
@@ -133,7 +134,8 @@ async def test_events_are_newest_first_and_filter_by_job_and_kind_without_script
     _, all_events = await _get(running.url + "/")
     _, filtered = await _get(f"{running.url}/?job={job_id}&kind=job.discovered")
 
-    times = re.findall(r"<time>([^<]+)</time>", all_events)
+    events_section = all_events.split('id="events-heading"')[1].split('id="notifications-heading"')[0]
+    times = re.findall(r"<time>([^<]+)</time>", events_section)
     assert times == sorted(times, reverse=True) and len(times) > 2
     kinds = re.findall(r'<span class="kind">([a-z_.]+)</span>\s*<a href="\?job=([^"]+)#events"', filtered)
     assert kinds == [("job.discovered", job_id)]
@@ -145,7 +147,7 @@ async def test_the_json_sections_are_the_page_s_own(running: Running) -> None:
         data = await r.json()
     _, html = await _get(running.url + "/?kind=job.finished")
 
-    assert set(data["sections"]) == {"jobs", "events", "notifications", "silences"}
+    assert set(data["sections"]) == {"jobs", "events", "notifications", "deliveries", "silences"}
     assert data["sections"]["events"].strip() in html
 
 
@@ -186,3 +188,52 @@ async def test_open_incidents_are_only_what_still_needs_someone(running: Running
     # `quick` finished and `doomed` vanished, each after its notice was sent: theirs are over
     assert len(items) == 1 and f"progress:{nightly.job_id}" in items[0]
     assert "(until nightly-&lt;script&gt;" in items[0] and "ends)" in items[0]
+
+
+async def _json(url: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.json()
+
+
+async def test_the_delivery_log_lists_every_notification_with_its_attempts_and_filters(running: Running) -> None:
+    await running.service.drain()
+    status, body = await _json(running.url + "/api/deliveries")
+    logged = body["deliveries"]
+    assert status == 200 and logged and {d["rule"] for d in logged} == {"progress"}
+    assert [d["created_ms"] for d in logged] == sorted((d["created_ms"] for d in logged), reverse=True)
+    first = logged[0]
+    assert first["status"] == "sent" and first["interrupted"] == 0 and first["notifier"] == "hook"
+    assert [(a["attempt"], a["outcome"], a["http_status"]) for a in first["attempts"]] == [(1, "sent", None)]
+
+    quick = running.sim.jobs()[1].job_id
+    _, mine = await _json(f"{running.url}/api/deliveries?job={quick}&status=sent&notifier=hook&limit=500")
+    assert mine["deliveries"] and all(d["job_ids"] == [quick] for d in mine["deliveries"])
+    assert (await _json(running.url + "/api/deliveries?rule=nobody"))[1] == {"deliveries": []}
+    assert (await _json(running.url + "/api/deliveries?status=lost")) == (
+        400, {"error": "status must be one of pending, sent, dead, interrupted"},
+    )  # fmt: skip
+
+    _, page = await _get(f"{running.url}/?dl_job={quick}&dl_status=sent#deliveries")
+    section = page.split('id="deliveries-heading"')[1].split('id="silences-heading"')[0]
+    rows = re.findall(r'<li class="delivery status-(\w+)" data-id="(nt_\w+)">', section)
+    assert rows and {status for status, _ in rows} == {"sent"}
+    assert {notification_id for _, notification_id in rows} == {d["id"] for d in mine["deliveries"]}
+    assert f'<option value="{quick}" selected>' in section and '<option value="sent" selected>' in section
+    assert f'href="/explain/{rows[0][1]}"' in section and '<th scope="col">HTTP</th>' in section
+
+
+async def test_explain_says_why_a_notification_was_sent(running: Running) -> None:
+    _, body = await _json(running.url + "/api/deliveries?limit=1")
+    (delivery,) = body["deliveries"]
+    status, explained = await _json(f"{running.url}/api/explain/{delivery['id']}")
+    assert status == 200 and len(explained["explanations"]) == len(delivery["events"])
+    (progress,) = [r for r in explained["explanations"][0]["rules"] if r["rule"] == "progress"]
+    assert progress["decisions"][-1]["text"] == f"sent to hook ({delivery['id']})"
+
+    response, html = await _get(f"{running.url}/explain/{delivery['id']}")
+    assert response.status == 200 and f"sent to hook ({delivery['id']})" in html
+    assert "hook (rule progress): sent after 1 attempt" in html
+    assert HOSTILE not in html  # the job's name is in the events' lines, escaped
+    response, html = await _get(running.url + "/explain/nt_<b>nothing</b>")
+    assert response.status == 404 and "<b>nothing" not in html
+    assert (await _json(running.url + "/api/explain/ev_nothing"))[0] == 404

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.fakes.base import Reply
 from tests.running import TOKEN, Running, running_service
@@ -41,7 +42,7 @@ POSITIONS = """id => {
 }"""
 TIMEOUT_MS = 5_000
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -79,6 +80,20 @@ async def _tab_to(page: Page, selector: str, *, key: str = "Tab", limit: int = 6
     raise AssertionError(f"{selector} never got the focus in {limit} presses of Tab")
 
 
+async def _open_details(page: Page, selector: str) -> None:
+    """Open a `details` by clicking its summary, as a reader does. The page swaps its sections every 0.2 s here: a
+    click whose press and release straddle a swap lands on no element (a person clicks again), so it is repeated
+    until the details is open."""
+    for _ in range(5):
+        await page.locator(selector + " > summary").click()
+        try:
+            await page.locator(selector + "[open]").wait_for(timeout=2000)
+            return
+        except PlaywrightTimeoutError:
+            continue
+    raise AssertionError("the details never opened")
+
+
 def _job_id(running: Running, name: str) -> str:
     return next(plan.job_id for plan in running.sim.jobs() if plan.name == name)
 
@@ -94,8 +109,9 @@ async def test_the_page_lists_the_jobs_and_a_bar_moves_when_the_simulator_s_cloc
 
     bar = page.locator(f'article[data-job-id="{_job_id(running, "quiet-please")}"] svg.bar')
     done_before = int(await bar.get_attribute("data-done") or "0")
-    failures = page.locator(f'article[data-job-id="{_job_id(running, "nightly-regression")}"] details')
-    await failures.locator("summary").click()
+    failures_selector = f'article[data-job-id="{_job_id(running, "nightly-regression")}"] details'
+    failures = page.locator(failures_selector)
+    await _open_details(page, failures_selector)
     await running.poll(advance_ms=MOVE_MS)
     moved = "([id, n]) => Number(document.querySelector(`article[data-job-id='${id}'] svg.bar`).dataset.done) > n"
     await page.wait_for_function(moved, arg=[_job_id(running, "quiet-please"), done_before])  # no reload: it fetches
@@ -189,3 +205,37 @@ async def test_keyboard_only_a_dead_letter_is_retried_from_the_page(browser: Bro
         assert await page.evaluate("document.activeElement.id") == "action-status"
 
     assert await page.locator("#token-form").is_hidden()
+
+
+async def test_the_delivery_log_filters_retries_and_explains(browser: Browser, running: Running) -> None:
+    running.hook.then(*[Reply(400, {"error": "no such channel"})] * 3)  # permanent: dead letters at once
+    await running.poll(advance_ms=MOVE_MS)
+    await running.service.worker.drain()
+    dead = sorted(item.notification.id for item in await running.service.store.outbox_items(status="dead"))
+    assert len(dead) == 3
+    page = await _open(browser, running.url + "/?refresh=600&dl_rule=progress&dl_status=dead#deliveries")
+    rows = page.locator('[data-section="deliveries"] li.delivery')
+    assert sorted(await rows.evaluate_all("rows => rows.map(r => r.dataset.id)")) == dead
+    first = rows.first
+    await first.locator("summary").click()
+    cells = await first.locator("table.attempts tbody td").all_inner_texts()
+    assert cells[1:3] == ["dead", "400"] and cells[3].startswith("client_error: ") and "HTTP 400" in cells[3]
+
+    retried = await first.get_attribute("data-id")
+    sent_before = len(running.hook.requests)
+    await first.locator('button[data-action="retry"]').click()
+    await page.locator("#token-input").fill(TOKEN)
+    await page.keyboard.press("Enter")
+    await page.get_by_role("status").filter(has_text="queued again").wait_for()
+    await running.hook.wait_for(sent_before + 1)
+    await page.wait_for_function("() => document.querySelectorAll('li.delivery').length === 2")  # no longer dead
+    assert retried not in await rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
+
+    explained = await rows.first.get_attribute("data-id")
+    await rows.first.get_by_role("link", name="Explain").click()
+    await page.locator("h1", has_text=f"Why? {explained}").wait_for()
+    assert f"sent to hook ({explained})" in await page.locator("dl.decisions").inner_text()
+    assert (
+        f"{explained} → hook (rule progress): dead after 1 attempt: client_error: "
+        in await page.locator("main").inner_text()
+    )

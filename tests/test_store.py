@@ -106,6 +106,18 @@ async def test_recording_an_event_twice_keeps_one(backend: Backend) -> None:
         assert len(await store.events()) == 1
 
 
+async def test_a_range_of_state_rows_is_read_by_key_compared_byte_by_byte(backend: Backend) -> None:
+    log = [StateRow("log", f"{version:016d}", f"v{version}") for version in (3, 1, 12, 2, 5)]
+    cased = [StateRow("cased", key, key) for key in ("B", "a", "Z", "b")]
+    async with backend.store() as store:
+        await store.commit(state_rows=[*log, *cased, StateRow("other", f"{2:016d}", "elsewhere")])
+        rows = await store.load_state_range("log", f"{2:016d}", f"{5:016d}")
+        assert rows == [StateRow("log", f"{v:016d}", f"v{v}") for v in (2, 3, 5)]  # by key, this namespace only
+        assert await store.load_state_range("log", f"{6:016d}", f"{11:016d}") == []
+        # bytewise, whatever the database's collation: every capital before every small letter
+        assert [row.key for row in await store.load_state_range("cased", "A", "Z")] == ["B", "Z"]
+
+
 async def _run_with_interruption(backend: Backend, name: str, timeline: list[Snapshot], fail_at: int) -> list[str]:
     """Observe the timeline, interrupting the `fail_at`-th commit step; then restart and observe it all again.
     Returns the steps taken before the restart."""
@@ -133,6 +145,7 @@ async def _run_with_interruption(backend: Backend, name: str, timeline: list[Sna
     return steps
 
 
+@pytest.mark.slow
 async def test_an_interruption_at_any_step_loses_nothing_and_repeats_nothing(backend: Backend) -> None:
     timeline = _timeline()
     async with backend.store("clean") as store:
@@ -216,6 +229,7 @@ async def test_attempts_recorded_together_share_a_transaction_and_a_failing_one_
     async with PostgresStore(url, step_hook=steps.append) as store:
         notes = [sample_notification("hook", 1_000).model_copy(update={"id": f"nt_{n}"}) for n in range(5)]
         await store.commit(notifications=notes)
+        assert len(await store.due_notifications(2_000)) == 5  # claimed by this replica: its records may land
         steps.clear()
 
         def record(note_id: str, error: str | None = None) -> Coroutine[Any, Any, None]:
@@ -282,6 +296,7 @@ async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
         await SQLiteStore(path).open()
 
 
+@pytest.mark.slow
 async def test_a_second_process_on_one_sqlite_file_is_refused_at_once_but_read_commands_open_it(
     tmp_path: Path,
 ) -> None:

@@ -170,6 +170,7 @@ async def _unready(running: Running, says: str) -> None:
     assert await running.json("/healthz") == {"status": "ok"}
 
 
+@pytest.mark.slow
 async def test_polls_that_cannot_be_recorded_are_held_then_made_again(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -203,6 +204,7 @@ async def test_polls_that_cannot_be_recorded_are_held_then_made_again(
     assert told == Counter(jobs)  # each job's discovery told once
 
 
+@pytest.mark.slow
 async def test_a_send_whose_record_cannot_be_written_is_held_and_never_sent_twice(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:

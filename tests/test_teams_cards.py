@@ -21,6 +21,8 @@ from tests.hostile import notifications
 from tests.test_status_page_browser import CHROMIUM, CHROMIUM_ARGS, DOCS
 from watcher.pipeline.sample import sample_notification
 
+pytestmark = pytest.mark.slow  # a browser / a real service per test: `make test-fast` skips these
+
 NODE_MODULES = Path(__file__).resolve().parent / "js" / "node_modules"
 SCRIPTS = [
     NODE_MODULES / "adaptivecards/dist/adaptivecards.min.js",

@@ -635,6 +635,7 @@ async def _fast_sim(aiohttp_server: ServerFactory) -> tuple[Simulator, str]:
     return sim, str(server.make_url("")).rstrip("/")
 
 
+@pytest.mark.slow
 async def test_the_process_exits_0_with_json_lines_and_a_junit_file(
     aiohttp_server: ServerFactory, tmp_path: Path
 ) -> None:
@@ -664,6 +665,7 @@ async def test_the_process_exits_0_with_json_lines_and_a_junit_file(
     assert [suite.get("name") for suite in ET.parse(report).getroot()] == ["claude-code", "codex", VERDICT_SUITE]
 
 
+@pytest.mark.slow
 async def test_the_process_prints_plain_lines_when_not_a_terminal(aiohttp_server: ServerFactory) -> None:
     sim, url = await _fast_sim(aiohttp_server)
     sim.add_job(
@@ -675,6 +677,7 @@ async def test_the_process_prints_plain_lines_when_not_a_terminal(aiohttp_server
     assert out.rstrip().endswith("exit 0: the job completed")
 
 
+@pytest.mark.slow
 async def test_the_process_exits_2_on_usage_errors(aiohttp_server: ServerFactory) -> None:
     _, url = await _fast_sim(aiohttp_server)
     code, out, err = await _run("wait", "bmj_1", "--base-url", url, "--min-score", "1.5", "--json")
@@ -711,6 +714,7 @@ _LATER = ("pydantic", "rich", "rules", "celpy", "jinja2", "yaml", "watcher.core.
                                    "watcher.app", "watcher.cli.wait.loop", "watcher.cli.wait.views")  # fmt: skip
 
 
+@pytest.mark.slow
 async def test_the_first_request_goes_out_before_models_rules_and_views_are_imported(
     sim: Simulator, clock: ManualClock, sim_url: str, tmp_path: Path
 ) -> None:

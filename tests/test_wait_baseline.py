@@ -15,6 +15,7 @@ from tests.nightlies import BASELINE_RESULTS, CURRENT_RESULTS, SCENARIOS, add_ni
 from watcher.api.client import RequestLimits, RunloopClient
 from watcher.cli.errors import UsageError
 from watcher.cli.main import build_parser
+from watcher.cli.markdown import md_text
 from watcher.cli.wait.defaults import EXIT_OK, EXIT_THRESHOLD_MISSED, EXIT_UNKNOWN
 from watcher.cli.wait.loop import run_wait
 from watcher.cli.wait.model import BaselineBounds, WaitOptions, WaitResult, options_from_args
@@ -26,7 +27,16 @@ from watcher.simulator import SimAgent, Simulator
 async def _wait(url: str, sleep: FakeSleep, job_id: str, **bounds: Any) -> tuple[WaitResult, str, str]:
     out, err = io.StringIO(), io.StringIO()
     junit = bounds.pop("junit", None)
-    options = WaitOptions(job_id=job_id, interval_ms=60_000, baseline=BaselineBounds(**bounds), junit_path=junit)
+    markdown = bounds.pop("summary_markdown", None)
+    step_summary = bounds.pop("step_summary", None)
+    options = WaitOptions(
+        job_id=job_id,
+        interval_ms=60_000,
+        baseline=BaselineBounds(**bounds),
+        junit_path=junit,
+        summary_markdown_path=markdown,
+        step_summary_path=step_summary,
+    )
     limits = RequestLimits(max_per_s=None)
     async with RunloopClient(base_url=url, api_key="k", sleep=sleep, clock=sleep.clock, limits=limits) as client:
         result = await run_wait(client, options, JsonView(out, err), clock=sleep.clock, sleep=sleep)
@@ -109,3 +119,47 @@ def test_bounds_need_a_baseline() -> None:
         options_from_args(args)
     args = build_parser().parse_args(["wait", "bmj_1", "--baseline", "previous", "--fail-on-significant-drop"])
     assert options_from_args(args).baseline == BaselineBounds("previous", None, True)
+
+
+async def test_the_summary_as_markdown_goes_to_the_file_and_is_appended_to_the_step_summary(
+    sim: Simulator, sim_url: str, clock: ManualClock, fake_sleep: FakeSleep, tmp_path: Path
+) -> None:
+    add_nightly(sim, clock, "nightly-41", BASELINE_RESULTS, days_ago=1)
+    setup_failed = CURRENT_RESULTS | {"scn_05": "setup"}
+    job = add_nightly(sim, clock, "nightly-42", setup_failed, days_ago=0)
+    markdown, step_summary = tmp_path / "summary.md", tmp_path / "step-summary.md"
+    step_summary.write_text("## Earlier step\n")
+    result, _, _ = await _wait(
+        sim_url,
+        fake_sleep,
+        job.job_id,
+        baseline="previous",
+        max_regressions=2,
+        summary_markdown=markdown,
+        step_summary=step_summary,
+    )
+    assert result.exit_code == EXIT_THRESHOLD_MISSED
+    text = markdown.read_text()
+    assert step_summary.read_text() == "## Earlier step\n\n" + text  # appended, what was there kept
+    lines = text.splitlines()
+    assert lines[0] == "### ❌ nightly-42: completed"
+    assert lines[2] == f"**exit 3**: {md_text(result.reason)}"
+    assert "- missed: 3 regressions vs nightly-41 &gt; max-regressions 2" in lines  # renders as >
+    claude_row = next(line for line in lines if line.startswith("| [claude-code]("))
+    # the API's average over completed scenarios; 7 passed of 12 judged; failed: scn_00, scn_11 and scn_05 (setup)
+    assert claude_row.endswith("/runs/bmr_P29XA9PYYRDA64GB) | claude-sonnet-4-6 | 0.938 | 58% | 7 | 3 | 1 | 15m |")
+    assert "Failures: 1 setup, 1 timeout, 2 agent — " in text and "DevboxSetupError ×1 (setup)" in text
+    assert "#### nightly-42 vs nightly-41" in lines
+    # scn_05 failed in setup tonight: not a regression of the agent, listed apart
+    assert "| 3 (3 new) | 1 | 0 | 1 |" in text
+    assert "<details><summary>Failed in setup (not counted) (1)</summary>" in text
+
+
+def test_github_step_summary_comes_from_the_environment(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["wait", "bmj_1", "--summary-markdown", str(tmp_path / "s.md")])
+    options = options_from_args(args, environ={"GITHUB_STEP_SUMMARY": str(tmp_path / "step.md")})
+    assert (options.summary_markdown_path, options.step_summary_path) == (tmp_path / "s.md", tmp_path / "step.md")
+    assert options_from_args(args, environ={}).step_summary_path is None
+    missing = build_parser().parse_args(["wait", "bmj_1", "--summary-markdown", str(tmp_path / "nope" / "s.md")])
+    with pytest.raises(UsageError, match=r"--summary-markdown: the folder .* does not exist"):
+        options_from_args(missing, environ={})

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
+from yarl import URL
 
 from watcher.api.errors import (
     AuthError,
@@ -323,9 +324,9 @@ class RunloopClient:
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
         try:
-            async with session.get(
-                self.base_url + path, params=params, headers=headers, timeout=self._timeout
-            ) as response:
+            # encoded=True: the path is quoted already, and yarl would otherwise decode %2E and drop the dot segments
+            url = URL(self.base_url + path, encoded=True)
+            async with session.get(url, params=params, headers=headers, timeout=self._timeout) as response:
                 body = await response.read()
                 status, response_headers = response.status, response.headers
         except TimeoutError as exc:
@@ -392,14 +393,29 @@ def parse_body(path: str, body: bytes, model: type[ModelT]) -> ModelT:
     """Parse a response body into `model`; typed errors: MalformedResponseError (not JSON), SchemaError."""
     from pydantic import ValidationError
 
+    from watcher.api.decode import validate_finite
+
     try:
-        return model.model_validate_json(body)
+        return validate_finite(model, body)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         if first["type"] == "json_invalid":
-            raise MalformedResponseError(f"GET {path}: response is not valid JSON", status=200) from None
+            raise json_error(path, first["msg"]) from None
         where = ".".join(str(part) for part in first["loc"]) or "body"
         raise SchemaError(f"GET {path}: unexpected response shape at {where}: {first['msg']}", status=200) from None
+
+
+# What pydantic's JSON reader says of bytes no retry will fix: invalid UTF-8, a lone surrogate escape, nesting past
+# its limit (200). A truncated or mangled answer says "EOF while parsing …" or "expected value" instead.
+_UNREADABLE = ("unicode", "surrogate", "hex escape", "recursion limit")
+
+
+def json_error(path: str, problem: str) -> RunloopApiError:
+    """The error for a body that is not valid JSON: a mangled answer may read on a retry (MalformedResponseError);
+    bytes no retry will fix are the data's fault (SchemaError: that job's poll, reported once, not retried)."""
+    if any(word in problem for word in _UNREADABLE):
+        return SchemaError(f"GET {path}: response cannot be read: {problem.removeprefix('Invalid JSON: ')}", status=200)
+    return MalformedResponseError(f"GET {path}: response is not valid JSON", status=200)
 
 
 def _raw(path: str, body: bytes) -> bytes:
@@ -421,10 +437,12 @@ def _params(**values: Any) -> dict[str, str]:
 
 
 def _path_part(identifier: str) -> str:
-    """An id quoted for use as one path segment."""
+    """An id quoted for use as one path segment; `.` and `..` too, which a URL would otherwise resolve as the
+    folder itself or its parent (GET /v1/benchmark_jobs/.. is GET /v1/: a 404, and the job reported vanished)."""
     if not identifier:
         raise ValueError("an empty id cannot name a job or run")
-    return urllib.parse.quote(identifier, safe="")
+    quoted = urllib.parse.quote(identifier, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
 def _log_retry(path: str, state: RetryCallState, max_attempts: int) -> None:

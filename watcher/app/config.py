@@ -10,9 +10,9 @@ import socket
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, StringConstraints, field_validator, model_validator
 
 from notifiers.registry import NotifierConfig
 from rules.config import InhibitConfig, RuleConfig, SilenceConfig, cross_check_rules
@@ -20,10 +20,15 @@ from rules.timeintervals import TimeIntervalConfig
 from watcher.api.client import DEFAULT_BASE_URL
 from watcher.config.fields import DurationMs
 from watcher.config.loader import ConfigError, ConfigProblem, StrictModel, format_path, load_yaml, validate_file
+from watcher.core.failureclass import FAILURE_CLASS_NAMES, FailureClasses
+from watcher.diff.infra import DEFAULT_INFRA_ALERT_RATIO
 from watcher.pipeline.baseline import BaselineSection
-from watcher.store.location import is_postgres_url
+from watcher.pipeline.digest import DigestConfig, cross_check_digests
+from watcher.store.location import is_postgres_url, redact_url, url_problem
 
 MIN_TOKEN_CHARS = 16
+# A job id to poll: not empty, no surrounding spaces (`""` passed `check`, then failed every cycle with a traceback)
+JobId = Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=r"^\S(.*\S)?$")]
 
 
 class RunloopSection(StrictModel):
@@ -59,7 +64,7 @@ class CatchUpSection(StrictModel):
 class WatchSection(StrictModel):
     """`watch:` which jobs, how often, and what counts as stalled."""
 
-    jobs: tuple[str, ...] = ()
+    jobs: tuple[JobId, ...] = ()
     discover: DiscoverSection | None = None
     poll_interval_ms: DurationMs = Field(30_000, alias="poll_interval", ge=1000)
     scenario_runs: bool = True
@@ -67,6 +72,16 @@ class WatchSection(StrictModel):
     max_concurrent_requests: int = Field(8, ge=1, le=256)
     max_requests_per_s: float | None = Field(20.0, gt=0)
     api_unreachable_after_ms: DurationMs = Field(5 * 60_000, alias="api_unreachable_after", ge=1000)
+    infra_alert_ratio: float | None = Field(
+        DEFAULT_INFRA_ALERT_RATIO,
+        gt=0,
+        lt=1,
+        description="job.infra_degraded when more than this share of a job's finished scenarios failed in setup; "
+        "null: never",
+    )
+    poll_timeout_ms: DurationMs = Field(
+        60_000, alias="poll_timeout", ge=1000, description="one job's poll, retries included, is given up after this"
+    )
     jitter: float = Field(0.1, ge=0, le=0.5, description="each cycle starts up to this share of the interval late")
     spread: float = Field(0.7, ge=0, le=0.9, description="a cycle's polls start evenly over this share of the interval")
     catch_up: CatchUpSection = Field(default_factory=CatchUpSection)
@@ -78,6 +93,31 @@ class WatchSection(StrictModel):
         if self.spread + self.jitter > 0.9:
             raise ValueError(f"spread ({self.spread:g}) + jitter ({self.jitter:g}) must be at most 0.9 of the interval")
         return self
+
+
+class FailureClassesSection(StrictModel):
+    """`failure_classes:` exception types to add to the built-in table of failure classes, or to move within it
+    (docs/regressions.md, "Infra or agent")."""
+
+    setup: tuple[str, ...] = Field((), description="exception types of failures before the agent ran")
+    timeout: tuple[str, ...] = Field((), description="exception types of the agent running out of time")
+    agent: tuple[str, ...] = Field((), description="exception types of the agent's own failures")
+
+    @model_validator(mode="after")
+    def _each_type_once(self) -> Self:
+        where: dict[str, str] = {}
+        for name in FAILURE_CLASS_NAMES:
+            for exception_type in getattr(self, name):
+                if not exception_type.strip():
+                    raise ValueError(f"{name}: an exception type cannot be empty")
+                if exception_type in where and where[exception_type] != name:
+                    raise ValueError(f"{exception_type} is listed under both {where[exception_type]} and {name}")
+                where[exception_type] = name
+        return self
+
+    def table(self) -> FailureClasses:
+        """The built-in table with these types on top."""
+        return FailureClasses.extended({name: getattr(self, name) for name in FAILURE_CLASS_NAMES})
 
 
 class HttpSection(StrictModel):
@@ -137,6 +177,8 @@ class StateSection(StrictModel):
             raise ValueError("give either path (SQLite, one process) or url (PostgreSQL, replicas), not both")
         if self.url is not None and not is_postgres_url(self.url.get_secret_value()):
             raise ValueError("url must start with postgresql:// (for an SQLite file, use path)")
+        if self.url is not None and (problem := url_problem(self.url.get_secret_value())) is not None:
+            raise ValueError(f"url {redact_url(self.url.get_secret_value())} is not usable: {problem}")
         return self
 
 
@@ -153,6 +195,8 @@ class Config(StrictModel):
     inhibit: tuple[InhibitConfig, ...] = ()
     time_intervals: tuple[TimeIntervalConfig, ...] = ()
     baseline: BaselineSection | None = None
+    failure_classes: FailureClassesSection = Field(default_factory=FailureClassesSection)
+    digests: tuple[DigestConfig, ...] = ()
 
 
 class LoadedConfig:
@@ -179,7 +223,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> LoadedC
     loaded = load_yaml(path, os.environ if environ is None else environ, collect=True)
     cross_problems = [
         ConfigProblem(str(path), loaded.line_of(loc), format_path(loc), message)
-        for loc, message in cross_check_rules(loaded.data)
+        for loc, message in [*cross_check_rules(loaded.data), *cross_check_digests(loaded.data)]
     ]
     try:
         config = validate_file(Config, loaded)

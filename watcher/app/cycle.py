@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -14,7 +13,7 @@ import xxhash
 
 from watcher.api.client import RunloopClient, parse_body
 from watcher.api.decode import decode_pages
-from watcher.api.errors import MalformedResponseError, NotFoundError, RunloopApiError, SchemaError
+from watcher.api.errors import MalformedResponseError, NotFoundError, RunloopApiError, SchemaError, TransientApiError
 from watcher.api.health import ApiHealth
 from watcher.api.poll import MALFORMED_PAGES, runs_to_follow
 from watcher.app.config import WatchSection
@@ -22,6 +21,7 @@ from watcher.app.replicas import LeaseGate
 from watcher.core.clock import Clock
 from watcher.core.eventlines import event_line
 from watcher.core.events import Event, JobProgress
+from watcher.core.failures import Reason
 from watcher.core.models import BenchmarkJobView
 from watcher.core.ratelimit import Sleep
 from watcher.core.records import StateRow
@@ -55,6 +55,15 @@ class CycleReport:
     notifications: int = 0
     api_errors: list[RunloopApiError] = field(default_factory=list)
     poll_durations: list[tuple[float, bool]] = field(default_factory=list)  # (seconds, ok) per job polled
+
+    def add(self, other: CycleReport) -> None:
+        """Count what `other` (one job's poll) did in this report too."""
+        self.polled += other.polled
+        self.failed += other.failed
+        self.events.extend(other.events)
+        self.notifications += other.notifications
+        self.api_errors.extend(other.api_errors)
+        self.poll_durations.extend(other.poll_durations)
 
 
 def _fingerprint(job_body: bytes, pages: dict[str, list[bytes]]) -> str:
@@ -103,6 +112,13 @@ class PollCycle:
         self._seeing: set[str] = set()  # jobs whose last poll in this process succeeded
         self._malformed: set[str] = set()  # jobs whose data was reported malformed (once, until it is fine again)
         self._malformed_runs: set[str] = set()  # the same for followed runs' scenario-run pages
+        # Polls still running: a slow one goes on past its cycle's end (within its own deadline) while the next
+        # cycles poll every other job; what it does is counted in the cycle after it ends (`_late`).
+        self._running: dict[str, asyncio.Task[CycleReport]] = {}
+        self._late: list[CycleReport] = []
+        self._outlived: set[asyncio.Task[CycleReport]] = set()
+        self._wait_until: float | None = None  # the loop time past which a cycle no longer waits for its polls
+        self._recording_failed = False  # a poll could not be recorded (the store away): said once until one is
 
     def use_watch(self, watch: WatchSection) -> None:
         """Watch what `watch` says from the next cycle on (a reload); a changed discovery pattern reads the list
@@ -117,11 +133,18 @@ class PollCycle:
         explicit = {job_id for job_id in self.watch.jobs if not self.tracker.knows(job_id) or job_id in live}
         return sorted(live | explicit)
 
-    async def run(self, *, spread_s: float = 0.0) -> CycleReport:
+    async def run(self, *, spread_s: float = 0.0, wait_s: float | None = None) -> CycleReport:
         """One cycle; never raises for one job's trouble. With `spread_s`, the known jobs' polls start evenly
-        over that many seconds, each at the same offset every cycle (see `_poll_spread`)."""
+        over that many seconds, each at the same offset every cycle (see `_poll_spread`). With `wait_s`, the cycle
+        ends after that many seconds even if a poll is still running: that poll goes on (within
+        `watch.poll_timeout`), its job is skipped by the cycles meanwhile, and no other job waits for it."""
         report = CycleReport()
+        for late in self._late:
+            report.add(late)
+        self._late.clear()
         started_ms = self.clock.now_ms()
+        loop_now = asyncio.get_running_loop().time()
+        self._wait_until = None if wait_s is None else loop_now + wait_s
         if not await self._store_writable():
             return report  # nothing could be recorded: poll nothing, so nothing is polled twice or told late
         discovered = await self._discover(report)
@@ -247,33 +270,68 @@ class PollCycle:
         batch.clear()
 
     async def _poll(self, job_id: str, listed: BenchmarkJobView | None, report: CycleReport) -> None:
+        """Poll one job as a task of its own, and wait for it until the cycle's wait ends (see `run`)."""
+        if job_id in self._running:
+            return  # still polled since an earlier cycle: one poll of a job at a time
+        task = asyncio.create_task(self._own_poll(job_id, listed), name=f"poll {job_id}")
+        self._running[job_id] = task
+        task.add_done_callback(lambda done: self._poll_ended(job_id, done))
+        timeout_s = None if self._wait_until is None else self._wait_until - asyncio.get_running_loop().time()
+        await asyncio.wait({task}, timeout=None if timeout_s is None else max(timeout_s, 0.0))
+        if not task.done():
+            self._outlived.add(task)  # its cycle stops waiting: counted in a later one
+        elif not task.cancelled() and task.exception() is None:
+            report.add(task.result())
+
+    def _poll_ended(self, job_id: str, task: asyncio.Task[CycleReport]) -> None:
+        if self._running.get(job_id) is task:
+            del self._running[job_id]
+        if task in self._outlived:
+            self._outlived.discard(task)
+            if not task.cancelled() and task.exception() is None:
+                self._late.append(task.result())
+
+    def polls_running(self) -> int:
+        """How many polls are under way (some may have outlived their cycle)."""
+        return len(self._running)
+
+    async def settle(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for polls still running, then cancel the rest (a stop): nothing of a cancelled
+        poll is recorded, and its job is polled again after the restart."""
+        running = list(self._running.values())
+        if not running:
+            return
+        _, pending = await asyncio.wait(running, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _own_poll(self, job_id: str, listed: BenchmarkJobView | None) -> CycleReport:
         # A job's bytes and parsed snapshot live only while it is polled: a few at a time bound the memory
         # a cycle needs, however many jobs there are.
+        report = CycleReport()
         async with self._polling:
-            await self._timed_poll(job_id, listed, report)
-
-    async def _timed_poll(self, job_id: str, listed: BenchmarkJobView | None, report: CycleReport) -> None:
-        started = time.monotonic()
-        failed_before = report.failed
-        await self._poll_job(job_id, listed, report)
-        report.poll_durations.append((time.monotonic() - started, report.failed == failed_before))
+            started_ms = self.clock.now_ms()
+            await self._poll_job(job_id, listed, report)
+            elapsed_s = max(0, self.clock.now_ms() - started_ms) / 1000
+            report.poll_durations.append((elapsed_s, report.failed == 0))
+        return report
 
     async def _poll_job(self, job_id: str, listed: BenchmarkJobView | None, report: CycleReport) -> None:
         try:
-            if listed is not None:
-                snapshot: Snapshot | None = await self._snapshot_of(listed)
-            else:
-                snapshot = await self._fetch(job_id)
+            snapshot = await self._fetch_within_deadline(job_id, listed)
+            if listed is None:
                 self._api_succeeded(report)
             self._not_found.pop(job_id, None)
             self._seen_again(job_id)
             report.polled += 1
             if snapshot is None:
                 await self.tracker.observe_unchanged(job_id, self.clock.now_ms())
-                return
-            if self._on_snapshot is not None:
-                self._on_snapshot(snapshot)
-            self._told(await self.tracker.observe(snapshot), report)
+            else:
+                if self._on_snapshot is not None:
+                    self._on_snapshot(snapshot)
+                self._told(await self.tracker.observe(snapshot), report)
+            self._recorded()
         except NotFoundError as exc:
             self._api_succeeded(report)  # the API answered: it is the job that is gone
             await self._maybe_vanished(job_id, exc, report)
@@ -290,6 +348,18 @@ class PollCycle:
             self._not_seen(job_id, report)
             log.exception("polling %s failed unexpectedly", job_id)
 
+    async def _fetch_within_deadline(self, job_id: str, listed: BenchmarkJobView | None) -> Snapshot | None:
+        """The poll's API calls, retries included, within `watch.poll_timeout`: a job answering a few bytes a
+        second must not hold its poll (and its slot) for its six attempts of 30 s each. The commit after it is not
+        bounded: cut off halfway, it could leave the store and the tracker's memory disagreeing."""
+        deadline_s = self.watch.poll_timeout_ms / 1000
+        try:
+            async with asyncio.timeout(deadline_s):
+                return await (self._fetch(job_id) if listed is None else self._snapshot_of(listed))
+        except TimeoutError:
+            message = f"no answer within {deadline_s:g}s (watch.poll_timeout); polled again next cycle"
+            raise TransientApiError(message, reason=Reason.TIMEOUT) from None
+
     def _not_recorded(self, job_id: str, exc: StoreError, report: CycleReport) -> None:
         """Nothing of the poll was recorded; the next cycle polls the job again, so nothing is lost."""
         if isinstance(exc, LeaseLostError):  # another replica took the job over: it polls it now
@@ -297,9 +367,16 @@ class PollCycle:
         elif isinstance(exc, StoreWriteError):  # the store cannot write: held until it can (store health)
             self._not_seen(job_id, report)
             self._store_failed(exc)
-        else:  # the database is away
+        else:  # the database is away, or its connections are all taken: said once, not once per job and cycle
             report.failed += 1
-            log.warning("recording the poll of %s failed: %s", job_id, exc)
+            if not self._recording_failed:
+                log.warning("recording polls fails (%s); each is polled again next cycle (said once)", exc)
+            self._recording_failed = True
+
+    def _recorded(self) -> None:
+        if self._recording_failed:
+            self._recording_failed = False
+            log.warning("recording polls works again")
 
     def _seen_again(self, job_id: str) -> None:
         """A successful poll: the time since the last one counts as quiet only if no poll failed in between (and
@@ -429,6 +506,8 @@ class PollCycle:
         for memory in self.tracker.live():
             if self.gate is not None and not self.gate.holds(memory.job_id):
                 continue  # another replica's job: its holder watches the clock for it
+            if memory.job_id in self._running:
+                continue  # its poll, still running, commits the job's memory: one writer at a time
             result = stall(memory, now_ms, self.watch.stall_after_ms)
             if result is not None:
                 event, updated = result

@@ -16,6 +16,8 @@ from typing import Any, Final, Literal, TextIO
 
 from pydantic import BaseModel, SecretStr
 
+from watcher.core.printable import PrintableFormatter
+
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REDACTED: Final = "***"
 MIN_SECRET_CHARS: Final = 4  # shorter values would blank out ordinary words and numbers
@@ -130,7 +132,7 @@ def configure_logging(
     for old in [handler for handler in root.handlers if isinstance(handler, _BenchwatchHandler)]:
         root.removeHandler(old)
     handler = _BenchwatchHandler(stream if stream is not None else sys.stderr)
-    inner = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+    inner = JsonFormatter() if fmt == "json" else PrintableFormatter(TEXT_FORMAT)
     handler.setFormatter(RedactingFormatter(inner, Redactor(secrets)))
     root.addHandler(handler)
     root.setLevel(level)

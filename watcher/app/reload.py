@@ -1,9 +1,9 @@
 """Reading the config again while running (SIGHUP, `POST /-/reload`): all of it or nothing.
 
 A config that fails to load is refused — every problem logged at file:line — and the running one stays. A valid
-one takes effect from the next poll: rules, silences, notifiers, watched jobs, the token, the baseline section. What
-the process bound at start (the state database, the status server's address, the API's address and key) needs a
-restart; a reload that changes it says so in the log and applies the rest.
+one takes effect from the next poll: rules, silences, notifiers, watched jobs, the token, the baseline section, the
+failure classes, the digests. What the process bound at start (the state database, the status server's address,
+the API's address and key) needs a restart; a reload that changes it says so in the log and applies the rest.
 """
 
 from __future__ import annotations

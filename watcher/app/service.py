@@ -8,8 +8,10 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
@@ -21,21 +23,25 @@ from rules.engine import Router
 from watcher.api.client import RequestLimits, RunloopClient
 from watcher.api.errors import RunloopApiError
 from watcher.api.health import ApiHealth
-from watcher.app.config import LoadedConfig, WatchSection
+from watcher.app.config import Config, LoadedConfig, WatchSection
 from watcher.app.cycle import SLOT_JOBS, CycleReport, PollCycle
 from watcher.app.delivery import build_notifiers, build_worker, delivery_policies
 from watcher.app.logs import redact_more, secrets_of
 from watcher.app.reload import effective, needs_restart, read_again
 from watcher.app.replicas import LeaseGate
+from watcher.app.steps import Step
 from watcher.core.clock import Clock, SystemClock
 from watcher.core.ratelimit import Sleep
 from watcher.core.storehealth import StoreHealth
 from watcher.core.summary import JobSummary
 from watcher.diff.summary import dashboard_url_for
+from watcher.diff.trend import DEFAULT_TREND_JOBS
 from watcher.pipeline.baseline import BaselineSection
 from watcher.pipeline.catchup import CatchUp
 from watcher.pipeline.comparer import job_comparer
+from watcher.pipeline.digest import DigestScheduler, digest_scheduler
 from watcher.pipeline.recording import SnapshotRecorder
+from watcher.pipeline.summaries import RecentSummaries
 from watcher.pipeline.tracker import JobTracker
 from watcher.store import open_store
 from watcher.store.errors import StoreError, StoreWriteError
@@ -45,15 +51,19 @@ from watcher.web.status import StatusServer, create_status_app, start_status_ser
 
 log = logging.getLogger("benchwatch.service")
 
+FIRST_POLL_JOB = "first-poll-cycle"
 POLL_JOB = "poll-cycle"
 TIMER_JOB = "rule-timers"
 HEARTBEAT_JOB = "lease-heartbeat"
 REFRESH_JOB = "notifier-refresh"
+FIRST_DIGEST_JOB = "first-digests"
+DIGEST_JOB = "digests"
 STOP_GRACE_S = 10.0
 
 
 class Service:
-    """The watcher as a process: open everything, run until told to stop, close everything in order."""
+    """The watcher as a process: everything is built here, opened by `started`, driven by `run` until told to stop,
+    and closed in order. Build it inside the event loop (its HTTP session belongs to the running loop)."""
 
     def __init__(
         self,
@@ -62,25 +72,92 @@ class Service:
         clock: Clock | None = None,
         recorder: SnapshotRecorder | None = None,
         sleep: Sleep = asyncio.sleep,
+        state: str | Path | None = None,
+        stop_grace_s: float = STOP_GRACE_S,
         slot_jobs: int = SLOT_JOBS,
     ) -> None:
         self.loaded = loaded
-        self._slot_jobs = slot_jobs  # jobs whose polls start together in a cycle's spread (tests: one)
-        self.recorder = recorder  # `run --record`: every changed snapshot polled, as a replay line
         self.config = loaded.config
+        self.recorder = recorder  # `run --record`: every changed snapshot polled, as a replay line
         self.clock = clock or SystemClock()
         self._sleep = sleep  # the poll spread's and the client's retries' waits: tests move a manual clock instead
+        self._slot_jobs = slot_jobs  # jobs whose polls start together in a cycle's spread (tests: one)
         self.metrics = Metrics()
         self.health = ApiHealth(self.config.watch.api_unreachable_after_ms)
         self.store_health = StoreHealth()  # one view of the store's writes: polls, sends and /readyz share it
-        self.status: StatusServer | None = None
-        self._store = open_store(loaded.state_location(), exclusive=True, lease_ttl_ms=self.config.state.lease_ttl_ms)
-        self.gate: LeaseGate | None = None  # replicas (PostgreSQL): which jobs this one polls
-        self._cycle_lock = asyncio.Lock()
-        self._step_locks: list[asyncio.Lock] = []  # one per scheduled side step (timers, heartbeat): see `_whole`
+        self.status: StatusServer | None = None  # listening while started
+        location = state if state is not None else loaded.state_location()  # `run --state` over the config's
+        # Replicas time leases and claims by the database's clock; a clock injected here (tests) times them too.
+        self._store = open_store(
+            location, exclusive=True, lease_ttl_ms=self.config.state.lease_ttl_ms, caller_clock=clock is not None
+        )
+        self._session = aiohttp.ClientSession()  # the client's and the notifiers', closed last but for the store
+        self.client = self._client()
+        self._summaries = RecentSummaries()
+        self.tracker = self._tracker()
+        self.worker = build_worker(self.config, self._store, self._session, self.clock, self.store_health)
+        # replicas (PostgreSQL): which jobs this one polls
+        self.gate = LeaseGate(self._store, self.tracker, self.clock, self.store_health) if self._store.shared else None
+        self.cycle = self._cycle()
+        self.refresher = Refresher(self.clock)  # re-sends what notifiers keep open (Alertmanager's alerts)
+        self.digests: DigestScheduler | None = digest_scheduler(
+            self.config.digests, self._store, self.client, self.config.failure_classes.table()
+        )
+        self.stop_grace_s = stop_grace_s  # how long a stop waits for the steps and the sends under way
+        self._polls = Step("the poll cycle", self._poll_cycle)
+        self._timers = Step("flushing rule timers", self._flush_timers)
+        self._beats = Step("the lease heartbeat", self._heartbeat)
+        self._refreshes = Step("refreshing notifiers", self._refresh_notifiers)
+        self._digests = Step("sending digests", self._send_digests)
+        self._open = False
         self._last_cycle_end_ms: int | None = None
         self._cycles = 0
         self._reloading: asyncio.Task[list[str]] | None = None
+
+    def _client(self) -> RunloopClient:
+        return RunloopClient(
+            base_url=self.config.runloop.resolved_base_url(os.environ),
+            api_key=self.config.runloop.api_key,
+            session=self._session,
+            limits=RequestLimits(self.config.watch.max_concurrent_requests, self.config.watch.max_requests_per_s),
+            sleep=self._sleep,
+            clock=self.clock,
+        )
+
+    def _tracker(self) -> JobTracker:
+        dashboard_url = dashboard_url_for(self.client.base_url)
+        classes = self.config.failure_classes.table()
+        return JobTracker(
+            self._store,
+            router=_router(self.config),
+            dashboard_url=dashboard_url,
+            comparer=job_comparer(self.config.baseline, self._store, self.client, dashboard_url, classes),
+            shared_rules=self._store.shared,
+            summaries=self._summaries,
+            catch_up=CatchUp(self.config.watch.catch_up.max_age_ms),
+            failure_classes=classes,
+            infra_alert_ratio=self.config.watch.infra_alert_ratio,
+        )
+
+    def _cycle(self) -> PollCycle:
+        return PollCycle(
+            watch=self.config.watch,
+            client=self.client,
+            tracker=self.tracker,
+            clock=self.clock,
+            health=self.health,
+            on_notifications=self.worker.wake,
+            on_snapshot=self.recorder.write if self.recorder is not None else None,
+            gate=self.gate,
+            store_health=self.store_health,
+            sleep=self._sleep,
+            slot_jobs=self._slot_jobs,
+        )
+
+    @property
+    def is_open(self) -> bool:
+        """Whether `started` has opened everything (and not closed it yet)."""
+        return self._open
 
     @property
     def store(self) -> Store:
@@ -88,7 +165,7 @@ class Service:
         return self._store
 
     async def run(self, stop: asyncio.Event) -> int:
-        """Run until `stop` is set, APScheduler driving the steps; returns the exit code."""
+        """Run until `stop` is set, APScheduler calling the steps; returns the exit code."""
         async with self.started():
             worker_task = asyncio.create_task(self.worker.run(), name="delivery worker")
             # Another replica's or process's commit wakes this worker too (PostgreSQL: LISTEN/NOTIFY; SQLite: its
@@ -109,95 +186,58 @@ class Service:
 
     @contextlib.asynccontextmanager
     async def started(self) -> AsyncIterator[Service]:
-        """Everything open — store, HTTP session, client, tracker, worker, status endpoint — but nothing scheduled:
-        the steps (`poll_once`, `flush_timers`, `drain`) run when called. `run` calls them from APScheduler; tests
-        call them on a manual clock. On exit the endpoint, the client and the store close, in that order."""
-        await self._store.open()
-        try:
-            async with aiohttp.ClientSession() as session:
-                self._wire(session)
-                await self.tracker.load_memories()
-                if self.tracker.catch_up is not None:
-                    await self.tracker.catch_up.start(self._store, self.clock.now_ms())
-                self.metrics.config_loaded(True, time.time())
-                try:
-                    await self._start_status()
-                    yield self
-                finally:
-                    await self._close_endpoints()
-        finally:
-            await self._store.close()
-
-    def _wire(self, session: aiohttp.ClientSession) -> None:
-        base_url = self.config.runloop.resolved_base_url(os.environ)
-        self.client = RunloopClient(
-            base_url=base_url,
-            api_key=self.config.runloop.api_key,
-            session=session,
-            limits=RequestLimits(self.config.watch.max_concurrent_requests, self.config.watch.max_requests_per_s),
-            sleep=self._sleep,
-            clock=self.clock,
-        )
-        router = Router(
-            self.config.rules,
-            self.config.silences,
-            inhibit=self.config.inhibit,
-            time_intervals=self.config.time_intervals,
-        )
-        dashboard_url = dashboard_url_for(base_url)
-        comparer = job_comparer(self.config.baseline, self._store, self.client, dashboard_url)
-        shared = self._store.shared
-        self.tracker = JobTracker(
-            self._store,
-            router=router,
-            dashboard_url=dashboard_url,
-            comparer=comparer,
-            shared_rules=shared,
-            catch_up=CatchUp(self.config.watch.catch_up.max_age_ms),
-        )
-        self._session = session
-        self.worker = build_worker(self.config, self._store, session, self.clock, self.store_health)
-        self.refresher = Refresher(self.clock)
-        self.gate = LeaseGate(self._store, self.tracker, self.clock, self.store_health) if shared else None
-        self.cycle = PollCycle(
-            watch=self.config.watch,
-            client=self.client,
-            tracker=self.tracker,
-            clock=self.clock,
-            health=self.health,
-            on_notifications=self.worker.wake,
-            on_snapshot=self.recorder.write if self.recorder is not None else None,
-            gate=self.gate,
-            store_health=self.store_health,
-            sleep=self._sleep,
-            slot_jobs=self._slot_jobs,
-        )
+        """The store open, the memories loaded, the status endpoint listening — but nothing scheduled: the steps
+        (`poll_once`, `flush_timers`, `drain`) run when called. `run` has APScheduler call them; tests call them on
+        a manual clock. On exit (or a failure to open) the endpoint, the client, the store and the HTTP session
+        close, in that order."""
+        async with contextlib.AsyncExitStack() as opened:
+            opened.push_async_callback(self._session.close)
+            await self._store.open()
+            opened.push_async_callback(self._store.close)
+            await self.tracker.load_memories()
+            if self.tracker.catch_up is not None:
+                await self.tracker.catch_up.start(self._store, self.clock.now_ms())
+            self.metrics.config_loaded(True, self.clock.now_ms() / 1000)
+            opened.push_async_callback(self._close_endpoints)
+            # first of all at the exit: a poll still running past its cycle is cancelled, nothing of it recorded
+            opened.push_async_callback(self.cycle.settle, 0)
+            await self._start_status()
+            self._open = True
+            try:
+                yield self
+            finally:
+                self._open = False
 
     def _interval_s(self) -> float:
         return self.config.watch.poll_interval_ms / 1000
 
     def _start_scheduler(self) -> AsyncIOScheduler:
+        """APScheduler calls the steps on their intervals (the first cycle at once); a step still running when its
+        next run comes is not started twice (`max_instances`), and runs missed meanwhile collapse into one."""
         scheduler = AsyncIOScheduler(timezone=UTC)
         interval_s = self._interval_s()
+        # No trigger: once, at the scheduler's own now (its clock is real time, whatever clock the steps read); never
+        # skipped as missed, however late the loop gets to it.
+        scheduler.add_job(self.poll_once, id=FIRST_POLL_JOB, misfire_grace_time=None)
         scheduler.add_job(
             self.poll_once,
             "interval",
             seconds=interval_s,
             jitter=interval_s * self.config.watch.jitter or None,
             id=POLL_JOB,
-            max_instances=1,  # a slow cycle is never started twice at once
-            coalesce=True,  # runs missed meanwhile collapse into one
+            max_instances=1,
+            coalesce=True,
             misfire_grace_time=max(1, int(interval_s)),
-            next_run_time=datetime.now(UTC),
         )
-        flush = self._whole(self.flush_timers)
-        scheduler.add_job(flush, "interval", seconds=1, id=TIMER_JOB, max_instances=1, coalesce=True)
-        refresh = self._whole(self.refresh_notifiers)
-        scheduler.add_job(refresh, "interval", seconds=1, id=REFRESH_JOB, max_instances=1, coalesce=True)
+        scheduler.add_job(self.flush_timers, "interval", seconds=1, id=TIMER_JOB, max_instances=1, coalesce=True)
+        scheduler.add_job(self.refresh_notifiers, "interval", seconds=1, id=REFRESH_JOB, max_instances=1, coalesce=True)
+        # Digests are due at a minute of the day: a look every 30 s is on time (always scheduled: a reload may add
+        # one); the first look at once, for the digests that fell due while the watcher was down.
+        scheduler.add_job(self.send_digests, id=FIRST_DIGEST_JOB, misfire_grace_time=None)
+        scheduler.add_job(self.send_digests, "interval", seconds=30, id=DIGEST_JOB, max_instances=1, coalesce=True)
         if self.gate is not None:  # leases renewed three times per TTL, whatever the poll interval
             heartbeat_s = self.config.state.lease_ttl_ms / 3000
-            heartbeat = self._whole(self.heartbeat)
-            scheduler.add_job(heartbeat, "interval", seconds=heartbeat_s, id=HEARTBEAT_JOB, coalesce=True)
+            scheduler.add_job(self.heartbeat, "interval", seconds=heartbeat_s, id=HEARTBEAT_JOB, coalesce=True)
         scheduler.add_listener(self.scheduler_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
         scheduler.start()
         return scheduler
@@ -219,38 +259,32 @@ class Service:
             self.status.port,
         )
 
-    def _whole(self, step: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
-        """`step` as a scheduler job that a stop waits for instead of cancelling it mid-transaction (APScheduler's
-        shutdown cancels running jobs, and each such cancel was logged as a failure, with a traceback)."""
-        lock = asyncio.Lock()
-        self._step_locks.append(lock)
-
-        async def run() -> None:
-            async with lock:
-                await step()
-
-        return run
-
     async def poll_once(self) -> CycleReport:
-        """One poll cycle (the scheduler's interval job); cycles never overlap."""
-        async with self._cycle_lock:
-            started = time.monotonic()
-            try:
-                await self.tracker.refresh_silences()
-            except StoreError as exc:  # the database is away (told once by the cycle): the last ones stay in force
-                log.warning("reading the runtime silences failed (%s); the previous ones stay", exc)
-            except Exception:  # not the store: a bug, whose traceback is worth its lines
-                log.warning("reading the runtime silences failed; the previous ones stay", exc_info=True)
-            report = await self.cycle.run(spread_s=self._interval_s() * self.config.watch.spread)
-            elapsed_s = time.monotonic() - started
-            self._cycles += 1
-            self._last_cycle_end_ms = self.clock.now_ms()
-            self._count(report, elapsed_s)
-            log.debug(
-                "cycle %d: %d polled, %d failed, %d events, %d notifications in %.2fs",
-                self._cycles, report.polled, report.failed, len(report.events), report.notifications, elapsed_s,
-            )  # fmt: skip
-            return report
+        """One poll cycle (the scheduler's interval job); cycles never overlap, and one under way at a stop ends."""
+        report = await self._polls()
+        return report if report is not None else CycleReport()
+
+    async def _poll_cycle(self) -> CycleReport:
+        started_ms = self.clock.now_ms()
+        try:
+            await self.tracker.refresh_silences()
+        except StoreError as exc:  # the database is away (told once by the cycle): the last ones stay in force
+            log.warning("reading the runtime silences failed (%s); the previous ones stay", exc)
+        except Exception:  # not the store: a bug, whose traceback is worth its lines
+            log.warning("reading the runtime silences failed; the previous ones stay", exc_info=True)
+        # A cycle waits for its polls one interval at most: a slow job's poll goes on alone, and the next cycle
+        # polls every other job on time (watch.poll_timeout bounds the slow one).
+        interval_s = self._interval_s()
+        report = await self.cycle.run(spread_s=interval_s * self.config.watch.spread, wait_s=interval_s)
+        self._cycles += 1
+        self._last_cycle_end_ms = self.clock.now_ms()
+        elapsed_s = max(0, self._last_cycle_end_ms - started_ms) / 1000
+        self._count(report, elapsed_s)
+        log.debug(
+            "cycle %d: %d polled, %d failed, %d events, %d notifications in %.2fs",
+            self._cycles, report.polled, report.failed, len(report.events), report.notifications, elapsed_s,
+        )  # fmt: skip
+        return report
 
     def _count(self, report: CycleReport, elapsed_s: float | None) -> None:
         if elapsed_s is not None:  # None: polls between cycles (jobs taken over), no cycle
@@ -265,19 +299,27 @@ class Service:
         self.metrics.api_reachable(self.health.reachable)
 
     async def heartbeat(self) -> None:
-        """Replicas: renew the leases (the scheduler's TTL / 3 job); jobs it takes over from a dead replica are
-        polled at once — they have waited a lease TTL already — unless a cycle is under way (it takes them)."""
+        """Replicas: renew the leases (the scheduler's TTL / 3 job)."""
+        await self._beats()
+
+    async def _heartbeat(self) -> None:
+        """Jobs taken over from a dead replica are polled at once — they have waited a lease TTL already — unless a
+        cycle is under way (it takes them)."""
         if self.gate is None:
             return
         await self.gate.heartbeat()
-        if self.gate.has_fresh() and not self._cycle_lock.locked():
-            async with self._cycle_lock:
-                report = await self.cycle.poll_taken_over()
-            self._count(report, None)
+        if self.gate.has_fresh() and not self._polls.busy:
+            async with self._polls.exclusive() as open_:
+                report = await self.cycle.poll_taken_over() if open_ else None
+            if report is not None:
+                self._count(report, None)
 
     async def flush_timers(self) -> None:
-        """Close rule group windows that are due (the scheduler's 1-second job); replicas: only the one holding
-        the timer claim flushes, from the rule state in the store."""
+        """Close rule group windows that are due (the scheduler's 1-second job)."""
+        await self._timers()
+
+    async def _flush_timers(self) -> None:
+        """Replicas: only the one holding the timer claim flushes, from the rule state in the store."""
         now_ms = self.clock.now_ms()
         if not self.store_health.writable:
             return
@@ -300,7 +342,32 @@ class Service:
     async def refresh_notifiers(self) -> int:
         """Re-send what notifiers keep open whose interval has passed (Alertmanager's alerts; the scheduler's
         1-second job); returns how many were re-sent. Every replica does it: re-posting an alert is idempotent."""
+        refreshed = await self._refreshes()
+        return refreshed or 0
+
+    async def _refresh_notifiers(self) -> int:
         return await self.refresher.refresh_due(self.worker.notifiers)
+
+    async def send_digests(self) -> int:
+        """Send the digests that are due (the scheduler's 30-second job; at start, the ones due while down);
+        replicas: only the one holding the timer claim. Returns how many notifications were queued."""
+        queued = await self._digests()
+        return queued or 0
+
+    async def _send_digests(self) -> int:
+        now_ms = self.clock.now_ms()
+        if self.digests is None or not self.store_health.writable:
+            return 0
+        try:
+            if self._store.shared and not await self._store.claim_timers(now_ms):
+                return 0
+            queued = await self.digests.run_due(now_ms)
+        except StoreError as exc:  # the database is away: the digests are still due when it returns
+            log.warning("sending digests failed: %s", exc)
+            return 0
+        if queued:
+            self.worker.wake()
+        return queued
 
     async def drain(self) -> int:
         """Send everything due now and wait for the sends to end (tests; `run` has the worker running instead)."""
@@ -346,7 +413,7 @@ class Service:
 
     def summaries(self) -> Mapping[str, JobSummary]:
         """The jobs' latest summaries (for the status page)."""
-        return self.tracker.summaries()
+        return self._summaries
 
     def config_silences(self) -> Sequence[SilenceConfig]:
         """The config file's silences in force."""
@@ -356,10 +423,18 @@ class Service:
         """The Runloop dashboard of the configured API."""
         return dashboard_url_for(self.client.base_url)
 
+    def rule_names(self) -> Sequence[str]:
+        """The config's rules, in order (the delivery log's filter)."""
+        return [rule.name for rule in self.config.rules]
+
+    def notifier_names(self) -> Sequence[str]:
+        """The config's notifiers (the delivery log's filter)."""
+        return sorted(self.config.notifiers)
+
     def trend_jobs(self) -> int:
-        """The status page's trend window: `baseline.history` (its default without a `baseline:` section)."""
+        """The status page's trend window: 10 jobs, or `baseline.history` when that looks further back."""
         baseline = self.config.baseline if self.config.baseline is not None else BaselineSection()
-        return baseline.history
+        return max(DEFAULT_TREND_JOBS, baseline.history)
 
     def reload_soon(self) -> None:
         """Reload in the background (SIGHUP); a reload already under way is not started twice."""
@@ -371,62 +446,84 @@ class Service:
             return await self.reload()
         except Exception:  # a signal handler's task: nobody else would see the error
             log.exception("reload failed; the running config stays")
-            self.metrics.config_loaded(False, time.time())
+            self.metrics.config_loaded(False, self.clock.now_ms() / 1000)
             return ["reload failed unexpectedly (see the log)"]
 
     async def reload(self) -> list[str]:
         """Read the config again; a valid one applies from the next poll, an invalid one is refused (its
         problems returned and logged) and the running one stays."""
-        if not hasattr(self, "cycle"):  # SIGHUP before `run` built the poll cycle
-            log.warning("reload asked while the watcher is starting; ignored (ask again once it runs)")
-            return ["the watcher is still starting; try again in a moment"]
+        if not self._open:  # SIGHUP before the store opened, or during the stop
+            log.warning("reload asked while the watcher is starting or stopping; ignored")
+            return ["the watcher is starting or stopping; try again once it runs"]
         result = read_again(self.loaded.path)
         if result.loaded is None:
-            self.metrics.config_loaded(False, time.time())
+            self.metrics.config_loaded(False, self.clock.now_ms() / 1000)
             return list(result.problems)
         redact_more(secrets_of(result.loaded.config))
         for setting in needs_restart(self.config, result.loaded.config):
             log.warning("reload: %s changed; that takes a restart (the old value stays until then)", setting)
         new = effective(self.config, result.loaded.config)
-        async with self._cycle_lock:  # a cycle sees the old config or the new one, never half of each
-            router = Router(new.rules, new.silences, inhibit=new.inhibit, time_intervals=new.time_intervals)
-            await self.tracker.use_router(router)
-            self.worker.use_notifiers(
-                build_notifiers(new, self._store, self._session, self.clock), delivery_policies(new)
-            )
-            self.cycle.use_watch(new.watch)
-            self.tracker.comparer = job_comparer(new.baseline, self._store, self.client, self.tracker.dashboard_url)
-            self.health.unreachable_after_ms = new.watch.api_unreachable_after_ms
-            if self.tracker.catch_up is not None:
-                self.tracker.catch_up.max_age_ms = new.watch.catch_up.max_age_ms
-            self.loaded, self.config = LoadedConfig(new, result.loaded.path), new
-        self.metrics.config_loaded(True, time.time())
+        async with self._polls.exclusive() as open_:  # a cycle sees the old config or the new one, never half of each
+            if not open_:
+                return ["the watcher is stopping"]
+            await self._apply(new, result.loaded.path)
+        self.metrics.config_loaded(True, self.clock.now_ms() / 1000)
         log.info("reloaded %s: %d rules, %d notifiers, %d silences", self.loaded.path, len(new.rules),
                  len(new.notifiers), len(new.silences))  # fmt: skip
         return []
 
+    async def _apply(self, new: Config, path: Path) -> None:
+        """Swap in what a reloaded config changes (between two cycles)."""
+        await self.tracker.use_router(_router(new))
+        self.worker.use_notifiers(build_notifiers(new, self._store, self._session, self.clock), delivery_policies(new))
+        self.cycle.use_watch(new.watch)
+        classes = new.failure_classes.table()
+        dashboard_url = self.tracker.dashboard_url
+        self.tracker.comparer = job_comparer(new.baseline, self._store, self.client, dashboard_url, classes)
+        self.tracker.failure_classes = classes
+        self.tracker.infra_alert_ratio = new.watch.infra_alert_ratio
+        if self.tracker.catch_up is not None:
+            self.tracker.catch_up.max_age_ms = new.watch.catch_up.max_age_ms
+        self.digests = digest_scheduler(new.digests, self._store, self.client, classes)
+        self.health.unreachable_after_ms = new.watch.api_unreachable_after_ms
+        self.loaded, self.config = LoadedConfig(new, path), new
+
     async def _shutdown(self, scheduler: AsyncIOScheduler, worker_task: asyncio.Task[None]) -> None:
-        """Claim nothing new — no poll cycle, no send — and give the running cycle and the sends in flight one grace
-        together (not one after the other: the process exits within STOP_GRACE_S and a second); then the endpoint."""
-        log.info("stopping: no new poll cycles or sends; finishing what is under way (at most %.0fs)", STOP_GRACE_S)
+        """Claim nothing new — no poll cycle, no send — and give the running steps and the sends in flight one grace
+        together (not one after the other: the process exits within the grace and a second); then the endpoint.
+        A step still running at the end of the grace is cut off, and says so in one line."""
+        grace_s = self.stop_grace_s
+        log.info("stopping: no new poll cycles or sends; finishing what is under way (at most %.0fs)", grace_s)
         scheduler.pause()
-        worker_stopped = asyncio.create_task(self.worker.stop(grace_s=STOP_GRACE_S), name="stop deliveries")
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(STOP_GRACE_S):
-                for lock in [self._cycle_lock, *self._step_locks]:
-                    await lock.acquire()
+        grace_ends = time.monotonic() + grace_s
+        steps: tuple[Step[Any], ...] = (self._polls, self._timers, self._beats, self._refreshes, self._digests)
+        stopped = asyncio.gather(*(step.stop(grace_s) for step in steps))
+        _, ended = await asyncio.gather(self.worker.stop(grace_s=grace_s), stopped)
+        for step, whole in zip(steps, ended, strict=True):
+            if not whole:
+                log.warning(
+                    "%s was still under way at the end of the stop's grace (%.0fs) and was cut off; what it had not "
+                    "committed is done again at the next start",
+                    step.name,
+                    grace_s,
+                )
+        await self.cycle.settle(max(grace_ends - time.monotonic(), 0))  # polls that outlived their cycle
         scheduler.shutdown(wait=False)
-        await worker_stopped
         worker_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker_task
 
     async def _close_endpoints(self) -> None:
-        """Last the status endpoint and the client."""
+        """The status endpoint, then the client."""
         if self.status is not None:
             await self.status.close()
             self.status = None
         await self.client.close()
+
+
+def _router(config: Config) -> Router:
+    """The rules of a config, as a router."""
+    return Router(config.rules, config.silences, inhibit=config.inhibit, time_intervals=config.time_intervals)
 
 
 def _log_scheduler_event(event: JobExecutionEvent) -> None:

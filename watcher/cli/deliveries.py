@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import aiohttp
 
@@ -13,21 +12,13 @@ from notifiers.protocol import SendError
 from watcher.app.config import load_config
 from watcher.app.delivery import build_notifiers, build_worker
 from watcher.cli.errors import UsageError
+from watcher.cli.state import config_file, existing_state, state_location
 from watcher.core.clock import SystemClock
-from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem
+from watcher.core.printable import printable
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus
 from watcher.pipeline.sample import sample_notification
 from watcher.store import open_store
-from watcher.store.location import is_postgres_url, redact_url
-
-
-def _state_path(args: argparse.Namespace) -> str | Path:
-    """The SQLite file or the PostgreSQL URL (never printed: it may hold a password)."""
-    if args.state is not None:
-        state = str(args.state)
-        return state if is_postgres_url(state) else Path(state)
-    if args.config is not None:
-        return load_config(args.config).state_location()
-    raise UsageError("give --config CONFIG or --state DB to find the state database")
+from watcher.store.location import redact_url
 
 
 def _when(ms: int | None) -> str:
@@ -37,7 +28,7 @@ def _when(ms: int | None) -> str:
 def _line(item: OutboxItem) -> str:
     notification = item.notification
     error = f"  {item.last_reason}: {item.last_error}" if item.last_error else ""
-    return (
+    return printable(
         f"{notification.id}  {item.status:<7} {notification.notifier:<16} {notification.rule:<20} "
         f"attempts={item.attempts:<3} created={_when(notification.created_ms)}{error}"
     )
@@ -45,9 +36,7 @@ def _line(item: OutboxItem) -> str:
 
 async def list_deliveries(args: argparse.Namespace) -> int:
     """`benchwatch deliveries list`: the outbox, newest last, with each entry's last error."""
-    path = _state_path(args)
-    if isinstance(path, Path) and not path.exists():
-        raise UsageError(f"{path}: no state database yet")
+    path = existing_state(args)
     status = None if args.status == "all" else args.status
     async with open_store(path) as store:
         items = await store.outbox_items(status=status, limit=args.limit)
@@ -61,9 +50,7 @@ async def list_deliveries(args: argparse.Namespace) -> int:
 
 async def show_delivery(args: argparse.Namespace) -> int:
     """`benchwatch deliveries show ID`: one notification and every attempt at sending it, oldest first."""
-    path = _state_path(args)
-    if isinstance(path, Path) and not path.exists():
-        raise UsageError(f"{path}: no state database yet")
+    path = existing_state(args)
     async with open_store(path) as store:
         item = await store.outbox_item(args.id)
         if item is None:
@@ -84,7 +71,8 @@ async def show_delivery(args: argparse.Namespace) -> int:
 def _attempt_line(attempt: DeliveryAttempt) -> str:
     took_s = (attempt.finished_ms - attempt.started_ms) / 1000
     why = f"  {attempt.reason}: {attempt.error}" if attempt.error else (f"  {attempt.reason}" if attempt.reason else "")
-    return f"  #{attempt.attempt:<3} {_when(attempt.started_ms)}  {took_s:>7.1f}s  {attempt.outcome:<11}{why}".rstrip()
+    line = f"  #{attempt.attempt:<3} {_when(attempt.started_ms)}  {took_s:>7.1f}s  {attempt.outcome:<11}{why}"
+    return printable(line.rstrip())
 
 
 def _item_json(item: OutboxItem, attempts: list[DeliveryAttempt]) -> dict[str, object]:
@@ -115,12 +103,14 @@ def _item_json(item: OutboxItem, attempts: list[DeliveryAttempt]) -> dict[str, o
 
 async def retry_delivery(args: argparse.Namespace) -> int:
     """`benchwatch deliveries retry ID`: back to pending; with --send, send it now through its notifier."""
-    path = _state_path(args)
+    path = state_location(args)
     clock = SystemClock()
     async with open_store(path) as store:
         item = await store.outbox_item(args.id)
         if item is None:
             raise UsageError(f"no notification {args.id!r} in {redact_url(str(path))} (or the prefix is ambiguous)")
+        if item.status == OutboxStatus.SENT and not args.force:  # its receiver has it: again only when asked
+            raise UsageError(f"{item.notification.id} was sent already; --force sends it again")
         await store.requeue(item.notification.id, clock.now_ms())
         print(f"{item.notification.id}: pending again (was {item.status})")
         if not args.send:
@@ -140,7 +130,7 @@ async def flush_outbox(args: argparse.Namespace) -> int:
     """`benchwatch deliveries flush --config C`: send what is due now (retries scheduled later stay pending)."""
     loaded = load_config(args.config)
     clock = SystemClock()
-    async with open_store(loaded.state_location()) as store, aiohttp.ClientSession() as session:
+    async with open_store(state_location(args, loaded)) as store, aiohttp.ClientSession() as session:
         worker = build_worker(loaded.config, store, session, clock)
         started = await worker.drain()
         counts = await store.outbox_counts()
@@ -149,14 +139,16 @@ async def flush_outbox(args: argparse.Namespace) -> int:
 
 
 async def test_notify(args: argparse.Namespace) -> int:
-    """`benchwatch test-notify CONFIG NOTIFIER`: send a sample notification; report success or the exact error."""
-    loaded = load_config(args.config)
+    """`benchwatch test-notify --config CONFIG NOTIFIER`: send a sample notification; report success or the exact
+    error."""
+    path = config_file(args)
+    loaded = load_config(path)
     config = loaded.config
     if args.notifier not in config.notifiers:
         known = ", ".join(sorted(config.notifiers)) or "none"
-        raise UsageError(f"no notifier {args.notifier!r} in {args.config} (known: {known})")
+        raise UsageError(f"no notifier {args.notifier!r} in {path} (known: {known})")
     clock = SystemClock()
-    async with open_store(loaded.state_location()) as store, aiohttp.ClientSession() as session:
+    async with open_store(state_location(args, loaded)) as store, aiohttp.ClientSession() as session:
         notifier = build_notifiers(config, store, session, clock)[args.notifier]
         notification = sample_notification(args.notifier, clock.now_ms())
         started = time.monotonic()

@@ -174,12 +174,11 @@ async def _run_until_settled(service: Service, max_seconds: float) -> dict[str, 
 
 async def _settled(service: Service) -> bool:
     """Every job finished or told stalled, no group window open, nothing pending in the outbox or in flight."""
-    tracker = getattr(service, "tracker", None)  # set once the service has opened everything
-    if tracker is None:
+    if not service.is_open:  # still opening the store
         return False
     memories = await service.store.load_memories()
     done = len(memories) == 4 and all(memory.finished or memory.stalled for memory in memories.values())
-    if not done or tracker.next_due_ms() is not None or not service.worker.idle:
+    if not done or service.tracker.next_due_ms() is not None or not service.worker.idle:
         return False
     return (await service.store.outbox_counts()).get("pending", 0) == 0
 

@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from notifiers.escape import plain_text
 from watcher.api.client import RunloopClient
 from watcher.api.poll import fetch_snapshot
 from watcher.cli.errors import UsageError
@@ -19,6 +18,7 @@ from watcher.cli.progress import n_done
 from watcher.cli.retry_status import clear_status
 from watcher.core.clock import SystemClock
 from watcher.core.models import BenchmarkJobView, JobState
+from watcher.core.printable import printable
 from watcher.core.score import outcome_score
 
 HEADER = f"{'ID':<26}  {'STATE':<12} {'CREATED (UTC)':<17}  {'DONE':>9}  NAME"
@@ -70,8 +70,7 @@ class JobRow:
         job = self.job
         created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(job.create_time_ms / 1000))
         done = f"{self.n_done}/{self.n_expected}"
-        name = plain_text(job.name).replace("\n", " ").replace("\t", " ")
-        return f"{plain_text(job.id):<26}  {plain_text(job.state):<12} {created:<17}  {done:>9}  {name}"
+        return printable(f"{job.id:<26}  {job.state:<12} {created:<17}  {done:>9}  {job.name}")
 
 
 async def list_jobs(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""The `benchwatch` command line. Every error ends as one readable line on stderr and a non-zero exit code."""
+"""The `benchwatch` command line. Every error ends as one readable line on stderr and a non-zero exit code: 2 for a
+usage error, 4 for the API's, 70 for a bug (its traceback with `--debug`) — see `watcher.cli.errors`."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from watcher.cli.errors import EXIT_API, EXIT_READER_GONE, EXIT_USAGE
+from watcher.cli.errors import EXIT_API, EXIT_INTERRUPTED, EXIT_READER_GONE, EXIT_SOFTWARE, EXIT_USAGE
 from watcher.cli.wait import defaults as wait
 
 # Each command's module is imported only when that command runs: `benchwatch --help` and argument errors need
 # argparse alone (aiohttp and pydantic cost most of a second; docs/performance.md, "Start-up").
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+STATE_HELP = "the state (path or url): an SQLite file or a postgresql:// URL"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch Runloop benchmark jobs and tell the right people what changed.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details (never secrets)")
+    parser.add_argument("--debug", action="store_true", help="on an internal error (a bug), print its traceback")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub)
     _add_simulate(sub)
@@ -33,10 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job(sub)
     _add_wait(sub)
     _add_compare(sub)
+    _add_digest(sub)
     _add_replay(sub)
     _add_record(sub)
     _add_check(sub)
+    _add_test(sub)
     _add_deliveries(sub)
+    _add_explain(sub)
     _add_silences(sub)
     _add_test_notify(sub)
     sub.add_parser(
@@ -53,6 +59,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "discovery, stall and outage detection, durable delivery, and a health/metrics endpoint.",
     )
     p.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    p.add_argument("--state", help=f"{STATE_HELP} (default: the config's state:)")
     p.add_argument("--log-format", choices=["text", "json"], default="text", help="log lines (default: %(default)s)")
     p.add_argument(
         "--record", type=Path, metavar="DIR", help="also write each changed snapshot polled, as replay lines"
@@ -140,7 +147,7 @@ def _add_job(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _add_api_options(p)
     p.add_argument("--pretty", action="store_true", help="indent the JSON for reading")
-    p.add_argument("job_id", metavar="JOB_ID", help="the job's id (bmj_...)")
+    p.add_argument("job_id", metavar="JOB_ID", type=_job_id, help="the job's id (bmj_...)")
     p.set_defaults(handler="watcher.cli.jobs:show_job")
 
 
@@ -157,7 +164,7 @@ def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _add_api_options(p)
     target = p.add_mutually_exclusive_group()
-    target.add_argument("job_id", metavar="JOB_ID", nargs="?", help="the job's id (bmj_...)")
+    target.add_argument("job_id", metavar="JOB_ID", nargs="?", type=_job_id, help="the job's id (bmj_...)")
     target.add_argument("--name", help="find the job by its exact name instead")
     target.add_argument("--latest", action="store_true", help="the newest running job")
     p.add_argument("--interval", default=wait.DEFAULT_INTERVAL, help="time between polls (default: %(default)s)")
@@ -182,6 +189,13 @@ def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--json", action="store_true", help="events as JSON lines, then one JSON summary line")
     p.add_argument("--junit", type=Path, metavar="PATH", help="also write the scenario outcomes as JUnit XML")
+    p.add_argument(
+        "--summary-markdown",
+        type=Path,
+        metavar="FILE",
+        help="also write the summary (and the comparison) as markdown; with $GITHUB_STEP_SUMMARY set, it is "
+        "appended there too",
+    )
     _add_wait_baseline(p)
     p.set_defaults(handler="watcher.cli.wait.command:wait_command")
 
@@ -211,14 +225,47 @@ def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "baseline. See docs/regressions.md.",
     )
     _add_api_options(p)
-    p.add_argument("job_id", metavar="JOB", help="the job's id (bmj_...)")
-    p.add_argument("baseline_job_id", metavar="BASELINE_JOB", nargs="?", help="compare with this job instead")
-    p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    p.add_argument("job_id", metavar="JOB", type=_job_id, help="the job's id (bmj_...)")
+    p.add_argument(
+        "baseline_job_id", metavar="BASELINE_JOB", nargs="?", type=_job_id, help="compare with this job instead"
+    )
+    p.add_argument(
+        "--format",
+        choices=["text", "json", "markdown"],
+        default="text",
+        help="a table per agent, one JSON object, or markdown for a pull request comment (default: %(default)s)",
+    )
+    p.add_argument("--json", action="store_true", help="the same as --format json")
     p.add_argument(
         "--history", type=_non_negative_int, metavar="N", help="with --json: each agent's score over the last N jobs"
     )
+    p.add_argument(
+        "--count-setup-failures",
+        action="store_true",
+        help="count scenarios that failed in setup as the agent's (by default they are listed apart)",
+    )
+    p.add_argument(
+        "--min-effect",
+        type=_effect,
+        metavar="X",
+        help="the drop in pass rate (0 < X < 1) to warn about when too few scenarios could show it (default: 0.05)",
+    )
     _add_state_options(p)
     p.set_defaults(handler="watcher.cli.compare:compare_command")
+
+
+def _add_digest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "digest",
+        help="print a digest now (the jobs that finished, scores, regressions, infra failures), without sending it",
+        description="Print each digest of the config's `digests:` (or the one named) over the last --since, as it "
+        "would be sent, without sending it or moving its schedule. With no digest configured, one over every job "
+        "that finished. See docs/digests.md.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="the config file (its state and digests)")
+    p.add_argument("--since", default="24h", help="the period, ending now (default: %(default)s)")
+    p.add_argument("--name", help="only the digest of this name")
+    p.set_defaults(handler="watcher.cli.digest:digest_command")
 
 
 def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -230,13 +277,21 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "interleaved) and print the events as JSON lines. The same file always gives the same output.",
     )
     p.add_argument("file", metavar="FILE", type=Path, help="the recorded snapshots")
-    p.add_argument("--state", type=Path, help="SQLite file to keep the state in (default: in memory)")
+    p.add_argument(
+        "--state", help=f"{STATE_HELP} to keep the replay's state in (default: in memory, never the config's)"
+    )
     p.add_argument(
         "--config",
         type=Path,
         help="dry run: print the notifications this config would send (JSON lines) instead of the events; "
         "group windows and throttles run on the file's clock; nothing is sent",
     )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="with --config: instead of the notifications, print for each event what each rule decided, and why",
+    )
+    p.add_argument("--json", action="store_true", help="with --explain: one JSON object per event")
     p.set_defaults(handler="watcher.cli.replay:replay_command")
 
 
@@ -248,7 +303,7 @@ def _add_record(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "every job has finished or Ctrl-C / SIGTERM; `benchwatch replay FILE` reads it. See docs/events.md.",
     )
     _add_api_options(p)
-    p.add_argument("job_ids", metavar="JOB_ID", nargs="+", help="the jobs to record (bmj_...)")
+    p.add_argument("job_ids", metavar="JOB_ID", nargs="+", type=_job_id, help="the jobs to record (bmj_...)")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="the file to write (replaced)")
     p.add_argument("--interval", default="10s", help="time between polls (default: %(default)s)")
     p.set_defaults(handler="watcher.cli.record:record")
@@ -261,13 +316,33 @@ def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Validate a config file: every problem is listed with its file, line and key. On success, "
         "print the notifiers (never their secrets), the rules and what each catches, and the silences.",
     )
-    p.add_argument("config", metavar="CONFIG", type=Path, help="the YAML config file")
+    _add_config_positional(p)
     p.set_defaults(handler="watcher.cli.check:check")
 
 
+def _add_test(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "test",
+        help="run rule unit tests: recorded snapshots through a config's rules, checked against what must be sent",
+        description="Run each test of each FILE: its snapshots through its config's rules on the recording's "
+        "clock, as replay does, then its checks (expect: what must be sent; expect_not: what must not, and why). "
+        "Exit 0 when every check holds, 1 when one does not (with what was expected, what was sent and the "
+        'decisions that led there), 2 when a test file cannot be used. See docs/rules.md, "Testing your rules".',
+    )
+    p.add_argument("files", metavar="FILE", type=Path, nargs="+", help="rule test files (YAML)")
+    p.add_argument("--junit", type=Path, metavar="PATH", help="also write the results as JUnit XML")
+    p.set_defaults(handler="watcher.cli.ruletest.command:test_command")
+
+
 def _add_state_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="the config file (its state.path is used)")
-    p.add_argument("--state", help="the state database (an SQLite file or a postgresql:// URL), instead of --config")
+    p.add_argument("--config", type=Path, help="the config file (its state: is used)")
+    p.add_argument("--state", help=f"{STATE_HELP}, instead of the config's")
+
+
+def _add_config_positional(p: argparse.ArgumentParser) -> None:
+    """CONFIG as a positional (as it always was) or as `--config`, like every other command."""
+    p.add_argument("config_file", metavar="CONFIG", type=Path, nargs="?", help="the YAML config file (or --config)")
+    p.add_argument("--config", type=Path, help="the YAML config file")
 
 
 def _add_deliveries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -295,10 +370,27 @@ def _add_deliveries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_state_options(retry)
     retry.add_argument("id", metavar="ID", help="the notification id (nt_...), or a unique prefix of it")
     retry.add_argument("--send", action="store_true", help="also send it now from here (needs --config)")
+    retry.add_argument("--force", action="store_true", help="also a notification already sent: it is sent again")
     retry.set_defaults(handler="watcher.cli.deliveries:retry_delivery")
     flush = actions.add_parser("flush", help="send everything due in the outbox now, then exit")
     flush.add_argument("--config", type=Path, required=True, help="the config file (notifiers and state)")
+    flush.add_argument("--state", help=f"{STATE_HELP}, instead of the config's")
     flush.set_defaults(handler="watcher.cli.deliveries:flush_outbox")
+
+
+def _add_explain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="why was an event told, or not: each rule's decision and its reason, as the watcher recorded it",
+        description="For an event (ev_...) or each event of a notification (nt_...), print what every rule decided "
+        "when it happened and why: not matched (which matcher saw what), silenced (by which silence), held in a "
+        "group window, muted, inhibited (by which incident), once_per, sent (to whom, and the delivery). Read from "
+        "the state database, never re-run with today's config. See docs/rules.md, \"Why wasn't I notified?\".",
+    )
+    _add_state_options(p)
+    p.add_argument("id", metavar="ID", help="an event id (ev_...) or notification id (nt_...), or a unique prefix")
+    p.add_argument("--json", action="store_true", help="a JSON array: each event with its rules' decisions")
+    p.set_defaults(handler="watcher.cli.explain:explain")
 
 
 def _add_silences(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -310,7 +402,7 @@ def _add_silences(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="silence matching events for a while; prints the new silence's id")
-    add.add_argument("--config", type=Path, required=True, help="the config file (its state.path is used)")
+    _add_state_options(add)
     add.add_argument(
         "--match",
         action="append",
@@ -322,13 +414,14 @@ def _add_silences(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     until.add_argument("--for", dest="for_", metavar="DURATION", help="for this long from now (30m, 2h, 1d)")
     until.add_argument("--until", metavar="TIME", help="until this time, with a zone (2026-12-01T08:00:00Z)")
     add.add_argument("--comment", default="", help="why (shown on the status page and in the list)")
+    add.add_argument("--by", help="who adds it, as `explain` names it (default: your login name)")
     add.set_defaults(handler="watcher.cli.silences:add")
     listing = actions.add_parser("list", help="list runtime silences, newest first")
-    listing.add_argument("--config", type=Path, required=True, help="the config file (its state.path is used)")
+    _add_state_options(listing)
     listing.add_argument("--json", action="store_true", help="as a JSON array")
     listing.set_defaults(handler="watcher.cli.silences:list_command")
     expire = actions.add_parser("expire", help="end a silence now")
-    expire.add_argument("--config", type=Path, required=True, help="the config file (its state.path is used)")
+    _add_state_options(expire)
     expire.add_argument("id", metavar="ID", help="the silence's id (sil_...)")
     expire.set_defaults(handler="watcher.cli.silences:expire")
 
@@ -340,9 +433,16 @@ def _add_test_notify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description="Send a sample notification through one configured notifier, now, and report success or the "
         "exact error (classified as retryable or permanent).",
     )
-    p.add_argument("config", metavar="CONFIG", type=Path, help="the YAML config file")
+    _add_config_positional(p)
     p.add_argument("notifier", metavar="NOTIFIER", help="the notifier's name in the config")
+    p.add_argument("--state", help=f"{STATE_HELP}, instead of the config's (notifiers keep some state: threads)")
     p.set_defaults(handler="watcher.cli.deliveries:test_notify")
+
+
+def _job_id(raw: str) -> str:
+    if not raw.strip():
+        raise argparse.ArgumentTypeError("a job id cannot be empty")
+    return raw
 
 
 def _positive_float(raw: str) -> float:
@@ -359,10 +459,16 @@ def _at_least_one(raw: str) -> float:
     return value
 
 
+MAX_COUNT = 1_000_000_000  # a count past this is a typo; 10**23 overflowed SQLite's integers (a traceback)
+
+
 def _non_negative_int(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {raw}")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if not 0 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_COUNT}, got {raw}")
     return value
 
 
@@ -370,6 +476,13 @@ def _share(raw: str) -> float:
     value = float(raw)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {raw}")
+    return value
+
+
+def _effect(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (a 5-point drop is 0.05), got {raw}")
     return value
 
 
@@ -382,8 +495,9 @@ def resolve_handler(target: str) -> Handler:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `benchwatch` script; returns the exit code."""
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except BrokenPipeError:  # `benchwatch --help | head -1`
         return _reader_gone()
     # imported after parsing: `--help` and argument errors never pay for them
@@ -398,11 +512,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # what is still buffered meets a reader that left here, not at the interpreter's exit
         return code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError as exc:
-        return _reader_gone() if _stdout_closed() else _exit_code(exc)
-    except Exception as exc:  # sorted by `_exit_code`, which re-raises what it does not know
-        return _exit_code(exc)
+        return _reader_gone() if _stdout_closed() else _exit_code(exc, debug=args.debug)
+    except Exception as exc:  # the one boundary: every error a command ends with is told here
+        return _exit_code(exc, debug=args.debug)
 
 
 def _stdout_closed() -> bool:
@@ -429,35 +543,30 @@ def _reader_gone() -> int:
     return EXIT_READER_GONE
 
 
-def _exit_code(exc: Exception) -> int:
-    """One readable line and the exit code for an error a command may end with; anything else is a bug: re-raised.
-
-    The error types are imported here, once one is raised: the config loader's pulls in pydantic, which a command
-    like `wait` loads only after its first request (docs/performance.md, "Start-up")."""
+def _exit_code(exc: Exception, *, debug: bool) -> int:
+    """One readable line (or one per config problem) and the exit code for an error a command ended with."""
     from watcher.api.errors import RunloopApiError
-    from watcher.cli.errors import UsageError
-    from watcher.config.loader import ConfigError
-    from watcher.store.errors import StoreError
+    from watcher.cli.errors import bug_line, one_line, usage_lines
 
     if isinstance(exc, RunloopApiError):
-        return _fail(str(exc), EXIT_API)
-    if isinstance(exc, UsageError | ValueError | StoreError):
-        return _fail(str(exc), EXIT_USAGE)
-    if isinstance(exc, ConfigError):
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return EXIT_USAGE
-    if isinstance(exc, OSError):
-        where = f"{exc.filename}: " if exc.filename else ""
-        return _fail(f"{where}{exc.strerror or exc}", EXIT_USAGE)
-    raise exc
+        return _fail([f"benchwatch: error: {one_line(exc)}"], EXIT_API)
+    lines = usage_lines(exc)
+    if lines is not None:
+        return _fail(lines, EXIT_USAGE)
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    return _fail([bug_line(exc)], EXIT_SOFTWARE)
 
 
-def _fail(message: str, code: int) -> int:
+def _fail(lines: list[str], code: int) -> int:
     from watcher.cli.retry_status import clear_status
+    from watcher.core.printable import printable
 
     clear_status()  # the error replaces the retries' status line: said once
-    print(f"benchwatch: error: {message}", file=sys.stderr)
+    for line in lines:
+        print(printable(line), file=sys.stderr)
     return code
 
 

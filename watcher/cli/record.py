@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from watcher.api.client import RunloopClient
 from watcher.api.errors import TransientApiError
 from watcher.api.poll import fetch_snapshot, runs_to_follow
-from watcher.cli.errors import UsageError
+from watcher.cli.errors import UsageError, open_for_writing
 from watcher.cli.retry_status import clear_status
 from watcher.cli.signals import stop_on_signals
 from watcher.cli.wait.defaults import LATE_POLLS
@@ -32,7 +32,7 @@ async def record(args: argparse.Namespace) -> int:
     if interval_ms < 100:
         raise UsageError("--interval must be at least 100ms")
     stop = stop_on_signals()
-    with args.out.open("w", encoding="utf-8") as file:
+    with open_for_writing(args.out, "--out") as file:
         recorder = SnapshotRecorder(file)
         async with RunloopClient(base_url=args.base_url) as client:
             finished = await record_jobs(client, args.job_ids, recorder, interval_ms, stop=stop)

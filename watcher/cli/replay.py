@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -12,18 +14,23 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rules.engine import Router
 from watcher.app.config import LoadedConfig, load_config
+from watcher.cli.errors import UsageError
+from watcher.cli.state import given_state
+from watcher.core.decisions import Decision
+from watcher.core.events import Event
 from watcher.core.models import BenchmarkJobView, ScenarioRunView
 from watcher.core.scenario_runs import from_views
 from watcher.core.snapshot import Snapshot
 from watcher.diff.summary import dashboard_url_for
 from watcher.pipeline.comparer import job_comparer
-from watcher.pipeline.tracker import JobTracker
+from watcher.pipeline.explain import Explanation, explained_events, explanation_json, explanation_text
+from watcher.pipeline.tracker import JobTracker, Observation
 from watcher.store import open_store
 from watcher.store.protocol import Store
 
 
 class ReplayInputError(ValueError):
-    """A line of the replay file is not a snapshot; the message names the file and line."""
+    """The replay file cannot be read, or a line of it is not a snapshot; the message names the file (and line)."""
 
 
 class _Line(BaseModel):
@@ -42,7 +49,10 @@ def read_snapshots(path: Path) -> list[Snapshot]:
     The file holds JSON objects one after another: JSON lines (what `benchwatch record`, `run --record` and `job`
     write), or objects spread over several lines (`benchwatch job --pretty`, a view saved from elsewhere).
     """
-    text = path.read_bytes().decode("utf-8", errors="replace")
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise ReplayInputError(f"{path}: {exc.strerror or exc}") from None
     decoder = json.JSONDecoder()
     snapshots: list[Snapshot] = []
     position = _skip_space(text, 0)
@@ -53,7 +63,7 @@ def read_snapshots(path: Path) -> list[Snapshot]:
         except json.JSONDecodeError as exc:
             raise ReplayInputError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
         previous_ms = snapshots[-1].at_ms if snapshots else None
-        snapshots.append(_snapshot(path, number, value, previous_ms))
+        snapshots.append(snapshot_from(value, f"{path}:{number}", previous_ms))
         position = _skip_space(text, position)
     return snapshots
 
@@ -64,9 +74,11 @@ def _skip_space(text: str, position: int) -> int:
     return position
 
 
-def _snapshot(path: Path, number: int, value: Any, previous_ms: int | None) -> Snapshot:
+def snapshot_from(value: Any, where: str, previous_ms: int | None) -> Snapshot:
+    """One snapshot from a parsed object: a replay line or a bare job view (`where` names it in errors, as
+    `FILE:LINE`). Raises `ReplayInputError`."""
     if not isinstance(value, dict):
-        raise ReplayInputError(f"{path}:{number}: expected a JSON object, got {type(value).__name__}")
+        raise ReplayInputError(f"{where}: expected a JSON object, got {type(value).__name__}")
     try:
         if "job" in value and "id" not in value:
             line = _Line.model_validate(value)
@@ -76,8 +88,8 @@ def _snapshot(path: Path, number: int, value: Any, previous_ms: int | None) -> S
         return Snapshot(job=job, at_ms=seen_at_ms(job, previous_ms))
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in error["loc"]) or "line"
-        raise ReplayInputError(f"{path}:{number}: {where}: {error['msg']}") from None
+        field = ".".join(str(part) for part in error["loc"]) or "line"
+        raise ReplayInputError(f"{where}: {field}: {error['msg']}") from None
 
 
 def seen_at_ms(job: BenchmarkJobView, previous_ms: int | None) -> int:
@@ -91,11 +103,42 @@ def seen_at_ms(job: BenchmarkJobView, previous_ms: int | None) -> int:
     return latest if previous_ms is None else max(latest, previous_ms)
 
 
+@dataclass(frozen=True)
+class Step:
+    """One moment of a replay: a snapshot observed, or group windows closing at their own time."""
+
+    at_ms: int
+    observation: Observation
+
+
+async def replay_steps(
+    tracker: JobTracker, snapshots: Sequence[Snapshot], *, until_ms: int | None = None
+) -> AsyncIterator[Step]:
+    """Drive the tracker over the snapshots on their own clock, as a running watcher would live them: windows
+    that close between two snapshots close at their time (the service's timer), before the next snapshot is
+    observed; those still open at the end close at their own time — or, with `until_ms`, the clock stops there:
+    later snapshots are not seen, and windows open then stay open."""
+    for snapshot in snapshots:
+        if until_ms is not None and snapshot.at_ms > until_ms:
+            break
+        async for step in _windows_closing(tracker, before_ms=snapshot.at_ms):
+            yield step
+        yield Step(snapshot.at_ms, await tracker.observe(snapshot))
+    end_ms = None if until_ms is None else until_ms + 1
+    async for step in _windows_closing(tracker, before_ms=end_ms):
+        yield step
+
+
+async def _windows_closing(tracker: JobTracker, *, before_ms: int | None) -> AsyncIterator[Step]:
+    while (due_ms := tracker.next_due_ms()) is not None and (before_ms is None or due_ms < before_ms):
+        yield Step(due_ms, await tracker.flush_due(due_ms))
+
+
 async def replay(
     path: Path,
     out: TextIO,
     *,
-    state: Path | None = None,
+    state: str | Path | None = None,
     config: LoadedConfig | None = None,
     notes: TextIO | None = None,
 ) -> int:
@@ -107,17 +150,29 @@ async def replay(
     snapshots = read_snapshots(path)
     count = 0
     async with open_store(state if state is not None else ":memory:") as store:
-        tracker = _tracker(store, config)
-        for snapshot in snapshots:
-            observation = await tracker.observe(snapshot)
+        async for step in replay_steps(tracker_for(store, config), snapshots):
+            observation = step.observation
             lines = observation.events if config is None else observation.notifications
             for item in lines:
                 out.write(item.model_dump_json() + "\n")
                 count += 1
-            _note(notes, snapshot.at_ms, observation.dropped)
-        if config is not None:
-            count += await _flush_remaining(tracker, out, notes)
+            _note(notes, step.at_ms, observation.dropped)
     return count
+
+
+async def replay_explained(
+    path: Path, config: LoadedConfig, *, state: str | Path | None = None, notes: TextIO | None = None
+) -> list[Explanation]:
+    """A dry run's decisions: for each event of `path` (in order), what each rule of `config` decided, and why."""
+    snapshots = read_snapshots(path)
+    events: list[Event] = []
+    decisions: list[Decision] = []
+    async with open_store(state if state is not None else ":memory:") as store:
+        async for step in replay_steps(tracker_for(store, config), snapshots):
+            events.extend(step.observation.events)
+            decisions.extend(step.observation.decisions)
+            _note(notes, step.at_ms, step.observation.dropped)
+    return explained_events(events, decisions)
 
 
 def _note(notes: TextIO | None, at_ms: int, dropped: tuple[str, ...]) -> None:
@@ -126,7 +181,8 @@ def _note(notes: TextIO | None, at_ms: int, dropped: tuple[str, ...]) -> None:
             notes.write(f"at_ms {at_ms}: not sent: {line}\n")
 
 
-def _tracker(store: Store, config: LoadedConfig | None) -> JobTracker:
+def tracker_for(store: Store, config: LoadedConfig | None) -> JobTracker:
+    """The tracker a dry run drives: with a config, its rules (and the file's silences) route what it sees."""
     if config is None:
         return JobTracker(store)
     router = Router(
@@ -137,24 +193,38 @@ def _tracker(store: Store, config: LoadedConfig | None) -> JobTracker:
     )
     dashboard_url = dashboard_url_for(config.config.runloop.resolved_base_url({}))
     # A dry run asks no API: baselines come from jobs replayed before (and kept in --state).
-    comparer = job_comparer(config.config.baseline, store, None, dashboard_url)
-    return JobTracker(store, router=router, dashboard_url=dashboard_url, comparer=comparer)
-
-
-async def _flush_remaining(tracker: JobTracker, out: TextIO, notes: TextIO | None) -> int:
-    """Windows still open at the end of the file close at their own time."""
-    count = 0
-    while (due_ms := tracker.next_due_ms()) is not None:
-        observation = await tracker.flush_due(due_ms)
-        for notification in observation.notifications:
-            out.write(notification.model_dump_json() + "\n")
-            count += 1
-        _note(notes, due_ms, observation.dropped)
-    return count
+    classes = config.config.failure_classes.table()
+    comparer = job_comparer(config.config.baseline, store, None, dashboard_url, classes)
+    return JobTracker(
+        store,
+        router=router,
+        dashboard_url=dashboard_url,
+        comparer=comparer,
+        failure_classes=classes,
+        infra_alert_ratio=config.config.watch.infra_alert_ratio,
+    )
 
 
 async def replay_command(args: argparse.Namespace) -> int:
     """`benchwatch replay FILE`: events of recorded snapshots, as JSON lines on stdout."""
     config = load_config(args.config) if args.config is not None else None
-    await replay(args.file, sys.stdout, state=args.state, config=config, notes=sys.stderr)
+    if not args.explain:
+        if args.json:
+            raise UsageError("--json goes with --explain (replay's output is JSON lines already)")
+        try:
+            await replay(args.file, sys.stdout, state=given_state(args), config=config, notes=sys.stderr)
+        except ReplayInputError as exc:
+            raise UsageError(str(exc)) from None
+        return 0
+    if config is None:
+        raise UsageError("--explain needs --config: the decisions are those of a config's rules")
+    try:
+        explained = await replay_explained(args.file, config, state=given_state(args), notes=sys.stderr)
+    except ReplayInputError as exc:
+        raise UsageError(str(exc)) from None
+    for one in explained:
+        if args.json:
+            print(json.dumps(explanation_json(one)))
+        else:
+            print("\n".join(explanation_text(one)))
     return 0

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
+from watcher.core.printable import PrintableFormatter, printable
+
 RETRY_LOGGER = "benchwatch.client"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _ERASE = "\r\x1b[2K"
@@ -30,7 +32,7 @@ class StatusLine(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """Show the retry."""
-        text = f"retrying: {record.getMessage()}"
+        text = printable(f"retrying: {record.getMessage()}")
         if self.sink is not None:
             self.sink(text)
             return
@@ -55,6 +57,7 @@ def configure_cli_logging(*, verbose: bool, stream: TextIO | None = None) -> Non
     err = stream or sys.stderr
     level = logging.DEBUG if verbose else logging.WARNING
     handler = logging.StreamHandler(err)
+    handler.setFormatter(PrintableFormatter(LOG_FORMAT))
     handler.setLevel(level)  # the client logs retries at INFO: they must not reach this handler without -v
     logging.basicConfig(level=level, format=LOG_FORMAT, handlers=[handler], force=True)
     if verbose or not err.isatty():

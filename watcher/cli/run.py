@@ -12,15 +12,17 @@ import signal
 from watcher.app.config import load_config
 from watcher.app.logs import configure_logging, secrets_of
 from watcher.app.service import Service
-from watcher.cli.errors import UsageError
+from watcher.cli.errors import UsageError, open_for_writing
 from watcher.cli.signals import stop_on_signals
+from watcher.cli.state import given_state
 from watcher.pipeline.recording import SnapshotRecorder, recording_path
 
 log = logging.getLogger("benchwatch.run")
 
 
 async def run_service(args: argparse.Namespace) -> int:
-    """`benchwatch run --config CONFIG`: the watcher, until SIGTERM or SIGINT; SIGHUP reloads the config."""
+    """`benchwatch run --config CONFIG [--state STATE]`: the watcher, until SIGTERM or SIGINT; SIGHUP reloads the
+    config."""
     loaded = load_config(args.config)
     watch = loaded.config.watch
     if not watch.jobs and watch.discover is None:
@@ -35,7 +37,7 @@ async def run_service(args: argparse.Namespace) -> int:
                 raise UsageError(f"--record: the folder {str(args.record)!r} does not exist")
             path = recording_path(args.record)
             log.info("recording every changed snapshot to %s", path)
-            recorder = SnapshotRecorder(files.enter_context(path.open("w", encoding="utf-8")))
-        service = Service(loaded, recorder=recorder)
+            recorder = SnapshotRecorder(files.enter_context(open_for_writing(path, "--record")))
+        service = Service(loaded, recorder=recorder, state=given_state(args))
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, service.reload_soon)
         return await service.run(stop)

@@ -7,13 +7,15 @@ write the database could change it anyway.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import time
 
 from rules.silences import RuntimeSilence
-from watcher.app.config import load_config
 from watcher.cli.errors import UsageError
+from watcher.cli.state import state_location
 from watcher.core.clock import SystemClock
+from watcher.core.printable import printable
 from watcher.pipeline.silences import SilenceError, UnknownSilence, add_silence, expire_silence, list_silences
 from watcher.pipeline.silences import request_from_args as silence_request
 from watcher.store import open_store
@@ -26,7 +28,8 @@ def _when(ms: int) -> str:
 
 def _line(silence: RuntimeSilence, now_ms: int) -> str:
     comment = f"  # {silence.comment}" if silence.comment else ""
-    return (
+    comment += f" (by {silence.created_by})" if silence.created_by else ""
+    return printable(
         f"{silence.id}  {silence.state_at(now_ms):<7} {_when(silence.starts_ms)} → {_when(silence.ends_ms)}  "
         f"{silence.matchers_text()}{comment}"
     )
@@ -34,22 +37,32 @@ def _line(silence: RuntimeSilence, now_ms: int) -> str:
 
 async def add(args: argparse.Namespace) -> int:
     """`benchwatch silences add`: store a silence; print its id."""
-    loaded = load_config(args.config)
     now_ms = SystemClock().now_ms()
     try:
-        request = silence_request(args.match, now_ms=now_ms, for_=args.for_, until=args.until, comment=args.comment)
+        request = silence_request(
+            args.match, now_ms=now_ms, for_=args.for_, until=args.until, comment=args.comment, created_by=_creator(args)
+        )
     except SilenceError as exc:
         raise UsageError(str(exc)) from None
-    async with open_store(loaded.state_location()) as store:
+    async with open_store(state_location(args)) as store:
         silence = await add_silence(store, request, now_ms)
     print(silence.id)
     return 0
 
 
+def _creator(args: argparse.Namespace) -> str:
+    """`--by`, else the login name (none in some containers: then nobody is named)."""
+    if args.by:
+        return str(args.by)
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return ""
+
+
 async def list_command(args: argparse.Namespace) -> int:
     """`benchwatch silences list`: every runtime silence, newest first (as JSON with --json)."""
-    loaded = load_config(args.config)
-    async with open_store(loaded.state_location()) as store:
+    async with open_store(state_location(args)) as store:
         silences = await list_silences(store)
     now_ms = SystemClock().now_ms()
     if args.json:
@@ -64,12 +77,12 @@ async def list_command(args: argparse.Namespace) -> int:
 
 async def expire(args: argparse.Namespace) -> int:
     """`benchwatch silences expire ID`: end a silence now."""
-    loaded = load_config(args.config)
+    location = state_location(args)
     now_ms = SystemClock().now_ms()
-    async with open_store(loaded.state_location()) as store:
+    async with open_store(location) as store:
         try:
             silence = await expire_silence(store, args.id, now_ms)
         except UnknownSilence:
-            raise UsageError(f"no silence {args.id!r} in {redact_url(str(loaded.state_location()))}") from None
+            raise UsageError(f"no silence {args.id!r} in {redact_url(str(location))}") from None
     print(f"{silence.id}: expired at {_when(silence.ends_ms)}")
     return 0

@@ -7,6 +7,7 @@ import random
 
 from aiohttp import web
 
+from watcher.cli.errors import UsageError
 from watcher.cli.signals import wait_for_stop_signal
 from watcher.core.clock import Clock, ManualClock, ScaledClock, SystemClock
 from watcher.simulator import Faults, SimJobSpec, Simulator, create_app, demo_specs
@@ -35,7 +36,10 @@ async def simulate(args: argparse.Namespace) -> int:
     runner = web.AppRunner(create_app(sim), access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, args.host, args.port).start()
+        try:
+            await web.TCPSite(runner, args.host, args.port).start()
+        except OSError as exc:  # the port is taken, the address is not this machine's
+            raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
         base_url = f"http://{args.host}:{args.port}"
         pace = "manual clock: POST /_sim/clock moves it" if args.manual_clock else f"{args.speed:g}x real time"
         print(f"Runloop simulator on {base_url}  (seed {args.seed}, {pace})")

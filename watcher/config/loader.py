@@ -215,6 +215,12 @@ def _substitute_env(text: str, environ: Mapping[str, str]) -> tuple[str, list[st
 # --- node tree -> plain values ----------------------------------------------------------------------------------
 
 _FILE_SUFFIX = "_file"
+# The keys a `<key>_file` may read from a file: the secrets (every `SecretStr` field of the config; a test keeps the
+# two in step) and `ca`, a PEM bundle. Any other key read from a file could quote the file in its error: a
+# `when_file: /proc/self/environ` printed every environment variable.
+SECRET_FILE_KEYS: Final = frozenset(
+    {"api_key", "bearer_token", "ca", "password", "routing_key", "secret", "token", "url", "webhook_url"}
+)
 
 
 def _is_file_key(key: str, value: Any) -> bool:
@@ -337,6 +343,10 @@ class _TreeBuilder:
                 result[key] = value
                 continue
             target, line = key.removesuffix(_FILE_SUFFIX), self.lines.pop((*loc, key))
+            if target not in SECRET_FILE_KEYS:
+                secrets = ", ".join(sorted(SECRET_FILE_KEYS))
+                self.problem(line, loc, f"{key}: only a secret key can be read from a file ({secrets})")
+                continue
             if target in mapping:
                 self.problem(line, loc, f"give {target} or {key}, not both")
                 continue

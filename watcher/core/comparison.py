@@ -24,6 +24,7 @@ class ScenarioResult(BaseModel):
     state: str
     score: float | None = None
     scenario_run_id: str | None = None
+    exception_type: str | None = Field(None, description="the failure reason's exception type, when it has one")
 
     @property
     def passed(self) -> bool:
@@ -80,6 +81,12 @@ class ScenarioRef(BaseModel):
     url: str | None = None
 
 
+class RegressionRef(ScenarioRef):
+    """A regressed scenario; `new` when it passed in every one of the recent jobs compared over (not a relapse)."""
+
+    new: bool = Field(False, description="passed in every one of the last `baseline.history` jobs that ran it")
+
+
 class AgentComparison(BaseModel):
     """One paired agent: the scores, the change with its 95 % interval, the McNemar test, and the scenarios."""
 
@@ -93,14 +100,33 @@ class AgentComparison(BaseModel):
     ci_low: float = Field(description="lower end of the 95 % paired-bootstrap interval of delta")
     ci_high: float = Field(description="upper end of the 95 % paired-bootstrap interval of delta")
     p_value: float = Field(description="exact two-sided McNemar test on the pass/fail flips")
-    significant: bool = Field(description="the interval excludes 0 and (when anything flipped) p < 0.05")
-    n_paired: int
+    p_adjusted: float | None = Field(
+        None, description="p_value Holm–Bonferroni-adjusted across the agents compared (equal to it for one agent)"
+    )
+    significant: bool = Field(description="the interval excludes 0 and (when anything flipped) p_adjusted < 0.05")
+    power: float | None = Field(
+        None, description="the chance the McNemar test would see a drop of min_effect over these pairs"
+    )
+    power_warning: str | None = Field(
+        None,
+        description="in words, when the change is not significant and power is below 80 %: too few scenarios to "
+        "detect a min_effect drop",
+    )
+    n_paired: int = Field(description="paired scenarios whose outcome in both jobs is the agent's")
     baseline_pass_rate: float
     pass_rate: float
-    regressions: tuple[ScenarioRef, ...] = Field(description="passed in the baseline, not now (flaky ones excluded)")
+    regressions: tuple[RegressionRef, ...] = Field(
+        description="passed in the baseline, not now (flaky and setup failures excluded)"
+    )
     fixes: tuple[ScenarioRef, ...] = Field(description="failed in the baseline, pass now (flaky ones excluded)")
     n_still_failing: int
-    flaky: tuple[ScenarioRef, ...] = Field(description="flipped in at least k of the last N comparable jobs")
+    flaky: tuple[ScenarioRef, ...] = Field(
+        description="flipped at least `baseline.flaky_flips` times (default: once) over the last `baseline.history` "
+        "jobs before this one"
+    )
+    infra: tuple[ScenarioRef, ...] = Field(
+        (), description="paired scenarios that failed in setup in either job: not the agent's, left out of it all"
+    )
     new: tuple[ScenarioRef, ...] = Field(description="scenarios run now, not in the baseline")
     missing: tuple[ScenarioRef, ...] = Field(description="scenarios of the baseline not run now")
 
@@ -116,6 +142,7 @@ class ComparisonFields(BaseModel):
     significant: bool = Field(description="true when any agent's change is significant")
     n_regressions: int
     n_fixes: int
+    n_infra: int = Field(0, description="paired scenarios left out because they failed in setup, over all agents")
     agents: tuple[AgentComparison, ...]
     unpaired_agents: tuple[str, ...] = Field(
         description="agents (name/model) not compared: in only one of the two jobs, or sharing no scenario with its "

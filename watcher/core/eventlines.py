@@ -8,6 +8,7 @@ from watcher.core.events import (
     JobCompared,
     JobDiscovered,
     JobFinished,
+    JobInfraDegraded,
     JobProgress,
     JobStalled,
     JobStateChanged,
@@ -23,6 +24,7 @@ from watcher.core.events import (
     WatcherApiRecovered,
     WatcherApiUnreachable,
 )
+from watcher.core.printable import printable
 
 
 def _score(value: float | None) -> str:
@@ -75,7 +77,8 @@ def _describe_change(event: Event) -> str | None:
         case JobProgress():
             return _counters(event)
         case ScenarioFailed() | ScenarioTimedOut() | ScenarioCanceled():
-            return f"{event.kind.split('.', 1)[1].replace('_', ' ')}: {_scenario(event)}"
+            where = " in setup" if event.failure_class == "setup" else ""  # the platform's failure, not the agent's
+            return f"{event.kind.split('.', 1)[1].replace('_', ' ')}{where}: {_scenario(event)}"
     return None
 
 
@@ -87,6 +90,8 @@ def _describe_timed(event: Event) -> str | None:
             return f"stalled: no change for {_minutes(event.stalled_for_ms)} ({event.n_done}/{expected} done)"
         case JobVanished():
             return f"vanished: the API answers 404 (last seen {event.last_state})"
+        case JobInfraDegraded():
+            return infra_line(event)
         case WatcherApiUnreachable():
             return f"the Runloop API is unreachable ({event.failures} failed calls): {event.last_error}"
         case WatcherApiRecovered():
@@ -94,18 +99,36 @@ def _describe_timed(event: Event) -> str | None:
     return None
 
 
+def infra_line(event: JobInfraDegraded) -> str:
+    """`infra degraded: 7 of 20 finished scenarios failed in setup (35% > 20%): DevboxSetupError ×7`."""
+    types = ", ".join(f"{item.exception_type} ×{item.count}" for item in event.exception_types[:3])
+    more = f" and {len(event.exception_types) - 3} more types" if len(event.exception_types) > 3 else ""
+    return (
+        f"infra degraded: {event.n_setup} of {event.n_done} finished scenarios failed in setup "
+        f"({event.setup_ratio:.0%} > {event.infra_alert_ratio:.0%}): {types}{more}"
+    )
+
+
 def compared_line(event: JobCompared) -> str:
     """`vs nightly-41: claude-code 0.62 → 0.55 (−0.07, significant), 9 regressions, 3 fixes`."""
     agents = "; ".join(_agent_change(a) for a in event.agents) or "no agent in common"
     return (
         f"vs {event.baseline_job_name}: {agents}, {_plural(event.n_regressions, 'regression')}, "
-        f"{_plural(event.n_fixes, 'fix')}"
+        f"{_plural(event.n_fixes, 'fix')}{_power_note(event.agents)}"
     )
 
 
 def _agent_change(agent: AgentComparison) -> str:
     significant = ", significant" if agent.significant else ""
     return f"{agent.agent_name} {agent.baseline_score:.2f} → {agent.score:.2f} ({_signed(agent.delta)}{significant})"
+
+
+def _power_note(agents: tuple[AgentComparison, ...]) -> str:
+    """`; too few scenarios to detect a 5-point drop (claude-code, codex)`: the warnings' first clause, once."""
+    warned = [a for a in agents if a.power_warning]
+    if not warned or warned[0].power_warning is None:
+        return ""
+    return f"; {warned[0].power_warning.partition(':')[0]} ({', '.join(a.agent_name for a in warned)})"
 
 
 def _signed(delta: float) -> str:
@@ -126,7 +149,4 @@ def _minutes(ms: int) -> str:
 def event_line(event: Event) -> str:
     """`<job name>: <what happened>` (`benchwatch:` for watcher events), one line, control characters removed."""
     separator = " " if isinstance(event, JobCompared) else ": "  # "nightly-42 vs nightly-41: …"
-    text = f"{event.job_name or 'benchwatch'}{separator}{_describe(event)}"
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else " " for ch in text)
+    return printable(f"{event.job_name or 'benchwatch'}{separator}{_describe(event)}")

@@ -15,6 +15,7 @@ from typing import Annotated, Final, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from watcher.core.comparison import ComparisonFields
+from watcher.core.failureclass import FailureClass
 from watcher.core.models import FailureReason
 
 
@@ -121,6 +122,11 @@ class ScenarioFields(BaseModel):
     scenario_name: str | None
     scenario_run_id: str | None
     failure_reason: FailureReason | None
+    failure_class: FailureClass | None = Field(
+        None,
+        description="setup (failed before the agent ran), timeout or agent, for a scenario that failed, timed out "
+        "or was canceled (docs/regressions.md); null for a recovery",
+    )
     duration_ms: int | None
 
 
@@ -166,6 +172,27 @@ class JobCompared(ComparisonFields, EventBase):
     """A completed job compared with its baseline (the last earlier completed job of the same benchmark)."""
 
     kind: Literal["job.compared"] = "job.compared"
+
+
+class ExceptionCount(BaseModel):
+    """How many scenarios ended with one exception type."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    exception_type: str
+    count: int
+
+
+class JobInfraDegraded(EventBase):
+    """More of a job's finished scenarios failed in setup (before the agent ran) than `watch.infra_alert_ratio`
+    allows: the platform let the agents down. Once per job."""
+
+    kind: Literal["job.infra_degraded"] = "job.infra_degraded"
+    n_setup: int = Field(description="scenarios of the finished runs that failed in setup")
+    n_done: int = Field(description="scenarios of the finished runs in a final state")
+    setup_ratio: float = Field(description="n_setup / n_done")
+    infra_alert_ratio: float = Field(description="the configured ratio it exceeds")
+    exception_types: tuple[ExceptionCount, ...] = Field(description="the setup failures by exception type, most first")
 
 
 class JobProgress(Counters, EventBase):
@@ -228,6 +255,7 @@ Event = Annotated[
     | ScenarioRecovered
     | ScoreChanged
     | JobCompared
+    | JobInfraDegraded
     | JobProgress
     | JobStalled
     | JobVanished

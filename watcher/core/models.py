@@ -61,9 +61,14 @@ class ScenarioRunState:
 
 
 class ApiModel(BaseModel):
-    """Base of every API model: immutable, keeps unknown fields, ignores nothing it was given."""
+    """Base of every API model: immutable, keeps unknown fields, ignores nothing it was given. A number that is not
+    finite (`1e400` overflows to infinity; `NaN`) is refused here, in the parser's own code at no cost to the usual
+    answer; the readers (`watcher.api.decode.validate_finite`) then read it again as absent — None, or a counter's
+    default — so it never reaches the store, where infinity would be written as `null` and not read back."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, validate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        extra="allow", frozen=True, validate_by_name=True, serialize_by_alias=True, allow_inf_nan=False
+    )
 
 
 class FailureReason(ApiModel):

@@ -64,3 +64,17 @@ class DeliveryAttempt:
     outcome: DeliveryOutcome
     reason: str | None
     error: str | None
+    http_status: int | None = None  # the receiver's answer when it refused (4xx, 5xx); None when it had none
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedDelivery:
+    """A notification in the delivery log: where it stands, and every attempt at sending it."""
+
+    item: OutboxItem
+    attempts: tuple[DeliveryAttempt, ...]
+
+    @property
+    def interrupted(self) -> int:
+        """How many attempts a replica's death interrupted (the receiver may have had it that many times more)."""
+        return sum(1 for attempt in self.attempts if attempt.outcome == DeliveryOutcome.INTERRUPTED)

@@ -7,6 +7,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field
 
 from watcher.core.events import Counters
+from watcher.core.failureclass import FailureClass, FailureCounts
 
 MAX_FAILURE_EXAMPLES: Final = 5
 MAX_EXAMPLE_MESSAGE_CHARS: Final = 1000  # an example's exception message, as kept in a summary
@@ -46,11 +47,12 @@ class FailureExample(BaseModel):
 
 
 class FailureGroup(BaseModel):
-    """Failed and timed-out scenarios of one exception type."""
+    """Failed and timed-out scenarios of one exception type (and failure class)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     exception_type: str
+    failure_class: FailureClass = "agent"
     count: int
     examples: tuple[FailureExample, ...]
 
@@ -69,6 +71,10 @@ class JobSummary(Counters):
     min_score: float | None
     agents: tuple[AgentSummary, ...]
     failures: tuple[FailureGroup, ...]
+    failures_by_class: FailureCounts = Field(
+        default_factory=FailureCounts,
+        description="failed and timed-out scenarios by class: setup (before the agent ran), timeout, agent",
+    )
     dashboard_url: str
     benchmark_id: str | None = None  # the benchmark the job runs; None for a job of explicit scenarios
     benchmark_name: str | None = None

@@ -31,6 +31,7 @@ from watcher.core.events import (
     ScoreChanged,
     event_id,
 )
+from watcher.core.failureclass import DEFAULT_FAILURE_CLASSES, FailureClasses
 from watcher.core.memory import JobMemory, RunMemo
 from watcher.core.models import (
     BenchmarkJobView,
@@ -80,14 +81,21 @@ class _Observed:
     score: float | None
 
 
-def diff(memory: JobMemory | None, snapshot: Snapshot, *, catch_up: bool = False) -> DiffResult:
+def diff(
+    memory: JobMemory | None,
+    snapshot: Snapshot,
+    classes: FailureClasses = DEFAULT_FAILURE_CLASSES,
+    *,
+    catch_up: bool = False,
+) -> DiffResult:
     """Compare a snapshot with what we knew. The first snapshot of a job yields `job.discovered` only (a starting
-    point), or with `catch_up` also everything it shows had happened since the job was created (`catch_up_diff`)."""
+    point), or with `catch_up` also everything it shows had happened since the job was created (`catch_up_diff`).
+    `classes` says which failure class a failed, timed-out or canceled scenario's event carries."""
     if memory is None:
-        return catch_up_diff(snapshot) if catch_up else _discover(snapshot)
+        return catch_up_diff(snapshot, classes) if catch_up else _discover(snapshot)
     if snapshot.fingerprint is not None and snapshot.fingerprint == memory.fingerprint:
         return DiffResult((), unchanged(memory, snapshot.at_ms))
-    return _Differ(memory, snapshot).run()
+    return _Differ(memory, snapshot, classes).run()
 
 
 def unchanged(memory: JobMemory, at_ms: int) -> JobMemory:
@@ -128,7 +136,7 @@ def _discover(snapshot: Snapshot) -> DiffResult:
     return DiffResult((event,), memory, tuple(warnings))
 
 
-def catch_up_diff(snapshot: Snapshot) -> DiffResult:
+def catch_up_diff(snapshot: Snapshot, classes: FailureClasses = DEFAULT_FAILURE_CLASSES) -> DiffResult:
     """The first snapshot of a job that moved on before the watcher saw it: `job.discovered`, then every event a
     watcher that had watched the job from its creation would have told and the snapshot can show (runs started,
     each failed, timed-out or canceled scenario, runs finished, progress, the state it reached, `job.finished`) —
@@ -139,8 +147,21 @@ def catch_up_diff(snapshot: Snapshot) -> DiffResult:
     That memory's last change is the job's creation, so every id is derived from the snapshot alone, and a replica
     or a restart that catches up on the same snapshot gives the same ids, which the store keeps once."""
     discovered = _discover(snapshot)
+    created = created_memory(snapshot)
+    caught_up = _Differ(created, snapshot, classes).run()
+    events = tuple(event.model_copy(update={"late": True}) for event in (*discovered.events, *caught_up.events))
+    memory = caught_up.memory.model_copy(
+        update={"first_seen_ms": snapshot.at_ms, "last_change_ms": snapshot.at_ms, "fingerprint": snapshot.fingerprint}
+    )
+    return DiffResult(events, memory, (*discovered.warnings, *caught_up.warnings))
+
+
+def created_memory(snapshot: Snapshot) -> JobMemory:
+    """The memory of a job just created, as a watcher that saw it then would hold it: no runs, nothing done, in
+    the state the job is in now (or, for a job that ended, the state before its end); its last change is the job's
+    creation, so whatever is diffed from it gets ids derived from the snapshot alone."""
     job = snapshot.job
-    created = JobMemory(
+    return JobMemory(
         job_id=job.id,
         job_name=job.name,
         state=_state_before(job),
@@ -152,12 +173,6 @@ def catch_up_diff(snapshot: Snapshot) -> DiffResult:
         last_seen_ms=job.create_time_ms,
         last_change_ms=job.create_time_ms,
     )
-    caught_up = _Differ(created, snapshot).run()
-    events = tuple(event.model_copy(update={"late": True}) for event in (*discovered.events, *caught_up.events))
-    memory = caught_up.memory.model_copy(
-        update={"first_seen_ms": snapshot.at_ms, "last_change_ms": snapshot.at_ms, "fingerprint": snapshot.fingerprint}
-    )
-    return DiffResult(events, memory, (*discovered.warnings, *caught_up.warnings))
 
 
 def _state_before(job: BenchmarkJobView) -> str:
@@ -170,9 +185,10 @@ def _state_before(job: BenchmarkJobView) -> str:
 class _Differ:
     """One diff of a known job: builds the events in their fixed order."""
 
-    def __init__(self, memory: JobMemory, snapshot: Snapshot) -> None:
+    def __init__(self, memory: JobMemory, snapshot: Snapshot, classes: FailureClasses) -> None:
         self.memory = memory
         self.snapshot = snapshot
+        self.classes = classes
         self.job = snapshot.job
         self.outcomes, self.warnings = _outcomes_by_run(self.job)
         self.events: list[Event] = []
@@ -240,7 +256,7 @@ class _Differ:
                 # event does not depend on which poll saw it first. The reason is in the run's outcome.
                 seen = replace(seen, failure_reason=None)
             previous = self.memory.unresolved.get(seen.run_id, {}).get(seen.definition_id)
-            event = _scenario_event(seen, previous, runs[seen.run_id].agent_name, self._scenario_envelope)
+            event = _scenario_event(seen, previous, runs[seen.run_id].agent_name, self._scenario_envelope, self.classes)
             if event is not None:
                 self.events.append(event)
 
@@ -330,7 +346,11 @@ _SCENARIO_EVENT_CLASSES: Final[dict[str, tuple[str, _ScenarioEndClass]]] = {
 
 
 def _scenario_event(
-    seen: _Observed, previous: str | None, agent_name: str | None, envelope: Callable[[str, str], _Envelope]
+    seen: _Observed,
+    previous: str | None,
+    agent_name: str | None,
+    envelope: Callable[[str, str], _Envelope],
+    classes: FailureClasses,
 ) -> Event | None:
     """The event a scenario's new status means, given its last unresolved final state."""
     failed = seen.state in _BAD_STATES and seen.state != previous
@@ -345,6 +365,10 @@ def _scenario_event(
         scenario_name=seen.name,
         scenario_run_id=seen.scenario_run_id,
         failure_reason=seen.failure_reason,
+        # From what the event itself says (a followed run's carries no reason), so the same facts give the same class.
+        failure_class=classes.classify(
+            seen.state or "", seen.scenario_run_id, seen.failure_reason.exception_type if seen.failure_reason else None
+        ),
         duration_ms=seen.duration_ms,
     )
     if failed and seen.state is not None:

@@ -38,6 +38,7 @@ def job_outcomes(job: BenchmarkJobView) -> JobOutcomes:
                 state=s.state,
                 score=s.score,
                 scenario_run_id=s.scenario_run_id,
+                exception_type=s.failure_reason.exception_type if s.failure_reason else None,
             )
             for s in outcome.scenario_outcomes or ()
         }

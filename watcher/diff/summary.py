@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 from watcher.core.events import Counters
+from watcher.core.failureclass import DEFAULT_FAILURE_CLASSES, FailureClass, FailureClasses, FailureCounts
 from watcher.core.models import BenchmarkJobSource, BenchmarkJobView, BenchmarkOutcome, ScenarioState
 from watcher.core.scenario_runs import RunScenarios
 from watcher.core.score import outcome_score, running_score
@@ -31,9 +32,12 @@ def summarize(
     run_counts: Mapping[str, tuple[int, int, int, int]],
     dashboard_url: str,
     run_scores: Mapping[str, float | None] | None = None,
+    *,
+    classes: FailureClasses = DEFAULT_FAILURE_CLASSES,
 ) -> JobSummary:
     """Summarise a job from its view and the diff's counters (`run_counts`: in-progress runs' counts;
-    `run_scores`: their scores so far, from the scenario runs fetched with the snapshot — see `running_scores`)."""
+    `run_scores`: their scores so far, from the scenario runs fetched with the snapshot — see `running_scores`);
+    `classes` sorts failures into setup, timeout and agent."""
     source = job.job_source if isinstance(job.job_source, BenchmarkJobSource) else None
     run_base = f"{dashboard_url}/benchmarks/custom/{_segment(source.benchmark_id if source else 'single')}/runs"
     agents = _agents(job, run_counts, run_scores or {}, run_base)
@@ -49,7 +53,8 @@ def summarize(
         scores=scores,
         min_score=min(scores.values()) if scores else None,
         agents=agents,
-        failures=_failure_groups(job.benchmark_outcomes or (), dashboard_url),
+        failures=_failure_groups(job.benchmark_outcomes or (), dashboard_url, classes),
+        failures_by_class=_failures_by_class(job, run_counts, classes),
         dashboard_url=dashboard_url,
         benchmark_id=source.benchmark_id if source else None,
         benchmark_name=source.benchmark_name if source else None,
@@ -120,20 +125,50 @@ def _agents(
     return tuple(sorted(rows.values(), key=lambda row: (row.agent_name or "", row.benchmark_run_id)))
 
 
-def _failure_groups(outcomes: tuple[BenchmarkOutcome, ...], dashboard_url: str) -> tuple[FailureGroup, ...]:
-    """Failed and timed-out scenarios grouped by exception type, biggest group first."""
-    groups: dict[str, list[FailureExample]] = defaultdict(list)
+def _failures_by_class(
+    job: BenchmarkJobView, run_counts: Mapping[str, tuple[int, int, int, int]], classes: FailureClasses
+) -> FailureCounts:
+    """Failed and timed-out scenarios by class: finished runs' from their outcomes; in-progress runs' from their
+    scenario runs' counts, which carry no exception type (a failure is `agent`, a timeout `timeout` there)."""
+    counts = dict.fromkeys(("setup", "timeout", "agent"), 0)
+    finished = set()
+    for outcome in job.benchmark_outcomes or ():
+        if outcome.benchmark_run_id in finished:
+            continue
+        finished.add(outcome.benchmark_run_id)
+        for scenario in outcome.scenario_outcomes or ():
+            if scenario.state in (ScenarioState.FAILED, ScenarioState.TIMEOUT):
+                reason = scenario.failure_reason
+                kind = classes.classify(
+                    scenario.state, scenario.scenario_run_id, reason.exception_type if reason else None
+                )
+                counts[kind or "agent"] += 1
+    for run_id, (_, failed, timeout, _) in run_counts.items():
+        if run_id not in finished:
+            counts["agent"] += failed
+            counts["timeout"] += timeout
+    return FailureCounts(**counts)
+
+
+def _failure_groups(
+    outcomes: tuple[BenchmarkOutcome, ...], dashboard_url: str, classes: FailureClasses
+) -> tuple[FailureGroup, ...]:
+    """Failed and timed-out scenarios grouped by exception type (and class), biggest group first."""
+    groups: dict[tuple[str, FailureClass], list[FailureExample]] = defaultdict(list)
     for outcome in outcomes:
         for scenario in outcome.scenario_outcomes or ():
             if scenario.state not in (ScenarioState.FAILED, ScenarioState.TIMEOUT):
                 continue
             reason = scenario.failure_reason
             exception_type = reason.exception_type if reason else scenario.state.lower()
+            failure_class = classes.classify(
+                scenario.state, scenario.scenario_run_id, reason.exception_type if reason else None
+            )
             url = None
             if scenario.scenario_run_id:
                 scenario_path = f"{_segment(scenario.scenario_definition_id)}/runs/{_segment(scenario.scenario_run_id)}"
                 url = f"{dashboard_url}/scenarios/{scenario_path}"
-            groups[exception_type].append(
+            groups[(exception_type, failure_class or "agent")].append(
                 FailureExample(
                     scenario_name=scenario.scenario_name or scenario.scenario_definition_id,
                     agent_name=outcome.agent_name,
@@ -143,6 +178,11 @@ def _failure_groups(outcomes: tuple[BenchmarkOutcome, ...], dashboard_url: str) 
             )
     ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
     return tuple(
-        FailureGroup(exception_type=kind, count=len(examples), examples=tuple(examples[:MAX_FAILURE_EXAMPLES]))
-        for kind, examples in ordered
+        FailureGroup(
+            exception_type=kind,
+            failure_class=failure_class,
+            count=len(examples),
+            examples=tuple(examples[:MAX_FAILURE_EXAMPLES]),
+        )
+        for (kind, failure_class), examples in ordered
     )

@@ -9,6 +9,7 @@ from typing import Any, Final
 from watcher.core.comparison import JobOutcomes
 from watcher.diff.compare import pair_stats
 
+DEFAULT_TREND_JOBS: Final = 10  # jobs a trend covers unless asked for more
 _BARS: Final = "▁▂▃▄▅▆▇█"
 DROP_MARK: Final = "↓"
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Self
 
 from pydantic import Field, model_validator
@@ -19,8 +19,17 @@ from watcher.api.client import RunloopClient
 from watcher.api.errors import RunloopApiError
 from watcher.config.loader import StrictModel
 from watcher.core.comparison import ComparisonFields, JobOutcomes
+from watcher.core.failureclass import DEFAULT_FAILURE_CLASSES, FailureClasses
 from watcher.core.models import BenchmarkJobView, JobState
-from watcher.diff.compare import FlakyRule, compare_jobs
+from watcher.diff.compare import (
+    DEFAULT_FLAKY_MIN_FLIPS,
+    DEFAULT_FLAKY_WINDOW,
+    DEFAULT_MIN_EFFECT,
+    CompareRules,
+    FlakyRule,
+    compare_jobs,
+    recent_jobs,
+)
 from watcher.diff.outcomes import comparable_history, is_candidate, job_outcomes, pick_baseline
 from watcher.pipeline.archive import OutcomeArchive
 
@@ -34,8 +43,18 @@ class BaselineSection(StrictModel):
     (docs/regressions.md); without this section no comparison is made."""
 
     name: str | None = Field(None, description="only jobs whose name matches this glob can be a baseline")
-    history: int = Field(10, ge=2, le=200, description="N: how many comparable jobs flakiness looks back over")
-    flaky_flips: int = Field(3, ge=1, le=199, description="k: flips within those N jobs that make a scenario flaky")
+    history: int = Field(
+        DEFAULT_FLAKY_WINDOW, ge=2, le=200, description="N: the comparable jobs before this one flakiness looks at"
+    )
+    flaky_flips: int = Field(
+        DEFAULT_FLAKY_MIN_FLIPS, ge=1, le=199, description="k: flips within those N jobs that make a scenario flaky"
+    )
+    count_setup_failures: bool = Field(
+        False, description="count scenarios that failed in setup as the agent's (by default they are listed apart)"
+    )
+    min_effect: float = Field(
+        DEFAULT_MIN_EFFECT, gt=0, lt=1, description="the drop in pass rate a comparison should be able to see"
+    )
     search_api: bool = Field(True, description="look for a baseline in the job list when the store has none newer")
     max_scan: int = Field(1000, ge=0, le=100_000, description="page the job list no further than this many jobs")
 
@@ -52,11 +71,13 @@ class BaselineNotFound(Exception):
 
 @dataclass(frozen=True)
 class Compared:
-    """A job's outcomes, its baseline's, and the comparison of the two."""
+    """A job's outcomes, its baseline's, the comparison of the two, and the recent jobs flakiness looked at."""
 
     current: JobOutcomes
     baseline: JobOutcomes
     comparison: ComparisonFields
+    recent: tuple[JobOutcomes, ...] = ()
+    rules: CompareRules = field(default_factory=CompareRules)
 
 
 class BaselineFinder:
@@ -69,11 +90,24 @@ class BaselineFinder:
         settings: BaselineSection | None = None,
         *,
         dashboard_url: str = "",
+        classes: FailureClasses = DEFAULT_FAILURE_CLASSES,
     ) -> None:
         self.archive = archive
         self.client = client
         self.settings = settings or BaselineSection()
         self.dashboard_url = dashboard_url
+        self.classes = classes  # which failures are setup's, not the agent's (`failure_classes:`)
+
+    @property
+    def rules(self) -> CompareRules:
+        """How comparisons count, from the `baseline:` section and the failure classes."""
+        settings = self.settings
+        return CompareRules(
+            flaky=FlakyRule(window=settings.history, min_flips=settings.flaky_flips),
+            classes=self.classes,
+            count_setup_failures=settings.count_setup_failures,
+            min_effect=settings.min_effect,
+        )
 
     async def outcomes(self, job_id: str) -> JobOutcomes:
         """A job's outcomes: kept ones, else fetched (a completed job's are kept). NotFoundError when unknown."""
@@ -126,12 +160,13 @@ class BaselineFinder:
                 f"job {current.job_name} ({current.job_id}) has no baseline: no earlier completed job of its benchmark"
             )
         history = await self.history(current, self.settings.history)
-        flaky = FlakyRule(window=self.settings.history, min_flips=self.settings.flaky_flips)
+        rules = self.rules
         # The bootstrap is pure CPU (~0.3 s per 1,000 scenario pairs): a thread keeps the event loop answering.
         comparison = await asyncio.to_thread(
-            compare_jobs, current, baseline, history, flaky=flaky, dashboard_url=self.dashboard_url
+            compare_jobs, current, baseline, history, rules=rules, dashboard_url=self.dashboard_url
         )
-        return Compared(current, baseline, comparison)
+        recent = recent_jobs(current, baseline, history, rules.flaky.window)
+        return Compared(current, baseline, comparison, tuple(recent), rules)
 
     async def _scan(self, current: JobOutcomes, *, newer_than: JobOutcomes | None) -> AsyncGenerator[JobOutcomes, None]:
         """Comparable completed jobs before `current` from the job list, newest first, each kept as found; stops at

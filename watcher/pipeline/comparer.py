@@ -12,6 +12,7 @@ import logging
 from watcher.api.client import RunloopClient
 from watcher.api.errors import RunloopApiError
 from watcher.core.events import JobCompared, event_id
+from watcher.core.failureclass import DEFAULT_FAILURE_CLASSES, FailureClasses
 from watcher.core.memory import JobMemory
 from watcher.core.models import BenchmarkJobView, JobState
 from watcher.core.records import StateRow
@@ -77,12 +78,17 @@ class JobComparer:
 
 
 def job_comparer(
-    settings: BaselineSection | None, store: Store, client: RunloopClient | None, dashboard_url: str
+    settings: BaselineSection | None,
+    store: Store,
+    client: RunloopClient | None,
+    dashboard_url: str,
+    classes: FailureClasses = DEFAULT_FAILURE_CLASSES,
 ) -> JobComparer | None:
     """The service's comparer: None without a `baseline:` section (then no job is compared)."""
     if settings is None:
         return None
-    return JobComparer(BaselineFinder(OutcomeArchive(store), client, settings, dashboard_url=dashboard_url))
+    finder = BaselineFinder(OutcomeArchive(store), client, settings, dashboard_url=dashboard_url, classes=classes)
+    return JobComparer(finder)
 
 
 def _is_the_poll(job: BenchmarkJobView, before: JobMemory | None) -> bool:

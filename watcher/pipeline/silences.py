@@ -7,15 +7,18 @@ anywhere (any replica's API, the CLI on the database) applies everywhere from th
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from rules.config import compile_where
 from rules.match import FieldMatcher
 from rules.silences import (
     MAX_COMMENT_CHARS,
+    MAX_CREATOR_CHARS,
     NAMESPACE,
     RuntimeSilence,
     expired_now,
@@ -28,6 +31,7 @@ from watcher.config.durations import parse_duration_ms
 from watcher.store.protocol import Store
 
 MAX_SILENCE_MS = 366 * 86_400_000  # a year: longer is a config-file silence, reviewed with the rules
+HTTP_CREATOR = "HTTP API"  # who added a silence over HTTP without saying: the token does not name a person
 
 
 class SilenceError(ValueError):
@@ -45,6 +49,7 @@ class SilenceRequest:
     match: dict[str, FieldMatcher]
     ends_ms: int
     comment: str
+    created_by: str = ""
 
 
 def end_of(now_ms: int, *, for_: str | None, until: str | None) -> int:
@@ -77,52 +82,78 @@ def _time_ms(text: str) -> int:
 
 
 def request_from_args(
-    words: Sequence[str], *, now_ms: int, for_: str | None, until: str | None, comment: str
+    words: Sequence[str], *, now_ms: int, for_: str | None, until: str | None, comment: str, created_by: str = ""
 ) -> SilenceRequest:
     """A silence request from the CLI's (or the form's) `KEY=VALUE` words; raises SilenceError."""
     try:
         match = parse_match_args(words)
     except ValueError as exc:
         raise SilenceError(f"match: {exc}") from None
-    return SilenceRequest(match, end_of(now_ms, for_=for_, until=until), _comment(comment))
+    return SilenceRequest(match, end_of(now_ms, for_=for_, until=until), _comment(comment), _creator(created_by))
+
+
+class SilenceBody(BaseModel):
+    """The HTTP API's JSON body for a new silence: `matchers` (KEY=VALUE strings, or one string of them) or
+    `match` (an object, as a rule's `where:`), `for` or `until`, a `comment` and who it is `created_by`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    matchers: list[StrictStr] | StrictStr | None = None
+    match: Any = None
+    for_: StrictStr | None = Field(None, alias="for")
+    until: StrictStr | None = None
+    comment: StrictStr | None = None
+    created_by: StrictStr | None = None  # who added it (else "HTTP API": the token names no one)
 
 
 def request_from_json(data: Any, *, now_ms: int) -> SilenceRequest:
     """A silence request from the HTTP API's JSON body; raises SilenceError."""
-    if not isinstance(data, Mapping):
-        raise SilenceError("expected a JSON object")
-    unknown = sorted(set(data) - {"matchers", "match", "for", "until", "comment"})
+    try:
+        body = SilenceBody.model_validate(data)
+    except ValidationError as exc:
+        raise SilenceError(_body_problem(exc)) from None
+    comment = body.comment or ""
+    created_by = body.created_by or HTTP_CREATOR
+    for_, until = body.for_ or None, body.until or None  # an empty string: not given
+    if "match" not in body.model_fields_set:
+        words = body.matchers.split() if isinstance(body.matchers, str) else body.matchers
+        if words is None:
+            raise SilenceError(_NOT_MATCHERS)
+        return request_from_args(words, now_ms=now_ms, for_=for_, until=until, comment=comment, created_by=created_by)
+    if "matchers" in body.model_fields_set:
+        raise SilenceError("give match (an object) or matchers (KEY=VALUE strings), not both")
+    try:
+        match = compile_where(body.match)
+    except ValueError as exc:
+        raise SilenceError(f"match: {exc}") from None
+    if not match:
+        raise SilenceError("match: give at least one matcher")
+    return SilenceRequest(match, end_of(now_ms, for_=for_, until=until), _comment(comment), _creator(created_by))
+
+
+_NOT_MATCHERS = "matchers: expected KEY=VALUE strings"
+
+
+def _body_problem(exc: ValidationError) -> str:
+    """The first thing wrong with a body, in one line: not an object, an unknown field, a field of the wrong type."""
+    errors = exc.errors()
+    if any(error["type"] == "model_type" for error in errors):
+        return "expected a JSON object"
+    unknown = sorted(str(error["loc"][0]) for error in errors if error["type"] == "extra_forbidden")
     if unknown:
-        raise SilenceError(f"unknown field {unknown[0]!r}")
-    comment = data.get("comment") or ""
-    if not isinstance(comment, str):
-        raise SilenceError("comment: expected a string")
-    for_, until = _optional_text(data, "for"), _optional_text(data, "until")
-    if "match" in data:
-        if "matchers" in data:
-            raise SilenceError("give match (an object) or matchers (KEY=VALUE strings), not both")
-        try:
-            match = compile_where(data["match"])
-        except ValueError as exc:
-            raise SilenceError(f"match: {exc}") from None
-        if not match:
-            raise SilenceError("match: give at least one matcher")
-        return SilenceRequest(match, end_of(now_ms, for_=for_, until=until), _comment(comment))
-    words = data.get("matchers")
-    if isinstance(words, str):
-        words = words.split()
-    if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
-        raise SilenceError("matchers: expected KEY=VALUE strings")
-    return request_from_args(words, now_ms=now_ms, for_=for_, until=until, comment=comment)
+        return f"unknown field {unknown[0]!r}"
+    wrong = {str(error["loc"][0]) for error in errors if error["loc"]}
+    for field in ("comment", "for", "until", "created_by"):
+        if field in wrong:
+            return f"{field}: expected a string"
+    return _NOT_MATCHERS
 
 
-def _optional_text(data: Mapping[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise SilenceError(f"{key}: expected a string")
-    return value
+def _creator(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) > MAX_CREATOR_CHARS:
+        raise SilenceError(f"created_by: at most {MAX_CREATOR_CHARS} characters")
+    return text
 
 
 def _comment(text: str) -> str:
@@ -141,6 +172,7 @@ async def add_silence(store: Store, request: SilenceRequest, now_ms: int) -> Run
         ends_ms=request.ends_ms,
         created_ms=now_ms,
         comment=request.comment,
+        created_by=request.created_by,
     )
     old = await load_runtime_silences(store)
     await store.commit(state_rows=[silence.row(), *prunable(old, now_ms)])

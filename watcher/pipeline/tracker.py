@@ -7,41 +7,32 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from rules.engine import Router, RuleState, RuleStateChanges
-from rules.persist import (
-    LOG,
-    LOG_KEPT,
-    VERSION,
-    VERSION_KEY,
-    apply_row,
-    load_rule_state,
-    log_key,
-    log_row,
-    logged_rows,
-    rows_for,
-)
 from rules.silences import load_runtime_silences
+from watcher.core.decisions import Decision
 from watcher.core.events import Event
+from watcher.core.failureclass import DEFAULT_FAILURE_CLASSES, FailureClasses
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
 from watcher.core.records import StateRow
 from watcher.core.snapshot import Snapshot
 from watcher.core.summary import JobSummary
-from watcher.diff.jobs import DiffResult, diff, unchanged
+from watcher.diff.infra import DEFAULT_INFRA_ALERT_RATIO, infra_degraded
+from watcher.diff.jobs import DiffResult, created_memory, diff, unchanged
 from watcher.diff.summary import running_scores, summarize
 from watcher.pipeline.catchup import CatchUp
 from watcher.pipeline.comparer import JobComparer
+from watcher.pipeline.oddities import OnceOnlyWarnings
+from watcher.pipeline.shared_rules import SharedRuleState
+from watcher.pipeline.summaries import RecentSummaries
 from watcher.store.protocol import Store
 
 log = logging.getLogger("benchwatch.tracker")
 
 DEFAULT_DASHBOARD_URL = "https://platform.runloop.ai"
-SUMMARIES_KEPT = 500  # the status page shows these jobs in full (agents, failures), others by their counters
-_REMEMBERED_WARNINGS = 10_000
 
 
 @dataclass(frozen=True)
@@ -54,13 +45,15 @@ class Observation:
     problems: tuple[str, ...] = ()
     memory: JobMemory | None = None
     dropped: tuple[str, ...] = ()  # notifications not sent: muted, inhibited, or already sent once
+    decisions: tuple[Decision, ...] = ()  # what routing decided per event × rule: committed with the rest
 
 
 class JobTracker:
     """Turns snapshots into events and notifications recorded in the store together.
 
-    Memories and rule state are cached after the first load; they change only once the store committed. When a
-    commit fails, the rule state is reloaded from the store, so the next poll yields the same results again.
+    Memories and rule state (`SharedRuleState`) are cached after the first load; they change only once the store
+    committed. When a commit fails, the rule state is reloaded from the store, so the next poll yields the same
+    results again. The summaries of jobs routed are kept in `summaries` (the status page's).
     Only the memories of jobs still polled are cached: of a resting (finished) job the tracker keeps just its id,
     so thousands of finished jobs cost a set entry each — no memory to walk for the garbage collector, no RSS.
     """
@@ -74,23 +67,29 @@ class JobTracker:
         comparer: JobComparer | None = None,
         shared_rules: bool = False,
         catch_up: CatchUp | None = None,
+        failure_classes: FailureClasses = DEFAULT_FAILURE_CLASSES,
+        infra_alert_ratio: float | None = DEFAULT_INFRA_ALERT_RATIO,
+        summaries: RecentSummaries | None = None,
     ) -> None:
         self.store = store
         self.router = router
         self.dashboard_url = dashboard_url
+        self.failure_classes = failure_classes  # setup, timeout or agent: `failure_classes:`
+        self.infra_alert_ratio = infra_alert_ratio  # job.infra_degraded over this share of setup failures
         self.comparer = comparer  # compares a job that completes with its baseline (`baseline:`)
         self.catch_up = catch_up  # which jobs new to the watcher are told in full (the service's; None: none)
-        # Replicas share the rule state in the store: read it afresh before routing or flushing, never cached.
-        self.shared_rules = shared_rules
+        # Replicas share the rule state in the store: brought up to date before routing or flushing.
+        self.rules = SharedRuleState(store, shared=shared_rules)
+        self.summaries = summaries if summaries is not None else RecentSummaries()
+        self._warnings = OnceOnlyWarnings()
         self._memories: dict[str, JobMemory] = {}  # jobs still polled
         self._resting: set[str] = set()  # jobs no longer polled: their memories are in the store only
         self._taken_over: set[str] = set()  # jobs taken over from another replica, not yet polled here
+        # A job's first sighting whose commit failed: its memory and events, for the next poll to diff from and
+        # record with its own. Diffed from nothing again, that poll would take the failures since for the state
+        # the job was found in — told never (issue 29: scenario.failed lost while the store was starved).
+        self._unrecorded_first: dict[str, tuple[JobMemory, tuple[Event, ...]]] = {}
         self._seen: dict[str, dict[str, frozenset[int]]] = {}  # job id → run id → latest attempts last diffed
-        self._rule_state: RuleState | None = None
-        self._rule_version: int | None = None  # replicas: the version of the rule state in `_rule_state`
-        self._section_version: int | None = None  # replicas, inside the rule-state lock: the version in the store
-        self._summaries: OrderedDict[str, JobSummary] = OrderedDict()  # least recently changed first
-        self._warned: set[str] = set()
 
     async def observe(self, snapshot: Snapshot) -> Observation:
         """Diff `snapshot` against the job's memory, route its events, record it all, and return it."""
@@ -98,16 +97,31 @@ class JobTracker:
         memory = self._memories.get(job_id)
         if memory is None:
             memory = await self.store.load_memory(job_id)
-        late = memory is None and self.catch_up is not None and self.catch_up.applies(snapshot.job, snapshot.at_ms)
-        result = diff(memory, snapshot, catch_up=late)
+        first = self._unrecorded_first.pop(job_id, None)
+        if memory is not None:  # recorded meanwhile (by another replica): the store's memory is the truth
+            first = None
+        basis = first[0] if first else memory  # a first sighting not recorded yet is diffed on from, not again
+        late = basis is None and self.catch_up is not None and self.catch_up.applies(snapshot.job, snapshot.at_ms)
+        result = diff(basis, snapshot, self.failure_classes, catch_up=late)
         for warning in result.warnings:
-            self._warn_once(warning)
-        compared, kept = (
-            await self.comparer.after_poll(snapshot, memory, result.memory, late=late) if self.comparer else ((), [])
+            self._warnings.warn(warning)
+        degraded = infra_degraded(
+            created_memory(snapshot) if late else basis, snapshot, self.failure_classes, self.infra_alert_ratio
         )
-        events = (*result.events, *compared)
-        async with self._rules_exclusive(bool(events)):
-            observation = await self._route_and_commit(snapshot, memory, result, events, kept)
+        if degraded is not None and late:
+            degraded = degraded.model_copy(update={"late": True})
+        told = (*(first[1] if first else ()), *result.events, *((degraded,) if degraded is not None else ()))
+        compared, kept = (
+            await self.comparer.after_poll(snapshot, basis, result.memory, late=late) if self.comparer else ((), [])
+        )
+        events = (*told, *compared)
+        try:
+            async with self._rule_state(exclusive=bool(events)) as state:
+                observation = await self._route_and_commit(snapshot, memory, result, events, kept, state=state)
+        except BaseException:
+            if memory is None:  # nothing of the job recorded yet: what was seen so far waits for the next poll
+                self._unrecorded_first[job_id] = (result.memory, told)
+            raise
         self._remember(result.memory)
         if snapshot.scenario_runs and not result.memory.finished:
             self._seen[job_id] = {run_id: runs.seen for run_id, runs in snapshot.scenario_runs.items()}
@@ -123,14 +137,17 @@ class JobTracker:
         result: DiffResult,
         events: tuple[Event, ...],
         kept: Sequence[StateRow],
+        *,
+        state: RuleState | None,
     ) -> Observation:
         observation = Observation(events, memory=result.memory)
-        state = await self._state()
         if events and self.router is not None and state is not None:
             summary = self._summary(snapshot, result.memory)
-            self._keep_summary(summary)
+            self.summaries.keep(summary)
             routed = self.router.route(state, events, summary, snapshot.at_ms)
-            observation = Observation(events, routed.notifications, routed.problems, result.memory, routed.dropped)
+            observation = Observation(
+                events, routed.notifications, routed.problems, result.memory, routed.dropped, routed.decisions
+            )
         changes = state.take_changes() if state is not None else None
         job_id = snapshot.job.id
         taken_over = job_id in self._taken_over
@@ -162,27 +179,23 @@ class JobTracker:
     async def record(self, events: Sequence[Event], memory: JobMemory | None, now_ms: int) -> Observation:
         """Route and record events that time revealed (a stall, a vanishing, an API outage), with the memory
         of the job they change, if any; like `observe`, in one commit."""
-        async with self._rules_exclusive(bool(events)):
-            state = await self._state()
+        async with self._rule_state(exclusive=bool(events)) as state:
             observation = Observation(tuple(events))
             if events and self.router is not None and state is not None:
                 routed = self.router.route(state, events, None, now_ms)
-                observation = Observation(tuple(events), routed.notifications, routed.problems, dropped=routed.dropped)
+                observation = Observation(
+                    tuple(events),
+                    routed.notifications,
+                    routed.problems,
+                    dropped=routed.dropped,
+                    decisions=routed.decisions,
+                )
             changes = state.take_changes() if state is not None else None
             await self._commit(memory, observation, changes)
         if memory is not None:
             self._remember(memory)
         _log_problems(observation.problems, observation.dropped)
         return observation
-
-    def _warn_once(self, warning: str) -> None:
-        """Log a diff's warning the first time only: the same odd data comes back on every poll."""
-        if warning in self._warned:
-            return
-        if len(self._warned) >= _REMEMBERED_WARNINGS:
-            self._warned.clear()
-        self._warned.add(warning)
-        log.warning("%s", warning)
 
     def add_blind(self, job_id: str, blind_ms: int) -> None:
         """Count `blind_ms` during which the job could not be seen (see `JobMemory.blind_ms`); it is written with
@@ -211,16 +224,6 @@ class JobTracker:
         """The memories of jobs still polled (not resting): what a cycle iterates, however many jobs rest."""
         return [self._memories[job_id] for job_id in sorted(self._memories)]
 
-    def summaries(self) -> Mapping[str, JobSummary]:
-        """The latest summary of the last SUMMARIES_KEPT jobs whose polls revealed events since start, by job id."""
-        return self._summaries
-
-    def _keep_summary(self, summary: JobSummary) -> None:
-        self._summaries[summary.job_id] = summary
-        self._summaries.move_to_end(summary.job_id)
-        if len(self._summaries) > SUMMARIES_KEPT:  # bounded, however many jobs: the page of thousands shows counters
-            self._summaries.popitem(last=False)
-
     async def refresh_silences(self) -> None:
         """Read the runtime silences again (any replica or the CLI may have changed them) for the next events."""
         if self.router is not None:
@@ -231,8 +234,7 @@ class JobTracker:
         their rule still exists; those of removed rules are dropped, in one commit."""
         previous, self.router = self.router, router
         router.use_runtime_silences(previous.runtime_silences if previous is not None else ())
-        async with self._rules_exclusive(True):
-            state = await self._state()
+        async with self._rule_state(exclusive=True) as state:
             if state is None:
                 return
             names = {rule.name for rule in router.rules}
@@ -256,57 +258,37 @@ class JobTracker:
 
     async def flush_due(self, now_ms: int) -> Observation:
         """Close the group windows due by `now_ms`: their notifications, recorded in the outbox."""
-        async with self._rules_exclusive(True):
-            state = await self._state()
+        async with self._rule_state(exclusive=True) as state:
             if self.router is None or state is None:
                 return Observation()
             problems: list[str] = []
             dropped: list[str] = []
-            notifications = tuple(self.router.flush_due(state, now_ms, problems, dropped))
+            decisions: list[Decision] = []
+            notifications = tuple(self.router.flush_due(state, now_ms, problems, dropped, decisions))
             changes = state.take_changes()
-            observation = Observation((), notifications, tuple(problems), dropped=tuple(dropped))
+            observation = Observation(
+                (), notifications, tuple(problems), dropped=tuple(dropped), decisions=tuple(decisions)
+            )
             if notifications or changes:
                 await self._commit(None, observation, changes)
         _log_problems(observation.problems, observation.dropped)
         return observation
 
     @contextlib.asynccontextmanager
-    async def _rules_exclusive(self, needed: bool) -> AsyncIterator[None]:
-        """Replicas: the rule state is read, changed and committed by one replica at a time, and read afresh
-        inside — two replicas routing into one group window never write it without each other's events."""
-        if not (needed and self.shared_rules and self.router is not None):
-            yield
+    async def _rule_state(self, *, exclusive: bool) -> AsyncIterator[RuleState | None]:
+        """The rule state to route with (None without a router); replicas, when `exclusive` (events to route,
+        windows to flush): theirs alone until the commit inside is done."""
+        if self.router is None:
+            yield None
             return
-        async with self.store.rules_section():
-            version = int(await self.store.get_state(VERSION, VERSION_KEY) or "0")
-            await self._catch_up(version)
-            self._rule_version = self._section_version = version
-            try:
-                yield
-            finally:
-                self._section_version = None
-
-    async def _catch_up(self, version: int) -> None:
-        """Bring the cached rule state to the store's `version` (inside the rule-state lock): the rows the other
-        replicas changed meanwhile, from the log; or, too far behind or with nothing cached, the whole state."""
-        known, state = self._rule_version, self._rule_state
-        if state is None or known is None or version == known:
-            if known != version:
-                self._rule_state = None  # read whole by `_state`, at this version
-            return
-        if 0 < version - known <= LOG_KEPT:
-            entries = [await self.store.get_state(LOG, log_key(v)) for v in range(known + 1, version + 1)]
-            if all(entry is not None for entry in entries):
-                for entry in entries:
-                    for row in logged_rows(entry or "[]"):
-                        apply_row(state, row)
-                return
-        self._rule_state = None
+        async with self.rules.turn(exclusive=exclusive) as state:
+            yield state
 
     def forget(self, job_id: str) -> None:
         """Drop what is cached of a job (another replica polled it meanwhile): its next poll reads the store, and
         writes the memory back even if nothing changed — the store then shows the job's new holder at work."""
         self._taken_over.add(job_id)
+        self._unrecorded_first.pop(job_id, None)  # its holder now diffs from what the store holds
         self._memories.pop(job_id, None)
         self._resting.discard(job_id)
         self._seen.pop(job_id, None)
@@ -324,16 +306,12 @@ class JobTracker:
 
     def next_due_ms(self) -> int | None:
         """When the next group window closes (None when none is open, or before the first poll)."""
-        return Router.next_due_ms(self._rule_state) if self._rule_state is not None else None
+        state = self.rules.cached
+        return Router.next_due_ms(state) if state is not None else None
 
     def memory(self, job_id: str) -> JobMemory | None:
         """The memory of a job still polled (None for a resting job: its memory is in the store)."""
         return self._memories.get(job_id)
-
-    async def _state(self) -> RuleState | None:
-        if self.router is not None and self._rule_state is None:
-            self._rule_state = await load_rule_state(self.store)
-        return self._rule_state
 
     async def _commit(
         self,
@@ -342,30 +320,21 @@ class JobTracker:
         changes: RuleStateChanges | None,
         kept: Sequence[StateRow] = (),
     ) -> None:
-        rows = rows_for(changes) if changes is not None else []
-        version = self._section_version
-        if version is not None and rows:  # inside the rule-state lock: nobody else moves the version meanwhile
-            version += 1
-            log = [log_row(version, rows), StateRow(LOG, log_key(version - LOG_KEPT), None)]
-            rows = [*rows, StateRow(VERSION, VERSION_KEY, str(version)), *log]
-        try:
+        async with self.rules.recording(changes) as rows:
             await self.store.commit(
                 memory=memory,
                 events=observation.events,
                 state_rows=[*rows, *kept],
                 notifications=observation.notifications,
+                decisions=observation.decisions,
             )
-        except BaseException:
-            self._rule_state = None  # what the store holds is the truth: reload it on the next poll
-            self._rule_version = None
-            raise
-        if version is not None:
-            self._rule_version = self._section_version = version
 
     def _summary(self, snapshot: Snapshot, memory: JobMemory) -> JobSummary:
         run_counts = {run_id: memo.counts for run_id, memo in memory.runs.items() if memo.counts is not None}
         run_scores = running_scores(snapshot.scenario_runs)
-        return summarize(snapshot.job, memory.counters, run_counts, self.dashboard_url, run_scores)
+        return summarize(
+            snapshot.job, memory.counters, run_counts, self.dashboard_url, run_scores, classes=self.failure_classes
+        )
 
 
 def _material(memory: JobMemory) -> JobMemory:

@@ -3,6 +3,6 @@
 from watcher.simulator.plan import JobPlan, SimAgent, SimJobSpec
 from watcher.simulator.scenarios import demo_specs
 from watcher.simulator.server import create_app
-from watcher.simulator.state import Faults, Simulator
+from watcher.simulator.state import Faults, RawJson, Simulator
 
-__all__ = ["Faults", "JobPlan", "SimAgent", "SimJobSpec", "Simulator", "create_app", "demo_specs"]
+__all__ = ["Faults", "JobPlan", "RawJson", "SimAgent", "SimJobSpec", "Simulator", "create_app", "demo_specs"]

@@ -63,6 +63,8 @@ def progress(plans: Iterable[JobPlan], now_ms: int) -> dict[str, Any]:
             counts["runs_finished"] += run.end_ms <= progress_ms
             for scenario in run.scenarios:
                 for attempt in scenario.attempts:
+                    if attempt.setup:
+                        continue  # no scenario run: it failed in setup
                     counts["scenario_runs_started"] += attempt.start_ms <= progress_ms
                     counts["scenario_runs_finished"] += attempt.end_ms <= progress_ms
     return {"now_ms": now_ms, **counts}

@@ -27,12 +27,14 @@ _FAILURES = (
     ("RateLimitError", "429 Too Many Requests from model provider after 5 retries"),
 )
 _TIMEOUT_FAILURE = ("AgentTimeoutError", "Agent did not finish within the scenario timeout")
+_SETUP_FAILURE = ("DevboxSetupError", "Devbox failed to start: image pull back-off")
 SETUP_FAILURE_REASON = "Scenario setup failed: could not build the benchmark image (exit code 2)"
 SCORING_SHARE = 0.15  # last part of a scored attempt spent in state "scoring"
 SCORED_LINGER_MS = 10_000  # a scored run shows "scored" this long before "completed"
 
 Outcome = Literal["completed", "failed", "cancelled", "timeout"]
-ChosenResult = float | Literal["failed", "timeout", "canceled"]
+ChosenResult = float | str  # a score, or one of CHOSEN_STATES, optionally with an exception type: "failed:MyError"
+CHOSEN_STATES = ("failed", "timeout", "canceled", "setup")
 
 
 class SimAgent(BaseModel):
@@ -45,15 +47,21 @@ class SimAgent(BaseModel):
     pass_rate: float = Field(0.7, ge=0, le=1)
     results: dict[str, ChosenResult] | None = Field(
         None,
-        description="chosen outcomes by scenario id: a score (0..1) or failed/timeout/canceled; the rest is drawn",
+        description="chosen outcomes by scenario id: a score (0..1), or failed/timeout/canceled/setup, optionally "
+        "with the exception type the outcome reports (`failed:MyError`, `setup:MyEnvError`); the rest is drawn",
     )
 
     @field_validator("results")
     @classmethod
-    def _scores_in_range(cls, value: dict[str, ChosenResult] | None) -> dict[str, ChosenResult] | None:
+    def _results_known(cls, value: dict[str, ChosenResult] | None) -> dict[str, ChosenResult] | None:
         for scenario_id, result in (value or {}).items():
             if isinstance(result, float) and not 0 <= result <= 1:
                 raise ValueError(f"results[{scenario_id}]: a score must be between 0 and 1, got {result:g}")
+            if isinstance(result, str) and result.partition(":")[0] not in CHOSEN_STATES:
+                raise ValueError(
+                    f"results[{scenario_id}]: {result!r} is not a score nor one of {', '.join(CHOSEN_STATES)} "
+                    "(with an optional ':ExceptionType')"
+                )
         return value
 
 
@@ -113,7 +121,11 @@ class SimJobSpec(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One scenario run: when it runs and how it ends (`scored`, `failed`, `timeout` or `canceled`)."""
+    """One scenario run: when it runs and how it ends (`scored`, `failed`, `timeout` or `canceled`).
+
+    `setup`: the scenario failed while its environment was set up, before the agent ran — the API then lists no
+    scenario run for it, and its outcome has no `scenario_run_id`.
+    """
 
     scenario_run_id: str
     start_ms: int
@@ -121,6 +133,7 @@ class Attempt:
     final_state: str
     score: float | None
     failure: tuple[str, str] | None
+    setup: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,13 +261,19 @@ def _chosen_attempt(spec: SimJobSpec, chosen: ChosenResult, start_ms: int, run_i
     """The one attempt of a scenario whose result the spec chose (tests know exactly what regressed)."""
     low_s, high_s = spec.scenario_duration_s
     duration_ms = _ms(rng.uniform(low_s, max(low_s, high_s)))
-    if chosen == "failed":
-        return Attempt(run_id, start_ms, start_ms + duration_ms // 3, "failed", None, _FAILURES[0])
-    if chosen == "timeout":
-        return Attempt(run_id, start_ms, start_ms + _ms(spec.scenario_timeout_s), "timeout", None, _TIMEOUT_FAILURE)
-    if chosen == "canceled":
-        return Attempt(run_id, start_ms, start_ms + duration_ms // 2, "canceled", None, None)
-    return Attempt(run_id, start_ms, start_ms + duration_ms, "scored", float(chosen), None)
+    if not isinstance(chosen, str):
+        return Attempt(run_id, start_ms, start_ms + duration_ms, "scored", float(chosen), None)
+    state, _, exception_type = chosen.partition(":")
+    if state == "failed":
+        failure = (exception_type, f"{exception_type} (chosen)") if exception_type else _FAILURES[0]
+        return Attempt(run_id, start_ms, start_ms + duration_ms // 3, "failed", None, failure)
+    if state == "setup":
+        failure = (exception_type, f"{exception_type} (chosen)") if exception_type else _SETUP_FAILURE
+        return Attempt(run_id, start_ms, start_ms + duration_ms // 10, "failed", None, failure, setup=True)
+    if state == "timeout":
+        failure = (exception_type, f"{exception_type} (chosen)") if exception_type else _TIMEOUT_FAILURE
+        return Attempt(run_id, start_ms, start_ms + _ms(spec.scenario_timeout_s), "timeout", None, failure)
+    return Attempt(run_id, start_ms, start_ms + duration_ms // 2, "canceled", None, None)
 
 
 def _ms(seconds: float) -> int:

@@ -9,6 +9,7 @@ this module only parses requests, calls it and shapes responses.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from watcher.core.clock import ManualClock
 from watcher.simulator.control import ClockAdvance, WorkloadRequest
 from watcher.simulator.plan import JobPlan, RunPlan, SimAgent, SimJobSpec
-from watcher.simulator.state import REQUEST_LOG_SIZE, Faults, Simulator, json_bytes
+from watcher.simulator.state import REQUEST_LOG_SIZE, Faults, RawJson, Simulator, json_bytes
 from watcher.simulator.views import job_view, run_view
 
 MAX_LIMIT = 5000
@@ -68,12 +69,16 @@ class SimulatorRoutes:
             raise _error(400, str(exc)) from None
         return _json(job_view(plan, self.sim.clock.now_ms()))
 
-    async def handle_get_job(self, request: web.Request) -> web.Response:
-        """`GET /v1/benchmark_jobs/{id}`."""
+    async def handle_get_job(self, request: web.Request) -> web.StreamResponse:
+        """`GET /v1/benchmark_jobs/{id}`; sent slowly when the job is slowed (`Simulator.slow`)."""
         plan = self.sim.job(request.match_info["id"])
         if plan is None:
             raise _error(404, "benchmark job not found")
-        return _cached_json(self.sim, request, lambda: self.sim.served_view(plan, self.sim.clock.now_ms()))
+        response = _cached_json(self.sim, request, lambda: self.sim.served_view(plan, self.sim.clock.now_ms()))
+        bytes_per_s = self.sim.trickle.get(plan.job_id)
+        if bytes_per_s is None or not isinstance(response.body, bytes):
+            return response
+        return await _trickled(request, response.body, bytes_per_s)
 
     async def handle_get_run(self, request: web.Request) -> web.Response:
         """`GET /v1/benchmark_runs/{id}`."""
@@ -327,6 +332,30 @@ def _fault_middleware(sim: Simulator) -> Middleware:
     return inject
 
 
+def _raw_json(value: dict[str, Any]) -> Any:
+    """A tamper body's `{"$raw": "1e400"}` or `{"$raw_base64": "…"}` as the bytes to serve there."""
+    if value.keys() == {"$raw"} and isinstance(value["$raw"], str):
+        return RawJson(value["$raw"].encode())
+    if value.keys() == {"$raw_base64"} and isinstance(value["$raw_base64"], str):
+        return RawJson(base64.b64decode(value["$raw_base64"]))
+    return value
+
+
+async def _trickled(request: web.Request, body: bytes, bytes_per_s: float) -> web.StreamResponse:
+    """`body` sent a few bytes at a time, at `bytes_per_s` (a real network's slow answer: the client waits)."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = len(body)
+    await response.prepare(request)
+    chunk = max(1, int(bytes_per_s / 10))
+    for start in range(0, len(body), chunk):
+        try:
+            await response.write(body[start : start + chunk])
+        except ConnectionResetError:  # the client gave up waiting (its deadline): nothing more to send
+            return response
+        await asyncio.sleep(chunk / bytes_per_s)
+    return response
+
+
 async def _truncated(request: web.Request, body: bytes) -> web.StreamResponse:
     """Announce the whole body, send half of it, and drop the connection."""
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -349,8 +378,8 @@ _ERROR_CLASSES: dict[int, type[web.HTTPException]] = {
 
 async def _tamper_body(request: web.Request) -> dict[str, Any]:
     try:
-        fields = json.loads(await request.read())
-    except ValueError:
+        fields = json.loads(await request.read(), object_hook=_raw_json)
+    except (ValueError, RecursionError):
         raise _error(400, "tamper body must be a JSON object") from None
     if not isinstance(fields, dict):
         raise _error(400, "tamper body must be a JSON object")

@@ -11,6 +11,7 @@ import json
 import random
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +22,14 @@ from watcher.simulator.plan import JobPlan, RunPlan, SimJobSpec, make_plan, toke
 from watcher.simulator.views import job_view, scenario_run_views
 
 REQUEST_LOG_SIZE = 10_000  # the last requests served, for tests and troubleshooting
+
+
+@dataclass(frozen=True)
+class RawJson:
+    """Bytes served exactly as given where a JSON value goes, in a tampered field: what `json.dumps` cannot write
+    (`1e400`, invalid UTF-8, a lone surrogate escape). Over HTTP: `{"$raw": "1e400"}` or `{"$raw_base64": "…"}`."""
+
+    data: bytes
 
 
 class Faults(BaseModel):
@@ -74,6 +83,7 @@ class Simulator:
         self._scenario_views: dict[str, list[dict[str, Any]]] = {}
         self._tampered: dict[str, dict[str, Any]] = {}  # job id → fields served over the truth (hostile data)
         self._tampered_runs: dict[str, dict[str, Any]] = {}  # run id → fields served over each of its scenario runs
+        self.trickle: dict[str, float] = {}  # job id → bytes per second its GET is sent at (a slow answer)
 
     def __repr__(self) -> str:
         key = "<set>" if self.api_key else None
@@ -133,6 +143,16 @@ class Simulator:
             self._tampered_runs.pop(run_id, None)
         self._generation += 1
 
+    def slow(self, job_id: str, bytes_per_s: float | None) -> None:
+        """Send this job's `GET` at `bytes_per_s` (None: at full speed again): one slow answer among fast ones.
+        KeyError when unknown."""
+        if job_id not in self._jobs:
+            raise KeyError(job_id)
+        if bytes_per_s is None:
+            self.trickle.pop(job_id, None)
+        else:
+            self.trickle[job_id] = bytes_per_s
+
     def served_view(self, plan: JobPlan, now_ms: int) -> dict[str, Any]:
         """What the API serves of a job now: its view, with any tampered fields over it."""
         view = job_view(plan, now_ms)
@@ -158,8 +178,12 @@ class Simulator:
         return len(self._jobs)
 
     def job(self, job_id: str) -> JobPlan | None:
-        """The plan of one job."""
-        return self._jobs.get(job_id)
+        """The plan of one job, by its id or by the id a tampered view gives it (hostile ids: `..`)."""
+        plan = self._jobs.get(job_id)
+        if plan is None:
+            served = (real for real, fields in self._tampered.items() if fields.get("id") == job_id)
+            plan = self._jobs.get(next(served, ""))
+        return plan
 
     def job_view(self, job_id: str) -> dict[str, Any]:
         """What `GET /v1/benchmark_jobs/{id}` answers now (KeyError when unknown)."""
@@ -204,8 +228,19 @@ class Simulator:
 
 
 def json_bytes(body: Any) -> bytes:
-    """`body` as compact JSON, the way every simulator response is encoded."""
-    return json.dumps(body, separators=(",", ":")).encode()
+    """`body` as compact JSON, the way every simulator response is encoded; a `RawJson` value as its bytes."""
+    raws: list[bytes] = []
+
+    def placeholder(value: object) -> str:
+        if not isinstance(value, RawJson):
+            raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+        raws.append(value.data)
+        return f"\0sim-raw-{len(raws) - 1}"
+
+    encoded = json.dumps(body, separators=(",", ":"), default=placeholder).encode()
+    for index, data in enumerate(raws):
+        encoded = encoded.replace(b'"\\u0000sim-raw-%d"' % index, data, 1)
+    return encoded
 
 
 def _merged(view: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:

@@ -98,7 +98,7 @@ def scenario_run_views(plan: JobPlan, run: RunPlan, now_ms: int) -> list[dict[st
         )
         for scenario in run.scenarios
         for attempt in scenario.attempts
-        if attempt.start_ms <= progress_ms
+        if attempt.start_ms <= progress_ms and not attempt.setup  # a setup failure never got a scenario run
     ]
     views.sort(key=lambda view: (view["start_time_ms"], view["id"]))
     return views
@@ -188,7 +188,7 @@ def _scenario_outcome(plan: JobPlan, scenario: ScenarioPlan) -> dict[str, Any]:
     return {
         "scenario_definition_id": scenario.definition_id,
         "scenario_name": scenario.name,
-        "scenario_run_id": attempt.scenario_run_id if attempt is not None else None,
+        "scenario_run_id": attempt.scenario_run_id if attempt is not None and not attempt.setup else None,
         "state": state,
         "score": score,
         "duration_ms": duration_ms,

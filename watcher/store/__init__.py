@@ -17,17 +17,18 @@ if TYPE_CHECKING:
 
 
 def open_store(
-    location: str | Path, *, exclusive: bool = False, lease_ttl_ms: int | None = None
+    location: str | Path, *, exclusive: bool = False, lease_ttl_ms: int | None = None, caller_clock: bool = False
 ) -> SQLiteStore | PostgresStore:
     """The store at `location`, not yet opened: use it as `async with open_store(...) as store`.
 
     `exclusive`: the watcher's own use — an SQLite file is then refused to a second such process; a PostgreSQL
-    database is shared by design (replicas coordinate through leases of `lease_ttl_ms`)."""
+    database is shared by design (replicas coordinate through leases of `lease_ttl_ms`, timed by the database's
+    clock, or with `caller_clock` by the `now_ms` the caller passes: tests on a manual clock)."""
     if isinstance(location, str) and is_postgres_url(location):
         # Imported only when used: the driver costs ~0.2 s of start-up that SQLite users should not pay.
         from watcher.store.postgres import PostgresStore
 
         if lease_ttl_ms is None:
-            return PostgresStore(location)
-        return PostgresStore(location, lease_ttl_ms=lease_ttl_ms)
+            return PostgresStore(location, caller_clock=caller_clock)
+        return PostgresStore(location, lease_ttl_ms=lease_ttl_ms, caller_clock=caller_clock)
     return SQLiteStore(location, exclusive=exclusive)

@@ -21,10 +21,13 @@ class StateFileLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock, or raise `StoreError` saying who to ask for replicas."""
+        """Take the lock, or raise `StoreError`: saying who to ask for replicas, or why the lock file cannot be made."""
         if self._fd is not None:
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only or missing folder, no permission: the state cannot be kept there
+            raise StoreError(f"{self.path}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -14,6 +14,23 @@ def is_postgres_url(location: str) -> bool:
     return bool(sep) and scheme.lower() in POSTGRES_SCHEMES
 
 
+def url_problem(url: str) -> str | None:
+    """Why libpq would refuse `url`, in words that never quote it (its error quotes the bad part: often the
+    password, as in `postgresql://u:pa%_ss@…`); None when it parses."""
+    import psycopg.conninfo  # here: only a PostgreSQL URL pays for the driver
+
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        text = str(exc)
+        if "percent-encoded" in text:
+            return "invalid percent-encoding (write a % in a password as %25)"
+        if "IPv6" in text or "]" in text:
+            return "an IPv6 host is written between two brackets: [::1]"
+        return "not a valid connection URL"
+    return None
+
+
 def redact_url(url: str) -> str:
     """The URL with its password (if any) replaced by `***`: safe for logs, errors and reprs."""
     try:

@@ -6,6 +6,11 @@ exceeds their share, and it takes that on its next heartbeat. Taking a lease mov
 carries an older epoch is refused (fencing), so a replica that was paused past its lease cannot write stale
 memories. Reallocation runs under a transaction-level advisory lock, one replica at a time.
 
+Every time a lease or claim is written or compared with is the database's clock (`NOW`), not the replica's: with
+each replica's own clock, one running 90 s ahead saw the others' leases and claims expire early and took them,
+and a quarter to a half of the notifications went out twice. A caller may pass its own `now_ms` instead — tests
+that move a manual clock do (`PostgresStore(caller_clock=True)`); None means the database's clock.
+
 A job that came to rest keeps its row, marked `resting`, for good: it counts in no share and is never taken, and
 a replica whose memory of it is stale (it last saw the job running) learns from the row that it rests, instead of
 adding the job back — without the mark, finished jobs bounced between replicas, each polling them again, and the
@@ -23,22 +28,26 @@ import psycopg
 from watcher.store.pgschema import LEASE_LOCK_KEY
 
 RULE_TIMERS: Final = "rule-timers"
+# The time of a lease or a claim: the caller's (`%(now)s`, tests) or the database's clock at this statement.
+NOW: Final = "COALESCE(%(now)s::bigint, (extract(epoch FROM statement_timestamp()) * 1000)::bigint)"
 
 Conn = psycopg.AsyncConnection[Any]
 
 
 async def hold(
-    conn: Conn, holder: str, job_ids: Collection[str], now_ms: int, ttl_ms: int, *, rested: Collection[str]
+    conn: Conn, holder: str, job_ids: Collection[str], now_ms: int | None, ttl_ms: int, *, rested: Collection[str]
 ) -> tuple[dict[str, int], frozenset[str]]:
     """In one transaction: mark the jobs `rested` (seen to come to rest) as resting, renew, let go of jobs no
     longer wanted or beyond the share, take the share; returns the leases held (job id → epoch) and those of
-    `job_ids` that rest (another replica saw them come to rest: nobody polls them again)."""
+    `job_ids` that rest (another replica saw them come to rest: nobody polls them again). `now_ms` None: the
+    database's clock."""
     wanted = sorted(job_ids)
+    times = {"now": now_ms, "ttl": ttl_ms, "holder": holder}
     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEASE_LOCK_KEY,))
     await conn.execute(
-        "INSERT INTO replicas (holder, seen_ms) VALUES (%s, %s)"
-        " ON CONFLICT (holder) DO UPDATE SET seen_ms = excluded.seen_ms",
-        (holder, now_ms),
+        f"INSERT INTO replicas (holder, seen_ms) VALUES (%(holder)s, {NOW})"
+        " ON CONFLICT (holder) DO UPDATE SET seen_ms = excluded.seen_ms".encode(),
+        times,
     )
     if rested:  # kept, marked: a replica whose memory of the job is stale must not lease it again
         await conn.execute(
@@ -60,10 +69,11 @@ async def hold(
     resting = frozenset(str(row[0]) for row in await cursor.fetchall())
     mine = await _pairs(
         conn,
-        "UPDATE job_leases SET expires_ms = %s WHERE holder = %s AND NOT resting RETURNING job_id, epoch",
-        (now_ms + ttl_ms, holder),
+        f"UPDATE job_leases SET expires_ms = {NOW} + %(ttl)s WHERE holder = %(holder)s AND NOT resting"
+        " RETURNING job_id, epoch",
+        times,
     )
-    share = await _share(conn, now_ms, ttl_ms)
+    share = await _share(conn, times)
     if len(mine) > share:
         excess = sorted(mine)[share:]
         await conn.execute(
@@ -73,27 +83,28 @@ async def hold(
     if len(mine) < share:
         mine |= await _pairs(
             conn,
-            "UPDATE job_leases SET holder = %s, epoch = epoch + 1, expires_ms = %s WHERE job_id IN ("
-            " SELECT job_id FROM job_leases WHERE expires_ms <= %s AND NOT resting ORDER BY job_id LIMIT %s"
+            f"UPDATE job_leases SET holder = %(holder)s, epoch = epoch + 1, expires_ms = {NOW} + %(ttl)s"
+            " WHERE job_id IN ("
+            f" SELECT job_id FROM job_leases WHERE expires_ms <= {NOW} AND NOT resting ORDER BY job_id LIMIT %(n)s"
             " FOR UPDATE SKIP LOCKED) RETURNING job_id, epoch",
-            (holder, now_ms + ttl_ms, now_ms, share - len(mine)),
+            {**times, "n": share - len(mine)},
         )
     return mine, resting
 
 
-async def _share(conn: Conn, now_ms: int, ttl_ms: int) -> int:
+async def _share(conn: Conn, times: dict[str, Any]) -> int:
     """Leases per live replica, rounded up: every job has a holder even when they do not divide evenly."""
     cursor = await conn.execute(
         "SELECT (SELECT count(*) FROM job_leases WHERE NOT resting),"
-        " (SELECT count(*) FROM replicas WHERE seen_ms > %s)",
-        (now_ms - ttl_ms,),
+        f" (SELECT count(*) FROM replicas WHERE seen_ms > {NOW} - %(ttl)s)".encode(),
+        times,
     )
     row = await cursor.fetchone()
     jobs, replicas = (int(row[0]), max(1, int(row[1]))) if row else (0, 1)
     return math.ceil(jobs / replicas)
 
 
-async def _pairs(conn: Conn, query: str, params: tuple[object, ...]) -> dict[str, int]:
+async def _pairs(conn: Conn, query: str, params: dict[str, Any]) -> dict[str, int]:
     cursor = await conn.execute(query.encode(), params)
     return {str(row[0]): int(row[1]) for row in await cursor.fetchall()}
 
@@ -112,14 +123,14 @@ async def check_epoch(conn: Conn, holder: str, job_id: str, epoch: int | None) -
     return await cursor.fetchone() is not None
 
 
-async def claim(conn: Conn, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
-    """Take or renew the claim `name` if it is free, expired or already ours."""
+async def claim(conn: Conn, name: str, holder: str, now_ms: int | None, ttl_ms: int) -> bool:
+    """Take or renew the claim `name` if it is free, expired or already ours (`now_ms` None: the database's clock)."""
     cursor = await conn.execute(
-        "INSERT INTO claims (name, holder, epoch, expires_ms) VALUES (%s, %s, 1, %s)"
+        f"INSERT INTO claims (name, holder, epoch, expires_ms) VALUES (%(name)s, %(holder)s, 1, {NOW} + %(ttl)s)"
         " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms,"
         " epoch = claims.epoch + CASE WHEN claims.holder = excluded.holder THEN 0 ELSE 1 END"
-        " WHERE claims.holder = excluded.holder OR claims.expires_ms <= %s RETURNING epoch",
-        (name, holder, now_ms + ttl_ms, now_ms),
+        f" WHERE claims.holder = excluded.holder OR claims.expires_ms <= {NOW} RETURNING epoch".encode(),
+        {"name": name, "holder": holder, "now": now_ms, "ttl": ttl_ms},
     )
     return await cursor.fetchone() is not None
 
@@ -135,9 +146,10 @@ async def release_all(conn: Conn, holder: str) -> None:
     )
 
 
-async def renew_outbox_claims(conn: Conn, holder: str, now_ms: int, ttl_ms: int) -> None:
+async def renew_outbox_claims(conn: Conn, holder: str, now_ms: int | None, ttl_ms: int) -> None:
     """Sends in flight keep their claims while the replica lives (a slow send is not taken over)."""
     await conn.execute(
-        "UPDATE outbox SET claim_expires_ms = %s WHERE claimed_by = %s AND status = 'pending'",
-        (now_ms + ttl_ms, holder),
+        f"UPDATE outbox SET claim_expires_ms = {NOW} + %(ttl)s"
+        " WHERE claimed_by = %(holder)s AND status = 'pending'".encode(),
+        {"now": now_ms, "ttl": ttl_ms, "holder": holder},
     )

@@ -86,6 +86,21 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE job_leases ADD COLUMN resting BOOLEAN NOT NULL DEFAULT false;
     CREATE INDEX job_leases_live ON job_leases (expires_ms, job_id) WHERE NOT resting
     """,
+    # What routing decided for each event and rule (`watcher.core.decisions`): one row per event and commit; the
+    # HTTP status of each failed delivery attempt and the job of each notification (for the delivery log).
+    """
+    CREATE TABLE decisions (
+        seq       BIGSERIAL PRIMARY KEY,
+        event_id  TEXT NOT NULL,
+        at_ms     BIGINT NOT NULL,
+        body      TEXT NOT NULL
+    );
+    CREATE INDEX decisions_by_event ON decisions (event_id, seq);
+    ALTER TABLE deliveries ADD COLUMN http_status INTEGER;
+    ALTER TABLE outbox ADD COLUMN job_id TEXT;
+    UPDATE outbox SET job_id = body::jsonb -> 'events' -> 0 ->> 'job_id';
+    CREATE INDEX outbox_by_job ON outbox (job_id, created_ms)
+    """,
 )
 # Replicas reallocating leases take this transaction lock, one at a time ("leases").
 LEASE_LOCK_KEY: Final = 0x6C6561736573

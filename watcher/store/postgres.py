@@ -20,14 +20,15 @@ from typing import Any, Final
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from watcher.core.decisions import Decision, decisions_from_body
 from watcher.core.events import Event, event_from_json, event_to_json
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
-from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus, StateRow
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, LoggedDelivery, OutboxItem, OutboxStatus, StateRow
 from watcher.store.errors import LeaseLostError, StoreError, StoreWriteError
 from watcher.store.groupcommit import GroupCommit
-from watcher.store.location import redact_url
-from watcher.store.pgleases import RULE_TIMERS, check_epoch, release_all, renew_outbox_claims
+from watcher.store.location import redact_url, url_problem
+from watcher.store.pgleases import NOW, RULE_TIMERS, check_epoch, release_all, renew_outbox_claims
 from watcher.store.pgleases import claim as claim_lease
 from watcher.store.pgleases import hold as hold_leases
 from watcher.store.pgschema import (
@@ -39,7 +40,17 @@ from watcher.store.pgschema import (
     statements,
 )
 from watcher.store.protocol import Holding, StoredEvent
-from watcher.store.rows import OUTBOX_COLUMNS, events_query, read_delivery_attempt, read_outbox_item
+from watcher.store.rows import (
+    DELIVERY_COLUMNS,
+    MIN_PREFIX_CHARS,
+    OUTBOX_COLUMNS,
+    decision_rows,
+    delivery_log_query,
+    events_query,
+    logged_deliveries,
+    read_delivery_attempt,
+    read_outbox_item,
+)
 
 log = logging.getLogger("benchwatch.store")
 
@@ -77,12 +88,18 @@ class PostgresStore:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         holder: str | None = None,
         lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
+        caller_clock: bool = False,
     ) -> None:
         self._url = url
         self.path = redact_url(url)  # what messages name the store by
+        if (problem := url_problem(url)) is not None:  # libpq's own message would quote the password
+            raise StoreError(f"{self.path}: cannot use as a benchwatch database: {problem}")
         self.holder = holder or default_holder()
         self.shared = True
         self.lease_ttl_ms = lease_ttl_ms
+        # Leases and claims are timed by the database's clock, one for every replica (see pgleases); a test that
+        # moves a manual clock times them by the `now_ms` it passes instead.
+        self.caller_clock = caller_clock
         self.reachable = True  # false from a failed round trip to the next good one: /readyz answers 503
         self._step_hook = step_hook
         self._pool_size = pool_size
@@ -168,6 +185,8 @@ class PostgresStore:
         return self._pool
 
     async def _migrate(self) -> None:
+        if await self._schema_version() == SCHEMA_VERSION:
+            return  # current: no DDL, no lock — a role granted only its tables' rows can start (CREATE needs more)
         async with self._pool_or_fail().connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
             await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -184,6 +203,15 @@ class PostgresStore:
             if version != SCHEMA_VERSION:
                 await conn.execute("DELETE FROM schema_version")
                 await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+
+    async def _schema_version(self) -> int | None:
+        """The schema's version when its table exists, read without any DDL; None when there is none yet."""
+        async with self._pool_or_fail().connection() as conn:
+            found = await (await conn.execute("SELECT to_regclass('schema_version') IS NOT NULL")).fetchone()
+            if not found or not found[0]:
+                return None
+            row = await (await conn.execute("SELECT max(version) FROM schema_version")).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -241,6 +269,7 @@ class PostgresStore:
         events: Sequence[Event] = (),
         state_rows: Sequence[StateRow] = (),
         notifications: Sequence[Notification] = (),
+        decisions: Sequence[Decision] = (),
     ) -> int:
         """Record a poll's consequences in one transaction; returns how many events were new. Once this replica
         holds leases, a job's memory is written only under the lease's epoch (`LeaseLostError` otherwise)."""
@@ -250,6 +279,7 @@ class PostgresStore:
                 if memory is not None:
                     await self._fence(conn, memory.job_id)
                 added = await self._record_poll(conn, memory, events, state_rows, notifications)
+                await self._record_decisions(conn, decisions)
                 if notifications:  # delivered at COMMIT: every replica's worker looks at once
                     await conn.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))
                 self._step("before_commit")
@@ -287,12 +317,19 @@ class PostgresStore:
             self._step(f"state:{index}")
         for index, n in enumerate(notifications):
             await conn.execute(
-                "INSERT INTO outbox (id, notifier, rule, created_ms, body) VALUES (%s, %s, %s, %s, %s)"
+                "INSERT INTO outbox (id, notifier, rule, created_ms, body, job_id) VALUES (%s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (id) DO NOTHING",
-                (n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json()),
+                (n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json(), n.job_id),
             )
             self._step(f"notification:{index}")
         return added
+
+    async def _record_decisions(self, conn: psycopg.AsyncConnection[Any], decisions: Sequence[Decision]) -> None:
+        rows = decision_rows(decisions)
+        if rows:
+            async with conn.cursor() as cursor:
+                await cursor.executemany("INSERT INTO decisions (event_id, at_ms, body) VALUES (%s, %s, %s)", rows)
+            self._step("decisions")
 
     async def _write_memory(self, conn: psycopg.AsyncConnection[Any], memory: JobMemory) -> None:
         await conn.execute(
@@ -315,6 +352,16 @@ class PostgresStore:
         """Every state row of a namespace, by key."""
         rows = await self._select(
             'SELECT key, body FROM state_rows WHERE namespace = %s ORDER BY key COLLATE "C"', (namespace,)
+        )
+        return [StateRow(namespace, str(row[0]), str(row[1])) for row in rows]
+
+    async def load_state_range(self, namespace: str, first_key: str, last_key: str) -> list[StateRow]:
+        """The state rows of a namespace from `first_key` to `last_key` (both included, bytewise — as SQLite
+        compares them, whatever the database's collation), by key."""
+        rows = await self._select(
+            'SELECT key, body FROM state_rows WHERE namespace = %s AND key COLLATE "C" BETWEEN %s AND %s'
+            ' ORDER BY key COLLATE "C"',
+            (namespace, first_key, last_key),
         )
         return [StateRow(namespace, str(row[0]), str(row[1])) for row in rows]
 
@@ -345,22 +392,23 @@ class PostgresStore:
         have arrived) and counts it in `attempts`, so the next real attempt has the next number."""
         items = await self._outbox_query(
             "WITH due AS (SELECT id, claimed_by AS was_claimed_by, claim_expires_ms AS was_expires_ms FROM outbox"
-            " WHERE status = 'pending' AND next_attempt_ms <= %(now)s AND NOT (id = ANY(%(exclude)s))"
-            " AND (claimed_by IS NULL OR claimed_by = %(me)s OR claim_expires_ms <= %(now)s)"
+            " WHERE status = 'pending' AND next_attempt_ms <= %(due)s AND NOT (id = ANY(%(exclude)s))"
+            f" AND (claimed_by IS NULL OR claimed_by = %(me)s OR claim_expires_ms <= {NOW})"
             ' ORDER BY next_attempt_ms, created_ms, id COLLATE "C" LIMIT %(limit)s FOR UPDATE SKIP LOCKED),'
-            " claimed AS (UPDATE outbox SET claimed_by = %(me)s, claim_expires_ms = %(now)s + %(ttl)s,"
+            f" claimed AS (UPDATE outbox SET claimed_by = %(me)s, claim_expires_ms = {NOW} + %(ttl)s,"
             f" attempts = attempts + CASE WHEN {_TAKEN_OVER} THEN 1 ELSE 0 END,"
             f" last_reason = CASE WHEN {_TAKEN_OVER} THEN %(reason)s ELSE last_reason END,"
             f" last_error = CASE WHEN {_TAKEN_OVER} THEN {_INTERRUPTED_TEXT} ELSE last_error END"
             " FROM due WHERE outbox.id = due.id"
             f" RETURNING outbox.*, due.was_claimed_by, due.was_expires_ms),"
             " interrupted AS (INSERT INTO deliveries (notification_id, notifier, attempt, started_ms, finished_ms,"
-            " outcome, reason, error) SELECT id, notifier, attempts, greatest(0, was_expires_ms - %(ttl)s), %(now)s,"
+            " outcome, reason, error) SELECT id, notifier, attempts, greatest(0, was_expires_ms - %(ttl)s), %(due)s,"
             f" %(outcome)s, %(reason)s, {_INTERRUPTED_TEXT} FROM claimed WHERE {_TAKEN_OVER})"
             f" SELECT {OUTBOX_COLUMNS} FROM claimed",
             {
                 "me": self.holder,
-                "now": now_ms,
+                "due": now_ms,  # retries are scheduled by the worker's clock
+                "now": self._lease_now(now_ms),
                 "ttl": self.lease_ttl_ms,
                 "exclude": list(exclude),
                 "limit": limit,
@@ -390,8 +438,9 @@ class PostgresStore:
         share of free or expired ones, let go of the rest; returns what it holds, what it has just taken over,
         and which of `job_ids` another replica saw come to rest."""
         async with self._connection() as conn, conn.transaction():
-            held, resting = await hold_leases(conn, self.holder, job_ids, now_ms, self.lease_ttl_ms, rested=rested)
-            await renew_outbox_claims(conn, self.holder, now_ms, self.lease_ttl_ms)
+            now = self._lease_now(now_ms)
+            held, resting = await hold_leases(conn, self.holder, job_ids, now, self.lease_ttl_ms, rested=rested)
+            await renew_outbox_claims(conn, self.holder, now, self.lease_ttl_ms)
         before = self._epochs or {}
         self._epochs = held
         acquired = frozenset(job_id for job_id, epoch in held.items() if before.get(job_id) != epoch)
@@ -400,7 +449,12 @@ class PostgresStore:
     async def claim_timers(self, now_ms: int) -> bool:
         """Whether this replica flushes the rule timers now (the claim taken or renewed)."""
         async with self._connection() as conn:
-            return await claim_lease(conn, RULE_TIMERS, self.holder, now_ms, self.lease_ttl_ms)
+            return await claim_lease(conn, RULE_TIMERS, self.holder, self._lease_now(now_ms), self.lease_ttl_ms)
+
+    def _lease_now(self, now_ms: int) -> int | None:
+        """The time a lease or claim is compared with: the caller's with `caller_clock`, else None — the
+        database's clock (`pgleases.NOW`)."""
+        return now_ms if self.caller_clock else None
 
     async def lease_holders(self) -> dict[str, str]:
         """Which replica holds each job, as last written."""
@@ -426,7 +480,9 @@ class PostgresStore:
 
     async def listen(self, wake: Callable[[], None]) -> None:
         """Call `wake` whenever any replica commits notifications (LISTEN/NOTIFY), until cancelled. A lost
-        connection is retried every second; `wake` is called after each reconnect, for what was missed."""
+        connection is retried every second; `wake` is called after each reconnect, for what was missed, and after
+        each failed attempt: while no NOTIFY can come (the server refuses a connection: too many clients), the
+        worker looks every second instead of idling up to a minute with the others' notifications due."""
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
@@ -439,54 +495,54 @@ class PostgresStore:
                         wake()
             except psycopg.Error as exc:
                 log.debug("outbox listener: %s; reconnecting", _one_line(exc))
+                wake()
             await asyncio.sleep(LISTEN_RETRY_S)
 
     async def record_delivery(self, attempt: DeliveryAttempt, *, status: OutboxStatus, next_attempt_ms: int) -> None:
-        """Record one delivery attempt and the notification's new status atomically; attempts recorded at the same
-        moment share one transaction (group commit), and each caller returns once its own is durable."""
+        """Record one delivery attempt and the notification's new status atomically — only while this replica's
+        claim on it holds (fencing, as for polls): a replica paused with a send in flight, whose claim another
+        replica took over (recording that send as `interrupted`, naming this one) and maybe sent, records nothing.
+        Its `retry` written over the other's `sent` would send the notification again. Attempts recorded at the
+        same moment share one transaction (group commit); each caller returns once its own is durable."""
         await self._attempts.submit(_AttemptRecord(attempt, status, next_attempt_ms))
 
     async def _record_attempts(self, records: list[_AttemptRecord]) -> None:
-        """Attempts and their notifications' new statuses, in one transaction: two statements for the whole batch
-        (arrays unnested, in order: the attempt log keeps the order of the records)."""
+        """Attempts and their notifications' new statuses, in one transaction and one statement for the whole
+        batch (arrays unnested; the attempt log keeps the records' order), each only where the claim holds."""
         attempts = [record.attempt for record in records]
-        # Pipelined: BEGIN, both statements and COMMIT go out together, one round trip for the batch.
+        # Pipelined: BEGIN and the statement go out together, then COMMIT.
         async with self._connection() as conn, conn.pipeline(), conn.transaction():
-            await conn.execute(
-                b"INSERT INTO deliveries (notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason,"
-                b" error) SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[], %s::bigint[],"
-                b" %s::text[], %s::text[], %s::text[])",
-                (
-                    [attempt.notification_id for attempt in attempts],
-                    [attempt.notifier for attempt in attempts],
-                    [attempt.attempt for attempt in attempts],
-                    [attempt.started_ms for attempt in attempts],
-                    [attempt.finished_ms for attempt in attempts],
-                    [attempt.outcome.value for attempt in attempts],
-                    [attempt.reason for attempt in attempts],
-                    [attempt.error for attempt in attempts],
-                ),
-            )
-            self._step("delivery:attempt")
-            await conn.execute(
-                b"UPDATE outbox SET status = u.status, attempts = u.attempts, next_attempt_ms = u.next_attempt_ms,"
-                b" last_reason = u.reason, last_error = u.error, done_ms = u.done_ms, claimed_by = NULL,"
-                b" claim_expires_ms = 0 FROM unnest(%s::text[], %s::text[], %s::int[], %s::bigint[], %s::text[],"
-                b" %s::text[], %s::bigint[]) AS u(id, status, attempts, next_attempt_ms, reason, error, done_ms)"
-                b" WHERE outbox.id = u.id",
-                (
-                    [attempt.notification_id for attempt in attempts],
-                    [record.status.value for record in records],
-                    [attempt.attempt for attempt in attempts],
-                    [record.next_attempt_ms for record in records],
-                    [attempt.reason for attempt in attempts],
-                    [attempt.error for attempt in attempts],
-                    [
+            cursor = await conn.execute(
+                _RECORD_ATTEMPTS,
+                {
+                    "me": self.holder,
+                    "ids": [attempt.notification_id for attempt in attempts],
+                    "notifiers": [attempt.notifier for attempt in attempts],
+                    "attempts": [attempt.attempt for attempt in attempts],
+                    "started": [attempt.started_ms for attempt in attempts],
+                    "finished": [attempt.finished_ms for attempt in attempts],
+                    "outcomes": [attempt.outcome.value for attempt in attempts],
+                    "reasons": [attempt.reason for attempt in attempts],
+                    "errors": [attempt.error for attempt in attempts],
+                    "http": [attempt.http_status for attempt in attempts],
+                    "statuses": [record.status.value for record in records],
+                    "next": [record.next_attempt_ms for record in records],
+                    "done": [
                         record.attempt.finished_ms if record.status != OutboxStatus.PENDING else None
                         for record in records
                     ],
-                ),
+                },
             )
+            recorded = {str(row[0]) for row in await cursor.fetchall()}
+            self._step("delivery:attempt")
+        for attempt in attempts:
+            if attempt.notification_id not in recorded:
+                log.warning(
+                    "%s: this replica's claim was taken over while its send was in flight (recorded there as "
+                    "interrupted); its outcome here (%s) is not recorded",
+                    attempt.notification_id,
+                    attempt.outcome.value,
+                )
 
     async def requeue(self, notification_id: str, now_ms: int) -> bool:
         """Send a dead-lettered (or sent) notification again: back to pending, due now."""
@@ -501,11 +557,33 @@ class PostgresStore:
     async def deliveries(self, notification_id: str) -> list[DeliveryAttempt]:
         """Every recorded attempt of one notification, in order."""
         rows = await self._select(
-            "SELECT notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error"
-            " FROM deliveries WHERE notification_id = %s ORDER BY seq",
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE notification_id = %s ORDER BY seq",
             (notification_id,),
         )
         return [read_delivery_attempt(row) for row in rows]
+
+    async def delivery_log(
+        self,
+        *,
+        job_id: str | None = None,
+        rule: str | None = None,
+        notifier: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[LoggedDelivery]:
+        """Notifications newest first, each with its attempts, optionally of one job, rule, notifier and status
+        (`interrupted`: with an interrupted attempt)."""
+        query, params = delivery_log_query(
+            "%s", job_id=job_id, rule=rule, notifier=notifier, status=status, limit=limit
+        )
+        items = await self._outbox_query(query, params)
+        if not items:
+            return []
+        rows = await self._select(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE notification_id = ANY(%s) ORDER BY seq",
+            ([item.notification.id for item in items],),
+        )
+        return logged_deliveries(items, [read_delivery_attempt(row) for row in rows])
 
     async def outbox_counts(self) -> dict[str, int]:
         """How many notifications are pending, sent and dead."""
@@ -533,6 +611,18 @@ class PostgresStore:
         rows = await self._select(query, params)
         return [StoredEvent(int(row[0]), event_from_json(row[1])) for row in rows]
 
+    async def event(self, event_id: str) -> StoredEvent | None:
+        """One recorded event by id (a unique prefix of at least 6 characters also finds it)."""
+        rows = await self._select("SELECT seq, body FROM events WHERE id = %s", (event_id,))
+        if not rows and len(event_id) >= MIN_PREFIX_CHARS:
+            rows = await self._select("SELECT seq, body FROM events WHERE starts_with(id, %s) LIMIT 2", (event_id,))
+        return StoredEvent(int(rows[0][0]), event_from_json(rows[0][1])) if len(rows) == 1 else None
+
+    async def decisions(self, event_id: str) -> list[Decision]:
+        """What routing decided for one event, for each rule, in the order it was decided."""
+        rows = await self._select("SELECT body FROM decisions WHERE event_id = %s ORDER BY seq", (event_id,))
+        return [decision for row in rows for decision in decisions_from_body(event_id, row[0])]
+
 
 async def _write_state_row(conn: psycopg.AsyncConnection[Any], row: StateRow) -> None:
     if row.body is None:
@@ -543,6 +633,24 @@ async def _write_state_row(conn: psycopg.AsyncConnection[Any], row: StateRow) ->
             " ON CONFLICT (namespace, key) DO UPDATE SET body = excluded.body",
             (row.namespace, row.key, row.body),
         )
+
+
+# A batch of attempts: each notification's new status where this replica's claim still holds, and the attempts
+# of those, in the batch's order (WITH ORDINALITY); returns the ids recorded.
+_RECORD_ATTEMPTS: Final = (
+    b"WITH a AS (SELECT * FROM unnest(%(ids)s::text[], %(notifiers)s::text[], %(attempts)s::int[],"
+    b" %(started)s::bigint[], %(finished)s::bigint[], %(outcomes)s::text[], %(reasons)s::text[], %(errors)s::text[],"
+    b" %(http)s::int[], %(statuses)s::text[], %(next)s::bigint[], %(done)s::bigint[]) WITH ORDINALITY"
+    b" AS a(id, notifier, attempt, started_ms, finished_ms, outcome, reason, error, http_status, status,"
+    b" next_attempt_ms, done_ms, ord)),"
+    b" updated AS (UPDATE outbox SET status = a.status, attempts = a.attempt, next_attempt_ms = a.next_attempt_ms,"
+    b" last_reason = a.reason, last_error = a.error, done_ms = a.done_ms, claimed_by = NULL, claim_expires_ms = 0"
+    b" FROM a WHERE outbox.id = a.id AND outbox.status = 'pending' AND outbox.claimed_by = %(me)s"
+    b" RETURNING outbox.id)"
+    b" INSERT INTO deliveries (notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error,"
+    b" http_status) SELECT a.id, a.notifier, a.attempt, a.started_ms, a.finished_ms, a.outcome, a.reason, a.error,"
+    b" a.http_status FROM a JOIN updated ON updated.id = a.id ORDER BY a.ord RETURNING notification_id"
+)
 
 
 @dataclass(frozen=True, slots=True)

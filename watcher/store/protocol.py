@@ -7,10 +7,11 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from watcher.core.decisions import Decision
 from watcher.core.events import Event
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
-from watcher.core.records import DeliveryAttempt, OutboxItem, OutboxStatus, StateRow
+from watcher.core.records import DeliveryAttempt, LoggedDelivery, OutboxItem, OutboxStatus, StateRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +97,19 @@ class Store(Protocol):
         events: Sequence[Event] = (),
         state_rows: Sequence[StateRow] = (),
         notifications: Sequence[Notification] = (),
+        decisions: Sequence[Decision] = (),
     ) -> int:
-        """Record a poll's consequences atomically — memory, events, state rows, outbox; returns new events."""
+        """Record a poll's consequences atomically — memory, events, state rows, outbox, and what routing decided
+        for each event and rule; returns new events."""
         ...
 
     async def load_state_rows(self, namespace: str) -> list[StateRow]:
         """Every state row of a namespace."""
+        ...
+
+    async def load_state_range(self, namespace: str, first_key: str, last_key: str) -> list[StateRow]:
+        """The state rows of a namespace whose keys lie from `first_key` to `last_key` (both included, compared
+        byte by byte as text), by key — one query."""
         ...
 
     async def get_state(self, namespace: str, key: str) -> str | None:
@@ -148,6 +156,19 @@ class Store(Protocol):
         """Notifications per status."""
         ...
 
+    async def delivery_log(
+        self,
+        *,
+        job_id: str | None = None,
+        rule: str | None = None,
+        notifier: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[LoggedDelivery]:
+        """Notifications newest first, each with its attempts, optionally of one job, rule, notifier and status
+        (pending, sent, dead; or `interrupted`: with an interrupted attempt)."""
+        ...
+
     async def events(
         self,
         *,
@@ -159,6 +180,14 @@ class Store(Protocol):
     ) -> list[StoredEvent]:
         """Recorded events in the order they were recorded (or newest first), after `since_seq`, optionally of
         one job and one kind."""
+        ...
+
+    async def event(self, event_id: str) -> StoredEvent | None:
+        """One recorded event by id (or unique prefix)."""
+        ...
+
+    async def decisions(self, event_id: str) -> list[Decision]:
+        """What routing decided for one event, for each rule, in the order it was decided."""
         ...
 
     async def lease_holders(self) -> dict[str, str]:

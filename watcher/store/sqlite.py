@@ -23,14 +23,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
+from watcher.core.decisions import Decision, decisions_from_body
 from watcher.core.events import Event, event_from_json, event_to_json
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
-from watcher.core.records import DeliveryAttempt, OutboxItem, OutboxStatus, StateRow
+from watcher.core.records import DeliveryAttempt, LoggedDelivery, OutboxItem, OutboxStatus, StateRow
 from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.filelock import StateFileLock
 from watcher.store.protocol import Holding, StoredEvent
-from watcher.store.rows import OUTBOX_COLUMNS, events_query, read_delivery_attempt, read_outbox_item
+from watcher.store.rows import (
+    DELIVERY_COLUMNS,
+    MIN_PREFIX_CHARS,
+    OUTBOX_COLUMNS,
+    decision_rows,
+    delivery_log_query,
+    events_query,
+    logged_deliveries,
+    read_delivery_attempt,
+    read_outbox_item,
+)
 
 # Each entry moves the schema one version up; never edit a released one, append another.
 MIGRATIONS: Final[tuple[str, ...]] = (
@@ -87,6 +98,21 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX deliveries_by_notification ON deliveries (notification_id, seq);
     """,
+    # What routing decided for each event and rule (`watcher.core.decisions`): one row per event and commit; the
+    # HTTP status of each failed delivery attempt and the job of each notification (for the delivery log).
+    """
+    CREATE TABLE decisions (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id    TEXT NOT NULL,
+        at_ms       INTEGER NOT NULL,
+        body        TEXT NOT NULL
+    );
+    CREATE INDEX decisions_by_event ON decisions (event_id, seq);
+    ALTER TABLE deliveries ADD COLUMN http_status INTEGER;
+    ALTER TABLE outbox ADD COLUMN job_id TEXT;
+    UPDATE outbox SET job_id = json_extract(body, '$.events[0].job_id');
+    CREATE INDEX outbox_by_job ON outbox (job_id, created_ms);
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 # How often a running watcher asks SQLite whether another process (the CLI: `deliveries retry`, `silences add`)
@@ -141,7 +167,10 @@ class SQLiteStore:
         if self._thread is not None:
             return
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"{self.path}: cannot create its folder: {exc.strerror or exc}") from None
         if self._lock is not None:
             self._lock.acquire()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="benchwatch-sqlite")
@@ -327,22 +356,20 @@ class SQLiteStore:
         events: Sequence[Event] = (),
         state_rows: Sequence[StateRow] = (),
         notifications: Sequence[Notification] = (),
+        decisions: Sequence[Decision] = (),
     ) -> int:
         """Record a poll's consequences in one transaction; returns how many events were new."""
-        memory_row = (memory.job_id, memory.model_dump_json(), memory.last_seen_ms) if memory is not None else None
-        event_rows = [(e.id, e.job_id, e.kind, e.at_ms, event_to_json(e)) for e in events]
-        state = [(row.namespace, row.key, row.body) for row in state_rows]
-        outbox_rows = [(n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json()) for n in notifications]
-        return await self._write(functools.partial(self._record_poll, memory_row, event_rows, state, outbox_rows))
+        rows = _PollRows(
+            memory=(memory.job_id, memory.model_dump_json(), memory.last_seen_ms) if memory is not None else None,
+            events=[(e.id, e.job_id, e.kind, e.at_ms, event_to_json(e)) for e in events],
+            state=[(row.namespace, row.key, row.body) for row in state_rows],
+            outbox=[(n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json(), n.job_id) for n in notifications],
+            decisions=decision_rows(decisions),
+        )
+        return await self._write(functools.partial(self._record_poll, rows))
 
-    def _record_poll(
-        self,
-        memory_row: tuple[str, str, int] | None,
-        event_rows: Sequence[tuple[str, str, str, int, str]],
-        state: Sequence[tuple[str, str, str | None]],
-        outbox_rows: Sequence[tuple[str, str, str, int, str]],
-        db: sqlite3.Connection,
-    ) -> int:
+    def _record_poll(self, rows: _PollRows, db: sqlite3.Connection) -> int:
+        memory_row, event_rows, state, outbox_rows = rows.memory, rows.events, rows.state, rows.outbox
         if memory_row is not None:
             db.execute(
                 "INSERT INTO jobs (job_id, memory, updated_ms) VALUES (?, ?, ?)"
@@ -368,10 +395,13 @@ class SQLiteStore:
             self._step(f"state:{index}")
         for index, outbox_row in enumerate(outbox_rows):
             db.execute(
-                "INSERT OR IGNORE INTO outbox (id, notifier, rule, created_ms, body) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO outbox (id, notifier, rule, created_ms, body, job_id) VALUES (?, ?, ?, ?, ?, ?)",
                 outbox_row,
             )
             self._step(f"notification:{index}")
+        for index, decision_row in enumerate(rows.decisions):
+            db.execute("INSERT INTO decisions (event_id, at_ms, body) VALUES (?, ?, ?)", decision_row)
+            self._step(f"decisions:{index}")
         return added
 
     async def get_state(self, namespace: str, key: str) -> str | None:
@@ -392,6 +422,15 @@ class SQLiteStore:
         )
         return [StateRow(namespace, str(row[0]), str(row[1])) for row in rows]
 
+    async def load_state_range(self, namespace: str, first_key: str, last_key: str) -> list[StateRow]:
+        """The state rows of a namespace from `first_key` to `last_key` (both included, bytewise), by key."""
+        rows = await self._run(
+            self._select,
+            "SELECT key, body FROM state_rows WHERE namespace = ? AND key BETWEEN ? AND ? ORDER BY key",
+            (namespace, first_key, last_key),
+        )
+        return [StateRow(namespace, str(row[0]), str(row[1])) for row in rows]
+
     async def outbox_items(
         self, *, status: str | None = None, limit: int = 1000, newest_first: bool = False
     ) -> list[OutboxItem]:
@@ -408,8 +447,10 @@ class SQLiteStore:
     async def outbox_item(self, notification_id: str) -> OutboxItem | None:
         """One outbox entry by notification id (a unique prefix of at least 6 characters also finds it)."""
         items = await self._outbox_query(
-            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ? OR (length(?) >= 6 AND id LIKE ? || '%') LIMIT 2",
-            [notification_id, notification_id, notification_id],
+            # a prefix compared as text, not a LIKE pattern: `%` and `_` in it are no wildcards
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?1 OR (length(?1) >= 6 AND substr(id, 1, length(?1)) = ?1)"
+            " LIMIT 2",
+            [notification_id],
         )
         return items[0] if len(items) == 1 else None
 
@@ -444,7 +485,7 @@ class SQLiteStore:
     ) -> None:
         db.execute(
             "INSERT INTO deliveries (notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason,"
-            " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " error, http_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 attempt.notification_id,
                 attempt.notifier,
@@ -454,6 +495,7 @@ class SQLiteStore:
                 attempt.outcome,
                 attempt.reason,
                 attempt.error,
+                attempt.http_status,
             ),
         )
         self._step("delivery:attempt")
@@ -479,11 +521,33 @@ class SQLiteStore:
         """Every recorded attempt of one notification, in order."""
         rows = await self._run(
             self._select,
-            "SELECT notification_id, notifier, attempt, started_ms, finished_ms, outcome, reason, error"
-            " FROM deliveries WHERE notification_id = ? ORDER BY seq",
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE notification_id = ? ORDER BY seq",
             (notification_id,),
         )
         return [read_delivery_attempt(row) for row in rows]
+
+    async def delivery_log(
+        self,
+        *,
+        job_id: str | None = None,
+        rule: str | None = None,
+        notifier: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[LoggedDelivery]:
+        """Notifications newest first, each with its attempts, optionally of one job, rule, notifier and status
+        (`interrupted`: with an interrupted attempt)."""
+        query, params = delivery_log_query("?", job_id=job_id, rule=rule, notifier=notifier, status=status, limit=limit)
+        items = await self._outbox_query(query, params)
+        if not items:
+            return []
+        rows = await self._run(
+            self._select,
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
+            " WHERE notification_id IN (SELECT value FROM json_each(?)) ORDER BY seq",
+            (json.dumps([item.notification.id for item in items]),),
+        )
+        return logged_deliveries(items, [read_delivery_attempt(row) for row in rows])
 
     async def outbox_counts(self) -> dict[str, int]:
         """How many notifications are pending, sent and dead."""
@@ -510,6 +574,20 @@ class SQLiteStore:
         )
         rows = await self._run(self._select, query, params)
         return [StoredEvent(int(row[0]), event_from_json(row[1])) for row in rows]
+
+    async def event(self, event_id: str) -> StoredEvent | None:
+        """One recorded event by id (a unique prefix of at least 6 characters also finds it)."""
+        query = "SELECT seq, body FROM events WHERE id = ?"
+        rows = await self._run(self._select, query, (event_id,))
+        if not rows and len(event_id) >= MIN_PREFIX_CHARS:
+            query = "SELECT seq, body FROM events WHERE substr(id, 1, ?) = ? LIMIT 2"
+            rows = await self._run(self._select, query, (len(event_id), event_id))
+        return StoredEvent(int(rows[0][0]), event_from_json(rows[0][1])) if len(rows) == 1 else None
+
+    async def decisions(self, event_id: str) -> list[Decision]:
+        """What routing decided for one event, for each rule, in the order it was decided."""
+        rows = await self._run(self._select, "SELECT body FROM decisions WHERE event_id = ? ORDER BY seq", (event_id,))
+        return [decision for row in rows for decision in decisions_from_body(event_id, row[0])]
 
 
 class _Transaction:
@@ -569,6 +647,17 @@ class _Sentinel:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+@dataclass(frozen=True, slots=True)
+class _PollRows:
+    """A poll's consequences as the rows of each table, converted before the write reaches the connection's thread."""
+
+    memory: tuple[str, str, int] | None
+    events: Sequence[tuple[str, str, str, int, str]]
+    state: Sequence[tuple[str, str, str | None]]
+    outbox: Sequence[tuple[str, str, str, int, str, str | None]]
+    decisions: Sequence[tuple[str, int, str]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ send the header either.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,6 +25,7 @@ from watcher.web.source import SOURCE
 log = logging.getLogger("benchwatch.status")
 
 Action = Callable[[web.Request], Awaitable[web.Response]]
+MAX_BODY_DEPTH = 32  # a silence is an object of matchers, each a value or a small object of operators
 
 
 def add_action_routes(app: web.Application) -> None:
@@ -47,8 +49,10 @@ def _authorized(action: Action) -> Action:
         if expected is None:
             return _error(403, "actions are disabled: set http.token (or http.token_file) in the config")
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        # aiohttp hands over bytes that are not UTF-8 as surrogates, which a plain encode() refuses (a 500); and
         # compare_digest: the time taken must not tell how much of a guess was right
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        given_bytes = given.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, expected.encode()):
             log.warning("refused %s %s: missing or wrong token", request.method, request.path)
             return web.json_response(
                 {"error": "a valid token is needed: Authorization: Bearer <http.token>"},
@@ -58,6 +62,20 @@ def _authorized(action: Action) -> Action:
         return await action(request)
 
     return guarded
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether JSON `value` nests more than `limit` levels of lists and objects (counted without recursion)."""
+    level: list[tuple[Any, int]] = [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                level.append((child, depth + 1))
+    return False
 
 
 def silence_json(silence: RuntimeSilence, now_ms: int) -> dict[str, Any]:
@@ -80,9 +98,11 @@ async def _silences(request: web.Request) -> web.Response:
 async def _add_silence(request: web.Request) -> web.Response:
     source = request.app[SOURCE]
     try:
-        data = await request.json()
-    except ValueError:
+        data = json.loads(await request.read())
+    except (ValueError, RecursionError):  # RecursionError: nested past what the parser goes (a 500 before)
         return _error(400, "expected a JSON body")
+    if _deeper_than(data, MAX_BODY_DEPTH):  # matchers are compiled recursively: a deep one would be a 500
+        return _error(400, f"the body is nested deeper than {MAX_BODY_DEPTH} levels")
     now_ms = source.now_ms()
     try:
         silence = await add_silence(source.store, silence_request(data, now_ms=now_ms), now_ms)

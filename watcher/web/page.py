@@ -14,15 +14,16 @@ import jinja2
 from aiohttp import web
 
 from watcher.core.events import EVENT_KINDS
-from watcher.web.pagerows import Filters, PageView
+from watcher.web.deliveries import add_delivery_routes
+from watcher.web.pagerows import DeliveryFilters, FilterError, Filters, PageView, when
 from watcher.web.pagetrends import build_trends
 from watcher.web.pageview import build_view
 from watcher.web.source import SOURCE
 
-SECTIONS: Final = ("jobs", "events", "notifications", "silences")  # refreshed by the script through /api/page
+SECTIONS: Final = ("jobs", "events", "notifications", "deliveries", "silences")  # refreshed through /api/page
 # Trends change only when a job completes, and reading them reads every kept outcome of ten benchmarks: the page
 # renders them once, on load, and the script leaves them as they are.
-PAGE_SECTIONS: Final = ("jobs", "trends", "events", "notifications", "silences")
+PAGE_SECTIONS: Final = ("jobs", "trends", "events", "notifications", "deliveries", "silences")
 STATIC_FILES: Final = {"status.js": "text/javascript", "status.css": "text/css"}
 CSP: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -50,12 +51,14 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["percent"] = lambda value: "—" if value is None else f"{100 * value:.0f} %"
     env.filters["score"] = lambda value: "—" if value is None else f"{value:.2f}"
+    env.filters["when"] = when
     return env
 
 
 def add_page_routes(app: web.Application) -> None:
     """Register the page, its JSON sections and its static files on `app`."""
     app[ENV] = _environment()
+    add_delivery_routes(app, app[ENV])
     app.router.add_get("/", _page)
     app.router.add_get("/api/page", _sections)
     app.router.add_get("/static/{name}", _static)
@@ -78,7 +81,11 @@ def _filters(request: web.Request) -> Filters:
 
 async def _view(request: web.Request) -> PageView:
     prefill = request.query.get("silence", "")[:MAX_PREFILL_CHARS]
-    return await build_view(request.app[SOURCE], _filters(request), prefill)
+    try:
+        deliveries = DeliveryFilters.from_query(request.query, prefix="dl_")
+    except FilterError:  # a hand-edited link: the log unfiltered rather than a failed page
+        deliveries = DeliveryFilters()
+    return await build_view(request.app[SOURCE], _filters(request), prefill, deliveries)
 
 
 async def _page(request: web.Request) -> web.Response:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from markupsafe import Markup
 
 from watcher.core.events import EVENT_KINDS
 from watcher.core.records import OutboxItem
 from watcher.core.summary import FailureGroup
+from watcher.store.rows import LOG_STATUSES
+
+MAX_FILTER_CHARS: Final = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +124,32 @@ class IncidentRow:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptRow:
+    """One attempt at sending, in the delivery log."""
+
+    at: str
+    outcome: str
+    http_status: int | None
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """A notification in the delivery log, with its attempts."""
+
+    id: str
+    created: str
+    rule: str
+    notifier: str
+    title: str
+    jobs: str
+    events: int
+    status: str
+    interrupted: int
+    attempts: tuple[AttemptRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class TrendChart:
     """One agent's trend: the chart (SVG built and escaped by `trend_svg`) and the same figures in words."""
 
@@ -145,6 +176,38 @@ class Filters:
     kind: str = ""
 
 
+class FilterError(ValueError):
+    """A filter the delivery log cannot use; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFilters:
+    """Which notifications the log shows: of one job, rule, notifier, status (empty: any)."""
+
+    job_id: str = ""
+    rule: str = ""
+    notifier: str = ""
+    status: str = ""
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str], prefix: str = "") -> DeliveryFilters:
+        """The filters of a query string (the page's are `dl_job`, `dl_rule`, … beside the events' own filters);
+        raises FilterError for an unknown status."""
+        status = query.get(f"{prefix}status", "")
+        if status and status not in LOG_STATUSES:
+            raise FilterError(f"status must be one of {', '.join(LOG_STATUSES)}")
+        return cls(
+            job_id=query.get(f"{prefix}job", "")[:MAX_FILTER_CHARS],
+            rule=query.get(f"{prefix}rule", "")[:MAX_FILTER_CHARS],
+            notifier=query.get(f"{prefix}notifier", "")[:MAX_FILTER_CHARS],
+            status=status,
+        )
+
+    def any(self) -> bool:
+        """Whether some filter is set."""
+        return bool(self.job_id or self.rule or self.notifier or self.status)
+
+
 @dataclass
 class PageView:
     """Everything the page shows."""
@@ -167,6 +230,11 @@ class PageView:
     silences: list[SilenceRow] = field(default_factory=list)
     silence_prefill: str = ""
     trends: list[BenchmarkTrends] = field(default_factory=list)
+    deliveries: list[DeliveryRow] = field(default_factory=list)
+    delivery_filters: DeliveryFilters = field(default_factory=DeliveryFilters)
+    rule_names: list[str] = field(default_factory=list)
+    notifier_names: list[str] = field(default_factory=list)
+    statuses: tuple[str, ...] = LOG_STATUSES
 
 
 def when(ms: int | None) -> str:

@@ -17,11 +17,16 @@ from rules.persist import load_rule_state
 from rules.silences import RuntimeSilence, load_runtime_silences
 from watcher.core.eventlines import event_line
 from watcher.core.events import ScenarioFailed, ScenarioTimedOut
+from watcher.core.failureclass import FailureClass
 from watcher.core.memory import JobMemory
+from watcher.core.records import LoggedDelivery
 from watcher.core.summary import MAX_FAILURE_EXAMPLES, AgentSummary, FailureExample, FailureGroup, JobSummary
 from watcher.store.protocol import Store, StoredEvent
 from watcher.web.pagerows import (
+    AttemptRow,
     Bar,
+    DeliveryFilters,
+    DeliveryRow,
     EventRow,
     Filters,
     GroupRow,
@@ -39,14 +44,21 @@ RUNNING_SHOWN = 200  # by name; a page of thousands of cards helps nobody: the A
 VANISHED_SHOWN = 50  # the most recently vanished
 FINISHED_SHOWN = 50  # the most recently changed
 OUTBOX_SHOWN = 20
+DELIVERIES_SHOWN = 50  # the delivery log's newest, as filtered (GET /api/deliveries pages further)
 FAILURE_EVENTS_READ = 200  # per kind and job, for a job whose summary has no failure groups (still running)
 
 
-async def build_view(source: StatusSource, filters: Filters, silence_prefill: str = "") -> PageView:
+async def build_view(
+    source: StatusSource,
+    filters: Filters,
+    silence_prefill: str = "",
+    delivery_filters: DeliveryFilters | None = None,
+) -> PageView:
     """Gather the page's data now."""
     now_ms = source.now_ms()
     store = source.store
     view = PageView(now=when(now_ms), filters=filters, silence_prefill=silence_prefill)
+    view.delivery_filters = delivery_filters or DeliveryFilters()
     memories = await store.load_memories()
     live = sorted((m for m in memories.values() if not m.finished and not m.vanished), key=_by_name)
     # A vanished job is no longer polled: it leaves "running" for a section of its own, the latest first.
@@ -65,6 +77,7 @@ async def build_view(source: StatusSource, filters: Filters, silence_prefill: st
     )
     view.events = [_event_row(item, memories) for item in stored]
     await _notifications(view, source, memories)
+    await _delivery_log(view, source, memories)
     view.silences = _silence_rows(await load_runtime_silences(store), source.config_silences(), now_ms)
     return view
 
@@ -116,7 +129,7 @@ async def _with_failures(row: JobRow, store: Store) -> JobRow:
     a restart) they are grouped from the recorded scenario.failed and scenario.timed_out events."""
     if row.failures or not any(bar.failed or bar.timed_out for bar in row.bars):
         return row
-    examples: dict[str, list[FailureExample]] = {}
+    examples: dict[tuple[str, FailureClass], list[FailureExample]] = {}
     for kind in ("scenario.failed", "scenario.timed_out"):
         for item in await store.events(job_id=row.job_id, kind=kind, limit=FAILURE_EVENTS_READ, newest_first=True):
             event = item.event
@@ -124,7 +137,7 @@ async def _with_failures(row: JobRow, store: Store) -> JobRow:
                 continue
             reason = event.failure_reason
             exception_type = reason.exception_type if reason is not None else kind.removeprefix("scenario.")
-            examples.setdefault(exception_type, []).append(
+            examples.setdefault((exception_type, event.failure_class or "agent"), []).append(
                 FailureExample(
                     scenario_name=event.scenario_name or event.scenario_definition_id,
                     agent_name=event.agent_name,
@@ -134,8 +147,13 @@ async def _with_failures(row: JobRow, store: Store) -> JobRow:
             )
     groups = sorted(examples.items(), key=lambda item: (-len(item[1]), item[0]))
     failures = tuple(
-        FailureGroup(exception_type=kind, count=len(found), examples=tuple(found[:MAX_FAILURE_EXAMPLES]))
-        for kind, found in groups
+        FailureGroup(
+            exception_type=kind,
+            failure_class=failure_class,
+            count=len(found),
+            examples=tuple(found[:MAX_FAILURE_EXAMPLES]),
+        )
+        for (kind, failure_class), found in groups
     )
     return dataclasses.replace(row, failures=failures)
 
@@ -203,6 +221,47 @@ def _incident_row(incident: Incident, opened: OpenIncident, memories: Mapping[st
         until = "until resolved"
     rule, key = incident
     return IncidentRow(rule, key, when(opened.opened_ms), until)
+
+
+async def _delivery_log(view: PageView, source: StatusSource, memories: Mapping[str, JobMemory]) -> None:
+    chosen = view.delivery_filters
+    logged = await source.store.delivery_log(
+        job_id=chosen.job_id or None,
+        rule=chosen.rule or None,
+        notifier=chosen.notifier or None,
+        status=chosen.status or None,
+        limit=DELIVERIES_SHOWN,
+    )
+    view.deliveries = [_delivery_row(item, memories) for item in logged]
+    view.rule_names = sorted({*source.rule_names(), *([chosen.rule] if chosen.rule else [])})
+    view.notifier_names = sorted({*source.notifier_names(), *([chosen.notifier] if chosen.notifier else [])})
+
+
+def _delivery_row(logged: LoggedDelivery, memories: Mapping[str, JobMemory]) -> DeliveryRow:
+    notification = logged.item.notification
+    job_ids = sorted({event.job_id for event in notification.events})
+    names = [memories[job_id].job_name if job_id in memories else job_id for job_id in job_ids]
+    attempts = tuple(
+        AttemptRow(
+            when(attempt.started_ms),
+            attempt.outcome.value,
+            attempt.http_status,
+            f"{attempt.reason}: {attempt.error}" if attempt.error else (attempt.reason or ""),
+        )
+        for attempt in logged.attempts
+    )
+    return DeliveryRow(
+        id=notification.id,
+        created=when(notification.created_ms),
+        rule=notification.rule,
+        notifier=notification.notifier,
+        title=notification.title,
+        jobs=", ".join(names),
+        events=len(notification.events),
+        status=logged.item.status.value,
+        interrupted=logged.interrupted,
+        attempts=attempts,
+    )
 
 
 def _group_row(group: Group) -> GroupRow:

@@ -63,7 +63,15 @@ class StatusSource(Protocol):
         ...
 
     def trend_jobs(self) -> int:
-        """How many comparable jobs a trend chart covers: the config's `baseline.history`, else its default."""
+        """How many comparable jobs a trend chart covers: 10, or the config's `baseline.history` when larger."""
+        ...
+
+    def rule_names(self) -> Sequence[str]:
+        """The rules of the config in force (the delivery log filters by them)."""
+        ...
+
+    def notifier_names(self) -> Sequence[str]:
+        """The notifiers of the config in force (the delivery log filters by them)."""
         ...
 
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from watcher.core.memory import JobMemory
+from watcher.store.errors import StoreError
 from watcher.web.actions import add_action_routes
 from watcher.web.page import add_page_routes, security_headers
 from watcher.web.source import SOURCE, StatusSource
@@ -29,6 +30,8 @@ MAX_LINE_BYTES: Final = 8190  # request line and each header
 MAX_BODY_BYTES: Final = 64 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Set while scrapes find the store failing: the failure is logged once, then again only after it answered.
+_METRICS_STORE_FAILING: Final = web.AppKey("metrics_store_failing", set[bool])
 
 
 class QueryError(ValueError):
@@ -51,6 +54,7 @@ def create_status_app(source: StatusSource) -> web.Application:
     """The status API's aiohttp application, reading from `source`."""
     app = web.Application(middlewares=[security_headers, _bounded_body, _json_errors], client_max_size=MAX_BODY_BYTES)
     app[SOURCE] = source
+    app[_METRICS_STORE_FAILING] = set()
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -148,10 +152,17 @@ async def _readyz(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     source = request.app[SOURCE]
+    failing = request.app[_METRICS_STORE_FAILING]
     try:
         await source.refresh_metrics()
+    except StoreError as exc:  # the store away or starved: said once until it answers, not a traceback a scrape
+        if not failing:
+            log.warning("refreshing metrics before a scrape failed (%s); the store's gauges stay as they were", exc)
+        failing.add(True)
     except Exception:  # stale gauges beat a failed scrape: the counters are still right
         log.warning("refreshing metrics before a scrape failed", exc_info=True)
+    else:
+        failing.clear()
     body, content_type = source.metrics.render()
     return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -180,7 +191,8 @@ def _job_json(memory: JobMemory, holder: str | None) -> dict[str, Any]:
 
 async def _events(request: web.Request) -> web.Response:
     query = request.query
-    since = _int_param(query.get("since"), "since", default=0, minimum=0)
+    # bounded: past a 64-bit integer the store's driver raised OverflowError, a 500 with a traceback
+    since = _int_param(query.get("since"), "since", default=0, minimum=0, maximum=2**63 - 1)
     limit = _int_param(query.get("limit"), "limit", default=DEFAULT_EVENTS_LIMIT, minimum=1, maximum=MAX_EVENTS_LIMIT)
     job_id = query.get("job_id") or None
     stored = await request.app[SOURCE].store.events(job_id=job_id, since_seq=since, limit=limit)

@@ -29,6 +29,7 @@ class CheckedArgs:
     give_up_after_ms: int
     stall_after_ms: int | None  # None: never give up on a quiet job
     junit_path: Path | None
+    summary_markdown_path: Path | None = None
 
 
 def check_args(args: argparse.Namespace) -> CheckedArgs:
@@ -37,6 +38,9 @@ def check_args(args: argparse.Namespace) -> CheckedArgs:
     junit_path: Path | None = args.junit
     if junit_path is not None and not junit_path.parent.is_dir():
         raise UsageError(f"--junit: the folder {str(junit_path.parent)!r} does not exist")
+    markdown_path: Path | None = getattr(args, "summary_markdown", None)
+    if markdown_path is not None and not markdown_path.parent.is_dir():
+        raise UsageError(f"--summary-markdown: the folder {str(markdown_path.parent)!r} does not exist")
     timeout_ms = _duration_ms("--timeout", args.timeout)
     checked = CheckedArgs(
         interval_ms=_duration_ms("--interval", args.interval),
@@ -44,6 +48,7 @@ def check_args(args: argparse.Namespace) -> CheckedArgs:
         give_up_after_ms=_duration_ms("--give-up-after", args.give_up_after),
         stall_after_ms=_duration_ms("--stall-after", args.stall_after) or None,
         junit_path=junit_path,
+        summary_markdown_path=markdown_path,
     )
     check_interval(checked.interval_ms)
     check_share("--min-score", args.min_score)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from watcher.cli.wait.defaults import (
 )
 from watcher.cli.wait.first import FirstLook
 from watcher.cli.wait.junit import Verdict, write_junit
+from watcher.cli.wait.markdown import wait_markdown, write_markdown
 from watcher.cli.wait.model import (
     ThresholdMiss,
     Thresholds,
@@ -330,6 +332,7 @@ async def run_wait(
         view.close()
     if options.junit_path is not None:
         result = _with_junit(result, options.junit_path)
+    result = _with_markdown(result, options)
     view.finished(result)
     return result
 
@@ -359,6 +362,27 @@ def _with_junit(result: WaitResult, path: Path) -> WaitResult:
     except OSError as exc:
         reason = f"cannot write the JUnit file {str(path)!r}: {exc.strerror or exc}"
         return dataclasses.replace(result, exit_code=EXIT_USAGE, reason=reason)
+    return result
+
+
+def _with_markdown(result: WaitResult, options: WaitOptions) -> WaitResult:
+    """Write `--summary-markdown` (a file that cannot be written is a usage error, exit 2, as for --junit) and
+    append to `$GITHUB_STEP_SUMMARY` (a failure there is a warning: the step's own summary is not the verdict)."""
+    if options.summary_markdown_path is None and options.step_summary_path is None:
+        return result
+    text = wait_markdown(result)
+    if options.summary_markdown_path is not None:
+        try:
+            write_markdown(options.summary_markdown_path, text, append=False)
+        except OSError as exc:
+            reason = f"cannot write the markdown summary {str(options.summary_markdown_path)!r}: {exc.strerror or exc}"
+            result = dataclasses.replace(result, exit_code=EXIT_USAGE, reason=reason)
+    if options.step_summary_path is not None:
+        try:
+            write_markdown(options.step_summary_path, text, append=True)
+        except OSError as exc:
+            problem = exc.strerror or exc
+            print(f"benchwatch: warning: cannot append to $GITHUB_STEP_SUMMARY: {problem}", file=sys.stderr)
     return result
 
 

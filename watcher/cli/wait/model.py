@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,8 @@ class WaitOptions:
     thresholds: Thresholds = field(default_factory=Thresholds)
     junit_path: Path | None = None
     baseline: BaselineBounds = field(default_factory=BaselineBounds)
+    summary_markdown_path: Path | None = None  # --summary-markdown FILE: the summary, as markdown
+    step_summary_path: Path | None = None  # $GITHUB_STEP_SUMMARY: the same markdown, appended
 
     def __post_init__(self) -> None:
         check_target(self.job_id, self.name)
@@ -122,10 +125,13 @@ class WaitOptions:
         check_share("--max-failure-rate", self.thresholds.max_failure_rate)
 
 
-def options_from_args(args: argparse.Namespace, checked: CheckedArgs | None = None) -> WaitOptions:
-    """Options from `benchwatch wait` arguments (parsed by `check_args` unless given); a bad duration or threshold
-    raises UsageError (exit 2)."""
+def options_from_args(
+    args: argparse.Namespace, checked: CheckedArgs | None = None, environ: Mapping[str, str] | None = None
+) -> WaitOptions:
+    """Options from `benchwatch wait` arguments (parsed by `check_args` unless given) and the environment (a GitHub
+    Actions step's `GITHUB_STEP_SUMMARY`); a bad duration or threshold raises UsageError (exit 2)."""
     checked = checked or check_args(args)
+    step_summary = (os.environ if environ is None else environ).get("GITHUB_STEP_SUMMARY", "").strip()
     return WaitOptions(
         job_id=args.job_id,
         name=args.name,
@@ -135,6 +141,8 @@ def options_from_args(args: argparse.Namespace, checked: CheckedArgs | None = No
         stall_after_ms=checked.stall_after_ms,
         thresholds=Thresholds(min_score=args.min_score, max_failure_rate=args.max_failure_rate),
         junit_path=checked.junit_path,
+        summary_markdown_path=checked.summary_markdown_path,
+        step_summary_path=Path(step_summary) if step_summary else None,
         baseline=BaselineBounds(
             baseline=getattr(args, "baseline", None),
             max_regressions=getattr(args, "max_regressions", None),

@@ -23,7 +23,9 @@ from watcher.cli.wait.defaults import EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE
 from watcher.cli.wait.model import AgentProgress, RunningScenario, ThresholdMiss, WaitProgress, WaitResult, WaitView
 from watcher.config.durations import format_duration_ms
 from watcher.core.eventlines import event_line
-from watcher.core.events import Counters, Event, JobProgress, WatcherApiUnreachable
+from watcher.core.events import Counters, Event, JobCompared, JobProgress, WatcherApiUnreachable
+from watcher.core.failureclass import FailureCounts
+from watcher.core.printable import printable
 from watcher.core.summary import AgentSummary, FailureGroup, JobSummary
 
 PLAIN_WIDTH = 120
@@ -77,6 +79,7 @@ class SummaryLine(BaseModel):
     pass_rate: float | None
     failure_rate: float | None
     failures: tuple[FailureGroup, ...]
+    failures_by_class: FailureCounts | None
     thresholds: ThresholdReport
     failure_reason: str | None
     counts: Counters | None
@@ -98,6 +101,7 @@ def summary_line(result: WaitResult) -> str:
         pass_rate=_job_pass_rate(agents),
         failure_rate=summary.failure_rate if summary else None,
         failures=summary.failures if summary else (),
+        failures_by_class=summary.failures_by_class if summary else None,
         thresholds=ThresholdReport(
             min_score=result.thresholds.min_score,
             max_failure_rate=result.thresholds.max_failure_rate,
@@ -212,7 +216,7 @@ class RichView:
         self._start()
         for event in events:
             if not isinstance(event, JobProgress | WatcherApiUnreachable):
-                self.console.print(Text(event_line(event)))
+                self.console.print(_text(event_line(event)))
 
     def progress(self, progress: WaitProgress) -> None:
         """Redraw the bars; a poll that succeeded clears the status line."""
@@ -257,7 +261,7 @@ class RichView:
             parts.append(live_table(self._progress))
             parts.extend(running_lines(self._progress.running))
         if with_status and self._status:
-            parts.append(Text(self._status, style="yellow"))
+            parts.append(_text(self._status, style="yellow"))
         return Group(*parts)
 
     def _start(self) -> Live:
@@ -281,34 +285,34 @@ def running_lines(running: Sequence[RunningScenario]) -> list[Text]:
     """The scenarios running now, longest first, with how long each has run."""
     if not running:
         return []
-    lines = [Text(f"running now ({len(running)}):", style="bold")]
+    lines = [_text(f"running now ({len(running)}):", style="bold")]
     shown = running[:RUNNING_SHOWN]
     width = max(len(item.agent) for item in shown)
     for item in shown:
-        lines.append(Text(f"  {_duration(item.elapsed_ms):>8}  {item.agent:<{width}}  {item.scenario}"))
+        lines.append(_text(f"  {_duration(item.elapsed_ms):>8}  {item.agent:<{width}}  {item.scenario}"))
     if len(running) > RUNNING_SHOWN:
-        lines.append(Text(f"  … and {len(running) - RUNNING_SHOWN} more", style="dim"))
+        lines.append(_text(f"  … and {len(running) - RUNNING_SHOWN} more", style="dim"))
     return lines
 
 
 def live_table(progress: WaitProgress) -> Table:
     """The live view: one row, with its bar, per agent."""
     title = f"{progress.job_name} · {progress.state} · waiting {_duration(progress.elapsed_ms)}"
-    table = Table(title=Text(title), box=box.SIMPLE, title_justify="left")
+    table = Table(title=_text(title), box=box.SIMPLE, title_justify="left")
     for column in ("agent", "model", "progress", "done", "failures", "score", "pass rate", "elapsed"):
         table.add_column(column, justify="left" if column in ("agent", "model", "progress") else "right")
     for agent in progress.agents:
         expected = "?" if agent.expected is None else str(agent.expected)
         failures = agent.n_failed + agent.n_timeout
         table.add_row(
-            Text(agent.name),
-            Text(agent.model_name or "—"),
+            _text(agent.name),
+            _text(agent.model_name or "—"),
             ProgressBar(total=agent.expected or None, completed=agent.done, width=BAR_WIDTH),
-            Text(f"{agent.done}/{expected}"),
-            Text(str(failures), style="red" if failures else ""),
-            Text(_score(agent.score)),
-            Text(_pass_rate(agent)),
-            Text(_duration(agent.duration_ms)),
+            _text(f"{agent.done}/{expected}"),
+            _text(str(failures), style="red" if failures else ""),
+            _text(_score(agent.score)),
+            _text(_pass_rate(agent)),
+            _text(_duration(agent.duration_ms)),
         )
     return table
 
@@ -323,11 +327,13 @@ def final_report(result: WaitResult) -> RenderableType:
     parts: list[RenderableType] = []
     if result.summary is not None:
         parts.append(agents_table(result.summary, result.passed))
-        parts.append(Text(PASSED_NOTE, style="dim"))
-        parts.extend(_failure_lines(result.summary.failures))
+        parts.append(_text(PASSED_NOTE, style="dim"))
+        parts.extend(_failure_lines(result.summary.failures, result.summary.failures_by_class.text()))
         parts.extend(_link_lines(result.summary))
+    if result.comparison is not None:
+        parts.extend(_power_lines(result.comparison))
     style = "green" if result.exit_code == EXIT_OK else "red"
-    parts.append(Text(f"exit {result.exit_code}: {result.reason}", style=style))
+    parts.append(_text(f"exit {result.exit_code}: {result.reason}", style=style))
     return Group(*parts)
 
 
@@ -339,45 +345,54 @@ def agents_table(summary: JobSummary, passed: Mapping[str, int]) -> Table:
     title = f"{summary.job_name} ({summary.job_id}): {summary.state}"
     if summary.failure_reason:
         title += f" — {summary.failure_reason}"
-    table = Table(title=Text(title), box=box.SIMPLE, title_justify="left")
+    table = Table(title=_text(title), box=box.SIMPLE, title_justify="left")
     columns = ("agent", "model", "score", "pass rate", "passed", "score < 1", "failed", "timed out", "duration")
     for column in columns:
         table.add_column(column, justify="left" if column in ("agent", "model") else "right")
     for agent in wait_agents(summary, passed):
         table.add_row(
-            Text(agent.agent_name or agent.benchmark_run_id),
-            Text(agent.model_name or "—"),
-            Text(_score(agent.score)),
-            Text("—" if agent.pass_rate is None else f"{agent.pass_rate:.0%}"),
-            Text(str(agent.n_passed)),
-            Text(str(max(0, agent.n_completed - agent.n_passed))),
-            Text(str(agent.n_failed)),
-            Text(str(agent.n_timeout)),
-            Text(_duration(agent.duration_ms)),
+            _text(agent.agent_name or agent.benchmark_run_id),
+            _text(agent.model_name or "—"),
+            _text(_score(agent.score)),
+            _text("—" if agent.pass_rate is None else f"{agent.pass_rate:.0%}"),
+            _text(str(agent.n_passed)),
+            _text(str(max(0, agent.n_completed - agent.n_passed))),
+            _text(str(agent.n_failed)),
+            _text(str(agent.n_timeout)),
+            _text(_duration(agent.duration_ms)),
         )
     return table
 
 
-def _failure_lines(groups: Sequence[FailureGroup]) -> list[Text]:
+def _failure_lines(groups: Sequence[FailureGroup], by_class: str) -> list[Text]:
     if not groups:
         return []
-    lines = [Text("failures by type:", style="bold")]
+    lines = [_text(f"failures by type: {by_class}" if by_class else "failures by type:", style="bold")]
     for group in groups:
-        lines.append(Text(f"  {group.exception_type} ×{group.count}", style="red"))
+        lines.append(_text(f"  {group.exception_type} ×{group.count} ({group.failure_class})", style="red"))
         for example in group.examples:
-            lines.append(Text(f"    {example.scenario_name} ({example.agent_name or '?'}): {example.message}"))
+            lines.append(_text(f"    {example.scenario_name} ({example.agent_name or '?'}): {example.message}"))
             if example.url:
-                lines.append(Text(f"      {example.url}", style="dim"))
+                lines.append(_text(f"      {example.url}", style="dim"))
         if group.count > len(group.examples):
-            lines.append(Text(f"    … and {group.count - len(group.examples)} more", style="dim"))
+            lines.append(_text(f"    … and {group.count - len(group.examples)} more", style="dim"))
     return lines
+
+
+def _power_lines(comparison: JobCompared) -> list[Text]:
+    """Each agent whose comparison could not have seen a `min_effect` drop, in words."""
+    return [
+        Text(f"vs {comparison.baseline_job_name}: {agent.agent_name}: {agent.power_warning}", style="yellow")
+        for agent in comparison.agents
+        if agent.power_warning
+    ]
 
 
 def _link_lines(summary: JobSummary) -> list[Text]:
     if not summary.agents:
         return []
-    return [Text("dashboard:", style="bold")] + [
-        Text(f"  {agent.agent_name or agent.benchmark_run_id}: {agent.url}") for agent in summary.agents
+    return [_text("dashboard:", style="bold")] + [
+        _text(f"  {agent.agent_name or agent.benchmark_run_id}: {agent.url}") for agent in summary.agents
     ]
 
 
@@ -399,8 +414,13 @@ def _same_file(one: IO[str], other: IO[str]) -> bool:
     return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 
 
+def _text(text: str, style: str = "") -> Text:
+    """Rich text of API strings (job, agent, scenario names, failure messages) shown safely: `printable`."""
+    return Text(printable(text), style=style)
+
+
 def _diagnostic(err: TextIO, level: str, message: str) -> None:
-    err.write(f"benchwatch: {level}: {message}\n")
+    err.write(f"benchwatch: {level}: {printable(message)}\n")
     err.flush()
 
 
