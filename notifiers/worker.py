@@ -39,6 +39,11 @@ _MAX_ERROR_CHARS = 500
 _MAX_DOUBLINGS = 64  # past this many the cap has long been reached: no float overflow however many attempts
 DUE_BATCH = 200  # due notifications read per dispatch
 RECORD_RETRY_S = 1.0  # while the store cannot write: how often the held records are tried again
+# Sends made whose record is not written yet, at most: a send's record is written once its notifier slot is free,
+# with the others finishing meanwhile in one commit (the store's group commit) — one transaction per send capped a
+# first pass at a few hundred a second. This many sends are all a crash (or a store that stops writing) can leave
+# made but unrecorded, beside the notifiers' sends in flight.
+RECORD_WINDOW = 32
 _OUTCOME_OF: Final = {
     OutboxStatus.SENT: DeliveryOutcome.SENT,
     OutboxStatus.DEAD: DeliveryOutcome.DEAD,
@@ -102,6 +107,7 @@ class DeliveryWorker:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         health: StoreHealth | None = None,
+        record_window: int = RECORD_WINDOW,
     ) -> None:
         self.store = store
         self.notifiers = dict(notifiers)
@@ -122,6 +128,10 @@ class DeliveryWorker:
         # Attempts made but not recorded (the store could not write). While any is held nothing new is claimed: a
         # send whose "sent" is not recorded would go out again after a restart, so its record comes first.
         self._unrecorded: dict[str, _Held] = {}
+        # Sends made whose record is being written (RECORD_WINDOW at most); told when one is written, or held.
+        self._recording = 0
+        self._record_window = record_window
+        self._recorded = asyncio.Condition()
         # Notifications hit by a bug that could not even be dead-lettered: left pending, never taken again here.
         self._quarantined: dict[str, str] = {}
         self._read_bug: str | None = None  # the last unexpected error reading the outbox (logged once)
@@ -214,6 +224,8 @@ class DeliveryWorker:
         (those may go out again after a restart: the documented in-flight window)."""
         self._stopping = True
         self._wake.set()
+        async with self._recorded:  # sends waiting for room to record stop waiting: nothing new starts
+            self._recorded.notify_all()
         deadline_ms = self.clock.now_ms() + grace_s * 1000
         pending = list(self._in_flight.values())
         if pending:
@@ -307,6 +319,8 @@ class DeliveryWorker:
                 why = f"notifier {name!r} is disabled: {self.disabled[name]}"
                 await self._finish(item, OutboxStatus.DEAD, Reason.CLIENT_ERROR, why)
                 return
+            if not await self._room_to_record():  # a record failed meanwhile, or a stop: stays pending
+                return
             await self._rates[name].wait_turn()
             if self._stopping:
                 return
@@ -326,12 +340,27 @@ class DeliveryWorker:
             except Exception as exc:  # a notifier bug: this notification is dead-lettered, the others go on
                 await self._internal_error(item, exc, f"sending it through notifier {name!r}", started_ms=started_ms)
                 return
-        # Recorded once the slot is free: the record joins those of the sends that finished meanwhile in one
-        # commit (the store's group commit), instead of one commit per send within the notifier's concurrency.
-        # A crash may then repeat the sends of one commit's time, not only those in flight; each stays claimed
-        # until recorded (PostgreSQL), so the replica that takes it over records it as interrupted.
-        await self._finish(item, OutboxStatus.SENT, None, None, started_ms=started_ms)
+            self._recording += 1
+        # Recorded once the slot is free: the record joins those of the sends finishing meanwhile in one commit.
+        # Sends made but not yet recorded (those a crash would repeat) are the notifier's in flight plus at most
+        # RECORD_WINDOW being recorded; on PostgreSQL each stays claimed until recorded, so a replica that takes it
+        # over records it as interrupted.
+        try:
+            await self._finish(item, OutboxStatus.SENT, None, None, started_ms=started_ms)
+        finally:
+            async with self._recorded:
+                self._recording -= 1
+                self._recorded.notify_all()
         log.info("delivered %s to %s (rule %s)", notification.id, name, notification.rule, extra=_about(notification))
+
+    async def _room_to_record(self) -> bool:
+        """Wait until fewer than RECORD_WINDOW sends are being recorded; False if meanwhile a record could not be
+        written (nothing new starts until it is) or the worker is stopping."""
+        async with self._recorded:
+            await self._recorded.wait_for(
+                lambda: self._recording < self._record_window or bool(self._unrecorded) or self._stopping
+            )
+        return not (self._unrecorded or self._stopping)
 
     async def _failed(self, item: OutboxItem, exc: SendError, started_ms: int) -> None:
         name = item.notification.notifier

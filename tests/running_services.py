@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from notifiers.worker import RECORD_WINDOW
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.lifecycle import SECRET
 from watcher.app.config import load_config
@@ -52,13 +53,15 @@ class Running:
         self.base = f"http://127.0.0.1:{port}"
 
     @classmethod
-    async def start(cls, config: Path, clock: ManualClock, http: aiohttp.ClientSession) -> Running:
+    async def start(
+        cls, config: Path, clock: ManualClock, http: aiohttp.ClientSession, *, record_window: int = RECORD_WINDOW
+    ) -> Running:
         """Open the service (store, status server) without scheduling anything: the test runs its steps."""
 
         async def sleep(seconds: float) -> None:  # the poll spread and retries move the clock instead of waiting
             clock.advance(round(seconds * 1000))
 
-        service = Service(load_config(config, {}), clock=clock, sleep=sleep)
+        service = Service(load_config(config, {}), clock=clock, sleep=sleep, record_window=record_window)
         stack = contextlib.AsyncExitStack()
         await stack.enter_async_context(service.started())
         return cls(service, http, stack)

@@ -132,12 +132,13 @@ class World:
 
     @contextlib.asynccontextmanager
     async def service(self, jobs: list[str]) -> AsyncIterator[Running]:
-        """A service watching `jobs`, one send at a time; stopped in order at the end."""
+        """A service watching `jobs`, one send at a time and its record before the next (a record window of one:
+        the sends a broken store holds are then exactly known); stopped in order at the end."""
         config = write_config(
             self.folder, api=self.api, hook=self.hook_url, state=self.breakage.state, jobs=jobs, concurrency=1
         )
         async with aiohttp.ClientSession() as http:
-            running = await Running.start(config, self.clock, http)
+            running = await Running.start(config, self.clock, http, record_window=1)
             try:
                 yield running
             finally:

@@ -6,7 +6,7 @@ import aiohttp
 
 from notifiers.protocol import Notifier, NotifierContext
 from notifiers.registry import build_notifier, delivery_policy
-from notifiers.worker import DeliveryPolicy, DeliveryWorker
+from notifiers.worker import RECORD_WINDOW, DeliveryPolicy, DeliveryWorker
 from watcher.app.config import Config
 from watcher.core.clock import Clock
 from watcher.core.storehealth import StoreHealth
@@ -32,11 +32,18 @@ def notifier_context(config: Config, store: Store, session: aiohttp.ClientSessio
 
 
 def build_worker(
-    config: Config, store: Store, session: aiohttp.ClientSession, clock: Clock, health: StoreHealth | None = None
+    config: Config,
+    store: Store,
+    session: aiohttp.ClientSession,
+    clock: Clock,
+    health: StoreHealth | None = None,
+    *,
+    record_window: int = RECORD_WINDOW,
 ) -> DeliveryWorker:
     """The delivery worker for a config's notifiers (`health`: shared with the poll cycle and /readyz)."""
     notifiers = build_notifiers(config, store, session, clock)
-    return DeliveryWorker(store, notifiers, delivery_policies(config), clock=clock, health=health)
+    policies = delivery_policies(config)
+    return DeliveryWorker(store, notifiers, policies, clock=clock, health=health, record_window=record_window)
 
 
 def delivery_policies(config: Config) -> dict[str, DeliveryPolicy]:

@@ -18,6 +18,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_J
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from notifiers.refresh import Refresher
+from notifiers.worker import RECORD_WINDOW
 from rules.config import SilenceConfig
 from rules.engine import Router
 from watcher.api.client import RequestLimits, RunloopClient
@@ -75,6 +76,7 @@ class Service:
         state: str | Path | None = None,
         stop_grace_s: float = STOP_GRACE_S,
         slot_jobs: int = SLOT_JOBS,
+        record_window: int = RECORD_WINDOW,
     ) -> None:
         self.loaded = loaded
         self.config = loaded.config
@@ -82,6 +84,7 @@ class Service:
         self.clock = clock or SystemClock()
         self._sleep = sleep  # the poll spread's and the client's retries' waits: tests move a manual clock instead
         self._slot_jobs = slot_jobs  # jobs whose polls start together in a cycle's spread (tests: one)
+        self._record_window = record_window  # sends being recorded at most (tests: one, an exact count)
         self.metrics = Metrics()
         self.health = ApiHealth(self.config.watch.api_unreachable_after_ms)
         self.store_health = StoreHealth()  # one view of the store's writes: polls, sends and /readyz share it
@@ -95,7 +98,9 @@ class Service:
         self.client = self._client()
         self._summaries = RecentSummaries()
         self.tracker = self._tracker()
-        self.worker = build_worker(self.config, self._store, self._session, self.clock, self.store_health)
+        self.worker = build_worker(
+            self.config, self._store, self._session, self.clock, self.store_health, record_window=self._record_window
+        )
         # replicas (PostgreSQL): which jobs this one polls
         self.gate = LeaseGate(self._store, self.tracker, self.clock, self.store_health) if self._store.shared else None
         self.cycle = self._cycle()
