@@ -19,7 +19,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from rules.engine import Router
-from rules.persist import LOG, VERSION, VERSION_KEY, load_rule_state
+from rules.persist import VERSION, VERSION_KEY, load_rule_state, log_key
 from tests.conftest import Backend
 from tests.running import write_config
 from tests.test_delivery import Cli, _notes
@@ -34,6 +34,7 @@ from watcher.simulator import Simulator, create_app
 from watcher.store.errors import LeaseLostError, StoreError
 from watcher.store.pgschema import LEASE_LOCK_KEY
 from watcher.store.postgres import PostgresStore
+from watcher.store.protocol import SectionReads, SectionView
 
 TTL_MS = 5_000
 JOBS = ["bmj_a", "bmj_b", "bmj_c", "bmj_d", "bmj_e"]
@@ -385,7 +386,7 @@ async def test_replicas_read_the_rule_state_once_then_follow_each_others_changes
     assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)  # nothing lost
 
 
-async def test_a_replica_behind_by_several_versions_catches_up_in_one_query(
+async def test_a_replica_behind_by_several_versions_catches_up_in_the_round_trip_of_its_lock(
     replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
 ) -> None:
     config = _digest(tmp_path, "'*'", "1h")
@@ -401,7 +402,8 @@ async def test_a_replica_behind_by_several_versions_catches_up_in_one_query(
     behind = int(await r1.get_state(VERSION, VERSION_KEY) or "0") - before
     assert behind >= 3
     reads: list[str] = []
-    get_state, load_range = r1.get_state, r1.load_state_range
+    views: list[SectionView] = []
+    get_state, load_range, load_rows, section = r1.get_state, r1.load_state_range, r1.load_state_rows, r1.rules_section
 
     async def counted_get(namespace: str, key: str) -> str | None:
         reads.append(f"get {namespace}")
@@ -411,11 +413,69 @@ async def test_a_replica_behind_by_several_versions_catches_up_in_one_query(
         reads.append(f"range {namespace}")
         return await load_range(namespace, first_key, last_key)
 
-    r1.get_state = counted_get  # type: ignore[method-assign]  # counts the reads, the store answers
+    async def counted_rows(namespace: str) -> list[StateRow]:
+        reads.append(f"rows {namespace}")
+        return await load_rows(namespace)
+
+    @contextlib.asynccontextmanager
+    async def seen_section(reads: SectionReads | None = None) -> AsyncIterator[SectionView]:
+        async with section(reads) as view:
+            views.append(view)
+            yield view
+
+    # counts the reads, the store answers
+    r1.get_state = counted_get  # type: ignore[method-assign]
     r1.load_state_range = counted_range  # type: ignore[method-assign]
+    r1.load_state_rows = counted_rows  # type: ignore[method-assign]
+    r1.rules_section = seen_section  # type: ignore[method-assign]
     await t1.flush_due(clock.now_ms())  # nothing due: the turn alone, which brings r1 up to date
-    assert reads == [f"get {VERSION}", f"range {LOG}"]  # the version, then every entry since in one query
+    assert reads == []  # no read of its own: the version and every entry since came with the lock
+    (view,) = views
+    assert view.body == str(before + behind)
+    assert [row.key for row in view.rows] == [log_key(version) for version in range(before + 1, before + behind + 1)]
     assert t1.rules.cached == await load_rule_state(r1)
+
+
+async def test_a_commit_refused_for_a_lost_lease_reads_again_only_the_rows_it_would_have_written(
+    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
+) -> None:
+    # A replica lost a lease (its share shrank, or a late heartbeat); the poll's commit is refused. The rule state cached beside it differs from the
+    # store in that commit's rows alone: those are read again — not the whole state at every later poll (the
+    # first pass over 10,000 jobs had a replica spend 88 % of its CPU re-reading it after each refused commit).
+    config = _digest(tmp_path, "'*'", "1h")
+    r1, r2, _ = replicas
+    timeline = _timeline()
+    job_a, job_b = sorted({snapshot.job.id for snapshot in timeline})
+    of_a = [snapshot for snapshot in timeline if snapshot.job.id == job_a]
+    of_b = [snapshot for snapshot in timeline if snapshot.job.id == job_b]
+    await r1.hold([job_a, job_b], clock.now_ms())
+    t1 = JobTracker(r1, router=Router(config.rules, config.silences), shared_rules=True)
+    told = [*(await t1.observe(of_a[0])).events, *(await t1.observe(of_b[0])).events]
+    clock.advance(TTL_MS // 2)
+    await r1.hold([job_a], clock.now_ms())  # its share shrank meanwhile (r2 started): job_b is let go
+    assert (await r2.hold([job_b], clock.now_ms())).acquired == {job_b}
+    with pytest.raises(LeaseLostError):
+        await t1.observe(of_b[30])  # its events were routed into the group window of the cache, then refused
+    reads: list[str] = []
+    get_state, load_rows = r1.get_state, r1.load_state_rows
+
+    async def counted_get(namespace: str, key: str) -> str | None:
+        reads.append(namespace)
+        return await get_state(namespace, key)
+
+    async def counted_rows(namespace: str) -> list[StateRow]:
+        reads.append(f"all of {namespace}")
+        return await load_rows(namespace)
+
+    # counts the reads, the store answers
+    r1.get_state = counted_get  # type: ignore[method-assign]
+    r1.load_state_rows = counted_rows  # type: ignore[method-assign]
+    told += (await t1.observe(of_a[30])).events
+    assert reads == ["rules.group"]  # the one row the refused commit would have changed: the group window
+    assert t1.rules.cached == await load_rule_state(r1)
+    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
+    (digest,) = (await t1.flush_due(clock.now_ms())).notifications
+    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)  # none of the refused
 
 
 async def test_a_job_taken_over_is_compared_by_its_hash_and_its_first_unchanged_poll_written(

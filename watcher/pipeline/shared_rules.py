@@ -2,14 +2,14 @@
 
 One process: the state is read from the store once and changed only by this process's own commits. Replicas
 (PostgreSQL): it is read, changed and committed by one replica at a time, under the store's rule-state lock; inside,
-the cached copy is brought up to the store's version with the rows the others logged since (one query), or read
-whole when it is too far behind. A commit that changes the state moves the version on and logs what it changed.
+the cached copy is brought up to the store's version with the rows the others logged since (read in the round
+trip that takes the lock), or read whole when it is too far behind. A commit that changes the state moves the version on and logs what it changed.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from rules.engine import RuleState, RuleStateChanges
 from rules.persist import (
@@ -25,7 +25,7 @@ from rules.persist import (
     rows_for,
 )
 from watcher.core.records import StateRow
-from watcher.store.protocol import Store
+from watcher.store.protocol import SectionReads, Store
 
 
 class SharedRuleState:
@@ -37,6 +37,7 @@ class SharedRuleState:
         self._state: RuleState | None = None
         self._version: int | None = None  # replicas: the version of the rule state in `_state`
         self._section_version: int | None = None  # replicas, inside the rule-state lock: the version in the store
+        self._stale: set[tuple[str, str]] = set()  # rows a failed commit changed in `_state` alone: read again
 
     @property
     def cached(self) -> RuleState | None:
@@ -50,9 +51,11 @@ class SharedRuleState:
         if not (exclusive and self.shared):
             yield await self._current()
             return
-        async with self.store.rules_section():
-            version = int(await self.store.get_state(VERSION, VERSION_KEY) or "0")
-            await self._catch_up(version)
+        known = self._version if self._state is not None else None
+        reads = SectionReads((VERSION, VERSION_KEY), LOG, None if known is None else log_key(known))
+        async with self.store.rules_section(reads) as view:  # the version and the log since, with the lock
+            version = int(view.body or "0")
+            self._catch_up(version, view.rows)
             self._version = self._section_version = version
             try:
                 yield await self._current()
@@ -63,8 +66,9 @@ class SharedRuleState:
     async def recording(self, changes: RuleStateChanges | None) -> AsyncIterator[list[StateRow]]:
         """`async with ... as rows`: the rows recording `changes`, for the caller to commit inside the block — with
         the version moved on and its log entry when a replica commits changes in its turn. If the block fails, the
-        cache is dropped: what the store holds is the truth, read again next time."""
-        rows = rows_for(changes) if changes is not None else []
+        rows it would have written are read again from the store (the truth) before the state is next used."""
+        changed = rows_for(changes) if changes is not None else []
+        rows = changed
         version = self._section_version
         if version is not None and rows:  # inside the rule-state lock: nobody else moves the version meanwhile
             version += 1
@@ -73,27 +77,36 @@ class SharedRuleState:
         try:
             yield rows
         except BaseException:
-            self._state = None
-            self._version = None
+            # The cache holds these rows' new values, the store (as far as this replica knows) the old ones: they
+            # are read again before the state is next used. Nothing else differs, so the rest of the cache, and the
+            # version it is at, stand — a failed commit (a lease lost to a late heartbeat, the database away) costs
+            # a few reads, not the whole rule state (tens of thousands of rows with many jobs) at every poll.
+            self._stale.update((row.namespace, row.key) for row in changed)
             raise
         if version is not None:
             self._version = self._section_version = version
 
     async def _current(self) -> RuleState:
         if self._state is None:
+            self._stale.clear()
             self._state = await load_rule_state(self.store)
+        elif self._stale:
+            for namespace, key in sorted(self._stale):
+                apply_row(self._state, StateRow(namespace, key, await self.store.get_state(namespace, key)))
+                self._stale.discard((namespace, key))
         return self._state
 
-    async def _catch_up(self, version: int) -> None:
-        """Bring the cache to the store's `version` (inside the rule-state lock): the rows the other replicas
-        changed meanwhile, from the log, in one query; or, too far behind or with nothing cached, the whole state."""
+    def _catch_up(self, version: int, logged: Sequence[StateRow]) -> None:
+        """Bring the cache to the store's `version` (inside the rule-state lock) with the log entries the section
+        read (`logged`: those after the cached version): the rows the other replicas changed meanwhile; or, too far
+        behind or with nothing cached, drop it — `_current` reads the whole state."""
         known, state = self._version, self._state
         if state is None or known is None or version == known:
             if known != version:
                 self._state = None  # read whole by `_current`, at this version
             return
         if 0 < version - known <= LOG_KEPT:
-            entries = await self.store.load_state_range(LOG, log_key(known + 1), log_key(version))
+            entries = [entry for entry in logged if entry.key <= log_key(version)]
             if [entry.key for entry in entries] == [log_key(v) for v in range(known + 1, version + 1)]:
                 for entry in entries:
                     for row in logged_rows(entry.body or "[]"):

@@ -39,7 +39,7 @@ from watcher.store.pgschema import (
     SCHEMA_VERSION,
     statements,
 )
-from watcher.store.protocol import Holding, StoredEvent
+from watcher.store.protocol import Holding, SectionReads, SectionView, StoredEvent
 from watcher.store.rows import (
     DELIVERY_COLUMNS,
     MIN_PREFIX_CHARS,
@@ -462,14 +462,32 @@ class PostgresStore:
         return {str(row[0]): str(row[1]) for row in rows}
 
     @contextlib.asynccontextmanager
-    async def rules_section(self) -> AsyncIterator[None]:
+    async def rules_section(self, reads: SectionReads | None = None) -> AsyncIterator[SectionView]:
         """Rule state read, changed and committed by one replica at a time: a transaction advisory lock, held in
         a transaction of its own connection (the commit inside uses another). One section per process at a time,
         so waiting sections never take the whole pool. A holder that pauses past one lease TTL has its session
-        ended by the server (`idle_in_transaction_session_timeout`), which frees the lock for the others."""
-        async with self._rules_turn, self._connection() as conn, conn.transaction():
+        ended by the server (`idle_in_transaction_session_timeout`), which frees the lock for the others.
+
+        `reads` are read in the same transaction, once the lock is taken, pipelined with it: BEGIN, the lock and
+        the reads are one round trip, so a turn costs one transaction whatever it reads."""
+        async with self._rules_turn, self._connection() as conn, conn.pipeline() as pipeline, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (RULES_LOCK_KEY,))
-            yield
+            if reads is None:
+                await pipeline.sync()  # the lock taken before the section begins
+                yield SectionView()
+                return
+            row = await conn.execute("SELECT body FROM state_rows WHERE namespace = %s AND key = %s", reads.row)
+            after = None
+            if reads.after is not None:
+                after = await conn.execute(
+                    'SELECT key, body FROM state_rows WHERE namespace = %s AND key COLLATE "C" > %s'
+                    ' ORDER BY key COLLATE "C"',
+                    (reads.namespace, reads.after),
+                )
+            found = await row.fetchone()
+            rows = await after.fetchall() if after is not None else []
+            body = None if found is None else str(found[0])
+            yield SectionView(body, tuple(StateRow(reads.namespace, str(key), str(value)) for key, value in rows))
 
     async def outbox_claims(self) -> int:
         """How many pending notifications this replica has claimed (its sends in flight)."""

@@ -33,6 +33,24 @@ class Holding:
     """Of the jobs asked for, those another replica saw come to rest: nobody polls them any more."""
 
 
+@dataclass(frozen=True, slots=True)
+class SectionReads:
+    """What a rule-state section reads as it begins: one state row, and the rows of `namespace` keyed after
+    `after` (in bytewise order; none when `after` is None)."""
+
+    row: tuple[str, str]
+    namespace: str
+    after: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SectionView:
+    """What a section read as it began: the row's body (None if absent) and the rows after the key, by key."""
+
+    body: str | None = None
+    rows: tuple[StateRow, ...] = ()
+
+
 class Coordination(Protocol):
     """How replicas share the work: leases on jobs, the rule-timer claim. One SQLite process holds everything."""
 
@@ -194,9 +212,10 @@ class Store(Protocol):
         """Which replica holds each leased job (empty where there are no leases: SQLite)."""
         ...
 
-    def rules_section(self) -> AbstractAsyncContextManager[None]:
-        """`async with`: rule state is read, changed and committed by one replica at a time (a no-op with one
-        process)."""
+    def rules_section(self, reads: SectionReads | None = None) -> AbstractAsyncContextManager[SectionView]:
+        """`async with ... as view`: rule state is read, changed and committed by one replica at a time (no lock
+        with one process). `reads`: the rows the section reads first, with the lock taken (in the same round trip
+        on a server)."""
         ...
 
 

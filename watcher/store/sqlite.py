@@ -30,7 +30,7 @@ from watcher.core.notification import Notification
 from watcher.core.records import DeliveryAttempt, LoggedDelivery, OutboxItem, OutboxStatus, StateRow
 from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.filelock import StateFileLock
-from watcher.store.protocol import Holding, StoredEvent
+from watcher.store.protocol import Holding, SectionReads, SectionView, StoredEvent
 from watcher.store.rows import (
     DELIVERY_COLUMNS,
     MIN_PREFIX_CHARS,
@@ -304,9 +304,17 @@ class SQLiteStore:
         return {}
 
     @contextlib.asynccontextmanager
-    async def rules_section(self) -> AsyncIterator[None]:
-        """One process: its tracker already serialises its rule state."""
-        yield
+    async def rules_section(self, reads: SectionReads | None = None) -> AsyncIterator[SectionView]:
+        """One process: its tracker already serialises its rule state; `reads` are plain reads."""
+        if reads is None:
+            yield SectionView()
+            return
+        body = await self.get_state(*reads.row)
+        rows = []
+        if reads.after is not None:
+            query = "SELECT key, body FROM state_rows WHERE namespace = ? AND key > ? ORDER BY key"
+            rows = await self._run(self._select, query, (reads.namespace, reads.after))
+        yield SectionView(body, tuple(StateRow(reads.namespace, str(key), str(row)) for key, row in rows))
 
     async def outbox_claims(self) -> int:
         """No claims on SQLite: the one worker sends everything."""
