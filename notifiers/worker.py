@@ -39,6 +39,10 @@ _MAX_ERROR_CHARS = 500
 _MAX_DOUBLINGS = 64  # past this many the cap has long been reached: no float overflow however many attempts
 DUE_BATCH = 200  # due notifications read per dispatch
 RECORD_RETRY_S = 1.0  # while the store cannot write: how often the held records are tried again
+# With nothing due, how often the worker looks anyway. Replicas look every lease TTL: another replica's commit does
+# not wake this worker (its own worker sends it), so a dead replica's notifications are found by this look or by
+# the heartbeat that takes its jobs over.
+IDLE_LOOK_S = 60.0
 # Sends made whose record is not written yet, at most: a send's record is written once its notifier slot is free,
 # with the others finishing meanwhile in one commit (the store's group commit) — one transaction per send capped a
 # first pass at a few hundred a second. This many sends are all a crash (or a store that stops writing) can leave
@@ -108,6 +112,7 @@ class DeliveryWorker:
         rng: random.Random | None = None,
         health: StoreHealth | None = None,
         record_window: int = RECORD_WINDOW,
+        idle_look_s: float = IDLE_LOOK_S,
     ) -> None:
         self.store = store
         self.notifiers = dict(notifiers)
@@ -131,6 +136,7 @@ class DeliveryWorker:
         # Sends made whose record is being written (RECORD_WINDOW at most); told when one is written, or held.
         self._recording = 0
         self._record_window = record_window
+        self._idle_look_s = idle_look_s  # with nothing due, the worker looks again this often anyway
         self._recorded = asyncio.Condition()
         # Notifications hit by a bug that could not even be dead-lettered: left pending, never taken again here.
         self._quarantined: dict[str, str] = {}
@@ -286,9 +292,12 @@ class DeliveryWorker:
             log.warning("the state store writes again after %.0fs; sending resumes", down_ms / 1000)
 
     async def _wait_for_work(self) -> None:
+        if self._wake.is_set():  # woken while dispatching: look again at once, the next due time can wait
+            return
         now_ms = self.clock.now_ms()
         next_ms = await self.store.next_attempt_ms(after_ms=now_ms)  # what is due now is in flight already
-        timeout_s = 60.0 if next_ms is None else max(0.0, (next_ms - now_ms) / 1000)
+        due_s = self._idle_look_s if next_ms is None else max(0.0, (next_ms - now_ms) / 1000)
+        timeout_s = min(due_s, self._idle_look_s)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=timeout_s)
 

@@ -268,23 +268,72 @@ async def test_rule_timers_are_flushed_by_one_replica(replicas: list[PostgresSto
     assert [await r.claim_timers(clock.now_ms()) for r in (r2, r3, r1)] == [True, False, False]
 
 
-async def test_a_commit_with_notifications_wakes_every_replicas_worker(
+class _Wakes:
+    """A listener's wakes: their times, and an event set at each (for waiting on one with a deadline)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.event = asyncio.Event()
+
+    def __call__(self) -> None:
+        self.times.append(time.monotonic())
+        self.event.set()
+
+    async def next(self) -> None:
+        """Wait (10 s at most) for a wake after the last `next`."""
+        async with asyncio.timeout(10):
+            await self.event.wait()
+        self.event.clear()
+
+
+async def _listening(store: PostgresStore) -> tuple[asyncio.Task[None], _Wakes]:
+    """`store.listen` running and connected (it wakes once on connecting), and its wakes from then on."""
+    wakes = _Wakes()
+    listener = asyncio.create_task(store.listen(wakes))
+    await wakes.next()
+    wakes.times.clear()
+    return listener, wakes
+
+
+async def test_a_command_committing_notifications_wakes_every_replicas_worker_at_once(
     replicas: list[PostgresStore], clock: ManualClock
 ) -> None:
-    r1, r2, _ = replicas
-    woken = asyncio.Event()
-    listener = asyncio.create_task(r2.listen(woken.set))
+    command, r2, _ = replicas  # `command` does not listen: no worker of its own sends what it commits
+    listener, wakes = await _listening(r2)
     try:
-        async with asyncio.timeout(10):
-            await woken.wait()  # the listener is connected: it wakes once on (re)connecting
-        woken.clear()
         started = time.monotonic()
-        await r1.commit(notifications=_notes("hook", 1, clock))
-        async with asyncio.timeout(10):
-            await woken.wait()
-        assert time.monotonic() - started < 1.0
+        await command.commit(notifications=_notes("hook", 1, clock))
+        await wakes.next()
+        assert wakes.times[0] - started < 1.0
     finally:
         listener.cancel()
+
+
+async def test_a_replica_committing_what_its_own_worker_sends_wakes_no_other_replica(
+    replicas: list[PostgresStore], clock: ManualClock
+) -> None:
+    # Waking every worker at every commit cost each replica two transactions a commit: three replicas spent 2.2
+    # times the transactions of one on the same work (issue 28).
+    r1, r2, command = replicas
+    r1_listener, r1_wakes = await _listening(r1)  # r1 has a worker: it names itself in its NOTIFYs
+    r2_listener, r2_wakes = await _listening(r2)
+    try:
+        await r1.commit(notifications=_notes("hook", 1, clock))
+        await command.commit(notifications=_notes("other", 1, clock))  # NOTIFYs reach a listener in commit order
+        await r2_wakes.next()  # the command's NOTIFY: r1's came before it
+        assert len(r2_wakes.times) == 1 and r2.notifies_let_pass == 1  # the command's woke it; r1's was let pass
+        await r1_wakes.next()
+        assert r1.notifies_let_pass == 1  # its own, too: it woke its worker in process
+    finally:
+        r1_listener.cancel()
+        r2_listener.cancel()
+    await r1.hold(JOBS, clock.now_ms())
+    r2_listener, r2_wakes = await _listening(r2)
+    try:
+        await r1.close()  # stopping in order: its claims are free at once, and the others look now
+        await r2_wakes.next()
+    finally:
+        r2_listener.cancel()
 
 
 async def test_two_replicas_routing_into_one_group_at_once_keep_both_events(
@@ -386,6 +435,63 @@ async def test_replicas_read_the_rule_state_once_then_follow_each_others_changes
     assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)  # nothing lost
 
 
+async def test_a_turn_that_waited_behind_another_of_its_process_catches_up_from_where_that_one_left_it(
+    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
+) -> None:
+    # A turn asks for the log after the version its process had cached when the turn was asked for; another turn of
+    # the same process may move that version on before this one gets the lock. Taking the entries it already had
+    # for a gap in the log made every such turn read the whole rule state again: three replicas on the first pass
+    # over 10,000 jobs did so at nearly every poll.
+    config = _digest(tmp_path, "'*'", "1h")
+    r1, r2, _ = replicas
+    timeline = _timeline()
+    job_a, job_b = sorted({snapshot.job.id for snapshot in timeline})
+    of_a = [snapshot for snapshot in timeline if snapshot.job.id == job_a]
+    of_b = [snapshot for snapshot in timeline if snapshot.job.id == job_b]
+    t1 = JobTracker(r1, router=Router(config.rules, config.silences), shared_rules=True)
+    t2 = JobTracker(r2, router=Router(config.rules, config.silences), shared_rules=True)
+    told = [*(await t1.observe(of_a[0])).events, *(await t2.observe(of_b[0])).events]
+    await t1.flush_due(clock.now_ms())  # r1 caught up: its copy is at the store's version
+    reads: list[str] = []
+    load_rows, section = r1.load_state_rows, r1.rules_section
+    first_inside, r2_committed = asyncio.Event(), asyncio.Event()
+    calls = 0
+
+    async def counted_rows(namespace: str) -> list[StateRow]:
+        reads.append(namespace)
+        return await load_rows(namespace)
+
+    @contextlib.asynccontextmanager
+    async def interleaved(reads: SectionReads | None = None) -> AsyncIterator[SectionView]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the poll's turn: r2 commits right after it, before the other turn gets the lock
+            async with section(reads) as view:
+                first_inside.set()
+                yield view
+            told.extend((await t2.observe(of_b[10])).events)
+            r2_committed.set()
+        else:
+            await r2_committed.wait()
+            async with section(reads) as view:
+                yield view
+
+    # counts the reads and orders the turns; the store answers
+    r1.load_state_rows = counted_rows  # type: ignore[method-assign]
+    r1.rules_section = interleaved  # type: ignore[method-assign]
+    async with asyncio.timeout(30):
+        poll = asyncio.create_task(t1.observe(of_a[10]))
+        await first_inside.wait()
+        flush = asyncio.create_task(t1.flush_due(clock.now_ms()))  # asks for the log after the version cached now
+        told.extend((await poll).events)
+        await flush
+    assert reads == []  # two versions came in the log read: its own (already applied) and r2's
+    assert t1.rules.cached == await load_rule_state(r1)
+    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
+    (digest,) = (await t1.flush_due(clock.now_ms())).notifications
+    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
+
+
 async def test_a_replica_behind_by_several_versions_catches_up_in_the_round_trip_of_its_lock(
     replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
 ) -> None:
@@ -439,9 +545,10 @@ async def test_a_replica_behind_by_several_versions_catches_up_in_the_round_trip
 async def test_a_commit_refused_for_a_lost_lease_reads_again_only_the_rows_it_would_have_written(
     replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
 ) -> None:
-    # A replica lost a lease (its share shrank, or a late heartbeat); the poll's commit is refused. The rule state cached beside it differs from the
-    # store in that commit's rows alone: those are read again — not the whole state at every later poll (the
-    # first pass over 10,000 jobs had a replica spend 88 % of its CPU re-reading it after each refused commit).
+    # A replica lost a lease (its share shrank, or a late heartbeat); the poll's commit is refused. The rule state
+    # cached beside it differs from the store in that commit's rows alone: those are read again — not the whole
+    # state at every later poll (the first pass over 10,000 jobs had a replica spend 88 % of its CPU re-reading it
+    # after each refused commit).
     config = _digest(tmp_path, "'*'", "1h")
     r1, r2, _ = replicas
     timeline = _timeline()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from watcher.core.clock import Clock
 from watcher.core.storehealth import StoreHealth
@@ -24,9 +24,16 @@ class LeaseGate:
     """Admits to polling only the jobs this replica holds; its `heartbeat` renews them between cycles."""
 
     def __init__(
-        self, coordination: Coordination, tracker: JobTracker, clock: Clock, store_health: StoreHealth | None = None
+        self,
+        coordination: Coordination,
+        tracker: JobTracker,
+        clock: Clock,
+        store_health: StoreHealth | None = None,
+        *,
+        on_takeover: Callable[[], None] | None = None,
     ) -> None:
         self.coordination = coordination
+        self._on_takeover = on_takeover  # jobs taken over: the dead replica's unsent notifications are due here too
         self.tracker = tracker
         self.clock = clock
         self.store_health = store_health or StoreHealth()  # shared with the poll cycle, the worker and /readyz
@@ -78,6 +85,8 @@ class LeaseGate:
         self._fresh = (self._fresh | holding.acquired) & holding.held
         if holding.acquired:
             log.info("took over %d jobs: %s", len(holding.acquired), ", ".join(sorted(holding.acquired)[:10]))
+            if self._on_takeover is not None:
+                self._on_takeover()
         self.held = holding.held
         return self.held
 

@@ -99,10 +99,20 @@ class Service:
         self._summaries = RecentSummaries()
         self.tracker = self._tracker()
         self.worker = build_worker(
-            self.config, self._store, self._session, self.clock, self.store_health, record_window=self._record_window
+            self.config,
+            self._store,
+            self._session,
+            self.clock,
+            self.store_health,
+            record_window=self._record_window,
+            shared=self._store.shared,
         )
         # replicas (PostgreSQL): which jobs this one polls
-        self.gate = LeaseGate(self._store, self.tracker, self.clock, self.store_health) if self._store.shared else None
+        self.gate = (
+            LeaseGate(self._store, self.tracker, self.clock, self.store_health, on_takeover=self.worker.wake)
+            if self._store.shared
+            else None
+        )
         self.cycle = self._cycle()
         self.refresher = Refresher(self.clock)  # re-sends what notifiers keep open (Alertmanager's alerts)
         self.digests: DigestScheduler | None = digest_scheduler(

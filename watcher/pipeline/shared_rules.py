@@ -2,8 +2,9 @@
 
 One process: the state is read from the store once and changed only by this process's own commits. Replicas
 (PostgreSQL): it is read, changed and committed by one replica at a time, under the store's rule-state lock; inside,
-the cached copy is brought up to the store's version with the rows the others logged since (read in the round
-trip that takes the lock), or read whole when it is too far behind. A commit that changes the state moves the version on and logs what it changed.
+the cached copy is brought up to the store's version with the rows the others logged since (read in the round trip
+that takes the lock), or read whole when it is too far behind. A commit that changes the state moves the version on
+and logs what it changed.
 """
 
 from __future__ import annotations
@@ -106,7 +107,10 @@ class SharedRuleState:
                 self._state = None  # read whole by `_current`, at this version
             return
         if 0 < version - known <= LOG_KEPT:
-            entries = [entry for entry in logged if entry.key <= log_key(version)]
+            # The reads were asked for before this task's turn came: the others' turns in this process may have moved
+            # the cached version on meanwhile, so the entries may begin earlier than it.
+            since, until = log_key(known), log_key(version)
+            entries = [entry for entry in logged if since < entry.key <= until]
             if [entry.key for entry in entries] == [log_key(v) for v in range(known + 1, version + 1)]:
                 for entry in entries:
                     for row in logged_rows(entry.body or "[]"):
