@@ -37,7 +37,9 @@ ONCE: Final = "rules.once"
 VERSION: Final = "rules.version"
 VERSION_KEY: Final = "version"
 LOG: Final = "rules.log"
-LOG_KEPT: Final = 100  # versions of log kept (one read each to catch up); further behind, the whole state is read
+# Versions of log kept; further behind, a replica reads the whole state. Three replicas on `many` commit about a hundred
+# versions a second between them: a replica whose turn waited a second was past a log of 100 and read it all again.
+LOG_KEPT: Final = 1000
 _SEP: Final = "\x1f"
 
 

@@ -161,7 +161,8 @@ class JobTracker:
         the job was just taken over: its new holder's first poll is on record)."""
         memory = self._memories[job_id]
         updated = unchanged(memory, at_ms)
-        if job_id in self._taken_over or _material(updated) != _material(memory):
+        # `unchanged` moves the time last seen and, once finished, the polls since: only the latter is material
+        if job_id in self._taken_over or updated.polls_after_finish != memory.polls_after_finish:
             await self._commit(updated, Observation(), None)
             self._taken_over.discard(job_id)
         self._remember(updated)
