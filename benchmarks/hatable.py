@@ -18,6 +18,13 @@ def per_changed_job(window: dict[str, Any]) -> float | None:
     return float(window["transactions"]) / window["changed_jobs"]
 
 
+def cpu_per_changed_job(window: dict[str, Any]) -> float | None:
+    """CPU seconds per changed job, all replicas together."""
+    if not window["changed_jobs"]:
+        return None
+    return sum(window["cpu_s"]) / window["changed_jobs"]
+
+
 def verdict(target: dict[str, Any]) -> str:
     """'met (0.42×)' or 'MISSED (1.7×)' against the limit; 'not measured' without a figure."""
     if target["value"] is None:
@@ -41,6 +48,14 @@ def print_figures(figures: dict[str, Any]) -> None:
     print(f"  {'':<22} {'CPU s/s per replica':<24} {'xacts/chg job':>12} {'chg jobs':>8} {'xacts':>8} {'requests':>9}")
     print(_replica_row("PostgreSQL, 1 replica", figures["replicas_1"]))
     print(_replica_row("PostgreSQL, 3 replicas", figures["replicas_3"]))
+    for name, what in (("replicas_transactions_ratio", "transactions"), ("replicas_cpu_ratio", "CPU")):
+        target = figures["targets"].get(name)
+        if target is not None:
+            value = "—" if target["value"] is None else f"{target['value']:.2f}×"
+            print(
+                f"  3 replicas' {what} per changed job ÷ 1 replica's: {value} (target ≤ {target['limit']}×):"
+                f" {verdict(target)}"
+            )
     failover = figures["failover"]
     targets = figures["targets"]
     if failover["unpolled"]:

@@ -43,6 +43,9 @@ LEASE_TTL_S = 2  # short, so the failover is measured in seconds; the bound scal
 FAILOVER_BOUND_S = LEASE_TTL_S + POLL_INTERVAL_S
 FAILOVER_DEADLINE_S = 5 * FAILOVER_BOUND_S  # then the jobs still unpolled are reported as such
 UNCHANGED_VS_PARSE_TARGET = 0.3
+# Issue 28: three replicas together spend at most this many times one replica's transactions, and its CPU, on the
+# same work — each per changed job, since the windows cannot be the same minutes of the workload.
+REPLICAS_TARGET = 1.2
 SETTLE_DEADLINE_S = 900.0  # the first pass over 10,000 jobs, and its notifications sent
 SETTLE_SAMPLE_S = 2.0 * POLL_INTERVAL_S  # two cycles a sample: one more or less is within the tolerance
 QUICK_ADVANCE_MS = 300_000  # a tiny workload's jobs must outlive the measurement: its own moves are 20 min
@@ -397,6 +400,8 @@ def targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "sqlite_unchanged_vs_orjson": (figures["sqlite_unchanged"]["cpu_vs_orjson"], UNCHANGED_VS_PARSE_TARGET),
         "postgres_unchanged_vs_orjson": (figures["postgres_unchanged"]["cpu_vs_orjson"], UNCHANGED_VS_PARSE_TARGET),
         "failover_s": (figures["failover"]["seconds"], FAILOVER_BOUND_S),
+        "replicas_transactions_ratio": (replicas_ratio(figures, "transactions"), REPLICAS_TARGET),
+        "replicas_cpu_ratio": (replicas_ratio(figures, "cpu"), REPLICAS_TARGET),
     }
     return {
         name: {
@@ -407,3 +412,10 @@ def targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
         }
         for name, (value, limit) in found.items()
     }
+
+
+def replicas_ratio(figures: dict[str, Any], what: str) -> float | None:
+    """Three replicas' transactions (`what` "transactions") or CPU ("cpu") per changed job over one replica's."""
+    measure = hatable.per_changed_job if what == "transactions" else hatable.cpu_per_changed_job
+    one, three = measure(figures["replicas_1"]), measure(figures["replicas_3"])
+    return None if one is None or three is None or not one else round(three / one, 3)

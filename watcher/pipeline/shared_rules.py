@@ -10,6 +10,7 @@ and logs what it changed.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Sequence
 
 from rules.engine import RuleState, RuleStateChanges
@@ -28,6 +29,8 @@ from rules.persist import (
 from watcher.core.records import StateRow
 from watcher.store.protocol import SectionReads, Store
 
+log = logging.getLogger("benchwatch.rules")
+
 
 class SharedRuleState:
     """The rule state as the store holds it, cached; `shared`: other replicas change it too."""
@@ -38,6 +41,7 @@ class SharedRuleState:
         self._state: RuleState | None = None
         self._version: int | None = None  # replicas: the version of the rule state in `_state`
         self._section_version: int | None = None  # replicas, inside the rule-state lock: the version in the store
+        self._why_whole: str | None = None  # why the cached state was dropped (the debug log)
         self._stale: set[tuple[str, str]] = set()  # rows a failed commit changed in `_state` alone: read again
 
     @property
@@ -89,6 +93,8 @@ class SharedRuleState:
 
     async def _current(self) -> RuleState:
         if self._state is None:
+            log.debug("rule state: read whole (%s)", self._why_whole or "first read")
+            self._why_whole = None
             self._stale.clear()
             self._state = await load_rule_state(self.store)
         elif self._stale:
@@ -104,7 +110,7 @@ class SharedRuleState:
         known, state = self._version, self._state
         if state is None or known is None or version == known:
             if known != version:
-                self._state = None  # read whole by `_current`, at this version
+                self._drop(f"no version known of the copy, the store at {version}" if state else "")
             return
         if 0 < version - known <= LOG_KEPT:
             # The reads were asked for before this task's turn came: the others' turns in this process may have moved
@@ -116,4 +122,9 @@ class SharedRuleState:
                     for row in logged_rows(entry.body or "[]"):
                         apply_row(state, row)
                 return
+        self._drop(f"the copy at version {known}, the store at {version}, {len(logged)} log entries read")
+
+    def _drop(self, why: str) -> None:
+        """Forget the cached state: `_current` reads it whole (`why`, for the debug log)."""
         self._state = None
+        self._why_whole = why
