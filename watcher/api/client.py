@@ -15,6 +15,7 @@ import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
@@ -324,9 +325,11 @@ class RunloopClient:
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
         try:
-            # encoded=True: the path is quoted already, and yarl would otherwise decode %2E and drop the dot segments
-            url = URL(self.base_url + path, encoded=True)
-            async with session.get(url, params=params, headers=headers, timeout=self._timeout) as response:
+            # encoded=True: the path is quoted already, and yarl would otherwise decode %2E and drop the dot segments;
+            # the query too (aiohttp merging a `params` mapping into the URL was a tenth of a request's CPU).
+            query = f"?{urlencode(params, quote_via=quote)}" if params else ""
+            url = URL(self.base_url + path + query, encoded=True)
+            async with session.get(url, headers=headers, timeout=self._timeout) as response:
                 body = await response.read()
                 status, response_headers = response.status, response.headers
         except TimeoutError as exc:
