@@ -38,7 +38,7 @@ from watcher.core.ratelimit import RateLimiter
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from watcher.api.listing import JobListPage
+    from watcher.api.listing import JobListPage, ListedJob
     from watcher.core.models import (
         BenchmarkJobView,
         BenchmarkRunView,
@@ -208,6 +208,24 @@ class RunloopClient:
         cursor: str | None = None
         while True:
             page = await self.list_jobs(name=name, search=search, limit=page_size, starting_after=cursor)
+            for rejected in page.rejected:
+                self.rejects.report(rejected)
+            for job in page.jobs:
+                yield job
+            if not page.has_more or page.last_id is None or page.last_id == cursor:
+                return
+            cursor = page.last_id
+
+    async def iter_listed(self, *, page_size: int = 1000) -> AsyncIterator[ListedJob]:
+        """Every job, newest first, read as far as its head (`ListedJob.view()` reads the rest): for discovery,
+        which needs the whole of the new jobs only. A malformed item is skipped and logged once, as by
+        `iter_jobs`; a job whose head reads but whose whole does not is the caller's to report (`rejects`)."""
+        from watcher.api.listing import decode_listed  # pydantic: not before the first request
+
+        cursor: str | None = None
+        while True:
+            params = _params(limit=page_size, starting_after=cursor, include_total_count=False)
+            page = await self._get("/v1/benchmark_jobs", params, decode_listed)
             for rejected in page.rejected:
                 self.rejects.report(rejected)
             for job in page.jobs:

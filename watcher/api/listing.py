@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from watcher.api.decode import validate_finite
 from watcher.api.errors import MalformedResponseError, SchemaError
@@ -71,6 +71,83 @@ def decode_job_list(path: str, body: bytes) -> JobListPage:
     ids = [_item_id(item) for item in raw.jobs]
     last_id = next((job_id for job_id in reversed(ids) if job_id is not None), None)
     return JobListPage(tuple(jobs), tuple(rejected), raw.has_more, last_id)
+
+
+class _Head(BaseModel):
+    """What discovery reads of every listed job: enough to tell whether it is new."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    name: str
+    create_time_ms: int
+
+
+@dataclass(frozen=True)
+class ListedJob:
+    """A listed job read as far as its id, name and creation time; the rest is read by `view` — only for the
+    jobs discovery has not met before. (Reading every job of the page whole, at every cycle, to find the one
+    or two that are new was a tenth of an unchanged `small` cycle.)"""
+
+    id: str
+    name: str
+    create_time_ms: int
+    index: int
+    item: Any  # the item as parsed (a mapping), or its bytes when the page had to be read item by item
+
+    def view(self) -> BenchmarkJobView:
+        """The job whole; ValidationError when it is malformed beyond its head."""
+        return validate_finite(BenchmarkJobView, self.item)
+
+
+@dataclass(frozen=True)
+class ListedPage:
+    """One page of `GET /v1/benchmark_jobs` read for discovery: the jobs' heads, the items without a usable head,
+    and the id to page on from."""
+
+    jobs: tuple[ListedJob, ...]
+    rejected: tuple[RejectedJob, ...]
+    has_more: bool
+    last_id: str | None
+
+
+def decode_listed(path: str, body: bytes) -> ListedPage:
+    """Parse a job-list page as far as each job's head (`ListedJob`); SchemaError only when the envelope itself
+    is wrong, not for a bad item."""
+    try:
+        raw = _RawJobList.model_validate_json(body)
+        items: list[tuple[Any, str | None]] = [(item, _item_id(item)) for item in raw.jobs]
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        if first["type"] != "json_invalid":
+            raise _shape_error(path, first) from None
+        split = split_items(body, b"jobs")
+        if split is None:
+            raise MalformedResponseError(
+                f"GET {path}: response is not valid JSON ({first['msg']})", status=200
+            ) from None
+        envelope, found = split
+        try:
+            raw = _RawJobList.model_validate_json(envelope)
+        except ValidationError as exc:
+            raise _shape_error(path, exc.errors(include_url=False, include_input=False)[0]) from None
+        items = [(item.body, item.job_id) for item in found]
+    jobs: list[ListedJob] = []
+    rejected: list[RejectedJob] = []
+    for index, (item, job_id) in enumerate(items):
+        try:
+            head = _Head.model_validate_json(item) if isinstance(item, bytes) else _Head.model_validate(item)
+        except ValidationError as exc:
+            rejected.append(RejectedJob(job_id, index, _first_problem(exc)))
+            continue
+        jobs.append(ListedJob(head.id, head.name, head.create_time_ms, index, item))
+    last_id = next((job_id for _, job_id in reversed(items) if job_id is not None), None)
+    return ListedPage(tuple(jobs), tuple(rejected), raw.has_more, last_id)
+
+
+def rejected_view(job: ListedJob, exc: ValidationError) -> RejectedJob:
+    """A listed job whose head read but whose whole did not, as the client's reject log takes it."""
+    return RejectedJob(job.id, job.index, _first_problem(exc))
 
 
 def _item_by_item(path: str, body: bytes, problem: str) -> JobListPage:

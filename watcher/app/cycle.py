@@ -11,11 +11,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import xxhash
+from pydantic import ValidationError
 
 from watcher.api.client import RunloopClient, parse_body
 from watcher.api.decode import decode_pages
 from watcher.api.errors import MalformedResponseError, NotFoundError, RunloopApiError, SchemaError, TransientApiError
 from watcher.api.health import ApiHealth
+from watcher.api.listing import rejected_view
 from watcher.api.poll import MALFORMED_PAGES, runs_to_follow
 from watcher.app.config import WatchSection
 from watcher.app.replicas import LeaseGate
@@ -239,16 +241,20 @@ class PollCycle:
         discovered: set[str] = set()
         try:
             seen, known_from_ms = 0, None
-            async for job in self.client.iter_jobs(page_size=page_size):
+            async for listed in self.client.iter_listed(page_size=page_size):
                 seen += 1
-                if self._known(job.id) and not first_pass and known_from_ms is None:
-                    known_from_ms = job.create_time_ms  # jobs created in that same ms may still follow: read on
+                if self._known(listed.id) and not first_pass and known_from_ms is None:
+                    known_from_ms = listed.create_time_ms  # jobs created in that same ms may still follow: read on
                 older = [limit for limit in (cutoff_ms, known_from_ms) if limit is not None]
-                if any(job.create_time_ms < limit for limit in older) or seen > discover.max_jobs:
+                if any(listed.create_time_ms < limit for limit in older) or seen > discover.max_jobs:
                     break
-                if not self._known(job.id) and fnmatch.fnmatchcase(job.name, discover.name):
-                    batch.append(job)
-                    discovered.add(job.id)
+                if not self._known(listed.id) and fnmatch.fnmatchcase(listed.name, discover.name):
+                    try:
+                        batch.append(listed.view())
+                    except ValidationError as exc:  # a malformed job costs that job only, as on the list itself
+                        self.client.rejects.report(rejected_view(listed, exc))
+                        continue
+                    discovered.add(listed.id)
                 if len(batch) >= page_size:
                     await self._poll_new(batch, report)
         except RunloopApiError as exc:
