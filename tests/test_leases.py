@@ -492,6 +492,40 @@ async def test_a_turn_that_waited_behind_another_of_its_process_catches_up_from_
     assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
 
 
+async def test_a_copy_read_outside_a_turn_is_caught_up_by_the_next_turn_not_read_again(
+    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
+) -> None:
+    # A replica at rest reads the rule state outside a turn (a poll with nothing to route); its first busy turn then
+    # read it all again, not knowing its version: half a second of each of three replicas' CPU on 'many'.
+    config = _digest(tmp_path, "'*'", "1h")
+    r1, r2, _ = replicas
+    timeline = _timeline()
+    job_b = max(snapshot.job.id for snapshot in timeline)
+    of_b = [snapshot for snapshot in timeline if snapshot.job.id == job_b]
+    t1 = JobTracker(r1, router=Router(config.rules, config.silences), shared_rules=True)
+    t2 = JobTracker(r2, router=Router(config.rules, config.silences), shared_rules=True)
+    told = [*(await t2.observe(of_b[0])).events]
+    reads: list[str] = []
+    load_rows = r1.load_state_rows
+
+    async def counted_rows(namespace: str) -> list[StateRow]:
+        reads.append(namespace)
+        return await load_rows(namespace)
+
+    r1.load_state_rows = counted_rows  # type: ignore[method-assign]  # counts the reads, the store answers
+    async with t1.rules.turn(exclusive=False):
+        pass  # read whole, outside a turn
+    whole = len(reads)
+    assert whole > 0
+    told += (await t2.observe(of_b[10])).events  # r2 moves the version on meanwhile
+    await t1.flush_due(clock.now_ms())
+    assert len(reads) == whole  # caught up from the log
+    assert t1.rules.cached == await load_rule_state(r1)
+    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
+    (digest,) = (await t1.flush_due(clock.now_ms())).notifications
+    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
+
+
 async def test_a_replica_behind_by_several_versions_catches_up_in_the_round_trip_of_its_lock(
     replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
 ) -> None:

@@ -96,7 +96,15 @@ class SharedRuleState:
             log.debug("rule state: read whole (%s)", self._why_whole or "first read")
             self._why_whole = None
             self._stale.clear()
+            # Replicas, outside a turn: the version is read first, so the copy is at least as new as it says — the
+            # next turn applies the log from there (entries applied twice leave the same rows). Without it, the
+            # first turn after a read outside one read it all again: each of three replicas that had come to rest
+            # spent half a second of its first busy window doing so on 'many'.
+            outside = self.shared and self._section_version is None
+            version = int(await self.store.get_state(VERSION, VERSION_KEY) or "0") if outside else None
             self._state = await load_rule_state(self.store)
+            if outside:
+                self._version = version
         elif self._stale:
             for namespace, key in sorted(self._stale):
                 apply_row(self._state, StateRow(namespace, key, await self.store.get_state(namespace, key)))
