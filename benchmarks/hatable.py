@@ -18,13 +18,6 @@ def per_changed_job(window: dict[str, Any]) -> float | None:
     return float(window["transactions"]) / window["changed_jobs"]
 
 
-def cpu_per_changed_job(window: dict[str, Any]) -> float | None:
-    """CPU seconds per changed job, all replicas together."""
-    if not window["changed_jobs"]:
-        return None
-    return sum(window["cpu_s"]) / window["changed_jobs"]
-
-
 def verdict(target: dict[str, Any]) -> str:
     """'met (0.42×)' or 'MISSED (1.7×)' against the limit; 'not measured' without a figure."""
     if target["value"] is None:
@@ -53,8 +46,8 @@ def print_figures(figures: dict[str, Any]) -> None:
         if target is not None:
             value = "—" if target["value"] is None else f"{target['value']:.2f}×"
             print(
-                f"  3 replicas' {what} per changed job ÷ 1 replica's: {value} (target ≤ {target['limit']}×):"
-                f" {verdict(target)}"
+                f"  3 replicas' {what} together ÷ 1 replica's, on the same changes: {value}"
+                f" (target ≤ {target['limit']}×): {verdict(target)}"
             )
     failover = figures["failover"]
     targets = figures["targets"]

@@ -134,7 +134,7 @@ def _ha_figures(*, sqlite: float | None, postgres: float | None, failover_s: flo
         "sqlite_unchanged": {"cpu_vs_orjson": sqlite},
         "postgres_unchanged": {"cpu_vs_orjson": postgres},
         "failover": {"seconds": failover_s},
-        "replicas_1": {**window, "cpu_s": [0.1], "changed_jobs": 5, "transactions": 45},
+        "replicas_1": {**window, "cpu_s": [0.1], "transactions": 36},
         "replicas_3": window,
     }
 
@@ -149,9 +149,9 @@ def test_the_ha_targets_are_judged_against_fixed_limits_and_a_missing_figure_is_
     window = _ha_figures(sqlite=0, postgres=0, failover_s=1)["replicas_3"]
     assert hatable.per_changed_job(window) == 10.0 and hatable.per_interval(window) == [0.05, 0.025, 0.025]
     assert hatable.per_changed_job({**window, "changed_jobs": 0}) is None
-    # three replicas: 10 transactions and 0.05 CPU s per changed job; one: 9 and 0.02
+    # on the same changes, three replicas: 40 transactions and 0.2 CPU s all together; one: 36 and 0.1
     assert judged["replicas_transactions_ratio"] == {"value": 1.111, "limit": 1.2, "ratio": 0.93, "met": True}
-    assert judged["replicas_cpu_ratio"]["value"] == 2.5 and judged["replicas_cpu_ratio"]["met"] is False
+    assert judged["replicas_cpu_ratio"]["value"] == 2.0 and judged["replicas_cpu_ratio"]["met"] is False
 
 
 def test_save_keeps_one_latest_file_per_kind_of_run() -> None:
