@@ -54,9 +54,8 @@ log = logging.getLogger("benchwatch.service")
 
 FIRST_POLL_JOB = "first-poll-cycle"
 POLL_JOB = "poll-cycle"
-TIMER_JOB = "rule-timers"
+SECOND_JOB = "rule-timers-and-notifier-refresh"
 HEARTBEAT_JOB = "lease-heartbeat"
-REFRESH_JOB = "notifier-refresh"
 FIRST_DIGEST_JOB = "first-digests"
 DIGEST_JOB = "digests"
 STOP_GRACE_S = 10.0
@@ -244,8 +243,9 @@ class Service:
             coalesce=True,
             misfire_grace_time=max(1, int(interval_s)),
         )
-        scheduler.add_job(self.flush_timers, "interval", seconds=1, id=TIMER_JOB, max_instances=1, coalesce=True)
-        scheduler.add_job(self.refresh_notifiers, "interval", seconds=1, id=REFRESH_JOB, max_instances=1, coalesce=True)
+        # One job for the two 1-second steps: each run of a scheduler job costs a wake-up, a task and its events —
+        # a tenth of what a watcher at rest on 10 jobs spends beside its polls.
+        scheduler.add_job(self.each_second, "interval", seconds=1, id=SECOND_JOB, max_instances=1, coalesce=True)
         # Digests are due at a minute of the day: a look every 30 s is on time (always scheduled: a reload may add
         # one); the first look at once, for the digests that fell due while the watcher was down.
         scheduler.add_job(self.send_digests, id=FIRST_DIGEST_JOB, misfire_grace_time=None)
@@ -328,6 +328,11 @@ class Service:
                 report = await self.cycle.poll_taken_over() if open_ else None
             if report is not None:
                 self._count(report, None)
+
+    async def each_second(self) -> None:
+        """The scheduler's 1-second job: flush the rule timers that are due, then refresh the notifiers."""
+        await self.flush_timers()
+        await self.refresh_notifiers()
 
     async def flush_timers(self) -> None:
         """Close rule group windows that are due (the scheduler's 1-second job)."""
