@@ -46,6 +46,8 @@ UNCHANGED_VS_PARSE_TARGET = 0.3
 # Issue 28: three replicas together spend at most this many times one replica's transactions, and its CPU, on the
 # same work: windows of the same changes (see `measure`).
 REPLICAS_TARGET = 1.2
+QUIET_S = 2.0 * POLL_INTERVAL_S  # a changed window ends once no notification came for this long (`absorbed`)
+ABSORB_DEADLINE_S = 120.0
 SETTLE_DEADLINE_S = 900.0  # the first pass over 10,000 jobs, and its notifications sent
 SETTLE_SAMPLE_S = 2.0 * POLL_INTERVAL_S  # two cycles a sample: one more or less is within the tolerance
 QUICK_ADVANCE_MS = 300_000  # a tiny workload's jobs must outlive the measurement: its own moves are 20 min
@@ -201,8 +203,13 @@ class Bench:
             if child.process.returncode is not None:
                 raise RuntimeError(f"a replica exited ({child.process.returncode}): {child.stderr_tail()}")
 
-    async def window(self, intervals: int, *, advance: bool, db: Database | None) -> dict[str, Any]:
-        """`intervals` poll intervals, the clock moved at each (or still); what every replica spent."""
+    async def window(
+        self, intervals: int, *, advance: bool, db: Database | None, absorbed: bool = False
+    ) -> dict[str, Any]:
+        """`intervals` poll intervals, the clock moved at each (or still); what every replica spent. `absorbed`:
+        the window goes on, the clock still, until the changes are absorbed — no notification for `QUIET_S` — so
+        that setups which work through the same changes at different speeds are measured on all of them (a
+        setup that is slower pays its extra polling at rest, as it would)."""
         pids = [child.process.pid for child in self.replicas]
         xacts_before = await db.transactions() if db is not None else 0
         stats_before, arrivals_before = await self.sim.stats(), await self.receiver.count()
@@ -211,6 +218,8 @@ class Bench:
             if advance:
                 await self.sim.advance(self.advance_ms)
             await asyncio.sleep(POLL_INTERVAL_S)
+        if absorbed:
+            await self._quiet(arrivals_before)
         cpu = [cpu_s(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
         elapsed_s, stats_after = time.monotonic() - started, await self.sim.stats()
         await asyncio.sleep(POLL_INTERVAL_S)  # the last move's polls and notifications
@@ -226,6 +235,18 @@ class Bench:
             "notifications": len(arrivals),
             "transactions": xacts,
         }
+
+    async def _quiet(self, arrivals_before: int) -> None:
+        """Wait until no notification has arrived for `QUIET_S` (at most `ABSORB_DEADLINE_S`)."""
+        deadline = time.monotonic() + ABSORB_DEADLINE_S
+        count, quiet_since = await self.receiver.count(), time.monotonic()
+        while time.monotonic() - quiet_since < QUIET_S:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the changes were not absorbed within {ABSORB_DEADLINE_S:g}s")
+            await asyncio.sleep(0.25)
+            now = await self.receiver.count()
+            if now != count:
+                count, quiet_since = now, time.monotonic()
 
 
 @contextlib.asynccontextmanager
@@ -381,7 +402,7 @@ async def _one_replica(bench: Bench, windows: Windows, db: Database) -> dict[str
         await bench.start_replicas(config, 1)
         await bench.settle()
         figures["postgres_unchanged"] = await unchanged_vs_parse(bench, windows, db)
-        figures["replicas_1"] = await bench.window(windows.changed, advance=True, db=db)
+        figures["replicas_1"] = await bench.window(windows.changed, advance=True, db=db, absorbed=True)
     finally:
         await bench.stop_replicas()
     return figures
@@ -394,7 +415,7 @@ async def _three_replicas(bench: Bench, windows: Windows, db: Database) -> dict[
     try:
         await bench.start_replicas(config, 3)
         await bench.settle()
-        figures["replicas_3"] = await bench.window(windows.changed, advance=True, db=db)
+        figures["replicas_3"] = await bench.window(windows.changed, advance=True, db=db, absorbed=True)
         progress(f"{bench.workload.name}: kill -9 of one replica")
         figures["failover"] = await failover(bench, db)
     finally:
