@@ -526,6 +526,55 @@ async def test_a_copy_read_outside_a_turn_is_caught_up_by_the_next_turn_not_read
     assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
 
 
+async def test_a_commit_inside_a_rule_state_section_joins_its_transaction(
+    replicas: list[PostgresStore], clock: ManualClock
+) -> None:
+    # One transaction and one connection for a routed poll: its writes are committed, and the lock let go, when the
+    # section ends — and a section that fails after them leaves nothing of them.
+    r1, r2, _ = replicas
+    events = diff(None, _timeline()[0]).events
+    async with r1.rules_section():
+        assert await r1.commit(events=events, state_rows=[StateRow("t", "k", "v")]) == len(events)
+        assert await r1.commit(events=events) == 0  # counted in the pipeline too: none of them new the second time
+        assert await r2.get_state("t", "k") is None and await r2.events() == []  # not committed yet
+    assert await r2.get_state("t", "k") == "v" and len(await r2.events()) == len(events)
+    with pytest.raises(RuntimeError):
+        async with r1.rules_section():
+            await r1.commit(state_rows=[StateRow("t", "k", "w")])
+            raise RuntimeError("after the commit, before the section ends")
+    assert await r2.get_state("t", "k") == "v"
+
+
+async def test_a_turn_that_fails_after_its_commit_reads_again_what_the_commit_changed(
+    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
+) -> None:
+    config = _digest(tmp_path, "'*'", "1h")
+    r1, _, _ = replicas
+    router = Router(config.rules, config.silences)
+    t1 = JobTracker(r1, router=router, shared_rules=True)
+    timeline = _timeline()
+    await t1.observe(timeline[0])
+    later = diff(None, timeline[30])
+    rules = t1.rules
+    with pytest.raises(RuntimeError):
+        async with rules.turn(exclusive=True) as state:
+            router.route(state, later.events, None, timeline[30].at_ms)
+            async with rules.recording(state.take_changes()) as rows:
+                await r1.commit(state_rows=rows)
+            raise RuntimeError("after the commit, before the section ends: nothing of it is committed")
+    reads: list[str] = []
+    load_rows = r1.load_state_rows
+
+    async def counted_rows(namespace: str) -> list[StateRow]:
+        reads.append(namespace)
+        return await load_rows(namespace)
+
+    r1.load_state_rows = counted_rows  # type: ignore[method-assign]  # counts the reads, the store answers
+    async with rules.turn(exclusive=True) as state:
+        assert reads == []  # the rows that commit changed are read again, not the whole state
+        assert state == await load_rule_state(r1)  # the group window as the store has it, without those events
+
+
 async def test_a_replica_behind_by_several_versions_catches_up_in_the_round_trip_of_its_lock(
     replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
 ) -> None:

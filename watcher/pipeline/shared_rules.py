@@ -42,6 +42,8 @@ class SharedRuleState:
         self._version: int | None = None  # replicas: the version of the rule state in `_state`
         self._section_version: int | None = None  # replicas, inside the rule-state lock: the version in the store
         self._why_whole: str | None = None  # why the cached state was dropped (the debug log)
+        # In a turn, after a commit: the rows it changed and the version before it, until the turn ends committed.
+        self._unconfirmed: tuple[list[tuple[str, str]], int] | None = None
         self._stale: set[tuple[str, str]] = set()  # rows a failed commit changed in `_state` alone: read again
 
     @property
@@ -58,14 +60,25 @@ class SharedRuleState:
             return
         known = self._version if self._state is not None else None
         reads = SectionReads((VERSION, VERSION_KEY), LOG, None if known is None else log_key(known))
-        async with self.store.rules_section(reads) as view:  # the version and the log since, with the lock
-            version = int(view.body or "0")
-            self._catch_up(version, view.rows)
-            self._version = self._section_version = version
-            try:
-                yield await self._current()
-            finally:
-                self._section_version = None
+        try:
+            async with self.store.rules_section(reads) as view:  # the version and the log since, with the lock
+                version = int(view.body or "0")
+                self._catch_up(version, view.rows)
+                self._version = self._section_version = version
+                try:
+                    yield await self._current()
+                finally:
+                    self._section_version = None
+        except BaseException:
+            # A commit inside the section is durable only when the section ends (PostgreSQL: it joins the section's
+            # transaction): if that failed, what it recorded is read again, from the version before it.
+            if self._unconfirmed is not None:
+                rows, before = self._unconfirmed
+                self._stale.update(rows)
+                self._version = before
+            raise
+        finally:
+            self._unconfirmed = None
 
     @contextlib.asynccontextmanager
     async def recording(self, changes: RuleStateChanges | None) -> AsyncIterator[list[StateRow]]:
@@ -89,6 +102,8 @@ class SharedRuleState:
             self._stale.update((row.namespace, row.key) for row in changed)
             raise
         if version is not None:
+            if rows:
+                self._unconfirmed = ([(row.namespace, row.key) for row in changed], version - 1)
             self._version = self._section_version = version
 
     async def _current(self) -> RuleState:

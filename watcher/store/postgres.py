@@ -14,10 +14,12 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
+from psycopg import AsyncPipeline
 from psycopg_pool import AsyncConnectionPool
 
 from watcher.core.decisions import Decision, decisions_from_body
@@ -53,6 +55,10 @@ from watcher.store.rows import (
 )
 
 log = logging.getLogger("benchwatch.store")
+# The rule-state section this task is in (`rules_section`): its connection and pipeline, which `commit` joins.
+_SECTION: ContextVar[tuple[psycopg.AsyncConnection[Any], AsyncPipeline] | None] = ContextVar(
+    "benchwatch_rules_section", default=None
+)
 
 CONNECT_TIMEOUT_S: Final = 5.0
 DEFAULT_LEASE_TTL_MS: Final = 15_000
@@ -305,19 +311,62 @@ class PostgresStore:
         decisions: Sequence[Decision] = (),
     ) -> int:
         """Record a poll's consequences in one transaction; returns how many events were new. Once this replica
-        holds leases, a job's memory is written only under the lease's epoch (`LeaseLostError` otherwise)."""
+        holds leases, a job's memory is written only under the lease's epoch (`LeaseLostError` otherwise).
+
+        Inside a rule-state section (`rules_section`, this task), the writes join the section's own transaction,
+        pipelined, and are committed when the section ends — with its lock let go at that COMMIT: one transaction and
+        one connection for a routed poll instead of two, and the lock held for one round trip less."""
+        section = _SECTION.get()
+        if section is not None:
+            conn, pipeline = section
+            self._step("begin")
+            added = await self._write_poll(
+                conn,
+                memory=memory,
+                events=events,
+                state_rows=state_rows,
+                notifications=notifications,
+                decisions=decisions,
+                pipeline=pipeline,
+            )
+            self._step("before_commit")
+            return added
         async with self._connection() as conn:
             self._step("begin")
             async with conn.transaction():
-                if memory is not None:
-                    await self._fence(conn, memory.job_id)
-                added = await self._record_poll(conn, memory, events, state_rows, notifications)
-                await self._record_decisions(conn, decisions)
-                if notifications:  # delivered at COMMIT (see `listen`): who committed, if its own worker sends it
-                    await conn.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, self._sender))
+                added = await self._write_poll(
+                    conn,
+                    memory=memory,
+                    events=events,
+                    state_rows=state_rows,
+                    notifications=notifications,
+                    decisions=decisions,
+                    pipeline=None,
+                )
                 self._step("before_commit")
             self._step("after_commit")
             return added
+
+    async def _write_poll(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        *,
+        memory: JobMemory | None,
+        events: Sequence[Event],
+        state_rows: Sequence[StateRow],
+        notifications: Sequence[Notification],
+        decisions: Sequence[Decision],
+        pipeline: AsyncPipeline | None,
+    ) -> int:
+        if memory is not None:
+            await self._fence(conn, memory.job_id)
+        inserted = await self._record_poll(conn, memory, events, state_rows, notifications)
+        await self._record_decisions(conn, decisions)
+        if notifications:  # delivered at COMMIT (see `listen`): who committed, if its own worker sends it
+            await conn.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, self._sender))
+        if pipeline is not None:
+            await pipeline.sync()  # every statement's result in, errors raised here: the counts can be read
+        return sum(max(cursor.rowcount, 0) for cursor in inserted)
 
     async def _fence(self, conn: psycopg.AsyncConnection[Any], job_id: str) -> None:
         if self._epochs is None:
@@ -333,17 +382,18 @@ class PostgresStore:
         events: Sequence[Event],
         state_rows: Sequence[StateRow],
         notifications: Sequence[Notification],
-    ) -> int:
+    ) -> list[psycopg.AsyncCursor[Any]]:
+        """The poll's writes; returns the cursors of its events' inserts (their row counts: the events new)."""
         if memory is not None:
             await self._write_memory(conn, memory)
-        added = 0
+        inserted = []
         for index, event in enumerate(events):
             cursor = await conn.execute(
                 "INSERT INTO events (id, job_id, kind, at_ms, body) VALUES (%s, %s, %s, %s, %s)"
                 " ON CONFLICT (id) DO NOTHING",
                 (event.id, event.job_id, event.kind, event.at_ms, event_to_json(event)),
             )
-            added += cursor.rowcount
+            inserted.append(cursor)
             self._step(f"event:{index}")
         for index, row in enumerate(state_rows):
             await _write_state_row(conn, row)
@@ -355,7 +405,7 @@ class PostgresStore:
                 (n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json(), n.job_id),
             )
             self._step(f"notification:{index}")
-        return added
+        return inserted
 
     async def _record_decisions(self, conn: psycopg.AsyncConnection[Any], decisions: Sequence[Decision]) -> None:
         rows = decision_rows(decisions)
@@ -497,9 +547,9 @@ class PostgresStore:
     @contextlib.asynccontextmanager
     async def rules_section(self, reads: SectionReads | None = None) -> AsyncIterator[SectionView]:
         """Rule state read, changed and committed by one replica at a time: a transaction advisory lock, held in
-        a transaction of its own connection (the commit inside uses another). One section per process at a time,
-        so waiting sections never take the whole pool. A holder that pauses past one lease TTL has its session
-        ended by the server (`idle_in_transaction_session_timeout`), which frees the lock for the others.
+        a transaction of its own connection, which the commit inside joins (see `commit`). One section per process
+        at a time, so waiting sections never take the whole pool. A holder that pauses past one lease TTL has its
+        session ended by the server (`idle_in_transaction_session_timeout`), which frees the lock for the others.
 
         `reads` are read in the same transaction, once the lock is taken, pipelined with it: BEGIN, the lock and
         the reads are one round trip, so a turn costs one transaction whatever it reads."""
@@ -507,7 +557,11 @@ class PostgresStore:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (RULES_LOCK_KEY,))
             if reads is None:
                 await pipeline.sync()  # the lock taken before the section begins
-                yield SectionView()
+                token = _SECTION.set((conn, pipeline))
+                try:
+                    yield SectionView()
+                finally:
+                    _SECTION.reset(token)
                 return
             row = await conn.execute("SELECT body FROM state_rows WHERE namespace = %s AND key = %s", reads.row)
             after = None
@@ -520,7 +574,11 @@ class PostgresStore:
             found = await row.fetchone()
             rows = await after.fetchall() if after is not None else []
             body = None if found is None else str(found[0])
-            yield SectionView(body, tuple(StateRow(reads.namespace, str(key), str(value)) for key, value in rows))
+            token = _SECTION.set((conn, pipeline))  # this task's commits inside the section join its transaction
+            try:
+                yield SectionView(body, tuple(StateRow(reads.namespace, str(key), str(value)) for key, value in rows))
+            finally:
+                _SECTION.reset(token)
 
     async def outbox_claims(self) -> int:
         """How many pending notifications this replica has claimed (its sends in flight)."""
