@@ -520,14 +520,28 @@ class PostgresStore:
         """The heartbeat: mark `rested` jobs resting, renew this replica's leases (and its outbox claims), take its
         share of free or expired ones, let go of the rest; returns what it holds, what it has just taken over,
         and which of `job_ids` another replica saw come to rest."""
-        async with self._connection(leases=True) as conn, conn.transaction():
-            now = self._lease_now(now_ms)
-            held, resting = await hold_leases(conn, self.holder, job_ids, now, self.lease_ttl_ms, rested=rested)
-            await renew_outbox_claims(conn, self.holder, now, self.lease_ttl_ms)
+        reused = self._lease_conn is not None
+        try:
+            held, resting = await self._hold_once(job_ids, now_ms, rested)
+        except StoreError:
+            if not reused or self._lease_conn is not None:  # not a connection that was cut while it waited
+                raise
+            # Its connection, idle since the last heartbeat, was cut (a server restart, a demotion, a proxy's idle
+            # timeout): once more, on a new one, as the pool would have given.
+            held, resting = await self._hold_once(job_ids, now_ms, rested)
         before = self._epochs or {}
         self._epochs = held
         acquired = frozenset(job_id for job_id, epoch in held.items() if before.get(job_id) != epoch)
         return Holding(frozenset(held), acquired, resting)
+
+    async def _hold_once(
+        self, job_ids: Collection[str], now_ms: int, rested: Collection[str]
+    ) -> tuple[dict[str, int], frozenset[str]]:
+        async with self._connection(leases=True) as conn, conn.transaction():
+            now = self._lease_now(now_ms)
+            held, resting = await hold_leases(conn, self.holder, job_ids, now, self.lease_ttl_ms, rested=rested)
+            await renew_outbox_claims(conn, self.holder, now, self.lease_ttl_ms)
+        return held, resting
 
     async def claim_timers(self, now_ms: int) -> bool:
         """Whether this replica flushes the rule timers now (the claim taken or renewed)."""
