@@ -181,22 +181,26 @@ class Bench:
         raise RuntimeError(f"the replicas did not settle within {SETTLE_DEADLINE_S:g}s")
 
     async def terminal_jobs(self) -> set[str]:
-        """The ids of the workload's terminal jobs (they never change in the simulator: asked once)."""
+        """The ids of the workload's terminal jobs when first asked (the settling compares with these)."""
         if self._terminal is None:
-            self._terminal = set()
-            headers = {"Authorization": f"Bearer {API_KEY}"}
-            after = None
-            while True:
-                params = {"limit": "1000", **({"starting_after": after} if after else {})}
-                url = f"{self.sim.base_url}{JOB_PATH.rstrip('/')}"
-                async with self.sim.session.get(url, params=params, headers=headers) as response:
-                    page = await response.json()
-                jobs = page.get("jobs") or []
-                self._terminal |= {job["id"] for job in jobs if job.get("state") in JobState.TERMINAL}
-                if not page.get("has_more") or not jobs:
-                    return self._terminal
-                after = jobs[-1]["id"]
+            self._terminal = await self.terminal_now()
         return self._terminal
+
+    async def terminal_now(self) -> set[str]:
+        """The ids of the jobs terminal now, from the job list (list pages are no job's poll in the request log)."""
+        terminal: set[str] = set()
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        after = None
+        while True:
+            params = {"limit": "1000", **({"starting_after": after} if after else {})}
+            url = f"{self.sim.base_url}{JOB_PATH.rstrip('/')}"
+            async with self.sim.session.get(url, params=params, headers=headers) as response:
+                page = await response.json()
+            jobs = page.get("jobs") or []
+            terminal |= {job["id"] for job in jobs if job.get("state") in JobState.TERMINAL}
+            if not page.get("has_more") or not jobs:
+                return terminal
+            after = jobs[-1]["id"]
 
     def _check_alive(self) -> None:
         for child in self.replicas:
@@ -207,19 +211,21 @@ class Bench:
         self, intervals: int, *, advance: bool, db: Database | None, absorbed: bool = False
     ) -> dict[str, Any]:
         """`intervals` poll intervals, the clock moved at each (or still); what every replica spent. `absorbed`:
-        the window goes on, the clock still, until the changes are absorbed — no notification for `QUIET_S` — so
-        that setups which work through the same changes at different speeds are measured on all of them (a
-        setup that is slower pays its extra polling at rest, as it would)."""
+        the window goes on, the clock still, until the changes are absorbed — every job polled again since the
+        last move, then no notification for `QUIET_S` — so that setups which work through the same changes at
+        different speeds are measured on all of them (a slower one pays its extra polling at rest, as it would)."""
         pids = [child.process.pid for child in self.replicas]
         xacts_before = await db.transactions() if db is not None else 0
         stats_before, arrivals_before = await self.sim.stats(), await self.receiver.count()
         cpu_before, started = [cpu_s(pid) for pid in pids], time.monotonic()
+        moved_at = stats_before["requests"]
         for _ in range(intervals):
             if advance:
+                moved_at = (await self.sim.stats())["requests"]
                 await self.sim.advance(self.advance_ms)
             await asyncio.sleep(POLL_INTERVAL_S)
         if absorbed:
-            await self._quiet(arrivals_before)
+            await self._absorbed(stats_before["requests"], moved_at)
         cpu = [cpu_s(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
         elapsed_s, stats_after = time.monotonic() - started, await self.sim.stats()
         await asyncio.sleep(POLL_INTERVAL_S)  # the last move's polls and notifications
@@ -236,9 +242,21 @@ class Bench:
             "transactions": xacts,
         }
 
-    async def _quiet(self, arrivals_before: int) -> None:
-        """Wait until no notification has arrived for `QUIET_S` (at most `ABSORB_DEADLINE_S`)."""
+    async def _absorbed(self, served_from: int, moved_at: int) -> None:
+        """Wait until every job polled in the window and still running has been polled again since the clock last
+        moved (its last changes seen), then until no notification has arrived for `QUIET_S` (`ABSORB_DEADLINE_S`
+        at most in all)."""
         deadline = time.monotonic() + ABSORB_DEADLINE_S
+        lines, seen = await self.sim.requests_since(served_from)
+        # the jobs still running: a job that finished before the last move rests and is not polled again
+        polled = polled_jobs(lines[: max(0, moved_at - served_from)]) - await self.terminal_now()
+        since_move = polled_jobs(lines[max(0, moved_at - served_from) :])
+        while not polled <= since_move:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(polled - since_move)} jobs not polled after the last move")
+            await asyncio.sleep(0.25)
+            lines, seen = await self.sim.requests_since(seen)
+            since_move |= polled_jobs(lines)
         count, quiet_since = await self.receiver.count(), time.monotonic()
         while time.monotonic() - quiet_since < QUIET_S:
             if time.monotonic() > deadline:
