@@ -452,14 +452,9 @@ async def test_a_turn_that_waited_behind_another_of_its_process_catches_up_from_
     t2 = JobTracker(r2, router=Router(config.rules, config.silences), shared_rules=True)
     told = [*(await t1.observe(of_a[0])).events, *(await t2.observe(of_b[0])).events]
     await t1.flush_due(clock.now_ms())  # r1 caught up: its copy is at the store's version
-    reads: list[str] = []
-    load_rows, section = r1.load_state_rows, r1.rules_section
+    section = r1.rules_section
     first_inside, r2_committed = asyncio.Event(), asyncio.Event()
     calls = 0
-
-    async def counted_rows(namespace: str) -> list[StateRow]:
-        reads.append(namespace)
-        return await load_rows(namespace)
 
     @contextlib.asynccontextmanager
     async def interleaved(reads: SectionReads | None = None) -> AsyncIterator[SectionView]:
@@ -476,9 +471,8 @@ async def test_a_turn_that_waited_behind_another_of_its_process_catches_up_from_
             async with section(reads) as view:
                 yield view
 
-    # counts the reads and orders the turns; the store answers
-    r1.load_state_rows = counted_rows  # type: ignore[method-assign]
-    r1.rules_section = interleaved  # type: ignore[method-assign]
+    reads = _whole_reads(r1)
+    r1.rules_section = interleaved  # type: ignore[method-assign]  # orders the turns; the store answers
     async with asyncio.timeout(30):
         poll = asyncio.create_task(t1.observe(of_a[10]))
         await first_inside.wait()
@@ -505,14 +499,7 @@ async def test_a_copy_read_outside_a_turn_is_caught_up_by_the_next_turn_not_read
     t1 = JobTracker(r1, router=Router(config.rules, config.silences), shared_rules=True)
     t2 = JobTracker(r2, router=Router(config.rules, config.silences), shared_rules=True)
     told = [*(await t2.observe(of_b[0])).events]
-    reads: list[str] = []
-    load_rows = r1.load_state_rows
-
-    async def counted_rows(namespace: str) -> list[StateRow]:
-        reads.append(namespace)
-        return await load_rows(namespace)
-
-    r1.load_state_rows = counted_rows  # type: ignore[method-assign]  # counts the reads, the store answers
+    reads = _whole_reads(r1)
     async with t1.rules.turn(exclusive=False):
         pass  # read whole, outside a turn
     whole = len(reads)
@@ -562,14 +549,7 @@ async def test_a_turn_that_fails_after_its_commit_reads_again_what_the_commit_ch
             async with rules.recording(state.take_changes()) as rows:
                 await r1.commit(state_rows=rows)
             raise RuntimeError("after the commit, before the section ends: nothing of it is committed")
-    reads: list[str] = []
-    load_rows = r1.load_state_rows
-
-    async def counted_rows(namespace: str) -> list[StateRow]:
-        reads.append(namespace)
-        return await load_rows(namespace)
-
-    r1.load_state_rows = counted_rows  # type: ignore[method-assign]  # counts the reads, the store answers
+    reads = _whole_reads(r1)
     async with rules.turn(exclusive=True) as state:
         assert reads == []  # the rows that commit changed are read again, not the whole state
         assert state == await load_rule_state(r1)  # the group window as the store has it, without those events
@@ -592,7 +572,7 @@ async def test_a_replica_behind_by_several_versions_catches_up_in_the_round_trip
     assert behind >= 3
     reads: list[str] = []
     views: list[SectionView] = []
-    get_state, load_range, load_rows, section = r1.get_state, r1.load_state_range, r1.load_state_rows, r1.rules_section
+    get_state, load_range, section = r1.get_state, r1.load_state_range, r1.rules_section
 
     async def counted_get(namespace: str, key: str) -> str | None:
         reads.append(f"get {namespace}")
@@ -601,10 +581,6 @@ async def test_a_replica_behind_by_several_versions_catches_up_in_the_round_trip
     async def counted_range(namespace: str, first_key: str, last_key: str) -> list[StateRow]:
         reads.append(f"range {namespace}")
         return await load_range(namespace, first_key, last_key)
-
-    async def counted_rows(namespace: str) -> list[StateRow]:
-        reads.append(f"rows {namespace}")
-        return await load_rows(namespace)
 
     @contextlib.asynccontextmanager
     async def seen_section(reads: SectionReads | None = None) -> AsyncIterator[SectionView]:
@@ -615,10 +591,10 @@ async def test_a_replica_behind_by_several_versions_catches_up_in_the_round_trip
     # counts the reads, the store answers
     r1.get_state = counted_get  # type: ignore[method-assign]
     r1.load_state_range = counted_range  # type: ignore[method-assign]
-    r1.load_state_rows = counted_rows  # type: ignore[method-assign]
     r1.rules_section = seen_section  # type: ignore[method-assign]
+    whole = _whole_reads(r1)
     await t1.flush_due(clock.now_ms())  # nothing due: the turn alone, which brings r1 up to date
-    assert reads == []  # no read of its own: the version and every entry since came with the lock
+    assert reads == whole == []  # no read of its own: the version and every entry since came with the lock
     (view,) = views
     assert view.body == str(before + behind)
     assert [row.key for row in view.rows] == [log_key(version) for version in range(before + 1, before + behind + 1)]
@@ -647,21 +623,18 @@ async def test_a_commit_refused_for_a_lost_lease_reads_again_only_the_rows_it_wo
     with pytest.raises(LeaseLostError):
         await t1.observe(of_b[30])  # its events were routed into the group window of the cache, then refused
     reads: list[str] = []
-    get_state, load_rows = r1.get_state, r1.load_state_rows
+    get_state = r1.get_state
 
     async def counted_get(namespace: str, key: str) -> str | None:
         reads.append(namespace)
         return await get_state(namespace, key)
 
-    async def counted_rows(namespace: str) -> list[StateRow]:
-        reads.append(f"all of {namespace}")
-        return await load_rows(namespace)
-
-    # counts the reads, the store answers
-    r1.get_state = counted_get  # type: ignore[method-assign]
-    r1.load_state_rows = counted_rows  # type: ignore[method-assign]
+    r1.get_state = counted_get  # type: ignore[method-assign]  # counts the reads, the store answers
+    whole = _whole_reads(r1)
     told += (await t1.observe(of_a[30])).events
-    assert reads == ["rules.group"]  # the one row the refused commit would have changed: the group window
+    assert whole == [] and reads == [
+        "rules.group"
+    ]  # the one row the refused commit would have changed: the group window
     assert t1.rules.cached == await load_rule_state(r1)
     clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
     (digest,) = (await t1.flush_due(clock.now_ms())).notifications
@@ -732,6 +705,19 @@ async def _waiting_for_advisory_lock(conn: psycopg.AsyncConnection[Any]) -> bool
     cursor = await conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
     row = await cursor.fetchone()
     return row is not None and int(row[0]) > 0
+
+
+def _whole_reads(store: PostgresStore) -> list[str]:
+    """From now on, the namespaces `store` reads whole (`load_state_rows`), in order; the store still answers."""
+    reads: list[str] = []
+    load_rows = store.load_state_rows
+
+    async def counted(namespace: str) -> list[StateRow]:
+        reads.append(namespace)
+        return await load_rows(namespace)
+
+    store.load_state_rows = counted  # type: ignore[method-assign]
+    return reads
 
 
 def _digest(folder: Path, on: str, wait: str) -> Config:

@@ -38,7 +38,8 @@ from watcher.core.ratelimit import RateLimiter
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from watcher.api.listing import JobListPage, ListedJob
+    from watcher.api.listing import JobListPage, ListedJob, ListedPage
+    from watcher.api.rejects import RejectedJob
     from watcher.core.models import (
         BenchmarkJobView,
         BenchmarkRunView,
@@ -64,6 +65,22 @@ class SecretText(Protocol):
     def get_secret_value(self) -> str:
         """The secret itself."""
         ...
+
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class _ListPage(Protocol[T_co]):
+    """A page of a list endpoint as `_each_listed` reads it."""
+
+    @property
+    def jobs(self) -> tuple[T_co, ...]: ...
+    @property
+    def rejected(self) -> tuple[RejectedJob, ...]: ...
+    @property
+    def has_more(self) -> bool: ...
+    @property
+    def last_id(self) -> str | None: ...
 
 
 class HiddenKey:
@@ -205,16 +222,12 @@ class RunloopClient:
         """Every job matching the filters, newest first, fetching pages as the caller consumes them.
 
         A malformed item is skipped and logged once (with its id): it must not hide the other jobs."""
-        cursor: str | None = None
-        while True:
-            page = await self.list_jobs(name=name, search=search, limit=page_size, starting_after=cursor)
-            for rejected in page.rejected:
-                self.rejects.report(rejected)
-            for job in page.jobs:
-                yield job
-            if not page.has_more or page.last_id is None or page.last_id == cursor:
-                return
-            cursor = page.last_id
+
+        async def page(cursor: str | None) -> JobListPage:
+            return await self.list_jobs(name=name, search=search, limit=page_size, starting_after=cursor)
+
+        async for job in self._each_listed(page):
+            yield job
 
     async def iter_listed(self, *, page_size: int = 1000) -> AsyncIterator[ListedJob]:
         """Every job, newest first, read as far as its head (`ListedJob.view()` reads the rest): for discovery,
@@ -222,10 +235,19 @@ class RunloopClient:
         `iter_jobs`; a job whose head reads but whose whole does not is the caller's to report (`rejects`)."""
         from watcher.api.listing import decode_listed  # pydantic: not before the first request
 
+        async def page(cursor: str | None) -> ListedPage:
+            params = _params(limit=page_size, starting_after=cursor, include_total_count=False)
+            return await self._get("/v1/benchmark_jobs", params, decode_listed)
+
+        async for job in self._each_listed(page):
+            yield job
+
+    async def _each_listed(self, page_of: Callable[[str | None], Awaitable[_ListPage[T]]]) -> AsyncIterator[T]:
+        """The items of every page `page_of(cursor)` returns, from the first (cursor None) on; the items set apart
+        as malformed are reported (once each), and a cursor that does not move ends the listing."""
         cursor: str | None = None
         while True:
-            params = _params(limit=page_size, starting_after=cursor, include_total_count=False)
-            page = await self._get("/v1/benchmark_jobs", params, decode_listed)
+            page = await page_of(cursor)
             for rejected in page.rejected:
                 self.rejects.report(rejected)
             for job in page.jobs:

@@ -79,6 +79,10 @@ class LeaseGate:
         for job_id in holding.resting:  # another replica saw it come to rest: the memory here is stale
             self.tracker.rested_elsewhere(job_id)
         self._wanted -= holding.resting
+        # Taken over: wanted from now on. A job taken between two cycles was not in the last cycle's list of wanted
+        # jobs, and the next heartbeat — now on time, on a connection of its own — let go of it before any cycle
+        # polled it: on 'many', 27 of a dead replica's 56 jobs bounced between the survivors for over 15 s.
+        self._wanted |= holding.acquired
         for job_id in holding.acquired:
             self.tracker.forget(job_id)
             self._elsewhere.discard(job_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -316,33 +317,25 @@ class PostgresStore:
         Inside a rule-state section (`rules_section`, this task), the writes join the section's own transaction,
         pipelined, and are committed when the section ends — with its lock let go at that COMMIT: one transaction and
         one connection for a routed poll instead of two, and the lock held for one round trip less."""
+        write = functools.partial(
+            self._write_poll,
+            memory=memory,
+            events=events,
+            state_rows=state_rows,
+            notifications=notifications,
+            decisions=decisions,
+        )
         section = _SECTION.get()
         if section is not None:
             conn, pipeline = section
             self._step("begin")
-            added = await self._write_poll(
-                conn,
-                memory=memory,
-                events=events,
-                state_rows=state_rows,
-                notifications=notifications,
-                decisions=decisions,
-                pipeline=pipeline,
-            )
+            added = await write(conn, pipeline=pipeline)
             self._step("before_commit")
             return added
         async with self._connection() as conn:
             self._step("begin")
             async with conn.transaction():
-                added = await self._write_poll(
-                    conn,
-                    memory=memory,
-                    events=events,
-                    state_rows=state_rows,
-                    notifications=notifications,
-                    decisions=decisions,
-                    pipeline=None,
-                )
+                added = await write(conn, pipeline=None)
                 self._step("before_commit")
             self._step("after_commit")
             return added
