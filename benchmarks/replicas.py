@@ -208,7 +208,13 @@ class Bench:
                 raise RuntimeError(f"a replica exited ({child.process.returncode}): {child.stderr_tail()}")
 
     async def window(
-        self, intervals: int, *, advance: bool, db: Database | None, absorbed: bool = False
+        self,
+        intervals: int,
+        *,
+        advance: bool,
+        db: Database | None,
+        absorbed: bool = False,
+        expected: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
         """`intervals` poll intervals, the clock moved at each (or still); what every replica spent. `absorbed`:
         the window goes on, the clock still, until the changes are absorbed — every job polled again since the
@@ -225,7 +231,7 @@ class Bench:
                 await self.sim.advance(self.advance_ms)
             await asyncio.sleep(POLL_INTERVAL_S)
         if absorbed:
-            await self._absorbed(stats_before["requests"], moved_at)
+            await self._absorbed(stats_before["requests"], moved_at, arrivals_before, expected)
         cpu = [cpu_s(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
         elapsed_s, stats_after = time.monotonic() - started, await self.sim.stats()
         await asyncio.sleep(POLL_INTERVAL_S)  # the last move's polls and notifications
@@ -238,14 +244,15 @@ class Bench:
             "served_from": stats_before["requests"],
             "bytes": stats_after["response_bytes"] - stats_before["response_bytes"],
             "changed_jobs": len({arrival.job_id for arrival in arrivals}),
+            "changed_ids": sorted({arrival.job_id for arrival in arrivals}),
             "notifications": len(arrivals),
             "transactions": xacts,
         }
 
-    async def _absorbed(self, served_from: int, moved_at: int) -> None:
+    async def _absorbed(self, served_from: int, moved_at: int, arrivals_before: int, expected: frozenset[str]) -> None:
         """Wait until every job polled in the window and still running has been polled again since the clock last
-        moved (its last changes seen), then until no notification has arrived for `QUIET_S` (`ABSORB_DEADLINE_S`
-        at most in all)."""
+        moved (its last changes seen), every job in `expected` has been told of, and then no notification has
+        arrived for `QUIET_S` (`ABSORB_DEADLINE_S` at most in all)."""
         deadline = time.monotonic() + ABSORB_DEADLINE_S
         lines, seen = await self.sim.requests_since(served_from)
         # the jobs still running: a job that finished before the last move rests and is not polled again
@@ -257,6 +264,11 @@ class Bench:
             await asyncio.sleep(0.25)
             lines, seen = await self.sim.requests_since(seen)
             since_move |= polled_jobs(lines)
+        # The same changes told of the same jobs (`expected`: those another setup told of in its window)
+        while not expected <= {arrival.job_id for arrival in await self.receiver.arrivals(arrivals_before)}:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the jobs told of by the other setup were not all told of here")
+            await asyncio.sleep(0.25)
         count, quiet_since = await self.receiver.count(), time.monotonic()
         while time.monotonic() - quiet_since < QUIET_S:
             if time.monotonic() > deadline:
@@ -397,7 +409,8 @@ async def measure(workload: Workload, windows: Windows) -> dict[str, Any]:
     async with bench_for(workload) as bench:
         bench.advance_ms = min(workload.advance_ms, QUICK_ADVANCE_MS)
         async with _database(workload, "three") as db:
-            figures.update(await _three_replicas(bench, windows, db))
+            expected = frozenset(figures["replicas_1"]["changed_ids"])
+            figures.update(await _three_replicas(bench, windows, db, expected))
     return {"workload": workload.name, "title": workload.title, **figures}
 
 
@@ -426,14 +439,16 @@ async def _one_replica(bench: Bench, windows: Windows, db: Database) -> dict[str
     return figures
 
 
-async def _three_replicas(bench: Bench, windows: Windows, db: Database) -> dict[str, Any]:
+async def _three_replicas(bench: Bench, windows: Windows, db: Database, expected: frozenset[str]) -> dict[str, Any]:
     config = bench.config(f"{{url: '{db.url}', lease_ttl: {LEASE_TTL_S}s}}", "postgres")
     figures: dict[str, Any] = {}
     progress(f"{bench.workload.name}: PostgreSQL, 3 replicas (a simulator of their own, the same seed)")
     try:
         await bench.start_replicas(config, 3)
         await bench.settle()
-        figures["replicas_3"] = await bench.window(windows.changed, advance=True, db=db, absorbed=True)
+        figures["replicas_3"] = await bench.window(
+            windows.changed, advance=True, db=db, absorbed=True, expected=expected
+        )
         progress(f"{bench.workload.name}: kill -9 of one replica")
         figures["failover"] = await failover(bench, db)
     finally:
