@@ -8,7 +8,6 @@ import fnmatch
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -27,7 +26,7 @@ from rules.celtypes import kinds_matching
 from rules.expr import Expression, compile_expression
 from rules.match import FieldMatcher, compile_matcher
 from rules.templates import Template, compile_template
-from watcher.config.fields import DurationMs
+from watcher.config.fields import AwareTime, DurationMs
 from watcher.config.loader import StrictModel
 from watcher.core.events import EVENT_KINDS
 
@@ -159,16 +158,9 @@ class SilenceConfig(StrictModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     match: Where
-    starts: datetime | None = None
-    until: datetime | None = None
+    starts: AwareTime | None = None
+    until: AwareTime | None = None
     comment: str = ""
-
-    @field_validator("starts", "until")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("give a time zone, e.g. 2026-12-01T00:00:00Z")
-        return value
 
     @model_validator(mode="after")
     def _starts_before_until(self) -> Self:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from rules.config import Where
-from watcher.config.fields import DurationMs
+from watcher.config.fields import AwareTime, DurationMs
 from watcher.config.loader import StrictModel
 from watcher.core.decisions import Verdict
 
@@ -64,17 +63,10 @@ class SilenceSpec(StrictModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     match: Where = Field(min_length=1)
-    until: datetime | None = None
+    until: AwareTime | None = None
     for_ms: DurationMs | None = Field(None, alias="for")
     comment: str = ""
     created_by: str = "benchwatch test"
-
-    @field_validator("until")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("give a time zone, e.g. 2026-12-01T00:00:00Z")
-        return value
 
     @model_validator(mode="after")
     def _one_end(self) -> SilenceSpec:
@@ -89,16 +81,9 @@ class RuleTest(StrictModel):
     name: str = Field(min_length=1)
     snapshots: str | list[Any]
     silences: tuple[SilenceSpec, ...] = ()
-    until: datetime | None = Field(None, description="stop the clock here: windows still open are `held`")
+    until: AwareTime | None = Field(None, description="stop the clock here: windows still open are `held`")
     expect: tuple[Expectation, ...] = ()
     expect_not: tuple[NonExpectation, ...] = ()
-
-    @field_validator("until")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("give a time zone, e.g. 2026-12-01T00:00:00Z")
-        return value
 
     @model_validator(mode="after")
     def _checks_something(self) -> RuleTest:
