@@ -16,6 +16,7 @@ from watcher.cli.state import config_file, existing_state, state_location
 from watcher.core.clock import SystemClock
 from watcher.core.printable import printable
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus
+from watcher.pipeline.explain import attempt_json
 from watcher.pipeline.sample import sample_notification
 from watcher.store import open_store
 from watcher.store.location import redact_url
@@ -87,17 +88,7 @@ def _item_json(item: OutboxItem, attempts: list[DeliveryAttempt]) -> dict[str, o
         "done_ms": item.done_ms,
         "last_reason": item.last_reason,
         "last_error": item.last_error,
-        "log": [
-            {
-                "attempt": attempt.attempt,
-                "started_ms": attempt.started_ms,
-                "finished_ms": attempt.finished_ms,
-                "outcome": attempt.outcome.value,
-                "reason": attempt.reason,
-                "error": attempt.error,
-            }
-            for attempt in attempts
-        ],
+        "log": [attempt_json(attempt) for attempt in attempts],  # as the status page and `deliveries log` give it
     }
 
 

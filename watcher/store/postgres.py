@@ -353,33 +353,8 @@ class PostgresStore:
     ) -> int:
         if memory is not None:
             await self._fence(conn, memory.job_id)
-        inserted = await self._record_poll(conn, memory, events, state_rows, notifications)
-        await self._record_decisions(conn, decisions)
-        if notifications:  # delivered at COMMIT (see `listen`): who committed, if its own worker sends it
-            await conn.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, self._sender))
-        if pipeline is not None:
-            await pipeline.sync()  # every statement's result in, errors raised here: the counts can be read
-        return sum(max(cursor.rowcount, 0) for cursor in inserted)
-
-    async def _fence(self, conn: psycopg.AsyncConnection[Any], job_id: str) -> None:
-        if self._epochs is None:
-            return  # not leasing (a one-off command, a test of the store alone)
-        if not await check_epoch(conn, self.holder, job_id, self._epochs.get(job_id)):
-            self._epochs.pop(job_id, None)
-            raise LeaseLostError(f"{job_id}: this replica no longer holds the job's lease; its poll is not recorded")
-
-    async def _record_poll(
-        self,
-        conn: psycopg.AsyncConnection[Any],
-        memory: JobMemory | None,
-        events: Sequence[Event],
-        state_rows: Sequence[StateRow],
-        notifications: Sequence[Notification],
-    ) -> list[psycopg.AsyncCursor[Any]]:
-        """The poll's writes; returns the cursors of its events' inserts (their row counts: the events new)."""
-        if memory is not None:
             await self._write_memory(conn, memory)
-        inserted = []
+        inserted = []  # the events' inserts: their row counts are the events new
         for index, event in enumerate(events):
             cursor = await conn.execute(
                 "INSERT INTO events (id, job_id, kind, at_ms, body) VALUES (%s, %s, %s, %s, %s)"
@@ -398,7 +373,19 @@ class PostgresStore:
                 (n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json(), n.job_id),
             )
             self._step(f"notification:{index}")
-        return inserted
+        await self._record_decisions(conn, decisions)
+        if notifications:  # delivered at COMMIT (see `listen`): who committed, if its own worker sends it
+            await conn.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, self._sender))
+        if pipeline is not None:
+            await pipeline.sync()  # every statement's result in, errors raised here: the counts can be read
+        return sum(max(cursor.rowcount, 0) for cursor in inserted)
+
+    async def _fence(self, conn: psycopg.AsyncConnection[Any], job_id: str) -> None:
+        if self._epochs is None:
+            return  # not leasing (a one-off command, a test of the store alone)
+        if not await check_epoch(conn, self.holder, job_id, self._epochs.get(job_id)):
+            self._epochs.pop(job_id, None)
+            raise LeaseLostError(f"{job_id}: this replica no longer holds the job's lease; its poll is not recorded")
 
     async def _record_decisions(self, conn: psycopg.AsyncConnection[Any], decisions: Sequence[Decision]) -> None:
         rows = decision_rows(decisions)
