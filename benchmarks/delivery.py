@@ -89,16 +89,7 @@ async def first_pass(location: str, hook: ReceiverClient, count: int, db: Databa
     arrived = await hook.count() - arrived_before
     if arrived != count or sent != count or counts.get("sent") != count:
         raise RuntimeError(f"{count} notifications: {sent} sent, {arrived} arrived, outbox {counts}")
-    return {
-        "notifications": count,
-        "load_average": [round(value, 2) for value in load],
-        "wall_s": round(wall_s, 3),
-        "cpu_s": round(cpu_s, 3),
-        "per_s": count / wall_s,
-        "cpu_ms_per_notification": cpu_s * 1000 / count,
-        "transactions": xacts,
-        "transactions_per_notification": None if xacts is None else xacts / count,
-    }
+    return _figures(count, load, wall_s, cpu_s, xacts)
 
 
 async def bare_posts(hook: ReceiverClient, count: int) -> dict[str, Any]:
@@ -121,6 +112,13 @@ async def bare_posts(hook: ReceiverClient, count: int) -> dict[str, Any]:
     arrived = await hook.count() - arrived_before
     if arrived != count:
         raise RuntimeError(f"{count} bare POSTs: {arrived} arrived")
+    return _figures(count, load, wall_s, cpu_s, None)
+
+
+def _figures(
+    count: int, load: tuple[float, float, float], wall_s: float, cpu_s: float, xacts: int | None
+) -> dict[str, Any]:
+    """One round's figures: rate, CPU and (PostgreSQL) transactions per notification, with the load it ran under."""
     return {
         "notifications": count,
         "load_average": [round(value, 2) for value in load],
@@ -128,8 +126,8 @@ async def bare_posts(hook: ReceiverClient, count: int) -> dict[str, Any]:
         "cpu_s": round(cpu_s, 3),
         "per_s": count / wall_s,
         "cpu_ms_per_notification": cpu_s * 1000 / count,
-        "transactions": None,
-        "transactions_per_notification": None,
+        "transactions": xacts,
+        "transactions_per_notification": None if xacts is None else xacts / count,
     }
 
 
