@@ -28,6 +28,7 @@ from watcher.app.config import Config, load_config
 from watcher.app.service import Service
 from watcher.core.clock import ManualClock
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus, StateRow
+from watcher.core.snapshot import Snapshot
 from watcher.diff.jobs import diff
 from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import Simulator, create_app
@@ -408,12 +409,8 @@ async def test_the_first_poll_of_a_job_taken_over_is_written_even_if_nothing_cha
 async def test_replicas_read_the_rule_state_once_then_follow_each_others_changes_from_the_log(
     replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
 ) -> None:
-    config = _digest(tmp_path, "'*'", "1h")
     r1, r2, _ = replicas
-    timeline = _timeline()
-    job_a, job_b = sorted({snapshot.job.id for snapshot in timeline})
-    of_a = [snapshot for snapshot in timeline if snapshot.job.id == job_a]
-    of_b = [snapshot for snapshot in timeline if snapshot.job.id == job_b]
+    timeline, of_a, of_b = _two_jobs()
     reads: Counter[str] = Counter()
     for store in (r1, r2):
         load = store.load_state_rows
@@ -423,8 +420,7 @@ async def test_replicas_read_the_rule_state_once_then_follow_each_others_changes
             return list(await load(namespace))
 
         store.load_state_rows = counted  # type: ignore[method-assign]  # counts the reads, the store answers
-    t1 = JobTracker(r1, router=Router(config.rules, config.silences), shared_rules=True)
-    t2 = JobTracker(r2, router=Router(config.rules, config.silences), shared_rules=True)
+    t1, t2 = _sharing(tmp_path, r1, r2)
     told = [*(await t1.observe(of_a[0])).events, *(await t1.observe(of_a[10])).events]
     assert reads["r1"] == 1  # its own commit moved the version on: its copy stays good
     told += (await t2.observe(of_b[0])).events
@@ -442,14 +438,9 @@ async def test_a_turn_that_waited_behind_another_of_its_process_catches_up_from_
     # the same process may move that version on before this one gets the lock. Taking the entries it already had
     # for a gap in the log made every such turn read the whole rule state again: three replicas on the first pass
     # over 10,000 jobs did so at nearly every poll.
-    config = _digest(tmp_path, "'*'", "1h")
     r1, r2, _ = replicas
-    timeline = _timeline()
-    job_a, job_b = sorted({snapshot.job.id for snapshot in timeline})
-    of_a = [snapshot for snapshot in timeline if snapshot.job.id == job_a]
-    of_b = [snapshot for snapshot in timeline if snapshot.job.id == job_b]
-    t1 = JobTracker(r1, router=Router(config.rules, config.silences), shared_rules=True)
-    t2 = JobTracker(r2, router=Router(config.rules, config.silences), shared_rules=True)
+    timeline, of_a, of_b = _two_jobs()
+    t1, t2 = _sharing(tmp_path, r1, r2)
     told = [*(await t1.observe(of_a[0])).events, *(await t2.observe(of_b[0])).events]
     await t1.flush_due(clock.now_ms())  # r1 caught up: its copy is at the store's version
     section = r1.rules_section
@@ -491,13 +482,9 @@ async def test_a_copy_read_outside_a_turn_is_caught_up_by_the_next_turn_not_read
 ) -> None:
     # A replica at rest reads the rule state outside a turn (a poll with nothing to route); its first busy turn then
     # read it all again, not knowing its version: half a second of each of three replicas' CPU on 'many'.
-    config = _digest(tmp_path, "'*'", "1h")
     r1, r2, _ = replicas
-    timeline = _timeline()
-    job_b = max(snapshot.job.id for snapshot in timeline)
-    of_b = [snapshot for snapshot in timeline if snapshot.job.id == job_b]
-    t1 = JobTracker(r1, router=Router(config.rules, config.silences), shared_rules=True)
-    t2 = JobTracker(r2, router=Router(config.rules, config.silences), shared_rules=True)
+    timeline, _, of_b = _two_jobs()
+    t1, t2 = _sharing(tmp_path, r1, r2)
     told = [*(await t2.observe(of_b[0])).events]
     reads = _whole_reads(r1)
     async with t1.rules.turn(exclusive=False):
@@ -558,15 +545,12 @@ async def test_a_turn_that_fails_after_its_commit_reads_again_what_the_commit_ch
 async def test_a_replica_behind_by_several_versions_catches_up_in_the_round_trip_of_its_lock(
     replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
 ) -> None:
-    config = _digest(tmp_path, "'*'", "1h")
     r1, r2, _ = replicas
-    timeline = _timeline()
-    job_a, job_b = sorted({snapshot.job.id for snapshot in timeline})
-    t1 = JobTracker(r1, router=Router(config.rules, config.silences), shared_rules=True)
-    t2 = JobTracker(r2, router=Router(config.rules, config.silences), shared_rules=True)
-    await t1.observe(next(snapshot for snapshot in timeline if snapshot.job.id == job_a))
+    _, of_a, of_b = _two_jobs()
+    t1, t2 = _sharing(tmp_path, r1, r2)
+    await t1.observe(of_a[0])
     before = int(await r1.get_state(VERSION, VERSION_KEY) or "0")
-    for snapshot in [snapshot for snapshot in timeline if snapshot.job.id == job_b][:20]:
+    for snapshot in of_b[:20]:
         await t2.observe(snapshot)  # each poll with events moves the version on and logs its rows
     behind = int(await r1.get_state(VERSION, VERSION_KEY) or "0") - before
     assert behind >= 3
@@ -608,14 +592,11 @@ async def test_a_commit_refused_for_a_lost_lease_reads_again_only_the_rows_it_wo
     # cached beside it differs from the store in that commit's rows alone: those are read again — not the whole
     # state at every later poll (the first pass over 10,000 jobs had a replica spend 88 % of its CPU re-reading it
     # after each refused commit).
-    config = _digest(tmp_path, "'*'", "1h")
     r1, r2, _ = replicas
-    timeline = _timeline()
-    job_a, job_b = sorted({snapshot.job.id for snapshot in timeline})
-    of_a = [snapshot for snapshot in timeline if snapshot.job.id == job_a]
-    of_b = [snapshot for snapshot in timeline if snapshot.job.id == job_b]
+    timeline, of_a, of_b = _two_jobs()
+    job_a, job_b = of_a[0].job.id, of_b[0].job.id
     await r1.hold([job_a, job_b], clock.now_ms())
-    t1 = JobTracker(r1, router=Router(config.rules, config.silences), shared_rules=True)
+    (t1,) = _sharing(tmp_path, r1)
     told = [*(await t1.observe(of_a[0])).events, *(await t1.observe(of_b[0])).events]
     clock.advance(TTL_MS // 2)
     await r1.hold([job_a], clock.now_ms())  # its share shrank meanwhile (r2 started): job_b is let go
@@ -705,6 +686,24 @@ async def _waiting_for_advisory_lock(conn: psycopg.AsyncConnection[Any]) -> bool
     cursor = await conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
     row = await cursor.fetchone()
     return row is not None and int(row[0]) > 0
+
+
+def _sharing(tmp_path: Path, *stores: PostgresStore) -> list[JobTracker]:
+    """A tracker per replica, routing every event into one group window of an hour (`_digest`), the rule state
+    shared between them."""
+    config = _digest(tmp_path, "'*'", "1h")
+    return [JobTracker(store, router=Router(config.rules, config.silences), shared_rules=True) for store in stores]
+
+
+def _two_jobs() -> tuple[list[Snapshot], list[Snapshot], list[Snapshot]]:
+    """The timeline of `tests.test_store`, and the snapshots of each of its two jobs."""
+    timeline = _timeline()
+    job_a, job_b = sorted({snapshot.job.id for snapshot in timeline})
+    return (
+        timeline,
+        [snapshot for snapshot in timeline if snapshot.job.id == job_a],
+        [snapshot for snapshot in timeline if snapshot.job.id == job_b],
+    )
 
 
 def _whole_reads(store: PostgresStore) -> list[str]:
