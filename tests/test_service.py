@@ -267,3 +267,23 @@ async def test_a_stop_whose_grace_ends_mid_poll_says_so_in_one_line_without_a_tr
     await asyncio.sleep(0)  # the cancelled cycle ends
     assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
     assert any("was cut off" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_cycle_stops_waiting_for_a_slow_poll_before_its_next_run_can_come(world: World) -> None:
+    """A cycle waited a whole interval for its polls, so one held up by a slow job ended just after the next run was
+    due, and APScheduler skipped that run: every job waited two intervals (one replica on `ha`'s many workload
+    skipped two of seven cycles). It stops waiting at (0.9 - jitter) × the interval: before the next run can come."""
+    world.config.write_text(world.config.read_text().replace(WATCH, "poll_interval: 1s, jitter: 0.3, spread: 0.5"))
+    service = world.service(world.loaded())
+    async with service.started():
+        await service.poll_once()  # the jobs known: the next cycle GETs each one
+        slow, fast = world.sim.jobs()
+        world.sim.slow(slow.job_id, 20)
+        before = len(world.sim.request_log)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        report = await service.poll_once()
+        waited_s = loop.time() - started
+        assert 0.6 <= waited_s < 0.7  # (0.9 - 0.3) × 1 s; the next run comes 0.7 s after this one at the earliest
+        assert report.polled == 1 and service.cycle.polls_running() == 1  # the fast job; the slow one goes on
+        assert any(fast.job_id in line for line in list(world.sim.request_log)[before:])
