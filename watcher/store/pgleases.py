@@ -43,37 +43,45 @@ async def hold(
     database's clock."""
     wanted = sorted(job_ids)
     times = {"now": now_ms, "ttl": ttl_ms, "holder": holder}
-    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEASE_LOCK_KEY,))
-    await conn.execute(
-        f"INSERT INTO replicas (holder, seen_ms) VALUES (%(holder)s, {NOW})"
-        " ON CONFLICT (holder) DO UPDATE SET seen_ms = excluded.seen_ms".encode(),
-        times,
-    )
-    if rested:  # kept, marked: a replica whose memory of the job is stale must not lease it again
+    # One round trip for all but the rebalancing step (which depends on the share): pipelined, in order.
+    async with conn.pipeline() as pipeline:
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEASE_LOCK_KEY,))
         await conn.execute(
-            "INSERT INTO job_leases (job_id, holder, epoch, expires_ms, resting)"
-            " SELECT unnest(%s::text[]), '', 0, 0, true"
-            " ON CONFLICT (job_id) DO UPDATE SET holder = '', expires_ms = 0, resting = true",
-            (sorted(rested),),
+            f"INSERT INTO replicas (holder, seen_ms) VALUES (%(holder)s, {NOW})"
+            " ON CONFLICT (holder) DO UPDATE SET seen_ms = excluded.seen_ms".encode(),
+            times,
         )
-    await conn.execute(  # NOT IN a subquery: a hashed anti-join, not a scan of the array per row (10,000 jobs)
-        "DELETE FROM job_leases WHERE holder = %s AND NOT resting AND job_id NOT IN (SELECT unnest(%s::text[]))",
-        (holder, wanted),
-    )
-    cursor = await conn.execute(
-        "WITH added AS (INSERT INTO job_leases (job_id, holder, epoch, expires_ms)"
-        " SELECT unnest(%s::text[]), '', 0, 0 ON CONFLICT (job_id) DO NOTHING)"
-        " SELECT job_id FROM job_leases WHERE resting AND job_id = ANY(%s)",
-        (wanted, wanted),
-    )
-    resting = frozenset(str(row[0]) for row in await cursor.fetchall())
-    mine = await _pairs(
-        conn,
-        f"UPDATE job_leases SET expires_ms = {NOW} + %(ttl)s WHERE holder = %(holder)s AND NOT resting"
-        " RETURNING job_id, epoch",
-        times,
-    )
-    share = await _share(conn, times)
+        if rested:  # kept, marked: a replica whose memory of the job is stale must not lease it again
+            await conn.execute(
+                "INSERT INTO job_leases (job_id, holder, epoch, expires_ms, resting)"
+                " SELECT unnest(%s::text[]), '', 0, 0, true"
+                " ON CONFLICT (job_id) DO UPDATE SET holder = '', expires_ms = 0, resting = true",
+                (sorted(rested),),
+            )
+        await conn.execute(  # NOT IN a subquery: a hashed anti-join, not a scan of the array per row (10,000 jobs)
+            "DELETE FROM job_leases WHERE holder = %s AND NOT resting AND job_id NOT IN (SELECT unnest(%s::text[]))",
+            (holder, wanted),
+        )
+        resting_rows = await conn.execute(
+            "WITH added AS (INSERT INTO job_leases (job_id, holder, epoch, expires_ms)"
+            " SELECT unnest(%s::text[]), '', 0, 0 ON CONFLICT (job_id) DO NOTHING)"
+            " SELECT job_id FROM job_leases WHERE resting AND job_id = ANY(%s)",
+            (wanted, wanted),
+        )
+        mine_rows = await conn.execute(
+            f"UPDATE job_leases SET expires_ms = {NOW} + %(ttl)s WHERE holder = %(holder)s AND NOT resting"
+            " RETURNING job_id, epoch".encode(),
+            times,
+        )
+        share_row = await conn.execute(
+            "SELECT (SELECT count(*) FROM job_leases WHERE NOT resting),"
+            f" (SELECT count(*) FROM replicas WHERE seen_ms > {NOW} - %(ttl)s)".encode(),
+            times,
+        )
+        await pipeline.sync()
+        resting = frozenset(str(row[0]) for row in await resting_rows.fetchall())
+        mine = {str(row[0]): int(row[1]) for row in await mine_rows.fetchall()}
+        share = _share(await share_row.fetchone())
     if len(mine) > share:
         excess = sorted(mine)[share:]
         await conn.execute(
@@ -92,15 +100,9 @@ async def hold(
     return mine, resting
 
 
-async def _share(conn: Conn, times: dict[str, Any]) -> int:
+def _share(counts: tuple[Any, ...] | None) -> int:
     """Leases per live replica, rounded up: every job has a holder even when they do not divide evenly."""
-    cursor = await conn.execute(
-        "SELECT (SELECT count(*) FROM job_leases WHERE NOT resting),"
-        f" (SELECT count(*) FROM replicas WHERE seen_ms > {NOW} - %(ttl)s)".encode(),
-        times,
-    )
-    row = await cursor.fetchone()
-    jobs, replicas = (int(row[0]), max(1, int(row[1]))) if row else (0, 1)
+    jobs, replicas = (int(counts[0]), max(1, int(counts[1]))) if counts else (0, 1)
     return math.ceil(jobs / replicas)
 
 

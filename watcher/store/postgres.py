@@ -517,10 +517,11 @@ class PostgresStore:
     async def _hold_once(
         self, job_ids: Collection[str], now_ms: int, rested: Collection[str]
     ) -> tuple[dict[str, int], frozenset[str]]:
-        async with self._connection(leases=True) as conn, conn.transaction():
+        # Pipelined: BEGIN, the outbox claims' renewal and the leases' steps go in one round trip (`hold_leases`).
+        async with self._connection(leases=True) as conn, conn.pipeline(), conn.transaction():
             now = self._lease_now(now_ms)
-            held, resting = await hold_leases(conn, self.holder, job_ids, now, self.lease_ttl_ms, rested=rested)
             await renew_outbox_claims(conn, self.holder, now, self.lease_ttl_ms)
+            held, resting = await hold_leases(conn, self.holder, job_ids, now, self.lease_ttl_ms, rested=rested)
         return held, resting
 
     async def claim_timers(self, now_ms: int) -> bool:
