@@ -25,6 +25,7 @@ from tests.running import write_config
 from tests.test_delivery import Cli, _notes
 from tests.test_store import _timeline
 from watcher.app.config import Config, load_config
+from watcher.app.replicas import LeaseGate
 from watcher.app.service import Service
 from watcher.core.clock import ManualClock
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus, StateRow
@@ -90,6 +91,30 @@ async def test_a_dead_replicas_jobs_are_taken_over_after_the_ttl_and_its_commit_
     assert await r1.load_memory(job_id) == result.memory and len(await r1.events()) == 1  # nothing of it written
     assert await r2.commit(memory=later.memory, events=later.events) == len(later.events)
     assert (await r1.hold([job_id], clock.now_ms())).held == frozenset()  # r2 holds it now
+
+
+async def test_a_cycle_admitting_the_jobs_the_last_heartbeat_held_costs_no_transaction_of_its_own(
+    replicas: list[PostgresStore], clock: ManualClock
+) -> None:
+    """Each cycle renewed the leases besides the heartbeats (three per TTL): half an idle replica's CPU. A cycle that
+    wants the very jobs the last heartbeat held, within the heartbeat period, takes that heartbeat's answer; a new
+    job, or the period over, renews."""
+    r1 = replicas[0]
+    gate = LeaseGate(r1, JobTracker(r1), clock, reuse_ms=TTL_MS // 3)
+
+    async def seen_ms() -> int:  # what the last transaction of the heartbeat wrote (the caller's clock)
+        async with await psycopg.AsyncConnection.connect(r1.path) as conn:
+            row = await (await conn.execute("SELECT seen_ms FROM replicas WHERE holder = 'r1'")).fetchone()
+            return int(row[0]) if row else -1
+
+    assert await gate.admit(JOBS[:2]) == frozenset(JOBS[:2])
+    held_at = clock.now_ms()
+    clock.advance(TTL_MS // 3 - 1)
+    assert await gate.admit(JOBS[:2]) == frozenset(JOBS[:2]) and await seen_ms() == held_at  # no transaction
+    assert await gate.admit(JOBS[:2], new=[JOBS[2]]) == frozenset(JOBS[:3])  # a new job: renewed, taken
+    assert await seen_ms() == clock.now_ms()
+    clock.advance(TTL_MS // 3)
+    assert await gate.admit(JOBS[:3]) == frozenset(JOBS[:3]) and await seen_ms() == clock.now_ms()  # period over
 
 
 async def test_a_job_that_came_to_rest_is_never_leased_again_nor_counted_in_a_share(

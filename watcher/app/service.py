@@ -108,7 +108,14 @@ class Service:
         )
         # replicas (PostgreSQL): which jobs this one polls
         self.gate = (
-            LeaseGate(self._store, self.tracker, self.clock, self.store_health, on_takeover=self.worker.wake)
+            LeaseGate(
+                self._store,
+                self.tracker,
+                self.clock,
+                self.store_health,
+                on_takeover=self.worker.wake,
+                reuse_ms=self._heartbeat_ms(),
+            )
             if self._store.shared
             else None
         )
@@ -225,6 +232,10 @@ class Service:
     def _interval_s(self) -> float:
         return self.config.watch.poll_interval_ms / 1000
 
+    def _heartbeat_ms(self) -> int:
+        """Replicas renew their leases three times per TTL, whatever the poll interval."""
+        return self.config.state.lease_ttl_ms // 3
+
     def _cycle_wait_s(self) -> float:
         """How long a cycle waits for its polls: until the next run can come at the earliest (jitter may bring it
         forward by its share of the interval), less the tenth of the interval the config keeps free (spread +
@@ -262,7 +273,7 @@ class Service:
         scheduler.add_job(self.send_digests, id=FIRST_DIGEST_JOB, misfire_grace_time=None)
         scheduler.add_job(self.send_digests, "interval", seconds=30, id=DIGEST_JOB, max_instances=1, coalesce=True)
         if self.gate is not None:  # leases renewed three times per TTL, whatever the poll interval
-            heartbeat_s = self.config.state.lease_ttl_ms / 3000
+            heartbeat_s = self._heartbeat_ms() / 1000
             scheduler.add_job(self.heartbeat, "interval", seconds=heartbeat_s, id=HEARTBEAT_JOB, coalesce=True)
         scheduler.add_listener(self.scheduler_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
         scheduler.start()
