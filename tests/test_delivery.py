@@ -208,6 +208,52 @@ async def test_the_running_worker_sends_a_rescheduled_notification_when_it_falls
     assert [a.outcome for a in await store.deliveries("nt_hook_000")] == ["retry", "sent"]
 
 
+class _CountingNextDue:
+    """The store, counting the worker's looks at the next due time."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.looks = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def next_attempt_ms(self, *, after_ms: int = -1) -> int | None:
+        self.looks += 1
+        return await self._store.next_attempt_ms(after_ms=after_ms)
+
+
+async def test_the_running_worker_looks_at_the_next_due_time_once_not_at_every_wake_up(
+    aiohttp_server: Any, store: Store, context: NotifierContext, clock: ManualClock
+) -> None:
+    """Woken for new notifications (due at once), the worker read the next due time again after each: a transaction
+    per wake-up, a quarter of a replica's while jobs changed. It reads it again only when it may have moved: its own
+    retry moves it, and that retry goes out when due, not at the idle look a minute later."""
+    receiver, server = await _receiver(aiohttp_server)
+    counting = _CountingNextDue(store)
+    worker = DeliveryWorker(counting, {"hook": _hook("hook", server, context, clock)}, {}, clock=clock)
+    running = asyncio.create_task(worker.run())
+    notes = _notes("hook", 6, clock)
+    for index, note in enumerate(notes[:5]):
+        await store.commit(notifications=[note])
+        worker.wake()
+        await receiver.wait_for(index + 1)
+    looks = counting.looks
+    assert looks <= 2  # at the start, and perhaps once more before the first send: not once per wake-up
+    receiver.then(Reply(503, headers={"Retry-After": "1"}))
+    await store.commit(notifications=[notes[5]])
+    worker.wake()
+    deadline = asyncio.get_running_loop().time() + 10
+    while counting.looks == looks:  # the retry recorded, the worker reads the next due time again: the retry's
+        assert asyncio.get_running_loop().time() < deadline, "the worker never looked at the retry's due time"
+        await asyncio.sleep(0.01)
+    clock.advance(1000)  # the retry falls due: the worker's wait (1 s) ends and it is sent
+    await asyncio.wait_for(receiver.wait_for(7), timeout=10)
+    await worker.stop()
+    await running
+    assert [a.outcome for a in await store.deliveries(notes[5].id)] == ["retry", "sent"]
+
+
 async def test_the_running_worker_outlives_a_store_that_fails_and_sends_once_it_answers(
     aiohttp_server: Any,
     backend: Backend,
