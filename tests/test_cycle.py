@@ -101,9 +101,17 @@ async def test_discovery_follows_the_glob_and_the_age_cutoff(
     await rig.run(MINUTE)
     new_requests = list(sim.request_log)[before:]
     assert [line for line in new_requests if "benchmark_jobs?" in line] == [
-        "GET /v1/benchmark_jobs?limit=50&include_total_count=false"
+        "GET /v1/benchmark_jobs?limit=5&include_total_count=false"
     ]  # later passes: one small page, stopped at the first known job
     assert {e.job_name for e in rig.events if e.kind == "job.discovered"} == {"nightly-new", "nightly-newer"}
+    burst = {f"nightly-burst-{i}" for i in range(7)}  # more new jobs than a later page holds: read on
+    for name in sorted(burst):
+        sim.add_job(SimJobSpec(name=name))
+    before = len(sim.request_log)
+    await rig.run(MINUTE)
+    pages = [line for line in list(sim.request_log)[before:] if "benchmark_jobs?" in line]
+    assert len(pages) >= 2 and all("limit=5&" in page for page in pages)  # (and on past the jobs of the same ms)
+    assert {e.job_name for e in rig.events if e.kind == "job.discovered"} >= burst
 
 
 async def test_a_finished_job_gets_one_confirming_poll_then_rests(sim: Simulator, rig_factory: Any) -> None:
