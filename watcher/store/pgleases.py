@@ -73,22 +73,24 @@ async def hold(
             " RETURNING job_id, epoch".encode(),
             times,
         )
-        share_row = await conn.execute(
+        share_row = await conn.execute(  # and how many leases are free or expired: none, nothing to take
             "SELECT (SELECT count(*) FROM job_leases WHERE NOT resting),"
-            f" (SELECT count(*) FROM replicas WHERE seen_ms > {NOW} - %(ttl)s)".encode(),
+            f" (SELECT count(*) FROM replicas WHERE seen_ms > {NOW} - %(ttl)s),"
+            f" (SELECT count(*) FROM job_leases WHERE expires_ms <= {NOW} AND NOT resting)".encode(),
             times,
         )
         await pipeline.sync()
         resting = frozenset(str(row[0]) for row in await resting_rows.fetchall())
         mine = {str(row[0]): int(row[1]) for row in await mine_rows.fetchall()}
-        share = _share(await share_row.fetchone())
+        counts = await share_row.fetchone()
+        share = _share(counts)
     if len(mine) > share:
         excess = sorted(mine)[share:]
         await conn.execute(
             "UPDATE job_leases SET holder = '', expires_ms = 0 WHERE holder = %s AND job_id = ANY(%s)", (holder, excess)
         )
         return {job_id: epoch for job_id, epoch in mine.items() if job_id not in excess}, resting
-    if len(mine) < share:
+    if len(mine) < share and counts and counts[2]:  # (200 jobs, 3 replicas: one holds 66 of a share of 67)
         mine |= await _pairs(
             conn,
             f"UPDATE job_leases SET holder = %(holder)s, epoch = epoch + 1, expires_ms = {NOW} + %(ttl)s"
