@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 
 from rules.engine import Router
 from rules.persist import VERSION, VERSION_KEY, load_rule_state, log_key
-from tests.conftest import Backend
+from tests.conftest import Backend, ThrowawayPostgres
 from tests.running import write_config
 from tests.test_delivery import Cli, _notes
 from tests.test_store import _timeline
@@ -34,7 +34,7 @@ from watcher.diff.jobs import diff
 from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import Simulator, create_app
 from watcher.store.errors import LeaseLostError, StoreError
-from watcher.store.pgschema import LEASE_LOCK_KEY
+from watcher.store.pgschema import LEASE_LOCK_KEY, OUTBOX_CHANNEL
 from watcher.store.postgres import PostgresStore
 from watcher.store.protocol import SectionReads, SectionView
 
@@ -752,6 +752,39 @@ def _digest(folder: Path, on: str, wait: str) -> Config:
         f"rules: [{{name: digest, on: {on}, notify: screen, group_by: [], group_wait: {wait}}}]\n"
     )
     return load_config(path, {}).config
+
+
+async def test_the_idle_listener_hears_its_server_go_and_come_back_at_once(
+    throwaway_postgres: ThrowawayPostgres,
+) -> None:
+    """The LISTEN connection's wait woke every 0.1 s (psycopg's interval) to find nothing: ten wake-ups a second of
+    every replica. It now wakes for a NOTIFY or its socket alone: a server that goes away is still heard at once —
+    the worker is woken by each failed reconnect and again once the listener is back — and a NOTIFY then arrives."""
+    wakes = asyncio.Event()
+    store = PostgresStore(throwaway_postgres.url, connect_timeout_s=1)
+    await store.open()
+    listening = asyncio.create_task(store.listen(wakes.set))
+    try:
+        await asyncio.wait_for(wakes.wait(), timeout=10)  # listening: the first wake
+        wakes.clear()
+        await asyncio.to_thread(throwaway_postgres.stop)
+        await asyncio.wait_for(wakes.wait(), timeout=5)  # not after a 60-s look: the cut socket wakes the wait
+        await asyncio.to_thread(throwaway_postgres.start)
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:  # listening again: a command's NOTIFY (no sender named) wakes it
+            wakes.clear()
+            with contextlib.suppress(psycopg.OperationalError):  # (the server may still be starting)
+                async with await psycopg.AsyncConnection.connect(throwaway_postgres.url, autocommit=True) as conn:
+                    await conn.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakes.wait(), timeout=0.5)
+                    break
+            assert asyncio.get_running_loop().time() < deadline, "the listener never heard a NOTIFY again"
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+        await store.close()
 
 
 async def test_while_no_notify_can_come_the_worker_is_woken_every_second() -> None:

@@ -17,10 +17,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import psycopg
 from psycopg import AsyncPipeline
+from psycopg.abc import PQGen
 from psycopg_pool import AsyncConnectionPool
 
 from watcher.core.decisions import Decision, decisions_from_body
@@ -56,6 +57,7 @@ from watcher.store.rows import (
 )
 
 log = logging.getLogger("benchwatch.store")
+RV = TypeVar("RV")
 # The rule-state section this task is in (`rules_section`): its connection and pipeline, which `commit` joins.
 _SECTION: ContextVar[tuple[psycopg.AsyncConnection[Any], AsyncPipeline] | None] = ContextVar(
     "benchwatch_rules_section", default=None
@@ -64,6 +66,7 @@ _SECTION: ContextVar[tuple[psycopg.AsyncConnection[Any], AsyncPipeline] | None] 
 CONNECT_TIMEOUT_S: Final = 5.0
 DEFAULT_LEASE_TTL_MS: Final = 15_000
 LISTEN_RETRY_S: Final = 1.0
+LISTEN_LOOK_S: Final = 60.0  # how often the idle LISTEN connection's wait wakes without a NOTIFY (see `_Listening`)
 # The server answered but cannot write (docs/ha.md): a full disk (ENOSPC), a failing disk (EIO), a read-only
 # database (a hot standby, `default_transaction_read_only`). Store health holds polls and sends until a probe write
 # succeeds. Other resource errors (out of memory, too many connections, a configured limit) stay `StoreError`.
@@ -600,7 +603,7 @@ class PostgresStore:
         try:
             while True:
                 try:
-                    conn = await psycopg.AsyncConnection.connect(
+                    conn = await _Listening.connect(
                         self._url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout_s))
                     )
                     async with conn:
@@ -789,3 +792,17 @@ def _due_order(item: OutboxItem) -> tuple[int, int, str]:
 def _one_line(exc: BaseException) -> str:
     """A driver error as one line (libpq's messages span several)."""
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class _Listening(psycopg.AsyncConnection[Any]):
+    """The LISTEN connection. psycopg wakes a wait every 0.1 s (its `_WAIT_INTERVAL`, to let a blocking program see
+    Ctrl-C); waiting for a NOTIFY that comes a few times a minute, that was ten wake-ups a second of every replica
+    for nothing — a task's cancellation, a NOTIFY and a connection the server closed all wake the wait anyway."""
+
+    async def wait(
+        self,
+        gen: PQGen[RV],
+        interval: float = LISTEN_LOOK_S,
+        timeout: float | None = None,  # noqa: ASYNC109 -- psycopg's signature, overridden for its default interval
+    ) -> RV:
+        return await super().wait(gen, interval=interval, timeout=timeout)
