@@ -669,6 +669,37 @@ async def test_a_job_taken_over_is_compared_by_its_hash_and_its_first_unchanged_
     assert await JobTracker(r2).taken_over_memory(job_id) is None  # not taken over: nothing to load
 
 
+@pytest.mark.parametrize(("interval", "reused"), [("10s", True), ("2s", False)])
+async def test_a_cycle_takes_the_heartbeats_leases_only_where_heartbeats_come_at_least_as_often(
+    postgres_database: str, tmp_path: Path, interval: str, reused: bool
+) -> None:
+    """A cycle takes the last heartbeat's answer (no transaction of its own) where heartbeats (TTL / 3 = 5 s) come at
+    least as often as cycles; where cycles come more often (2 s), each renews: their takeovers of a dead replica's
+    jobs are the sooner ones (the failover bound: TTL + the shorter of a heartbeat and a poll interval)."""
+    url = Backend("postgres", tmp_path, postgres_database).location()
+    sim = Simulator(clock=ManualClock(), api_key="sim-key")
+    sim_server = TestServer(create_app(sim))
+    await sim_server.start_server()
+    config = write_config(tmp_path, str(sim_server.make_url("")).rstrip("/"), "http://127.0.0.1:9/hook")
+    text = config.read_text().replace("state: {path: ./state.db}", f"state: {{url: '{url}', lease_ttl: 15s}}")
+    config.write_text(text.replace("poll_interval: 1h", f"poll_interval: {interval}"))
+    service = Service(load_config(config), clock=ManualClock())
+
+    async def renewal() -> str:  # the version of this replica's row: a new one at every renewal
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            row = await (await conn.execute("SELECT xmin::text FROM replicas")).fetchone()
+            return str(row[0]) if row else ""
+
+    try:
+        async with service.started():
+            await service.poll_once()
+            first = await renewal()
+            await service.poll_once()  # at once: within a heartbeat period of the first cycle's renewal
+            assert (await renewal() == first) is reused
+    finally:
+        await sim_server.close()
+
+
 async def test_a_stop_waits_for_a_heartbeat_under_way_instead_of_cancelling_it(
     postgres_database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -114,7 +114,7 @@ class Service:
                 self.clock,
                 self.store_health,
                 on_takeover=self.worker.wake,
-                reuse_ms=self._heartbeat_ms(),
+                reuse_ms=self._admit_reuse_ms(),
             )
             if self._store.shared
             else None
@@ -235,6 +235,14 @@ class Service:
     def _heartbeat_ms(self) -> int:
         """Replicas renew their leases three times per TTL, whatever the poll interval."""
         return self.config.state.lease_ttl_ms // 3
+
+    def _admit_reuse_ms(self) -> int | None:
+        """How long a cycle may take the last heartbeat's leases for its own (`LeaseGate`): a heartbeat period, where
+        heartbeats come at least as often as cycles — they alone then take a dead replica's jobs within the failover
+        bound (TTL + the shorter of a heartbeat and a poll interval). Where cycles come more often, each renews, as
+        their takeovers are the sooner ones."""
+        heartbeat_ms = self._heartbeat_ms()
+        return heartbeat_ms if heartbeat_ms <= self.config.watch.poll_interval_ms else None
 
     def _cycle_wait_s(self) -> float:
         """How long a cycle waits for its polls: until the next run can come at the earliest (jitter may bring it
