@@ -101,6 +101,14 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     UPDATE outbox SET job_id = body::jsonb -> 'events' -> 0 ->> 'job_id';
     CREATE INDEX outbox_by_job ON outbox (job_id, created_ms)
     """,
+    # Renewals stay on their page (HOT updates): no index holds `expires_ms`, and pages keep room. With it indexed,
+    # every heartbeat's renewal left a dead row and a dead index entry per lease: after 300 heartbeats of 200 jobs
+    # among 10,000, 53,600 dead rows, and the live-lease index returned 10,000 entries for 200 live leases.
+    """
+    DROP INDEX job_leases_live;
+    CREATE INDEX job_leases_live ON job_leases (job_id) WHERE NOT resting;
+    ALTER TABLE job_leases SET (fillfactor = 50)
+    """,
 )
 # Replicas reallocating leases take this transaction lock, one at a time ("leases").
 LEASE_LOCK_KEY: Final = 0x6C6561736573
