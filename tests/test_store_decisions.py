@@ -96,7 +96,9 @@ async def test_a_failed_attempt_keeps_its_http_status(backend: Backend, tmp_path
 async def test_a_store_of_the_previous_schema_gains_decisions_and_keeps_its_deliveries(
     backend: Backend, tmp_path: Path
 ) -> None:
-    previous = MIGRATIONS[:-1] if backend.kind == "sqlite" else pgschema.MIGRATIONS[:-1]
+    migrations = MIGRATIONS if backend.kind == "sqlite" else pgschema.MIGRATIONS
+    # the schema just before decisions came (later migrations may follow it)
+    previous = migrations[: next(i for i, script in enumerate(migrations) if "CREATE TABLE decisions" in script)]
     (old,) = _router(tmp_path).route(RuleState(), [job_finished(1, "failed", job="bmj_old")], None, T0).notifications
     inserts = [
         "INSERT INTO deliveries (notification_id, notifier, attempt, started_ms, finished_ms, outcome)"
