@@ -699,66 +699,67 @@ async def test_a_cycle_takes_the_heartbeats_leases_only_where_heartbeats_come_at
     """A cycle takes the last heartbeat's answer (no transaction of its own) where heartbeats (TTL / 3 = 5 s) come at
     least as often as cycles; where cycles come more often (2 s), each renews: their takeovers of a dead replica's
     jobs are the sooner ones (the failover bound: TTL + the shorter of a heartbeat and a poll interval)."""
-    url = Backend("postgres", tmp_path, postgres_database).location()
-    sim = Simulator(clock=ManualClock(), api_key="sim-key")
-    sim_server = TestServer(create_app(sim))
-    await sim_server.start_server()
-    config = write_config(tmp_path, str(sim_server.make_url("")).rstrip("/"), "http://127.0.0.1:9/hook")
-    text = config.read_text().replace("state: {path: ./state.db}", f"state: {{url: '{url}', lease_ttl: 15s}}")
-    config.write_text(text.replace("poll_interval: 1h", f"poll_interval: {interval}"))
-    service = Service(load_config(config), clock=ManualClock())
 
     async def renewal() -> str:  # the version of this replica's row: a new one at every renewal
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             row = await (await conn.execute("SELECT xmin::text FROM replicas")).fetchone()
             return str(row[0]) if row else ""
 
-    try:
-        async with service.started():
-            await service.poll_once()
-            first = await renewal()
-            await service.poll_once()  # at once: within a heartbeat period of the first cycle's renewal
-            assert (await renewal() == first) is reused
-    finally:
-        await sim_server.close()
+    on = _service_on(postgres_database, tmp_path, lease_ttl="15s", poll_interval=interval)
+    async with on as (service, url), service.started():
+        await service.poll_once()
+        first = await renewal()
+        await service.poll_once()  # at once: within a heartbeat period of the first cycle's renewal
+        assert (await renewal() == first) is reused
 
 
 async def test_a_stop_waits_for_a_heartbeat_under_way_instead_of_cancelling_it(
     postgres_database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = Backend("postgres", tmp_path, postgres_database).location()
-    sim = Simulator(clock=ManualClock(), api_key="sim-key")
-    sim_server = TestServer(create_app(sim))
-    await sim_server.start_server()
-    config = write_config(tmp_path, str(sim_server.make_url("")).rstrip("/"), "http://127.0.0.1:9/hook")
-    config.write_text(
-        config.read_text().replace("state: {path: ./state.db}", f"state: {{url: '{url}', lease_ttl: 5s}}")
-    )
-    service = Service(load_config(config), clock=ManualClock())
     stop = asyncio.Event()
     caplog.set_level(logging.INFO, logger="benchwatch")
-    running = asyncio.create_task(service.run(stop))
-    try:
-        async with asyncio.timeout(10):  # the first cycle (which renews the leases too) has ended
-            while not (await service.readiness())[0]:  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as blocker, blocker.transaction():
-            await blocker.execute("SELECT pg_advisory_xact_lock(%s)", (LEASE_LOCK_KEY,))
-            async with asyncio.timeout(10):  # until the next heartbeat waits for the lease lock: then stop
-                while not await _waiting_for_advisory_lock(blocker):  # noqa: ASYNC110
+    async with _service_on(postgres_database, tmp_path, lease_ttl="5s") as (service, url):
+        running = asyncio.create_task(service.run(stop))
+        try:
+            async with asyncio.timeout(10):  # the first cycle (which renews the leases too) has ended
+                while not (await service.readiness())[0]:  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as blocker, blocker.transaction():
+                await blocker.execute("SELECT pg_advisory_xact_lock(%s)", (LEASE_LOCK_KEY,))
+                async with asyncio.timeout(10):  # until the next heartbeat waits for the lease lock: then stop
+                    while not await _waiting_for_advisory_lock(blocker):  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                stop.set()
+                async with asyncio.timeout(10):  # the stop is under way, the heartbeat still waiting
+                    while not any(r.getMessage().startswith("stopping") for r in caplog.records):  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+            # the lock is free: the heartbeat ends, then the stop
+            assert await asyncio.wait_for(running, timeout=20) == 0
+        finally:
             stop.set()
-            async with asyncio.timeout(10):  # the stop is under way, the heartbeat still waiting
-                while not any(r.getMessage().startswith("stopping") for r in caplog.records):  # noqa: ASYNC110
-                    await asyncio.sleep(0.02)
-        # the lock is free: the heartbeat ends, then the stop
-        assert await asyncio.wait_for(running, timeout=20) == 0
-    finally:
-        stop.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(running, timeout=20)
-        await sim_server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(running, timeout=20)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], caplog.text
+
+
+@contextlib.asynccontextmanager
+async def _service_on(
+    postgres_database: str, tmp_path: Path, *, lease_ttl: str, poll_interval: str | None = None
+) -> AsyncIterator[tuple[Service, str]]:
+    """A replica's `Service` on a database of the test's own (and its URL), watching a simulator with no jobs."""
+    url = Backend("postgres", tmp_path, postgres_database).location()
+    sim_server = TestServer(create_app(Simulator(clock=ManualClock(), api_key="sim-key")))
+    await sim_server.start_server()
+    try:
+        config = write_config(tmp_path, str(sim_server.make_url("")).rstrip("/"), "http://127.0.0.1:9/hook")
+        state = f"state: {{url: '{url}', lease_ttl: {lease_ttl}}}"
+        text = config.read_text().replace("state: {path: ./state.db}", state)
+        if poll_interval is not None:
+            text = text.replace("poll_interval: 1h", f"poll_interval: {poll_interval}")
+        config.write_text(text)
+        yield Service(load_config(config), clock=ManualClock()), url
+    finally:
+        await sim_server.close()
 
 
 async def _waiting_for_advisory_lock(conn: psycopg.AsyncConnection[Any]) -> bool:
