@@ -252,8 +252,7 @@ class Service:
         A cycle that waited a whole interval ended just after its next run was due, and APScheduler skipped that run
         (`max_instances`): every job waited two intervals. On `ha`'s many workload one replica skipped two of seven
         cycles while 200 jobs changed every second — it missed changes that three replicas saw."""
-        watch = self.config.watch
-        return self._interval_s() * (0.9 - watch.jitter)
+        return self._interval_s() * (0.9 - self.config.watch.jitter)
 
     def _start_scheduler(self) -> AsyncIOScheduler:
         """APScheduler calls the steps on their intervals (the first cycle at once); a step still running when its
