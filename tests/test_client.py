@@ -51,6 +51,24 @@ async def test_paging_returns_every_job_exactly_once(
     assert len(sim.request_log) == 7  # ceil(45 / 7) pages, no extra request
 
 
+async def test_a_job_list_page_read_again_unchanged_is_not_parsed_again(
+    sim: Simulator, sim_url: str, fake_sleep: FakeSleep, clock: ManualClock
+) -> None:
+    """Discovery reads the list's first page at every cycle: the same bytes give the same jobs without a parse,
+    and a page that changed is read anew."""
+    first = sim.add_job(SimJobSpec(n_scenarios=1))
+    clock.advance(1000)
+    async with _client(sim_url, fake_sleep) as client:
+        before = [job async for job in client.iter_listed(page_size=5)]
+        again = [job async for job in client.iter_listed(page_size=5)]
+        assert [job.id for job in again] == [first.job_id]
+        assert again[0] is before[0]  # the page's bytes were the same: its jobs were not read again
+        second = sim.add_job(SimJobSpec(n_scenarios=1))
+        after = [job async for job in client.iter_listed(page_size=5)]
+    assert [job.id for job in after] == [second.job_id, first.job_id]
+    assert after[1] is not before[0]
+
+
 async def test_scenario_run_paging(sim: Simulator, sim_url: str, fake_sleep: FakeSleep, clock: ManualClock) -> None:
     plan = sim.add_job(SimJobSpec(n_scenarios=30, concurrency=30, agents=[{"name": "a"}]))  # type: ignore[list-item]
     clock.set(plan.running_ms + 1000)

@@ -14,7 +14,7 @@ import re
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -170,6 +170,7 @@ class RunloopClient:
         self.requests_made = 0
         self.bytes_received = 0
         self.rejects = RejectReporter()
+        self._listed: _LastDecoded[ListedPage] | None = None
 
     def __repr__(self) -> str:
         key_state = "set" if self._api_key else "missing"
@@ -235,9 +236,13 @@ class RunloopClient:
         `iter_jobs`; a job whose head reads but whose whole does not is the caller's to report (`rejects`)."""
         from watcher.api.listing import decode_listed  # pydantic: not before the first request
 
+        if self._listed is None:
+            self._listed = _LastDecoded(decode_listed)
+        decode = self._listed
+
         async def page(cursor: str | None) -> ListedPage:
             params = _params(limit=page_size, starting_after=cursor, include_total_count=False)
-            return await self._get("/v1/benchmark_jobs", params, decode_listed)
+            return await self._get("/v1/benchmark_jobs", params, decode)
 
         async for job in self._each_listed(page):
             yield job
@@ -459,6 +464,25 @@ def json_error(path: str, problem: str) -> RunloopApiError:
     if any(word in problem for word in _UNREADABLE):
         return SchemaError(f"GET {path}: response cannot be read: {problem.removeprefix('Invalid JSON: ')}", status=200)
     return MalformedResponseError(f"GET {path}: response is not valid JSON", status=200)
+
+
+class _LastDecoded(Generic[T]):
+    """A decoder that remembers its last answer, so the same bytes again are not parsed again: discovery reads the
+    first page of the job list at every cycle, and while no job is created it is the same page every time
+    (parsing `small`'s page of five jobs, 15 KB, took 115 µs — at every cycle, of every replica). Decoding is a
+    function of the path and the bytes alone, and its readers never change its answer."""
+
+    def __init__(self, decode: Callable[[str, bytes], T]) -> None:
+        self._decode = decode
+        self._last: tuple[str, bytes, T] | None = None
+
+    def __call__(self, path: str, body: bytes) -> T:
+        last = self._last
+        if last is not None and last[1] == body and last[0] == path:
+            return last[2]
+        decoded = self._decode(path, body)
+        self._last = (path, body, decoded)
+        return decoded
 
 
 def _raw(path: str, body: bytes) -> bytes:
