@@ -167,11 +167,10 @@ async def test_a_replica_stopping_in_order_hands_over_at_once(
     replicas: list[PostgresStore], clock: ManualClock
 ) -> None:
     r1, r2, _ = replicas
-    await r1.hold(JOBS, clock.now_ms())
-    assert await r1.claim_timers(clock.now_ms())
+    assert (await r1.hold(JOBS, clock.now_ms())).timers
     await r1.close()
-    assert (await r2.hold(JOBS, clock.now_ms())).held == frozenset(JOBS)  # no TTL to wait for
-    assert await r2.claim_timers(clock.now_ms())
+    holding = await r2.hold(JOBS, clock.now_ms())
+    assert holding.held == frozenset(JOBS) and holding.timers  # no TTL to wait for
 
 
 async def test_a_notification_is_claimed_by_one_replica_and_a_dead_claim_is_taken_over(
@@ -265,12 +264,13 @@ async def test_leases_and_claims_follow_the_databases_clock_not_a_skewed_replica
     await skewed.open()
     try:
         now_ms, ahead_ms = clock.now_ms(), clock.now_ms() + 90_000
-        assert (await honest.hold(JOBS, now_ms)).held == frozenset(JOBS)
-        assert (await skewed.hold(JOBS, ahead_ms)).held == frozenset()  # they are held: it waits for its share
+        first = await honest.hold(JOBS, now_ms)
+        assert first.held == frozenset(JOBS) and first.timers
+        second = await skewed.hold(JOBS, ahead_ms)
+        assert second.held == frozenset() and not second.timers  # they are held: it waits for its share
         await honest.commit(notifications=_notes("hook", 2, clock))
         claimed = await honest.due_notifications(now_ms)
         assert len(claimed) == 2 and await skewed.due_notifications(ahead_ms) == []  # claims live: nothing twice
-        assert await honest.claim_timers(now_ms) and not await skewed.claim_timers(ahead_ms)
     finally:
         await honest.close()
         await skewed.close()
@@ -309,12 +309,14 @@ async def test_deliveries_show_tells_an_interrupted_attempt_in_text_and_json(
 
 
 async def test_rule_timers_are_flushed_by_one_replica(replicas: list[PostgresStore], clock: ManualClock) -> None:
+    """The claim goes with each heartbeat: the first replica's, renewed by its next; a dead holder's is taken by
+    the next heartbeat after its TTL."""
     r1, r2, r3 = replicas
-    assert [await r.claim_timers(clock.now_ms()) for r in replicas] == [True, False, False]
+    assert [(await r.hold(JOBS, clock.now_ms())).timers for r in replicas] == [True, False, False]
     clock.advance(TTL_MS - 1)
-    assert await r1.claim_timers(clock.now_ms())  # renewed
+    assert (await r1.hold(JOBS, clock.now_ms())).timers  # renewed
     clock.advance(TTL_MS)
-    assert [await r.claim_timers(clock.now_ms()) for r in (r2, r3, r1)] == [True, False, False]
+    assert [(await r.hold(JOBS, clock.now_ms())).timers for r in (r2, r3, r1)] == [True, False, False]
 
 
 class _Wakes:
@@ -711,6 +713,34 @@ async def test_a_cycle_takes_the_heartbeats_leases_only_where_heartbeats_come_at
         first = await renewal()
         await service.poll_once()  # at once: within a heartbeat period of the first cycle's renewal
         assert (await renewal() == first) is reused
+
+
+async def test_the_rule_timers_follow_the_heartbeats_claim(postgres_database: str, tmp_path: Path) -> None:
+    """A replica flushes the rule timers (and sends the digests) while its last heartbeat, within two heartbeat
+    periods (TTL 15 s: 10 s), held the claim — no transaction of its own each second; a replica stopping in order
+    frees the claim, and the next heartbeat of another takes it."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    on_a = _service_on(postgres_database, tmp_path / "a", lease_ttl="15s")
+    on_b = _service_on(postgres_database, tmp_path / "b", lease_ttl="15s")
+    async with on_a as (first, _), on_b as (second, _), contextlib.AsyncExitStack() as first_running:
+        assert first.gate is not None and second.gate is not None
+        await first_running.enter_async_context(first.started())
+        await first.poll_once()
+        clock = first.clock
+        assert isinstance(clock, ManualClock)
+        async with second.started():
+            await second.poll_once()
+            assert first.gate.holds_timers() and not second.gate.holds_timers()
+            clock.advance(9_999)
+            assert first.gate.holds_timers()
+            clock.advance(1)  # two heartbeats missed: no longer sure
+            assert not first.gate.holds_timers()
+            await first.heartbeat()
+            assert first.gate.holds_timers()
+            await first_running.aclose()  # a stop in order: its leases and claims are free at once
+            await second.heartbeat()
+            assert second.gate.holds_timers()
 
 
 async def test_a_stop_waits_for_a_heartbeat_under_way_instead_of_cancelling_it(

@@ -143,7 +143,6 @@ async def test_a_read_only_database_refuses_every_write_of_a_replica_as_a_write_
         "commit": store.commit(memory=_memory("bmj_1")),
         "probe": store.commit(state_rows=probe),  # PollCycle._store_writable's probe
         "hold": store.hold(["bmj_1"], clock.now_ms()),
-        "claim_timers": store.claim_timers(clock.now_ms()),
         "record_delivery": store.record_delivery(attempt, status=OutboxStatus.SENT, next_attempt_ms=0),
         "due_notifications": store.due_notifications(clock.now_ms()),
     }

@@ -72,7 +72,7 @@ class Replica:
         router = Router(self.config.rules, self.config.silences)
         self.tracker = JobTracker(self.store, router=router, shared_rules=True)
         await self.tracker.load_memories()
-        self.gate = LeaseGate(self.store, self.tracker, self.clock)
+        self.gate = LeaseGate(self.store, self.tracker, self.clock, timers_for_ms=TTL_MS * 2 // 3)
         self.cycle = PollCycle(
             watch=self.config.watch, client=self.client, tracker=self.tracker, clock=self.clock,
             health=ApiHealth(self.config.watch.api_unreachable_after_ms), on_notifications=lambda: None,
@@ -82,11 +82,11 @@ class Replica:
         return self
 
     async def step(self) -> None:
-        """A poll cycle, the timer flush if this replica holds the claim, the sends due."""
+        """A poll cycle, the timer flush if its heartbeat holds the claim, the sends due."""
         await self.cycle.run()
         now_ms = self.clock.now_ms()
         with contextlib.suppress(StoreError):  # as the service's jobs do: the next tick tries again
-            if await self.store.claim_timers(now_ms):
+            if self.gate.holds_timers():  # the cycle's heartbeat took or renewed the claim
                 await self.tracker.flush_due(now_ms)
         with contextlib.suppress(StoreError):
             await self.worker.drain()

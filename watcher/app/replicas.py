@@ -32,6 +32,7 @@ class LeaseGate:
         *,
         on_takeover: Callable[[], None] | None = None,
         reuse_ms: int | None = None,
+        timers_for_ms: int = 0,
     ) -> None:
         self.coordination = coordination
         # A cycle's `admit` wanting the very jobs the last heartbeat held, within this long of it, takes that
@@ -49,6 +50,10 @@ class LeaseGate:
         self._rest_unmarked: set[str] = set()  # held jobs that came to rest, not yet marked (the store was away)
         self._fresh: set[str] = set()  # jobs taken over since the last cycle took them: polled first, not spread
         self._beat = asyncio.Lock()
+        # The rule-timer claim, taken or renewed by each heartbeat for a lease TTL: this replica flushes the timers
+        # while its last good heartbeat, within `timers_for_ms`, held the claim (see `holds_timers`).
+        self._timers_for_ms = timers_for_ms
+        self._timers_ms: int | None = None  # when the last good heartbeat held the claim; None: it did not
 
     async def admit(self, job_ids: Collection[str], *, new: Collection[str] = ()) -> frozenset[str]:
         """The jobs to poll now: of `job_ids`, of the `new` ones discovery found, and of jobs orphaned by a dead
@@ -112,7 +117,21 @@ class LeaseGate:
                 self._on_takeover()
         self.held = holding.held
         self._last_beat = (frozenset(self._wanted), now_ms)
+        self._timers_ms = now_ms if holding.timers else None
         return self.held
+
+    def holds_timers(self) -> bool:
+        """Whether this replica is the one that flushes the rule timers and sends the digests now: its last good
+        heartbeat, at most `timers_for_ms` ago, took or renewed the rule-timer claim.
+
+        The claim costs no transaction of its own — each heartbeat renews it in its round trip, where a claim taken
+        every second was a transaction a second of every replica. A dead holder's claim is free after a lease TTL,
+        and the next heartbeat of another replica takes it: the timers go on within TTL + a heartbeat. Two replicas
+        that both believe they hold it (a holder paused past its TTL) flush safely: a flush and a digest run in a
+        rule-state section, one replica at a time, and what the first did the second finds done."""
+        if self._timers_ms is None:
+            return False
+        return 0 <= self.clock.now_ms() - self._timers_ms < self._timers_for_ms
 
     def has_fresh(self) -> bool:
         """Whether jobs were taken over that no cycle has taken yet."""

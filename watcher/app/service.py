@@ -115,6 +115,7 @@ class Service:
                 self.store_health,
                 on_takeover=self.worker.wake,
                 reuse_ms=self._admit_reuse_ms(),
+                timers_for_ms=self._timers_for_ms(),
             )
             if self._store.shared
             else None
@@ -243,6 +244,12 @@ class Service:
         their takeovers are the sooner ones."""
         heartbeat_ms = self._heartbeat_ms()
         return heartbeat_ms if heartbeat_ms <= self.config.watch.poll_interval_ms else None
+
+    def _timers_for_ms(self) -> int:
+        """How long a heartbeat's rule-timer claim lets this replica flush (`LeaseGate.holds_timers`): two heartbeat
+        periods — one heartbeat missed (the database slow for a moment) does not stop the timers, two do, before
+        the claim (a TTL, three heartbeats) can expire and be taken by another replica."""
+        return 2 * self._heartbeat_ms()
 
     def _cycle_wait_s(self) -> float:
         """How long a cycle waits for its polls: until the next run can come at the earliest (jitter may bring it
@@ -373,8 +380,8 @@ class Service:
         if not self.store_health.writable:
             return
         try:
-            if self._store.shared:
-                if not await self._store.claim_timers(now_ms):
+            if self.gate is not None:
+                if not self.gate.holds_timers():
                     return
             elif (due_ms := self.tracker.next_due_ms()) is None or due_ms > now_ms:
                 return
@@ -408,7 +415,7 @@ class Service:
         if self.digests is None or not self.store_health.writable:
             return 0
         try:
-            if self._store.shared and not await self._store.claim_timers(now_ms):
+            if self.gate is not None and not self.gate.holds_timers():
                 return 0
             queued = await self.digests.run_due(now_ms)
         except StoreError as exc:  # the database is away: the digests are still due when it returns

@@ -24,6 +24,7 @@ from collections.abc import Collection
 from typing import Any, Final
 
 import psycopg
+from psycopg import AsyncCursor
 
 from watcher.store.pgschema import LEASE_LOCK_KEY
 
@@ -127,16 +128,17 @@ async def check_epoch(conn: Conn, holder: str, job_id: str, epoch: int | None) -
     return await cursor.fetchone() is not None
 
 
-async def claim(conn: Conn, name: str, holder: str, now_ms: int | None, ttl_ms: int) -> bool:
-    """Take or renew the claim `name` if it is free, expired or already ours (`now_ms` None: the database's clock)."""
-    cursor = await conn.execute(
+async def claim(conn: Conn, name: str, holder: str, now_ms: int | None, ttl_ms: int) -> AsyncCursor[Any]:
+    """Take or renew the claim `name` if it is free, expired or already ours (`now_ms` None: the database's clock);
+    the cursor's one row (the claim's epoch) says it was, no row that another replica holds it. The caller fetches
+    it: in a pipeline, once the round trip is done."""
+    return await conn.execute(
         f"INSERT INTO claims (name, holder, epoch, expires_ms) VALUES (%(name)s, %(holder)s, 1, {NOW} + %(ttl)s)"
         " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms,"
         " epoch = claims.epoch + CASE WHEN claims.holder = excluded.holder THEN 0 ELSE 1 END"
         f" WHERE claims.holder = excluded.holder OR claims.expires_ms <= {NOW} RETURNING epoch".encode(),
         {"name": name, "holder": holder, "now": now_ms, "ttl": ttl_ms},
     )
-    return await cursor.fetchone() is not None
 
 
 async def release_all(conn: Conn, holder: str) -> None:

@@ -505,32 +505,30 @@ class PostgresStore:
         and which of `job_ids` another replica saw come to rest."""
         reused = self._lease_conn is not None
         try:
-            held, resting = await self._hold_once(job_ids, now_ms, rested)
+            held, resting, timers = await self._hold_once(job_ids, now_ms, rested)
         except StoreError:
             if not reused or self._lease_conn is not None:  # not a connection that was cut while it waited
                 raise
             # Its connection, idle since the last heartbeat, was cut (a server restart, a demotion, a proxy's idle
             # timeout): once more, on a new one, as the pool would have given.
-            held, resting = await self._hold_once(job_ids, now_ms, rested)
+            held, resting, timers = await self._hold_once(job_ids, now_ms, rested)
         before = self._epochs or {}
         self._epochs = held
         acquired = frozenset(job_id for job_id, epoch in held.items() if before.get(job_id) != epoch)
-        return Holding(frozenset(held), acquired, resting)
+        return Holding(frozenset(held), acquired, resting, timers)
 
     async def _hold_once(
         self, job_ids: Collection[str], now_ms: int, rested: Collection[str]
-    ) -> tuple[dict[str, int], frozenset[str]]:
-        # Pipelined: BEGIN, the outbox claims' renewal and the leases' steps go in one round trip (`hold_leases`).
+    ) -> tuple[dict[str, int], frozenset[str], bool]:
+        # Pipelined: BEGIN, the outbox claims' renewal and the leases' steps go in one round trip (`hold_leases`);
+        # the rule-timer claim goes with the COMMIT. (Taken on its own every second, the claim was a transaction a
+        # second of every replica.)
         async with self._connection(leases=True) as conn, conn.pipeline(), conn.transaction():
             now = self._lease_now(now_ms)
             await renew_outbox_claims(conn, self.holder, now, self.lease_ttl_ms)
             held, resting = await hold_leases(conn, self.holder, job_ids, now, self.lease_ttl_ms, rested=rested)
-        return held, resting
-
-    async def claim_timers(self, now_ms: int) -> bool:
-        """Whether this replica flushes the rule timers now (the claim taken or renewed)."""
-        async with self._connection() as conn:
-            return await claim_lease(conn, RULE_TIMERS, self.holder, self._lease_now(now_ms), self.lease_ttl_ms)
+            timers = await claim_lease(conn, RULE_TIMERS, self.holder, now, self.lease_ttl_ms)
+        return held, resting, await timers.fetchone() is not None
 
     def _lease_now(self, now_ms: int) -> int | None:
         """The time a lease or claim is compared with: the caller's with `caller_clock`, else None — the

@@ -31,6 +31,9 @@ class Holding:
     acquired: frozenset[str]
     resting: frozenset[str] = frozenset()
     """Of the jobs asked for, those another replica saw come to rest: nobody polls them any more."""
+    timers: bool = True
+    """Whether this replica holds the rule-timer claim (taken or renewed by this heartbeat, for a lease TTL):
+    the one replica that flushes the rule timers and sends the digests."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +67,8 @@ class Coordination(Protocol):
     async def hold(self, job_ids: Collection[str], now_ms: int, *, rested: Collection[str] = ()) -> Holding:
         """The heartbeat of a replica: mark the jobs `rested` (this replica saw them come to rest) as resting for
         every replica, renew this replica's leases, take its share of free or expired ones (`job_ids` and
-        orphans), let go of leases on jobs no longer in `job_ids`."""
-        ...
-
-    async def claim_timers(self, now_ms: int) -> bool:
-        """Whether this replica is the one that flushes rule timers now (taking the claim if free or expired)."""
+        orphans), let go of leases on jobs no longer in `job_ids`; take or renew the rule-timer claim if it is
+        free, expired or already this replica's."""
         ...
 
     async def lease_holders(self) -> dict[str, str]:

@@ -293,12 +293,8 @@ class SQLiteStore:
     # -- Coordination: one process holds everything ------------------------------------------------
 
     async def hold(self, job_ids: Collection[str], now_ms: int, *, rested: Collection[str] = ()) -> Holding:
-        """Every job: an SQLite file has one process."""
+        """Every job and the rule timers: an SQLite file has one process."""
         return Holding(frozenset(job_ids), frozenset())
-
-    async def claim_timers(self, now_ms: int) -> bool:
-        """Always this process."""
-        return True
 
     async def lease_holders(self) -> dict[str, str]:
         """No leases on SQLite."""
