@@ -31,6 +31,7 @@ from watcher.core.notification import Notification
 from watcher.core.records import DeliveryAttempt, LoggedDelivery, OutboxItem, OutboxStatus, StateRow
 from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.filelock import StateFileLock
+from watcher.store.filewatch import FileChanges
 from watcher.store.protocol import Holding, SectionReads, SectionView, StoredEvent
 from watcher.store.rows import (
     DELIVERY_COLUMNS,
@@ -116,8 +117,8 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
-# How often a running watcher asks SQLite whether another process (the CLI: `deliveries retry`, `silences add`)
-# committed to its file: one `PRAGMA data_version` on the event loop's thread, microseconds each (`listen`).
+# How often at most a running watcher asks SQLite whether another process (the CLI: `deliveries retry`, `silences
+# add`) committed to its file — only after a write to the file was seen, where inotify is had (`listen`).
 LISTEN_INTERVAL_S: Final = 0.2
 
 
@@ -320,8 +321,11 @@ class SQLiteStore:
     async def listen(self, wake: Callable[[], None]) -> None:
         """Call `wake` whenever another process commits to this file (`benchwatch deliveries retry` while the
         watcher runs), until cancelled: `PRAGMA data_version` moves only for other connections' commits — this
-        process's own wake its worker directly — and is asked every LISTEN_INTERVAL_S. `wake` is also called after
-        the first reading, for what was committed before it.
+        process's own wake its worker directly. It is asked when a write to the database's files was seen
+        (inotify: `FileChanges`), at most every LISTEN_INTERVAL_S — a watcher at rest does not wake for it at all
+        (five looks a second were half of the wake-ups of a watcher at rest on ten jobs) — and, where inotify
+        cannot be had, every LISTEN_INTERVAL_S. `wake` is also called after the first reading, for what was
+        committed before it.
 
         Asking the store's own connection takes a round trip to its thread (two wake-ups of the process); a
         sentinel connection on the event loop's thread asks first, in microseconds, whether anyone — this process
@@ -329,7 +333,7 @@ class SQLiteStore:
         if self.path == ":memory:":  # no other process can open it
             return
         seen: int | None = None
-        with contextlib.closing(_Sentinel(self.path)) as sentinel:
+        with contextlib.closing(_Sentinel(self.path)) as sentinel, contextlib.closing(FileChanges(self.path)) as files:
             while True:
                 if sentinel.moved():
                     try:
@@ -340,7 +344,8 @@ class SQLiteStore:
                     if version is not None and version != seen:
                         seen = version
                         wake()
-                await asyncio.sleep(LISTEN_INTERVAL_S)
+                await asyncio.sleep(LISTEN_INTERVAL_S)  # this process's own commits come in bursts: a look at most
+                await files.wait()
 
     # -- the Store interface ----------------------------------------------------------------------
 
