@@ -6,7 +6,9 @@ them alone; on the `small`, `many` and `large` workloads (issue 28: at most 1.5�
 The process is `python -m watcher run` under the simulator (manual clock: identical bytes while it stands still),
 its CPU read from /proc (utime + stime, every thread) over a window of whole poll intervals once it polls at rest
 (the first pass's notifications sent, finished jobs come to rest). The baselines then fetch exactly the window's
-requests (the simulator's request log), one after the other, in this process (`benchmarks/floor.py`).
+requests (the simulator's request log), one after the other, in this process (`benchmarks/floor.py`), three
+times: the pass of median cost is the baseline. (One pass was the baseline until the issue-28 round on the second
+AMD VM: the same code measured 1.35–1.90× on `small`, the bare pass alone varying by ±15 % from run to run.)
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from dataclasses import asdict
 from typing import Any
 
 from benchmarks import workloads
-from benchmarks.floor import measure_floor
+from benchmarks.floor import FloorSample, measure_floor
 from benchmarks.replicas import JOB_PATH, bench_for, progress
 from benchmarks.workloads import Workload
 
 TARGET_VS_BARE = 1.5
-# Whole intervals at rest: /proc counts CPU in 10 ms ticks, so a window must hold a few hundred of them.
-INTERVALS = {"small": 20, "many": 8, "large": 5}
+# Whole intervals at rest: /proc counts CPU in 10 ms ticks, so a window must hold a few hundred of them (`small`
+# spends ~10 ms a second: 60 s for 60 ticks, ±1.7 %).
+INTERVALS = {"small": 60, "many": 8, "large": 5}
+FLOOR_PASSES = 3  # the baseline is the median of this many passes over the window's requests
 
 
 def job_views(lines: list[str]) -> int:
@@ -48,12 +52,13 @@ async def measure(workload: Workload, intervals: int) -> dict[str, Any]:
         await bench.stop_replicas()
         lines, _ = await bench.sim.requests_since(window["served_from"])
         lines = lines[: window["requests"]]
-        floor = await measure_floor(bench.sim.session, bench.sim.base_url, lines)
+        passes = [await measure_floor(bench.sim.session, bench.sim.base_url, lines) for _ in range(FLOOR_PASSES)]
+    floor = sorted(passes, key=_bare_s)[len(passes) // 2]
     if floor.bytes != window["bytes"]:
         raise RuntimeError(f"the baselines received {floor.bytes} bytes, the watcher {window['bytes']}")
     views = job_views(lines)
     process_s = window["cpu_s"][0]
-    bare_s = floor.recv_cpu_s + floor.xxh3_s
+    bare_s = _bare_s(floor)
     return {
         "workload": workload.name,
         "title": workload.title,
@@ -61,6 +66,7 @@ async def measure(workload: Workload, intervals: int) -> dict[str, Any]:
         "window": window,
         "views": views,
         "floor": asdict(floor),
+        "bare_passes_s": [round(_bare_s(sample), 4) for sample in passes],
         "process_ms_per_view": _per_view(process_s, views),
         "bare_ms_per_view": _per_view(bare_s, views),
         "process_vs_bare": process_s / bare_s if bare_s and process_s else None,
@@ -68,6 +74,11 @@ async def measure(workload: Workload, intervals: int) -> dict[str, Any]:
         "receive_vs_orjson": floor.recv_cpu_s / floor.parse_s if floor.parse_s else None,
         "bare_vs_orjson": bare_s / floor.parse_s if floor.parse_s else None,
     }
+
+
+def _bare_s(floor: FloorSample) -> float:
+    """What the bare client spent on a pass: receiving each response and hashing it with xxh3."""
+    return floor.recv_cpu_s + floor.xxh3_s
 
 
 def _per_view(seconds: float, views: int) -> float | None:
@@ -100,6 +111,8 @@ def print_figures(figures: dict[str, Any]) -> None:
         )
     ratio = figures["process_vs_bare"]
     verdict = "not measured" if ratio is None else ("met" if ratio <= TARGET_VS_BARE else "MISSED")
+    passes = ", ".join(f"{seconds:.4f}" for seconds in figures["bare_passes_s"])
+    print(f"  bare GET + xxh3, each pass (the median is the baseline): {passes} s")
     print(f"  target: whole process ≤ {TARGET_VS_BARE}× the bare GET + hash: {_cell(ratio)}× — {verdict}")
 
 
