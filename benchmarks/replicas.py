@@ -124,6 +124,7 @@ class Bench:
         self.tolerance = 1.0 if workload.title.startswith("quick") else 0.35  # tiny: polling at all is enough
         self.rest_rate: int | None = None  # requests per sample when first settled
         self._terminal: set[str] | None = None
+        self.polled_at_rest: set[str] = set()  # the jobs polled in the last settling sample
 
     def config(self, state: str, name: str) -> Path:
         """A config file for `state` (a YAML flow mapping)."""
@@ -168,6 +169,7 @@ class Bench:
             lines, now_served = await self.sim.requests_since(served)
             now_arrived = await self.receiver.count()
             samples.append((now_served - served, now_arrived - arrived, len(polled_jobs(lines) & terminal)))
+            self.polled_at_rest = polled_jobs(lines)  # every running job: a sample spans two poll intervals
             served, arrived = now_served, now_arrived
             last = samples[-2:]
             progress(f"settling: requests, notifications, terminal polls per {SETTLE_SAMPLE_S:g} s {last}")
@@ -219,7 +221,13 @@ class Bench:
         """`intervals` poll intervals, the clock moved at each (or still); what every replica spent. `absorbed`:
         the window goes on, the clock still, until the changes are absorbed — every job polled again since the
         last move, then no notification for `QUIET_S` — so that setups which work through the same changes at
-        different speeds are measured on all of them (a slower one pays its extra polling at rest, as it would)."""
+        different speeds are measured on all of them (a slower one pays its extra polling at rest, as it would).
+
+        With `advance`, the clock moves on only once every job still running has been polled since its last move
+        (`_polled_since`): every setup sees every state of every job, so one replica and three do the same work.
+        Moved every interval regardless, a setup that could not poll every job within an interval (one replica
+        under 200 changing jobs) saw fewer of the intermediate states, told fewer changes (many: 494 notifications
+        against three replicas' 546, on the same seed) and was compared on less work."""
         pids = [child.process.pid for child in self.replicas]
         xacts_before = await db.transactions() if db is not None else 0
         stats_before, arrivals_before = await self.sim.stats(), await self.receiver.count()
@@ -227,9 +235,12 @@ class Bench:
         moved_at = stats_before["requests"]
         for _ in range(intervals):
             if advance:
+                running = self.polled_at_rest - await self.sim.terminal_ids()
                 moved_at = (await self.sim.stats())["requests"]
                 await self.sim.advance(self.advance_ms)
             await asyncio.sleep(POLL_INTERVAL_S)
+            if advance:
+                await self._polled_since(moved_at, running)
         if absorbed:
             await self._absorbed(stats_before["requests"], moved_at, arrivals_before, expected)
         cpu = [cpu_s(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
@@ -248,6 +259,18 @@ class Bench:
             "notifications": len(arrivals),
             "transactions": xacts,
         }
+
+    async def _polled_since(self, moved_at: int, jobs: set[str]) -> None:
+        """Wait until each of `jobs` has been polled since the request count was `moved_at`."""
+        deadline = time.monotonic() + ABSORB_DEADLINE_S
+        lines, seen = await self.sim.requests_since(moved_at)
+        polled = polled_jobs(lines)
+        while not jobs <= polled:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(jobs - polled)} jobs not polled within {ABSORB_DEADLINE_S:g}s of a move")
+            await asyncio.sleep(0.1)
+            lines, seen = await self.sim.requests_since(seen)
+            polled |= polled_jobs(lines)
 
     async def _absorbed(self, served_from: int, moved_at: int, arrivals_before: int, expected: frozenset[str]) -> None:
         """Wait until every job polled in the window and still running has been polled again since the clock last

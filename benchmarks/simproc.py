@@ -114,6 +114,10 @@ class SimControl:
         """How far every job has come."""
         return await self._call("GET", "/_sim/progress")
 
+    async def terminal_ids(self) -> set[str]:
+        """The ids of the jobs terminal now (no request of the API: these are no polls in the request log)."""
+        return set((await self._call("GET", "/_sim/progress?terminal_ids=true"))["terminal_ids"])
+
     async def last_requests(self, count: int) -> list[str]:
         """The last `count` API requests, as "GET /path?query"."""
         if count == 0:

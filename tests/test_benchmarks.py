@@ -100,6 +100,9 @@ async def test_control_endpoints_move_the_clock_add_workloads_and_count(sim_url:
         assert moved["now_ms"] == clock["now_ms"] + 3_600_000
         after = await (await http.get(f"{sim_url}/_sim/progress")).json()
         assert after["scenario_runs_finished"] > before["scenario_runs_finished"] and after["jobs"] == 3
+        assert "terminal_ids" not in after
+        listed = await (await http.get(f"{sim_url}/_sim/progress?terminal_ids=true")).json()
+        assert len(listed["terminal_ids"]) == after["jobs_terminal"] > 0  # an hour on: some have finished
         bad = await http.post(f"{sim_url}/_sim/clock", json={"advance_ms": -1})
         assert bad.status == 400
 

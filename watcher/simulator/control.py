@@ -49,14 +49,18 @@ class WorkloadRequest(BaseModel):
             yield self.spec.model_copy(update={"name": f"{self.name_prefix}-{index:05d}"}), now_ms - age_ms
 
 
-def progress(plans: Iterable[JobPlan], now_ms: int) -> dict[str, Any]:
-    """How far the jobs have come at `now_ms`: terminal jobs, finished runs, started and finished scenario runs."""
+def progress(plans: Iterable[JobPlan], now_ms: int, *, terminal_ids: bool = False) -> dict[str, Any]:
+    """How far the jobs have come at `now_ms`: terminal jobs, finished runs, started and finished scenario runs;
+    with `terminal_ids`, also the ids of the terminal jobs."""
+    terminal: list[str] = []
     counts = dict.fromkeys(
         ("jobs", "jobs_terminal", "runs", "runs_finished", "scenario_runs_started", "scenario_runs_finished"), 0
     )
     for plan in plans:
         counts["jobs"] += 1
-        counts["jobs_terminal"] += job_state(plan, now_ms) in _TERMINAL
+        if job_state(plan, now_ms) in _TERMINAL:
+            counts["jobs_terminal"] += 1
+            terminal.append(plan.job_id)
         progress_ms = now_ms if plan.stop_ms is None else min(now_ms, plan.stop_ms)
         for run in plan.runs:
             counts["runs"] += 1
@@ -67,4 +71,4 @@ def progress(plans: Iterable[JobPlan], now_ms: int) -> dict[str, Any]:
                         continue  # no scenario run: it failed in setup
                     counts["scenario_runs_started"] += attempt.start_ms <= progress_ms
                     counts["scenario_runs_finished"] += attempt.end_ms <= progress_ms
-    return {"now_ms": now_ms, **counts}
+    return {"now_ms": now_ms, **counts, **({"terminal_ids": sorted(terminal)} if terminal_ids else {})}

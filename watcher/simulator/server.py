@@ -193,8 +193,9 @@ class SimulatorRoutes:
         return _json({"requests": logged[len(logged) - min(last, len(logged)) :]})
 
     async def handle_progress(self, request: web.Request) -> web.Response:
-        """`GET /_sim/progress`: how far every job has come now (terminal jobs, finished runs and scenario runs)."""
-        return _json(self.sim.progress())
+        """`GET /_sim/progress`: how far every job has come now (terminal jobs, finished runs and scenario runs);
+        `?terminal_ids=true` lists the terminal jobs' ids too."""
+        return _json(self.sim.progress(terminal_ids=request.query.get("terminal_ids") == "true"))
 
     def _run(self, run_id: str) -> tuple[JobPlan, RunPlan]:
         found = self.sim.started_run(run_id)
