@@ -185,24 +185,8 @@ class Bench:
     async def terminal_jobs(self) -> set[str]:
         """The ids of the workload's terminal jobs when first asked (the settling compares with these)."""
         if self._terminal is None:
-            self._terminal = await self.terminal_now()
+            self._terminal = await self.sim.terminal_ids()
         return self._terminal
-
-    async def terminal_now(self) -> set[str]:
-        """The ids of the jobs terminal now, from the job list (list pages are no job's poll in the request log)."""
-        terminal: set[str] = set()
-        headers = {"Authorization": f"Bearer {API_KEY}"}
-        after = None
-        while True:
-            params = {"limit": "1000", **({"starting_after": after} if after else {})}
-            url = f"{self.sim.base_url}{JOB_PATH.rstrip('/')}"
-            async with self.sim.session.get(url, params=params, headers=headers) as response:
-                page = await response.json()
-            jobs = page.get("jobs") or []
-            terminal |= {job["id"] for job in jobs if job.get("state") in JobState.TERMINAL}
-            if not page.get("has_more") or not jobs:
-                return terminal
-            after = jobs[-1]["id"]
 
     def _check_alive(self) -> None:
         for child in self.replicas:
@@ -240,7 +224,7 @@ class Bench:
                 await self.sim.advance(self.advance_ms)
             await asyncio.sleep(POLL_INTERVAL_S)
             if advance:
-                await self._polled_since(moved_at, running)
+                await self._polled_since(moved_at, running, time.monotonic() + ABSORB_DEADLINE_S)
         if absorbed:
             await self._absorbed(stats_before["requests"], moved_at, arrivals_before, expected)
         cpu = [cpu_s(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
@@ -260,14 +244,14 @@ class Bench:
             "transactions": xacts,
         }
 
-    async def _polled_since(self, moved_at: int, jobs: set[str]) -> None:
-        """Wait until each of `jobs` has been polled since the request count was `moved_at`."""
-        deadline = time.monotonic() + ABSORB_DEADLINE_S
+    async def _polled_since(self, moved_at: int, jobs: set[str], deadline: float) -> None:
+        """Wait until each of `jobs` has been polled since the request count was `moved_at` (the clock's last move),
+        until `deadline` (`time.monotonic()`) at most."""
         lines, seen = await self.sim.requests_since(moved_at)
         polled = polled_jobs(lines)
         while not jobs <= polled:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{len(jobs - polled)} jobs not polled within {ABSORB_DEADLINE_S:g}s of a move")
+                raise RuntimeError(f"{len(jobs - polled)} jobs not polled after the clock's last move")
             await asyncio.sleep(0.1)
             lines, seen = await self.sim.requests_since(seen)
             polled |= polled_jobs(lines)
@@ -277,16 +261,10 @@ class Bench:
         moved (its last changes seen), every job in `expected` has been told of, and then no notification has
         arrived for `QUIET_S` (`ABSORB_DEADLINE_S` at most in all)."""
         deadline = time.monotonic() + ABSORB_DEADLINE_S
-        lines, seen = await self.sim.requests_since(served_from)
+        lines, _ = await self.sim.requests_since(served_from)
         # the jobs still running: a job that finished before the last move rests and is not polled again
-        polled = polled_jobs(lines[: max(0, moved_at - served_from)]) - await self.terminal_now()
-        since_move = polled_jobs(lines[max(0, moved_at - served_from) :])
-        while not polled <= since_move:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{len(polled - since_move)} jobs not polled after the last move")
-            await asyncio.sleep(0.25)
-            lines, seen = await self.sim.requests_since(seen)
-            since_move |= polled_jobs(lines)
+        running = polled_jobs(lines[: max(0, moved_at - served_from)]) - await self.sim.terminal_ids()
+        await self._polled_since(moved_at, running, deadline)
         # The same changes told of the same jobs (`expected`: those another setup told of in its window)
         while not expected <= {arrival.job_id for arrival in await self.receiver.arrivals(arrivals_before)}:
             if time.monotonic() > deadline:
