@@ -34,9 +34,10 @@ async def test_a_commit_of_another_connection_ends_the_wait_and_nothing_else_doe
     db = _database(path)
     with contextlib.closing(FileChanges(str(path))) as changes, contextlib.closing(db):
         assert changes.watching
-        await changes.wait()  # the table's creation, written before: the first wait ends at once
         wait = asyncio.create_task(changes.wait())
-        assert await _pending(wait)  # nothing written: it sleeps
+        assert await _pending(
+            wait
+        )  # nothing written since the watch began (the table was created before it): it sleeps
         (tmp_path / "benchwatch.log").write_text("another file of the folder")
         assert await _pending(wait)
         other = sqlite3.connect(path, isolation_level=None)
