@@ -51,7 +51,8 @@ class LeaseGate:
         self._fresh: set[str] = set()  # jobs taken over since the last cycle took them: polled first, not spread
         self._beat = asyncio.Lock()
         # The rule-timer claim, taken or renewed by each heartbeat for a lease TTL: this replica flushes the timers
-        # while its last good heartbeat, within `timers_for_ms`, held the claim (see `holds_timers`).
+        # while its last good heartbeat, within `timers_for_ms`, held the claim (see `holds_timers`); 0: never (a
+        # gate that only admits polls, as in tests of the leases alone).
         self._timers_for_ms = timers_for_ms
         self._timers_ms: int | None = None  # when the last good heartbeat held the claim; None: it did not
 

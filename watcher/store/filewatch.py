@@ -37,6 +37,7 @@ class FileChanges:
             from inotify_simple import INotify, flags
         except ImportError:  # not Linux: the caller's interval paces the looks
             return
+        self._overflow = int(flags.Q_OVERFLOW)
         watched = flags.MODIFY | flags.CREATE | flags.MOVED_TO | flags.DELETE
         try:
             self._inotify = INotify(nonblocking=True)
@@ -79,11 +80,9 @@ class FileChanges:
     def _written(self) -> bool:
         """Whether the queued events (read and so cleared) name one of the database's files; an overflowed queue
         counts as written."""
-        from inotify_simple import flags
-
         assert self._inotify is not None
         events = self._inotify.read(timeout=0)
-        return any(event.name in self._names or event.mask & flags.Q_OVERFLOW for event in events)
+        return any(event.name in self._names or event.mask & self._overflow for event in events)
 
     def close(self) -> None:
         """Stop watching."""

@@ -31,7 +31,7 @@ class Holding:
     acquired: frozenset[str]
     resting: frozenset[str] = frozenset()
     """Of the jobs asked for, those another replica saw come to rest: nobody polls them any more."""
-    timers: bool = True
+    timers: bool = False
     """Whether this replica holds the rule-timer claim (taken or renewed by this heartbeat, for a lease TTL):
     the one replica that flushes the rule timers and sends the digests."""
 

@@ -295,7 +295,7 @@ class SQLiteStore:
 
     async def hold(self, job_ids: Collection[str], now_ms: int, *, rested: Collection[str] = ()) -> Holding:
         """Every job and the rule timers: an SQLite file has one process."""
-        return Holding(frozenset(job_ids), frozenset())
+        return Holding(frozenset(job_ids), frozenset(), timers=True)
 
     async def lease_holders(self) -> dict[str, str]:
         """No leases on SQLite."""
