@@ -18,6 +18,17 @@ def per_changed_job(window: dict[str, Any]) -> float | None:
     return float(window["transactions"]) / window["changed_jobs"]
 
 
+def replicas_ratio(figures: dict[str, Any], what: str) -> float | None:
+    """Three replicas' transactions (`what` "transactions") or CPU seconds ("cpu"), all together, over one
+    replica's, in windows of the very same changes (`figures`: a workload's, or one of its rounds)."""
+    one, three = (_total(figures[key], what) for key in ("replicas_1", "replicas_3"))
+    return None if one is None or three is None or not one else round(three / one, 3)
+
+
+def _total(window: dict[str, Any], what: str) -> float | None:
+    return float(sum(window["cpu_s"])) if what == "cpu" else window["transactions"]
+
+
 def verdict(target: dict[str, Any]) -> str:
     """'met (0.42×)' or 'MISSED (1.7×)' against the limit; 'not measured' without a figure."""
     if target["value"] is None:
@@ -49,6 +60,13 @@ def print_figures(figures: dict[str, Any]) -> None:
                 f"  3 replicas' {what} together ÷ 1 replica's, on the same changes: {value}"
                 f" (target ≤ {target['limit']}×): {verdict(target)}"
             )
+    rounds = figures.get("rounds", [])
+    if len(rounds) > 1:
+        for what, label in (("transactions", "transactions"), ("cpu", "CPU")):
+            each = ", ".join(
+                "—" if ratio is None else f"{ratio:.2f}×" for ratio in (replicas_ratio(r, what) for r in rounds)
+            )
+            print(f"  {label} per round (1, 3, 1, 3, … alternated): {each}")
     failover = figures["failover"]
     targets = figures["targets"]
     if failover["unpolled"]:
