@@ -157,6 +157,39 @@ def test_the_ha_targets_are_judged_against_fixed_limits_and_a_missing_figure_is_
     assert judged["replicas_cpu_ratio"]["value"] == 2.0 and judged["replicas_cpu_ratio"]["met"] is False
 
 
+def test_alternated_rounds_are_judged_on_their_totals_and_each_round_keeps_its_own_ratio() -> None:
+    def window(cpu_s: list[float], transactions: int | None) -> dict[str, Any]:
+        return {
+            "seconds": 10.0,
+            "cpu_s": cpu_s,
+            "requests": 5,
+            "bytes": 7,
+            "changed_jobs": 3,
+            "notifications": 4,
+            "transactions": transactions,
+        }
+
+    slow = {"replicas_1": window([1.0], 30), "replicas_3": window([0.6, 0.5, 0.4], 33)}  # CPU 1.5×
+    fast = {"replicas_1": window([3.0], 30), "replicas_3": window([1.0, 1.1, 0.9], 30)}  # CPU 1.0×
+    assert [hatable.replicas_ratio(each, "cpu") for each in (slow, fast)] == [1.5, 1.0]
+    three = replicas.pooled([slow["replicas_3"], fast["replicas_3"]])
+    # each replica's CPU summed on its own; a job that changed in both windows counts in each
+    assert three == {
+        "seconds": 20.0,
+        "cpu_s": [1.6, 1.6, 1.3],
+        "requests": 10,
+        "bytes": 14,
+        "changed_jobs": 6,
+        "notifications": 8,
+        "transactions": 63,
+    }
+    totals = {"replicas_1": replicas.pooled([slow["replicas_1"], fast["replicas_1"]]), "replicas_3": three}
+    assert hatable.replicas_ratio(totals, "cpu") == 1.125  # 4.5 s over 4 s: not the mean of the rounds' ratios
+    assert hatable.replicas_ratio(totals, "transactions") == 1.05
+    # a round whose transactions were not counted leaves the total uncounted, not smaller
+    assert replicas.pooled([slow["replicas_1"], window([1.0], None)])["transactions"] is None
+
+
 def test_save_keeps_one_latest_file_per_kind_of_run() -> None:
     from benchmarks.__main__ import RESULTS_FOLDER, latest_path, main
 
