@@ -168,10 +168,11 @@ pytestmark = [pytest.mark.filterwarnings("ignore:.*pool.*:RuntimeWarning"), pyte
 
 @contextlib.asynccontextmanager
 async def _one_of_two_died(
-    aiohttp_server: ServerFactory, database: str, tmp_path: Path, *, seed: int, jobs: int
+    aiohttp_server: ServerFactory, database: str, tmp_path: Path, *, seed: int, jobs: int, expire: bool = True
 ) -> AsyncIterator[tuple[Simulator, ManualClock, Replica, frozenset[str]]]:
     """Two replicas share `jobs` running jobs for three cycles; then one is killed (its leases left to expire) and
-    the lease TTL passes. Yields the simulator, its clock, the replica alive and the jobs the dead one held."""
+    the lease TTL passes (unless not `expire`). Yields the simulator, its clock, the replica alive and the jobs the
+    dead one held."""
     clock = ManualClock()
     sim = Simulator(seed=seed, clock=clock, api_key="e2e-key")
     for index in range(jobs):
@@ -188,7 +189,8 @@ async def _one_of_two_died(
         orphans = dead.gate.held
         assert orphans and alive.gate.held and not orphans & alive.gate.held  # shared between the two
         await dead.stop(crash=True)
-        clock.advance(TTL_MS)
+        if expire:
+            clock.advance(TTL_MS)
         try:
             yield sim, clock, alive, orphans
         finally:
@@ -224,18 +226,53 @@ async def test_jobs_taken_over_are_polled_at_the_cycles_start_not_in_a_spread_sl
         assert len(alive.gate.held - orphans) >= 2  # its own jobs keep their slots (so the spread did wait)
 
 
+async def _polls_ended(cycle: PollCycle) -> None:
+    deadline = asyncio.get_running_loop().time() + 10
+    while cycle.polls_running() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)  # their GETs and commits cross real sockets: no event to wait on
+    assert not cycle.polls_running()
+
+
 async def test_a_heartbeat_that_takes_jobs_over_polls_them_without_waiting_for_a_cycle(
     aiohttp_server: ServerFactory, postgres_database: str, tmp_path: Path
 ) -> None:
     async with _one_of_two_died(aiohttp_server, postgres_database, tmp_path, seed=6, jobs=4) as world:
-        sim, _, alive, orphans = world
-        assert (await alive.cycle.poll_taken_over()).polled == 0  # nothing taken over yet
+        sim, clock, alive, orphans = world
+        assert alive.cycle.start_taken_over() == 0  # nothing taken over yet
         await alive.gate.heartbeat()  # the scheduler's heartbeat between two cycles
         assert alive.gate.has_fresh()
         sim.request_log.clear()
-        report = await alive.cycle.poll_taken_over()
-        assert report.polled == len(orphans) and _polled(sim) == orphans  # the orphans alone, at once
-        assert not alive.gate.has_fresh()  # the next cycle polls them in their slots, as its own
+        assert alive.cycle.start_taken_over() == len(orphans)  # started, not awaited: the heartbeat goes on
+        await _polls_ended(alive.cycle)
+        assert _polled(sim) == orphans and not alive.gate.has_fresh()  # the orphans alone, at once
+        clock.advance(1000)
+        report = await alive.cycle.run()  # polls every job it holds, and counts the orphans' polls besides
+        assert report.polled == len(alive.gate.held) + len(orphans)
+
+
+async def test_jobs_a_heartbeat_takes_over_during_a_cycle_are_polled_then_not_after_it(
+    aiohttp_server: ServerFactory, postgres_database: str, tmp_path: Path
+) -> None:
+    # Polled only between cycles, they waited for the cycle under way to end — with its polls spread over 0.9 of
+    # the interval, most heartbeats come during one: up to a poll interval past the TTL before the first poll.
+    async with _one_of_two_died(aiohttp_server, postgres_database, tmp_path, seed=8, jobs=6, expire=False) as world:
+        sim, clock, alive, orphans = world
+        polled_in_the_spread: set[str] = set()
+
+        async def sleep(seconds: float) -> None:  # the spread's first wait: the TTL passes, a heartbeat comes
+            if not polled_in_the_spread:
+                clock.advance(TTL_MS)
+                await alive.gate.heartbeat()  # takes the orphans over
+                assert alive.cycle.start_taken_over() == len(orphans)
+                await _polls_ended(alive.cycle)
+                polled_in_the_spread.update(_polled(sim) or {"nothing"})
+            clock.advance(int(seconds * 1000))
+
+        alive.cycle._sleep = sleep
+        alive.cycle.slot_jobs = 1  # a slot per job: the spread waits before its second job
+        sim.request_log.clear()
+        await alive.cycle.run(spread_s=30)  # its start renews its own leases: the orphans' have not expired yet
+        assert orphans <= alive.gate.held and orphans <= polled_in_the_spread  # taken and polled mid-cycle
 
 
 async def test_jobs_a_heartbeat_takes_over_are_kept_by_the_next_heartbeat_before_any_cycle(

@@ -354,16 +354,13 @@ class Service:
         await self._beats()
 
     async def _heartbeat(self) -> None:
-        """Jobs taken over from a dead replica are polled at once — they have waited a lease TTL already — unless a
-        cycle is under way (it takes them)."""
+        """Jobs taken over from a dead replica are polled at once — they have waited a lease TTL already — whether
+        or not a cycle is under way (`PollCycle.start_taken_over`)."""
         if self.gate is None:
             return
         await self.gate.heartbeat()
-        if self.gate.has_fresh() and not self._polls.busy:
-            async with self._polls.exclusive() as open_:
-                report = await self.cycle.poll_taken_over() if open_ else None
-            if report is not None:
-                self._count(report, None)
+        if self.gate.has_fresh() and not self._polls.stopped:
+            self.cycle.start_taken_over()
 
     async def each_second(self) -> None:
         """The scheduler's 1-second job: flush the rule timers that are due, then refresh the notifiers."""
