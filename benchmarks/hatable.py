@@ -67,6 +67,8 @@ def print_figures(figures: dict[str, Any]) -> None:
                 "—" if ratio is None else f"{ratio:.2f}×" for ratio in (replicas_ratio(r, what) for r in rounds)
             )
             print(f"  {label} per round (1, 3, 1, 3, … alternated): {each}")
+        taken = ", ".join(f"{r['replicas_1'].get('takeovers')} / {r['replicas_3'].get('takeovers')}" for r in rounds)
+        print(f"  leases taken per round, 1 replica / 3 replicas: {taken}")
     failover = figures["failover"]
     targets = figures["targets"]
     if failover["unpolled"]:

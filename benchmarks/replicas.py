@@ -105,6 +105,13 @@ class Database:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
+    async def takeovers(self) -> int:
+        """Leases taken so far, all replicas together (each take moves a lease's epoch on by one)."""
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            cursor = await conn.execute("SELECT coalesce(sum(epoch), 0) FROM job_leases")
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
     async def holders(self) -> dict[str, str]:
         """Job id → the replica holding its lease."""
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
@@ -167,22 +174,27 @@ class Bench:
             if child.process.returncode is None:
                 child.process.send_signal(signal.SIGCONT)
 
-    async def settle(self) -> None:
+    async def settle(self, db: Database | None = None) -> None:
         """Wait until the replicas poll at rest: two samples in a row with about the same requests, no
         notification arriving (the first pass's backlog sent) and no terminal job polled (each has come to rest:
         after the first pass, every terminal job is polled once more to confirm it) — and, after the first
-        settling, at least half the request rate it ended at."""
+        settling, at least half the request rate it ended at. With `db`, also no lease taken in either sample:
+        replicas resumed after a pause deal their expired leases out again, and poll each job taken over whole."""
         deadline = time.monotonic() + SETTLE_DEADLINE_S
         terminal = await self.terminal_jobs()
         served = (await self.sim.stats())["requests"]
-        samples: list[tuple[int, int, int]] = []  # requests, notifications, GETs of terminal jobs
+        samples: list[tuple[int, int, int]] = []  # requests, notifications, GETs of terminal jobs and leases taken
         arrived = await self.receiver.count()
+        taken = await db.takeovers() if db is not None else 0
         while time.monotonic() < deadline:
             await asyncio.sleep(SETTLE_SAMPLE_S)
             self._check_alive()
             lines, now_served = await self.sim.requests_since(served)
             now_arrived = await self.receiver.count()
-            samples.append((now_served - served, now_arrived - arrived, len(polled_jobs(lines) & terminal)))
+            now_taken = await db.takeovers() if db is not None else 0
+            moved = len(polled_jobs(lines) & terminal) + now_taken - taken
+            samples.append((now_served - served, now_arrived - arrived, moved))
+            taken = now_taken
             self.polled_at_rest = polled_jobs(lines)  # every running job: a sample spans two poll intervals
             served, arrived = now_served, now_arrived
             last = samples[-2:]
@@ -227,6 +239,7 @@ class Bench:
         under 200 changing jobs) saw fewer of the intermediate states, told fewer changes (many: 494 notifications
         against three replicas' 546, on the same seed) and was compared on less work."""
         pids = [child.process.pid for child in self.replicas]
+        taken_before = await db.takeovers() if db is not None else None
         xacts_before = await db.transactions() if db is not None else 0
         stats_before, arrivals_before = await self.sim.stats(), await self.receiver.count()
         cpu_before, started = [cpu_s(pid) for pid in pids], time.monotonic()
@@ -246,6 +259,7 @@ class Bench:
         await asyncio.sleep(POLL_INTERVAL_S)  # the last move's polls and notifications
         arrivals = await self.receiver.arrivals(arrivals_before)
         xacts = (await db.transactions()) - xacts_before - 1 if db is not None else None
+        taken = (await db.takeovers()) - taken_before if db is not None and taken_before is not None else None
         return {
             "seconds": round(elapsed_s, 2),
             "cpu_s": [round(s, 3) for s in cpu],
@@ -256,6 +270,7 @@ class Bench:
             "changed_ids": sorted({arrival.job_id for arrival in arrivals}),
             "notifications": len(arrivals),
             "transactions": xacts,
+            "takeovers": taken,  # leases taken in the window (jobs finishing move the shares a little)
         }
 
     async def _polled_since(self, moved_at: int, jobs: set[str], deadline: float) -> None:
@@ -452,12 +467,12 @@ async def _changed_rounds(
         label = f"round {index + 1} of {windows.rounds}"
         three.pause()
         one.resume()
-        await one.settle()
+        await one.settle(db_one)
         progress(f"{one.workload.name}: changed window, 1 replica ({label})")
         solo = await one.window(windows.changed, advance=True, db=db_one, absorbed=True)
         one.pause()
         three.resume()
-        await three.settle()
+        await three.settle(db_three)
         progress(f"{three.workload.name}: changed window, 3 replicas ({label})")
         expected = frozenset(solo["changed_ids"])
         trio = await three.window(windows.changed, advance=True, db=db_three, absorbed=True, expected=expected)
@@ -473,6 +488,7 @@ def pooled(windows: list[dict[str, Any]]) -> dict[str, Any]:
     """Several windows of one setup as one: their figures summed (each replica's CPU on its own; a job that
     changed in two windows counts in each)."""
     transactions = [window["transactions"] for window in windows]
+    takeovers = [window.get("takeovers") for window in windows]
     return {
         "seconds": round(sum(window["seconds"] for window in windows), 2),
         "cpu_s": [round(sum(each), 3) for each in zip(*(window["cpu_s"] for window in windows), strict=True)],
@@ -481,6 +497,7 @@ def pooled(windows: list[dict[str, Any]]) -> dict[str, Any]:
         "changed_jobs": sum(window["changed_jobs"] for window in windows),
         "notifications": sum(window["notifications"] for window in windows),
         "transactions": None if None in transactions else sum(transactions),
+        "takeovers": None if None in takeovers else sum(t for t in takeovers if t is not None),
     }
 
 

@@ -167,6 +167,7 @@ def test_alternated_rounds_are_judged_on_their_totals_and_each_round_keeps_its_o
             "changed_jobs": 3,
             "notifications": 4,
             "transactions": transactions,
+            "takeovers": 2,
         }
 
     slow = {"replicas_1": window([1.0], 30), "replicas_3": window([0.6, 0.5, 0.4], 33)}  # CPU 1.5×
@@ -182,6 +183,7 @@ def test_alternated_rounds_are_judged_on_their_totals_and_each_round_keeps_its_o
         "changed_jobs": 6,
         "notifications": 8,
         "transactions": 63,
+        "takeovers": 4,
     }
     totals = {"replicas_1": replicas.pooled([slow["replicas_1"], fast["replicas_1"]]), "replicas_3": three}
     assert hatable.replicas_ratio(totals, "cpu") == 1.125  # 4.5 s over 4 s: not the mean of the rounds' ratios
