@@ -9,6 +9,7 @@ and logs what it changed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -45,6 +46,7 @@ class SharedRuleState:
         # In a turn, after a commit: the rows it changed and the version before it, until the turn ends committed.
         self._unconfirmed: tuple[list[tuple[str, str]], int] | None = None
         self._stale: set[tuple[str, str]] = set()  # rows a failed commit changed in `_state` alone: read again
+        self._turns = asyncio.Lock()  # replicas: this process's turns, one at a time (see `turn`)
 
     @property
     def cached(self) -> RuleState | None:
@@ -58,8 +60,18 @@ class SharedRuleState:
         if not (exclusive and self.shared):
             yield await self._current()
             return
-        known = self._version if self._state is not None else None
-        reads = SectionReads((VERSION, VERSION_KEY), LOG, None if known is None else log_key(known))
+        # One turn of this process at a time, and the log asked for from the version the turn before it left: a
+        # turn asked, as it queued, for the log since the version known then, and read back the entries of every
+        # turn of this process ahead of it as well — with a slot's polls queued together, a dozen entries a turn
+        # where the others' few were wanted, and nothing at all with one replica.
+        async with self._turns:
+            known = self._version if self._state is not None else None
+            reads = SectionReads((VERSION, VERSION_KEY), LOG, None if known is None else log_key(known))
+            async with self._section(reads) as state:
+                yield state
+
+    @contextlib.asynccontextmanager
+    async def _section(self, reads: SectionReads) -> AsyncIterator[RuleState]:
         try:
             async with self.store.rules_section(reads) as view:  # the version and the log since, with the lock
                 version = int(view.body or "0")
