@@ -117,8 +117,8 @@ class PostgresStore:
         self._pool: AsyncConnectionPool | None = None
         # Fencing: once this replica holds leases, a job's memory is committed only under the epoch it holds.
         self._epochs: dict[str, int] | None = None
-        self._sender = ""  # in NOTIFYs: this replica while its worker listens (it sends what it commits), else ""
-        self.notifies_let_pass = 0  # other replicas' NOTIFYs for what their own workers send
+        self._sender = ""  # this replica while its worker listens (it sends what it commits: no NOTIFY), else ""
+        self.notifies_let_pass = 0  # NOTIFYs naming a replica whose own worker sends (an earlier version's)
         self._rules_turn = asyncio.Lock()
         self._lease_conn: psycopg.AsyncConnection[Any] | None = None  # the heartbeat's own (`_lease_connection`)
         self._lease_turn = asyncio.Lock()
@@ -377,8 +377,8 @@ class PostgresStore:
             )
             self._step(f"notification:{index}")
         await self._record_decisions(conn, decisions)
-        if notifications:  # delivered at COMMIT (see `listen`): who committed, if its own worker sends it
-            await conn.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, self._sender))
+        if notifications and not self._sender:  # delivered at COMMIT (see `listen`); a listening replica's own
+            await conn.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))  # worker sends them: none
         if pipeline is not None:
             await pipeline.sync()  # every statement's result in, errors raised here: the counts can be read
         return sum(max(cursor.rowcount, 0) for cursor in inserted)
@@ -587,10 +587,12 @@ class PostgresStore:
         """Call `wake` whenever a process commits notifications that it will not send itself (a command, `benchwatch
         deliveries retry`, a replica stopping in order and letting go of its claims), until cancelled.
 
-        A replica that listens has a worker: it wakes that worker at its own commits, in process, and names itself
-        in its NOTIFYs, which the other replicas let pass — waking every replica's worker at every commit cost each
-        of them two transactions (a claim that found nothing, a look at the next due time), and made three replicas
-        spend 2.2 times the transactions of one. A replica that dies between its commit and its claim leaves the
+        A replica that listens has a worker: it wakes that worker at its own commits, in process, and sends no
+        NOTIFY for them — waking every replica's worker at every commit cost each of them two transactions (a claim
+        that found nothing, a look at the next due time), and made three replicas spend 2.2 times the transactions
+        of one; a NOTIFY naming its sender, which every listener then let pass (an earlier version's, still counted
+        in `notifies_let_pass`), woke every replica's listener at every commit of any of them: three wake-ups a
+        commit with three replicas, for nothing. A replica that dies between its commit and its claim leaves the
         notification to the others: the heartbeat that takes its jobs over wakes their workers, and a worker looks
         every lease TTL anyway (`idle_look_s`).
 
