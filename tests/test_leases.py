@@ -490,10 +490,10 @@ async def test_replicas_read_the_rule_state_once_then_follow_each_others_changes
 async def test_a_turn_that_waited_behind_another_of_its_process_catches_up_from_where_that_one_left_it(
     replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
 ) -> None:
-    # A turn asks for the log after the version its process had cached when the turn was asked for; another turn of
-    # the same process may move that version on before this one gets the lock. Taking the entries it already had
-    # for a gap in the log made every such turn read the whole rule state again: three replicas on the first pass
-    # over 10,000 jobs did so at nearly every poll.
+    # A turn asked for the log after the version its process had cached when the turn was asked for; another turn of
+    # the same process moved that version on before this one got the lock. Taking the entries it already had for a
+    # gap in the log made every such turn read the whole rule state again: three replicas on the first pass over
+    # 10,000 jobs did so at nearly every poll. (Since `7ba59c3` a turn asks once the one before it has ended.)
     r1, r2, _ = replicas
     timeline, of_a, of_b = _two_jobs()
     t1, t2 = _sharing(tmp_path, r1, r2)
