@@ -259,7 +259,7 @@ class Bench:
         await asyncio.sleep(POLL_INTERVAL_S)  # the last move's polls and notifications
         arrivals = await self.receiver.arrivals(arrivals_before)
         xacts = (await db.transactions()) - xacts_before - 1 if db is not None else None
-        taken = (await db.takeovers()) - taken_before if db is not None and taken_before is not None else None
+        taken = (await db.takeovers()) - taken_before if taken_before is not None else None
         return {
             "seconds": round(elapsed_s, 2),
             "cpu_s": [round(s, 3) for s in cpu],
@@ -497,7 +497,7 @@ def pooled(windows: list[dict[str, Any]]) -> dict[str, Any]:
         "changed_jobs": sum(window["changed_jobs"] for window in windows),
         "notifications": sum(window["notifications"] for window in windows),
         "transactions": None if None in transactions else sum(transactions),
-        "takeovers": None if None in takeovers else sum(t for t in takeovers if t is not None),
+        "takeovers": None if None in takeovers else sum(takeovers),
     }
 
 

@@ -227,9 +227,7 @@ async def test_jobs_taken_over_are_polled_at_the_cycles_start_not_in_a_spread_sl
 
 
 async def _polls_ended(cycle: PollCycle) -> None:
-    deadline = asyncio.get_running_loop().time() + 10
-    while cycle.polls_running() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.01)  # their GETs and commits cross real sockets: no event to wait on
+    await cycle.settle(10)  # waits on the polls' tasks (10 s at most, then cancels what is left)
     assert not cycle.polls_running()
 
 

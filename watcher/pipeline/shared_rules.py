@@ -46,7 +46,10 @@ class SharedRuleState:
         # In a turn, after a commit: the rows it changed and the version before it, until the turn ends committed.
         self._unconfirmed: tuple[list[tuple[str, str]], int] | None = None
         self._stale: set[tuple[str, str]] = set()  # rows a failed commit changed in `_state` alone: read again
-        self._turns = asyncio.Lock()  # replicas: this process's turns, one at a time (see `turn`)
+        # Replicas: this process's turns, one at a time, so that each decides what it reads once the one before has
+        # ended (see `turn`). The store's own lock for sections (`rules_section`) stays: a digest takes a section
+        # without a turn; for turns it is then never contended.
+        self._turns = asyncio.Lock()
 
     @property
     def cached(self) -> RuleState | None:
