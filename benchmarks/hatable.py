@@ -29,6 +29,20 @@ def _total(window: dict[str, Any], what: str) -> float | None:
     return float(sum(window["cpu_s"])) if what == "cpu" else window["transactions"]
 
 
+JOB_GET = "GET /v1/benchmark_jobs/{id}"
+
+
+def polls_ratios(figures: dict[str, Any]) -> tuple[float, float] | None:
+    """Three replicas' job polls (GETs of one job) over one replica's in the same changes, and their CPU per job
+    poll over one replica's: a setup that polls more often (one replica under load skips the cycles a poll
+    outlives; three keep the interval) is charged for it per changed job, not per poll. None: not counted."""
+    polls = [figures[key].get("requests_by_kind", {}).get(JOB_GET) for key in ("replicas_1", "replicas_3")]
+    cpu = [sum(figures[key]["cpu_s"]) for key in ("replicas_1", "replicas_3")]
+    if not polls[0] or not polls[1] or not cpu[0]:
+        return None
+    return round(polls[1] / polls[0], 3), round((cpu[1] / polls[1]) / (cpu[0] / polls[0]), 3)
+
+
 def verdict(target: dict[str, Any]) -> str:
     """'met (0.42×)' or 'MISSED (1.7×)' against the limit; 'not measured' without a figure."""
     if target["value"] is None:
@@ -60,6 +74,11 @@ def print_figures(figures: dict[str, Any]) -> None:
                 f"  3 replicas' {what} together ÷ 1 replica's, on the same changes: {value}"
                 f" (target ≤ {target['limit']}×): {verdict(target)}"
             )
+    if (ratios := polls_ratios(figures)) is not None:
+        print(
+            f"  3 replicas' job polls ÷ 1 replica's: {ratios[0]:.2f}×; their CPU per job poll ÷ 1 replica's:"
+            f" {ratios[1]:.2f}×"
+        )
     rounds = figures.get("rounds", [])
     if len(rounds) > 1:
         for what, label in (("transactions", "transactions"), ("cpu", "CPU")):
@@ -67,6 +86,11 @@ def print_figures(figures: dict[str, Any]) -> None:
                 "—" if ratio is None else f"{ratio:.2f}×" for ratio in (replicas_ratio(r, what) for r in rounds)
             )
             print(f"  {label} per round (1, 3, 1, 3, … alternated): {each}")
+        each = ", ".join(
+            "—" if ratios is None else f"{ratios[0]:.2f}× / {ratios[1]:.2f}×"
+            for ratios in (polls_ratios(r) for r in rounds)
+        )
+        print(f"  job polls / CPU per job poll per round, 3 replicas ÷ 1: {each}")
         taken = ", ".join(f"{r['replicas_1'].get('takeovers')} / {r['replicas_3'].get('takeovers')}" for r in rounds)
         print(f"  leases taken per round, 1 replica / 3 replicas: {taken}")
     failover = figures["failover"]

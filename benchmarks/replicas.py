@@ -15,6 +15,7 @@ trips, exact for the reads and the lease heartbeat.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import signal
@@ -260,10 +261,13 @@ class Bench:
         arrivals = await self.receiver.arrivals(arrivals_before)
         xacts = (await db.transactions()) - xacts_before - 1 if db is not None else None
         taken = (await db.takeovers()) - taken_before if taken_before is not None else None
+        requests = stats_after["requests"] - stats_before["requests"]
+        lines, _ = await self.sim.requests_since(stats_before["requests"])
         return {
             "seconds": round(elapsed_s, 2),
             "cpu_s": [round(s, 3) for s in cpu],
-            "requests": stats_after["requests"] - stats_before["requests"],
+            "requests": requests,
+            "requests_by_kind": request_kinds(lines[:requests]),
             "served_from": stats_before["requests"],
             "bytes": stats_after["response_bytes"] - stats_before["response_bytes"],
             "changed_jobs": len({arrival.job_id for arrival in arrivals}),
@@ -355,6 +359,19 @@ def polled_jobs(lines: list[str]) -> set[str]:
         if path.startswith(JOB_PATH) and "/" not in path[len(JOB_PATH) :]:
             jobs.add(path[len(JOB_PATH) :])
     return jobs
+
+
+def request_kinds(lines: list[str]) -> dict[str, int]:
+    """How many of these request-log lines were of each endpoint (ids left out: `GET /v1/benchmark_jobs/{id}`);
+    where one setup's extra requests go."""
+    kinds: collections.Counter[str] = collections.Counter()
+    for line in lines:
+        method, target = line.split(" ", 1)
+        parts = target.split("?", 1)[0].strip("/").split("/")
+        kinds[
+            " ".join((method, "/" + "/".join("{id}" if index == 2 else part for index, part in enumerate(parts))))
+        ] += 1
+    return dict(sorted(kinds.items()))
 
 
 async def running(sim: SimControl, job_ids: set[str]) -> set[str]:
@@ -493,6 +510,9 @@ def pooled(windows: list[dict[str, Any]]) -> dict[str, Any]:
         "seconds": round(sum(window["seconds"] for window in windows), 2),
         "cpu_s": [round(sum(each), 3) for each in zip(*(window["cpu_s"] for window in windows), strict=True)],
         "requests": sum(window["requests"] for window in windows),
+        "requests_by_kind": dict(
+            sum((collections.Counter(window.get("requests_by_kind", {})) for window in windows), collections.Counter())
+        ),
         "bytes": sum(window["bytes"] for window in windows),
         "changed_jobs": sum(window["changed_jobs"] for window in windows),
         "notifications": sum(window["notifications"] for window in windows),

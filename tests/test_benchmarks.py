@@ -163,6 +163,7 @@ def test_alternated_rounds_are_judged_on_their_totals_and_each_round_keeps_its_o
             "seconds": 10.0,
             "cpu_s": cpu_s,
             "requests": 5,
+            "requests_by_kind": {hatable.JOB_GET: 4, "GET /v1/benchmark_jobs": 1},
             "bytes": 7,
             "changed_jobs": 3,
             "notifications": 4,
@@ -179,6 +180,7 @@ def test_alternated_rounds_are_judged_on_their_totals_and_each_round_keeps_its_o
         "seconds": 20.0,
         "cpu_s": [1.6, 1.6, 1.3],
         "requests": 10,
+        "requests_by_kind": {hatable.JOB_GET: 8, "GET /v1/benchmark_jobs": 2},
         "bytes": 14,
         "changed_jobs": 6,
         "notifications": 8,
@@ -188,6 +190,15 @@ def test_alternated_rounds_are_judged_on_their_totals_and_each_round_keeps_its_o
     totals = {"replicas_1": replicas.pooled([slow["replicas_1"], fast["replicas_1"]]), "replicas_3": three}
     assert hatable.replicas_ratio(totals, "cpu") == 1.125  # 4.5 s over 4 s: not the mean of the rounds' ratios
     assert hatable.replicas_ratio(totals, "transactions") == 1.05
+    assert hatable.polls_ratios(totals) == (1.0, 1.125)  # as many job polls: per poll as per changed job
+    # the requests of a window by endpoint, the ids left out
+    lines = ["GET /v1/benchmark_jobs/bmj_1", "GET /v1/benchmark_jobs?limit=5", "GET /v1/benchmark_jobs/bmj_2"]
+    lines.append("GET /v1/benchmark_runs/bmr_1/scenario_runs?limit=5000")
+    assert replicas.request_kinds(lines) == {
+        "GET /v1/benchmark_jobs": 1,
+        hatable.JOB_GET: 2,
+        "GET /v1/benchmark_runs/{id}/scenario_runs": 1,
+    }
     # a round whose transactions were not counted leaves the total uncounted, not smaller
     assert replicas.pooled([slow["replicas_1"], window([1.0], None)])["transactions"] is None
 
