@@ -72,38 +72,37 @@ async def test_leases_are_shared_fairly_and_a_newcomer_gets_its_share(
     assert await r1.lease_holders() == {job: ("r1" if job in kept else "r2") for job in JOBS}
 
 
-async def test_jobs_coming_to_rest_move_no_lease_until_a_share_is_exceeded_by_more_than_a_tenth(
+async def test_jobs_coming_to_rest_move_no_lease_until_the_shares_are_a_tenth_apart(
     replicas: list[PostgresStore], clock: ManualClock
 ) -> None:
     """Each job that came to rest shrank the shares by a fraction, and every second or third one moved a lease to
-    even them out again — a reload of the job's memory and a full poll at the replica that took it (5 to 10 per
-    changed window on `ha`'s large workload). A replica now keeps up to a tenth above its share."""
-    r1, r2, _ = replicas
-    jobs = [f"bmj_{index:02d}" for index in range(40)]
-    await r1.hold(jobs, clock.now_ms())
-    await r2.hold(jobs, clock.now_ms())  # all held by r1: r2 waits
+    even them out again — a reload of the job's memory and a full poll at the replica that took it (2 to 10 per
+    changed window on `ha`'s workloads). A replica now keeps up to a tenth above its share, unless another holds
+    more than a tenth below it."""
+    jobs = [f"bmj_{index:02d}" for index in range(90)]
+    for store in replicas:
+        await store.hold(jobs, clock.now_ms())  # r1 takes everything, the others wait
     clock.advance(1000)
-    first = await r1.hold(jobs, clock.now_ms())  # two replicas: a share of 20 each
-    second = await r2.hold(jobs, clock.now_ms())
-    assert len(first.held) == len(second.held) == 20 and second.acquired == second.held
-    epochs, live = await _epochs(r1), list(jobs)
+    holdings = [await store.hold(jobs, clock.now_ms()) for store in replicas]  # three: a share of 30 each
+    assert [len(holding.held) for holding in holdings] == [30, 30, 30]
+    epochs, live = await _epochs(replicas[0]), list(jobs)
 
-    async def rest(count: int) -> tuple[int, int]:
-        """`count` more of r2's jobs come to rest; each replica heartbeats twice (a move takes two)."""
-        nonlocal second
-        finished = sorted(second.held)[:count]
+    async def rest(count: int) -> list[int]:
+        """`count` more of r3's jobs come to rest; every replica heartbeats twice (a move takes two)."""
+        finished = sorted(holdings[2].held)[:count]
         live[:] = [job for job in live if job not in finished]
         for beat in range(2):
             clock.advance(1000)
-            held = len((await r1.hold(live, clock.now_ms())).held)
-            second = await r2.hold(live, clock.now_ms(), rested=finished if beat == 0 else ())
-        return held, len(second.held)
+            for index, store in enumerate(replicas):
+                rested = finished if index == 2 and beat == 0 else ()
+                holdings[index] = await store.hold(live, clock.now_ms(), rested=rested)
+        return [len(holding.held) for holding in holdings]
 
-    # 37 live jobs: a share of 19, r1's 20 within a tenth above it — nothing moves, no epoch changes
-    assert await rest(3) == (20, 17)
-    assert await _epochs(r1) == {job: epoch for job, epoch in epochs.items() if job in live}
-    # 34 live jobs: a share of 17, and r1's 20 exceed it by more than a tenth: it lets go of 3, which r2 takes
-    assert await rest(3) == (17, 17)
+    # 87 live jobs, a share of 29 (slack 2): r1's and r2's 30 and r3's 27 are within it — nothing moves
+    assert await rest(3) == [30, 30, 27]
+    assert await _epochs(replicas[0]) == {job: epoch for job, epoch in epochs.items() if job in live}
+    # 85 live jobs, a share of 29: r1's and r2's 30 are still within it, but r3's 25 is not — evened out
+    assert await rest(2) == [29, 29, 27]
 
 
 async def _epochs(store: PostgresStore) -> dict[str, int]:

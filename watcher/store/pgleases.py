@@ -2,9 +2,10 @@
 
 A lease row (job id, holder, epoch, expiry) says which replica polls a job. Each heartbeat a replica renews its
 leases and takes its share of the free or expired ones; when a new replica appears, the others let go of what
-exceeds their share (by more than a tenth: `_slack`), and it takes that on its next heartbeat. Taking a lease moves
-its epoch on: a commit that carries an older epoch is refused (fencing), so a replica that was paused past its lease
-cannot write stale memories. Reallocation runs under a transaction-level advisory lock, one replica at a time.
+exceeds their share (evened out only past a tenth: `_slack`), and it takes that on its next heartbeat. Taking a
+lease moves its epoch on: a commit that carries an older epoch is refused (fencing), so a replica that was paused
+past its lease cannot write stale memories. Reallocation runs under a transaction-level advisory lock, one replica
+at a time.
 
 Every time a lease or claim is written or compared with is the database's clock (`NOW`), not the replica's: with
 each replica's own clock, one running 90 s ahead saw the others' leases and claims expire early and took them,
@@ -74,10 +75,13 @@ async def hold(
             " RETURNING job_id, epoch".encode(),
             times,
         )
-        share_row = await conn.execute(  # and how many leases are free or expired: none, nothing to take
+        share_row = await conn.execute(  # how many leases are free or expired (none: nothing to take), and how
+            # few the live replica holding the fewest holds (a newcomer: none), counted on the holder index
             "SELECT (SELECT count(*) FROM job_leases WHERE NOT resting),"
             f" (SELECT count(*) FROM replicas WHERE seen_ms > {NOW} - %(ttl)s),"
-            f" (SELECT count(*) FROM job_leases WHERE expires_ms <= {NOW} AND NOT resting)".encode(),
+            f" (SELECT count(*) FROM job_leases WHERE expires_ms <= {NOW} AND NOT resting),"
+            " (SELECT min((SELECT count(*) FROM job_leases WHERE holder = replicas.holder AND NOT resting))"
+            f" FROM replicas WHERE seen_ms > {NOW} - %(ttl)s)".encode(),
             times,
         )
         await pipeline.sync()
@@ -85,7 +89,9 @@ async def hold(
         mine = {str(row[0]): int(row[1]) for row in await mine_rows.fetchall()}
         counts = await share_row.fetchone()
         share = _share(counts)
-    if len(mine) > share + _slack(share):
+    least = int(counts[3]) if counts and counts[3] is not None else 0
+    slack = _slack(share)
+    if len(mine) > share and (len(mine) > share + slack or least < share - slack):
         excess = sorted(mine)[share:]
         await conn.execute(
             "UPDATE job_leases SET holder = '', expires_ms = 0 WHERE holder = %s AND job_id = ANY(%s)", (holder, excess)
@@ -110,10 +116,12 @@ def _share(counts: tuple[Any, ...] | None) -> int:
 
 
 def _slack(share: int) -> int:
-    """How far above its share a replica keeps its leases (a tenth of the share, rounded down): jobs that come to
-    rest shrink the shares one at a time, and a lease let go of costs the replica that takes it a reload of the
-    job's memory and a full poll (on `large`, 5 to 10 jobs moved per changed window for an evenness of one job).
-    A newcomer still gets its share: the others let go of everything above theirs once they exceed it by more."""
+    """How far from its share a replica's leases may be before the shares are evened out again (a tenth of the
+    share, rounded down): a replica above its share lets go of the excess only once it holds more than share +
+    slack, or another live replica holds fewer than share − slack (a newcomer, which holds none). Jobs that come to
+    rest shrink the shares one at a time, and evening them out to the job moved a lease every second or third time
+    — a reload of the job's memory and a full poll at the replica that took it (2 to 10 per changed window on
+    `ha`'s workloads)."""
     return share // 10
 
 
