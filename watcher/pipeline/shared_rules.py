@@ -9,10 +9,9 @@ and logs what it changed.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from rules.engine import RuleState, RuleStateChanges
 from rules.persist import (
@@ -46,10 +45,6 @@ class SharedRuleState:
         # In a turn, after a commit: the rows it changed and the version before it, until the turn ends committed.
         self._unconfirmed: tuple[list[tuple[str, str]], int] | None = None
         self._stale: set[tuple[str, str]] = set()  # rows a failed commit changed in `_state` alone: read again
-        # Replicas: this process's turns, one at a time, so that each decides what it reads once the one before has
-        # ended (see `turn`). The store's own lock for sections (`rules_section`) stays: a digest takes a section
-        # without a turn; for turns it is then never contended.
-        self._turns = asyncio.Lock()
 
     @property
     def cached(self) -> RuleState | None:
@@ -63,18 +58,19 @@ class SharedRuleState:
         if not (exclusive and self.shared):
             yield await self._current()
             return
-        # One turn of this process at a time, and the log asked for from the version the turn before it left: a
-        # turn asked, as it queued, for the log since the version known then, and read back the entries of every
-        # turn of this process ahead of it as well — with a slot's polls queued together, a dozen entries a turn
-        # where the others' few were wanted, and nothing at all with one replica.
-        async with self._turns:
-            known = self._version if self._state is not None else None
-            reads = SectionReads((VERSION, VERSION_KEY), LOG, None if known is None else log_key(known))
-            async with self._section(reads) as state:
-                yield state
+        async with self._section(self._reads) as state:
+            yield state
+
+    def _reads(self) -> SectionReads:
+        """What a turn reads as it begins: the version, and the log from the version this process's copy is at.
+        Decided once the turn holds the section (the store calls it then): a turn that decided as it queued read
+        back the entries of every turn of this process ahead of it as well — with a slot's polls queued together, a
+        dozen entries a turn where the others' few were wanted, and nothing at all with one replica."""
+        known = self._version if self._state is not None else None
+        return SectionReads((VERSION, VERSION_KEY), LOG, None if known is None else log_key(known))
 
     @contextlib.asynccontextmanager
-    async def _section(self, reads: SectionReads) -> AsyncIterator[RuleState]:
+    async def _section(self, reads: Callable[[], SectionReads]) -> AsyncIterator[RuleState]:
         try:
             async with self.store.rules_section(reads) as view:  # the version and the log since, with the lock
                 version = int(view.body or "0")

@@ -541,15 +541,19 @@ class PostgresStore:
         return {str(row[0]): str(row[1]) for row in rows}
 
     @contextlib.asynccontextmanager
-    async def rules_section(self, reads: SectionReads | None = None) -> AsyncIterator[SectionView]:
+    async def rules_section(
+        self, reads: SectionReads | Callable[[], SectionReads] | None = None
+    ) -> AsyncIterator[SectionView]:
         """Rule state read, changed and committed by one replica at a time: a transaction advisory lock, held in
         a transaction of its own connection, which the commit inside joins (see `commit`). One section per process
         at a time, so waiting sections never take the whole pool. A holder that pauses past one lease TTL has its
         session ended by the server (`idle_in_transaction_session_timeout`), which frees the lock for the others.
 
         `reads` are read in the same transaction, once the lock is taken, pipelined with it: BEGIN, the lock and
-        the reads are one round trip, so a turn costs one transaction whatever it reads."""
+        the reads are one round trip, so a turn costs one transaction whatever it reads. A callable `reads` is
+        asked once this process's sections ahead of this one have ended."""
         async with self._rules_turn, self._connection() as conn, conn.pipeline() as pipeline, conn.transaction():
+            reads = reads() if callable(reads) else reads
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (RULES_LOCK_KEY,))
             if reads is None:
                 await pipeline.sync()  # the lock taken before the section begins

@@ -212,10 +212,13 @@ class Store(Protocol):
         """Which replica holds each leased job (empty where there are no leases: SQLite)."""
         ...
 
-    def rules_section(self, reads: SectionReads | None = None) -> AbstractAsyncContextManager[SectionView]:
+    def rules_section(
+        self, reads: SectionReads | Callable[[], SectionReads] | None = None
+    ) -> AbstractAsyncContextManager[SectionView]:
         """`async with ... as view`: rule state is read, changed and committed by one replica at a time (no lock
         with one process). `reads`: the rows the section reads first, with the lock taken (in the same round trip
-        on a server)."""
+        on a server); a callable is asked for them once the section is this task's — what to read may depend on
+        what the section before it changed."""
         ...
 
 

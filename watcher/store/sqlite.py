@@ -302,8 +302,11 @@ class SQLiteStore:
         return {}
 
     @contextlib.asynccontextmanager
-    async def rules_section(self, reads: SectionReads | None = None) -> AsyncIterator[SectionView]:
+    async def rules_section(
+        self, reads: SectionReads | Callable[[], SectionReads] | None = None
+    ) -> AsyncIterator[SectionView]:
         """One process: its tracker already serialises its rule state; `reads` are plain reads."""
+        reads = reads() if callable(reads) else reads
         if reads is None:
             yield SectionView()
             return
