@@ -89,7 +89,7 @@ async def hold(
         mine = {str(row[0]): int(row[1]) for row in await mine_rows.fetchall()}
         counts = await share_row.fetchone()
         share = _share(counts)
-    least = int(counts[3]) if counts and counts[3] is not None else 0
+    least = int(counts[3]) if counts and counts[3] is not None else share  # unknown: no replica short
     slack = _slack(share)
     if len(mine) > share and (len(mine) > share + slack or least < share - slack):
         excess = sorted(mine)[share:]
