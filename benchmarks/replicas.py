@@ -263,11 +263,13 @@ class Bench:
         taken = (await db.takeovers()) - taken_before if taken_before is not None else None
         requests = stats_after["requests"] - stats_before["requests"]
         lines, _ = await self.sim.requests_since(stats_before["requests"])
+        # None: the simulator's log (REQUEST_LOG_SIZE lines) no longer holds the window's first requests
+        kinds = request_kinds(lines[:requests]) if len(lines) >= requests else None
         return {
             "seconds": round(elapsed_s, 2),
             "cpu_s": [round(s, 3) for s in cpu],
             "requests": requests,
-            "requests_by_kind": request_kinds(lines[:requests]),
+            "requests_by_kind": kinds,
             "served_from": stats_before["requests"],
             "bytes": stats_after["response_bytes"] - stats_before["response_bytes"],
             "changed_jobs": len({arrival.job_id for arrival in arrivals}),
@@ -506,13 +508,14 @@ def pooled(windows: list[dict[str, Any]]) -> dict[str, Any]:
     changed in two windows counts in each)."""
     transactions = [window["transactions"] for window in windows]
     takeovers = [window.get("takeovers") for window in windows]
+    kinds = [window.get("requests_by_kind") for window in windows]
     return {
         "seconds": round(sum(window["seconds"] for window in windows), 2),
         "cpu_s": [round(sum(each), 3) for each in zip(*(window["cpu_s"] for window in windows), strict=True)],
         "requests": sum(window["requests"] for window in windows),
-        "requests_by_kind": dict(
-            sum((collections.Counter(window.get("requests_by_kind", {})) for window in windows), collections.Counter())
-        ),
+        "requests_by_kind": None
+        if None in kinds
+        else dict(sum(map(collections.Counter, kinds), collections.Counter())),
         "bytes": sum(window["bytes"] for window in windows),
         "changed_jobs": sum(window["changed_jobs"] for window in windows),
         "notifications": sum(window["notifications"] for window in windows),

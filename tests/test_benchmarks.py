@@ -199,8 +199,11 @@ def test_alternated_rounds_are_judged_on_their_totals_and_each_round_keeps_its_o
         hatable.JOB_GET: 2,
         "GET /v1/benchmark_runs/{id}/scenario_runs": 1,
     }
-    # a round whose transactions were not counted leaves the total uncounted, not smaller
+    # a round whose transactions were not counted leaves the total uncounted, not smaller; so do its requests
     assert replicas.pooled([slow["replicas_1"], window([1.0], None)])["transactions"] is None
+    unlogged = {**window([1.0], 30), "requests_by_kind": None}  # the simulator's log had rolled over
+    assert replicas.pooled([slow["replicas_1"], unlogged])["requests_by_kind"] is None
+    assert hatable.polls_ratios({"replicas_1": unlogged, "replicas_3": slow["replicas_3"]}) is None
 
 
 def test_save_keeps_one_latest_file_per_kind_of_run() -> None:
