@@ -116,7 +116,7 @@ class Database:
     async def holders(self) -> dict[str, str]:
         """Job id → the replica holding its lease."""
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-            cursor = await conn.execute("SELECT job_id, holder FROM job_leases WHERE expires_ms > 0")
+            cursor = await conn.execute("SELECT job_id, holder FROM job_leases WHERE holder <> ''")
             return {job_id: holder for job_id, holder in await cursor.fetchall()}
 
 

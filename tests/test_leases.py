@@ -156,27 +156,31 @@ async def test_a_cycle_admitting_the_jobs_the_last_heartbeat_held_costs_no_trans
     assert await gate.admit(JOBS[:3]) == frozenset(JOBS[:3]) and await seen_ms() == clock.now_ms()  # period over
 
 
-async def test_lease_renewals_stay_on_their_page(postgres_database: str, tmp_path: Path) -> None:
-    """With `expires_ms` in an index, every renewal left a dead row and a dead index entry per lease (after 300
-    heartbeats of 200 jobs among 10,000: 53,600 dead rows, the live-lease index 10,000 entries for 200 leases). Now
-    renewals are HOT updates, pruned on their page."""
+async def test_a_heartbeat_renews_one_row_however_many_leases_it_holds(postgres_database: str, tmp_path: Path) -> None:
+    """Each lease row carried its own expiry, so every heartbeat rewrote every lease held: 2.4 million row versions
+    in an 18-minute `ha` run, and with vacuum off (as on the CI machines' server) a table of 3,726 pages for 10,000
+    rows, whose counts took the heartbeat 0.8–1.2 s. A lease now lives as long as its holder's row in `replicas`:
+    after the heartbeat that takes 100 leases, 19 more update that row alone."""
     url = Backend("postgres", tmp_path, postgres_database).location()
     store = PostgresStore(url, holder="r1", lease_ttl_ms=TTL_MS, caller_clock=True)
     await store.open()
     jobs = [f"bmj_{index:03d}" for index in range(100)]
     for beat in range(20):
-        await store.hold(jobs, beat * 1000)
-    await store.close()  # its sessions end, reporting their counts
+        assert (await store.hold(jobs, beat * 1000)).held == frozenset(jobs)  # renewed: held all along
+    await store.close(release=False)  # its sessions end, reporting their counts (its leases kept: no update)
+    query = (
+        "SELECT (SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'job_leases'),"
+        " (SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'replicas')"
+    )
     deadline = asyncio.get_running_loop().time() + 15
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         while True:
-            query = "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'job_leases'"
-            updated, hot = (await (await conn.execute(query)).fetchone()) or (0, 0)
-            if updated >= 19 * len(jobs) or asyncio.get_running_loop().time() > deadline:
+            leases, replicas = (await (await conn.execute(query)).fetchone()) or (0, 0)
+            if (leases >= len(jobs) and replicas >= 19) or asyncio.get_running_loop().time() > deadline:
                 break
             await asyncio.sleep(0.05)
             await conn.execute("SELECT pg_stat_clear_snapshot()")
-    assert updated >= 19 * len(jobs) and hot >= updated // 2, (updated, hot)
+    assert (leases, replicas) == (len(jobs), 19)  # the take (one update a lease), then one row a heartbeat
 
 
 async def test_a_job_that_came_to_rest_is_never_leased_again_nor_counted_in_a_share(

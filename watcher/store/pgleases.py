@@ -1,11 +1,12 @@
 """Replicas sharing the work on PostgreSQL: job leases with epochs, a fair share each, the rule-timer claim.
 
-A lease row (job id, holder, epoch, expiry) says which replica polls a job. Each heartbeat a replica renews its
-leases and takes its share of the free or expired ones; when a new replica appears, the others let go of what
-exceeds their share (evened out only past a tenth: `_slack`), and it takes that on its next heartbeat. Taking a
-lease moves its epoch on: a commit that carries an older epoch is refused (fencing), so a replica that was paused
-past its lease cannot write stale memories. Reallocation runs under a transaction-level advisory lock, one replica
-at a time.
+A lease row (job id, holder, epoch) says which replica polls a job. A lease lives as long as its holder does: a
+heartbeat renews the replica's own row in `replicas` (one row, however many leases it holds), and a lease whose
+holder has not renewed within the TTL has expired. Each heartbeat a replica renews itself and takes its share of
+the free or expired leases; when a new replica appears, the others let go of what exceeds their share (evened out
+only past a tenth: `_slack`), and it takes that on its next heartbeat. Taking a lease moves its epoch on: a commit
+that carries an older epoch is refused (fencing), so a replica that was paused past its lease cannot write stale
+memories. Reallocation runs under a transaction-level advisory lock, one replica at a time.
 
 Every time a lease or claim is written or compared with is the database's clock (`NOW`), not the replica's: with
 each replica's own clock, one running 90 s ahead saw the others' leases and claims expire early and took them,
@@ -16,6 +17,11 @@ A job that came to rest keeps its row, marked `resting`, for good: it counts in 
 a replica whose memory of it is stale (it last saw the job running) learns from the row that it rests, instead of
 adding the job back — without the mark, finished jobs bounced between replicas, each polling them again, and the
 shares moved under the live jobs (a job taken over was let go of again as excess, and its poll waited a cycle).
+
+Renewing each lease row instead (an expiry per lease) wrote every held lease at every heartbeat: 2.4 million row
+versions in an 18-minute `ha` run (its first pass leases 10,000 jobs). Where vacuum lags, or is off as on the CI
+machines' server, the table grew to 3,726 pages for 10,000 rows, the planner took its 167 live leases for 137,000,
+and the heartbeat's counts became parallel scans of 0.8–1.2 s, long enough for heartbeats and cycles to be skipped.
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ from watcher.store.pgschema import LEASE_LOCK_KEY
 RULE_TIMERS: Final = "rule-timers"
 # The time of a lease or a claim: the caller's (`%(now)s`, tests) or the database's clock at this statement.
 NOW: Final = "COALESCE(%(now)s::bigint, (extract(epoch FROM statement_timestamp()) * 1000)::bigint)"
+# The replicas that renewed themselves within the TTL: their leases are live, every other holder's have expired.
+LIVE: Final = f"SELECT holder FROM replicas WHERE seen_ms > {NOW} - %(ttl)s"
+# A lease any replica may take: nobody's, or its holder's renewal is older than the TTL (`holder` is never NULL).
+FREE: Final = f"NOT resting AND (holder = '' OR holder NOT IN ({LIVE}))"
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -39,10 +49,10 @@ Conn = psycopg.AsyncConnection[Any]
 async def hold(
     conn: Conn, holder: str, job_ids: Collection[str], now_ms: int | None, ttl_ms: int, *, rested: Collection[str]
 ) -> tuple[dict[str, int], frozenset[str]]:
-    """In one transaction: mark the jobs `rested` (seen to come to rest) as resting, renew, let go of jobs no
-    longer wanted or beyond the share, take the share; returns the leases held (job id → epoch) and those of
-    `job_ids` that rest (another replica saw them come to rest: nobody polls them again). `now_ms` None: the
-    database's clock."""
+    """In one transaction: mark the jobs `rested` (seen to come to rest) as resting, renew this replica (and with
+    it every lease it holds), let go of jobs no longer wanted or beyond the share, take the share; returns the
+    leases held (job id → epoch) and those of `job_ids` that rest (another replica saw them come to rest: nobody
+    polls them again). `now_ms` None: the database's clock."""
     wanted = sorted(job_ids)
     times = {"now": now_ms, "ttl": ttl_ms, "holder": holder}
     # One round trip for all but the rebalancing step (which depends on the share): pipelined, in order.
@@ -55,9 +65,9 @@ async def hold(
         )
         if rested:  # kept, marked: a replica whose memory of the job is stale must not lease it again
             await conn.execute(
-                "INSERT INTO job_leases (job_id, holder, epoch, expires_ms, resting)"
-                " SELECT unnest(%s::text[]), '', 0, 0, true"
-                " ON CONFLICT (job_id) DO UPDATE SET holder = '', expires_ms = 0, resting = true",
+                "INSERT INTO job_leases (job_id, holder, epoch, resting)"
+                " SELECT unnest(%s::text[]), '', 0, true"
+                " ON CONFLICT (job_id) DO UPDATE SET holder = '', resting = true",
                 (sorted(rested),),
             )
         await conn.execute(  # NOT IN a subquery: a hashed anti-join, not a scan of the array per row (10,000 jobs)
@@ -65,21 +75,19 @@ async def hold(
             (holder, wanted),
         )
         resting_rows = await conn.execute(
-            "WITH added AS (INSERT INTO job_leases (job_id, holder, epoch, expires_ms)"
-            " SELECT unnest(%s::text[]), '', 0, 0 ON CONFLICT (job_id) DO NOTHING)"
+            "WITH added AS (INSERT INTO job_leases (job_id, holder, epoch)"
+            " SELECT unnest(%s::text[]), '', 0 ON CONFLICT (job_id) DO NOTHING)"
             " SELECT job_id FROM job_leases WHERE resting AND job_id = ANY(%s)",
             (wanted, wanted),
         )
-        mine_rows = await conn.execute(
-            f"UPDATE job_leases SET expires_ms = {NOW} + %(ttl)s WHERE holder = %(holder)s AND NOT resting"
-            " RETURNING job_id, epoch".encode(),
-            times,
+        mine_rows = await conn.execute(  # renewed with this replica's row above: read, not written
+            b"SELECT job_id, epoch FROM job_leases WHERE holder = %(holder)s AND NOT resting", times
         )
         share_row = await conn.execute(  # how many leases are free or expired (none: nothing to take), and how
             # few the live replica holding the fewest holds (a newcomer: none), counted on the holder index
             "SELECT (SELECT count(*) FROM job_leases WHERE NOT resting),"
             f" (SELECT count(*) FROM replicas WHERE seen_ms > {NOW} - %(ttl)s),"
-            f" (SELECT count(*) FROM job_leases WHERE expires_ms <= {NOW} AND NOT resting),"
+            f" (SELECT count(*) FROM job_leases WHERE {FREE}),"
             " (SELECT min((SELECT count(*) FROM job_leases WHERE holder = replicas.holder AND NOT resting))"
             f" FROM replicas WHERE seen_ms > {NOW} - %(ttl)s)".encode(),
             times,
@@ -93,16 +101,13 @@ async def hold(
     slack = _slack(share)
     if len(mine) > share and (len(mine) > share + slack or least < share - slack):
         excess = sorted(mine)[share:]
-        await conn.execute(
-            "UPDATE job_leases SET holder = '', expires_ms = 0 WHERE holder = %s AND job_id = ANY(%s)", (holder, excess)
-        )
+        await conn.execute("UPDATE job_leases SET holder = '' WHERE holder = %s AND job_id = ANY(%s)", (holder, excess))
         return {job_id: epoch for job_id, epoch in mine.items() if job_id not in excess}, resting
     if len(mine) < share and counts and counts[2]:  # (200 jobs, 3 replicas: one holds 66 of a share of 67)
         mine |= await _pairs(
             conn,
-            f"UPDATE job_leases SET holder = %(holder)s, epoch = epoch + 1, expires_ms = {NOW} + %(ttl)s"
-            " WHERE job_id IN ("
-            f" SELECT job_id FROM job_leases WHERE expires_ms <= {NOW} AND NOT resting ORDER BY job_id LIMIT %(n)s"
+            "UPDATE job_leases SET holder = %(holder)s, epoch = epoch + 1 WHERE job_id IN ("
+            f" SELECT job_id FROM job_leases WHERE {FREE} ORDER BY job_id LIMIT %(n)s"
             " FOR UPDATE SKIP LOCKED) RETURNING job_id, epoch",
             {**times, "n": share - len(mine)},
         )
@@ -159,7 +164,7 @@ async def claim(conn: Conn, name: str, holder: str, now_ms: int | None, ttl_ms: 
 
 async def release_all(conn: Conn, holder: str) -> None:
     """A replica stopping in order: its leases, claims and outbox claims are free at once, not after their TTL."""
-    await conn.execute("UPDATE job_leases SET holder = '', expires_ms = 0 WHERE holder = %s", (holder,))
+    await conn.execute("UPDATE job_leases SET holder = '' WHERE holder = %s", (holder,))
     await conn.execute("DELETE FROM claims WHERE holder = %s", (holder,))
     await conn.execute("DELETE FROM replicas WHERE holder = %s", (holder,))
     await conn.execute(

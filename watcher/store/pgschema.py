@@ -109,6 +109,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX job_leases_live ON job_leases (job_id) WHERE NOT resting;
     ALTER TABLE job_leases SET (fillfactor = 50)
     """,
+    # A lease lives as long as its holder's row in `replicas` is renewed (`pgleases`): no expiry per lease, so a
+    # heartbeat writes one row, not one per lease held.
+    """
+    ALTER TABLE job_leases DROP COLUMN expires_ms
+    """,
 )
 # Replicas reallocating leases take this transaction lock, one at a time ("leases").
 LEASE_LOCK_KEY: Final = 0x6C6561736573
