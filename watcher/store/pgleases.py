@@ -70,15 +70,17 @@ async def hold(
                 " ON CONFLICT (job_id) DO UPDATE SET holder = '', resting = true",
                 (sorted(rested),),
             )
-        await conn.execute(  # NOT IN a subquery: a hashed anti-join, not a scan of the array per row (10,000 jobs)
-            "DELETE FROM job_leases WHERE holder = %s AND NOT resting AND job_id NOT IN (SELECT unnest(%s::text[]))",
-            (holder, wanted),
-        )
+        # The wanted ids sent once (10,000 on a first pass over many jobs): let go of the leases no longer wanted
+        # (NOT IN: a hashed anti-join, not a scan of the array per row), add rows for the new ones, and read which
+        # of them rest. The two writes touch disjoint rows; the statements after this one see both.
         resting_rows = await conn.execute(
-            "WITH added AS (INSERT INTO job_leases (job_id, holder, epoch)"
-            " SELECT unnest(%s::text[]), '', 0 ON CONFLICT (job_id) DO NOTHING)"
-            " SELECT job_id FROM job_leases WHERE resting AND job_id = ANY(%s)",
-            (wanted, wanted),
+            "WITH wanted AS (SELECT unnest(%(wanted)s::text[]) AS job_id),"
+            " gone AS (DELETE FROM job_leases WHERE holder = %(holder)s AND NOT resting"
+            " AND job_id NOT IN (SELECT job_id FROM wanted)),"
+            " added AS (INSERT INTO job_leases (job_id, holder, epoch)"
+            " SELECT job_id, '', 0 FROM wanted ON CONFLICT (job_id) DO NOTHING)"
+            " SELECT job_id FROM job_leases WHERE resting AND job_id IN (SELECT job_id FROM wanted)",
+            {"wanted": wanted, "holder": holder},
         )
         mine_rows = await conn.execute(  # renewed with this replica's row above: read, not written
             b"SELECT job_id, epoch FROM job_leases WHERE holder = %(holder)s AND NOT resting", times
