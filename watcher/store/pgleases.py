@@ -140,8 +140,8 @@ async def _pairs(conn: Conn, query: str, params: dict[str, Any]) -> dict[str, in
 async def check_epoch(conn: Conn, holder: str, job_id: str, epoch: int | None) -> bool:
     """Inside a commit: whether this replica still holds the job's lease at `epoch`. The row stays locked FOR KEY
     SHARE to the commit's end: a takeover, which locks the rows it takes FOR UPDATE (SKIP LOCKED), cannot slip in
-    between — while the holder's own renewal (a plain UPDATE of non-key columns) does not wait for its commits, so a
-    heartbeat never queues behind a poll's commit."""
+    between — while the holder's own heartbeat, which writes no lease row to renew it and lets one go with a plain
+    UPDATE of non-key columns, does not wait for its commits: a heartbeat never queues behind a poll's commit."""
     if epoch is None:
         return False
     cursor = await conn.execute(
