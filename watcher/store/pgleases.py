@@ -88,10 +88,10 @@ async def hold(
         share_row = await conn.execute(  # how many leases are free or expired (none: nothing to take), and how
             # few the live replica holding the fewest holds (a newcomer: none), counted on the holder index
             "SELECT (SELECT count(*) FROM job_leases WHERE NOT resting),"
-            f" (SELECT count(*) FROM replicas WHERE seen_ms > {NOW} - %(ttl)s),"
+            f" (SELECT count(*) FROM ({LIVE}) AS live),"
             f" (SELECT count(*) FROM job_leases WHERE {FREE}),"
-            " (SELECT min((SELECT count(*) FROM job_leases WHERE holder = replicas.holder AND NOT resting))"
-            f" FROM replicas WHERE seen_ms > {NOW} - %(ttl)s)".encode(),
+            " (SELECT min((SELECT count(*) FROM job_leases WHERE holder = live.holder AND NOT resting))"
+            f" FROM ({LIVE}) AS live)".encode(),
             times,
         )
         await pipeline.sync()
