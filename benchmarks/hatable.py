@@ -34,9 +34,8 @@ JOB_GET = "GET /v1/benchmark_jobs/{id}"
 
 def polls_ratios(figures: dict[str, Any]) -> tuple[float, float] | None:
     """Three replicas' job polls (GETs of one job) over one replica's in the same changes, and their CPU per job
-    poll over one replica's: where neither keeps the poll interval (large: 200 jobs a second asked, 75 to 82
-    polled), the faster setup polls more often and is charged for it per changed job, not per poll. None: not
-    counted."""
+    poll over one replica's: where one replica cannot keep the poll interval (200 changing jobs a second asked),
+    the faster setup polls more often and is charged for it per changed job, not per poll. None: not counted."""
     polls = [(figures[key].get("requests_by_kind") or {}).get(JOB_GET) for key in ("replicas_1", "replicas_3")]
     cpu = [sum(figures[key]["cpu_s"]) for key in ("replicas_1", "replicas_3")]
     if not polls[0] or not polls[1] or not cpu[0]:

@@ -353,11 +353,17 @@ async def unchanged_vs_parse(bench: Bench, windows: Windows, db: Database | None
     }
 
 
+def _request(line: str) -> tuple[str, str]:
+    """A simulator request-log line's method and path (without its query string)."""
+    method, target = line.split(" ", 1)
+    return method, target.split("?", 1)[0]
+
+
 def polled_jobs(lines: list[str]) -> set[str]:
     """Job ids GET-ed in these simulator request-log lines."""
     jobs = set()
     for line in lines:
-        path = line.split(" ", 1)[1].split("?", 1)[0]
+        _, path = _request(line)
         if path.startswith(JOB_PATH) and "/" not in path[len(JOB_PATH) :]:
             jobs.add(path[len(JOB_PATH) :])
     return jobs
@@ -368,8 +374,8 @@ def request_kinds(lines: list[str]) -> dict[str, int]:
     where one setup's extra requests go."""
     kinds: collections.Counter[str] = collections.Counter()
     for line in lines:
-        method, target = line.split(" ", 1)
-        parts = target.split("?", 1)[0].strip("/").split("/")
+        method, path = _request(line)
+        parts = path.strip("/").split("/")
         kinds[
             " ".join((method, "/" + "/".join("{id}" if index == 2 else part for index, part in enumerate(parts))))
         ] += 1
