@@ -114,6 +114,55 @@ async def test_discovery_follows_the_glob_and_the_age_cutoff(
     assert {e.job_name for e in rig.events if e.kind == "job.discovered"} >= burst
 
 
+async def test_later_passes_stop_at_the_newest_job_listed_before_though_none_of_the_newest_match(
+    sim: Simulator, clock: ManualClock, rig_factory: Any
+) -> None:
+    """Jobs of other teams, newer than every job the pattern matches, were read again at every cycle, 5 a page,
+    down to the first known job (or the age cutoff): 3 pages a cycle here, hundreds where other teams are busy."""
+    sim.add_job(SimJobSpec(name="nightly-1"))
+    for index in range(12):
+        clock.advance(1_000)
+        sim.add_job(SimJobSpec(name=f"other-{index}"))
+    rig = await rig_factory(discover={"name": "nightly-*", "created_within": "1d"})
+    await rig.run()
+
+    def pages_of_next_pass_after(before: int) -> list[str]:
+        return [line for line in list(sim.request_log)[before:] if line.startswith("GET /v1/benchmark_jobs?")]
+
+    before = len(sim.request_log)
+    await rig.run(MINUTE)
+    assert pages_of_next_pass_after(before) == ["GET /v1/benchmark_jobs?limit=5&include_total_count=false"]
+    clock.advance(1_000)
+    newer = sim.add_job(SimJobSpec(name="nightly-2"))  # behind a newer job that does not match: still found
+    for index in range(6):
+        clock.advance(1_000)
+        sim.add_job(SimJobSpec(name=f"other-new-{index}"))
+    before = len(sim.request_log)
+    await rig.run(MINUTE)
+    assert len(pages_of_next_pass_after(before)) == 2
+    assert newer.job_id in {e.job_id for e in rig.events if e.kind == "job.discovered"}
+    before = len(sim.request_log)
+    await rig.run(MINUTE)
+    assert len(pages_of_next_pass_after(before)) == 1
+
+
+async def test_a_malformed_listed_job_behind_newer_ones_that_do_not_match_is_read_again_until_it_reads(
+    sim: Simulator, clock: ManualClock, rig_factory: Any
+) -> None:
+    bad = sim.add_job(SimJobSpec(name="nightly-bad"))
+    sim.tamper(bad.job_id, {"create_time_ms": None})
+    for index in range(3):
+        clock.advance(1_000)
+        sim.add_job(SimJobSpec(name=f"other-{index}"))
+    rig = await rig_factory(discover={"name": "nightly-*", "created_within": "1d"})
+    await rig.run()
+    await rig.run(MINUTE)
+    assert "job.discovered" not in rig.kinds()
+    sim.tamper(bad.job_id, {})  # repaired: found on the next pass
+    await rig.run(MINUTE)
+    assert [e.job_id for e in rig.events if e.kind == "job.discovered"] == [bad.job_id]
+
+
 async def test_a_finished_job_gets_one_confirming_poll_then_rests(sim: Simulator, rig_factory: Any) -> None:
     plan = sim.add_job(SimJobSpec(name="short", n_scenarios=2, agents=[{"name": "a"}]))  # type: ignore[list-item]
     rig = await rig_factory(jobs=[plan.job_id], scenario_runs=False)

@@ -30,9 +30,11 @@ class RejectReporter:
 
     def __init__(self) -> None:
         self._reported: set[str] = set()
+        self.seen = 0  # rejected items met, reported or not: discovery holds its mark while any is in its way
 
     def report(self, rejected: RejectedJob) -> None:
         """Warn about `rejected` unless it was reported already."""
+        self.seen += 1
         key = rejected.job_id if rejected.job_id is not None else f"#{rejected.index}:{rejected.problem}"
         if key in self._reported:
             return

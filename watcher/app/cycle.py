@@ -111,6 +111,11 @@ class PollCycle:
         self.on_notifications = on_notifications
         self._not_found: dict[str, int] = {}
         self._discovered_once = False
+        # Later discovery passes stop at this job creation time too: every job listed at or after it was settled
+        # by an earlier pass (known, or not matching `discover.name`). Without it, a pattern that matches none of
+        # the newest jobs read back through all of them, 5 a page, to the first known job (or the age cutoff),
+        # every cycle.
+        self._listed_from_ms: int | None = None
         self._polling = asyncio.Semaphore(watch.max_concurrent_requests)
         self._health_events: list[Event] = []
         self._sleep = sleep
@@ -238,9 +243,10 @@ class PollCycle:
         """Poll new matching jobs, from the list newest first, paged only as far as needed; returns their ids.
 
         The first pass pages back to the age cutoff (or `max_jobs`); later passes stop at the first job already
-        known, since every older one was seen before. Known jobs are polled on their own, where an unchanged
-        job costs a hash of its bytes, and a resting (finished) one costs nothing at all. New jobs are polled a
-        page at a time, so a first pass over thousands of jobs never holds them all at once.
+        known, or at the newest job an earlier pass read (`_mark_listed`), since every older one was seen before.
+        Known jobs are polled on their own, where an unchanged job costs a hash of its bytes, and a resting
+        (finished) one costs nothing at all. New jobs are polled a page at a time, so a first pass over thousands
+        of jobs never holds them all at once.
         """
         discover = self.watch.discover
         if discover is None:
@@ -251,16 +257,22 @@ class PollCycle:
         batch_size = page_size if first_pass else NEW_JOBS_BATCH
         batch: list[BenchmarkJobView] = []
         discovered: set[str] = set()
+        listed_from_ms = None if first_pass else self._listed_from_ms
+        newest_ms = 0  # of the jobs this pass read, not counting the one it stopped at
+        rejected_before = self.client.rejects.seen
+        matched: dict[str, int] = {}  # new jobs matching the pattern: their creation times
         try:
             seen, known_from_ms = 0, None
             async for listed in self.client.iter_listed(page_size=page_size):
                 seen += 1
                 if self._known(listed.id) and not first_pass and known_from_ms is None:
                     known_from_ms = listed.create_time_ms  # jobs created in that same ms may still follow: read on
-                older = [limit for limit in (cutoff_ms, known_from_ms) if limit is not None]
+                older = [limit for limit in (cutoff_ms, known_from_ms, listed_from_ms) if limit is not None]
                 if any(listed.create_time_ms < limit for limit in older) or seen > discover.max_jobs:
                     break
+                newest_ms = max(newest_ms, listed.create_time_ms)
                 if not self._known(listed.id) and fnmatch.fnmatchcase(listed.name, discover.name):
+                    matched[listed.id] = listed.create_time_ms
                     try:
                         batch.append(listed.view())
                     except ValidationError as exc:  # a malformed job costs that job only, as on the list itself
@@ -271,11 +283,23 @@ class PollCycle:
                     await self._poll_new(batch, report)
         except RunloopApiError as exc:
             self._api_failed(exc, report, "listing jobs")
+            newest_ms = 0  # a pass cut short settles nothing
         else:
             self._discovered_once = True
             self._api_succeeded(report)
         await self._poll_new(batch, report)
+        self._mark_listed(newest_ms, matched, clean=self.client.rejects.seen == rejected_before)
         return discovered
+
+    def _mark_listed(self, newest_ms: int, matched: Mapping[str, int], *, clean: bool) -> None:
+        """After a whole pass that read jobs created from `newest_ms` back, the next passes stop there — unless a
+        matching job of this pass is still not settled (its poll not recorded, its lease not yet anyone's): the
+        mark stays at it, and the next pass reads it again. A pass that met a malformed item (`clean` False)
+        leaves the mark where it was: the item is read again until it reads, as a job newer than every known
+        one always was."""
+        if newest_ms and clean:
+            unsettled = [created_ms for job_id, created_ms in matched.items() if not self._known(job_id)]
+            self._listed_from_ms = min([newest_ms, *unsettled])
 
     def _known(self, job_id: str) -> bool:
         """Whether discovery has met the job before: this replica remembers it, or another replica polls it."""
