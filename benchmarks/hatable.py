@@ -43,6 +43,17 @@ def polls_ratios(figures: dict[str, Any]) -> tuple[float, float] | None:
     return round(polls[1] / polls[0], 3), round((cpu[1] / polls[1]) / (cpu[0] / polls[0]), 3)
 
 
+def switches_ratios(figures: dict[str, Any]) -> tuple[float, int, int] | None:
+    """Three replicas' context switches over one replica's in the same changes, and both setups' moves to another
+    CPU: the same system calls made by three processes that each have a third of the work wake more often for
+    them (docs/performance.md, "Replicas that add up"). None: not counted."""
+    one, three = figures["replicas_1"], figures["replicas_3"]
+    if not one.get("context_switches"):
+        return None
+    ratio = round(three.get("context_switches", 0) / one["context_switches"], 3)
+    return ratio, one.get("migrations", 0), three.get("migrations", 0)
+
+
 def verdict(target: dict[str, Any]) -> str:
     """'met (0.42×)' or 'MISSED (1.7×)' against the limit; 'not measured' without a figure."""
     if target["value"] is None:
@@ -60,6 +71,20 @@ def _replica_row(label: str, window: dict[str, Any]) -> str:
     )
 
 
+def _print_per_poll(figures: dict[str, Any]) -> None:
+    """What the CPU ratio is made of: job polls, CPU per poll, and the wake-ups behind it."""
+    if (ratios := polls_ratios(figures)) is not None:
+        print(
+            f"  3 replicas' job polls ÷ 1 replica's: {ratios[0]:.2f}×; their CPU per job poll ÷ 1 replica's:"
+            f" {ratios[1]:.2f}×"
+        )
+    if (switched := switches_ratios(figures)) is not None:
+        print(
+            f"  3 replicas' context switches ÷ 1 replica's: {switched[0]:.2f}×; moves to another CPU, 1 replica /"
+            f" 3 replicas: {switched[1]} / {switched[2]}"
+        )
+
+
 def print_figures(figures: dict[str, Any]) -> None:
     """Print one workload's figures."""
     print(f"\nha: {figures['workload']} — {figures['title']}")
@@ -74,11 +99,7 @@ def print_figures(figures: dict[str, Any]) -> None:
                 f"  3 replicas' {what} together ÷ 1 replica's, on the same changes: {value}"
                 f" (target ≤ {target['limit']}×): {verdict(target)}"
             )
-    if (ratios := polls_ratios(figures)) is not None:
-        print(
-            f"  3 replicas' job polls ÷ 1 replica's: {ratios[0]:.2f}×; their CPU per job poll ÷ 1 replica's:"
-            f" {ratios[1]:.2f}×"
-        )
+    _print_per_poll(figures)
     rounds = figures.get("rounds", [])
     if len(rounds) > 1:
         for what, label in (("transactions", "transactions"), ("cpu", "CPU")):

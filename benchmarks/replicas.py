@@ -76,6 +76,22 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def switches(pid: int) -> tuple[int, int]:
+    """A process's context switches (voluntary and not: each a sleep and a wake-up, or a turn taken away) and its
+    moves to another CPU, every thread summed, from /proc (`se.nr_migrations` where the kernel keeps scheduler
+    statistics; 0 where it does not)."""
+    switched = moved = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            for line in (task / "status").read_text().splitlines():
+                if "ctxt_switches:" in line:
+                    switched += int(line.split(":", 1)[1])
+            for line in (task / "sched").read_text().splitlines():
+                if line.startswith("se.nr_migrations"):
+                    moved += int(line.split(":", 1)[1])
+    return switched, moved
+
+
 class Database:
     """A database of the benchmark's own, and its transaction counter."""
 
@@ -243,6 +259,7 @@ class Bench:
         taken_before = await db.takeovers() if db is not None else None
         xacts_before = await db.transactions() if db is not None else 0
         stats_before, arrivals_before = await self.sim.stats(), await self.receiver.count()
+        switches_before = [switches(pid) for pid in pids]
         cpu_before, started = [cpu_s(pid) for pid in pids], time.monotonic()
         moved_at = stats_before["requests"]
         for _ in range(intervals):
@@ -256,6 +273,10 @@ class Bench:
         if absorbed:
             await self._absorbed(stats_before["requests"], moved_at, arrivals_before, expected)
         cpu = [cpu_s(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
+        switched = [
+            (after[0] - before[0], after[1] - before[1])
+            for after, before in zip((switches(pid) for pid in pids), switches_before, strict=True)
+        ]
         elapsed_s, stats_after = time.monotonic() - started, await self.sim.stats()
         await asyncio.sleep(POLL_INTERVAL_S)  # the last move's polls and notifications
         arrivals = await self.receiver.arrivals(arrivals_before)
@@ -277,6 +298,9 @@ class Bench:
             "notifications": len(arrivals),
             "transactions": xacts,
             "takeovers": taken,  # leases taken in the window (jobs finishing move the shares a little)
+            # every replica together: wake-ups (and turns taken away), and moves to another CPU
+            "context_switches": sum(each[0] for each in switched),
+            "migrations": sum(each[1] for each in switched),
         }
 
     async def _polled_since(self, moved_at: int, jobs: set[str], deadline: float) -> None:
@@ -527,6 +551,8 @@ def pooled(windows: list[dict[str, Any]]) -> dict[str, Any]:
         "notifications": sum(window["notifications"] for window in windows),
         "transactions": None if None in transactions else sum(transactions),
         "takeovers": None if None in takeovers else sum(takeovers),
+        "context_switches": sum(window.get("context_switches", 0) for window in windows),
+        "migrations": sum(window.get("migrations", 0) for window in windows),
     }
 
 

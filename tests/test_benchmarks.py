@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,24 @@ def test_the_ha_targets_are_judged_against_fixed_limits_and_a_missing_figure_is_
     assert judged["replicas_cpu_ratio"]["value"] == 2.0 and judged["replicas_cpu_ratio"]["met"] is False
 
 
+def test_wake_ups_are_counted_from_proc_summed_over_rounds_and_compared_between_setups() -> None:
+    before = replicas.switches(os.getpid())
+    subprocess.run(["true"], check=True)  # waiting for a child: this process sleeps and is woken at least once
+    after = replicas.switches(os.getpid())
+    assert after[0] > before[0] and after[1] >= before[1]
+
+    def window(switched: int, moved: int) -> dict[str, Any]:
+        return {
+            "seconds": 1.0, "cpu_s": [0.1], "requests": 1, "requests_by_kind": None, "bytes": 1, "changed_jobs": 1,
+            "notifications": 1, "transactions": 1, "takeovers": 0, "context_switches": switched, "migrations": moved,
+        }  # fmt: skip
+
+    one, three = replicas.pooled([window(60, 1), window(40, 2)]), replicas.pooled([window(150, 9), window(100, 11)])
+    assert (one["context_switches"], one["migrations"], three["context_switches"]) == (100, 3, 250)
+    assert hatable.switches_ratios({"replicas_1": one, "replicas_3": three}) == (2.5, 3, 20)
+    assert hatable.switches_ratios({"replicas_1": {}, "replicas_3": three}) is None  # an older file: not counted
+
+
 def test_alternated_rounds_are_judged_on_their_totals_and_each_round_keeps_its_own_ratio() -> None:
     def window(cpu_s: list[float], transactions: int | None) -> dict[str, Any]:
         return {
@@ -186,6 +205,8 @@ def test_alternated_rounds_are_judged_on_their_totals_and_each_round_keeps_its_o
         "notifications": 8,
         "transactions": 63,
         "takeovers": 4,
+        "context_switches": 0,  # windows of an older file, before they were counted
+        "migrations": 0,
     }
     totals = {"replicas_1": replicas.pooled([slow["replicas_1"], fast["replicas_1"]]), "replicas_3": three}
     assert hatable.replicas_ratio(totals, "cpu") == 1.125  # 4.5 s over 4 s: not the mean of the rounds' ratios
