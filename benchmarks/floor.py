@@ -6,6 +6,7 @@ poll."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from dataclasses import dataclass
@@ -55,6 +56,28 @@ async def measure_floor(session: aiohttp.ClientSession, base_url: str, requests:
         floor.xxh3_s += done - xxh3
         _count_records(floor, parsed)
     return floor
+
+
+async def measure_bursts(
+    session: aiohttp.ClientSession, base_url: str, requests: list[str], bursts: int, interval_s: float
+) -> float:
+    """The bare client on the watcher's schedule: `requests` cut into `bursts` runs of consecutive requests, one
+    run at the start of each interval, each request GET and hashed with xxh3, one after the other; the process's
+    CPU seconds over all the intervals (the waits between the bursts cost their wake-ups, as the watcher's do).
+    The watcher at rest polls every job once an interval and then sleeps: this is the bare GET + hash doing the
+    same, where `measure_floor` sends the same requests back to back, its process never idle in between."""
+    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json"}
+    size = -(-len(requests) // bursts)
+    loop = asyncio.get_running_loop()
+    started_cpu, started = time.process_time(), loop.time()
+    for index in range(bursts):
+        await asyncio.sleep(max(0.0, started + index * interval_s - loop.time()))
+        for line in requests[index * size : (index + 1) * size]:
+            method, path = line.split(" ", 1)
+            async with session.request(method, base_url + path, headers=headers) as response:
+                body = await response.read()
+            xxhash.xxh3_128(body).digest()
+    return time.process_time() - started_cpu
 
 
 def _count_records(floor: FloorSample, parsed: object) -> None:

@@ -59,6 +59,9 @@ def test_quick_run_prints_tables_and_writes_json(tmp_path: Path) -> None:
         "python -c pass", "python -c 'import aiohttp'", "benchwatch --help", "benchwatch wait --help",
         "benchwatch wait: first request",
     } and all(seconds > 0 for seconds in startup["median_s"].values())  # fmt: skip
+    unchanged = figures["unchanged"]
+    assert all(unchanged[name]["bursts_s"] > 0 and unchanged[name]["views"] for name in ("small", "many", "large"))
+    assert "of which the schedule (bare in bursts ÷ back to back)" in result.stdout
     many = figures["poll-many"]
     assert many["control"]["workload"]["name"] == "many-control"
     assert {"terminal_requests_unchanged", "terminal_cpu_s_changed"} <= set(many["targets"])
