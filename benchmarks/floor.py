@@ -34,13 +34,10 @@ class FloorSample:
 
 async def measure_floor(session: aiohttp.ClientSession, base_url: str, requests: list[str]) -> FloorSample:
     """Fetch each `"GET /path?query"` of `requests` one after the other, and time what a floor would do with it."""
-    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json"}
     floor = FloorSample()
     for line in requests:
-        method, path = line.split(" ", 1)
         started = time.process_time()
-        async with session.request(method, base_url + path, headers=headers) as response:
-            body = await response.read()
+        body = await _fetch(session, base_url, line)
         parsing = time.process_time()
         parsed = orjson.loads(body)
         hashing = time.process_time()
@@ -66,18 +63,24 @@ async def measure_bursts(
     CPU seconds over all the intervals (the waits between the bursts cost their wake-ups, as the watcher's do).
     The watcher at rest polls every job once an interval and then sleeps: this is the bare GET + hash doing the
     same, where `measure_floor` sends the same requests back to back, its process never idle in between."""
-    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json"}
     size = -(-len(requests) // bursts)
     loop = asyncio.get_running_loop()
     started_cpu, started = time.process_time(), loop.time()
     for index in range(bursts):
         await asyncio.sleep(max(0.0, started + index * interval_s - loop.time()))
         for line in requests[index * size : (index + 1) * size]:
-            method, path = line.split(" ", 1)
-            async with session.request(method, base_url + path, headers=headers) as response:
-                body = await response.read()
-            xxhash.xxh3_128(body).digest()
+            xxhash.xxh3_128(await _fetch(session, base_url, line)).digest()
     return time.process_time() - started_cpu
+
+
+_HEADERS = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json"}
+
+
+async def _fetch(session: aiohttp.ClientSession, base_url: str, line: str) -> bytes:
+    """The body of one request-log line (`"GET /path?query"`), asked as the watcher asked it."""
+    method, path = line.split(" ", 1)
+    async with session.request(method, base_url + path, headers=_HEADERS) as response:
+        return await response.read()
 
 
 def _count_records(floor: FloorSample, parsed: object) -> None:
