@@ -31,7 +31,7 @@ from collections.abc import Collection
 from typing import Any, Final
 
 import psycopg
-from psycopg import AsyncCursor
+from psycopg import AsyncCursor, AsyncPipeline
 
 from watcher.store.pgschema import LEASE_LOCK_KEY
 
@@ -47,73 +47,87 @@ Conn = psycopg.AsyncConnection[Any]
 
 
 async def hold(
-    conn: Conn, holder: str, job_ids: Collection[str], now_ms: int | None, ttl_ms: int, *, rested: Collection[str]
-) -> tuple[dict[str, int], frozenset[str]]:
-    """In one transaction: mark the jobs `rested` (seen to come to rest) as resting, renew this replica (and with
-    it every lease it holds), let go of jobs no longer wanted or beyond the share, take the share; returns the
-    leases held (job id → epoch) and those of `job_ids` that rest (another replica saw them come to rest: nobody
-    polls them again). `now_ms` None: the database's clock."""
+    conn: Conn,
+    pipeline: AsyncPipeline,
+    holder: str,
+    job_ids: Collection[str],
+    *,
+    now_ms: int | None,
+    ttl_ms: int,
+    rested: Collection[str],
+) -> tuple[dict[str, int], frozenset[str], AsyncCursor[Any] | None]:
+    """In the caller's transaction (`pgtx.one_transaction`, its `pipeline`): mark the jobs `rested` (seen to come to
+    rest) as resting, renew this replica (and with it every lease it holds), let go of jobs no longer wanted or
+    beyond the share, take the share; returns the leases held (job id → epoch), those of `job_ids` that rest
+    (another replica saw them come to rest: nobody polls them again), and the leases being taken: a cursor whose
+    rows (`taken`) the caller reads once the transaction is sent. `now_ms` None: the database's clock.
+
+    One round trip for all but the rebalancing step, which depends on the share: that step is queued and goes out
+    with what the caller queues after it, and its COMMIT."""
     wanted = sorted(job_ids)
     times = {"now": now_ms, "ttl": ttl_ms, "holder": holder}
-    # One round trip for all but the rebalancing step (which depends on the share): pipelined, in order.
-    async with conn.pipeline() as pipeline:
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEASE_LOCK_KEY,))
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEASE_LOCK_KEY,))
+    await conn.execute(
+        f"INSERT INTO replicas (holder, seen_ms) VALUES (%(holder)s, {NOW})"
+        " ON CONFLICT (holder) DO UPDATE SET seen_ms = excluded.seen_ms".encode(),
+        times,
+    )
+    if rested:  # kept, marked: a replica whose memory of the job is stale must not lease it again
         await conn.execute(
-            f"INSERT INTO replicas (holder, seen_ms) VALUES (%(holder)s, {NOW})"
-            " ON CONFLICT (holder) DO UPDATE SET seen_ms = excluded.seen_ms".encode(),
-            times,
+            "INSERT INTO job_leases (job_id, holder, epoch, resting)"
+            " SELECT unnest(%s::text[]), '', 0, true"
+            " ON CONFLICT (job_id) DO UPDATE SET holder = '', resting = true",
+            (sorted(rested),),
         )
-        if rested:  # kept, marked: a replica whose memory of the job is stale must not lease it again
-            await conn.execute(
-                "INSERT INTO job_leases (job_id, holder, epoch, resting)"
-                " SELECT unnest(%s::text[]), '', 0, true"
-                " ON CONFLICT (job_id) DO UPDATE SET holder = '', resting = true",
-                (sorted(rested),),
-            )
-        # The wanted ids sent once (10,000 on a first pass over many jobs): let go of the leases no longer wanted
-        # (NOT IN: a hashed anti-join, not a scan of the array per row), add rows for the new ones, and read which
-        # of them rest. The two writes touch disjoint rows; the statements after this one see both.
-        resting_rows = await conn.execute(
-            "WITH wanted AS (SELECT unnest(%(wanted)s::text[]) AS job_id),"
-            " gone AS (DELETE FROM job_leases WHERE holder = %(holder)s AND NOT resting"
-            " AND job_id NOT IN (SELECT job_id FROM wanted)),"
-            " added AS (INSERT INTO job_leases (job_id, holder, epoch)"
-            " SELECT job_id, '', 0 FROM wanted ON CONFLICT (job_id) DO NOTHING)"
-            " SELECT job_id FROM job_leases WHERE resting AND job_id IN (SELECT job_id FROM wanted)",
-            {"wanted": wanted, "holder": holder},
-        )
-        mine_rows = await conn.execute(  # renewed with this replica's row above: read, not written
-            b"SELECT job_id, epoch FROM job_leases WHERE holder = %(holder)s AND NOT resting", times
-        )
-        share_row = await conn.execute(  # how many leases are free or expired (none: nothing to take), and how
-            # few the live replica holding the fewest holds (a newcomer: none), counted on the holder index
-            "SELECT (SELECT count(*) FROM job_leases WHERE NOT resting),"
-            f" (SELECT count(*) FROM ({LIVE}) AS live),"
-            f" (SELECT count(*) FROM job_leases WHERE {FREE}),"
-            " (SELECT min((SELECT count(*) FROM job_leases WHERE holder = live.holder AND NOT resting))"
-            f" FROM ({LIVE}) AS live)".encode(),
-            times,
-        )
-        await pipeline.sync()
-        resting = frozenset(str(row[0]) for row in await resting_rows.fetchall())
-        mine = {str(row[0]): int(row[1]) for row in await mine_rows.fetchall()}
-        counts = await share_row.fetchone()
-        share = _share(counts)
+    # The wanted ids sent once (10,000 on a first pass over many jobs): let go of the leases no longer wanted
+    # (NOT IN: a hashed anti-join, not a scan of the array per row), add rows for the new ones, and read which
+    # of them rest. The two writes touch disjoint rows; the statements after this one see both.
+    resting_rows = await conn.execute(
+        "WITH wanted AS (SELECT unnest(%(wanted)s::text[]) AS job_id),"
+        " gone AS (DELETE FROM job_leases WHERE holder = %(holder)s AND NOT resting"
+        " AND job_id NOT IN (SELECT job_id FROM wanted)),"
+        " added AS (INSERT INTO job_leases (job_id, holder, epoch)"
+        " SELECT job_id, '', 0 FROM wanted ON CONFLICT (job_id) DO NOTHING)"
+        " SELECT job_id FROM job_leases WHERE resting AND job_id IN (SELECT job_id FROM wanted)",
+        {"wanted": wanted, "holder": holder},
+    )
+    mine_rows = await conn.execute(  # renewed with this replica's row above: read, not written
+        b"SELECT job_id, epoch FROM job_leases WHERE holder = %(holder)s AND NOT resting", times
+    )
+    share_row = await conn.execute(  # how many leases are free or expired (none: nothing to take), and how
+        # few the live replica holding the fewest holds (a newcomer: none), counted on the holder index
+        "SELECT (SELECT count(*) FROM job_leases WHERE NOT resting),"
+        f" (SELECT count(*) FROM ({LIVE}) AS live),"
+        f" (SELECT count(*) FROM job_leases WHERE {FREE}),"
+        " (SELECT min((SELECT count(*) FROM job_leases WHERE holder = live.holder AND NOT resting))"
+        f" FROM ({LIVE}) AS live)".encode(),
+        times,
+    )
+    await pipeline.sync()
+    resting = frozenset(str(row[0]) for row in await resting_rows.fetchall())
+    mine = {str(row[0]): int(row[1]) for row in await mine_rows.fetchall()}
+    counts = await share_row.fetchone()
+    share = _share(counts)
     least = int(counts[3]) if counts and counts[3] is not None else share  # unknown: no replica short
     slack = _slack(share)
     if len(mine) > share and (len(mine) > share + slack or least < share - slack):
         excess = sorted(mine)[share:]
         await conn.execute("UPDATE job_leases SET holder = '' WHERE holder = %s AND job_id = ANY(%s)", (holder, excess))
-        return {job_id: epoch for job_id, epoch in mine.items() if job_id not in excess}, resting
+        return {job_id: epoch for job_id, epoch in mine.items() if job_id not in excess}, resting, None
     if len(mine) < share and counts and counts[2]:  # (200 jobs, 3 replicas: one holds 66 of a share of 67)
-        mine |= await _pairs(
-            conn,
+        taking = await conn.execute(
             "UPDATE job_leases SET holder = %(holder)s, epoch = epoch + 1 WHERE job_id IN ("
             f" SELECT job_id FROM job_leases WHERE {FREE} ORDER BY job_id LIMIT %(n)s"
-            " FOR UPDATE SKIP LOCKED) RETURNING job_id, epoch",
+            " FOR UPDATE SKIP LOCKED) RETURNING job_id, epoch".encode(),
             {**times, "n": share - len(mine)},
         )
-    return mine, resting
+        return mine, resting, taking
+    return mine, resting, None
+
+
+async def taken(taking: AsyncCursor[Any] | None) -> dict[str, int]:
+    """The leases `hold` took (job id → epoch), read once its transaction was sent."""
+    return {} if taking is None else {str(row[0]): int(row[1]) for row in await taking.fetchall()}
 
 
 def _share(counts: tuple[Any, ...] | None) -> int:
@@ -132,23 +146,14 @@ def _slack(share: int) -> int:
     return share // 10
 
 
-async def _pairs(conn: Conn, query: str, params: dict[str, Any]) -> dict[str, int]:
-    cursor = await conn.execute(query.encode(), params)
-    return {str(row[0]): int(row[1]) for row in await cursor.fetchall()}
-
-
-async def check_epoch(conn: Conn, holder: str, job_id: str, epoch: int | None) -> bool:
-    """Inside a commit: whether this replica still holds the job's lease at `epoch`. The row stays locked FOR KEY
-    SHARE to the commit's end: a takeover, which locks the rows it takes FOR UPDATE (SKIP LOCKED), cannot slip in
-    between — while the holder's own heartbeat, which writes no lease row to renew it and lets one go with a plain
-    UPDATE of non-key columns, does not wait for its commits: a heartbeat never queues behind a poll's commit."""
-    if epoch is None:
-        return False
-    cursor = await conn.execute(
-        "SELECT 1 FROM job_leases WHERE job_id = %s AND holder = %s AND epoch = %s FOR KEY SHARE",
-        (job_id, holder, epoch),
-    )
-    return await cursor.fetchone() is not None
+async def fence(conn: Conn, holder: str, job_id: str, epoch: int) -> None:
+    """Inside a commit: fail the transaction unless this replica still holds the job's lease at `epoch`
+    (`benchwatch_fence` raises `LEASE_LOST_SQLSTATE`). Nothing is read back, so in a pipeline the fence goes out with
+    the commit's writes and its COMMIT in one round trip. The row stays locked FOR KEY SHARE to the commit's end: a
+    takeover, which locks the rows it takes FOR UPDATE (SKIP LOCKED), cannot slip in between — while the holder's
+    own heartbeat, which writes no lease row to renew it and lets one go with a plain UPDATE of non-key columns, does
+    not wait for its commits: a heartbeat never queues behind a poll's commit."""
+    await conn.execute("SELECT benchwatch_fence(%s, %s, %s)", (holder, job_id, epoch))
 
 
 async def claim(conn: Conn, name: str, holder: str, now_ms: int | None, ttl_ms: int) -> AsyncCursor[Any]:

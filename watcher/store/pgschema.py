@@ -114,15 +114,47 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE job_leases DROP COLUMN expires_ms
     """,
+    # The fence of a poll's commit (`pgleases.fence`) as a statement that fails the transaction when this replica no
+    # longer holds the job's lease at its epoch: it goes out in the commit's one round trip with the writes and the
+    # COMMIT, where a fence whose answer the client had to read first cost a round trip of its own. The lease row
+    # stays locked FOR KEY SHARE to the commit's end, as before.
+    """
+    CREATE FUNCTION benchwatch_fence(fence_holder TEXT, fence_job TEXT, fence_epoch BIGINT) RETURNS void
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM 1 FROM job_leases
+            WHERE job_id = fence_job AND holder = fence_holder AND epoch = fence_epoch FOR KEY SHARE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'this replica no longer holds the lease of job %', fence_job
+                USING ERRCODE = 'BW001', DETAIL = fence_job;
+        END IF;
+    END
+    $$
+    """,
 )
 # Replicas reallocating leases take this transaction lock, one at a time ("leases").
 LEASE_LOCK_KEY: Final = 0x6C6561736573
 OUTBOX_CHANNEL: Final = "benchwatch_outbox"
+# The SQLSTATE `benchwatch_fence` raises: the job's lease is no longer this replica's (its detail: the job id).
+LEASE_LOST_SQLSTATE: Final = "BW001"
 # Replicas routing events or flushing timers hold this session lock: rule state has one writer at a time ("rules").
 RULES_LOCK_KEY: Final = 0x72756C6573
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
 def statements(script: str) -> list[str]:
-    """The statements of a migration script (our scripts hold no ';' inside literals)."""
-    return [statement.strip() for statement in script.split(";") if statement.strip()]
+    """The statements of a migration script: split at each ';' outside a `$$`-quoted function body (our scripts
+    hold no ';' inside literals)."""
+    found: list[str] = []
+    current = ""
+    for index, part in enumerate(script.split("$$")):
+        if index % 2:  # inside a function body: kept whole
+            current += f"$${part}$$"
+            continue
+        first, *rest = part.split(";")
+        current += first
+        for piece in rest:
+            found.append(current)
+            current = piece
+    found.append(current)
+    return [statement.strip() for statement in found if statement.strip()]

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import psycopg
-from psycopg import AsyncPipeline
 from psycopg.abc import PQGen
 from psycopg_pool import AsyncConnectionPool
 
@@ -32,10 +31,12 @@ from watcher.core.records import DeliveryAttempt, DeliveryOutcome, LoggedDeliver
 from watcher.store.errors import LeaseLostError, StoreError, StoreWriteError
 from watcher.store.groupcommit import GroupCommit
 from watcher.store.location import redact_url, url_problem
-from watcher.store.pgleases import NOW, RULE_TIMERS, check_epoch, release_all, renew_outbox_claims
+from watcher.store.pgleases import NOW, RULE_TIMERS, fence, release_all, renew_outbox_claims
 from watcher.store.pgleases import claim as claim_lease
 from watcher.store.pgleases import hold as hold_leases
+from watcher.store.pgleases import taken as taken_leases
 from watcher.store.pgschema import (
+    LEASE_LOST_SQLSTATE,
     MIGRATION_LOCK_KEY,
     MIGRATIONS,
     OUTBOX_CHANNEL,
@@ -43,6 +44,7 @@ from watcher.store.pgschema import (
     SCHEMA_VERSION,
     statements,
 )
+from watcher.store.pgtx import one_transaction
 from watcher.store.protocol import Holding, SectionReads, SectionView, StoredEvent
 from watcher.store.rows import (
     DELIVERY_COLUMNS,
@@ -58,10 +60,8 @@ from watcher.store.rows import (
 
 log = logging.getLogger("benchwatch.store")
 RV = TypeVar("RV")
-# The rule-state section this task is in (`rules_section`): its connection and pipeline, which `commit` joins.
-_SECTION: ContextVar[tuple[psycopg.AsyncConnection[Any], AsyncPipeline] | None] = ContextVar(
-    "benchwatch_rules_section", default=None
-)
+# The rule-state section this task is in (`rules_section`): its connection, in a pipeline, which `commit` joins.
+_SECTION: ContextVar[psycopg.AsyncConnection[Any] | None] = ContextVar("benchwatch_rules_section", default=None)
 
 CONNECT_TIMEOUT_S: Final = 5.0
 DEFAULT_LEASE_TTL_MS: Final = 15_000
@@ -262,6 +262,11 @@ class PostgresStore:
             if leases:
                 await self._drop_lease_connection()
             raise StoreError(f"{self.path}: {_one_line(exc)}") from None
+        except psycopg.DatabaseError as exc:
+            if exc.sqlstate != LEASE_LOST_SQLSTATE:
+                raise
+            self.reachable = True  # the fence of a commit (`_fence`): nothing of it was written
+            raise self._lease_lost(exc.diag.message_detail or "") from None
         self.reachable = True
 
     async def _lease_connection(self) -> psycopg.AsyncConnection[Any]:
@@ -313,13 +318,15 @@ class PostgresStore:
         state_rows: Sequence[StateRow] = (),
         notifications: Sequence[Notification] = (),
         decisions: Sequence[Decision] = (),
-    ) -> int:
-        """Record a poll's consequences in one transaction; returns how many events were new. Once this replica
-        holds leases, a job's memory is written only under the lease's epoch (`LeaseLostError` otherwise).
+    ) -> None:
+        """Record a poll's consequences in one transaction. Once this replica holds leases, a job's memory is
+        written only under the lease's epoch (`LeaseLostError` otherwise, and nothing of the commit is written).
 
-        Inside a rule-state section (`rules_section`, this task), the writes join the section's own transaction,
-        pipelined, and are committed when the section ends — with its lock let go at that COMMIT: one transaction and
-        one connection for a routed poll instead of two, and the lock held for one round trip less."""
+        Pipelined: the fence, the writes and the COMMIT go out together, one round trip, and an error in any of them
+        (the fence's included) rolls the whole back. Inside a rule-state section (`rules_section`, this task), the
+        writes join the section's own transaction and go out with its COMMIT when the section ends — with its lock
+        let go there: a routed poll is two round trips (the lock with the reads, then the writes with the COMMIT), and
+        a lease lost shows as `LeaseLostError` from the section's end."""
         write = functools.partial(
             self._write_poll,
             memory=memory,
@@ -330,18 +337,16 @@ class PostgresStore:
         )
         section = _SECTION.get()
         if section is not None:
-            conn, pipeline = section
             self._step("begin")
-            added = await write(conn, pipeline=pipeline)
+            await write(section)
             self._step("before_commit")
-            return added
+            return
         async with self._connection() as conn:
             self._step("begin")
-            async with conn.transaction():
-                added = await write(conn, pipeline=None)
+            async with one_transaction(conn):
+                await write(conn)
                 self._step("before_commit")
             self._step("after_commit")
-            return added
 
     async def _write_poll(
         self,
@@ -352,19 +357,17 @@ class PostgresStore:
         state_rows: Sequence[StateRow],
         notifications: Sequence[Notification],
         decisions: Sequence[Decision],
-        pipeline: AsyncPipeline | None,
-    ) -> int:
+    ) -> None:
+        """Queue a commit's statements on `conn`, in a pipeline: nothing is read back, so nothing waits here."""
         if memory is not None:
             await self._fence(conn, memory.job_id)
             await self._write_memory(conn, memory)
-        inserted = []  # the events' inserts: their row counts are the events new
         for index, event in enumerate(events):
-            cursor = await conn.execute(
+            await conn.execute(
                 "INSERT INTO events (id, job_id, kind, at_ms, body) VALUES (%s, %s, %s, %s, %s)"
                 " ON CONFLICT (id) DO NOTHING",
                 (event.id, event.job_id, event.kind, event.at_ms, event_to_json(event)),
             )
-            inserted.append(cursor)
             self._step(f"event:{index}")
         for index, row in enumerate(state_rows):
             await _write_state_row(conn, row)
@@ -379,16 +382,19 @@ class PostgresStore:
         await self._record_decisions(conn, decisions)
         if notifications and not self._sender:  # delivered at COMMIT (see `listen`); a listening replica's own
             await conn.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))  # worker sends them: none
-        if pipeline is not None:
-            await pipeline.sync()  # every statement's result in, errors raised here: the counts can be read
-        return sum(max(cursor.rowcount, 0) for cursor in inserted)
 
     async def _fence(self, conn: psycopg.AsyncConnection[Any], job_id: str) -> None:
         if self._epochs is None:
             return  # not leasing (a one-off command, a test of the store alone)
-        if not await check_epoch(conn, self.holder, job_id, self._epochs.get(job_id)):
+        epoch = self._epochs.get(job_id)
+        if epoch is None:
+            raise self._lease_lost(job_id)
+        await fence(conn, self.holder, job_id, epoch)  # fails the transaction where the lease is lost
+
+    def _lease_lost(self, job_id: str) -> LeaseLostError:
+        if self._epochs is not None:
             self._epochs.pop(job_id, None)
-            raise LeaseLostError(f"{job_id}: this replica no longer holds the job's lease; its poll is not recorded")
+        return LeaseLostError(f"{job_id}: this replica no longer holds the job's lease; its poll is not recorded")
 
     async def _record_decisions(self, conn: psycopg.AsyncConnection[Any], decisions: Sequence[Decision]) -> None:
         rows = decision_rows(decisions)
@@ -520,15 +526,19 @@ class PostgresStore:
     async def _hold_once(
         self, job_ids: Collection[str], now_ms: int, rested: Collection[str]
     ) -> tuple[dict[str, int], frozenset[str], bool]:
-        # Pipelined: BEGIN, the outbox claims' renewal and the leases' steps go in one round trip (`hold_leases`);
-        # the rule-timer claim goes with the COMMIT. (Taken on its own every second, the claim was a transaction a
-        # second of every replica.)
-        async with self._connection(leases=True) as conn, conn.pipeline(), conn.transaction():
-            now = self._lease_now(now_ms)
-            await renew_outbox_claims(conn, self.holder, now, self.lease_ttl_ms)
-            held, resting = await hold_leases(conn, self.holder, job_ids, now, self.lease_ttl_ms, rested=rested)
-            timers = await claim_lease(conn, RULE_TIMERS, self.holder, now, self.lease_ttl_ms)
-        return held, resting, await timers.fetchone() is not None
+        # Two round trips: BEGIN, the outbox claims' renewal and the leases' steps (`hold_leases`, whose counts
+        # decide the rest); then the rebalancing step if any, the rule-timer claim and the COMMIT. (Taken on its own
+        # every second, the claim was a transaction a second of every replica.)
+        async with self._connection(leases=True) as conn:
+            async with one_transaction(conn) as pipeline:
+                now = self._lease_now(now_ms)
+                await renew_outbox_claims(conn, self.holder, now, self.lease_ttl_ms)
+                held, resting, taking = await hold_leases(
+                    conn, pipeline, self.holder, job_ids, now_ms=now, ttl_ms=self.lease_ttl_ms, rested=rested
+                )
+                timers = await claim_lease(conn, RULE_TIMERS, self.holder, now, self.lease_ttl_ms)
+            held |= await taken_leases(taking)
+            return held, resting, await timers.fetchone() is not None
 
     def _lease_now(self, now_ms: int) -> int | None:
         """The time a lease or claim is compared with: the caller's with `caller_clock`, else None — the
@@ -552,12 +562,12 @@ class PostgresStore:
         `reads` are read in the same transaction, once the lock is taken, pipelined with it: BEGIN, the lock and
         the reads are one round trip, so a turn costs one transaction whatever it reads. A callable `reads` is
         asked once this process's sections ahead of this one have ended."""
-        async with self._rules_turn, self._connection() as conn, conn.pipeline() as pipeline, conn.transaction():
+        async with self._rules_turn, self._connection() as conn, one_transaction(conn) as pipeline:
             reads = reads() if callable(reads) else reads
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (RULES_LOCK_KEY,))
             if reads is None:
                 await pipeline.sync()  # the lock taken before the section begins
-                token = _SECTION.set((conn, pipeline))
+                token = _SECTION.set(conn)
                 try:
                     yield SectionView()
                 finally:
@@ -574,7 +584,7 @@ class PostgresStore:
             found = await row.fetchone()
             rows = await after.fetchall() if after is not None else []
             body = None if found is None else str(found[0])
-            token = _SECTION.set((conn, pipeline))  # this task's commits inside the section join its transaction
+            token = _SECTION.set(conn)  # this task's commits inside the section join its transaction
             try:
                 yield SectionView(body, tuple(StateRow(reads.namespace, str(key), str(value)) for key, value in rows))
             finally:
@@ -637,31 +647,30 @@ class PostgresStore:
         """Attempts and their notifications' new statuses, in one transaction and one statement for the whole
         batch (arrays unnested; the attempt log keeps the records' order), each only where the claim holds."""
         attempts = [record.attempt for record in records]
-        # Pipelined: BEGIN and the statement go out together, then COMMIT.
-        async with self._connection() as conn, conn.pipeline(), conn.transaction():
-            cursor = await conn.execute(
-                _RECORD_ATTEMPTS,
-                {
-                    "me": self.holder,
-                    "ids": [attempt.notification_id for attempt in attempts],
-                    "notifiers": [attempt.notifier for attempt in attempts],
-                    "attempts": [attempt.attempt for attempt in attempts],
-                    "started": [attempt.started_ms for attempt in attempts],
-                    "finished": [attempt.finished_ms for attempt in attempts],
-                    "outcomes": [attempt.outcome.value for attempt in attempts],
-                    "reasons": [attempt.reason for attempt in attempts],
-                    "errors": [attempt.error for attempt in attempts],
-                    "http": [attempt.http_status for attempt in attempts],
-                    "statuses": [record.status.value for record in records],
-                    "next": [record.next_attempt_ms for record in records],
-                    "done": [
-                        record.attempt.finished_ms if record.status != OutboxStatus.PENDING else None
-                        for record in records
-                    ],
-                },
-            )
+        params = {
+            "me": self.holder,
+            "ids": [attempt.notification_id for attempt in attempts],
+            "notifiers": [attempt.notifier for attempt in attempts],
+            "attempts": [attempt.attempt for attempt in attempts],
+            "started": [attempt.started_ms for attempt in attempts],
+            "finished": [attempt.finished_ms for attempt in attempts],
+            "outcomes": [attempt.outcome.value for attempt in attempts],
+            "reasons": [attempt.reason for attempt in attempts],
+            "errors": [attempt.error for attempt in attempts],
+            "http": [attempt.http_status for attempt in attempts],
+            "statuses": [record.status.value for record in records],
+            "next": [record.next_attempt_ms for record in records],
+            "done": [
+                record.attempt.finished_ms if record.status != OutboxStatus.PENDING else None for record in records
+            ],
+        }
+        async with self._connection() as conn:
+            # Pipelined: BEGIN, the statement and the COMMIT go out together, one round trip; what it returned is
+            # read once they are done (read inside the transaction, it cost a round trip of its own before COMMIT).
+            async with one_transaction(conn):
+                cursor = await conn.execute(_RECORD_ATTEMPTS, params)
+                self._step("delivery:attempt")
             recorded = {str(row[0]) for row in await cursor.fetchall()}
-            self._step("delivery:attempt")
         for attempt in attempts:
             if attempt.notification_id not in recorded:
                 log.warning(

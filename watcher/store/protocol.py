@@ -116,9 +116,9 @@ class Store(Protocol):
         state_rows: Sequence[StateRow] = (),
         notifications: Sequence[Notification] = (),
         decisions: Sequence[Decision] = (),
-    ) -> int:
+    ) -> None:
         """Record a poll's consequences atomically — memory, events, state rows, outbox, and what routing decided
-        for each event and rule; returns new events."""
+        for each event and rule. An event already recorded (the same id) is left as it is."""
         ...
 
     async def load_state_rows(self, namespace: str) -> list[StateRow]:

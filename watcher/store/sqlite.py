@@ -370,8 +370,8 @@ class SQLiteStore:
         state_rows: Sequence[StateRow] = (),
         notifications: Sequence[Notification] = (),
         decisions: Sequence[Decision] = (),
-    ) -> int:
-        """Record a poll's consequences in one transaction; returns how many events were new."""
+    ) -> None:
+        """Record a poll's consequences in one transaction (an event already recorded is left as it is)."""
         rows = _PollRows(
             memory=(memory.job_id, memory.model_dump_json(), memory.last_seen_ms) if memory is not None else None,
             events=[(e.id, e.job_id, e.kind, e.at_ms, event_to_json(e)) for e in events],
@@ -379,9 +379,9 @@ class SQLiteStore:
             outbox=[(n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json(), n.job_id) for n in notifications],
             decisions=decision_rows(decisions),
         )
-        return await self._write(functools.partial(self._record_poll, rows))
+        await self._write(functools.partial(self._record_poll, rows))
 
-    def _record_poll(self, rows: _PollRows, db: sqlite3.Connection) -> int:
+    def _record_poll(self, rows: _PollRows, db: sqlite3.Connection) -> None:
         memory_row, event_rows, state, outbox_rows = rows.memory, rows.events, rows.state, rows.outbox
         if memory_row is not None:
             db.execute(
@@ -390,11 +390,8 @@ class SQLiteStore:
                 memory_row,
             )
             self._step("memory")
-        added = 0
         for index, event_row in enumerate(event_rows):
-            added += db.execute(
-                "INSERT OR IGNORE INTO events (id, job_id, kind, at_ms, body) VALUES (?, ?, ?, ?, ?)", event_row
-            ).rowcount
+            db.execute("INSERT OR IGNORE INTO events (id, job_id, kind, at_ms, body) VALUES (?, ?, ?, ?, ?)", event_row)
             self._step(f"event:{index}")
         for index, (namespace, key, body) in enumerate(state):
             if body is None:
@@ -415,7 +412,6 @@ class SQLiteStore:
         for index, decision_row in enumerate(rows.decisions):
             db.execute("INSERT INTO decisions (event_id, at_ms, body) VALUES (?, ?, ?)", decision_row)
             self._step(f"decisions:{index}")
-        return added
 
     async def get_state(self, namespace: str, key: str) -> str | None:
         """One state row's body, or None."""
