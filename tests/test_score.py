@@ -4,6 +4,7 @@ completed scenarios only."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ from tests.conftest import FakeSleep
 from tests.test_wait import _json_view, _lines, _wait
 from watcher.cli.wait.defaults import EXIT_THRESHOLD_MISSED
 from watcher.cli.wait.model import Thresholds
-from watcher.core.models import BenchmarkJobView, BenchmarkOutcome
+from watcher.core.models import BenchmarkJobView, BenchmarkOutcome, ScenarioRunState
+from watcher.core.scenario_runs import RunScenarios, ScenarioRunStatus, _Score
 from watcher.core.score import outcome_score, running_score
 from watcher.core.snapshot import Snapshot
 from watcher.diff.jobs import diff
@@ -113,3 +115,26 @@ async def test_wait_min_score_fails_an_agent_whose_completed_scenarios_alone_loo
     (row,) = summary["agents"]
     assert (row["score"], row["average_score"]) == (0.375, 0.9)
     assert "claude-code score 0.375 < min-score 0.5" in summary["reason"]
+
+
+def test_a_runs_score_so_far_counted_in_c_is_running_score_exactly() -> None:
+    # `RunScenarios.running_score` (the summary's, per poll) must say what `running_score` says of the same latest
+    # attempts: retries, runs not final yet, completed ones not scored yet (no result, or a result without a score).
+    rng = random.Random(28)
+    scores = (None, 0.0, 0.25, 1.0, 0.1, 0.7)
+    told = set()
+    for case in range(3000):
+        statuses = []
+        for n in range(rng.randrange(0, 12)):
+            result = rng.choice((None, _Score(None), *(_Score(score) for score in scores[1:])))
+            if rng.random() < 0.8 and result is not None and result.score is None:
+                result = _Score(rng.choice(scores[1:]))  # unscored ones rare: most cases reach a number
+            scenario = f"scn_{rng.randrange(0, 6)}"  # the same scenario again: a retry
+            statuses.append(
+                ScenarioRunStatus(f"sr_{case}_{n}", scenario, rng.choice(ScenarioRunState.ALL), None, n, None, result)
+            )
+        runs = RunScenarios.build(statuses)
+        expected = running_score((status.outcome_state, status.score) for status in runs.latest)
+        assert runs.running_score() == expected, statuses
+        told.add("none" if expected is None else "score")
+    assert told == {"none", "score"}  # both answers were compared

@@ -22,6 +22,7 @@ from typing import Final
 import msgspec
 
 from watcher.core.models import ScenarioRunState, ScenarioRunView, ScenarioState
+from watcher.core.score import running_score_of
 
 RUN_STATE_AS_OUTCOME: Final = {
     ScenarioRunState.SCORED: ScenarioState.COMPLETED,
@@ -34,6 +35,11 @@ COUNT_SLOTS: Final = (ScenarioState.COMPLETED, ScenarioState.FAILED, ScenarioSta
 
 Counts = tuple[int, int, int, int]
 _STATE: Final = attrgetter("state")
+_RESULT: Final = attrgetter("scoring_contract_result")
+_SCORE: Final = attrgetter("score")
+_COMPLETED: Final = frozenset(
+    state for state, outcome in RUN_STATE_AS_OUTCOME.items() if outcome == ScenarioState.COMPLETED
+)  # the run states whose scenario counts as completed (scored, completed)
 _SCENARIO_ID: Final = attrgetter("scenario_id")  # latest attempts by final state: completed, failed, timeout, canceled
 
 
@@ -105,6 +111,16 @@ class RunScenarios:
         else:
             changed = tuple(compress(final, (key not in previous for key in hashes)))
         return cls(listed, latest, changed, count_states(states), seen)
+
+    def running_score(self) -> float | None:
+        """The run's score so far, as `watcher.core.score.running_score` defines it, with the per-record work in C:
+        a large job's summary reads 2,000 latest attempts a poll, and the generator over each one's properties took
+        15 ms of it — a third of a changed cycle on the `large` workload, inside the rule-state turn."""
+        completed = compress(self.latest, map(_COMPLETED.__contains__, map(_STATE, self.latest)))
+        results = list(map(_RESULT, completed))
+        if None in results:
+            return None  # completed, not scored yet
+        return running_score_of(list(map(_SCORE, results)), sum(self.counts))
 
 
 def latest_attempts(statuses: tuple[ScenarioRunStatus, ...]) -> tuple[ScenarioRunStatus, ...]:

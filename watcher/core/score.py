@@ -9,6 +9,7 @@ that never ran counts 0 too). That agent scores 0.25.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 from watcher.core.models import BenchmarkOutcome, ScenarioState
 
@@ -41,6 +42,14 @@ def running_score(latest: Iterable[tuple[str | None, float | None]]) -> float | 
         elif state in _FINAL_BAD:
             finals += 1
     return _ratio(total, finals)
+
+
+def running_score_of(completed_scores: list[float | None], finals: int) -> float | None:
+    """`running_score` from what a caller has counted already: the scores of the latest attempts that completed (in
+    their order) and how many latest attempts are in a final state."""
+    if None in completed_scores:
+        return None  # one is being scored
+    return _ratio(sum(cast("list[float]", completed_scores)), finals)  # no None left
 
 
 def _completed_total(outcome: BenchmarkOutcome) -> float | None:

@@ -10,7 +10,7 @@ from watcher.core.events import Counters
 from watcher.core.failureclass import DEFAULT_FAILURE_CLASSES, FailureClass, FailureClasses, FailureCounts
 from watcher.core.models import BenchmarkJobSource, BenchmarkJobView, BenchmarkOutcome, ScenarioState
 from watcher.core.scenario_runs import RunScenarios
-from watcher.core.score import outcome_score, running_score
+from watcher.core.score import outcome_score
 from watcher.core.summary import (
     MAX_EXAMPLE_MESSAGE_CHARS,
     MAX_FAILURE_EXAMPLES,
@@ -74,10 +74,7 @@ def _segment(identifier: str) -> str:
 
 def running_scores(scenario_runs: Mapping[str, RunScenarios]) -> dict[str, float | None]:
     """Each followed run's score so far (watcher/core/score.py), from its scenarios' latest attempts."""
-    return {
-        run_id: running_score((status.outcome_state, status.score) for status in runs.latest)
-        for run_id, runs in scenario_runs.items()
-    }
+    return {run_id: runs.running_score() for run_id, runs in scenario_runs.items()}
 
 
 def _agents(

@@ -115,9 +115,14 @@ class JobTracker:
             await self.comparer.after_poll(snapshot, basis, result.memory, late=late) if self.comparer else ((), [])
         )
         events = (*told, *compared)
+        # Summarised before the rule-state turn, which it does not need: replicas hold the turn's lock one at a time,
+        # and a large job's summary (its runs' scores so far) was the longest part of it.
+        summary = self._summary(snapshot, result.memory) if events and self.router is not None else None
         try:
             async with self._rule_state(exclusive=bool(events)) as state:
-                observation = await self._route_and_commit(snapshot, memory, result, events, kept, state=state)
+                observation = await self._route_and_commit(
+                    snapshot, memory, result, events, kept, state=state, summary=summary
+                )
         except BaseException:
             if memory is None:  # nothing of the job recorded yet: what was seen so far waits for the next poll
                 self._unrecorded_first[job_id] = (result.memory, told)
@@ -139,10 +144,10 @@ class JobTracker:
         kept: Sequence[StateRow],
         *,
         state: RuleState | None,
+        summary: JobSummary | None,
     ) -> Observation:
         observation = Observation(events, memory=result.memory)
-        if events and self.router is not None and state is not None:
-            summary = self._summary(snapshot, result.memory)
+        if summary is not None and self.router is not None and state is not None:  # a summary: events to route
             self.summaries.keep(summary)
             routed = self.router.route(state, events, summary, snapshot.at_ms)
             observation = Observation(
