@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress
-from operator import attrgetter
+from operator import attrgetter, not_
 from typing import Final
 
 import msgspec
@@ -109,7 +109,7 @@ class RunScenarios:
         elif seen <= previous:
             changed = ()
         else:
-            changed = tuple(compress(final, (key not in previous for key in hashes)))
+            changed = tuple(compress(final, map(not_, map(previous.__contains__, hashes))))
         return cls(listed, latest, changed, count_states(states), seen)
 
     def running_score(self) -> float | None:
