@@ -63,6 +63,11 @@ RV = TypeVar("RV")
 # The rule-state section this task is in (`rules_section`): its connection, in a pipeline, which `commit` joins.
 _SECTION: ContextVar[psycopg.AsyncConnection[Any] | None] = ContextVar("benchwatch_rules_section", default=None)
 
+# PREPARED: no statement is prepared on the server (psycopg prepares one it has run five times). In a pipeline whose
+# transaction failed (`pgtx.one_transaction`: a disk full at one statement), the server skips the Parse of the
+# statements after the error while psycopg counts them as prepared: the next run of each failed with "prepared
+# statement _pg3_4 does not exist" — a write error that outlived the full disk. (psycopg's own `transaction()` clears
+# them at a rollback, at the cost of a sync at each of its ends.)
 CONNECT_TIMEOUT_S: Final = 5.0
 DEFAULT_LEASE_TTL_MS: Final = 15_000
 LISTEN_RETRY_S: Final = 1.0
@@ -145,7 +150,11 @@ class PostgresStore:
             min_size=1,
             max_size=self._pool_size,
             open=False,
-            kwargs={"autocommit": True, "connect_timeout": max(1, round(self._connect_timeout_s))},
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(1, round(self._connect_timeout_s)),
+                "prepare_threshold": None,  # see PREPARED
+            },
             timeout=self._connect_timeout_s,
             name="benchwatch",
             configure=self._configure,
@@ -277,7 +286,10 @@ class PostgresStore:
         conn = self._lease_conn
         if conn is None or conn.closed or conn.broken:
             conn = await psycopg.AsyncConnection.connect(
-                self._url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout_s))
+                self._url,
+                autocommit=True,
+                connect_timeout=max(1, round(self._connect_timeout_s)),
+                prepare_threshold=None,  # see PREPARED
             )
             await self._configure(conn)
             self._lease_conn = conn
