@@ -31,17 +31,17 @@ def outcome_score(outcome: BenchmarkOutcome, n_scenarios: int | None = None) -> 
 def running_score(latest: Iterable[tuple[str | None, float | None]]) -> float | None:
     """The score so far of a run in progress, from each scenario's latest (state, score): the mean over those in
     a final state, a failed, timed-out or canceled one counting 0; None before any is final, or when a completed
-    one has no score yet (it is being scored)."""
-    total, finals = 0.0, 0
+    one has no score yet (it is being scored). (`RunScenarios.running_score` counts the same with its per-record
+    work in C, for the summary of every poll; both end in `running_score_of`.)"""
+    completed: list[float | None] = []
+    finals = 0
     for state, score in latest:
         if state == ScenarioState.COMPLETED:
-            if score is None:
-                return None
-            total += score
+            completed.append(score)
             finals += 1
         elif state in _FINAL_BAD:
             finals += 1
-    return _ratio(total, finals)
+    return running_score_of(completed, finals)
 
 
 def running_score_of(completed_scores: list[float | None], finals: int) -> float | None:
