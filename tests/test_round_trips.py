@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.pgturns import RoundTrips, round_trips
@@ -15,6 +16,7 @@ from tests.test_leases import TTL_MS, _sharing, _two_jobs
 from watcher.core.clock import ManualClock
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus, StateRow
 from watcher.diff.jobs import diff
+from watcher.store.pgtx import one_transaction
 from watcher.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.slow  # a PostgreSQL database made and dropped per test
@@ -100,3 +102,14 @@ async def test_a_heartbeat_is_two_round_trips_the_leases_steps_then_the_take_and
     assert await _turns(trips, beat()) == 2
     (holding,) = holdings
     assert holding.held == {"bmj_a", "bmj_b"} and holding.acquired == {"bmj_b"} and holding.timers
+
+
+async def test_a_transaction_in_one_round_trip_refuses_a_connection_that_prepares_statements(
+    postgres_database: str,
+) -> None:
+    # Prepared statements queued behind a failed one would be prepared for psycopg and not for the server.
+    url = f"postgresql://postgres@127.0.0.1:5432/{postgres_database}"
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        with pytest.raises(ValueError, match="prepare_threshold=None"):
+            async with one_transaction(conn):
+                await conn.execute("SELECT 1")

@@ -23,7 +23,13 @@ async def one_transaction(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[A
     """`async with ... as pipeline`: the block's statements in one transaction on `conn` (in autocommit), sent with
     BEGIN and COMMIT when the block ends. A block that must read a result before it ends calls `pipeline.sync()` (a
     round trip; the transaction stays open); results read after the block cost nothing more. If a statement or the
-    block fails, nothing of it is committed: the transaction is rolled back, and the error raised."""
+    block fails, nothing of it is committed: the transaction is rolled back, and the error raised.
+
+    `conn` must not prepare statements (`prepare_threshold=None`): after a statement fails, the server skips the
+    Parse of those queued behind it while psycopg counts them as prepared, and their next run fails ("prepared
+    statement _pg3_4 does not exist"); psycopg's own `transaction()` clears them at each rollback, this does not."""
+    if conn.prepare_threshold is not None:
+        raise ValueError("one_transaction needs a connection that prepares no statement (prepare_threshold=None)")
     try:
         async with conn.pipeline() as pipeline:
             await conn.execute(b"BEGIN")

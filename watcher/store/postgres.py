@@ -63,11 +63,9 @@ RV = TypeVar("RV")
 # The rule-state section this task is in (`rules_section`): its connection, in a pipeline, which `commit` joins.
 _SECTION: ContextVar[psycopg.AsyncConnection[Any] | None] = ContextVar("benchwatch_rules_section", default=None)
 
-# PREPARED: no statement is prepared on the server (psycopg prepares one it has run five times). In a pipeline whose
-# transaction failed (`pgtx.one_transaction`: a disk full at one statement), the server skips the Parse of the
-# statements after the error while psycopg counts them as prepared: the next run of each failed with "prepared
-# statement _pg3_4 does not exist" — a write error that outlived the full disk. (psycopg's own `transaction()` clears
-# them at a rollback, at the cost of a sync at each of its ends.)
+# PREPARED: no statement is prepared on the server (psycopg prepares one it has run five times), as
+# `pgtx.one_transaction` requires: a write error at one statement (a full disk) left the statements queued after it
+# unprepared on the server and prepared for psycopg, and their next runs failed after the disk had room again.
 CONNECT_TIMEOUT_S: Final = 5.0
 DEFAULT_LEASE_TTL_MS: Final = 15_000
 LISTEN_RETRY_S: Final = 1.0
