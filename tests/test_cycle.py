@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import FakeSleep
+from tests.loopprobe import CountingThreadsafe
 from watcher.api.client import RequestLimits, RetryPolicy, RunloopClient
 from watcher.api.health import ApiHealth
 from watcher.api.poll import fetch_snapshot
@@ -144,6 +145,25 @@ async def test_later_passes_stop_at_the_newest_job_listed_before_though_none_of_
     before = len(sim.request_log)
     await rig.run(MINUTE)
     assert len(pages_of_next_pass_after(before)) == 1
+
+
+async def test_a_pass_that_stops_early_closes_its_listing_on_the_spot(
+    sim: Simulator, clock: ManualClock, rig_factory: Any
+) -> None:
+    """A listing abandoned mid-page was closed by the collector: two async generators whose finalizers reach the
+    loop through `call_soon_threadsafe` and run as tasks of their own — two wake-ups a second at rest."""
+    for index in range(12):
+        clock.advance(1_000)
+        sim.add_job(SimJobSpec(name=f"other-{index}"))
+    rig = await rig_factory(discover={"name": "nightly-*", "created_within": "1d"})
+    await rig.run()
+    before = len(sim.request_log)
+    with CountingThreadsafe(asyncio.get_running_loop()) as hops:
+        await rig.run(MINUTE)
+    assert [line for line in list(sim.request_log)[before:] if "benchmark_jobs?" in line] == [
+        "GET /v1/benchmark_jobs?limit=5&include_total_count=false"
+    ]  # the page held more jobs than the pass read
+    assert hops.calls == 0
 
 
 async def test_a_malformed_listed_job_behind_newer_ones_that_do_not_match_is_read_again_until_it_reads(

@@ -8,11 +8,12 @@ docs/performance.md, "Start-up").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from urllib.parse import quote, urlencode
@@ -219,7 +220,7 @@ class RunloopClient:
 
     async def iter_jobs(
         self, *, name: str | None = None, search: str | None = None, page_size: int = 1000
-    ) -> AsyncIterator[BenchmarkJobView]:
+    ) -> AsyncGenerator[BenchmarkJobView, None]:
         """Every job matching the filters, newest first, fetching pages as the caller consumes them.
 
         A malformed item is skipped and logged once (with its id): it must not hide the other jobs."""
@@ -227,10 +228,11 @@ class RunloopClient:
         async def page(cursor: str | None) -> JobListPage:
             return await self.list_jobs(name=name, search=search, limit=page_size, starting_after=cursor)
 
-        async for job in self._each_listed(page):
-            yield job
+        async with contextlib.aclosing(self._each_listed(page)) as jobs:
+            async for job in jobs:
+                yield job
 
-    async def iter_listed(self, *, page_size: int = 1000) -> AsyncIterator[ListedJob]:
+    async def iter_listed(self, *, page_size: int = 1000) -> AsyncGenerator[ListedJob, None]:
         """Every job, newest first, read as far as its head (`ListedJob.view()` reads the rest): for discovery,
         which needs the whole of the new jobs only. A malformed item is skipped and logged once, as by
         `iter_jobs`; a job whose head reads but whose whole does not is the caller's to report (`rejects`)."""
@@ -244,10 +246,11 @@ class RunloopClient:
             params = _params(limit=page_size, starting_after=cursor, include_total_count=False)
             return await self._get("/v1/benchmark_jobs", params, decode)
 
-        async for job in self._each_listed(page):
-            yield job
+        async with contextlib.aclosing(self._each_listed(page)) as jobs:
+            async for job in jobs:
+                yield job
 
-    async def _each_listed(self, page_of: Callable[[str | None], Awaitable[_ListPage[T]]]) -> AsyncIterator[T]:
+    async def _each_listed(self, page_of: Callable[[str | None], Awaitable[_ListPage[T]]]) -> AsyncGenerator[T, None]:
         """The items of every page `page_of(cursor)` returns, from the first (cursor None) on; the items set apart
         as malformed are reported (once each), and a cursor that does not move ends the listing."""
         cursor: str | None = None

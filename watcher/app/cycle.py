@@ -4,6 +4,7 @@ route and record them, then the timed events — each job isolated from the othe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import functools
 import logging
@@ -263,24 +264,26 @@ class PollCycle:
         matched: dict[str, int] = {}  # new jobs matching the pattern: their creation times
         try:
             seen, known_from_ms = 0, None
-            async for listed in self.client.iter_listed(page_size=page_size):
-                seen += 1
-                if self._known(listed.id) and not first_pass and known_from_ms is None:
-                    known_from_ms = listed.create_time_ms  # jobs created in that same ms may still follow: read on
-                older = [limit for limit in (cutoff_ms, known_from_ms, listed_from_ms) if limit is not None]
-                if any(listed.create_time_ms < limit for limit in older) or seen > discover.max_jobs:
-                    break
-                newest_ms = max(newest_ms, listed.create_time_ms)
-                if not self._known(listed.id) and fnmatch.fnmatchcase(listed.name, discover.name):
-                    matched[listed.id] = listed.create_time_ms
-                    try:
-                        batch.append(listed.view())
-                    except ValidationError as exc:  # a malformed job costs that job only, as on the list itself
-                        self.client.rejects.report(rejected_view(listed, exc))
-                        continue
-                    discovered.add(listed.id)
-                if len(batch) >= batch_size:
-                    await self._poll_new(batch, report)
+            # Closed here, not by the collector: an abandoned generator costs a task and a wake-up of the loop.
+            async with contextlib.aclosing(self.client.iter_listed(page_size=page_size)) as listing:
+                async for listed in listing:
+                    seen += 1
+                    if self._known(listed.id) and not first_pass and known_from_ms is None:
+                        known_from_ms = listed.create_time_ms  # jobs created in that same ms may still follow: read on
+                    older = [limit for limit in (cutoff_ms, known_from_ms, listed_from_ms) if limit is not None]
+                    if any(listed.create_time_ms < limit for limit in older) or seen > discover.max_jobs:
+                        break
+                    newest_ms = max(newest_ms, listed.create_time_ms)
+                    if not self._known(listed.id) and fnmatch.fnmatchcase(listed.name, discover.name):
+                        matched[listed.id] = listed.create_time_ms
+                        try:
+                            batch.append(listed.view())
+                        except ValidationError as exc:  # a malformed job costs that job only, as on the list itself
+                            self.client.rejects.report(rejected_view(listed, exc))
+                            continue
+                        discovered.add(listed.id)
+                    if len(batch) >= batch_size:
+                        await self._poll_new(batch, report)
         except RunloopApiError as exc:
             self._api_failed(exc, report, "listing jobs")
             newest_ms = 0  # a pass cut short settles nothing

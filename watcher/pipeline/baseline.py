@@ -175,18 +175,22 @@ class BaselineFinder:
         floor = (newer_than.create_time_ms, newer_than.job_id) if newer_than is not None else None
         scanned = 0
         try:
-            async for job in self.client.iter_jobs(page_size=min(PAGE_SIZE, max(1, self.settings.max_scan))):
-                scanned += 1
-                if scanned > self.settings.max_scan or (floor is not None and (job.create_time_ms, job.id) <= floor):
-                    return
-                if job.state != JobState.COMPLETED:
-                    continue
-                candidate = job_outcomes(job)
-                if is_candidate(current, candidate, self.settings.name):
-                    if _lacks_scenarios(job):  # a list that abridges outcomes: fetch this one job whole, once
-                        candidate = job_outcomes(await self.client.get_job(job.id))
-                    await self.archive.keep(candidate)
-                    yield candidate
+            jobs = self.client.iter_jobs(page_size=min(PAGE_SIZE, max(1, self.settings.max_scan)))
+            async with contextlib.aclosing(jobs):  # closed on the way out, not left to the collector
+                async for job in jobs:
+                    scanned += 1
+                    if scanned > self.settings.max_scan:
+                        return
+                    if floor is not None and (job.create_time_ms, job.id) <= floor:
+                        return
+                    if job.state != JobState.COMPLETED:
+                        continue
+                    candidate = job_outcomes(job)
+                    if is_candidate(current, candidate, self.settings.name):
+                        if _lacks_scenarios(job):  # a list that abridges outcomes: fetch this one job whole, once
+                            candidate = job_outcomes(await self.client.get_job(job.id))
+                        await self.archive.keep(candidate)
+                        yield candidate
         except RunloopApiError as exc:
             log.warning("looking for earlier jobs of %s in the job list failed: %s", current.benchmark, exc)
 
