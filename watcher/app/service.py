@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from notifiers.refresh import Refresher
 from notifiers.worker import RECORD_WINDOW
@@ -30,6 +29,7 @@ from watcher.app.delivery import build_notifiers, build_worker, delivery_policie
 from watcher.app.logs import redact_more, secrets_of
 from watcher.app.reload import effective, needs_restart, read_again
 from watcher.app.replicas import LeaseGate
+from watcher.app.scheduler import LoopScheduler
 from watcher.app.steps import Step
 from watcher.core.clock import Clock, SystemClock
 from watcher.core.ratelimit import Sleep
@@ -261,10 +261,10 @@ class Service:
         cycles while 200 jobs changed every second — it missed changes that three replicas saw."""
         return self._interval_s() * (0.9 - self.config.watch.jitter)
 
-    def _start_scheduler(self) -> AsyncIOScheduler:
+    def _start_scheduler(self) -> LoopScheduler:
         """APScheduler calls the steps on their intervals (the first cycle at once); a step still running when its
         next run comes is not started twice (`max_instances`), and runs missed meanwhile collapse into one."""
-        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler = LoopScheduler(timezone=UTC)
         interval_s = self._interval_s()
         # No trigger: once, at the scheduler's own now (its clock is real time, whatever clock the steps read); never
         # skipped as missed, however late the loop gets to it.
@@ -541,7 +541,7 @@ class Service:
         self.health.unreachable_after_ms = new.watch.api_unreachable_after_ms
         self.loaded, self.config = LoadedConfig(new, path), new
 
-    async def _shutdown(self, scheduler: AsyncIOScheduler, worker_task: asyncio.Task[None]) -> None:
+    async def _shutdown(self, scheduler: LoopScheduler, worker_task: asyncio.Task[None]) -> None:
         """Claim nothing new — no poll cycle, no send — and give the running steps and the sends in flight one grace
         together (not one after the other: the process exits within the grace and a second); then the endpoint.
         A step still running at the end of the grace is cut off, and says so in one line."""
