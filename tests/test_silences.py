@@ -3,7 +3,9 @@ reads, and the running watcher applying them from the next poll."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 from rules.config import RuleConfig
 from rules.engine import Router, RuleState
 from rules.silences import matcher_json, parse_match_args
+from tests.loopprobe import CountingThreadsafe
 from tests.running import running_service
 from watcher.cli.main import main
 from watcher.core.clock import ManualClock
@@ -120,6 +123,49 @@ async def test_every_replica_applies_a_silence_another_one_added(tmp_path: Path)
     assert routed.silenced == 1
     assert [n.events[0].job_id for n in routed.notifications] == ["bmj_b"]
     assert after.silenced == 0 and len(after.notifications) == 1  # ended an hour after it was added
+
+
+def _date_back(path: Path, seconds: int) -> None:
+    """Date the database's files back: their stamp is a mark of the store only once settled (`SETTLED_NS`)."""
+    then = time.time_ns() - seconds * 1_000_000_000
+    for name in (path, Path(f"{path}-wal")):
+        if name.exists():
+            os.utime(name, ns=(then, then))
+
+
+async def test_the_store_mark_holds_while_nothing_is_committed_and_moves_with_any_commit(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with SQLiteStore(path) as mine, SQLiteStore(path) as cli:
+        assert mine.write_mark() is None  # the files were just written: their stamp may not move at the next write
+        _date_back(path, 10)
+        mark = mine.write_mark()
+        assert mark is not None and mine.write_mark() == mark
+        await add_silence(cli, request_from_args(["job_id=bmj_a"], now_ms=1_000, for_="1h", until=None, comment=""),
+                          now_ms=1_000)  # fmt: skip
+        assert mine.write_mark() is None  # fresh again
+        _date_back(path, 5)
+        assert mine.write_mark() not in (None, mark)
+    assert SQLiteStore(":memory:").write_mark() is None  # no files to tell by
+
+
+async def test_a_watcher_at_rest_reads_the_silences_again_only_after_a_commit(tmp_path: Path) -> None:
+    """At every cycle the runtime silences were read on the store's thread, nothing having changed: a hop to the
+    thread and back (the loop reached through `call_soon_threadsafe`) every second of a watcher at rest."""
+    path = tmp_path / "state.db"
+    rules = [RuleConfig.model_validate({"name": "stalls", "on": "job.stalled", "notify": "hook"})]
+    async with SQLiteStore(path) as mine, SQLiteStore(path) as cli:
+        tracker = JobTracker(mine, router=Router(rules))
+        _date_back(path, 10)
+        await tracker.refresh_silences()
+        with CountingThreadsafe(asyncio.get_running_loop()) as hops:
+            await tracker.refresh_silences()
+            await tracker.refresh_silences()
+        assert hops.calls == 0
+        request = request_from_args(["job_id=bmj_a"], now_ms=1_000, for_="1h", until=None, comment="")
+        added = await add_silence(cli, request, now_ms=1_000)  # another process's commit: `benchwatch silences add`
+        await tracker.refresh_silences()
+        assert tracker.router is not None
+        assert [silence.id for silence in tracker.router.runtime_silences] == [added.id]
 
 
 AGENTS = [SimAgent(name="a", pass_rate=0.5)]

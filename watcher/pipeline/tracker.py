@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass
 
 from rules.engine import Router, RuleState, RuleStateChanges
@@ -90,6 +90,7 @@ class JobTracker:
         # the job was found in — told never (issue 29: scenario.failed lost while the store was starved).
         self._unrecorded_first: dict[str, tuple[JobMemory, tuple[Event, ...]]] = {}
         self._seen: dict[str, dict[str, frozenset[int]]] = {}  # job id → run id → latest attempts last diffed
+        self._silences_mark: Hashable | None = None  # the store's mark at the last reading of the runtime silences
 
     async def observe(self, snapshot: Snapshot) -> Observation:
         """Diff `snapshot` against the job's memory, route its events, record it all, and return it."""
@@ -231,9 +232,16 @@ class JobTracker:
         return [self._memories[job_id] for job_id in sorted(self._memories)]
 
     async def refresh_silences(self) -> None:
-        """Read the runtime silences again (any replica or the CLI may have changed them) for the next events."""
-        if self.router is not None:
-            self.router.use_runtime_silences(await load_runtime_silences(self.store))
+        """Read the runtime silences again (any replica or the CLI may have changed them) for the next events —
+        unless the store's mark tells that nothing was committed since the last reading (`Store.write_mark`: on
+        SQLite two `stat` calls instead of a read on the store's thread, at every cycle of a watcher at rest)."""
+        if self.router is None:
+            return
+        mark = self.store.write_mark()  # taken before the reading: a commit meanwhile moves the next one
+        if mark is not None and mark == self._silences_mark:
+            return
+        self.router.use_runtime_silences(await load_runtime_silences(self.store))
+        self._silences_mark = mark
 
     async def use_router(self, router: Router) -> None:
         """Route with `router` from now on (a config reload): open group windows and incidents carry over where

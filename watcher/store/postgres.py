@@ -430,6 +430,10 @@ class PostgresStore:
         """Write one state row on its own (committed at once)."""
         await self.commit(state_rows=[StateRow(namespace, key, body)])
 
+    def write_mark(self) -> None:
+        """None: only a round trip to the server could tell whether anyone committed meanwhile."""
+        return None
+
     async def load_state_rows(self, namespace: str) -> list[StateRow]:
         """Every state row of a namespace, by key."""
         rows = await self._select(

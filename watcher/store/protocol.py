@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -123,6 +123,12 @@ class Store(Protocol):
 
     async def load_state_rows(self, namespace: str) -> list[StateRow]:
         """Every state row of a namespace."""
+        ...
+
+    def write_mark(self) -> Hashable | None:
+        """A mark of what the store holds, at once and on the caller's thread: two equal marks, taken at two
+        moments, mean nothing was committed to the store between them (by any process); None when the store
+        cannot tell so cheaply — then whatever the mark would spare must be read."""
         ...
 
     async def load_state_range(self, namespace: str, first_key: str, last_key: str) -> list[StateRow]:

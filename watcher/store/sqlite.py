@@ -18,6 +18,7 @@ import json
 import os
 import queue
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -120,6 +121,9 @@ SCHEMA_VERSION: Final = len(MIGRATIONS)
 # How often at most a running watcher asks SQLite whether another process (the CLI: `deliveries retry`, `silences
 # add`) committed to its file — only after a write to the file was seen, where inotify is had (`listen`).
 LISTEN_INTERVAL_S: Final = 0.2
+# How old the files' newest time of change must be before their stamp is a mark of the store (`write_mark`): more
+# than the coarsest clock a file system stamps writes with (2 s on FAT).
+SETTLED_NS: Final = 3_000_000_000
 
 
 P = ParamSpec("P")
@@ -147,6 +151,7 @@ class SQLiteStore:
         exclusive: bool = False,
     ) -> None:
         self.path = str(path)
+        self._files = (self.path, f"{self.path}-wal")
         self._step_hook = step_hook
         self._lock = StateFileLock(self.path) if exclusive and self.path != ":memory:" else None
         self._db: sqlite3.Connection | None = None
@@ -320,6 +325,19 @@ class SQLiteStore:
     async def outbox_claims(self) -> int:
         """No claims on SQLite: the one worker sends everything."""
         return 0
+
+    def write_mark(self) -> tuple[int, ...] | None:
+        """The database files' stamp (`_file_stamp`: two `stat` calls, no read of the database) — once their
+        newest time of change is SETTLED_NS old. A commit writes to the files, and the kernel stamps a write with
+        a coarse clock (a few ms on Linux; whole seconds on some file systems): a write within that tick of the
+        last one could leave the stamp as it was. A stamp older than that cannot stay equal through a write, so
+        equal settled marks mean nothing was committed; a fresher stamp is no mark (None)."""
+        if self.path == ":memory:":
+            return None
+        stamp = _file_stamp(self._files)
+        if stamp is None or time.time_ns() - max(stamp[1::3]) < SETTLED_NS:
+            return None
+        return stamp
 
     async def listen(self, wake: Callable[[], None]) -> None:
         """Call `wake` whenever another process commits to this file (`benchwatch deliveries retry` while the
@@ -646,7 +664,7 @@ class _Sentinel:
         so while neither file's size nor time of change moved, nothing was committed: two `stat` calls answer,
         not a read of the database (its locks and shared-memory index: a fifth of a millisecond, five times a
         second, was 40 % of what a watcher with nothing to poll spent)."""
-        stamp = self._file_stamp()
+        stamp = _file_stamp(self._files)
         if stamp is not None and stamp == self._stamp and self._last is not None:
             return False
         self._stamp = stamp
@@ -661,20 +679,6 @@ class _Sentinel:
     def forget(self) -> None:
         """Make the next `moved()` true (the store could not be asked: ask again next time)."""
         self._last = None
-
-    def _file_stamp(self) -> tuple[int, ...] | None:
-        """Size and time of change of the database file and its `-wal` file (None if the database file is away)."""
-        stamp: list[int] = []
-        for index, name in enumerate(self._files):
-            try:
-                found = os.stat(name)
-            except OSError:
-                if index == 0:
-                    return None
-                stamp += (-1, -1, -1)  # no `-wal` file (yet, or no longer)
-                continue
-            stamp += (found.st_size, found.st_mtime_ns, found.st_ino)
-        return tuple(stamp)
 
     def close(self) -> None:
         """Close the connection."""
@@ -739,3 +743,19 @@ def _requeue(notification_id: str, now_ms: int, db: sqlite3.Connection) -> bool:
 def _statements(script: str) -> list[str]:
     """The statements of a migration script (our scripts hold no ';' inside literals)."""
     return [statement.strip() for statement in script.split(";") if statement.strip()]
+
+
+def _file_stamp(files: Sequence[str]) -> tuple[int, ...] | None:
+    """Size, time of change and inode of the database file and its `-wal` file (None if the database file is
+    away)."""
+    stamp: list[int] = []
+    for index, name in enumerate(files):
+        try:
+            found = os.stat(name)
+        except OSError:
+            if index == 0:
+                return None
+            stamp += (-1, -1, -1)  # no `-wal` file (yet, or no longer)
+            continue
+        stamp += (found.st_size, found.st_mtime_ns, found.st_ino)
+    return tuple(stamp)
