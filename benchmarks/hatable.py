@@ -18,10 +18,13 @@ def per_changed_job(window: dict[str, Any]) -> float | None:
     return float(window["transactions"]) / window["changed_jobs"]
 
 
-def replicas_ratio(figures: dict[str, Any], what: str) -> float | None:
+def replicas_ratio(figures: dict[str, Any], what: str, setup: str = "replicas_3") -> float | None:
     """Three replicas' transactions (`what` "transactions") or CPU seconds ("cpu"), all together, over one
-    replica's, in windows of the very same changes (`figures`: a workload's, or one of its rounds)."""
-    one, three = (_total(figures[key], what) for key in ("replicas_1", "replicas_3"))
+    replica's, in windows of the very same changes (`figures`: a workload's, or one of its rounds); `setup`
+    "shards_3": the three shards' (the control: three processes, nothing shared), where measured."""
+    if setup not in figures:
+        return None
+    one, three = (_total(figures[key], what) for key in ("replicas_1", setup))
     return None if one is None or three is None or not one else round(three / one, 3)
 
 
@@ -52,6 +55,24 @@ def switches_ratios(figures: dict[str, Any]) -> tuple[float, int, int] | None:
         return None
     ratio = round(three.get("context_switches", 0) / one["context_switches"], 3)
     return ratio, one.get("migrations", 0), three.get("migrations", 0)
+
+
+def _times(ratio: float | None) -> str:
+    return "—" if ratio is None else f"{ratio:.2f}×"
+
+
+def print_shards(figures: dict[str, Any]) -> None:
+    """The control: three processes with nothing shared, on the same changes — what three replicas' ratio can be
+    no lower than on this machine, and what their coordination costs beyond it."""
+    if "shards_3" not in figures:
+        return
+    for what, label in (("cpu", "CPU"), ("transactions", "transactions")):
+        shards, replicas = (replicas_ratio(figures, what, setup) for setup in ("shards_3", "replicas_3"))
+        coordination = None if shards is None or replicas is None else round(replicas / shards, 3)
+        print(
+            f"  3 shards' {label} together ÷ 1 replica's (nothing shared: the control): {_times(shards)};"
+            f" 3 replicas ÷ 3 shards (what sharing costs): {_times(coordination)}"
+        )
 
 
 def verdict(target: dict[str, Any]) -> str:
@@ -85,12 +106,35 @@ def _print_per_poll(figures: dict[str, Any]) -> None:
         )
 
 
+def _print_rounds(rounds: list[dict[str, Any]]) -> None:
+    """Each round's ratios (the rounds alternate the setups)."""
+    if len(rounds) < 2:
+        return
+    for what, label in (("transactions", "transactions"), ("cpu", "CPU")):
+        each = ", ".join(
+            "—" if ratio is None else f"{ratio:.2f}×" for ratio in (replicas_ratio(r, what) for r in rounds)
+        )
+        print(f"  {label} per round (1, 3, 1, 3, … alternated; shards after each pair): {each}")
+    each = ", ".join(
+        "—" if ratios is None else f"{ratios[0]:.2f}× / {ratios[1]:.2f}×"
+        for ratios in (polls_ratios(r) for r in rounds)
+    )
+    print(f"  job polls / CPU per job poll per round, 3 replicas ÷ 1: {each}")
+    if all("shards_3" in r for r in rounds):
+        each = ", ".join(_times(replicas_ratio(r, "cpu", "shards_3")) for r in rounds)
+        print(f"  CPU per round, 3 shards ÷ 1 replica: {each}")
+    taken = ", ".join(f"{r['replicas_1'].get('takeovers')} / {r['replicas_3'].get('takeovers')}" for r in rounds)
+    print(f"  leases taken per round, 1 replica / 3 replicas: {taken}")
+
+
 def print_figures(figures: dict[str, Any]) -> None:
     """Print one workload's figures."""
     print(f"\nha: {figures['workload']} — {figures['title']}")
     print(f"  {'':<22} {'CPU s/s per replica':<24} {'xacts/chg job':>12} {'chg jobs':>8} {'xacts':>8} {'requests':>9}")
     print(_replica_row("PostgreSQL, 1 replica", figures["replicas_1"]))
     print(_replica_row("PostgreSQL, 3 replicas", figures["replicas_3"]))
+    if "shards_3" in figures:
+        print(_replica_row("PostgreSQL, 3 shards", figures["shards_3"]))
     for name, what in (("replicas_transactions_ratio", "transactions"), ("replicas_cpu_ratio", "CPU")):
         target = figures["targets"].get(name)
         if target is not None:
@@ -99,21 +143,9 @@ def print_figures(figures: dict[str, Any]) -> None:
                 f"  3 replicas' {what} together ÷ 1 replica's, on the same changes: {value}"
                 f" (target ≤ {target['limit']}×): {verdict(target)}"
             )
+    print_shards(figures)
     _print_per_poll(figures)
-    rounds = figures.get("rounds", [])
-    if len(rounds) > 1:
-        for what, label in (("transactions", "transactions"), ("cpu", "CPU")):
-            each = ", ".join(
-                "—" if ratio is None else f"{ratio:.2f}×" for ratio in (replicas_ratio(r, what) for r in rounds)
-            )
-            print(f"  {label} per round (1, 3, 1, 3, … alternated): {each}")
-        each = ", ".join(
-            "—" if ratios is None else f"{ratios[0]:.2f}× / {ratios[1]:.2f}×"
-            for ratios in (polls_ratios(r) for r in rounds)
-        )
-        print(f"  job polls / CPU per job poll per round, 3 replicas ÷ 1: {each}")
-        taken = ", ".join(f"{r['replicas_1'].get('takeovers')} / {r['replicas_3'].get('takeovers')}" for r in rounds)
-        print(f"  leases taken per round, 1 replica / 3 replicas: {taken}")
+    _print_rounds(figures.get("rounds", []))
     failover = figures["failover"]
     targets = figures["targets"]
     if failover["unpolled"]:

@@ -99,6 +99,7 @@ class Database:
         self.name = name
         self.url = f"{PG_URL}/{name}"
         self._reads = 0
+        self.own_reads = 1  # transactions of the benchmark's own in a window: its read of the takeovers
 
     async def create(self) -> None:
         """CREATE DATABASE (dropping a leftover of the same name)."""
@@ -134,6 +135,29 @@ class Database:
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
             cursor = await conn.execute("SELECT job_id, holder FROM job_leases WHERE holder <> ''")
             return {job_id: holder for job_id, holder in await cursor.fetchall()}
+
+
+class Databases:
+    """The shards' databases, counted together as one (`Database`'s counters)."""
+
+    def __init__(self, parts: list[Database]) -> None:
+        self.parts = parts
+        self.own_reads = len(parts)  # a read of the takeovers in each
+
+    async def transactions(self) -> int:
+        """Transactions of every part so far (one wait for the counts to come in, as `Database.transactions`)."""
+        await asyncio.sleep(1.2)
+        async with await psycopg.AsyncConnection.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
+            cursor = await conn.execute(
+                "SELECT coalesce(sum(xact_commit + xact_rollback), 0) FROM pg_stat_database WHERE datname = ANY(%s)",
+                ([db.name for db in self.parts],),
+            )
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def takeovers(self) -> int:
+        """Leases taken so far in every part."""
+        return sum([await db.takeovers() for db in self.parts])
 
 
 class Bench:
@@ -172,6 +196,28 @@ class Bench:
         self.replicas = list(started)
         return self.replicas
 
+    async def start_shards(self, states: list[str], count: int) -> list[Child]:
+        """`count` `benchwatch run` processes, each watching its own share of the workload's jobs (`watch.jobs`, by
+        id, dealt in turn) in its own store (`states[i]`): three processes with no coordination at all — the
+        control beside three replicas sharing one store (`_changed_rounds`)."""
+        job_ids = await self.sim.job_ids()
+        configs = []
+        for index in range(count):
+            path = self.config(states[index], f"shard-{index}")
+            share = job_ids[index::count]
+            # a share left empty (a quick run's few jobs) watches nothing, as a process of its own all the same
+            watch = f"  jobs: [{', '.join(share)}]\n" if share else "  discover: {name: 'no job has this name'}\n"
+            text = path.read_text()
+            discover = "  discover: {name: '*', created_within: 7d, max_jobs: 20000}\n"
+            if discover not in text:
+                raise RuntimeError("the benchmark's config no longer discovers as the shards expect")
+            path.write_text(text.replace(discover, watch))
+            configs.append(path)
+        args = ["-m", "watcher", "run", "--config"]
+        started = await asyncio.gather(*(start_child([*args, str(path)], ready_path=None) for path in configs))
+        self.replicas = list(started)
+        return self.replicas
+
     async def stop_replicas(self) -> None:
         """SIGTERM every replica still running (resumed first, if paused), and wait."""
         self.resume()
@@ -191,7 +237,7 @@ class Bench:
             if child.process.returncode is None:
                 child.process.send_signal(signal.SIGCONT)
 
-    async def settle(self, db: Database | None = None) -> None:
+    async def settle(self, db: Database | Databases | None = None) -> None:
         """Wait until the replicas poll at rest: two samples in a row with about the same requests, no
         notification arriving (the first pass's backlog sent) and no terminal job polled (each has come to rest:
         after the first pass, every terminal job is polled once more to confirm it) — and, after the first
@@ -241,7 +287,7 @@ class Bench:
         intervals: int,
         *,
         advance: bool,
-        db: Database | None,
+        db: Database | Databases | None,
         absorbed: bool = False,
         expected: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
@@ -280,7 +326,7 @@ class Bench:
         elapsed_s, stats_after = time.monotonic() - started, await self.sim.stats()
         await asyncio.sleep(POLL_INTERVAL_S)  # the last move's polls and notifications
         arrivals = await self.receiver.arrivals(arrivals_before)
-        xacts = (await db.transactions()) - xacts_before - 1 if db is not None else None
+        xacts = (await db.transactions()) - xacts_before - db.own_reads if db is not None else None
         taken = (await db.takeovers()) - taken_before if taken_before is not None else None
         requests = stats_after["requests"] - stats_before["requests"]
         lines, _ = await self.sim.requests_since(stats_before["requests"])
@@ -473,8 +519,8 @@ async def _until_polled(
 async def measure(workload: Workload, windows: Windows) -> dict[str, Any]:
     """One workload: SQLite on one process; then PostgreSQL, one replica on one simulator and three on another
     started with the same seed, their changed windows alternated (`_changed_rounds`); then the failover."""
-    async with bench_for(workload) as one, bench_for(workload) as three:
-        for bench in (one, three):
+    async with bench_for(workload) as one, bench_for(workload) as three, bench_for(workload) as shards:
+        for bench in (one, three, shards):
             bench.advance_ms = min(workload.advance_ms, QUICK_ADVANCE_MS)
         sqlite_config = one.config(f"{{path: '{one.folder / 'state.db'}'}}", "sqlite")
         progress(f"{workload.name}: SQLite, one process")
@@ -482,7 +528,10 @@ async def measure(workload: Workload, windows: Windows) -> dict[str, Any]:
         await one.settle()
         figures: dict[str, Any] = {"sqlite_unchanged": await unchanged_vs_parse(one, windows, None)}
         await one.stop_replicas()
-        async with _database(workload, "one") as db_one, _database(workload, "three") as db_three:
+        async with contextlib.AsyncExitStack() as stack:
+            db_one = await stack.enter_async_context(_database(workload, "one"))
+            db_three = await stack.enter_async_context(_database(workload, "three"))
+            shard_dbs = [await stack.enter_async_context(_database(workload, f"shard{i}")) for i in range(3)]
             progress(f"{workload.name}: PostgreSQL, 1 replica")
             await one.start_replicas(one.config(_pg_state(db_one), "postgres"), 1)
             await one.settle()
@@ -491,8 +540,18 @@ async def measure(workload: Workload, windows: Windows) -> dict[str, Any]:
             progress(f"{workload.name}: PostgreSQL, 3 replicas (a simulator of their own, the same seed)")
             await three.start_replicas(three.config(_pg_state(db_three), "postgres"), 3)
             await three.settle()
-            figures.update(await _changed_rounds(one, three, windows, db_one, db_three))
+            three.pause()
+            progress(
+                f"{workload.name}: PostgreSQL, 3 shards (each its own jobs and database; a simulator of their own)"
+            )
+            await shards.start_shards([_pg_state(db) for db in shard_dbs], 3)
+            await shards.settle()
+            shards.pause()
+            figures.update(
+                await _changed_rounds(one, three, windows, (db_one, db_three), (shards, Databases(shard_dbs)))
+            )
             await one.stop_replicas()
+            await shards.stop_replicas()
             progress(f"{workload.name}: kill -9 of one replica")
             figures["failover"] = await failover(three, db_three)
     return {"workload": workload.name, "title": workload.title, **figures}
@@ -503,14 +562,20 @@ def _pg_state(db: Database) -> str:
 
 
 async def _changed_rounds(
-    one: Bench, three: Bench, windows: Windows, db_one: Database, db_three: Database
+    one: Bench, three: Bench, windows: Windows, dbs: tuple[Database, Database], shards: tuple[Bench, Databases]
 ) -> dict[str, Any]:
     """Changed windows of one replica and of three, alternated — 1, 3, 1, 3, … — each setup paused (SIGSTOP)
     while the other's runs, and settled again once resumed. The two simulators started with the same seed and
     their clocks move the same number of times from the same start, so the k-th window of each holds the very
     same changes; alternated, a drift of the machine between windows (the same process spent 14 to 20 s of CPU
     on the same changes in runs minutes apart) falls on both setups alike. The targets are judged on the rounds'
-    totals (`replicas_1`, `replicas_3`); each round is kept too."""
+    totals (`replicas_1`, `replicas_3`); each round is kept too.
+
+    A third setup runs in each round after those two: three shards (`Bench.start_shards`), each process watching a
+    third of the jobs in a database of its own — no lease, no shared rule state, nothing between them. What three
+    shards spend over one replica is what three processes cost on this machine for the same work with no
+    coordination at all: the floor of `replicas_3` over `replicas_1`, measured beside it (`shards_3`)."""
+    (db_one, db_three), (apart, db_apart) = dbs, shards
     rounds: list[dict[str, Any]] = []
     for index in range(windows.rounds):
         label = f"round {index + 1} of {windows.rounds}"
@@ -525,11 +590,18 @@ async def _changed_rounds(
         progress(f"{three.workload.name}: changed window, 3 replicas ({label})")
         expected = frozenset(solo["changed_ids"])
         trio = await three.window(windows.changed, advance=True, db=db_three, absorbed=True, expected=expected)
-        rounds.append({"replicas_1": solo, "replicas_3": trio})
+        three.pause()
+        apart.resume()
+        await apart.settle(db_apart)
+        progress(f"{apart.workload.name}: changed window, 3 shards ({label})")
+        alone = await apart.window(windows.changed, advance=True, db=db_apart, absorbed=True, expected=expected)
+        apart.pause()
+        rounds.append({"replicas_1": solo, "replicas_3": trio, "shards_3": alone})
+    three.resume()
+    await three.settle(db_three)  # the failover starts from three replicas at rest
     return {
         "rounds": rounds,
-        "replicas_1": pooled([each["replicas_1"] for each in rounds]),
-        "replicas_3": pooled([each["replicas_3"] for each in rounds]),
+        **{key: pooled([each[key] for each in rounds]) for key in ("replicas_1", "replicas_3", "shards_3")},
     }
 
 

@@ -118,6 +118,10 @@ class SimControl:
         """The ids of the jobs terminal now (no request of the API: these are no polls in the request log)."""
         return set((await self._call("GET", "/_sim/progress?terminal_ids=true"))["terminal_ids"])
 
+    async def job_ids(self) -> list[str]:
+        """Every job's id, sorted."""
+        return list((await self._call("GET", "/_sim/progress?job_ids=true"))["job_ids"])
+
     async def last_requests(self, count: int) -> list[str]:
         """The last `count` API requests, as "GET /path?query"."""
         if count == 0:

@@ -107,6 +107,8 @@ async def test_control_endpoints_move_the_clock_add_workloads_and_count(sim_url:
         assert "terminal_ids" not in after
         listed = await (await http.get(f"{sim_url}/_sim/progress?terminal_ids=true")).json()
         assert len(listed["terminal_ids"]) == after["jobs_terminal"] > 0  # an hour on: some have finished
+        every = await (await http.get(f"{sim_url}/_sim/progress?job_ids=true")).json()
+        assert len(every["job_ids"]) == 3 and set(listed["terminal_ids"]) <= set(every["job_ids"])
         bad = await http.post(f"{sim_url}/_sim/clock", json={"advance_ms": -1})
         assert bad.status == 400
 
@@ -159,6 +161,17 @@ def test_the_ha_targets_are_judged_against_fixed_limits_and_a_missing_figure_is_
     # on the same changes, three replicas: 40 transactions and 0.2 CPU s all together; one: 36 and 0.1
     assert judged["replicas_transactions_ratio"] == {"value": 1.111, "limit": 1.2, "ratio": 0.93, "met": True}
     assert judged["replicas_cpu_ratio"]["value"] == 2.0 and judged["replicas_cpu_ratio"]["met"] is False
+
+
+def test_three_shards_are_the_control_beside_three_replicas(capsys: pytest.CaptureFixture[str]) -> None:
+    figures = _ha_figures(sqlite=0.2, postgres=0.2, failover_s=1)
+    assert hatable.replicas_ratio(figures, "cpu", "shards_3") is None  # not measured: no control to print
+    shards = {**figures["replicas_3"], "cpu_s": [0.06, 0.06, 0.06], "transactions": 38}
+    figures = {**figures, "shards_3": shards}
+    assert hatable.replicas_ratio(figures, "cpu", "shards_3") == 1.8  # 0.18 CPU s against one replica's 0.1
+    hatable.print_shards(figures)
+    out = capsys.readouterr().out
+    assert "(nothing shared: the control): 1.80×; 3 replicas ÷ 3 shards (what sharing costs): 1.11×" in out
 
 
 def test_wake_ups_are_counted_from_proc_summed_over_rounds_and_compared_between_setups() -> None:

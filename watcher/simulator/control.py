@@ -49,15 +49,19 @@ class WorkloadRequest(BaseModel):
             yield self.spec.model_copy(update={"name": f"{self.name_prefix}-{index:05d}"}), now_ms - age_ms
 
 
-def progress(plans: Iterable[JobPlan], now_ms: int, *, terminal_ids: bool = False) -> dict[str, Any]:
+def progress(
+    plans: Iterable[JobPlan], now_ms: int, *, terminal_ids: bool = False, job_ids: bool = False
+) -> dict[str, Any]:
     """How far the jobs have come at `now_ms`: terminal jobs, finished runs, started and finished scenario runs;
-    with `terminal_ids`, also the ids of the terminal jobs."""
+    with `terminal_ids`, also the ids of the terminal jobs; with `job_ids`, the ids of every job."""
     terminal: list[str] = []
+    every: list[str] = []
     counts = dict.fromkeys(
         ("jobs", "jobs_terminal", "runs", "runs_finished", "scenario_runs_started", "scenario_runs_finished"), 0
     )
     for plan in plans:
         counts["jobs"] += 1
+        every.append(plan.job_id)
         if job_state(plan, now_ms) in _TERMINAL:
             counts["jobs_terminal"] += 1
             terminal.append(plan.job_id)
@@ -71,4 +75,9 @@ def progress(plans: Iterable[JobPlan], now_ms: int, *, terminal_ids: bool = Fals
                         continue  # no scenario run: it failed in setup
                     counts["scenario_runs_started"] += attempt.start_ms <= progress_ms
                     counts["scenario_runs_finished"] += attempt.end_ms <= progress_ms
-    return {"now_ms": now_ms, **counts, **({"terminal_ids": sorted(terminal)} if terminal_ids else {})}
+    return {
+        "now_ms": now_ms,
+        **counts,
+        **({"terminal_ids": sorted(terminal)} if terminal_ids else {}),
+        **({"job_ids": sorted(every)} if job_ids else {}),
+    }

@@ -194,8 +194,11 @@ class SimulatorRoutes:
 
     async def handle_progress(self, request: web.Request) -> web.Response:
         """`GET /_sim/progress`: how far every job has come now (terminal jobs, finished runs and scenario runs);
-        `?terminal_ids=true` lists the terminal jobs' ids too."""
-        return _json(self.sim.progress(terminal_ids=request.query.get("terminal_ids") == "true"))
+        `?terminal_ids=true` lists the terminal jobs' ids too, `?job_ids=true` every job's."""
+        query = request.query
+        return _json(
+            self.sim.progress(terminal_ids=query.get("terminal_ids") == "true", job_ids=query.get("job_ids") == "true")
+        )
 
     def _run(self, run_id: str) -> tuple[JobPlan, RunPlan]:
         found = self.sim.started_run(run_id)

@@ -206,10 +206,10 @@ class Simulator:
         fields = self._tampered_runs.get(run.run_id)
         return views if fields is None else [_merged(view, fields) for view in views]
 
-    def progress(self, *, terminal_ids: bool = False) -> dict[str, Any]:
+    def progress(self, *, terminal_ids: bool = False, job_ids: bool = False) -> dict[str, Any]:
         """How far every job has come now (terminal jobs, finished runs and scenario runs; with `terminal_ids`,
-        which jobs are terminal)."""
-        return progress(self._jobs.values(), self.clock.now_ms(), terminal_ids=terminal_ids)
+        which jobs are terminal; with `job_ids`, every job's id)."""
+        return progress(self._jobs.values(), self.clock.now_ms(), terminal_ids=terminal_ids, job_ids=job_ids)
 
     def cached_body(self, key: str, render: Callable[[], Any]) -> bytes:
         """The compact JSON of `render()` for `key` (a path and query), rendered once per clock reading and set
