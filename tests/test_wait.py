@@ -617,15 +617,16 @@ async def _run(*args: str) -> tuple[int, str, str]:
 
 
 async def _fast_sim(aiohttp_server: ServerFactory) -> tuple[Simulator, str]:
-    """The simulator on a clock that the process's own requests move: each GET of a job moves it 20 simulated
-    seconds, so a busy machine that starts the process late never finds the job already over."""
+    """The simulator on a clock that the process's own requests move: each GET of a job moves it 60 simulated
+    seconds (a job of 4 scenarios of 5 to 7.5 minutes, 2 at a time, ends within about 15 polls), so a busy machine
+    that starts the process late never finds the job already over."""
     clock = ManualClock()
     sim = Simulator(seed=3, clock=clock)
 
     @web.middleware
     async def pace(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.method == "GET" and request.path.startswith("/v1/benchmark_jobs/"):
-            clock.advance(20_000)
+            clock.advance(60_000)
         response: web.StreamResponse = await handler(request)
         return response
 
