@@ -63,9 +63,6 @@ RV = TypeVar("RV")
 # The rule-state section this task is in (`rules_section`): its connection, in a pipeline, which `commit` joins.
 _SECTION: ContextVar[psycopg.AsyncConnection[Any] | None] = ContextVar("benchwatch_rules_section", default=None)
 
-# PREPARED: no statement is prepared on the server (psycopg prepares one it has run five times), as
-# `pgtx.one_transaction` requires: a write error at one statement (a full disk) left the statements queued after it
-# unprepared on the server and prepared for psycopg, and their next runs failed after the disk had room again.
 CONNECT_TIMEOUT_S: Final = 5.0
 DEFAULT_LEASE_TTL_MS: Final = 15_000
 LISTEN_RETRY_S: Final = 1.0
@@ -148,11 +145,7 @@ class PostgresStore:
             min_size=1,
             max_size=self._pool_size,
             open=False,
-            kwargs={
-                "autocommit": True,
-                "connect_timeout": max(1, round(self._connect_timeout_s)),
-                "prepare_threshold": None,  # see PREPARED
-            },
+            kwargs=self._connect_kwargs(),
             timeout=self._connect_timeout_s,
             name="benchwatch",
             configure=self._configure,
@@ -182,10 +175,19 @@ class PostgresStore:
             (str(self.lease_ttl_ms), str(2 * self.lease_ttl_ms)),
         )
 
+    def _connect_kwargs(self) -> dict[str, Any]:
+        """How every connection of the store is opened: in autocommit, within the connect timeout, and preparing no
+        statement on the server (psycopg prepares one it has run five times), as `pgtx.one_transaction` requires: a
+        write error at one statement (a full disk) left the statements queued after it unprepared on the server
+        and prepared for psycopg, and their next runs failed after the disk had room again."""
+        return {
+            "autocommit": True,
+            "connect_timeout": max(1, round(self._connect_timeout_s)),
+            "prepare_threshold": None,
+        }
+
     async def _probe(self) -> None:
-        connection = await psycopg.AsyncConnection.connect(
-            self._url, connect_timeout=max(1, round(self._connect_timeout_s))
-        )
+        connection = await psycopg.AsyncConnection.connect(self._url, **self._connect_kwargs())
         await connection.close()
 
     async def close(self, *, release: bool = True) -> None:
@@ -283,12 +285,7 @@ class PostgresStore:
         leases run out and took 26 jobs from each other in five seconds."""
         conn = self._lease_conn
         if conn is None or conn.closed or conn.broken:
-            conn = await psycopg.AsyncConnection.connect(
-                self._url,
-                autocommit=True,
-                connect_timeout=max(1, round(self._connect_timeout_s)),
-                prepare_threshold=None,  # see PREPARED
-            )
+            conn = await psycopg.AsyncConnection.connect(self._url, **self._connect_kwargs())
             await self._configure(conn)
             self._lease_conn = conn
         return conn
@@ -631,9 +628,7 @@ class PostgresStore:
         try:
             while True:
                 try:
-                    conn = await _Listening.connect(
-                        self._url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout_s))
-                    )
+                    conn = await _Listening.connect(self._url, **self._connect_kwargs())
                     async with conn:
                         await conn.execute(f"LISTEN {OUTBOX_CHANNEL}".encode())
                         wake()

@@ -151,7 +151,7 @@ class SQLiteStore:
         exclusive: bool = False,
     ) -> None:
         self.path = str(path)
-        self._files = (self.path, f"{self.path}-wal")
+        self._files = _database_files(self.path)
         self._step_hook = step_hook
         self._lock = StateFileLock(self.path) if exclusive and self.path != ":memory:" else None
         self._db: sqlite3.Connection | None = None
@@ -649,7 +649,7 @@ class _Sentinel:
     def __init__(self, path: str) -> None:
         self._db: sqlite3.Connection | None = None
         self._last: int | None = None
-        self._files = (path, f"{path}-wal")
+        self._files = _database_files(path)
         self._stamp: tuple[int, ...] | None = None
         with contextlib.suppress(sqlite3.Error):
             db = sqlite3.connect(path, isolation_level=None)
@@ -743,6 +743,11 @@ def _requeue(notification_id: str, now_ms: int, db: sqlite3.Connection) -> bool:
 def _statements(script: str) -> list[str]:
     """The statements of a migration script (our scripts hold no ';' inside literals)."""
     return [statement.strip() for statement in script.split(";") if statement.strip()]
+
+
+def _database_files(path: str) -> tuple[str, str]:
+    """The files a commit writes to: the database and its `-wal` file."""
+    return (path, f"{path}-wal")
 
 
 def _file_stamp(files: Sequence[str]) -> tuple[int, ...] | None:
