@@ -62,8 +62,8 @@ def _times(ratio: float | None) -> str:
 
 
 def print_shards(figures: dict[str, Any]) -> None:
-    """The control: three processes with nothing shared, on the same changes — what three replicas' ratio can be
-    no lower than on this machine, and what their coordination costs beyond it."""
+    """The control: what three processes with nothing shared cost over one replica on the same changes, and what
+    three replicas cost over them (sharing one database)."""
     if "shards_3" not in figures:
         return
     for what, label in (("cpu", "CPU"), ("transactions", "transactions")):
@@ -111,9 +111,7 @@ def _print_rounds(rounds: list[dict[str, Any]]) -> None:
     if len(rounds) < 2:
         return
     for what, label in (("transactions", "transactions"), ("cpu", "CPU")):
-        each = ", ".join(
-            "—" if ratio is None else f"{ratio:.2f}×" for ratio in (replicas_ratio(r, what) for r in rounds)
-        )
+        each = ", ".join(_times(replicas_ratio(r, what)) for r in rounds)
         print(f"  {label} per round (1, 3, 1, 3, … alternated; shards after each pair): {each}")
     each = ", ".join(
         "—" if ratios is None else f"{ratios[0]:.2f}× / {ratios[1]:.2f}×"
@@ -138,9 +136,8 @@ def print_figures(figures: dict[str, Any]) -> None:
     for name, what in (("replicas_transactions_ratio", "transactions"), ("replicas_cpu_ratio", "CPU")):
         target = figures["targets"].get(name)
         if target is not None:
-            value = "—" if target["value"] is None else f"{target['value']:.2f}×"
             print(
-                f"  3 replicas' {what} together ÷ 1 replica's, on the same changes: {value}"
+                f"  3 replicas' {what} together ÷ 1 replica's, on the same changes: {_times(target['value'])}"
                 f" (target ≤ {target['limit']}×): {verdict(target)}"
             )
     print_shards(figures)

@@ -33,7 +33,7 @@ import psycopg
 from benchmarks import hatable, workloads
 from benchmarks.floor import measure_floor
 from benchmarks.hookrecv import ReceiverClient
-from benchmarks.rig import CONFIG
+from benchmarks.rig import CONFIG, DISCOVER_ALL
 from benchmarks.simproc import API_KEY, Child, SimControl, start_child, start_simulator
 from benchmarks.workloads import Workload
 from watcher.core.models import JobState
@@ -92,13 +92,25 @@ def switches(pid: int) -> tuple[int, int]:
     return switched, moved
 
 
+async def transactions_of(names: list[str]) -> int:
+    """Transactions of these databases so far, all together, read from the `postgres` database (not counted in
+    them). Backends report their counts when idle, at most a second late: wait that long first."""
+    await asyncio.sleep(1.2)
+    async with await psycopg.AsyncConnection.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT coalesce(sum(xact_commit + xact_rollback), 0) FROM pg_stat_database WHERE datname = ANY(%s)",
+            (names,),
+        )
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
 class Database:
     """A database of the benchmark's own, and its transaction counter."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.url = f"{PG_URL}/{name}"
-        self._reads = 0
         self.own_reads = 1  # transactions of the benchmark's own in a window: its read of the takeovers
 
     async def create(self) -> None:
@@ -113,15 +125,8 @@ class Database:
             await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
     async def transactions(self) -> int:
-        """Transactions of the database so far, the benchmark's own reads of it left out. Backends report their
-        counts when idle, at most a second late: wait that long first."""
-        await asyncio.sleep(1.2)
-        async with await psycopg.AsyncConnection.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
-            cursor = await conn.execute(
-                "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", (self.name,)
-            )
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        """Transactions of the database so far (`transactions_of`)."""
+        return await transactions_of([self.name])
 
     async def takeovers(self) -> int:
         """Leases taken so far, all replicas together (each take moves a lease's epoch on by one)."""
@@ -145,15 +150,8 @@ class Databases:
         self.own_reads = len(parts)  # a read of the takeovers in each
 
     async def transactions(self) -> int:
-        """Transactions of every part so far (one wait for the counts to come in, as `Database.transactions`)."""
-        await asyncio.sleep(1.2)
-        async with await psycopg.AsyncConnection.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
-            cursor = await conn.execute(
-                "SELECT coalesce(sum(xact_commit + xact_rollback), 0) FROM pg_stat_database WHERE datname = ANY(%s)",
-                ([db.name for db in self.parts],),
-            )
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        """Transactions of every part so far (`transactions_of`)."""
+        return await transactions_of([db.name for db in self.parts])
 
     async def takeovers(self) -> int:
         """Leases taken so far in every part."""
@@ -175,8 +173,8 @@ class Bench:
         self._terminal: set[str] | None = None
         self.polled_at_rest: set[str] = set()  # the jobs polled in the last settling sample
 
-    def config(self, state: str, name: str) -> Path:
-        """A config file for `state` (a YAML flow mapping)."""
+    def config(self, state: str, name: str, select: str = DISCOVER_ALL) -> Path:
+        """A config file for `state` (a YAML flow mapping) watching the jobs `select` picks (a `watch:` key)."""
         path = self.folder / f"{name}.yaml"
         path.write_text(
             CONFIG.format(
@@ -185,36 +183,33 @@ class Bench:
                 hook_url=self.receiver.hook_url,
                 interval_s=POLL_INTERVAL_S,
                 state=state,
+                select=select,
             )
         )
         return path
 
     async def start_replicas(self, config: Path, count: int) -> list[Child]:
         """`count` `benchwatch run` processes on `config`."""
-        args = ["-m", "watcher", "run", "--config", str(config)]
-        started = await asyncio.gather(*(start_child(args, ready_path=None) for _ in range(count)))
-        self.replicas = list(started)
-        return self.replicas
+        return await self._start([config] * count)
 
-    async def start_shards(self, states: list[str], count: int) -> list[Child]:
-        """`count` `benchwatch run` processes, each watching its own share of the workload's jobs (`watch.jobs`, by
-        id, dealt in turn) in its own store (`states[i]`): three processes with no coordination at all — the
-        control beside three replicas sharing one store (`_changed_rounds`)."""
+    async def start_shards(self, states: list[str]) -> list[Child]:
+        """A `benchwatch run` process per store in `states`, each watching its own share of the workload's jobs
+        (`watch.jobs`, by id, dealt in turn): processes with no coordination at all — the control beside three
+        replicas sharing one store (`_changed_rounds`)."""
         job_ids = await self.sim.job_ids()
         configs = []
-        for index in range(count):
-            path = self.config(states[index], f"shard-{index}")
-            share = job_ids[index::count]
+        for index, state in enumerate(states):
+            share = job_ids[index :: len(states)]
             # a share left empty (a quick run's few jobs) watches nothing, as a process of its own all the same
-            watch = f"  jobs: [{', '.join(share)}]\n" if share else "  discover: {name: 'no job has this name'}\n"
-            text = path.read_text()
-            discover = "  discover: {name: '*', created_within: 7d, max_jobs: 20000}\n"
-            if discover not in text:
-                raise RuntimeError("the benchmark's config no longer discovers as the shards expect")
-            path.write_text(text.replace(discover, watch))
-            configs.append(path)
-        args = ["-m", "watcher", "run", "--config"]
-        started = await asyncio.gather(*(start_child([*args, str(path)], ready_path=None) for path in configs))
+            select = f"jobs: [{', '.join(share)}]" if share else "discover: {name: 'no job has this name'}"
+            configs.append(self.config(state, f"shard-{index}", select))
+        return await self._start(configs)
+
+    async def _start(self, configs: list[Path]) -> list[Child]:
+        """A `benchwatch run` process on each config, started together."""
+        started = await asyncio.gather(
+            *(start_child(["-m", "watcher", "run", "--config", str(path)], ready_path=None) for path in configs)
+        )
         self.replicas = list(started)
         return self.replicas
 
@@ -544,7 +539,7 @@ async def measure(workload: Workload, windows: Windows) -> dict[str, Any]:
             progress(
                 f"{workload.name}: PostgreSQL, 3 shards (each its own jobs and database; a simulator of their own)"
             )
-            await shards.start_shards([_pg_state(db) for db in shard_dbs], 3)
+            await shards.start_shards([_pg_state(db) for db in shard_dbs])
             await shards.settle()
             shards.pause()
             figures.update(

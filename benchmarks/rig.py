@@ -30,10 +30,11 @@ POLL_INTERVAL_S = 1
 # No request pacing (the default, 20 requests/s, would add requests/20 seconds of wall time to every cycle), no
 # jitter (it would add up to 10 % of the interval to the detection latency). `state` is a YAML flow mapping: the
 # poll benchmarks keep SQLite in the folder; `ha` gives SQLite or PostgreSQL (benchmarks/replicas.py).
+DISCOVER_ALL = "discover: {name: '*', created_within: 7d, max_jobs: 20000}"  # `select`: which jobs are watched
 CONFIG = """\
 runloop: {{base_url: '{base_url}', api_key: '{api_key}'}}
 watch:
-  discover: {{name: '*', created_within: 7d, max_jobs: 20000}}
+  {select}
   poll_interval: {interval_s}s
   jitter: 0
   max_requests_per_s: null
@@ -50,7 +51,12 @@ def write_config(folder: Path, base_url: str, hook_url: str) -> LoadedConfig:
     """The benchmark's config file in `folder`, loaded."""
     path = folder / "benchwatch.yaml"
     text = CONFIG.format(
-        base_url=base_url, api_key=API_KEY, hook_url=hook_url, interval_s=POLL_INTERVAL_S, state="{path: ./state.db}"
+        base_url=base_url,
+        api_key=API_KEY,
+        hook_url=hook_url,
+        interval_s=POLL_INTERVAL_S,
+        state="{path: ./state.db}",
+        select=DISCOVER_ALL,
     )
     path.write_text(text)
     return load_config(path, {})
