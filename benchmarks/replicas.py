@@ -170,6 +170,7 @@ class Bench:
         self.advance_ms = workload.advance_ms
         self.tolerance = 1.0 if workload.title.startswith("quick") else 0.35  # tiny: polling at all is enough
         self.rest_rate: int | None = None  # requests per sample when first settled
+        self.rest_running = 0  # jobs running then
         self._terminal: set[str] | None = None
         self.polled_at_rest: set[str] = set()  # the jobs polled in the last settling sample
 
@@ -236,10 +237,13 @@ class Bench:
         """Wait until the replicas poll at rest: two samples in a row with about the same requests, no
         notification arriving (the first pass's backlog sent) and no terminal job polled (each has come to rest:
         after the first pass, every terminal job is polled once more to confirm it) — and, after the first
-        settling, at least half the request rate it ended at. With `db`, also no lease taken in either sample:
-        replicas resumed after a pause deal their expired leases out again, and poll each job taken over whole."""
+        settling, at least half the request rate it ended at for as many running jobs (the changed windows finish
+        jobs: by the third round of `many`, 0.58 of the first rate was the whole rate at rest). With `db`, also no
+        lease taken in either sample: replicas resumed after a pause deal their expired leases out again, and poll
+        each job taken over whole."""
         deadline = time.monotonic() + SETTLE_DEADLINE_S
         terminal = await self.terminal_jobs()
+        running = len(await self.sim.job_ids()) - len(await self.sim.terminal_ids())
         served = (await self.sim.stats())["requests"]
         samples: list[tuple[int, int, int]] = []  # requests, notifications, GETs of terminal jobs and leases taken
         arrived = await self.receiver.count()
@@ -257,12 +261,13 @@ class Bench:
             served, arrived = now_served, now_arrived
             last = samples[-2:]
             progress(f"settling: requests, notifications, terminal polls per {SETTLE_SAMPLE_S:g} s {last}")
-            floor = max(1, self.rest_rate // 2) if self.rest_rate is not None else 1
+            floor = 1 if self.rest_rate is None else max(1, self.rest_rate * running // (2 * self.rest_running))
             if len(last) < 2 or any(notes or polls for _, notes, polls in last):
                 continue
             (before, _, _), (after, _, _) = last
             if min(before, after) >= floor and abs(before - after) <= self.tolerance * max(before, after):
-                self.rest_rate = self.rest_rate or min(before, after)
+                if self.rest_rate is None:
+                    self.rest_rate, self.rest_running = min(before, after), max(1, running)
                 return
         raise RuntimeError(f"the replicas did not settle within {SETTLE_DEADLINE_S:g}s")
 
