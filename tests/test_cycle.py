@@ -4,6 +4,7 @@ and the watcher telling when it is blind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -14,19 +15,21 @@ import pytest
 
 from tests.conftest import FakeSleep
 from tests.loopprobe import CountingThreadsafe
+from tests.test_disk_full import UNLIMITED_PAGES, fill_up
 from watcher.api.client import RequestLimits, RetryPolicy, RunloopClient
 from watcher.api.health import ApiHealth
 from watcher.api.poll import fetch_snapshot
 from watcher.app.config import WatchSection
 from watcher.app.cycle import SLOT_JOBS, PollCycle
 from watcher.core.clock import ManualClock
-from watcher.core.events import Event
+from watcher.core.events import Event, WatcherApiUnreachable
 from watcher.core.models import BenchmarkJobView
 from watcher.core.snapshot import Snapshot
 from watcher.diff.jobs import diff
 from watcher.diff.timers import stall
 from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import Faults, RawJson, SimAgent, SimJobSpec, Simulator
+from watcher.store.errors import StoreWriteError
 from watcher.store.sqlite import SQLiteStore
 
 MINUTE = 60_000
@@ -280,6 +283,36 @@ async def test_an_outage_is_not_a_stall(sim: Simulator, rig_factory: Any) -> Non
     assert rig.kinds("stuck").count("job.stalled") == 1
     stalled = next(e for e in rig.events if e.kind == "job.stalled")
     assert 10 * MINUTE <= stalled.stalled_for_ms <= 12 * MINUTE  # type: ignore[union-attr]
+
+
+async def test_an_outage_told_while_the_store_cannot_write_is_recorded_once_it_can(
+    sim: Simulator, rig_factory: Any
+) -> None:
+    """The API's health tells an outage once: an `api_unreachable` whose commit failed was gone for good."""
+    plan = sim.add_job(SimJobSpec(name="nightly", init_s=3600))
+    rig = await rig_factory(jobs=[plan.job_id], api_unreachable_after="5m")
+    await rig.run()
+    sim.set_faults(Faults(rate_503=1.0))
+    await rig.run(MINUTE)  # the outage begins
+    store = rig.tracker.store
+    assert isinstance(store, SQLiteStore)
+    await fill_up(store)
+    for size in (2000, 300, 40, 0):  # and the events' own pages
+        with contextlib.suppress(StoreWriteError):
+            for index in range(10_000):
+                filler = WatcherApiUnreachable(
+                    id=f"fill-{size}-{index}", job_id="", job_name="", at_ms=0, since_ms=0, failures=0,
+                    last_error="x" * size,
+                )  # fmt: skip
+                await store.commit(events=[filler])
+    await rig.run(5 * MINUTE)  # told now, as the disk is full
+    assert "watcher.api_unreachable" not in rig.kinds() and not rig.cycle.store_health.writable
+    await store.limit_pages(UNLIMITED_PAGES)
+    sim.set_faults(Faults())
+    await rig.run(MINUTE)  # the store writes again: the outage is recorded, then its end
+    assert rig.kinds() == ["job.discovered", "watcher.api_unreachable", "watcher.api_recovered"]
+    recorded = [stored.event for stored in await store.events() if not stored.event.id.startswith("fill-")]
+    assert [event.kind for event in recorded] == ["job.discovered", "watcher.api_unreachable", "watcher.api_recovered"]
 
 
 async def test_one_malformed_job_costs_that_job_only(

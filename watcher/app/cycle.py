@@ -576,7 +576,11 @@ class PollCycle:
             self._health_events.append(outage)
         health_events, self._health_events = self._health_events, []
         if health_events:
-            self._told(await self.tracker.record(health_events, None, now_ms), report)
+            try:
+                self._told(await self.tracker.record(health_events, None, now_ms), report)
+            except StoreError:  # nothing of them recorded: told with the next cycle's (the API health told them once)
+                self._health_events = [*health_events, *self._health_events]
+                raise
 
     def _api_succeeded(self, report: CycleReport) -> None:
         recovered = self.health.succeeded(self.clock.now_ms())
