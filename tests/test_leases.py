@@ -23,7 +23,8 @@ from rules.persist import VERSION, VERSION_KEY, load_rule_state, log_key
 from tests.conftest import Backend, ThrowawayPostgres
 from tests.running import write_config
 from tests.test_delivery import Cli, _notes
-from tests.test_store import _timeline
+from tests.test_pg_write_errors import reconnected, set_read_only
+from tests.test_store import _timeline, _until
 from watcher.app.config import Config, load_config
 from watcher.app.replicas import LeaseGate
 from watcher.app.service import Service
@@ -31,9 +32,10 @@ from watcher.core.clock import ManualClock
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus, StateRow
 from watcher.core.snapshot import Snapshot
 from watcher.diff.jobs import diff
+from watcher.pipeline import shared_rules
 from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import Simulator, create_app
-from watcher.store.errors import LeaseLostError, StoreError
+from watcher.store.errors import BatchRolledBackError, LeaseLostError, StoreError, StoreWriteError
 from watcher.store.pgschema import LEASE_LOCK_KEY, OUTBOX_CHANNEL
 from watcher.store.postgres import PostgresStore
 from watcher.store.protocol import SectionReads, SectionView
@@ -532,12 +534,13 @@ async def test_replicas_read_the_rule_state_once_then_follow_each_others_changes
 
 
 async def test_a_turn_that_waited_behind_another_of_its_process_catches_up_from_where_that_one_left_it(
-    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
+    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A turn asked for the log after the version its process had cached when the turn was asked for; another turn of
     # the same process moved that version on before this one got the lock. Taking the entries it already had for a
     # gap in the log made every such turn read the whole rule state again: three replicas on the first pass over
     # 10,000 jobs did so at nearly every poll. (Since `7ba59c3` a turn asks once the one before it has ended.)
+    monkeypatch.setattr(shared_rules, "BATCH_TURNS", 1)  # each turn a section of its own: the second waits
     r1, r2, _ = replicas
     timeline, of_a, of_b = _two_jobs()
     t1, t2 = _sharing(tmp_path, r1, r2)
@@ -577,12 +580,14 @@ async def test_a_turn_that_waited_behind_another_of_its_process_catches_up_from_
     assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
 
 
-async def test_turns_queued_together_read_from_the_log_only_what_other_replicas_wrote(
-    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
+async def test_turns_queued_behind_full_sections_read_from_the_log_only_what_other_replicas_wrote(
+    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A turn asked, as it queued, for the log since the version its process knew then: the polls of a slot, queued
     # together, each read back the entries of every turn of their own process ahead of them (with one replica, all
-    # of them for nothing): 526,572 rows of `state_rows` fetched in 10 s by three replicas on `many`.
+    # of them for nothing): 526,572 rows of `state_rows` fetched in 10 s by three replicas on `many`. (Since then a
+    # slot's turns share a section; those that queue behind a full one still take sections of their own.)
+    monkeypatch.setattr(shared_rules, "BATCH_TURNS", 1)
     r1, r2, _ = replicas
     _, of_a, of_b = _two_jobs()
     t1, t2 = _sharing(tmp_path, r1, r2)
@@ -603,6 +608,88 @@ async def test_turns_queued_together_read_from_the_log_only_what_other_replicas_
     await t2.observe(of_b[0])  # another replica's turn: one entry
     await t1.observe(of_a[10])
     assert logged[-1] == 1
+
+
+async def test_turns_queued_together_route_in_one_section_and_are_committed_together(
+    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
+) -> None:
+    # Three replicas handed the rule-state lock over at every routed poll: on `many`, 0.77 of them waited for it on
+    # average through the busy windows. A slot's polls queued together now take it once.
+    r1, r2, _ = replicas
+    timeline, of_a, of_b = _two_jobs()
+    t1, t2 = _sharing(tmp_path, r1, r2)
+    told = [*(await t1.observe(of_a[0])).events, *(await t2.observe(of_b[0])).events]
+    sections = _sections(r1)
+    before = await _transactions(r1)
+    async with asyncio.timeout(30):
+        observed = await asyncio.gather(*(t1.observe(snapshot) for snapshot in of_a[1:8]))
+    assert all(observation.events for observation in observed)  # seven routed polls ...
+    assert len(sections) == 1  # ... in one section: one lock, one catch-up read (r2's entry), one transaction
+    assert len(sections[0].rows) == 1 and await _transactions(r1) - before <= 3
+    told += [event for observation in observed for event in observation.events]
+    assert await r2.load_memory(of_a[0].job.id) == t1.memory(of_a[0].job.id)  # the last of them, committed
+    assert t1.rules.cached == await load_rule_state(r1)
+    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
+    (digest,) = (await t2.flush_due(clock.now_ms())).notifications
+    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["lease-lost-known", "lease-lost-at-commit"])
+async def test_a_turn_failing_in_a_shared_section_rolls_it_back_and_the_others_are_recorded_next_cycle(
+    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path, known: bool
+) -> None:
+    r1, r2, _ = replicas
+    timeline, of_a, of_b = _two_jobs()
+    job_a, job_b = of_a[0].job.id, of_b[0].job.id
+    await r1.hold([job_a, job_b], clock.now_ms())
+    (t1,) = _sharing(tmp_path, r1)
+    told = [*(await t1.observe(of_a[0])).events, *(await t1.observe(of_b[0])).events]
+    if known:  # r1's share shrank (r2 started): it let job_b go, and knows it — its commit fails before it is sent
+        clock.advance(TTL_MS // 2)
+        await r1.hold([job_a], clock.now_ms())
+        assert (await r2.hold([job_b], clock.now_ms())).acquired == {job_b}
+    else:  # r2 took job_b over while r1 was paused, unbeknown to r1: its commit fails at the section's COMMIT
+        async with await psycopg.AsyncConnection.connect(r1.path, autocommit=True) as conn:
+            await conn.execute("UPDATE job_leases SET holder = 'r2', epoch = epoch + 1 WHERE job_id = %s", (job_b,))
+    stored_a = await r1.load_memory(job_a)
+    async with asyncio.timeout(30):
+        outcomes = await asyncio.gather(t1.observe(of_a[30]), t1.observe(of_b[30]), return_exceptions=True)
+    # job_b's lease lost, seen in its own turn or at the section's end: each poll says why it was not recorded
+    assert {type(outcome) for outcome in outcomes} == {LeaseLostError, BatchRolledBackError}
+    assert all(job_b in str(outcome) for outcome in outcomes)
+    assert await r1.load_memory(job_a) == stored_a  # nothing of the section committed
+    told += (await t1.observe(of_a[30])).events  # the next cycle: job_a's poll recorded, its events told once
+    assert t1.rules.cached == await load_rule_state(r1)
+    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
+    (digest,) = (await t1.flush_due(clock.now_ms())).notifications
+    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
+
+
+async def test_turns_sharing_a_section_the_database_refuses_are_each_told_it_cannot_write(
+    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path, postgres_database: str
+) -> None:
+    # Every turn of the section is told what the store said (the cycle then holds polls until the database writes
+    # again), not that another turn's failure rolled it back.
+    r1, _, _ = replicas
+    timeline, of_a, _ = _two_jobs()
+    (t1,) = _sharing(tmp_path, r1)
+    told = [*(await t1.observe(of_a[0])).events]
+    set_read_only(postgres_database, True)  # a primary demoted to a standby
+    try:
+        await reconnected(r1)
+        async with r1._rules_turn:  # a section of r1's ahead of them (a digest's): they queue together
+            polls = [asyncio.create_task(t1.observe(snapshot)) for snapshot in of_a[1:4]]
+            await _until(lambda: t1.rules._batch is not None and t1.rules._batch.admitted == 3)
+        outcomes = await asyncio.gather(*polls, return_exceptions=True)
+        assert [type(outcome) for outcome in outcomes] == [StoreWriteError] * 3, outcomes
+    finally:
+        set_read_only(postgres_database, False)
+    await reconnected(r1)
+    told += (await t1.observe(of_a[3])).events  # writes again: the next cycle records what they saw
+    assert t1.rules.cached == await load_rule_state(r1)
+    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
+    (digest,) = (await t1.flush_due(clock.now_ms())).notifications
+    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
 
 
 async def test_a_copy_read_outside_a_turn_is_caught_up_by_the_next_turn_not_read_again(
@@ -892,6 +979,27 @@ def _two_jobs() -> tuple[list[Snapshot], list[Snapshot], list[Snapshot]]:
         [snapshot for snapshot in timeline if snapshot.job.id == job_a],
         [snapshot for snapshot in timeline if snapshot.job.id == job_b],
     )
+
+
+def _sections(store: PostgresStore) -> list[SectionView]:
+    """From now on, what each rule-state section of `store` read as it began, in order; the store still answers."""
+    views: list[SectionView] = []
+    section = store.rules_section
+
+    @contextlib.asynccontextmanager
+    async def seen(reads: Any = None) -> AsyncIterator[SectionView]:
+        async with section(reads) as view:
+            views.append(view)
+            yield view
+
+    store.rules_section = seen  # type: ignore[method-assign]
+    return views
+
+
+async def _transactions(store: PostgresStore) -> int:
+    """The database's committed transactions so far (all clients': the test's alone run now)."""
+    rows = await store._select("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+    return int(rows[0][0])
 
 
 def _whole_reads(store: PostgresStore) -> list[str]:

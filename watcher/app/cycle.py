@@ -34,7 +34,7 @@ from watcher.core.snapshot import Snapshot
 from watcher.core.storehealth import StoreHealth
 from watcher.diff.timers import stall, vanish
 from watcher.pipeline.tracker import JobTracker, Observation
-from watcher.store.errors import LeaseLostError, StoreError, StoreWriteError
+from watcher.store.errors import BatchRolledBackError, LeaseLostError, StoreError, StoreWriteError
 
 log = logging.getLogger("benchwatch.poll")
 event_log = logging.getLogger("benchwatch.events")
@@ -423,6 +423,8 @@ class PollCycle:
         """Nothing of the poll was recorded; the next cycle polls the job again, so nothing is lost."""
         if isinstance(exc, LeaseLostError):  # another replica took the job over: it polls it now
             log.info("%s", exc)
+        elif isinstance(exc, BatchRolledBackError):  # another poll routed with it failed (its lease lost)
+            log.info("%s: %s", job_id, exc)
         elif isinstance(exc, StoreWriteError):  # the store cannot write: held until it can (store health)
             self._not_seen(job_id, report)
             self._store_failed(exc)

@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -62,6 +62,7 @@ log = logging.getLogger("benchwatch.store")
 RV = TypeVar("RV")
 # The rule-state section this task is in (`rules_section`): its connection, in a pipeline, which `commit` joins.
 _SECTION: ContextVar[psycopg.AsyncConnection[Any] | None] = ContextVar("benchwatch_rules_section", default=None)
+
 
 CONNECT_TIMEOUT_S: Final = 5.0
 DEFAULT_LEASE_TTL_MS: Final = 15_000
@@ -244,7 +245,7 @@ class PostgresStore:
         `StoreError` (and `reachable` false until the next success), a server that cannot write (`CANNOT_WRITE`)
         `StoreWriteError`."""
         pool = self._pool_or_fail()
-        try:
+        async with self._translated(leases=leases):
             if not self.reachable:
                 # The server was away: ask it directly (refused at once while it is down, where the pool would
                 # wait its timeout), then let the pool drop the connections the restart broke.
@@ -256,6 +257,13 @@ class PostgresStore:
             else:
                 async with pool.connection(timeout=self._connect_timeout_s) as conn:
                     yield conn
+
+    @contextlib.asynccontextmanager
+    async def _translated(self, *, leases: bool = False) -> AsyncIterator[None]:
+        """The database's errors as the store's (see `_connection`): for a connection's whole use, and for what
+        another task of this process writes inside a rule-state section (`_joined`)."""
+        try:
+            yield
         except psycopg.errors.IdleInTransactionSessionTimeout as exc:  # paused too long: the server let go
             raise StoreError(f"{self.path}: {_one_line(exc)}") from None
         except CANNOT_WRITE as exc:  # the server answered: reachable, but nothing of the write was recorded
@@ -561,6 +569,23 @@ class PostgresStore:
         rows = await self._select("SELECT job_id, holder FROM job_leases WHERE holder <> ''")
         return {str(row[0]): str(row[1]) for row in rows}
 
+    @contextlib.contextmanager
+    def _in_section(self, conn: psycopg.AsyncConnection[Any]) -> Iterator[None]:
+        """This task's commits join the rule-state section open on `conn` — its own."""
+        token = _SECTION.set(conn)
+        try:
+            yield
+        finally:
+            _SECTION.reset(token)
+
+    @contextlib.asynccontextmanager
+    async def _joined(self, conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+        """Another task of this process commits inside the rule-state section open on `conn` (a batch of turns),
+        its errors said as the store's (a lease lost, the server away) as in the section's own task."""
+        async with self._translated():
+            with self._in_section(conn):
+                yield
+
     @contextlib.asynccontextmanager
     async def rules_section(
         self, reads: SectionReads | Callable[[], SectionReads] | None = None
@@ -576,13 +601,11 @@ class PostgresStore:
         async with self._rules_turn, self._connection() as conn, one_transaction(conn) as pipeline:
             reads = reads() if callable(reads) else reads
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (RULES_LOCK_KEY,))
+            join = functools.partial(self._joined, conn)
             if reads is None:
                 await pipeline.sync()  # the lock taken before the section begins
-                token = _SECTION.set(conn)
-                try:
-                    yield SectionView()
-                finally:
-                    _SECTION.reset(token)
+                with self._in_section(conn):
+                    yield SectionView(join=join)
                 return
             row = await conn.execute("SELECT body FROM state_rows WHERE namespace = %s AND key = %s", reads.row)
             after = None
@@ -595,11 +618,10 @@ class PostgresStore:
             found = await row.fetchone()
             rows = await after.fetchall() if after is not None else []
             body = None if found is None else str(found[0])
-            token = _SECTION.set(conn)  # this task's commits inside the section join its transaction
-            try:
-                yield SectionView(body, tuple(StateRow(reads.namespace, str(key), str(value)) for key, value in rows))
-            finally:
-                _SECTION.reset(token)
+            with self._in_section(conn):  # this task's commits inside the section join its transaction
+                yield SectionView(
+                    body, tuple(StateRow(reads.namespace, str(key), str(value)) for key, value in rows), join
+                )
 
     async def outbox_claims(self) -> int:
         """How many pending notifications this replica has claimed (its sends in flight)."""

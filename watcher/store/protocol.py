@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Collection, Hashable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from watcher.core.decisions import Decision
@@ -46,12 +47,20 @@ class SectionReads:
     after: str | None
 
 
+@contextlib.asynccontextmanager
+async def _no_join() -> AsyncIterator[None]:
+    yield
+
+
 @dataclass(frozen=True, slots=True)
 class SectionView:
-    """What a section read as it began: the row's body (None if absent) and the rows after the key, by key."""
+    """What a section read as it began: the row's body (None if absent) and the rows after the key, by key; and
+    `join`, for another task of this process to commit inside the section, in its transaction, while the section's
+    own task waits for it (`async with view.join(): ...`; a batch of turns, `SharedRuleState`)."""
 
     body: str | None = None
     rows: tuple[StateRow, ...] = ()
+    join: Callable[[], AbstractAsyncContextManager[None]] = field(default=_no_join, compare=False, repr=False)
 
 
 class Coordination(Protocol):
