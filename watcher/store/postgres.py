@@ -63,7 +63,6 @@ RV = TypeVar("RV")
 # The rule-state section this task is in (`rules_section`): its connection, in a pipeline, which `commit` joins.
 _SECTION: ContextVar[psycopg.AsyncConnection[Any] | None] = ContextVar("benchwatch_rules_section", default=None)
 
-
 CONNECT_TIMEOUT_S: Final = 5.0
 DEFAULT_LEASE_TTL_MS: Final = 15_000
 LISTEN_RETRY_S: Final = 1.0
