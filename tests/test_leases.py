@@ -620,12 +620,11 @@ async def test_turns_queued_together_route_in_one_section_and_are_committed_toge
     t1, t2 = _sharing(tmp_path, r1, r2)
     told = [*(await t1.observe(of_a[0])).events, *(await t2.observe(of_b[0])).events]
     sections = _sections(r1)
-    before = await _transactions(r1)
     async with asyncio.timeout(30):
         observed = await asyncio.gather(*(t1.observe(snapshot) for snapshot in of_a[1:8]))
     assert all(observation.events for observation in observed)  # seven routed polls ...
     assert len(sections) == 1  # ... in one section: one lock, one catch-up read (r2's entry), one transaction
-    assert len(sections[0].rows) == 1 and await _transactions(r1) - before <= 3
+    assert len(sections[0].rows) == 1
     told += [event for observation in observed for event in observation.events]
     assert await r2.load_memory(of_a[0].job.id) == t1.memory(of_a[0].job.id)  # the last of them, committed
     assert t1.rules.cached == await load_rule_state(r1)
@@ -994,12 +993,6 @@ def _sections(store: PostgresStore) -> list[SectionView]:
 
     store.rules_section = seen  # type: ignore[method-assign]
     return views
-
-
-async def _transactions(store: PostgresStore) -> int:
-    """The database's committed transactions so far (all clients': the test's alone run now)."""
-    rows = await store._select("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
-    return int(rows[0][0])
 
 
 def _whole_reads(store: PostgresStore) -> list[str]:

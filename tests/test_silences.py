@@ -14,15 +14,19 @@ import pytest
 
 from rules.config import RuleConfig
 from rules.engine import Router, RuleState
-from rules.silences import matcher_json, parse_match_args
+from rules.silences import NAMESPACE, matcher_json, parse_match_args
+from tests.conftest import Backend
 from tests.loopprobe import CountingThreadsafe
 from tests.running import running_service
+from tests.test_store import _until
 from watcher.cli.main import main
 from watcher.core.clock import ManualClock
 from watcher.core.events import JobStalled
+from watcher.core.records import StateRow
 from watcher.pipeline.silences import SilenceError, add_silence, request_from_args, request_from_json
 from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import SimAgent, SimJobSpec, Simulator
+from watcher.store.postgres import PostgresStore
 from watcher.store.sqlite import SQLiteStore
 
 HOUR_MS = 3_600_000
@@ -136,16 +140,18 @@ def _date_back(path: Path, seconds: int) -> None:
 async def test_the_store_mark_holds_while_nothing_is_committed_and_moves_with_any_commit(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     async with SQLiteStore(path) as mine, SQLiteStore(path) as cli:
-        assert mine.write_mark() is None  # the files were just written: their stamp may not move at the next write
+        assert (
+            mine.write_mark(NAMESPACE) is None
+        )  # the files were just written: their stamp may not move at the next write
         _date_back(path, 10)
-        mark = mine.write_mark()
-        assert mark is not None and mine.write_mark() == mark
+        mark = mine.write_mark(NAMESPACE)
+        assert mark is not None and mine.write_mark(NAMESPACE) == mark
         await add_silence(cli, request_from_args(["job_id=bmj_a"], now_ms=1_000, for_="1h", until=None, comment=""),
                           now_ms=1_000)  # fmt: skip
-        assert mine.write_mark() is None  # fresh again
+        assert mine.write_mark(NAMESPACE) is None  # fresh again
         _date_back(path, 5)
-        assert mine.write_mark() not in (None, mark)
-    assert SQLiteStore(":memory:").write_mark() is None  # no files to tell by
+        assert mine.write_mark(NAMESPACE) not in (None, mark)
+    assert SQLiteStore(":memory:").write_mark(NAMESPACE) is None  # no files to tell by
 
 
 async def test_a_watcher_at_rest_reads_the_silences_again_only_after_a_commit(tmp_path: Path) -> None:
@@ -166,6 +172,55 @@ async def test_a_watcher_at_rest_reads_the_silences_again_only_after_a_commit(tm
         await tracker.refresh_silences()
         assert tracker.router is not None
         assert [silence.id for silence in tracker.router.runtime_silences] == [added.id]
+
+
+@pytest.mark.slow
+async def test_replicas_read_the_silences_again_only_when_an_added_one_is_announced(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    """On PostgreSQL the runtime silences were read at every cycle of every replica: a transaction a second each,
+    a sixth of three replicas' transactions beyond one replica's on `ha` large."""
+    url = Backend("postgres", tmp_path, postgres_database).location()
+    rules = [RuleConfig.model_validate({"name": "stalls", "on": "job.stalled", "notify": "hook"})]
+    mine, cli = PostgresStore(url), PostgresStore(url)
+    await mine.open()
+    await cli.open()
+    listener: asyncio.Task[None] | None = None
+    try:
+        tracker = JobTracker(mine, router=Router(rules))
+        assert mine.write_mark(NAMESPACE) is None  # not listening: nothing tells it of a change but a read
+        listener = asyncio.create_task(mine.listen(lambda: None))
+        await _until(lambda: mine.write_mark(NAMESPACE) is not None)
+        await tracker.refresh_silences()
+        reads: list[str] = []
+        load_rows = mine.load_state_rows
+
+        async def counted(namespace: str) -> list[StateRow]:
+            reads.append(namespace)
+            return await load_rows(namespace)
+
+        mine.load_state_rows = counted  # type: ignore[method-assign]  # counts the reads; the store answers
+        await tracker.refresh_silences()
+        await tracker.refresh_silences()
+        assert reads == []  # at rest: no read
+        request = request_from_args(["job_id=bmj_a"], now_ms=1_000, for_="1h", until=None, comment="")
+        added = await add_silence(cli, request, now_ms=1_000)  # `benchwatch silences add`, or another replica's API
+        mark = mine.write_mark(NAMESPACE)
+        await _until(lambda: mine.write_mark(NAMESPACE) != mark)
+        await tracker.refresh_silences()
+        assert reads == [NAMESPACE] and tracker.router is not None
+        assert [silence.id for silence in tracker.router.runtime_silences] == [added.id]
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        assert mine.write_mark(NAMESPACE) is None  # no longer listening: read at every cycle again
+        await tracker.refresh_silences()
+        assert reads == [NAMESPACE, NAMESPACE]
+    finally:
+        if listener is not None:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+        await mine.close()
+        await cli.close()
 
 
 AGENTS = [SimAgent(name="a", pass_rate=0.5)]

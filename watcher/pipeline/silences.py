@@ -175,7 +175,7 @@ async def add_silence(store: Store, request: SilenceRequest, now_ms: int) -> Run
         created_by=request.created_by,
     )
     old = await load_runtime_silences(store)
-    await store.commit(state_rows=[silence.row(), *prunable(old, now_ms)])
+    await store.commit(state_rows=[silence.row(), *prunable(old, now_ms)], announce=True)
     return silence
 
 
@@ -185,7 +185,7 @@ async def expire_silence(store: Store, silence_id: str, now_ms: int) -> RuntimeS
     if body is None:
         raise UnknownSilence(silence_id)
     expired = expired_now(RuntimeSilence.model_validate_json(body), now_ms)
-    await store.commit(state_rows=[expired.row()])
+    await store.commit(state_rows=[expired.row()], announce=True)
     return expired
 
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass
 
 from rules.engine import Router, RuleState, RuleStateChanges
+from rules.silences import NAMESPACE as SILENCES
 from rules.silences import load_runtime_silences
 from watcher.core.decisions import Decision
 from watcher.core.events import Event
@@ -233,11 +234,12 @@ class JobTracker:
 
     async def refresh_silences(self) -> None:
         """Read the runtime silences again (any replica or the CLI may have changed them) for the next events —
-        unless the store's mark tells that nothing was committed since the last reading (`Store.write_mark`: on
-        SQLite two `stat` calls instead of a read on the store's thread, at every cycle of a watcher at rest)."""
+        unless the store's mark tells that none was committed since the last reading (`Store.write_mark`: on
+        SQLite two `stat` calls instead of a read on the store's thread, at every cycle of a watcher at rest; on
+        PostgreSQL what the listener heard, instead of a transaction a cycle of every replica)."""
         if self.router is None:
             return
-        mark = self.store.write_mark()  # taken before the reading: a commit meanwhile moves the next one
+        mark = self.store.write_mark(SILENCES)  # taken before the reading: a commit meanwhile moves the next one
         if mark is not None and mark == self._silences_mark:
             return
         self.router.use_runtime_silences(await load_runtime_silences(self.store))

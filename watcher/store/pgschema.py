@@ -135,6 +135,8 @@ MIGRATIONS: Final[tuple[str, ...]] = (
 # Replicas reallocating leases take this transaction lock, one at a time ("leases").
 LEASE_LOCK_KEY: Final = 0x6C6561736573
 OUTBOX_CHANNEL: Final = "benchwatch_outbox"
+# Announced state rows (`commit(announce=True)`): the payload is their namespace (`PostgresStore.write_mark`).
+ROWS_CHANNEL: Final = "benchwatch_rows"
 # The SQLSTATE `benchwatch_fence` raises: the job's lease is no longer this replica's (its detail: the job id).
 LEASE_LOST_SQLSTATE: Final = "BW001"
 # Replicas routing events or flushing timers hold this session lock: rule state has one writer at a time ("rules").

@@ -8,6 +8,7 @@ migrate once. The URL's password never appears in a repr, a log line or an error
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -40,6 +41,7 @@ from watcher.store.pgschema import (
     MIGRATION_LOCK_KEY,
     MIGRATIONS,
     OUTBOX_CHANNEL,
+    ROWS_CHANNEL,
     RULES_LOCK_KEY,
     SCHEMA_VERSION,
     statements,
@@ -119,6 +121,10 @@ class PostgresStore:
         self._epochs: dict[str, int] | None = None
         self._sender = ""  # this replica while its worker listens (it sends what it commits: no NOTIFY), else ""
         self.notifies_let_pass = 0  # NOTIFYs naming a replica whose own worker sends (an earlier version's)
+        # `write_mark`: announced commits heard per namespace, by the listener's connection (counted), while it listens
+        self._announced: collections.Counter[str] = collections.Counter()
+        self._rows_connection = 0
+        self._rows_listening = False
         self._rules_turn = asyncio.Lock()
         self._lease_conn: psycopg.AsyncConnection[Any] | None = None  # the heartbeat's own (`_lease_connection`)
         self._lease_turn = asyncio.Lock()
@@ -332,6 +338,7 @@ class PostgresStore:
         state_rows: Sequence[StateRow] = (),
         notifications: Sequence[Notification] = (),
         decisions: Sequence[Decision] = (),
+        announce: bool = False,
     ) -> None:
         """Record a poll's consequences in one transaction. Once this replica holds leases, a job's memory is
         written only under the lease's epoch (`LeaseLostError` otherwise, and nothing of the commit is written).
@@ -348,6 +355,7 @@ class PostgresStore:
             state_rows=state_rows,
             notifications=notifications,
             decisions=decisions,
+            announce=announce,
         )
         section = _SECTION.get()
         if section is not None:
@@ -371,6 +379,7 @@ class PostgresStore:
         state_rows: Sequence[StateRow],
         notifications: Sequence[Notification],
         decisions: Sequence[Decision],
+        announce: bool,
     ) -> None:
         """Queue a commit's statements on `conn`, in a pipeline: nothing is read back, so nothing waits here."""
         if memory is not None:
@@ -394,6 +403,9 @@ class PostgresStore:
             )
             self._step(f"notification:{index}")
         await self._record_decisions(conn, decisions)
+        if announce:  # delivered at COMMIT: every listener's `write_mark` of these namespaces moves
+            for namespace in sorted({row.namespace for row in state_rows}):
+                await conn.execute("SELECT pg_notify(%s, %s)", (ROWS_CHANNEL, namespace))
         if notifications and not self._sender:  # delivered at COMMIT (see `listen`); a listening replica's own
             await conn.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))  # worker sends them: none
 
@@ -434,9 +446,17 @@ class PostgresStore:
         """Write one state row on its own (committed at once)."""
         await self.commit(state_rows=[StateRow(namespace, key, body)])
 
-    def write_mark(self) -> None:
-        """None: only a round trip to the server could tell whether anyone committed meanwhile."""
-        return None
+    def write_mark(self, namespace: str) -> tuple[int, int] | None:
+        """Of a namespace whose commits are announced (`commit(announce=True)`: every process that writes it
+        does): how many announcements this process's listener has heard, and since which connection of it — it
+        may have missed some while it was away. None while it does not listen (a replica without a worker, a
+        command, the listener reconnecting): only a round trip could tell then. An announcement reaches the
+        listener just after its commit is visible: a reading in between sees the commit, and the mark moves once
+        more after it (one more reading, never one less). Of a namespace not announced, the mark never moves: the
+        caller asks only of announced ones."""
+        if not self._rows_listening:
+            return None
+        return self._rows_connection, self._announced[namespace]
 
     async def load_state_rows(self, namespace: str) -> list[StateRow]:
         """Every state row of a namespace, by key."""
@@ -651,16 +671,22 @@ class PostgresStore:
                 try:
                     conn = await _Listening.connect(self._url, **self._connect_kwargs())
                     async with conn:
-                        await conn.execute(f"LISTEN {OUTBOX_CHANNEL}".encode())
+                        await conn.execute(f"LISTEN {OUTBOX_CHANNEL}; LISTEN {ROWS_CHANNEL}".encode())
+                        self._rows_connection += 1
+                        self._rows_listening = True
                         wake()
                         async for notify in conn.notifies():
-                            if notify.payload:
+                            if notify.channel == ROWS_CHANNEL:
+                                self._announced[notify.payload] += 1
+                            elif notify.payload:
                                 self.notifies_let_pass += 1  # a replica's own: its worker sends it
                             else:
                                 wake()
                 except psycopg.Error as exc:
                     log.debug("outbox listener: %s; reconnecting", _one_line(exc))
                     wake()
+                finally:
+                    self._rows_listening = False
                 await asyncio.sleep(LISTEN_RETRY_S)
         finally:
             self._sender = ""

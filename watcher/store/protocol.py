@@ -125,19 +125,24 @@ class Store(Protocol):
         state_rows: Sequence[StateRow] = (),
         notifications: Sequence[Notification] = (),
         decisions: Sequence[Decision] = (),
+        announce: bool = False,
     ) -> None:
         """Record a poll's consequences atomically — memory, events, state rows, outbox, and what routing decided
-        for each event and rule. An event already recorded (the same id) is left as it is."""
+        for each event and rule. An event already recorded (the same id) is left as it is. `announce`: the state
+        rows are ones every process reads often and that change rarely (runtime silences): their namespaces'
+        `write_mark` moves in every process as the commit lands."""
         ...
 
     async def load_state_rows(self, namespace: str) -> list[StateRow]:
         """Every state row of a namespace."""
         ...
 
-    def write_mark(self) -> Hashable | None:
-        """A mark of what the store holds, at once and on the caller's thread: two equal marks, taken at two
-        moments, mean nothing was committed to the store between them (by any process); None when the store
-        cannot tell so cheaply — then whatever the mark would spare must be read."""
+    def write_mark(self, namespace: str) -> Hashable | None:
+        """A mark of the state rows of `namespace`, at once and on the caller's thread: two equal marks, taken at
+        two moments, mean none of them was committed between (by any process); None when the store cannot tell
+        so cheaply — then whatever the mark would spare must be read. SQLite: a stamp of its files (any commit
+        moves it). PostgreSQL: of a namespace whose commits are announced (`commit(announce=True)`), what its
+        listener heard (`listen`); None while it does not listen."""
         ...
 
     async def load_state_range(self, namespace: str, first_key: str, last_key: str) -> list[StateRow]:

@@ -326,7 +326,7 @@ class SQLiteStore:
         """No claims on SQLite: the one worker sends everything."""
         return 0
 
-    def write_mark(self) -> tuple[int, ...] | None:
+    def write_mark(self, namespace: str) -> tuple[int, ...] | None:
         """The database files' stamp (`_file_stamp`: two `stat` calls, no read of the database) — once their
         newest time of change is SETTLED_NS old. A commit writes to the files, and the kernel stamps a write with
         a coarse clock (a few ms on Linux; whole seconds on some file systems): a write within that tick of the
@@ -388,8 +388,10 @@ class SQLiteStore:
         state_rows: Sequence[StateRow] = (),
         notifications: Sequence[Notification] = (),
         decisions: Sequence[Decision] = (),
+        announce: bool = False,
     ) -> None:
-        """Record a poll's consequences in one transaction (an event already recorded is left as it is)."""
+        """Record a poll's consequences in one transaction (an event already recorded is left as it is);
+        `announce` needs nothing more: the files' stamp is every reader's `write_mark`."""
         rows = _PollRows(
             memory=(memory.job_id, memory.model_dump_json(), memory.last_seen_ms) if memory is not None else None,
             events=[(e.id, e.job_id, e.kind, e.at_ms, event_to_json(e)) for e in events],
