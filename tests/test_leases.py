@@ -691,6 +691,43 @@ async def test_turns_sharing_a_section_the_database_refuses_are_each_told_it_can
     assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
 
 
+@pytest.mark.parametrize("cancelled", [0, 1], ids=["the-first-turn", "a-turn-that-joined"])
+async def test_a_poll_cancelled_in_a_shared_section_neither_holds_the_others_up_nor_loses_their_changes(
+    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path, cancelled: int
+) -> None:
+    # A stop cancels the polls still running (`PollCycle.settle`). The first turn of a section waits for the turns
+    # that joined it; one that never counted as finished would hold it, and the lock, for ever.
+    r1, r2, _ = replicas
+    timeline, of_a, of_b = _two_jobs()
+    t1, t2 = _sharing(tmp_path, r1, r2)
+    told = [*(await t1.observe(of_a[0])).events, *(await t2.observe(of_b[0])).events]
+    async with asyncio.timeout(30):
+        async with r1._rules_turn:  # a section of r1's ahead of them: the polls queue together
+            polls = [asyncio.create_task(t1.observe(snapshot)) for snapshot in of_a[1:4]]
+            await _until(lambda: t1.rules._batch is not None and t1.rules._batch.admitted == 3)
+            batch = t1.rules._batch
+            polls[cancelled].cancel()
+        _, pending = await asyncio.wait(polls, timeout=20)  # not cancelled at a deadline: a section waits that out
+        if pending:  # let the section end, so that the test fails rather than hangs
+            batch.finished = batch.admitted
+            batch.idle.set()
+        assert not pending, "the section waited for a turn that would never finish"
+        outcomes = await asyncio.gather(*polls, return_exceptions=True)
+        assert isinstance(outcomes[cancelled], asyncio.CancelledError)
+        others = [outcome for index, outcome in enumerate(outcomes) if index != cancelled]
+        if cancelled == 0:  # the section never began: the others were not recorded, and say so
+            assert all(isinstance(outcome, BatchRolledBackError) for outcome in others), others
+        else:  # the others routed in the section, and were committed
+            assert all(not isinstance(outcome, BaseException) for outcome in others), others
+            told += [event for outcome in others if not isinstance(outcome, BaseException) for event in outcome.events]
+        told += (await t1.observe(of_a[4])).events  # the next poll records what was not
+        assert t1.rules.cached == await load_rule_state(r1)
+        told += (await t2.observe(of_b[10])).events  # and the lock is free for the other replica
+    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
+    (digest,) = (await t1.flush_due(clock.now_ms())).notifications
+    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
+
+
 async def test_a_copy_read_outside_a_turn_is_caught_up_by_the_next_turn_not_read_again(
     replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path
 ) -> None:
