@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FakeSleep
+from tests.conftest import FakeSleep, ThrowawayPostgres
 from tests.loopprobe import CountingThreadsafe
 from tests.test_disk_full import UNLIMITED_PAGES, fill_up
 from watcher.api.client import RequestLimits, RetryPolicy, RunloopClient
@@ -30,6 +30,7 @@ from watcher.diff.timers import stall
 from watcher.pipeline.tracker import JobTracker
 from watcher.simulator import Faults, RawJson, SimAgent, SimJobSpec, Simulator
 from watcher.store.errors import StoreWriteError
+from watcher.store.postgres import PostgresStore
 from watcher.store.sqlite import SQLiteStore
 
 MINUTE = 60_000
@@ -62,10 +63,11 @@ async def rig_factory(
     stores: list[SQLiteStore] = []
     clients: list[RunloopClient] = []
 
-    async def make(cycle_sleep: Any = None, slot_jobs: int = SLOT_JOBS, **watch: Any) -> Rig:
-        store = SQLiteStore(tmp_path / f"state-{len(stores)}.db")
-        await store.open()
-        stores.append(store)
+    async def make(cycle_sleep: Any = None, slot_jobs: int = SLOT_JOBS, store: Any = None, **watch: Any) -> Rig:
+        if store is None:
+            store = SQLiteStore(tmp_path / f"state-{len(stores)}.db")
+            await store.open()
+            stores.append(store)
         client = RunloopClient(
             base_url=sim_url, api_key="k", sleep=fake_sleep, clock=clock,
             retry=RetryPolicy(max_attempts=2), limits=RequestLimits(max_per_s=None),
@@ -313,6 +315,33 @@ async def test_an_outage_told_while_the_store_cannot_write_is_recorded_once_it_c
     assert rig.kinds() == ["job.discovered", "watcher.api_unreachable", "watcher.api_recovered"]
     recorded = [stored.event for stored in await store.events() if not stored.event.id.startswith("fill-")]
     assert [event.kind for event in recorded] == ["job.discovered", "watcher.api_unreachable", "watcher.api_recovered"]
+
+
+@pytest.mark.slow
+async def test_a_stall_found_while_the_database_is_away_is_told_once_it_is_back(
+    sim: Simulator, rig_factory: Any, throwaway_postgres: ThrowawayPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stall is found after the polls, by the clock; its commit failing with the database away raised out of the
+    cycle (APScheduler logged the traceback), where a poll's failing commit is told and polled again."""
+    caplog.set_level(logging.INFO)
+    plan = sim.add_job(SimJobSpec(name="stuck", stall_after_s=120, n_scenarios=20))
+    assert plan.stop_ms is not None
+    store = PostgresStore(throwaway_postgres.url)
+    await store.open()
+    try:
+        rig = await rig_factory(jobs=[plan.job_id], stall_after="10m", store=store)
+        rig.clock.set(plan.stop_ms + 1000)
+        await rig.run()  # its last change seen
+        throwaway_postgres.stop()
+        await rig.run(11 * MINUTE)  # quiet for 11 minutes, polled unchanged: a stall, which cannot be recorded
+        assert "job.stalled" not in rig.kinds()
+        assert any("not recorded" in r.getMessage() for r in caplog.records)
+        throwaway_postgres.start()
+        await rig.run(MINUTE)
+        assert rig.kinds("stuck").count("job.stalled") == 1
+        assert [stored.event.kind for stored in await store.events(job_id=plan.job_id)][-1] == "job.stalled"
+    finally:
+        await store.close()
 
 
 async def test_one_malformed_job_costs_that_job_only(

@@ -29,6 +29,7 @@ from watcher.app.config import Config, load_config
 from watcher.app.replicas import LeaseGate
 from watcher.app.service import Service
 from watcher.core.clock import ManualClock
+from watcher.core.events import Event
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus, StateRow
 from watcher.core.snapshot import Snapshot
 from watcher.diff.jobs import diff
@@ -528,9 +529,7 @@ async def test_replicas_read_the_rule_state_once_then_follow_each_others_changes
     told += (await t2.observe(of_b[0])).events
     told += (await t1.observe(of_a[30])).events  # r2 changed the group meanwhile: r1 reads what r2 logged
     assert reads == {"r1": 1, "r2": 1}
-    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
-    (digest,) = (await t2.flush_due(clock.now_ms())).notifications
-    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)  # nothing lost
+    await _digest_holds(t2, clock, timeline, told)  # nothing lost
 
 
 async def test_a_turn_that_waited_behind_another_of_its_process_catches_up_from_where_that_one_left_it(
@@ -575,9 +574,7 @@ async def test_a_turn_that_waited_behind_another_of_its_process_catches_up_from_
         await flush
     assert reads == []  # two versions came in the log read: its own (already applied) and r2's
     assert t1.rules.cached == await load_rule_state(r1)
-    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
-    (digest,) = (await t1.flush_due(clock.now_ms())).notifications
-    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
+    await _digest_holds(t1, clock, timeline, told)
 
 
 async def test_turns_queued_behind_full_sections_read_from_the_log_only_what_other_replicas_wrote(
@@ -628,9 +625,7 @@ async def test_turns_queued_together_route_in_one_section_and_are_committed_toge
     told += [event for observation in observed for event in observation.events]
     assert await r2.load_memory(of_a[0].job.id) == t1.memory(of_a[0].job.id)  # the last of them, committed
     assert t1.rules.cached == await load_rule_state(r1)
-    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
-    (digest,) = (await t2.flush_due(clock.now_ms())).notifications
-    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
+    await _digest_holds(t2, clock, timeline, told)
 
 
 @pytest.mark.parametrize("known", [True, False], ids=["lease-lost-known", "lease-lost-at-commit"])
@@ -659,9 +654,7 @@ async def test_a_turn_failing_in_a_shared_section_rolls_it_back_and_the_others_a
     assert await r1.load_memory(job_a) == stored_a  # nothing of the section committed
     told += (await t1.observe(of_a[30])).events  # the next cycle: job_a's poll recorded, its events told once
     assert t1.rules.cached == await load_rule_state(r1)
-    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
-    (digest,) = (await t1.flush_due(clock.now_ms())).notifications
-    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
+    await _digest_holds(t1, clock, timeline, told)
 
 
 async def test_turns_sharing_a_section_the_database_refuses_are_each_told_it_cannot_write(
@@ -686,9 +679,7 @@ async def test_turns_sharing_a_section_the_database_refuses_are_each_told_it_can
     await reconnected(r1)
     told += (await t1.observe(of_a[3])).events  # writes again: the next cycle records what they saw
     assert t1.rules.cached == await load_rule_state(r1)
-    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
-    (digest,) = (await t1.flush_due(clock.now_ms())).notifications
-    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
+    await _digest_holds(t1, clock, timeline, told)
 
 
 @pytest.mark.parametrize("cancelled", [0, 1], ids=["the-first-turn", "a-turn-that-joined"])
@@ -723,9 +714,7 @@ async def test_a_poll_cancelled_in_a_shared_section_neither_holds_the_others_up_
         told += (await t1.observe(of_a[4])).events  # the next poll records what was not
         assert t1.rules.cached == await load_rule_state(r1)
         told += (await t2.observe(of_b[10])).events  # and the lock is free for the other replica
-    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
-    (digest,) = (await t1.flush_due(clock.now_ms())).notifications
-    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
+    await _digest_holds(t1, clock, timeline, told)
 
 
 async def test_a_copy_read_outside_a_turn_is_caught_up_by_the_next_turn_not_read_again(
@@ -746,9 +735,7 @@ async def test_a_copy_read_outside_a_turn_is_caught_up_by_the_next_turn_not_read
     await t1.flush_due(clock.now_ms())
     assert len(reads) == whole  # caught up from the log
     assert t1.rules.cached == await load_rule_state(r1)
-    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
-    (digest,) = (await t1.flush_due(clock.now_ms())).notifications
-    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
+    await _digest_holds(t1, clock, timeline, told)
 
 
 async def test_a_commit_inside_a_rule_state_section_joins_its_transaction(
@@ -868,9 +855,7 @@ async def test_a_commit_refused_for_a_lost_lease_reads_again_only_the_rows_it_wo
         "rules.group"
     ]  # the one row the refused commit would have changed: the group window
     assert t1.rules.cached == await load_rule_state(r1)
-    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
-    (digest,) = (await t1.flush_due(clock.now_ms())).notifications
-    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)  # none of the refused
+    await _digest_holds(t1, clock, timeline, told)  # none of the refused
 
 
 async def test_a_job_taken_over_is_compared_by_its_hash_and_its_first_unchanged_poll_written(
@@ -1030,6 +1015,13 @@ def _sections(store: PostgresStore) -> list[SectionView]:
 
     store.rules_section = seen  # type: ignore[method-assign]
     return views
+
+
+async def _digest_holds(tracker: JobTracker, clock: ManualClock, timeline: list[Snapshot], told: list[Event]) -> None:
+    """Once the hour of `_sharing`'s group window has passed: its one digest holds every event `told`, once."""
+    clock.set(max(snapshot.at_ms for snapshot in timeline) + 3_600_000)
+    (digest,) = (await tracker.flush_due(clock.now_ms())).notifications
+    assert sorted(event.id for event in digest.events) == sorted(event.id for event in told)
 
 
 def _whole_reads(store: PostgresStore) -> list[str]:

@@ -179,6 +179,8 @@ class PollCycle:
             await self._timed(report)
         except StoreWriteError as exc:
             self._store_failed(exc)
+        except StoreError as exc:  # the database away, or the section it shared rolled back: nothing of it recorded
+            log.info("the stalls and the API's health were not recorded (%s); again next cycle", exc)
         return report
 
     def start_taken_over(self) -> int:

@@ -45,7 +45,7 @@ from watcher.pipeline.recording import SnapshotRecorder
 from watcher.pipeline.summaries import RecentSummaries
 from watcher.pipeline.tracker import JobTracker
 from watcher.store import open_store
-from watcher.store.errors import StoreError, StoreWriteError
+from watcher.store.errors import BatchRolledBackError, StoreError, StoreWriteError
 from watcher.store.protocol import Store
 from watcher.web.metrics import Metrics
 from watcher.web.status import StatusServer, create_status_app, start_status_server
@@ -385,6 +385,9 @@ class Service:
             observation = await self.tracker.flush_due(now_ms)
         except StoreWriteError as exc:  # the windows stay open; flushed once the store writes again
             self.store_health.failed(self.clock.now_ms(), str(exc))
+            return
+        except BatchRolledBackError as exc:  # another turn of its section failed: still due at the next tick
+            log.info("flushing rule timers: %s", exc)
             return
         except StoreError as exc:  # the database is away: the timers are still due when it returns
             log.warning("flushing rule timers failed: %s", exc)
