@@ -669,7 +669,9 @@ async def test_turns_sharing_a_section_the_database_refuses_are_each_told_it_can
     set_read_only(postgres_database, True)  # a primary demoted to a standby
     try:
         await reconnected(r1)
-        async with r1._rules_turn:  # a section of r1's ahead of them (a digest's): they queue together
+        # r1's section lock held, as by a section ahead of them (a digest's): they queue together. (Not the section
+        # itself: tasks created inside it would take its connection for theirs.)
+        async with r1._rules_turn:
             polls = [asyncio.create_task(t1.observe(snapshot)) for snapshot in of_a[1:4]]
             await _until(lambda: t1.rules._batch is not None and t1.rules._batch.admitted == 3)
         outcomes = await asyncio.gather(*polls, return_exceptions=True)
@@ -693,7 +695,9 @@ async def test_a_poll_cancelled_in_a_shared_section_neither_holds_the_others_up_
     t1, t2 = _sharing(tmp_path, r1, r2)
     told = [*(await t1.observe(of_a[0])).events, *(await t2.observe(of_b[0])).events]
     async with asyncio.timeout(30):
-        async with r1._rules_turn:  # a section of r1's ahead of them: the polls queue together
+        # r1's section lock held, as by a section ahead of them (a digest's): they queue together. (Not the section
+        # itself: tasks created inside it would take its connection for theirs.)
+        async with r1._rules_turn:
             polls = [asyncio.create_task(t1.observe(snapshot)) for snapshot in of_a[1:4]]
             await _until(lambda: t1.rules._batch is not None and t1.rules._batch.admitted == 3)
             batch = t1.rules._batch

@@ -107,11 +107,10 @@ class SharedRuleState:
                         raise
                     finally:
                         batch.body.release()
-                    await batch.drained()
+                    await batch.drained()  # and admits no more
                     if batch.failed is not None:  # a turn that joined failed: none of the section is committed
                         raise _told(batch.failed)
                 finally:
-                    batch.closed = True
                     self._section_version = None
         except BaseException as exc:
             # A commit inside the section is durable only when the section ends (PostgreSQL: it joins the section's
@@ -125,10 +124,9 @@ class SharedRuleState:
         else:
             batch.end(None)
         finally:
-            if batch.body.locked() and batch.join is None:  # the section never began: let the joined turns go
+            if batch.join is None:  # the section never began: the joined turns go, and find it failed
                 batch.body.release()
-            batch.closed = True
-            if self._batch is batch:
+            if self._batch is batch:  # no turn joins it any more
                 self._batch = None
             self._unconfirmed = None
 
@@ -251,9 +249,11 @@ class _Batch:
         self.finished = 1
         self.join: Callable[[], AbstractAsyncContextManager[None]] | None = None  # once the section has begun
         self.failed: BaseException | None = None  # the first failure of a turn: the section is rolled back
-        self.closed = False
+        self.closed = False  # set by `drained`
 
     def admits(self) -> bool:
+        """Whether a turn may join: until the first turn has seen every joined one route (`drained`), unless one
+        failed or the batch is full."""
         return not self.closed and self.failed is None and self.admitted < BATCH_TURNS
 
     def fail(self, exc: BaseException) -> None:

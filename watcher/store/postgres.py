@@ -266,7 +266,7 @@ class PostgresStore:
     @contextlib.asynccontextmanager
     async def _translated(self, *, leases: bool = False) -> AsyncIterator[None]:
         """The database's errors as the store's (see `_connection`): for a connection's whole use, and for what
-        another task of this process writes inside a rule-state section (`_joined`)."""
+        another task of this process writes inside a rule-state section (`_join_section`)."""
         try:
             yield
         except psycopg.errors.IdleInTransactionSessionTimeout as exc:  # paused too long: the server let go
@@ -598,7 +598,7 @@ class PostgresStore:
             _SECTION.reset(token)
 
     @contextlib.asynccontextmanager
-    async def _joined(self, conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+    async def _join_section(self, conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
         """Another task of this process commits inside the rule-state section open on `conn` (a batch of turns),
         its errors said as the store's (a lease lost, the server away) as in the section's own task."""
         async with self._translated():
@@ -620,7 +620,7 @@ class PostgresStore:
         async with self._rules_turn, self._connection() as conn, one_transaction(conn) as pipeline:
             reads = reads() if callable(reads) else reads
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (RULES_LOCK_KEY,))
-            join = functools.partial(self._joined, conn)
+            join = functools.partial(self._join_section, conn)
             if reads is None:
                 await pipeline.sync()  # the lock taken before the section begins
                 with self._in_section(conn):
