@@ -21,7 +21,7 @@ import functools
 import logging
 import random
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -177,14 +177,30 @@ class DeliveryWorker:
         due = await self.store.due_notifications(self.clock.now_ms(), limit=DUE_BATCH, exclude=exclude)
         self._backlog = len(due) >= DUE_BATCH
         for item in due:
-            notification_id = item.notification.id
-            if notification_id in self._in_flight or self._stopping:
-                continue
-            task = asyncio.create_task(self._deliver(item), name=f"deliver {notification_id}")
-            self._in_flight[notification_id] = task
-            task.add_done_callback(functools.partial(self._forget, notification_id))
-            started += 1
+            started += self._start(item)
         return started
+
+    def take(self, items: Sequence[OutboxItem]) -> None:
+        """Notifications this process committed and claimed for this worker in the same transaction (PostgreSQL's
+        `listen(take=...)`): sent as a dispatch would, without reading them back. Left in the outbox for a
+        dispatch to find (this worker's claims) while it would not start them in order: a backlog not read yet
+        (they would overtake it), a record held, a look at the outbox failing, a stop."""
+        if self._stopping or self._backlog or self._unrecorded or self._read_failed:
+            self._wake.set()
+            return
+        for item in items:
+            if item.notification.id not in self._quarantined:
+                self._start(item)
+
+    def _start(self, item: OutboxItem) -> int:
+        """A send for `item` unless one is in flight (or the worker stops); returns how many were started."""
+        notification_id = item.notification.id
+        if notification_id in self._in_flight or self._stopping:
+            return 0
+        task = asyncio.create_task(self._deliver(item), name=f"deliver {notification_id}")
+        self._in_flight[notification_id] = task
+        task.add_done_callback(functools.partial(self._forget, notification_id))
+        return 1
 
     def _forget(self, notification_id: str, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(notification_id, None)

@@ -18,11 +18,13 @@ import psycopg
 import pytest
 from aiohttp.test_utils import TestServer
 
+from notifiers.protocol import NotifierContext
+from notifiers.worker import DeliveryWorker
 from rules.engine import Router
 from rules.persist import VERSION, VERSION_KEY, load_rule_state, log_key
 from tests.conftest import Backend, ThrowawayPostgres
 from tests.running import write_config
-from tests.test_delivery import Cli, _notes
+from tests.test_delivery import Cli, _hook, _notes, _receiver
 from tests.test_pg_write_errors import reconnected, set_read_only
 from tests.test_store import _timeline, _until
 from watcher.app.config import Config, load_config
@@ -30,7 +32,7 @@ from watcher.app.replicas import LeaseGate
 from watcher.app.service import Service
 from watcher.core.clock import ManualClock
 from watcher.core.events import Event
-from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus, StateRow
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus, StateRow
 from watcher.core.snapshot import Snapshot
 from watcher.diff.jobs import diff
 from watcher.pipeline import shared_rules
@@ -438,6 +440,99 @@ async def test_a_replica_committing_what_its_own_worker_sends_wakes_no_other_rep
         await r2_wakes.next()
     finally:
         r2_listener.cancel()
+
+
+class _Taken:
+    """What a store handed to its worker (`listen`'s `take`): the ids of each hand-over."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def __call__(self, items: list[OutboxItem]) -> None:
+        self.batches.append([item.notification.id for item in items])
+
+
+async def test_a_listening_replicas_commit_claims_its_notifications_and_hands_them_over_once_committed(
+    replicas: list[PostgresStore], clock: ManualClock
+) -> None:
+    # A worker woken at each commit claimed what the commit added: a transaction per commit, which three replicas
+    # (smaller batches each) paid more often than one (issue 28). The commit claims them instead.
+    r1, r2, _ = replicas
+    taken, wakes = _Taken(), _Wakes()
+    listener = asyncio.create_task(r1.listen(wakes, taken))
+    await wakes.next()
+    try:
+        assert r1.hands_over_commits and not r2.hands_over_commits
+        notes = _notes("hook", 4, clock)
+        await r1.commit(notifications=notes[:2])
+        assert taken.batches == [["nt_hook_000", "nt_hook_001"]]  # as the commit returns: no wake, no read
+        assert await r2.due_notifications(clock.now_ms()) == [] and await r1.outbox_claims() == 2  # r1's
+        with pytest.raises(RuntimeError):
+            async with r1.rules_section():
+                await r1.commit(notifications=notes[2:3])
+                raise RuntimeError("the section fails: nothing of it committed")
+        async with r1.rules_section():
+            await r1.commit(notifications=notes[1:3])  # nt_hook_001 is there already: neither claimed nor handed
+            assert len(taken.batches) == 1  # at the section's COMMIT, not before
+        assert taken.batches[1:] == [["nt_hook_002"]]
+        await r2.commit(notifications=notes[3:])  # r2 does not listen: left for any worker to claim
+        assert len(taken.batches) == 2
+        assert [item.notification.id for item in await r2.due_notifications(clock.now_ms())] == ["nt_hook_003"]
+        clock.advance(TTL_MS)  # r1 died before sending: its claims expire, r2 takes them over as interrupted
+        ids = sorted(
+            item.notification.id for item in await r2.due_notifications(clock.now_ms(), exclude=["nt_hook_003"])
+        )
+        assert ids == ["nt_hook_000", "nt_hook_001", "nt_hook_002"]
+        assert [a.outcome for a in await r2.deliveries("nt_hook_000")] == [DeliveryOutcome.INTERRUPTED]
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+    assert not r1.hands_over_commits
+    await r1.commit(notifications=_notes("later", 1, clock))  # no longer listening: left to be claimed
+    assert len(taken.batches) == 2 and await r1.outbox_claims() == 0
+
+
+class _CountingDue:
+    """The store, counting the worker's reads of due notifications (each a claim's transaction on PostgreSQL)."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def due_notifications(self, now_ms: int, **kwargs: Any) -> list[OutboxItem]:
+        self.reads += 1
+        return await self._store.due_notifications(now_ms, **kwargs)
+
+
+async def test_a_replicas_worker_sends_what_its_commits_hand_over_without_reading_the_outbox(
+    replicas: list[PostgresStore], clock: ManualClock, aiohttp_server: Any, context: NotifierContext
+) -> None:
+    r1 = replicas[0]
+    receiver, server = await _receiver(aiohttp_server)
+    counting = _CountingDue(r1)
+    worker = DeliveryWorker(counting, {"hook": _hook("hook", server, context, clock)}, {}, clock=clock)
+    running = asyncio.create_task(worker.run())
+    wakes = _Wakes()
+    listener = asyncio.create_task(r1.listen(wakes, worker.take))
+    try:
+        await wakes.next()
+        await _until(lambda: counting.reads >= 1)  # the worker's first look, as it starts
+        reads = counting.reads
+        for index, note in enumerate(_notes("hook", 5, clock)):
+            await r1.commit(notifications=[note])
+            await asyncio.wait_for(receiver.wait_for(index + 1), timeout=10)
+        assert counting.reads == reads  # five sent, the outbox not read once
+        await _until(lambda: worker.stats[("hook", DeliveryOutcome.SENT, "ok")] == 5)  # each recorded
+        assert await r1.outbox_claims() == 0  # each claim let go with its record
+        assert {item.status for item in await r1.outbox_items()} == {OutboxStatus.SENT}
+    finally:
+        listener.cancel()
+        await worker.stop()
+        await running
 
 
 async def test_two_replicas_routing_into_one_group_at_once_keep_both_events(

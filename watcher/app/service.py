@@ -168,7 +168,7 @@ class Service:
             tracker=self.tracker,
             clock=self.clock,
             health=self.health,
-            on_notifications=self.worker.wake,
+            on_notifications=self.notifications_committed,
             on_snapshot=self.recorder.write if self.recorder is not None else None,
             gate=self.gate,
             store_health=self.store_health,
@@ -192,7 +192,10 @@ class Service:
             worker_task = asyncio.create_task(self.worker.run(), name="delivery worker")
             # Another replica's or process's commit wakes this worker too (PostgreSQL: LISTEN/NOTIFY; SQLite: its
             # data_version, so `benchwatch deliveries retry` goes out at once).
-            listener = asyncio.create_task(self._store.listen(self.worker.wake), name="outbox listener")
+            # PostgreSQL: this replica's own commits hand their notifications to this worker (`take`).
+            listener = asyncio.create_task(
+                self._store.listen(self.worker.wake, self.worker.take), name="outbox listener"
+            )
             scheduler = self._start_scheduler()
             watching = _watching(self.config.watch, len(self.cycle.targets()))
             log.info("%s from %s; polling every %.0fs", watching, self.client.base_url, self._interval_s())
@@ -393,6 +396,12 @@ class Service:
             log.warning("flushing rule timers failed: %s", exc)
             return
         if observation.notifications:
+            self.notifications_committed()
+
+    def notifications_committed(self) -> None:
+        """A commit of this process put notifications in the outbox: the worker looks now, unless the commit
+        handed them to it already (`Store.hands_over_commits`)."""
+        if not self._store.hands_over_commits:
             self.worker.wake()
 
     async def refresh_notifiers(self) -> int:
@@ -422,7 +431,7 @@ class Service:
             log.warning("sending digests failed: %s", exc)
             return 0
         if queued:
-            self.worker.wake()
+            self.notifications_committed()
         return queued
 
     async def drain(self) -> int:

@@ -17,7 +17,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import psycopg
@@ -62,8 +62,20 @@ from watcher.store.rows import (
 
 log = logging.getLogger("benchwatch.store")
 RV = TypeVar("RV")
-# The rule-state section this task is in (`rules_section`): its connection, in a pipeline, which `commit` joins.
-_SECTION: ContextVar[psycopg.AsyncConnection[Any] | None] = ContextVar("benchwatch_rules_section", default=None)
+
+
+@dataclass
+class _Open:
+    """A transaction commits join (the rule-state section's): its connection, in a pipeline, and the notifications
+    its commits claimed (`commit`: each with its INSERT's cursor — a row if the INSERT added it), handed over at
+    COMMIT."""
+
+    conn: psycopg.AsyncConnection[Any]
+    claimed: list[tuple[psycopg.AsyncCursor[Any], Notification]] = field(default_factory=list)
+
+
+# The rule-state section this task is in (`rules_section`), which `commit` joins.
+_SECTION: ContextVar[_Open | None] = ContextVar("benchwatch_rules_section", default=None)
 
 CONNECT_TIMEOUT_S: Final = 5.0
 DEFAULT_LEASE_TTL_MS: Final = 15_000
@@ -120,6 +132,9 @@ class PostgresStore:
         # Fencing: once this replica holds leases, a job's memory is committed only under the epoch it holds.
         self._epochs: dict[str, int] | None = None
         self._sender = ""  # this replica while its worker listens (it sends what it commits: no NOTIFY), else ""
+        # While its worker listens, given `take`: this replica's commits claim their notifications for it and hand
+        # them over at COMMIT (`_hand_over`), sent without a claim's transaction.
+        self._take: Callable[[list[OutboxItem]], None] | None = None
         self.notifies_let_pass = 0  # NOTIFYs naming a replica whose own worker sends (an earlier version's)
         # `write_mark`: announced commits heard per namespace, by the listener's connection (counted), while it listens
         self._announced: collections.Counter[str] = collections.Counter()
@@ -364,15 +379,17 @@ class PostgresStore:
             self._step("before_commit")
             return
         async with self._connection() as conn:
+            opened = _Open(conn)
             self._step("begin")
             async with one_transaction(conn):
-                await write(conn)
+                await write(opened)
                 self._step("before_commit")
             self._step("after_commit")
+            await self._hand_over(opened.claimed)
 
     async def _write_poll(
         self,
-        conn: psycopg.AsyncConnection[Any],
+        opened: _Open,
         *,
         memory: JobMemory | None,
         events: Sequence[Event],
@@ -381,7 +398,11 @@ class PostgresStore:
         decisions: Sequence[Decision],
         announce: bool,
     ) -> None:
-        """Queue a commit's statements on `conn`, in a pipeline: nothing is read back, so nothing waits here."""
+        """Queue a commit's statements on the open transaction, in a pipeline: nothing is read back, so nothing
+        waits here. While this replica's worker takes what it commits (`listen`'s `take`), each notification is
+        claimed for it as it is added, and handed over once the COMMIT is done (a row already there, the same
+        notification from an earlier commit, is neither claimed nor handed over)."""
+        conn = opened.conn
         if memory is not None:
             await self._fence(conn, memory.job_id)
             await self._write_memory(conn, memory)
@@ -395,12 +416,14 @@ class PostgresStore:
         for index, row in enumerate(state_rows):
             await _write_state_row(conn, row)
             self._step(f"state:{index}")
+        claiming = self._take is not None
         for index, n in enumerate(notifications):
-            await conn.execute(
-                "INSERT INTO outbox (id, notifier, rule, created_ms, body, job_id) VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (id) DO NOTHING",
-                (n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json(), n.job_id),
-            )
+            if claiming:
+                now = n.created_ms if self.caller_clock else None
+                cursor = await conn.execute(_ADD_CLAIMED, (*_outbox_row(n), self.holder, now, self.lease_ttl_ms))
+                opened.claimed.append((cursor, n))
+            else:
+                await conn.execute(_ADD, _outbox_row(n))
             self._step(f"notification:{index}")
         await self._record_decisions(conn, decisions)
         if announce:  # delivered at COMMIT: every listener's `write_mark` of these namespaces moves
@@ -408,6 +431,15 @@ class PostgresStore:
                 await conn.execute("SELECT pg_notify(%s, %s)", (ROWS_CHANNEL, namespace))
         if notifications and not self._sender:  # delivered at COMMIT (see `listen`); a listening replica's own
             await conn.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))  # worker sends them: none
+
+    async def _hand_over(self, claimed: Sequence[tuple[psycopg.AsyncCursor[Any], Notification]]) -> None:
+        """Once the COMMIT is done: give this replica's worker the notifications the commit added and claimed."""
+        take = self._take
+        if not claimed or take is None:
+            return
+        added = [n for cursor, n in claimed if await cursor.fetchone() is not None]
+        if added:
+            take([OutboxItem(n, OutboxStatus.PENDING, 0, 0, None, None, None) for n in added])
 
     async def _fence(self, conn: psycopg.AsyncConnection[Any], job_id: str) -> None:
         if self._epochs is None:
@@ -589,20 +621,20 @@ class PostgresStore:
         return {str(row[0]): str(row[1]) for row in rows}
 
     @contextlib.contextmanager
-    def _in_section(self, conn: psycopg.AsyncConnection[Any]) -> Iterator[None]:
-        """This task's commits join the rule-state section open on `conn` — its own."""
-        token = _SECTION.set(conn)
+    def _in_section(self, opened: _Open) -> Iterator[None]:
+        """This task's commits join the rule-state section `opened` — its own."""
+        token = _SECTION.set(opened)
         try:
             yield
         finally:
             _SECTION.reset(token)
 
     @contextlib.asynccontextmanager
-    async def _join_section(self, conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
-        """Another task of this process commits inside the rule-state section open on `conn` (a batch of turns),
-        its errors said as the store's (a lease lost, the server away) as in the section's own task."""
+    async def _join_section(self, opened: _Open) -> AsyncIterator[None]:
+        """Another task of this process commits inside the rule-state section `opened` (a batch of turns), its
+        errors said as the store's (a lease lost, the server away) as in the section's own task."""
         async with self._translated():
-            with self._in_section(conn):
+            with self._in_section(opened):
                 yield
 
     @contextlib.asynccontextmanager
@@ -617,30 +649,40 @@ class PostgresStore:
         `reads` are read in the same transaction, once the lock is taken, pipelined with it: BEGIN, the lock and
         the reads are one round trip, so a turn costs one transaction whatever it reads. A callable `reads` is
         asked once this process's sections ahead of this one have ended."""
-        async with self._rules_turn, self._connection() as conn, one_transaction(conn) as pipeline:
-            reads = reads() if callable(reads) else reads
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (RULES_LOCK_KEY,))
-            join = functools.partial(self._join_section, conn)
-            if reads is None:
-                await pipeline.sync()  # the lock taken before the section begins
-                with self._in_section(conn):
-                    yield SectionView(join=join)
-                return
-            row = await conn.execute("SELECT body FROM state_rows WHERE namespace = %s AND key = %s", reads.row)
-            after = None
-            if reads.after is not None:
-                after = await conn.execute(
-                    'SELECT key, body FROM state_rows WHERE namespace = %s AND key COLLATE "C" > %s'
-                    ' ORDER BY key COLLATE "C"',
-                    (reads.namespace, reads.after),
-                )
-            found = await row.fetchone()
-            rows = await after.fetchall() if after is not None else []
-            body = None if found is None else str(found[0])
-            with self._in_section(conn):  # this task's commits inside the section join its transaction
-                yield SectionView(
-                    body, tuple(StateRow(reads.namespace, str(key), str(value)) for key, value in rows), join
-                )
+        async with self._rules_turn, self._connection() as conn:
+            opened = _Open(conn)
+            join = functools.partial(self._join_section, opened)
+            async with one_transaction(conn) as pipeline:
+                reads = reads() if callable(reads) else reads
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (RULES_LOCK_KEY,))
+                if reads is None:
+                    await pipeline.sync()  # the lock taken before the section begins
+                    view = SectionView(join=join)
+                else:
+                    view = await self._section_reads(conn, reads, join)
+                with self._in_section(opened):  # this task's commits inside the section join its transaction
+                    yield view
+            await self._hand_over(opened.claimed)
+
+    async def _section_reads(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        reads: SectionReads,
+        join: Callable[[], contextlib.AbstractAsyncContextManager[None]],
+    ) -> SectionView:
+        """The section's reads, sent with its BEGIN and lock (one round trip)."""
+        row = await conn.execute("SELECT body FROM state_rows WHERE namespace = %s AND key = %s", reads.row)
+        after = None
+        if reads.after is not None:
+            after = await conn.execute(
+                'SELECT key, body FROM state_rows WHERE namespace = %s AND key COLLATE "C" > %s'
+                ' ORDER BY key COLLATE "C"',
+                (reads.namespace, reads.after),
+            )
+        found = await row.fetchone()
+        rows = await after.fetchall() if after is not None else []
+        body = None if found is None else str(found[0])
+        return SectionView(body, tuple(StateRow(reads.namespace, str(key), str(value)) for key, value in rows), join)
 
     async def outbox_claims(self) -> int:
         """How many pending notifications this replica has claimed (its sends in flight)."""
@@ -649,7 +691,13 @@ class PostgresStore:
         )
         return int(rows[0][0])
 
-    async def listen(self, wake: Callable[[], None]) -> None:
+    @property
+    def hands_over_commits(self) -> bool:
+        """Whether this replica's commits hand their notifications to its worker (`listen`'s `take`): nobody
+        needs waking for them."""
+        return self._take is not None
+
+    async def listen(self, wake: Callable[[], None], take: Callable[[list[OutboxItem]], None] | None = None) -> None:
         """Call `wake` whenever a process commits notifications that it will not send itself (a command, `benchwatch
         deliveries retry`, a replica stopping in order and letting go of its claims), until cancelled.
 
@@ -658,14 +706,19 @@ class PostgresStore:
         that found nothing, a look at the next due time), and made three replicas spend 2.2 times the transactions
         of one; a NOTIFY naming its sender, which every listener then let pass (an earlier version's, still counted
         in `notifies_let_pass`), woke every replica's listener at every commit of any of them: three wake-ups a
-        commit with three replicas, for nothing. A replica that dies between its commit and its claim leaves the
-        notification to the others: the heartbeat that takes its jobs over wakes their workers, and a worker looks
-        every lease TTL anyway (`idle_look_s`).
+        commit with three replicas, for nothing.
+
+        Given `take`, the worker's own commits go further: each claims the notifications it adds for this replica
+        and hands them to `take` at COMMIT — sent without the claim's transaction, which the worker's wake-up cost
+        at every commit (three replicas, which commit in smaller batches, paid it more often than one). A replica
+        that dies before sending them leaves them claimed: the others take them over once the claim expires (a
+        lease TTL), as any send it had in flight, recording the takeover as `interrupted` — it may have sent them.
 
         A lost connection is retried every second; `wake` is called after each reconnect, for what was missed, and
         after each failed attempt: while no NOTIFY can come (the server refuses a connection: too many clients), the
         worker looks every second instead of idling with the others' notifications due."""
         self._sender = self.holder
+        self._take = take
         try:
             while True:
                 try:
@@ -690,6 +743,7 @@ class PostgresStore:
                 await asyncio.sleep(LISTEN_RETRY_S)
         finally:
             self._sender = ""
+            self._take = None
 
     async def record_delivery(self, attempt: DeliveryAttempt, *, status: OutboxStatus, next_attempt_ms: int) -> None:
         """Record one delivery attempt and the notification's new status atomically — only while this replica's
@@ -825,6 +879,24 @@ async def _write_state_row(conn: psycopg.AsyncConnection[Any], row: StateRow) ->
             " ON CONFLICT (namespace, key) DO UPDATE SET body = excluded.body",
             (row.namespace, row.key, row.body),
         )
+
+
+# A notification added to the outbox (a row already there, from an earlier commit of the same one, left as it is).
+_ADD: Final = (
+    b"INSERT INTO outbox (id, notifier, rule, created_ms, body, job_id) VALUES (%s, %s, %s, %s, %s, %s)"
+    b" ON CONFLICT (id) DO NOTHING"
+)
+# The same, claimed for this replica (`claimed_by`, then the time of the claim — None: the database's — and the
+# TTL); returns its id only if it was added.
+_ADD_CLAIMED: Final = (
+    b"INSERT INTO outbox (id, notifier, rule, created_ms, body, job_id, claimed_by, claim_expires_ms)"
+    b" VALUES (%s, %s, %s, %s, %s, %s, %s, COALESCE(%s::bigint, (extract(epoch FROM statement_timestamp()) * 1000)"
+    b"::bigint) + %s) ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+
+
+def _outbox_row(n: Notification) -> tuple[str, str, str, int, str, str | None]:
+    return n.id, n.notifier, n.rule, n.created_ms, n.model_dump_json(), n.job_id
 
 
 # A batch of attempts: each notification's new status where this replica's claim still holds, and the attempts

@@ -88,9 +88,17 @@ class Coordination(Protocol):
         """How many pending notifications this replica has claimed (its sends in flight)."""
         ...
 
-    async def listen(self, wake: Callable[[], None]) -> None:
+    @property
+    def hands_over_commits(self) -> bool:
+        """Whether this process's commits hand the notifications they add to the worker (`listen`'s `take`)
+        instead of leaving them for it to read: no wake-up is needed for them."""
+        ...
+
+    async def listen(self, wake: Callable[[], None], take: Callable[[list[OutboxItem]], None] | None = None) -> None:
         """Call `wake` whenever another replica or process commits notifications or sends one again (`benchwatch
-        deliveries retry`), until cancelled (returns at once if nobody else can write the store)."""
+        deliveries retry`), until cancelled (returns at once if nobody else can write the store). A store that
+        can, while it listens, claims the notifications this process commits for its worker and hands them to
+        `take` once committed (PostgreSQL; SQLite, one process, leaves them to be read)."""
         ...
 
 

@@ -339,7 +339,12 @@ class SQLiteStore:
             return None
         return stamp
 
-    async def listen(self, wake: Callable[[], None]) -> None:
+    @property
+    def hands_over_commits(self) -> bool:
+        """Never: this process's own commits wake its worker, which reads what is due (`take` is not used)."""
+        return False
+
+    async def listen(self, wake: Callable[[], None], take: Callable[[list[OutboxItem]], None] | None = None) -> None:
         """Call `wake` whenever another process commits to this file (`benchwatch deliveries retry` while the
         watcher runs), until cancelled: `PRAGMA data_version` moves only for other connections' commits — this
         process's own wake its worker directly. It is asked when a write to the database's files was seen
