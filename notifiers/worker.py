@@ -30,7 +30,7 @@ from watcher.core.clock import Clock
 from watcher.core.failures import Reason
 from watcher.core.notification import Notification
 from watcher.core.ratelimit import RateLimiter, Sleep
-from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxLook, OutboxStatus
 from watcher.core.storehealth import StoreError, StoreHealth
 
 log = logging.getLogger("benchwatch.delivery")
@@ -39,9 +39,9 @@ _MAX_ERROR_CHARS = 500
 _MAX_DOUBLINGS = 64  # past this many the cap has long been reached: no float overflow however many attempts
 DUE_BATCH = 200  # due notifications read per dispatch
 RECORD_RETRY_S = 1.0  # while the store cannot write: how often the held records are tried again
-# With nothing due, how often the worker looks anyway. Replicas look every lease TTL: another replica's commit does
-# not wake this worker (its own worker sends it), so a dead replica's notifications are found by this look or by
-# the heartbeat that takes its jobs over.
+# With nothing due, how often the worker looks anyway. A replica's heartbeat looks for it every lease TTL / 3
+# (`looked`): another replica's commit does not wake this worker (that replica's own worker sends it), and what a
+# dead replica left is found by that look.
 IDLE_LOOK_S = 60.0
 # Sends made whose record is not written yet, at most: a send's record is written once its notifier slot is free,
 # with the others finishing meanwhile in one commit (the store's group commit) — one transaction per send capped a
@@ -139,6 +139,9 @@ class DeliveryWorker:
         self._idle_look_s = idle_look_s  # with nothing due, the worker looks again this often anyway
         # The next due time after the last look at it (None: nothing pending later), and when it was read.
         self._later: tuple[int | None, int] | None = None
+        self._waiting_until_ms: int | None = None  # while the worker waits: when its wait ends at the latest
+        # Sends finished since the heartbeat's last look (`looked`); None until the first: no heartbeat looks.
+        self._finished: set[str] | None = None
         self._recorded = asyncio.Condition()
         # Notifications hit by a bug that could not even be dead-lettered: left pending, never taken again here.
         self._quarantined: dict[str, str] = {}
@@ -202,8 +205,28 @@ class DeliveryWorker:
         task.add_done_callback(functools.partial(self._forget, notification_id))
         return 1
 
+    def looked(self, look: OutboxLook) -> None:
+        """What a replica's heartbeat saw of the outbox, every lease TTL / 3 in its own round trip: this worker's
+        look, where its own cost a claim and a read of the next due time every lease TTL (a transaction a second
+        of every replica at rest, with the benchmark's 2-s TTL). It dispatches now if something is due that it is
+        not sending — a notification nobody claims, one whose claim expired (its replica died), or one it claimed
+        and has not started (left for a look: see `take`; committed by a COMMIT whose answer never came) — and
+        otherwise waits until the next due time seen, if that comes before its wait would end."""
+        now_ms = self.clock.now_ms()
+        finished, self._finished = self._finished or set(), set()
+        busy = self._in_flight.keys() | finished | self._quarantined.keys() | self._unrecorded.keys()
+        due_ms = look.next_due_ms
+        if self._later is not None:  # else dropped by a retry of its own, which this look may predate: read again
+            self._later = (due_ms, now_ms)
+        if not look.claimed <= busy or (due_ms is not None and due_ms <= now_ms):
+            self._wake.set()
+        elif due_ms is not None and self._waiting_until_ms is not None and due_ms < self._waiting_until_ms:
+            self._wake.set()  # its wait ends too late: a look now, and the wait from the new reading
+
     def _forget(self, notification_id: str, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(notification_id, None)
+        if self._finished is not None:  # claimed until its record: the heartbeat may have seen it claimed
+            self._finished.add(notification_id)
         if not task.cancelled() and task.exception() is not None:  # retrieved: never "exception was never retrieved"
             log.error("delivering %s failed unexpectedly", notification_id, exc_info=task.exception())
         if self._backlog:  # a slot is free and more is due than was read: read on
@@ -317,8 +340,12 @@ class DeliveryWorker:
         next_ms = await self._next_due_ms(now_ms)
         due_s = self._idle_look_s if next_ms is None else max(0.0, (next_ms - now_ms) / 1000)
         timeout_s = min(due_s, self._idle_look_s)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=timeout_s)
+        self._waiting_until_ms = now_ms + int(timeout_s * 1000)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout_s)
+        finally:
+            self._waiting_until_ms = None
 
     async def _next_due_ms(self, now_ms: int) -> int | None:
         """The next due time after now (what is due now is in flight already): as last read while it still lies

@@ -32,7 +32,7 @@ from watcher.app.replicas import LeaseGate
 from watcher.app.service import Service
 from watcher.core.clock import ManualClock
 from watcher.core.events import Event
-from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxStatus, StateRow
+from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxItem, OutboxLook, OutboxStatus, StateRow
 from watcher.core.snapshot import Snapshot
 from watcher.diff.jobs import diff
 from watcher.pipeline import shared_rules
@@ -533,6 +533,55 @@ async def test_a_replicas_worker_sends_what_its_commits_hand_over_without_readin
         listener.cancel()
         await worker.stop()
         await running
+
+
+async def test_the_heartbeat_looks_at_the_outbox_for_the_worker_and_finds_what_a_dead_replica_left(
+    replicas: list[PostgresStore], clock: ManualClock, aiohttp_server: Any, context: NotifierContext
+) -> None:
+    # The worker's own look every lease TTL — a claim and a read of the next due time — was a transaction a second
+    # of every replica at rest with a 2-s TTL (issue 28). Each heartbeat looks for it, in its round trip.
+    r1, r2, _ = replicas
+    receiver, server = await _receiver(aiohttp_server)
+    counting = _CountingDue(r2)
+    hooks = {name: _hook(name, server, context, clock) for name in ("hook", "own")}
+    worker = DeliveryWorker(counting, hooks, {}, clock=clock)
+    running = asyncio.create_task(worker.run())
+    dead_wakes, dead_taken, own_wakes, own_taken = _Wakes(), _Taken(), _Wakes(), _Taken()
+    dead = asyncio.create_task(r1.listen(dead_wakes, dead_taken))  # r1's worker, handed two: it dies unsent
+    own = asyncio.create_task(r2.listen(own_wakes, own_taken))  # r2's, handed one it leaves for a look
+    try:
+        await _until(lambda: counting.reads >= 1)  # its first look, as it starts: nothing yet
+        await dead_wakes.next()
+        await own_wakes.next()
+        reads = counting.reads
+        await r1.commit(notifications=_notes("hook", 2, clock))
+        await r2.commit(notifications=_notes("own", 1, clock))
+        dead.cancel()
+        look = (await r2.hold(JOBS, clock.now_ms())).outbox
+        assert look == OutboxLook(None, frozenset({"nt_own_000"}))  # r1's live claims are r1's business
+        worker.looked(look)  # its own claim, not started: a look now
+        await _until(lambda: worker.stats[("own", DeliveryOutcome.SENT, "ok")] == 1)  # sent and recorded
+        assert counting.reads == reads + 1
+        look = (await r2.hold(JOBS, clock.now_ms())).outbox
+        assert look == OutboxLook(None, frozenset())
+        worker.looked(look)
+        assert counting.reads == reads + 1  # nothing due: no look of its own
+        clock.advance(TTL_MS)  # r1 is dead: its claims expire
+        look = (await r2.hold(JOBS, clock.now_ms())).outbox
+        assert look is not None and look.next_due_ms is not None and look.next_due_ms <= clock.now_ms()
+        worker.looked(look)
+        await _until(lambda: worker.stats[("hook", DeliveryOutcome.SENT, "ok")] == 2)
+        assert counting.reads == reads + 2  # the one claim the heartbeat's look called for
+        for note in _notes("hook", 2, clock):
+            outcomes = [a.outcome for a in await r2.deliveries(note.id)]
+            assert outcomes == [DeliveryOutcome.INTERRUPTED, DeliveryOutcome.SENT]
+    finally:
+        dead.cancel()
+        own.cancel()
+        await worker.stop()
+        await running
+    assert own_taken.batches == [["nt_own_000"]] and dead_taken.batches == [["nt_hook_000", "nt_hook_001"]]
+    assert sorted(d.webhook_id for d in receiver.deliveries) == ["nt_hook_000", "nt_hook_001", "nt_own_000"]
 
 
 async def test_two_replicas_routing_into_one_group_at_once_keep_both_events(

@@ -6,7 +6,7 @@ import aiohttp
 
 from notifiers.protocol import Notifier, NotifierContext
 from notifiers.registry import build_notifier, delivery_policy
-from notifiers.worker import IDLE_LOOK_S, RECORD_WINDOW, DeliveryPolicy, DeliveryWorker
+from notifiers.worker import RECORD_WINDOW, DeliveryPolicy, DeliveryWorker
 from watcher.app.config import Config
 from watcher.core.clock import Clock
 from watcher.core.storehealth import StoreHealth
@@ -39,17 +39,14 @@ def build_worker(
     health: StoreHealth | None = None,
     *,
     record_window: int = RECORD_WINDOW,
-    shared: bool = False,
 ) -> DeliveryWorker:
-    """The delivery worker for a config's notifiers (`health`: shared with the poll cycle and /readyz). Replicas
-    (`shared`) look at the outbox at least every lease TTL: another replica's commit does not wake this worker (see
-    `PostgresStore.listen`), so what a dead replica left is found within one."""
+    """The delivery worker for a config's notifiers (`health`: shared with the poll cycle and /readyz). A replica's
+    worker is also told what each heartbeat saw of the outbox (`DeliveryWorker.looked`, wired by the service):
+    another replica's commit does not wake it (see `PostgresStore.listen`), so what a dead replica left is found
+    by the heartbeat's look, every lease TTL / 3."""
     notifiers = build_notifiers(config, store, session, clock)
     policies = delivery_policies(config)
-    idle_look_s = config.state.lease_ttl_ms / 1000 if shared else IDLE_LOOK_S
-    return DeliveryWorker(
-        store, notifiers, policies, clock=clock, health=health, record_window=record_window, idle_look_s=idle_look_s
-    )
+    return DeliveryWorker(store, notifiers, policies, clock=clock, health=health, record_window=record_window)
 
 
 def delivery_policies(config: Config) -> dict[str, DeliveryPolicy]:

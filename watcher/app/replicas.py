@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Collection
 
 from watcher.core.clock import Clock
+from watcher.core.records import OutboxLook
 from watcher.core.storehealth import StoreHealth
 from watcher.pipeline.tracker import JobTracker
 from watcher.store.errors import StoreError, StoreWriteError
@@ -31,6 +32,7 @@ class LeaseGate:
         store_health: StoreHealth | None = None,
         *,
         on_takeover: Callable[[], None] | None = None,
+        on_outbox: Callable[[OutboxLook], None] | None = None,
         reuse_ms: int | None = None,
         timers_for_ms: int = 0,
     ) -> None:
@@ -41,6 +43,7 @@ class LeaseGate:
         self._reuse_ms = reuse_ms
         self._last_beat: tuple[frozenset[str], int] | None = None  # what the last good heartbeat wanted, and when
         self._on_takeover = on_takeover  # jobs taken over: the dead replica's unsent notifications are due here too
+        self._on_outbox = on_outbox  # what each good heartbeat saw of the outbox: the delivery worker's look
         self.tracker = tracker
         self.clock = clock
         self.store_health = store_health or StoreHealth()  # shared with the poll cycle, the worker and /readyz
@@ -117,6 +120,8 @@ class LeaseGate:
             if self._on_takeover is not None:
                 self._on_takeover()
         self.held = holding.held
+        if holding.outbox is not None and self._on_outbox is not None:
+            self._on_outbox(holding.outbox)
         self._last_beat = (frozenset(self._wanted), now_ms)
         self._timers_ms = now_ms if holding.timers else None
         return self.held

@@ -104,7 +104,6 @@ class Service:
             self.clock,
             self.store_health,
             record_window=self._record_window,
-            shared=self._store.shared,
         )
         # replicas (PostgreSQL): which jobs this one polls
         self.gate = (
@@ -114,6 +113,7 @@ class Service:
                 self.clock,
                 self.store_health,
                 on_takeover=self.worker.wake,
+                on_outbox=self.worker.looked,
                 reuse_ms=self._admit_reuse_ms(),
                 timers_for_ms=self._timers_for_ms(),
             )

@@ -53,6 +53,18 @@ class OutboxItem:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxLook:
+    """The outbox as a replica's heartbeat saw it, for its delivery worker (`DeliveryWorker.looked`): a look every
+    heartbeat, in its round trip, instead of the worker's own transactions."""
+
+    next_due_ms: int | None
+    """When the first pending notification that this replica's worker may take falls due: one nobody claims, or
+    whose claim expired (its replica died); None: none. Another replica's live claim is its own business."""
+    claimed: frozenset[str]
+    """The pending notifications this replica has claimed (its sends in flight, and any it has yet to start)."""
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryAttempt:
     """One try at sending a notification, as recorded."""
 

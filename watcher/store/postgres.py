@@ -28,7 +28,15 @@ from watcher.core.decisions import Decision, decisions_from_body
 from watcher.core.events import Event, event_from_json, event_to_json
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
-from watcher.core.records import DeliveryAttempt, DeliveryOutcome, LoggedDelivery, OutboxItem, OutboxStatus, StateRow
+from watcher.core.records import (
+    DeliveryAttempt,
+    DeliveryOutcome,
+    LoggedDelivery,
+    OutboxItem,
+    OutboxLook,
+    OutboxStatus,
+    StateRow,
+)
 from watcher.store.errors import LeaseLostError, StoreError, StoreWriteError
 from watcher.store.groupcommit import GroupCommit
 from watcher.store.location import redact_url, url_problem
@@ -578,37 +586,44 @@ class PostgresStore:
     async def hold(self, job_ids: Collection[str], now_ms: int, *, rested: Collection[str] = ()) -> Holding:
         """The heartbeat: mark `rested` jobs resting, renew this replica's leases (and its outbox claims), take its
         share of free or expired ones, let go of the rest; returns what it holds, what it has just taken over,
-        and which of `job_ids` another replica saw come to rest."""
+        which of `job_ids` another replica saw come to rest, and what it saw of the outbox for the worker."""
         reused = self._lease_conn is not None
         try:
-            held, resting, timers = await self._hold_once(job_ids, now_ms, rested)
+            held, resting, timers, outbox = await self._hold_once(job_ids, now_ms, rested)
         except StoreError:
             if not reused or self._lease_conn is not None:  # not a connection that was cut while it waited
                 raise
             # Its connection, idle since the last heartbeat, was cut (a server restart, a demotion, a proxy's idle
             # timeout): once more, on a new one, as the pool would have given.
-            held, resting, timers = await self._hold_once(job_ids, now_ms, rested)
+            held, resting, timers, outbox = await self._hold_once(job_ids, now_ms, rested)
         before = self._epochs or {}
         self._epochs = held
         acquired = frozenset(job_id for job_id, epoch in held.items() if before.get(job_id) != epoch)
-        return Holding(frozenset(held), acquired, resting, timers)
+        return Holding(frozenset(held), acquired, resting, timers, outbox)
 
     async def _hold_once(
         self, job_ids: Collection[str], now_ms: int, rested: Collection[str]
-    ) -> tuple[dict[str, int], frozenset[str], bool]:
-        # Two round trips: BEGIN, the outbox claims' renewal and the leases' steps (`hold_leases`, whose counts
-        # decide the rest); then the rebalancing step if any, the rule-timer claim and the COMMIT. (Taken on its own
-        # every second, the claim was a transaction a second of every replica.)
+    ) -> tuple[dict[str, int], frozenset[str], bool, OutboxLook]:
+        # Two round trips: BEGIN, the outbox claims' renewal, the look at the outbox and the leases' steps
+        # (`hold_leases`, whose counts decide the rest); then the rebalancing step if any, the rule-timer claim and
+        # the COMMIT. (Taken on its own every second, the claim was a transaction a second of every replica; the
+        # worker's own look, a claim and a read of the next due time every lease TTL, two.)
         async with self._connection(leases=True) as conn:
             async with one_transaction(conn) as pipeline:
                 now = self._lease_now(now_ms)
                 await renew_outbox_claims(conn, self.holder, now, self.lease_ttl_ms)
+                look = await conn.execute(_LOOK, {"me": self.holder, "now": now})
                 held, resting, taking = await hold_leases(
                     conn, pipeline, self.holder, job_ids, now_ms=now, ttl_ms=self.lease_ttl_ms, rested=rested
                 )
                 timers = await claim_lease(conn, RULE_TIMERS, self.holder, now, self.lease_ttl_ms)
             held |= await taken_leases(taking)
-            return held, resting, await timers.fetchone() is not None
+            seen = await look.fetchone()
+            outbox = OutboxLook(
+                None if seen is None or seen[0] is None else int(seen[0]),
+                frozenset() if seen is None else frozenset(str(nid) for nid in seen[1]),
+            )
+            return held, resting, await timers.fetchone() is not None, outbox
 
     def _lease_now(self, now_ms: int) -> int | None:
         """The time a lease or claim is compared with: the caller's with `caller_clock`, else None — the
@@ -881,6 +896,15 @@ async def _write_state_row(conn: psycopg.AsyncConnection[Any], row: StateRow) ->
         )
 
 
+# The heartbeat's look at the outbox for this replica's worker (`OutboxLook`): when the first pending notification
+# it may take falls due — nobody's, or claimed by a replica whose claim expired (due once it expired) — and the ids
+# of those this replica has claimed. Other replicas' live claims are left out: their holders send them.
+_LOOK: Final = (
+    b"SELECT (SELECT min(CASE WHEN claimed_by IS NULL THEN next_attempt_ms"
+    b" ELSE greatest(next_attempt_ms, claim_expires_ms) END) FROM outbox WHERE status = 'pending'"
+    b" AND (claimed_by IS NULL OR (claimed_by <> %(me)s AND claim_expires_ms <= " + NOW.encode() + b"))),"
+    b" (SELECT coalesce(array_agg(id), '{}') FROM outbox WHERE status = 'pending' AND claimed_by = %(me)s)"
+)
 # A notification added to the outbox (a row already there, from an earlier commit of the same one, left as it is).
 _ADD: Final = (
     b"INSERT INTO outbox (id, notifier, rule, created_ms, body, job_id) VALUES (%s, %s, %s, %s, %s, %s)"

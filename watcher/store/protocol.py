@@ -12,7 +12,7 @@ from watcher.core.decisions import Decision
 from watcher.core.events import Event
 from watcher.core.memory import JobMemory
 from watcher.core.notification import Notification
-from watcher.core.records import DeliveryAttempt, LoggedDelivery, OutboxItem, OutboxStatus, StateRow
+from watcher.core.records import DeliveryAttempt, LoggedDelivery, OutboxItem, OutboxLook, OutboxStatus, StateRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,8 @@ class Holding:
     timers: bool = False
     """Whether this replica holds the rule-timer claim (taken or renewed by this heartbeat, for a lease TTL):
     the one replica that flushes the rule timers and sends the digests."""
+    outbox: OutboxLook | None = None
+    """What the heartbeat saw of the outbox (None: a store with one process, whose worker looks itself)."""
 
 
 @dataclass(frozen=True, slots=True)
