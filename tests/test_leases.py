@@ -772,6 +772,47 @@ async def test_turns_queued_together_route_in_one_section_and_are_committed_toge
     await _digest_holds(t2, clock, timeline, told)
 
 
+async def test_a_section_about_to_begin_waits_a_moment_for_the_polls_still_under_way(
+    replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slot's polls end over tens of milliseconds; each one that came to its turn after the slot's section had
+    # begun took a section of its own: with three replicas a third of the sections held a single turn (issue 28).
+    r1, r2, _ = replicas
+    _, of_a, of_b = _two_jobs()
+    (t1,) = _sharing(tmp_path, r1)
+    await t1.observe(of_a[0])
+    await t1.observe(of_b[0])
+    sections = _sections(r1)
+
+    async def poll(snapshot: Snapshot, fetched: asyncio.Event) -> bool:
+        with t1.rules.polling():
+            await fetched.wait()  # its responses still on their way
+            return bool((await t1.observe(snapshot)).events)
+
+    monkeypatch.setattr(shared_rules, "GATHER_S", 30.0)  # as long as it takes: the test moves, not the clock
+    now, later = asyncio.Event(), asyncio.Event()
+    now.set()
+    second = asyncio.create_task(poll(of_b[1], later))
+    await _until(lambda: t1.rules._coming == 1)  # under way
+    first = asyncio.create_task(poll(of_a[1], now))
+    await _until(lambda: t1.rules._batch is not None)  # the first has come to its turn ...
+    assert sections == []  # ... and its section waits for the second poll, under way
+    later.set()
+    assert await asyncio.wait_for(asyncio.gather(first, second), timeout=30) == [True, True]
+    assert len(sections) == 1  # both routed in one
+
+    monkeypatch.setattr(shared_rules, "GATHER_S", 0.05)  # a poll that does not come in time holds nobody up
+    late = asyncio.Event()
+    slow = asyncio.create_task(poll(of_b[2], late))
+    await _until(lambda: t1.rules._coming == 1)
+    assert await asyncio.wait_for(poll(of_a[5], now), timeout=30)
+    assert len(sections) == 2 and not slow.done()
+    late.set()
+    assert await asyncio.wait_for(slow, timeout=30)
+    assert len(sections) == 3
+    assert await r2.load_memory(of_b[2].job.id) == t1.memory(of_b[2].job.id)
+
+
 @pytest.mark.parametrize("known", [True, False], ids=["lease-lost-known", "lease-lost-at-commit"])
 async def test_a_turn_failing_in_a_shared_section_rolls_it_back_and_the_others_are_recorded_next_cycle(
     replicas: list[PostgresStore], clock: ManualClock, tmp_path: Path, known: bool

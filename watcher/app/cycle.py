@@ -373,7 +373,8 @@ class PollCycle:
         report = CycleReport()
         async with self._polling:
             started_ms = self.clock.now_ms()
-            await self._poll_job(job_id, listed, report)
+            with self.tracker.rules.polling():  # a section about to begin waits a moment for this poll to come
+                await self._poll_job(job_id, listed, report)
             elapsed_s = max(0, self.clock.now_ms() - started_ms) / 1000
             report.poll_durations.append((elapsed_s, report.failed == 0))
         return report

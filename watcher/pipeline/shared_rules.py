@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from typing import Final
 
 from rules.engine import RuleState, RuleStateChanges
@@ -34,6 +35,8 @@ from watcher.store.errors import BatchRolledBackError, LeaseLostError, StoreErro
 from watcher.store.protocol import SectionReads, Store
 
 log = logging.getLogger("benchwatch.rules")
+# The poll this task runs (`SharedRuleState.polling`): whether it is still counted as coming to a section.
+_COMING: ContextVar[list[bool] | None] = ContextVar("benchwatch_poll_coming", default=None)
 
 
 class SharedRuleState:
@@ -50,11 +53,49 @@ class SharedRuleState:
         # In a section, after a commit: the rows its turns changed and the version before them, until it commits.
         self._unconfirmed: tuple[list[tuple[str, str]], int] | None = None
         self._stale: set[tuple[str, str]] = set()  # rows a failed commit changed in `_state` alone: read again
+        # Replicas: polls under way that have not come to a turn yet (`polling`), and a wake-up at each that does.
+        self._coming = 0
+        self._arrival = asyncio.Event()
 
     @property
     def cached(self) -> RuleState | None:
         """The rule state as last read or committed here (None before the first read, or after a failed commit)."""
         return self._state
+
+    @contextlib.contextmanager
+    def polling(self) -> Iterator[None]:
+        """Around one poll (replicas): until it comes to its turn, or ends without one, a section about to begin
+        waits for it, `GATHER_S` at most, so that it joins (see GATHER_S)."""
+        if not self.shared:
+            yield
+            return
+        coming = [True]
+        self._coming += 1
+        token = _COMING.set(coming)
+        try:
+            yield
+        finally:
+            _COMING.reset(token)
+            self._arrived(coming)
+
+    def _arrived(self, coming: list[bool]) -> None:
+        if coming[0]:
+            coming[0] = False
+            self._coming -= 1
+            self._arrival.set()
+
+    async def _gather(self) -> None:
+        """Before a section begins: wait until no poll is under way that may still come to a turn, `GATHER_S` at
+        most — turns that come meanwhile join the section."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GATHER_S
+        while self._coming > 0:
+            self._arrival.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrival.wait(), remaining)
 
     @contextlib.asynccontextmanager
     async def turn(self, *, exclusive: bool) -> AsyncIterator[RuleState]:
@@ -69,6 +110,9 @@ class SharedRuleState:
         if not (exclusive and self.shared):
             yield await self._current()
             return
+        coming = _COMING.get()
+        if coming is not None:  # this poll has come
+            self._arrived(coming)
         batch = self._batch
         if batch is not None and batch.admits():
             batch.admitted += 1
@@ -93,6 +137,7 @@ class SharedRuleState:
         ends it — committing them all, or none."""
         await batch.body.acquire()  # a new lock: taken at once; the turns that join wait for this one's routing
         try:
+            await self._gather()
             async with self.store.rules_section(reads) as view:  # the version and the log since, with the lock
                 version = int(view.body or "0")
                 self._catch_up(version, view.rows)
@@ -234,6 +279,13 @@ BATCH_TURNS: Final = 16
 one: three replicas hand the lock over once a slot, not once a routed poll — each handover a wait on another
 process's round trips and on the scheduler (0.77 replicas waited on the lock on average through `many`'s busy
 windows)."""
+
+
+GATHER_S: Final = 0.05
+"""How long a section about to begin waits, at most, for the polls of this process under way that have not come to
+a turn yet (`SharedRuleState.polling`): a slot's polls end over tens of milliseconds, and the turns of those that
+ended after its section began each began one of their own — with three replicas, whose processes share the CPU, a
+third of the sections held a single turn, against a fifth with one replica (issue 28)."""
 
 
 class _Batch:
