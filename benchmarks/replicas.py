@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import os
 import signal
 import sys
@@ -47,6 +48,8 @@ UNCHANGED_VS_PARSE_TARGET = 0.3
 # Issue 28: three replicas together spend at most this many times one replica's transactions, and its CPU, on the
 # same work: windows of the same changes (see `measure`).
 REPLICAS_TARGET = 1.2
+STILL_READINGS = 4  # `transactions_settled`: readings a second apart, in a row, that show nothing late
+SETTLED_DEADLINE_S = 90.0
 QUIET_S = 2.0 * POLL_INTERVAL_S  # a changed window ends once no notification came for this long (`absorbed`)
 ABSORB_DEADLINE_S = 120.0
 SETTLE_DEADLINE_S = 900.0  # the first pass over 10,000 jobs, and its notifications sent
@@ -105,6 +108,29 @@ async def transactions_of(names: list[str]) -> int:
     return int(row[0]) if row else 0
 
 
+async def transactions_settled(names: list[str], *, stopped: bool) -> int:
+    """`transactions_of`, once every backend has reported what it counted. A backend reports at most once a second,
+    and one that found the statistics locked (many reporting at once) tries again later and later: up to a minute
+    on PostgreSQL 15. Three replicas resumed after a pause retake their expired leases in a burst of 600–850
+    transactions, 5 s before their window; about 200 of them were still unreported when it began and were counted
+    in it — three replicas' transactions came out 1.3 times what the server's statement log shows for the same
+    window (one replica, never in such a burst: within 0.2 %).
+
+    `stopped` (every client of the databases SIGSTOPped): the count, once it has not moved for STILL_READINGS
+    readings a second apart. Else (clients at rest): once the last STILL_READINGS increments are each at most twice
+    the smallest of them plus a few — the rest rate, with no late report among them. SETTLED_DEADLINE_S at most."""
+    deadline = time.monotonic() + SETTLED_DEADLINE_S
+    readings = [await transactions_of(names)]
+    while time.monotonic() < deadline:
+        readings.append(await transactions_of(names))
+        steps = [after - before for before, after in itertools.pairwise(readings)][-STILL_READINGS:]
+        if len(steps) < STILL_READINGS:
+            continue
+        if (max(steps) == 0) if stopped else (max(steps) <= 2 * min(steps) + 3):
+            return readings[-1]
+    raise RuntimeError(f"the transaction count of {names} did not settle within {SETTLED_DEADLINE_S:g}s")
+
+
 class Database:
     """A database of the benchmark's own, and its transaction counter."""
 
@@ -127,6 +153,10 @@ class Database:
     async def transactions(self) -> int:
         """Transactions of the database so far (`transactions_of`)."""
         return await transactions_of([self.name])
+
+    async def settled(self, *, stopped: bool) -> int:
+        """Transactions of the database so far, every one reported (`transactions_settled`)."""
+        return await transactions_settled([self.name], stopped=stopped)
 
     async def takeovers(self) -> int:
         """Leases taken so far, all replicas together (each take moves a lease's epoch on by one)."""
@@ -152,6 +182,10 @@ class Databases:
     async def transactions(self) -> int:
         """Transactions of every part so far (`transactions_of`)."""
         return await transactions_of([db.name for db in self.parts])
+
+    async def settled(self, *, stopped: bool) -> int:
+        """Transactions of every part so far, every one reported (`transactions_settled`)."""
+        return await transactions_settled([db.name for db in self.parts], stopped=stopped)
 
     async def takeovers(self) -> int:
         """Leases taken so far in every part."""
@@ -290,11 +324,15 @@ class Bench:
         db: Database | Databases | None,
         absorbed: bool = False,
         expected: frozenset[str] = frozenset(),
+        pause: bool = False,
     ) -> dict[str, Any]:
         """`intervals` poll intervals, the clock moved at each (or still); what every replica spent. `absorbed`:
         the window goes on, the clock still, until the changes are absorbed — every job polled again since the
         last move, then no notification for `QUIET_S` — so that setups which work through the same changes at
         different speeds are measured on all of them (a slower one pays its extra polling at rest, as it would).
+        `pause`: the replicas are paused as the window ends, and its transactions counted once every one has been
+        reported (`transactions_settled`); it begins once the count moves at the rate at rest, with no late report of
+        what came before (the burst of leases retaken after a pause).
 
         With `advance`, the clock moves on only once every job still running has been polled since its last move
         (`_polled_since`): every setup sees every state of every job, so one replica and three do the same work.
@@ -303,7 +341,9 @@ class Bench:
         against three replicas' 546, on the same seed) and was compared on less work."""
         pids = [child.process.pid for child in self.replicas]
         taken_before = await db.takeovers() if db is not None else None
-        xacts_before = await db.transactions() if db is not None else 0
+        xacts_before = 0
+        if db is not None:
+            xacts_before = await db.settled(stopped=False) if pause else await db.transactions()
         stats_before, arrivals_before = await self.sim.stats(), await self.receiver.count()
         switches_before = [switches(pid) for pid in pids]
         cpu_before, started = [cpu_s(pid) for pid in pids], time.monotonic()
@@ -326,8 +366,13 @@ class Bench:
         elapsed_s, stats_after = time.monotonic() - started, await self.sim.stats()
         await asyncio.sleep(POLL_INTERVAL_S)  # the last move's polls and notifications
         arrivals = await self.receiver.arrivals(arrivals_before)
-        xacts = (await db.transactions()) - xacts_before - db.own_reads if db is not None else None
+        if pause:
+            self.pause()
         taken = (await db.takeovers()) - taken_before if taken_before is not None else None
+        xacts = None
+        if db is not None:
+            xacts_after = await db.settled(stopped=True) if pause else await db.transactions()
+            xacts = xacts_after - xacts_before - db.own_reads
         requests = stats_after["requests"] - stats_before["requests"]
         lines, _ = await self.sim.requests_since(stats_before["requests"])
         # None: the simulator's log (REQUEST_LOG_SIZE lines) no longer holds the window's first requests
@@ -564,11 +609,12 @@ def _pg_state(db: Database) -> str:
 async def _changed_rounds(
     one: Bench, three: Bench, windows: Windows, dbs: tuple[Database, Database], shards: tuple[Bench, Databases]
 ) -> dict[str, Any]:
-    """Changed windows of one replica and of three, alternated — 1, 3, 1, 3, … — each setup paused (SIGSTOP)
-    while the other's runs, and settled again once resumed. The two simulators started with the same seed and
-    their clocks move the same number of times from the same start, so the k-th window of each holds the very
-    same changes; alternated, a drift of the machine between windows (the same process spent 14 to 20 s of CPU
-    on the same changes in runs minutes apart) falls on both setups alike. The targets are judged on the rounds'
+    """Changed windows of one replica and of three, alternated — 1, 3, 1, 3, … — each setup paused (SIGSTOP) as
+    its window ends (its transactions counted then: `Bench.window`'s `pause`) and while the other's runs, and
+    settled again once resumed. The two simulators started with the same seed and their clocks move the same
+    number of times from the same start, so the k-th window of each holds the very same changes; alternated, a
+    drift of the machine between windows (the same process spent 14 to 20 s of CPU on the same changes in runs
+    minutes apart) falls on both setups alike. The targets are judged on the rounds'
     totals (`replicas_1`, `replicas_3`); each round is kept too.
 
     A third setup runs in each round after those two: three shards (`Bench.start_shards`), each process watching a
@@ -583,19 +629,20 @@ async def _changed_rounds(
         one.resume()
         await one.settle(db_one)
         progress(f"{one.workload.name}: changed window, 1 replica ({label})")
-        solo = await one.window(windows.changed, advance=True, db=db_one, absorbed=True)
-        one.pause()
+        solo = await one.window(windows.changed, advance=True, db=db_one, absorbed=True, pause=True)
         three.resume()
         await three.settle(db_three)
         progress(f"{three.workload.name}: changed window, 3 replicas ({label})")
         expected = frozenset(solo["changed_ids"])
-        trio = await three.window(windows.changed, advance=True, db=db_three, absorbed=True, expected=expected)
-        three.pause()
+        trio = await three.window(
+            windows.changed, advance=True, db=db_three, absorbed=True, expected=expected, pause=True
+        )
         apart.resume()
         await apart.settle(db_apart)
         progress(f"{apart.workload.name}: changed window, 3 shards ({label})")
-        alone = await apart.window(windows.changed, advance=True, db=db_apart, absorbed=True, expected=expected)
-        apart.pause()
+        alone = await apart.window(
+            windows.changed, advance=True, db=db_apart, absorbed=True, expected=expected, pause=True
+        )
         rounds.append({"replicas_1": solo, "replicas_3": trio, "shards_3": alone})
     three.resume()
     await three.settle(db_three)  # the failover starts from three replicas at rest
