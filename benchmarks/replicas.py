@@ -118,7 +118,8 @@ async def transactions_settled(names: list[str], *, stopped: bool) -> int:
 
     `stopped` (every client of the databases SIGSTOPped): the count, once it has not moved for STILL_READINGS
     readings a second apart. Else (clients at rest): once the last STILL_READINGS increments are each at most twice
-    the smallest of them plus a few — the rest rate, with no late report among them. SETTLED_DEADLINE_S at most."""
+    the smallest of them plus ten — the rest rate, with no late report among them (a backend's late report
+    holds 50–200). SETTLED_DEADLINE_S at most, then as it is (said)."""
     deadline = time.monotonic() + SETTLED_DEADLINE_S
     readings = [await transactions_of(names)]
     while time.monotonic() < deadline:
@@ -126,9 +127,10 @@ async def transactions_settled(names: list[str], *, stopped: bool) -> int:
         steps = [after - before for before, after in itertools.pairwise(readings)][-STILL_READINGS:]
         if len(steps) < STILL_READINGS:
             continue
-        if (max(steps) == 0) if stopped else (max(steps) <= 2 * min(steps) + 3):
+        if (max(steps) == 0) if stopped else (max(steps) <= 2 * min(steps) + 10):
             return readings[-1]
-    raise RuntimeError(f"the transaction count of {names} did not settle within {SETTLED_DEADLINE_S:g}s")
+    progress(f"the transaction count of {names} did not settle within {SETTLED_DEADLINE_S:g}s: taken as it is")
+    return readings[-1]
 
 
 class Database:
