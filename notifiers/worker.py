@@ -183,11 +183,24 @@ class DeliveryWorker:
             started += self._start(item)
         return started
 
+    def has_room(self) -> bool:
+        """Whether notifications this process commits now should be claimed for this worker and handed over
+        (`take`, PostgreSQL): while it would start them at once and has fewer than DUE_BATCH sends under way — as
+        many as a dispatch claims. Else they are left unclaimed, and its next dispatch reads them: claims beyond
+        what it sends soon would only wait, renewed every heartbeat, and go to another replica as `interrupted`
+        if this one died."""
+        if self._stopping or self._unrecorded or self._read_failed or self._backlog:
+            return False
+        if len(self._in_flight) >= DUE_BATCH:
+            self._backlog = True  # left unclaimed: a send that ends reads on (`_forget`)
+            return False
+        return True
+
     def take(self, items: Sequence[OutboxItem]) -> None:
         """Notifications this process committed and claimed for this worker in the same transaction (PostgreSQL's
-        `listen(take=...)`): sent as a dispatch would, without reading them back. Left in the outbox for a
-        dispatch to find (this worker's claims) while it would not start them in order: a backlog not read yet
-        (they would overtake it), a record held, a look at the outbox failing, a stop."""
+        `listen(taker=...)`, while it had room): sent as a dispatch would, without reading them back. Left in the
+        outbox for a dispatch to find (this worker's claims) if meanwhile it would not start them in order: a
+        backlog not read yet (they would overtake it), a record held, a look at the outbox failing, a stop."""
         if self._stopping or self._backlog or self._unrecorded or self._read_failed:
             self._wake.set()
             return

@@ -22,6 +22,7 @@ from notifiers.worker import DUE_BATCH, DeliveryPolicy, DeliveryWorker, Outbox
 from tests.conftest import Backend, FakeSleep
 from tests.fakes.base import Reply
 from tests.fakes.webhook import WebhookReceiver
+from tests.test_store import _until
 from watcher.app.config import load_config
 from watcher.app.service import Service
 from watcher.cli.main import main
@@ -192,6 +193,29 @@ async def test_the_running_worker_reads_on_past_one_batch_of_due_notifications(
     await worker.stop()
     await running  # stop() ends run() by itself
     assert sorted(d.webhook_id for d in receiver.deliveries) == [f"nt_hook_{i:03d}" for i in range(count)]
+
+
+async def test_a_worker_with_a_dispatchs_worth_of_sends_under_way_has_no_room_and_reads_on_once_one_ends(
+    aiohttp_server: Any, context: NotifierContext, clock: ManualClock, tmp_path: Path
+) -> None:
+    # Claimed at commit and handed over without a bound, a first pass's thousands of notifications would wait
+    # claimed, renewed at every heartbeat, and go to another replica as `interrupted` if this one died (issue 28).
+    receiver, server = await _receiver(aiohttp_server)
+    receiver.gate = asyncio.Event()  # every send waits until the test opens it
+    async with SQLiteStore(tmp_path / "state.db") as store:
+        worker = DeliveryWorker(store, {"hook": _hook("hook", server, context, clock)}, {}, clock=clock)
+        running = asyncio.create_task(worker.run())
+        await _until(lambda: worker._waiting_until_ms is not None)  # its first look found nothing: it waits a minute
+        await store.commit(notifications=_notes("hook", DUE_BATCH + 1, clock))
+        items = await store.outbox_items(status="pending", limit=DUE_BATCH + 1)
+        assert worker.has_room()
+        worker.take(items[:DUE_BATCH])  # as a PostgreSQL replica's commits hand them over
+        assert not worker.has_room()  # a dispatch's worth under way: the next commit's are left unclaimed
+        receiver.gate.set()
+        await receiver.wait_for(DUE_BATCH + 1, timeout_s=30)  # the one left read as soon as a send ended
+        await worker.stop()
+        await running
+    assert sorted(d.webhook_id for d in receiver.deliveries) == sorted(item.notification.id for item in items)
 
 
 async def test_the_running_worker_sends_a_rescheduled_notification_when_it_falls_due(

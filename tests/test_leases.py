@@ -443,12 +443,17 @@ async def test_a_replica_committing_what_its_own_worker_sends_wakes_no_other_rep
 
 
 class _Taken:
-    """What a store handed to its worker (`listen`'s `take`): the ids of each hand-over."""
+    """A worker as a store hands it what it commits (`listen`'s `taker`), which starts nothing: the ids of each
+    hand-over; `room` says whether it has room for more."""
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
+        self.room = True
 
-    def __call__(self, items: list[OutboxItem]) -> None:
+    def has_room(self) -> bool:
+        return self.room
+
+    def take(self, items: list[OutboxItem]) -> None:
         self.batches.append([item.notification.id for item in items])
 
 
@@ -475,12 +480,17 @@ async def test_a_listening_replicas_commit_claims_its_notifications_and_hands_th
             await r1.commit(notifications=notes[1:3])  # nt_hook_001 is there already: neither claimed nor handed
             assert len(taken.batches) == 1  # at the section's COMMIT, not before
         assert taken.batches[1:] == [["nt_hook_002"]]
+        taken.room = False  # r1's worker has no room: left unclaimed, for the next dispatch of any worker
+        await r1.commit(notifications=_notes("full", 1, clock))
+        assert len(taken.batches) == 2 and await r1.outbox_claims() == 3
         await r2.commit(notifications=notes[3:])  # r2 does not listen: left for any worker to claim
         assert len(taken.batches) == 2
-        assert [item.notification.id for item in await r2.due_notifications(clock.now_ms())] == ["nt_hook_003"]
+        due = sorted(item.notification.id for item in await r2.due_notifications(clock.now_ms()))
+        assert due == ["nt_full_000", "nt_hook_003"]
         clock.advance(TTL_MS)  # r1 died before sending: its claims expire, r2 takes them over as interrupted
         ids = sorted(
-            item.notification.id for item in await r2.due_notifications(clock.now_ms(), exclude=["nt_hook_003"])
+            item.notification.id
+            for item in await r2.due_notifications(clock.now_ms(), exclude=["nt_hook_003", "nt_full_000"])
         )
         assert ids == ["nt_hook_000", "nt_hook_001", "nt_hook_002"]
         assert [a.outcome for a in await r2.deliveries("nt_hook_000")] == [DeliveryOutcome.INTERRUPTED]
@@ -517,7 +527,7 @@ async def test_a_replicas_worker_sends_what_its_commits_hand_over_without_readin
     worker = DeliveryWorker(counting, {"hook": _hook("hook", server, context, clock)}, {}, clock=clock)
     running = asyncio.create_task(worker.run())
     wakes = _Wakes()
-    listener = asyncio.create_task(r1.listen(wakes, worker.take))
+    listener = asyncio.create_task(r1.listen(wakes, worker))
     try:
         await wakes.next()
         await _until(lambda: counting.reads >= 1)  # the worker's first look, as it starts

@@ -192,10 +192,8 @@ class Service:
             worker_task = asyncio.create_task(self.worker.run(), name="delivery worker")
             # Another replica's or process's commit wakes this worker too (PostgreSQL: LISTEN/NOTIFY; SQLite: its
             # data_version, so `benchwatch deliveries retry` goes out at once).
-            # PostgreSQL: this replica's own commits hand their notifications to this worker (`take`).
-            listener = asyncio.create_task(
-                self._store.listen(self.worker.wake, self.worker.take), name="outbox listener"
-            )
+            # PostgreSQL: this replica's own commits hand their notifications to this worker (`Taker`).
+            listener = asyncio.create_task(self._store.listen(self.worker.wake, self.worker), name="outbox listener")
             scheduler = self._start_scheduler()
             watching = _watching(self.config.watch, len(self.cycle.targets()))
             log.info("%s from %s; polling every %.0fs", watching, self.client.base_url, self._interval_s())

@@ -55,7 +55,7 @@ from watcher.store.pgschema import (
     statements,
 )
 from watcher.store.pgtx import one_transaction
-from watcher.store.protocol import Holding, SectionReads, SectionView, StoredEvent
+from watcher.store.protocol import Holding, SectionReads, SectionView, StoredEvent, Taker
 from watcher.store.rows import (
     DELIVERY_COLUMNS,
     MIN_PREFIX_CHARS,
@@ -140,9 +140,9 @@ class PostgresStore:
         # Fencing: once this replica holds leases, a job's memory is committed only under the epoch it holds.
         self._epochs: dict[str, int] | None = None
         self._sender = ""  # this replica while its worker listens (it sends what it commits: no NOTIFY), else ""
-        # While its worker listens, given `take`: this replica's commits claim their notifications for it and hand
-        # them over at COMMIT (`_hand_over`), sent without a claim's transaction.
-        self._take: Callable[[list[OutboxItem]], None] | None = None
+        # While its worker listens (`listen`'s `taker`): this replica's commits claim their notifications for it, while
+        # it has room, and hand them over at COMMIT (`_hand_over`), sent without a claim's transaction.
+        self._taker: Taker | None = None
         self.notifies_let_pass = 0  # NOTIFYs naming a replica whose own worker sends (an earlier version's)
         # `write_mark`: announced commits heard per namespace, by the listener's connection (counted), while it listens
         self._announced: collections.Counter[str] = collections.Counter()
@@ -407,9 +407,9 @@ class PostgresStore:
         announce: bool,
     ) -> None:
         """Queue a commit's statements on the open transaction, in a pipeline: nothing is read back, so nothing
-        waits here. While this replica's worker takes what it commits (`listen`'s `take`), each notification is
-        claimed for it as it is added, and handed over once the COMMIT is done (a row already there, the same
-        notification from an earlier commit, is neither claimed nor handed over)."""
+        waits here. While this replica's worker takes what it commits (`listen`'s `taker`) and has room, each
+        notification is claimed for it as it is added, and handed over once the COMMIT is done (a row already
+        there, the same notification from an earlier commit, is neither claimed nor handed over)."""
         conn = opened.conn
         if memory is not None:
             await self._fence(conn, memory.job_id)
@@ -424,7 +424,7 @@ class PostgresStore:
         for index, row in enumerate(state_rows):
             await _write_state_row(conn, row)
             self._step(f"state:{index}")
-        claiming = self._take is not None
+        claiming = bool(notifications) and self._taker is not None and self._taker.has_room()
         for index, n in enumerate(notifications):
             if claiming:
                 now = n.created_ms if self.caller_clock else None
@@ -442,12 +442,12 @@ class PostgresStore:
 
     async def _hand_over(self, claimed: Sequence[tuple[psycopg.AsyncCursor[Any], Notification]]) -> None:
         """Once the COMMIT is done: give this replica's worker the notifications the commit added and claimed."""
-        take = self._take
-        if not claimed or take is None:
+        taker = self._taker
+        if not claimed or taker is None:
             return
         added = [n for cursor, n in claimed if await cursor.fetchone() is not None]
         if added:
-            take([OutboxItem(n, OutboxStatus.PENDING, 0, 0, None, None, None) for n in added])
+            taker.take([OutboxItem(n, OutboxStatus.PENDING, 0, 0, None, None, None) for n in added])
 
     async def _fence(self, conn: psycopg.AsyncConnection[Any], job_id: str) -> None:
         if self._epochs is None:
@@ -708,11 +708,11 @@ class PostgresStore:
 
     @property
     def hands_over_commits(self) -> bool:
-        """Whether this replica's commits hand their notifications to its worker (`listen`'s `take`): nobody
-        needs waking for them."""
-        return self._take is not None
+        """Whether this replica's commits hand their notifications to its worker (`listen`'s `taker`): nobody
+        needs waking for them (one it had no room for waits, unclaimed, for its next dispatch)."""
+        return self._taker is not None
 
-    async def listen(self, wake: Callable[[], None], take: Callable[[list[OutboxItem]], None] | None = None) -> None:
+    async def listen(self, wake: Callable[[], None], taker: Taker | None = None) -> None:
         """Call `wake` whenever a process commits notifications that it will not send itself (a command, `benchwatch
         deliveries retry`, a replica stopping in order and letting go of its claims), until cancelled.
 
@@ -723,17 +723,18 @@ class PostgresStore:
         in `notifies_let_pass`), woke every replica's listener at every commit of any of them: three wake-ups a
         commit with three replicas, for nothing.
 
-        Given `take`, the worker's own commits go further: each claims the notifications it adds for this replica
-        and hands them to `take` at COMMIT — sent without the claim's transaction, which the worker's wake-up cost
-        at every commit (three replicas, which commit in smaller batches, paid it more often than one). A replica
-        that dies before sending them leaves them claimed: the others take them over once the claim expires (a
-        lease TTL), as any send it had in flight, recording the takeover as `interrupted` — it may have sent them.
+        Given the worker (`taker`), its own commits go further: each claims the notifications it adds for it, while
+        it has room (`Taker.has_room`: fewer sends under way than a dispatch reads), and hands them over at COMMIT —
+        sent without the claim's transaction, which the worker's wake-up cost at every commit (three replicas, which
+        commit in smaller batches, paid it more often than one). A replica that dies before sending them leaves them
+        claimed: the others take them over once the claim expires (a lease TTL), as any send it had in flight,
+        recording the takeover as `interrupted` — it may have sent them.
 
         A lost connection is retried every second; `wake` is called after each reconnect, for what was missed, and
         after each failed attempt: while no NOTIFY can come (the server refuses a connection: too many clients), the
         worker looks every second instead of idling with the others' notifications due."""
         self._sender = self.holder
-        self._take = take
+        self._taker = taker
         try:
             while True:
                 try:
@@ -758,7 +759,7 @@ class PostgresStore:
                 await asyncio.sleep(LISTEN_RETRY_S)
         finally:
             self._sender = ""
-            self._take = None
+            self._taker = None
 
     async def record_delivery(self, attempt: DeliveryAttempt, *, status: OutboxStatus, next_attempt_ms: int) -> None:
         """Record one delivery attempt and the notification's new status atomically — only while this replica's

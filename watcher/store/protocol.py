@@ -65,6 +65,19 @@ class SectionView:
     join: Callable[[], AbstractAsyncContextManager[None]] = field(default=_no_join, compare=False, repr=False)
 
 
+class Taker(Protocol):
+    """A delivery worker as `Coordination.listen` hands it what this process commits."""
+
+    def has_room(self) -> bool:
+        """Whether notifications committed now should be claimed for it and handed over (else they are left
+        unclaimed in the outbox, for its next look)."""
+        ...
+
+    def take(self, items: list[OutboxItem]) -> None:
+        """Notifications committed and claimed for it, handed over once committed."""
+        ...
+
+
 class Coordination(Protocol):
     """How replicas share the work: leases on jobs, the rule-timer claim. One SQLite process holds everything."""
 
@@ -92,15 +105,15 @@ class Coordination(Protocol):
 
     @property
     def hands_over_commits(self) -> bool:
-        """Whether this process's commits hand the notifications they add to the worker (`listen`'s `take`)
+        """Whether this process's commits hand the notifications they add to the worker (`listen`'s `taker`)
         instead of leaving them for it to read: no wake-up is needed for them."""
         ...
 
-    async def listen(self, wake: Callable[[], None], take: Callable[[list[OutboxItem]], None] | None = None) -> None:
+    async def listen(self, wake: Callable[[], None], taker: Taker | None = None) -> None:
         """Call `wake` whenever another replica or process commits notifications or sends one again (`benchwatch
         deliveries retry`), until cancelled (returns at once if nobody else can write the store). A store that
-        can, while it listens, claims the notifications this process commits for its worker and hands them to
-        `take` once committed (PostgreSQL; SQLite, one process, leaves them to be read)."""
+        can, while it listens, claims the notifications this process commits for its worker (`taker`, while it has
+        room) and hands them over once committed (PostgreSQL; SQLite, one process, leaves them to be read)."""
         ...
 
 

@@ -33,7 +33,7 @@ from watcher.core.records import DeliveryAttempt, LoggedDelivery, OutboxItem, Ou
 from watcher.store.errors import StoreError, StoreWriteError
 from watcher.store.filelock import StateFileLock
 from watcher.store.filewatch import FileChanges
-from watcher.store.protocol import Holding, SectionReads, SectionView, StoredEvent
+from watcher.store.protocol import Holding, SectionReads, SectionView, StoredEvent, Taker
 from watcher.store.rows import (
     DELIVERY_COLUMNS,
     MIN_PREFIX_CHARS,
@@ -341,10 +341,10 @@ class SQLiteStore:
 
     @property
     def hands_over_commits(self) -> bool:
-        """Never: this process's own commits wake its worker, which reads what is due (`take` is not used)."""
+        """Never: this process's own commits wake its worker, which reads what is due (`taker` is not used)."""
         return False
 
-    async def listen(self, wake: Callable[[], None], take: Callable[[list[OutboxItem]], None] | None = None) -> None:
+    async def listen(self, wake: Callable[[], None], taker: Taker | None = None) -> None:
         """Call `wake` whenever another process commits to this file (`benchwatch deliveries retry` while the
         watcher runs), until cancelled: `PRAGMA data_version` moves only for other connections' commits — this
         process's own wake its worker directly. It is asked when a write to the database's files was seen
