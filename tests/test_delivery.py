@@ -29,6 +29,7 @@ from watcher.cli.main import main
 from watcher.core.clock import ManualClock, SystemClock
 from watcher.core.failures import Reason
 from watcher.core.notification import Notification
+from watcher.core.records import OutboxItem
 from watcher.pipeline.sample import sample_notification
 from watcher.store.protocol import NamespacedState, Store
 from watcher.store.sqlite import SQLiteStore
@@ -232,12 +233,14 @@ async def test_the_running_worker_sends_a_rescheduled_notification_when_it_falls
     assert [a.outcome for a in await store.deliveries("nt_hook_000")] == ["retry", "sent"]
 
 
-class _CountingNextDue:
-    """The store, counting the worker's looks at the next due time."""
+class _Counting:
+    """The store, counting the worker's looks at the next due time (`looks`) and its reads of due notifications
+    (`reads`: each a claim's transaction on PostgreSQL)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self.looks = 0
+        self.reads = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -245,6 +248,10 @@ class _CountingNextDue:
     async def next_attempt_ms(self, *, after_ms: int = -1) -> int | None:
         self.looks += 1
         return await self._store.next_attempt_ms(after_ms=after_ms)
+
+    async def due_notifications(self, now_ms: int, **kwargs: Any) -> list[OutboxItem]:
+        self.reads += 1
+        return await self._store.due_notifications(now_ms, **kwargs)
 
 
 async def test_the_running_worker_looks_at_the_next_due_time_once_not_at_every_wake_up(
@@ -254,7 +261,7 @@ async def test_the_running_worker_looks_at_the_next_due_time_once_not_at_every_w
     per wake-up, a quarter of a replica's while jobs changed. It reads it again only when it may have moved: its own
     retry moves it, and that retry goes out when due, not at the idle look a minute later."""
     receiver, server = await _receiver(aiohttp_server)
-    counting = _CountingNextDue(store)
+    counting = _Counting(store)
     worker = DeliveryWorker(counting, {"hook": _hook("hook", server, context, clock)}, {}, clock=clock)
     running = asyncio.create_task(worker.run())
     notes = _notes("hook", 6, clock)

@@ -24,7 +24,7 @@ from rules.engine import Router
 from rules.persist import VERSION, VERSION_KEY, load_rule_state, log_key
 from tests.conftest import Backend, ThrowawayPostgres
 from tests.running import write_config
-from tests.test_delivery import Cli, _hook, _notes, _receiver
+from tests.test_delivery import Cli, _Counting, _hook, _notes, _receiver
 from tests.test_pg_write_errors import reconnected, set_read_only
 from tests.test_store import _timeline, _until
 from watcher.app.config import Config, load_config
@@ -503,27 +503,12 @@ async def test_a_listening_replicas_commit_claims_its_notifications_and_hands_th
     assert len(taken.batches) == 2 and await r1.outbox_claims() == 0
 
 
-class _CountingDue:
-    """The store, counting the worker's reads of due notifications (each a claim's transaction on PostgreSQL)."""
-
-    def __init__(self, store: PostgresStore) -> None:
-        self._store = store
-        self.reads = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    async def due_notifications(self, now_ms: int, **kwargs: Any) -> list[OutboxItem]:
-        self.reads += 1
-        return await self._store.due_notifications(now_ms, **kwargs)
-
-
 async def test_a_replicas_worker_sends_what_its_commits_hand_over_without_reading_the_outbox(
     replicas: list[PostgresStore], clock: ManualClock, aiohttp_server: Any, context: NotifierContext
 ) -> None:
     r1 = replicas[0]
     receiver, server = await _receiver(aiohttp_server)
-    counting = _CountingDue(r1)
+    counting = _Counting(r1)
     worker = DeliveryWorker(counting, {"hook": _hook("hook", server, context, clock)}, {}, clock=clock)
     running = asyncio.create_task(worker.run())
     wakes = _Wakes()
@@ -552,7 +537,7 @@ async def test_the_heartbeat_looks_at_the_outbox_for_the_worker_and_finds_what_a
     # of every replica at rest with a 2-s TTL (issue 28). Each heartbeat looks for it, in its round trip.
     r1, r2, _ = replicas
     receiver, server = await _receiver(aiohttp_server)
-    counting = _CountingDue(r2)
+    counting = _Counting(r2)
     hooks = {name: _hook(name, server, context, clock) for name in ("hook", "own")}
     worker = DeliveryWorker(counting, hooks, {}, clock=clock)
     running = asyncio.create_task(worker.run())
