@@ -189,7 +189,7 @@ class DeliveryWorker:
         many as a dispatch claims. Else they are left unclaimed, and its next dispatch reads them: claims beyond
         what it sends soon would only wait, renewed every heartbeat, and go to another replica as `interrupted`
         if this one died."""
-        if self._stopping or self._unrecorded or self._read_failed or self._backlog:
+        if not self._starts_now():
             return False
         if len(self._in_flight) >= DUE_BATCH:
             self._backlog = True  # left unclaimed: a send that ends reads on (`_forget`)
@@ -201,12 +201,17 @@ class DeliveryWorker:
         `listen(taker=...)`, while it had room): sent as a dispatch would, without reading them back. Left in the
         outbox for a dispatch to find (this worker's claims) if meanwhile it would not start them in order: a
         backlog not read yet (they would overtake it), a record held, a look at the outbox failing, a stop."""
-        if self._stopping or self._backlog or self._unrecorded or self._read_failed:
+        if not self._starts_now():
             self._wake.set()
             return
         for item in items:
             if item.notification.id not in self._quarantined:
                 self._start(item)
+
+    def _starts_now(self) -> bool:
+        """Whether a notification handed over would be started at once, in order: no stop, no record held, the
+        outbox readable, no backlog read yet (it would overtake it)."""
+        return not (self._stopping or self._unrecorded or self._read_failed or self._backlog)
 
     def _start(self, item: OutboxItem) -> int:
         """A send for `item` unless one is in flight (or the worker stops); returns how many were started."""

@@ -35,8 +35,20 @@ from watcher.store.errors import BatchRolledBackError, LeaseLostError, StoreErro
 from watcher.store.protocol import SectionReads, Store
 
 log = logging.getLogger("benchwatch.rules")
-# The poll this task runs (`SharedRuleState.polling`): whether it is still counted as coming to a section.
-_COMING: ContextVar[list[bool] | None] = ContextVar("benchwatch_poll_coming", default=None)
+
+
+class _Poll:
+    """A poll under way (`SharedRuleState.polling`): counted as coming to a section until it comes to its turn
+    or ends."""
+
+    __slots__ = ("coming",)
+
+    def __init__(self) -> None:
+        self.coming = True
+
+
+# The poll this task runs, if any.
+_POLL: ContextVar[_Poll | None] = ContextVar("benchwatch_poll", default=None)
 
 
 class SharedRuleState:
@@ -69,18 +81,18 @@ class SharedRuleState:
         if not self.shared:
             yield
             return
-        coming = [True]
+        poll = _Poll()
         self._coming += 1
-        token = _COMING.set(coming)
+        token = _POLL.set(poll)
         try:
             yield
         finally:
-            _COMING.reset(token)
-            self._arrived(coming)
+            _POLL.reset(token)
+            self._arrived(poll)
 
-    def _arrived(self, coming: list[bool]) -> None:
-        if coming[0]:
-            coming[0] = False
+    def _arrived(self, poll: _Poll) -> None:
+        if poll.coming:
+            poll.coming = False
             self._coming -= 1
             self._arrival.set()
 
@@ -110,9 +122,9 @@ class SharedRuleState:
         if not (exclusive and self.shared):
             yield await self._current()
             return
-        coming = _COMING.get()
-        if coming is not None:  # this poll has come
-            self._arrived(coming)
+        poll = _POLL.get()
+        if poll is not None:  # this poll has come
+            self._arrived(poll)
         batch = self._batch
         if batch is not None and batch.admits():
             batch.admitted += 1

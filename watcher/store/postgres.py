@@ -427,8 +427,9 @@ class PostgresStore:
         claiming = bool(notifications) and self._taker is not None and self._taker.has_room()
         for index, n in enumerate(notifications):
             if claiming:
-                now = n.created_ms if self.caller_clock else None
-                cursor = await conn.execute(_ADD_CLAIMED, (*_outbox_row(n), self.holder, now, self.lease_ttl_ms))
+                params = dict(zip(("id", "notifier", "rule", "created", "body", "job"), _outbox_row(n), strict=True))
+                claim = {"me": self.holder, "now": self._lease_now(n.created_ms), "ttl": self.lease_ttl_ms}
+                cursor = await conn.execute(_ADD_CLAIMED, {**params, **claim})
                 opened.claimed.append((cursor, n))
             else:
                 await conn.execute(_ADD, _outbox_row(n))
@@ -911,12 +912,12 @@ _ADD: Final = (
     b"INSERT INTO outbox (id, notifier, rule, created_ms, body, job_id) VALUES (%s, %s, %s, %s, %s, %s)"
     b" ON CONFLICT (id) DO NOTHING"
 )
-# The same, claimed for this replica (`claimed_by`, then the time of the claim — None: the database's — and the
-# TTL); returns its id only if it was added.
+# The same, claimed for this replica for a TTL from `now` (`pgleases.NOW`: None, the database's clock); returns its
+# id only if it was added.
 _ADD_CLAIMED: Final = (
     b"INSERT INTO outbox (id, notifier, rule, created_ms, body, job_id, claimed_by, claim_expires_ms)"
-    b" VALUES (%s, %s, %s, %s, %s, %s, %s, COALESCE(%s::bigint, (extract(epoch FROM statement_timestamp()) * 1000)"
-    b"::bigint) + %s) ON CONFLICT (id) DO NOTHING RETURNING id"
+    b" VALUES (%(id)s, %(notifier)s, %(rule)s, %(created)s, %(body)s, %(job)s, %(me)s, " + NOW.encode() + b" + %(ttl)s)"
+    b" ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 
 
