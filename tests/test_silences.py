@@ -204,8 +204,10 @@ async def test_replicas_read_the_silences_again_only_when_an_added_one_is_announ
         await tracker.refresh_silences()
         assert reads == []  # at rest: no read
         request = request_from_args(["job_id=bmj_a"], now_ms=1_000, for_="1h", until=None, comment="")
-        added = await add_silence(cli, request, now_ms=1_000)  # `benchwatch silences add`, or another replica's API
+        # Read before the add: its announcement may be heard before `add_silence` returns here (the listener's task
+        # runs while the add's connection goes back to the pool), and a mark read after it would never move again.
         mark = mine.write_mark(NAMESPACE)
+        added = await add_silence(cli, request, now_ms=1_000)  # `benchwatch silences add`, or another replica's API
         await _until(lambda: mine.write_mark(NAMESPACE) != mark)
         await tracker.refresh_silences()
         assert reads == [NAMESPACE] and tracker.router is not None
