@@ -22,7 +22,7 @@ from notifiers.worker import DUE_BATCH, DeliveryPolicy, DeliveryWorker, Outbox
 from tests.conftest import Backend, FakeSleep
 from tests.fakes.base import Reply
 from tests.fakes.webhook import WebhookReceiver
-from tests.test_store import _until
+from tests.waiting import until
 from watcher.app.config import load_config
 from watcher.app.service import Service
 from watcher.cli.main import main
@@ -206,7 +206,7 @@ async def test_a_worker_with_a_dispatchs_worth_of_sends_under_way_has_no_room_an
     async with SQLiteStore(tmp_path / "state.db") as store:
         worker = DeliveryWorker(store, {"hook": _hook("hook", server, context, clock)}, {}, clock=clock)
         running = asyncio.create_task(worker.run())
-        await _until(lambda: worker._waiting_until_ms is not None)  # its first look found nothing: it waits a minute
+        await until(lambda: worker._waiting_until_ms is not None)  # its first look found nothing: it waits a minute
         await store.commit(notifications=_notes("hook", DUE_BATCH + 1, clock))
         items = await store.outbox_items(status="pending", limit=DUE_BATCH + 1)
         assert worker.has_room()

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ from tests.conftest import Backend, ThrowawayPostgres
 from tests.running import write_config
 from tests.test_delivery import Cli, _Counting, _hook, _notes, _receiver
 from tests.test_pg_write_errors import reconnected, set_read_only
-from tests.test_store import _timeline, _until
+from tests.test_store import _timeline
+from tests.waiting import until
 from watcher.app.config import Config, load_config
 from watcher.app.replicas import LeaseGate
 from watcher.app.service import Service
@@ -453,7 +454,7 @@ class _Taken:
     def has_room(self) -> bool:
         return self.room
 
-    def take(self, items: list[OutboxItem]) -> None:
+    def take(self, items: Sequence[OutboxItem]) -> None:
         self.batches.append([item.notification.id for item in items])
 
 
@@ -515,13 +516,13 @@ async def test_a_replicas_worker_sends_what_its_commits_hand_over_without_readin
     listener = asyncio.create_task(r1.listen(wakes, worker))
     try:
         await wakes.next()
-        await _until(lambda: counting.reads >= 1)  # the worker's first look, as it starts
+        await until(lambda: counting.reads >= 1)  # the worker's first look, as it starts
         reads = counting.reads
         for index, note in enumerate(_notes("hook", 5, clock)):
             await r1.commit(notifications=[note])
             await asyncio.wait_for(receiver.wait_for(index + 1), timeout=10)
         assert counting.reads == reads  # five sent, the outbox not read once
-        await _until(lambda: worker.stats[("hook", DeliveryOutcome.SENT, "ok")] == 5)  # each recorded
+        await until(lambda: worker.stats[("hook", DeliveryOutcome.SENT, "ok")] == 5)  # each recorded
         assert await r1.outbox_claims() == 0  # each claim let go with its record
         assert {item.status for item in await r1.outbox_items()} == {OutboxStatus.SENT}
     finally:
@@ -545,7 +546,7 @@ async def test_the_heartbeat_looks_at_the_outbox_for_the_worker_and_finds_what_a
     dead = asyncio.create_task(r1.listen(dead_wakes, dead_taken))  # r1's worker, handed two: it dies unsent
     own = asyncio.create_task(r2.listen(own_wakes, own_taken))  # r2's, handed one it leaves for a look
     try:
-        await _until(lambda: counting.reads >= 1)  # its first look, as it starts: nothing yet
+        await until(lambda: counting.reads >= 1)  # its first look, as it starts: nothing yet
         await dead_wakes.next()
         await own_wakes.next()
         reads = counting.reads
@@ -555,17 +556,18 @@ async def test_the_heartbeat_looks_at_the_outbox_for_the_worker_and_finds_what_a
         look = (await r2.hold(JOBS, clock.now_ms())).outbox
         assert look == OutboxLook(None, frozenset({"nt_own_000"}))  # r1's live claims are r1's business
         worker.looked(look)  # its own claim, not started: a look now
-        await _until(lambda: worker.stats[("own", DeliveryOutcome.SENT, "ok")] == 1)  # sent and recorded
+        await until(lambda: worker.stats[("own", DeliveryOutcome.SENT, "ok")] == 1)  # sent and recorded
         assert counting.reads == reads + 1
         look = (await r2.hold(JOBS, clock.now_ms())).outbox
         assert look == OutboxLook(None, frozenset())
         worker.looked(look)
+        assert not worker._wake.is_set()  # nothing due, nothing claimed: it is not woken for a look
         assert counting.reads == reads + 1  # nothing due: no look of its own
         clock.advance(TTL_MS)  # r1 is dead: its claims expire
         look = (await r2.hold(JOBS, clock.now_ms())).outbox
         assert look is not None and look.next_due_ms is not None and look.next_due_ms <= clock.now_ms()
         worker.looked(look)
-        await _until(lambda: worker.stats[("hook", DeliveryOutcome.SENT, "ok")] == 2)
+        await until(lambda: worker.stats[("hook", DeliveryOutcome.SENT, "ok")] == 2)
         assert counting.reads == reads + 2  # the one claim the heartbeat's look called for
         for note in _notes("hook", 2, clock):
             outcomes = [a.outcome for a in await r2.deliveries(note.id)]
@@ -788,9 +790,9 @@ async def test_a_section_about_to_begin_waits_a_moment_for_the_polls_still_under
     now, later = asyncio.Event(), asyncio.Event()
     now.set()
     second = asyncio.create_task(poll(of_b[1], later))
-    await _until(lambda: t1.rules._coming == 1)  # under way
+    await until(lambda: t1.rules._coming == 1)  # under way
     first = asyncio.create_task(poll(of_a[1], now))
-    await _until(lambda: t1.rules._batch is not None)  # the first has come to its turn ...
+    await until(lambda: t1.rules._batch is not None)  # the first has come to its turn ...
     assert sections == []  # ... and its section waits for the second poll, under way
     later.set()
     assert await asyncio.wait_for(asyncio.gather(first, second), timeout=30) == [True, True]
@@ -799,7 +801,7 @@ async def test_a_section_about_to_begin_waits_a_moment_for_the_polls_still_under
     monkeypatch.setattr(shared_rules, "GATHER_S", 0.05)  # a poll that does not come in time holds nobody up
     late = asyncio.Event()
     slow = asyncio.create_task(poll(of_b[2], late))
-    await _until(lambda: t1.rules._coming == 1)
+    await until(lambda: t1.rules._coming == 1)
     assert await asyncio.wait_for(poll(of_a[5], now), timeout=30)
     assert len(sections) == 2 and not slow.done()
     late.set()
@@ -853,7 +855,7 @@ async def test_turns_sharing_a_section_the_database_refuses_are_each_told_it_can
         # itself: tasks created inside it would take its connection for theirs.)
         async with r1._rules_turn:
             polls = [asyncio.create_task(t1.observe(snapshot)) for snapshot in of_a[1:4]]
-            await _until(lambda: t1.rules._batch is not None and t1.rules._batch.admitted == 3)
+            await until(lambda: t1.rules._batch is not None and t1.rules._batch.admitted == 3)
         outcomes = await asyncio.gather(*polls, return_exceptions=True)
         assert [type(outcome) for outcome in outcomes] == [StoreWriteError] * 3, outcomes
     finally:
@@ -879,7 +881,7 @@ async def test_a_poll_cancelled_in_a_shared_section_neither_holds_the_others_up_
         # itself: tasks created inside it would take its connection for theirs.)
         async with r1._rules_turn:
             polls = [asyncio.create_task(t1.observe(snapshot)) for snapshot in of_a[1:4]]
-            await _until(lambda: t1.rules._batch is not None and t1.rules._batch.admitted == 3)
+            await until(lambda: t1.rules._batch is not None and t1.rules._batch.admitted == 3)
             batch = t1.rules._batch
             polls[cancelled].cancel()
         _, pending = await asyncio.wait(polls, timeout=20)  # not cancelled at a deadline: a section waits that out

@@ -18,7 +18,7 @@ from rules.silences import NAMESPACE, matcher_json, parse_match_args
 from tests.conftest import Backend
 from tests.loopprobe import CountingThreadsafe
 from tests.running import running_service
-from tests.test_store import _until
+from tests.waiting import until
 from watcher.cli.main import main
 from watcher.core.clock import ManualClock
 from watcher.core.events import JobStalled
@@ -190,7 +190,7 @@ async def test_replicas_read_the_silences_again_only_when_an_added_one_is_announ
         tracker = JobTracker(mine, router=Router(rules))
         assert mine.write_mark(NAMESPACE) is None  # not listening: nothing tells it of a change but a read
         listener = asyncio.create_task(mine.listen(lambda: None))
-        await _until(lambda: mine.write_mark(NAMESPACE) is not None)
+        await until(lambda: mine.write_mark(NAMESPACE) is not None)
         await tracker.refresh_silences()
         reads: list[str] = []
         load_rows = mine.load_state_rows
@@ -208,7 +208,7 @@ async def test_replicas_read_the_silences_again_only_when_an_added_one_is_announ
         # runs while the add's connection goes back to the pool), and a mark read after it would never move again.
         mark = mine.write_mark(NAMESPACE)
         added = await add_silence(cli, request, now_ms=1_000)  # `benchwatch silences add`, or another replica's API
-        await _until(lambda: mine.write_mark(NAMESPACE) != mark)
+        await until(lambda: mine.write_mark(NAMESPACE) != mark)
         await tracker.refresh_silences()
         assert reads == [NAMESPACE] and tracker.router is not None
         assert [silence.id for silence in tracker.router.runtime_silences] == [added.id]

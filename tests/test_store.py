@@ -8,8 +8,7 @@ import os
 import sqlite3
 import sys
 import threading
-import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from tests.conftest import Backend
 from tests.recording import record, to_snapshot
+from tests.waiting import until
 from watcher.core.clock import ManualClock
 from watcher.core.events import Event
 from watcher.core.records import DeliveryAttempt, DeliveryOutcome, OutboxStatus, StateRow
@@ -179,13 +179,6 @@ def _fail_points(backend: Backend, steps: list[str]) -> list[int]:
     return sorted(points)
 
 
-async def _until(condition: Callable[[], bool], deadline_s: float = 10.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
-
-
 async def test_writes_queued_together_share_a_commit_and_a_failing_one_fails_alone(tmp_path: Path) -> None:
     discovered = diff(None, _timeline()[0]).events[0]
     events = [discovered.model_copy(update={"id": f"ev_{n}"}) for n in range(3)]  # three distinct facts
@@ -205,9 +198,9 @@ async def test_writes_queued_together_share_a_commit_and_a_failing_one_fails_alo
 
     async with SQLiteStore(tmp_path / "s.db", step_hook=hook) as store:
         first = write("a", events[0])
-        await _until(entered.is_set)
+        await until(entered.is_set)
         second, third = write("b", events[1]), write("c", events[2])
-        await _until(lambda: store._writes.qsize() == 2)  # both wait for the thread
+        await until(lambda: store._writes.qsize() == 2)  # both wait for the thread
         release.set()
         await first
         with pytest.raises(Interrupted):

@@ -49,6 +49,7 @@ class _Poll:
 
 # The poll this task runs, if any.
 _POLL: ContextVar[_Poll | None] = ContextVar("benchwatch_poll", default=None)
+_NOTHING_UNDER_WAY: Final = contextlib.nullcontext()  # `polling` with one process (reusable, stateless)
 
 
 class SharedRuleState:
@@ -74,13 +75,14 @@ class SharedRuleState:
         """The rule state as last read or committed here (None before the first read, or after a failed commit)."""
         return self._state
 
-    @contextlib.contextmanager
-    def polling(self) -> Iterator[None]:
+    def polling(self) -> contextlib.AbstractContextManager[None]:
         """Around one poll (replicas): until it comes to its turn, or ends without one, a section about to begin
-        waits for it, `GATHER_S` at most, so that it joins (see GATHER_S)."""
-        if not self.shared:
-            yield
-            return
+        waits for it, `GATHER_S` at most, so that it joins (see GATHER_S). One process: nothing to wait for — a
+        shared no-op, so an unchanged poll builds no generator for it."""
+        return self._under_way() if self.shared else _NOTHING_UNDER_WAY
+
+    @contextlib.contextmanager
+    def _under_way(self) -> Iterator[None]:
         poll = _Poll()
         self._coming += 1
         token = _POLL.set(poll)

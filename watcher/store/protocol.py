@@ -73,7 +73,7 @@ class Taker(Protocol):
         unclaimed in the outbox, for its next look)."""
         ...
 
-    def take(self, items: list[OutboxItem]) -> None:
+    def take(self, items: Sequence[OutboxItem]) -> None:
         """Notifications committed and claimed for it, handed over once committed."""
         ...
 
